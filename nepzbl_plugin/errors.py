@@ -1,0 +1,45 @@
+"""Exceptions raised by nepzbl.
+
+Every problem with an input file (``nep.txt``, ``nep.in``, ``train.xyz``, GPUMD output files)
+raises :class:`NepFormatError`, which names the file, the 1-based line and the problem.
+"""
+
+from __future__ import annotations
+
+__all__ = ["NepzblError", "NepFormatError", "UnsupportedModelError", "EngineError"]
+
+
+class NepzblError(Exception):
+    """Base class of every nepzbl error."""
+
+
+class NepFormatError(NepzblError, ValueError):
+    """A malformed or inconsistent input file.
+
+    Parameters
+    ----------
+    path
+        The file (or a description such as ``"<string>"``).
+    line
+        1-based line number, or ``None`` when the problem is not tied to one line.
+    problem
+        What is wrong, ideally "expected X, found Y".
+    """
+
+    def __init__(self, path, line: int | None, problem: str):
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+        where = f"{self.path}, line {line}" if line is not None else self.path
+        super().__init__(f"{where}: {problem}")
+
+    def __reduce__(self):  # keep the three fields through pickling (multiprocessing)
+        return (type(self), (self.path, self.line, self.problem))
+
+
+class UnsupportedModelError(NepFormatError):
+    """A valid GPUMD model of a kind nepzbl does not evaluate (dipole, charge, vdW, ...)."""
+
+
+class EngineError(NepzblError, RuntimeError):
+    """The C or CUDA engine refused an input (overlapping atoms, bad cell, ...)."""

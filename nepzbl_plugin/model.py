@@ -1,0 +1,349 @@
+"""The NEP / NEP-ZBL model object.
+
+One :class:`Model` holds everything a ``nep.txt`` holds. The trainable parameters live in one
+flat vector in GPUMD's file order (:attr:`Model.parameters`); the per-species network weights
+and the descriptor coefficients are *views* into it, so nothing is stored twice and an
+optimiser can update the vector in place.
+
+Layout of the flat vector (``../shared/docs/nep-reference.md`` section 1.7), for every network
+block b (one per species for nep4/nep5, one shared block for nep3)::
+
+    w0[b]   (N1, D)   hidden weights, neuron-major: weight from input d to neuron h at h*D + d
+    b0[b]   (N1,)     hidden biases (subtracted)
+    w1[b]   (N1,)     output weights
+    beta[b]           nep5 only: per-species output bias (subtracted)
+
+then the shared output bias b1, then ``c_radial`` (nR+1, bR+1, T, T) and ``c_angular``
+(nA+1, bA+1, T, T), both with the centre type before the neighbour type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .elements import COVALENT_RADII, atomic_number
+
+__all__ = ["Model", "ZBLSettings", "read_model", "UNIVERSAL_ZBL_COEFFICIENTS"]
+
+# (A_k, B_k) of the universal ZBL screening function, k = 1..4.
+UNIVERSAL_ZBL_COEFFICIENTS = (
+    (0.18175, 3.1998),
+    (0.50986, 0.94229),
+    (0.28022, 0.4029),
+    (0.02817, 0.20162),
+)
+
+FLAG_NAMES = ("q222", "q1111", "q112", "q123", "q233", "q134")
+
+
+@dataclass
+class ZBLSettings:
+    """The ZBL part of a model.
+
+    ``mode`` is ``"universal"`` (``zbl r_inner r_outer``), ``"typewise"``
+    (``zbl r_inner r_outer factor``: inner radius 0, per-pair outer radius
+    ``min(factor * (R_cov,a + R_cov,b), r_outer)``) or ``"flexible"`` (``zbl 0 0`` with
+    ``flexible`` holding 10 values per unordered type pair: r_inner, r_outer, A1, B1, ..., A4, B4).
+    """
+
+    mode: str
+    inner: float
+    outer: float
+    factor: float | None = None
+    flexible: np.ndarray | None = None  # (T(T+1)/2, 10)
+
+    def __post_init__(self):
+        if self.mode not in ("universal", "typewise", "flexible"):
+            raise ValueError(f"unknown ZBL mode {self.mode!r}")
+        if self.mode == "flexible":
+            if self.flexible is None:
+                raise ValueError("flexible ZBL needs its table of 10 values per type pair")
+            self.flexible = np.array(self.flexible, dtype=np.float64, ndmin=2)
+        if self.mode == "typewise" and self.factor is None:
+            raise ValueError("typewise ZBL needs a factor")
+
+
+def pair_index(t1: int, t2: int, num_types: int) -> int:
+    """Position of the unordered pair (t1, t2) in GPUMD's flexible-ZBL block."""
+    a, b = min(t1, t2), max(t1, t2)
+    return a * num_types - a * (a - 1) // 2 + (b - a)
+
+
+@dataclass(eq=False)
+class Model:
+    """A NEP potential (nep3, nep4 or nep5, optionally with ZBL).
+
+    Read one with :func:`read_model` and write it with :meth:`write`.
+    """
+
+    version: int
+    types: list[str]
+    radial_cutoffs: np.ndarray  # (T,) per-type radial cutoffs in Angstrom
+    angular_cutoffs: np.ndarray  # (T,)
+    n_max_radial: int
+    n_max_angular: int
+    basis_size_radial: int
+    basis_size_angular: int
+    l_max: int
+    l_max_flags: tuple[int, ...]  # (q222, q1111, q112, q123, q233, q134), as written (q222 as 2)
+    n_neurons: int
+    parameters: np.ndarray  # flat trainable parameters, GPUMD order
+    q_scaler: np.ndarray  # (D,)
+    zbl: ZBLSettings | None = None
+    max_neighbors_radial: int = 0  # the cutoff line's neighbour counts (list sizing only)
+    max_neighbors_angular: int = 0
+    n_neurons_second: int = 0  # ANN N1 N2 with N2 > 0: read and written, not evaluated
+    temperature: bool = False  # nep4_temperature: one extra descriptor input
+    # Historic (2024) typewise NEP cutoffs: pair cutoff = min(f*(R_cov,a + R_cov,b), rc).
+    typewise_cutoff_factors: tuple[float, float] | None = None
+    metadata: dict = field(default_factory=dict)  # where it came from (path, header form)
+
+    def __post_init__(self):
+        self.types = list(self.types)
+        self.radial_cutoffs = np.array(self.radial_cutoffs, dtype=np.float64).reshape(-1)
+        self.angular_cutoffs = np.array(self.angular_cutoffs, dtype=np.float64).reshape(-1)
+        if self.radial_cutoffs.size == 1 and self.num_types > 1:
+            self.radial_cutoffs = np.full(self.num_types, self.radial_cutoffs[0])
+        if self.angular_cutoffs.size == 1 and self.num_types > 1:
+            self.angular_cutoffs = np.full(self.num_types, self.angular_cutoffs[0])
+        flags = tuple(int(f) for f in self.l_max_flags)
+        self.l_max_flags = flags + (0,) * (6 - len(flags))
+        self.parameters = np.ascontiguousarray(self.parameters, dtype=np.float64)
+        self.q_scaler = np.ascontiguousarray(self.q_scaler, dtype=np.float64)
+        if self.version not in (3, 4, 5):
+            raise ValueError(f"NEP version must be 3, 4 or 5, not {self.version}")
+        if self.parameters.shape != (self.num_parameters,):
+            raise ValueError(
+                f"expected {self.num_parameters} parameters for this header, "
+                f"got {self.parameters.size}"
+            )
+        if self.q_scaler.shape != (self.descriptor_dim,):
+            raise ValueError(
+                f"expected {self.descriptor_dim} q_scaler values, got {self.q_scaler.size}"
+            )
+
+    # ------------------------------------------------------------------ derived sizes
+    @property
+    def num_types(self) -> int:
+        return len(self.types)
+
+    @property
+    def atomic_numbers(self) -> list[int]:
+        return [atomic_number(s) for s in self.types]
+
+    @property
+    def flags_on(self) -> tuple[bool, ...]:
+        """Each optional angular invariant, read as GPUMD MD does: nonzero means on."""
+        return tuple(f != 0 for f in self.l_max_flags)
+
+    @property
+    def num_angular_blocks(self) -> int:
+        """N_L: the L three-body blocks plus every enabled invariant."""
+        return self.l_max + sum(self.flags_on)
+
+    @property
+    def descriptor_dim(self) -> int:
+        """D = (nR+1) + (nA+1) N_L (+1 for temperature models)."""
+        dim = (self.n_max_radial + 1) + (self.n_max_angular + 1) * self.num_angular_blocks
+        return dim + (1 if self.temperature else 0)
+
+    @property
+    def num_networks(self) -> int:
+        return 1 if self.version == 3 else self.num_types
+
+    @property
+    def network_block_size(self) -> int:
+        """Values per network block (w0, b0, w1 and, for nep5, beta)."""
+        D, N1, N2 = self.descriptor_dim, self.n_neurons, self.n_neurons_second
+        if N2 > 0:
+            size = (D + 1) * N1 + (N1 + 2) * N2
+        else:
+            size = (D + 2) * N1
+        return size + (1 if self.version == 5 else 0)
+
+    @property
+    def num_network_parameters(self) -> int:
+        return self.network_block_size * self.num_networks + 1
+
+    @property
+    def num_descriptor_parameters(self) -> int:
+        T = self.num_types
+        return T * T * (
+            (self.n_max_radial + 1) * (self.basis_size_radial + 1)
+            + (self.n_max_angular + 1) * (self.basis_size_angular + 1)
+        )
+
+    @property
+    def num_parameters(self) -> int:
+        return self.num_network_parameters + self.num_descriptor_parameters
+
+    # ------------------------------------------------------------------ views
+    def network(self, block: int) -> dict[str, np.ndarray]:
+        """Views of network block ``block`` (a species index; 0 for nep3).
+
+        Keys: ``w0`` (N1, D), ``b0`` (N1,), ``w1`` (N1,) for one hidden layer, and ``beta``
+        (shape (1,)) for nep5. Writing into them changes :attr:`parameters`.
+        """
+        if not 0 <= block < self.num_networks:
+            raise IndexError(f"network block {block} out of range 0..{self.num_networks - 1}")
+        if self.n_neurons_second > 0:
+            raise NotImplementedError("two hidden layers are stored but not exposed as views")
+        D, N1 = self.descriptor_dim, self.n_neurons
+        start = block * self.network_block_size
+        p = self.parameters
+        out = {
+            "w0": p[start : start + N1 * D].reshape(N1, D),
+            "b0": p[start + N1 * D : start + N1 * D + N1],
+            "w1": p[start + N1 * D + N1 : start + N1 * D + 2 * N1],
+        }
+        if self.version == 5:
+            out["beta"] = p[start + (D + 2) * N1 : start + (D + 2) * N1 + 1]
+        return out
+
+    @property
+    def shared_bias(self) -> float:
+        """b1, the output bias shared by all species (subtracted from every site energy)."""
+        return float(self.parameters[self.num_network_parameters - 1])
+
+    @shared_bias.setter
+    def shared_bias(self, value: float) -> None:
+        self.parameters[self.num_network_parameters - 1] = value
+
+    @property
+    def radial_coefficients(self) -> np.ndarray:
+        """c^R as a view of shape (nR+1, bR+1, T, T): [n, k, centre type, neighbour type]."""
+        T = self.num_types
+        start = self.num_network_parameters
+        n = (self.n_max_radial + 1) * (self.basis_size_radial + 1) * T * T
+        return self.parameters[start : start + n].reshape(
+            self.n_max_radial + 1, self.basis_size_radial + 1, T, T
+        )
+
+    @property
+    def angular_coefficients(self) -> np.ndarray:
+        """c^A as a view of shape (nA+1, bA+1, T, T)."""
+        T = self.num_types
+        start = self.num_network_parameters + (self.n_max_radial + 1) * (
+            self.basis_size_radial + 1
+        ) * T * T
+        return self.parameters[start:].reshape(
+            self.n_max_angular + 1, self.basis_size_angular + 1, T, T
+        )
+
+    def parameter_groups(self) -> dict[str, slice]:
+        """Slices of :attr:`parameters` by group: one ``network_<species>`` per block (or
+        ``network`` for nep3), ``shared_bias``, ``radial_coefficients``,
+        ``angular_coefficients``."""
+        groups = {}
+        size = self.network_block_size
+        for b in range(self.num_networks):
+            name = "network" if self.version == 3 else f"network_{self.types[b]}"
+            groups[name] = slice(b * size, (b + 1) * size)
+        nn = self.num_network_parameters
+        groups["shared_bias"] = slice(nn - 1, nn)
+        nrad = self.radial_coefficients.size
+        groups["radial_coefficients"] = slice(nn, nn + nrad)
+        groups["angular_coefficients"] = slice(nn + nrad, self.num_parameters)
+        return groups
+
+    def parameter_types(self) -> np.ndarray:
+        """GPUMD's "type" of every parameter (section 4.4): the species for network block
+        values and for c[n, k, centre, neighbour] the centre species; T for the shared bias.
+        nep3's single block is given type 0..T-1 by nothing: its values get type T."""
+        T = self.num_types
+        out = np.empty(self.num_parameters, dtype=np.int64)
+        size = self.network_block_size
+        for b in range(self.num_networks):
+            out[b * size : (b + 1) * size] = b if self.version != 3 else T
+        nn = self.num_network_parameters
+        out[nn - 1] = T
+        nrad = self.radial_coefficients.size
+        centre_r = np.broadcast_to(np.arange(T)[:, None], (T, T))
+        out[nn : nn + nrad] = np.broadcast_to(centre_r, self.radial_coefficients.shape).ravel()
+        out[nn + nrad :] = np.broadcast_to(centre_r, self.angular_coefficients.shape).ravel()
+        return out
+
+    # ------------------------------------------------------------------ pair tables
+    def pair_cutoffs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(radial, angular) pair cutoffs, each (T, T): the mean of the two per-type values,
+        or for historic typewise models min(f (R_cov,a + R_cov,b), rc)."""
+        rr = 0.5 * (self.radial_cutoffs[:, None] + self.radial_cutoffs[None, :])
+        ra = 0.5 * (self.angular_cutoffs[:, None] + self.angular_cutoffs[None, :])
+        if self.typewise_cutoff_factors is not None:
+            rcov = np.array([COVALENT_RADII[z - 1] for z in self.atomic_numbers])
+            rsum = rcov[:, None] + rcov[None, :]
+            f_r, f_a = self.typewise_cutoff_factors
+            if f_r > 0:
+                rr = np.minimum(f_r * rsum, rr)
+            if f_a > 0:
+                ra = np.minimum(f_a * rsum, ra)
+        return np.ascontiguousarray(rr), np.ascontiguousarray(ra)
+
+    def zbl_table(self) -> np.ndarray | None:
+        """The ZBL set-up resolved per ordered type pair: (T, T, 10) with r_inner, r_outer,
+        A1, B1, ..., A4, B4; ``None`` without ZBL."""
+        if self.zbl is None:
+            return None
+        T = self.num_types
+        table = np.zeros((T, T, 10))
+        universal = np.array(UNIVERSAL_ZBL_COEFFICIENTS).ravel()
+        z = self.atomic_numbers
+        for a in range(T):
+            for b in range(T):
+                if self.zbl.mode == "flexible":
+                    table[a, b] = self.zbl.flexible[pair_index(a, b, T)]
+                elif self.zbl.mode == "typewise":
+                    rsum = COVALENT_RADII[z[a] - 1] + COVALENT_RADII[z[b] - 1]
+                    table[a, b, 0] = 0.0
+                    table[a, b, 1] = min(self.zbl.factor * rsum, self.zbl.outer)
+                    table[a, b, 2:] = universal
+                else:
+                    table[a, b, 0] = self.zbl.inner
+                    table[a, b, 1] = self.zbl.outer
+                    table[a, b, 2:] = universal
+        return table
+
+    @property
+    def max_cutoff(self) -> float:
+        rr, ra = self.pair_cutoffs()
+        return float(max(rr.max(), ra.max()))
+
+    # ------------------------------------------------------------------ conveniences
+    @property
+    def model_token(self) -> str:
+        token = f"nep{self.version}" + ("_zbl" if self.zbl is not None else "")
+        return token + ("_temperature" if self.temperature else "")
+
+    def copy(self) -> Model:
+        """A deep copy (parameters, q_scaler and the ZBL table are copied)."""
+        zbl = None
+        if self.zbl is not None:
+            zbl = dataclasses.replace(
+                self.zbl, flexible=None if self.zbl.flexible is None else self.zbl.flexible.copy()
+            )
+        return dataclasses.replace(
+            self,
+            parameters=self.parameters.copy(),
+            q_scaler=self.q_scaler.copy(),
+            radial_cutoffs=self.radial_cutoffs.copy(),
+            angular_cutoffs=self.angular_cutoffs.copy(),
+            zbl=zbl,
+            metadata=dict(self.metadata),
+        )
+
+    def write(self, path, *, precision: str = "gpumd") -> None:
+        """Write a ``nep.txt`` atomically. ``precision="gpumd"`` writes values with ``%15.7e``
+        as GPUMD's ``nep`` does; ``"full"`` writes 17 significant digits (round-trip exact)."""
+        from .io.nep_txt import write_nep_txt
+
+        write_nep_txt(self, path, precision=precision)
+
+
+def read_model(path) -> Model:
+    """Read a ``nep.txt`` (any nep3/nep4/nep5 potential, with or without ZBL)."""
+    from .io.nep_txt import read_nep_txt
+
+    return read_nep_txt(path)
