@@ -10,3 +10,6 @@ def max_threads():
 
 def strerror(int status):
     return nep_strerror(status).decode()
+
+# Training entry points (nep_train.h) live in their own include file.
+include "_train.pxi"

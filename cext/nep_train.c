@@ -1,0 +1,2 @@
+/* placeholder: filled in by its owner */
+typedef int nepzbl_placeholder_nep_train;

@@ -1,0 +1,1 @@
+# Training gradients (cext/nep_train.h): wrappers are added here.
