@@ -124,6 +124,39 @@ class Model:
             raise ValueError(
                 f"expected {self.descriptor_dim} q_scaler values, got {self.q_scaler.size}"
             )
+        if self.zbl is not None and self.zbl.mode == "flexible":
+            pairs = self.num_types * (self.num_types + 1) // 2
+            if self.zbl.flexible.shape != (pairs, 10):
+                raise ValueError(
+                    f"flexible ZBL needs a ({pairs}, 10) table for {self.num_types} types, "
+                    f"got shape {self.zbl.flexible.shape}"
+                )
+
+    @classmethod
+    def empty(cls, **header) -> Model:
+        """A model with every parameter and q_scaler value 0, sized from the header fields.
+
+        ``header`` takes every field of :class:`Model` except ``parameters`` and ``q_scaler``
+        (for example from :meth:`nepzbl_plugin.io.nep_in.NepIn.model_header_kwargs`).
+        """
+        probe = cls.__new__(cls)
+        probe.version = header["version"]
+        probe.types = list(header["types"])
+        probe.temperature = header.get("temperature", False)
+        probe.n_max_radial = header["n_max_radial"]
+        probe.n_max_angular = header["n_max_angular"]
+        probe.basis_size_radial = header["basis_size_radial"]
+        probe.basis_size_angular = header["basis_size_angular"]
+        probe.l_max = header["l_max"]
+        flags = tuple(int(f) for f in header["l_max_flags"])
+        probe.l_max_flags = flags + (0,) * (6 - len(flags))
+        probe.n_neurons = header["n_neurons"]
+        probe.n_neurons_second = header.get("n_neurons_second", 0)
+        return cls(
+            parameters=np.zeros(probe.num_parameters),
+            q_scaler=np.zeros(probe.descriptor_dim),
+            **header,
+        )
 
     # ------------------------------------------------------------------ derived sizes
     @property
@@ -332,6 +365,183 @@ class Model:
             angular_cutoffs=self.angular_cutoffs.copy(),
             zbl=zbl,
             metadata=dict(self.metadata),
+        )
+
+    def with_zbl(self, outer: float, *, inner: float | None = None,
+                 factor: float | None = None) -> Model:
+        """A copy with universal ZBL (``factor=None``) or typewise ZBL (``factor`` given).
+
+        Parameters
+        ----------
+        outer
+            Outer radius r_outer in Angstrom (GPUMD's ``zbl`` value).
+        inner
+            Inner radius in Angstrom; default ``outer / 2`` as GPUMD's ``nep`` writes it. The
+            typewise mode writes it but evaluates with inner 0.
+        factor
+            Typewise factor f: per pair outer = min(f (R_cov,a + R_cov,b), outer).
+        """
+        outer = float(outer)
+        inner = outer / 2 if inner is None else float(inner)
+        if not (np.isfinite(outer) and outer > 0 and np.isfinite(inner) and 0 <= inner < outer):
+            raise ValueError(f"ZBL radii must satisfy 0 <= inner < outer, got {inner} {outer}")
+        if factor is not None and not (np.isfinite(factor) and factor > 0):
+            raise ValueError(f"the typewise ZBL factor must be positive, got {factor}")
+        out = self.copy()
+        mode = "universal" if factor is None else "typewise"
+        out.zbl = ZBLSettings(mode, inner=inner, outer=outer,
+                              factor=None if factor is None else float(factor))
+        return out
+
+    def without_zbl(self) -> Model:
+        """A copy without ZBL (the network parameters are unchanged)."""
+        out = self.copy()
+        out.zbl = None
+        return out
+
+    def summary(self) -> str:
+        """A readable multi-line description (for ``nepzbl info``)."""
+        T = self.num_types
+        kinds = {3: "NEP3 (one shared network)", 4: "NEP4", 5: "NEP5 (per-species bias)"}
+        lines = [
+            f"model          : {self.model_token} ({kinds[self.version]}"
+            + (", temperature input" if self.temperature else "") + ")",
+            f"species ({T})    : {' '.join(self.types)}",
+        ]
+        uniform = bool(np.all(self.radial_cutoffs == self.radial_cutoffs[0])
+                       and np.all(self.angular_cutoffs == self.angular_cutoffs[0]))
+        if uniform:
+            lines.append(f"cutoffs        : radial {self.radial_cutoffs[0]:g} A, "
+                         f"angular {self.angular_cutoffs[0]:g} A")
+        else:
+            lines.append("cutoffs        : per type (pair cutoff = mean of the two types)")
+            for s, rr, ra in zip(self.types, self.radial_cutoffs, self.angular_cutoffs,
+                                 strict=True):
+                lines.append(f"  {s:<3} radial {rr:g} A, angular {ra:g} A")
+        if self.typewise_cutoff_factors is not None:
+            f_r, f_a = self.typewise_cutoff_factors
+            lines.append(f"typewise NEP cutoffs (historic): radial factor {f_r:g}, "
+                         f"angular factor {f_a:g}")
+        on = [n for n, f in zip(FLAG_NAMES, self.flags_on, strict=True) if f]
+        lines += [
+            f"n_max          : radial {self.n_max_radial}, angular {self.n_max_angular}",
+            f"basis_size     : radial {self.basis_size_radial}, angular "
+            f"{self.basis_size_angular}",
+            f"l_max          : {self.l_max}" + (f" + {', '.join(on)}" if on else ""),
+            f"descriptor     : {self.descriptor_dim} components",
+            f"neurons        : {self.n_neurons}"
+            + (f" + {self.n_neurons_second} (second layer)" if self.n_neurons_second else ""),
+            f"parameters     : {self.num_parameters} ({self.num_network_parameters} network, "
+            f"{self.num_descriptor_parameters} descriptor)",
+        ]
+        if self.zbl is None:
+            lines.append("ZBL            : none")
+        else:
+            z = self.zbl
+            head = {"universal": f"universal, inner {z.inner:g} A, outer {z.outer:g} A",
+                    "typewise": f"typewise, factor {z.factor if z.factor else 0:g}, "
+                                f"outer at most {z.outer:g} A",
+                    "flexible": "flexible (per-pair radii and screening coefficients)"}
+            lines.append(f"ZBL            : {head[z.mode]}")
+            table = self.zbl_table()
+            for a in range(T):
+                for b in range(a, T):
+                    lines.append(f"  {self.types[a]}-{self.types[b]}: inner "
+                                 f"{table[a, b, 0]:.4g} A, outer {table[a, b, 1]:.4g} A")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ calorine
+    def to_calorine(self):
+        """This model as a ``calorine.nep.model.Model`` (calorine 4.1 holds NEP4 only).
+
+        The conversion goes through a lossless temporary ``nep.txt`` read by calorine's
+        ``read_model``, so the result is exactly what calorine makes of our file.
+        """
+        import os
+        import tempfile
+
+        from calorine.nep import read_model as calorine_read_model
+
+        from .errors import UnsupportedModelError
+
+        if self.version != 4:
+            raise UnsupportedModelError("<calorine Model>", None,
+                                        f"calorine 4.1 holds NEP4 models only, not NEP"
+                                        f"{self.version}")
+        fd, tmp = tempfile.mkstemp(suffix=".txt", prefix="nepzbl-")
+        os.close(fd)
+        try:
+            self.write(tmp, precision="full")
+            return calorine_read_model(tmp)
+        finally:
+            os.unlink(tmp)
+
+    @classmethod
+    def from_calorine(cls, cmodel) -> Model:
+        """Convert a ``calorine.nep.model.Model`` (potential or temperature, NEP4)."""
+        from .errors import UnsupportedModelError
+
+        where = "<calorine Model>"
+        if cmodel.model_type not in ("potential", "temperature") or getattr(cmodel, "vdw",
+                                                                              False):
+            raise UnsupportedModelError(where, None, f"calorine model of type "
+                                                     f"{cmodel.model_type!r} is not a plain "
+                                                     "potential")
+        types = list(cmodel.types)
+        T = len(types)
+        ann = cmodel.ann_parameters
+        values = []
+        for s in types:
+            values += [np.asarray(v, dtype=np.float64).ravel() for v in ann[s].values()]
+        bias = "b2" if cmodel.n_neuron_second_layer else "b1"
+        values.append(np.atleast_1d(np.float64(ann[bias])))
+        nR, bR = cmodel.n_max_radial, cmodel.n_basis_radial
+        nA, bA = cmodel.n_max_angular, cmodel.n_basis_angular
+        c_r = np.empty((nR + 1, bR + 1, T, T))
+        c_a = np.empty((nA + 1, bA + 1, T, T))
+        for i, si in enumerate(types):
+            for j, sj in enumerate(types):
+                c_r[:, :, i, j] = cmodel.radial_descriptor_weights[(si, sj)]
+                c_a[:, :, i, j] = cmodel.angular_descriptor_weights[(si, sj)]
+        values += [c_r.ravel(), c_a.ravel()]
+        zbl = None
+        if cmodel.zbl is not None:
+            inner, outer = (float(v) for v in cmodel.zbl)
+            if inner == 0 and outer == 0:
+                rows = []
+                for a in range(T):
+                    for b in range(a, T):
+                        pars = cmodel.zbl_parameters
+                        key = (types[a], types[b])
+                        row = pars[key] if key in pars else pars[(types[b], types[a])]
+                        rows.append(np.asarray(row, dtype=np.float64))
+                zbl = ZBLSettings("flexible", 0.0, 0.0, flexible=np.array(rows))
+            elif cmodel.zbl_typewise_cutoff_factor is not None:
+                zbl = ZBLSettings("typewise", inner, outer,
+                                  factor=float(cmodel.zbl_typewise_cutoff_factor))
+            else:
+                zbl = ZBLSettings("universal", inner, outer)
+        return cls(
+            version=int(cmodel.version),
+            types=types,
+            radial_cutoffs=cmodel.radial_cutoff,
+            angular_cutoffs=cmodel.angular_cutoff,
+            n_max_radial=nR,
+            n_max_angular=nA,
+            basis_size_radial=bR,
+            basis_size_angular=bA,
+            l_max=cmodel.l_max_3b,
+            l_max_flags=(cmodel.l_max_4b, cmodel.l_max_5b, cmodel.has_q_112, cmodel.has_q_123,
+                         cmodel.has_q_233, cmodel.has_q_134),
+            n_neurons=cmodel.n_neuron,
+            parameters=np.concatenate(values),
+            q_scaler=np.asarray(cmodel.q_scaler, dtype=np.float64),
+            zbl=zbl,
+            max_neighbors_radial=int(cmodel.max_neighbors_radial or 0),
+            max_neighbors_angular=int(cmodel.max_neighbors_angular or 0),
+            n_neurons_second=int(cmodel.n_neuron_second_layer or 0),
+            temperature=cmodel.model_type == "temperature",
+            metadata={"source": "calorine"},
         )
 
     def write(self, path, *, precision: str = "gpumd") -> None:

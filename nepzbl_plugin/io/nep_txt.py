@@ -1,0 +1,538 @@
+"""Read and write GPUMD ``nep.txt`` model files (``nep-reference.md`` section 1).
+
+The reader is strict: every header line is checked for its keyword, its token count and the
+kind and range of every value, every value line must hold exactly one finite number, and the
+file must hold exactly as many values as the header asks for. Any problem raises
+:class:`~nepzbl_plugin.errors.NepFormatError` naming the file, the 1-based line and what is
+wrong. Valid GPUMD models that are not plain potentials (dipole, polarizability, charge, vdW)
+raise :class:`~nepzbl_plugin.errors.UnsupportedModelError`.
+
+Historic header forms (section 1.4) are read and upgraded; the writer always writes the current
+form. A file GPUMD wrote is reproduced byte for byte by ``write_nep_txt(read_nep_txt(f), out)``.
+
+The 7-token ``cutoff`` line of 2024-07/08 (``rcR rcA MN_R MN_A flag_R flag_ZBL``) has the same
+length as the per-type form for two species (``rcR_0 rcA_0 rcR_1 rcA_1 MN_R MN_A``). With two
+species it is taken as the historic form only when its last two values are 0/1 flags with at
+least one 1 and its 3rd and 4th values are integers: a real per-type model has neighbour counts
+well above 1 in those last two places. With any other number of species a 7-token line is always
+the historic form.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..elements import atomic_number
+from ..errors import NepFormatError, UnsupportedModelError
+from ..model import Model, ZBLSettings
+
+__all__ = ["read_nep_txt", "parse_nep_txt", "write_nep_txt", "format_nep_txt"]
+
+# Fixed typewise factors of the 6- and 7-token historic cutoff forms (section 1.4).
+_HISTORIC_RADIAL_FACTOR = 2.5
+_HISTORIC_ANGULAR_FACTOR = 2.0
+_HISTORIC_ZBL_FACTOR = 0.6
+# GPUMD and NEP_CPU keep the flexible ZBL table in a fixed array of 550 = 55 pairs x 10.
+MAX_FLEXIBLE_ZBL_TYPES = 10
+
+_FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_INT_RE = re.compile(r"[+-]?\d+")
+_TOKEN_RE = re.compile(r"nep(\d)(_zbl)?(.*)")
+_UNSUPPORTED_SUFFIXES = {
+    "_dipole": "a dipole (TNEP) model",
+    "_polarizability": "a polarizability (TNEP) model",
+    "_vdw": "a van der Waals model",
+    "_charge_vdw": "a charge + van der Waals model",
+}
+
+
+class _Reader:
+    """Holds the path for error messages and parses single tokens."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def error(self, line: int | None, problem: str) -> NepFormatError:
+        return NepFormatError(self.path, line, problem)
+
+    def number(self, token: str, line: int, what: str) -> float:
+        if not _FLOAT_RE.fullmatch(token):
+            raise self.error(line, f"{what}: expected a number, found {token!r}")
+        value = float(token)
+        if not math.isfinite(value):
+            raise self.error(line, f"{what}: {token!r} is not a finite number")
+        return value
+
+    def integer(self, token: str, line: int, what: str) -> int:
+        if not _INT_RE.fullmatch(token):
+            raise self.error(line, f"{what}: expected an integer, found {token!r}")
+        return int(token)
+
+
+def _decode(path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise NepFormatError(path, line, "not a text file (invalid UTF-8 byte)") from None
+
+
+def read_nep_txt(path) -> Model:
+    """Read a ``nep.txt`` file.
+
+    Parameters
+    ----------
+    path
+        The model file.
+
+    Returns
+    -------
+    Model
+        ``metadata`` holds ``path``, ``cutoff_form`` (``"uniform"``, ``"per_type"``,
+        ``"legacy2"``, ``"legacy6"``, ``"legacy7"`` or ``"legacy8"``) and ``zbl_form``.
+
+    Raises
+    ------
+    NepFormatError
+        For any malformed content (file, line and problem in the message).
+    UnsupportedModelError
+        For dipole, polarizability, charge or vdW models.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise NepFormatError(path, None, f"cannot read the file: {exc.strerror or exc}") from None
+    model = parse_nep_txt(_decode(path, data), path=path)
+    return model
+
+
+def parse_nep_txt(text: str, path="<string>") -> Model:
+    """Parse the text of a ``nep.txt`` file; ``path`` is used only in error messages."""
+    rd = _Reader(path)
+    lines = text.split("\n")
+    # A final newline leaves one empty string; trailing blank lines are tolerated.
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise rd.error(1, "empty file: expected the model line, e.g. 'nep4 2 Te Pb'")
+
+    def header_line(index: int, keyword: str) -> list[str]:
+        if index >= len(lines):
+            raise rd.error(index + 1, f"file ends before the '{keyword}' header line")
+        tokens = lines[index].split()
+        if not tokens or tokens[0] != keyword:
+            found = tokens[0] if tokens else "an empty line"
+            raise rd.error(index + 1, f"expected the '{keyword}' line, found {found!r}")
+        return tokens
+
+    # ---------------------------------------------------------------- line 1
+    tokens = lines[0].split()
+    if not tokens:
+        raise rd.error(1, "expected the model line, e.g. 'nep4 2 Te Pb', found an empty line")
+    match = _TOKEN_RE.fullmatch(tokens[0])
+    if match is None:
+        raise rd.error(1, f"expected a model token such as 'nep4' or 'nep4_zbl', found "
+                          f"{tokens[0]!r}")
+    version = int(match.group(1))
+    has_zbl = match.group(2) is not None
+    suffix = match.group(3)
+    temperature = False
+    if suffix == "_temperature":
+        temperature = True
+    elif suffix in _UNSUPPORTED_SUFFIXES or re.fullmatch(r"_charge\d", suffix):
+        kind = _UNSUPPORTED_SUFFIXES.get(suffix, "a charge (qNEP) model")
+        raise UnsupportedModelError(
+            path, 1, f"{tokens[0]!r} is {kind}; nepzbl evaluates plain potentials only"
+        )
+    elif suffix:
+        raise rd.error(1, f"unknown model token {tokens[0]!r}")
+    if version not in (3, 4, 5):
+        raise rd.error(1, f"NEP version must be 3, 4 or 5, found {version} in {tokens[0]!r}")
+    if len(tokens) < 2:
+        raise rd.error(1, "expected the number of types after the model token")
+    num_types = rd.integer(tokens[1], 1, "number of types")
+    if num_types < 1:
+        raise rd.error(1, f"number of types must be at least 1, found {num_types}")
+    if len(tokens) != num_types + 2:
+        raise rd.error(
+            1, f"expected {num_types} element symbols after '{tokens[0]} {tokens[1]}', "
+               f"found {len(tokens) - 2}"
+        )
+    types = tokens[2:]
+    for symbol in types:
+        try:
+            atomic_number(symbol)
+        except KeyError:
+            raise rd.error(1, f"unknown element {symbol!r} (symbols H..Pu, case-sensitive)") \
+                from None
+    if len(set(types)) != len(types):
+        raise rd.error(1, f"an element appears twice in {' '.join(types)}")
+
+    # ---------------------------------------------------------------- zbl line
+    index = 1
+    zbl_values = None
+    zbl_line = None
+    if has_zbl:
+        tokens = header_line(index, "zbl")
+        zbl_line = index + 1
+        if len(tokens) not in (3, 4):
+            raise rd.error(zbl_line, f"the zbl line needs 2 or 3 values, found {len(tokens) - 1}")
+        zbl_values = [rd.number(t, zbl_line, "zbl") for t in tokens[1:]]
+        index += 1
+
+    # ---------------------------------------------------------------- cutoff line
+    tokens = header_line(index, "cutoff")
+    cut_line = index + 1
+    values = tokens[1:]
+    nvals = len(values)
+    typewise_factors = None
+    zbl_factor_from_cutoff = None
+    max_nb = (0, 0)
+    per_type = 2 * num_types + 2
+
+    def cutoff_numbers(count):
+        return [rd.number(t, cut_line, "cutoff") for t in values[:count]]
+
+    def neighbour_counts(first):
+        return tuple(rd.integer(t, cut_line, "neighbour count") for t in values[first:first + 2])
+
+    def looks_like_legacy7():
+        if num_types != 2:
+            return True
+        flags_ok = all(t in ("0", "1") for t in values[4:6]) and "1" in values[4:6]
+        return flags_ok and all(_INT_RE.fullmatch(t) for t in values[2:4])
+
+    if nvals == 4:
+        rc = cutoff_numbers(2)
+        radial, angular = [rc[0]], [rc[1]]
+        max_nb = neighbour_counts(2)
+        form = "uniform"
+    elif nvals == per_type and not (nvals == 6 and looks_like_legacy7()):
+        rc = cutoff_numbers(2 * num_types)
+        radial, angular = rc[0::2], rc[1::2]
+        max_nb = neighbour_counts(nvals - 2)
+        form = "per_type"
+    elif nvals == 6:
+        radial, angular, max_nb, typewise_factors, zbl_factor_from_cutoff = _legacy7(
+            rd, values, cut_line
+        )
+        form = "legacy7"
+    elif nvals == 2:
+        rc = cutoff_numbers(2)
+        radial, angular = [rc[0]], [rc[1]]
+        form = "legacy2"
+    elif nvals == 5:
+        rc = cutoff_numbers(2)
+        radial, angular = [rc[0]], [rc[1]]
+        max_nb = neighbour_counts(2)
+        flag = rd.integer(values[4], cut_line, "typewise cutoff flag")
+        if flag not in (0, 1):
+            raise rd.error(cut_line, f"typewise cutoff flag must be 0 or 1, found {flag}")
+        if flag:
+            typewise_factors = (_HISTORIC_RADIAL_FACTOR, _HISTORIC_ANGULAR_FACTOR)
+        form = "legacy6"
+    elif nvals == 7:
+        rc = cutoff_numbers(2)
+        radial, angular = [rc[0]], [rc[1]]
+        max_nb = neighbour_counts(2)
+        f_r, f_a, f_zbl = (rd.number(t, cut_line, "typewise cutoff factor") for t in values[4:7])
+        if f_r > 0 or f_a > 0:
+            typewise_factors = (f_r, f_a)
+        if f_zbl > 0:
+            zbl_factor_from_cutoff = f_zbl
+        form = "legacy8"
+    else:
+        raise rd.error(
+            cut_line,
+            f"the cutoff line needs 4 values (rcR rcA MN_R MN_A) or {per_type} "
+            f"(rcR rcA per type, then MN_R MN_A), found {nvals}",
+        )
+    for rcr, rca in zip(radial, angular, strict=True):
+        if rcr <= 0 or rca <= 0:
+            raise rd.error(cut_line, f"cutoffs must be positive, found {rcr:g} and {rca:g}")
+    if min(max_nb) < 0:
+        raise rd.error(cut_line, f"neighbour counts must be >= 0, found {max_nb[0]} "
+                                 f"{max_nb[1]}")
+    index += 1
+
+    # ---------------------------------------------------------------- n_max .. ANN
+    def two_ints(keyword, low, what):
+        nonlocal index
+        tokens = header_line(index, keyword)
+        line = index + 1
+        if len(tokens) != 3:
+            raise rd.error(line, f"the {keyword} line needs 2 values, found {len(tokens) - 1}")
+        out = [rd.integer(t, line, keyword) for t in tokens[1:]]
+        for v, name in zip(out, what, strict=True):
+            if v < low:
+                raise rd.error(line, f"{keyword}: {name} must be >= {low}, found {v}")
+        index += 1
+        return out
+
+    n_max = two_ints("n_max", 0, ("nR", "nA"))
+    basis = two_ints("basis_size", 0, ("bR", "bA"))
+
+    tokens = header_line(index, "l_max")
+    line = index + 1
+    if not 4 <= len(tokens) <= 8:
+        raise rd.error(line, f"the l_max line needs 3 to 7 values, found {len(tokens) - 1}")
+    lvals = [rd.integer(t, line, "l_max") for t in tokens[1:]]
+    l_max = lvals[0]
+    if not 0 <= l_max <= 8:
+        raise rd.error(line, f"l_max must be in 0..8, found {l_max}")
+    if any(v < 0 for v in lvals[1:]):
+        raise rd.error(line, f"l_max flags must be >= 0, found {' '.join(tokens[2:])}")
+    flags = tuple(lvals[1:])
+    index += 1
+
+    tokens = header_line(index, "ANN")
+    line = index + 1
+    if len(tokens) != 3:
+        raise rd.error(line, f"the ANN line needs 2 values (N1 N2), found {len(tokens) - 1}")
+    n1, n2 = (rd.integer(t, line, "ANN") for t in tokens[1:])
+    if n1 < 1 or n2 < 0:
+        raise rd.error(line, f"ANN needs N1 >= 1 and N2 >= 0, found {n1} {n2}")
+    index += 1
+    header_lines = index
+
+    # ---------------------------------------------------------------- ZBL settings
+    zbl = None
+    zbl_form = None
+    flexible = False
+    if has_zbl:
+        inner, outer = zbl_values[0], zbl_values[1]
+        factor = zbl_values[2] if len(zbl_values) == 3 else None
+        if zbl_factor_from_cutoff is not None:
+            if factor is not None and not math.isclose(factor, zbl_factor_from_cutoff):
+                raise rd.error(cut_line, f"the typewise ZBL factor {zbl_factor_from_cutoff:g} "
+                                         f"differs from the zbl line's {factor:g}")
+            factor = zbl_factor_from_cutoff
+        if inner == 0 and outer == 0:
+            if factor is not None:
+                raise rd.error(zbl_line, "flexible ZBL (zbl 0 0) takes no typewise factor")
+            flexible = True
+            if num_types > MAX_FLEXIBLE_ZBL_TYPES:
+                raise rd.error(zbl_line, f"flexible ZBL supports at most "
+                                         f"{MAX_FLEXIBLE_ZBL_TYPES} species, found {num_types}")
+            zbl_form = "flexible"
+        else:
+            if inner < 0 or outer <= 0 or (factor is None and inner > outer):
+                raise rd.error(zbl_line, f"ZBL radii must satisfy 0 <= inner <= outer, outer > 0"
+                                         f"; found {inner:g} {outer:g}")
+            if factor is not None and factor <= 0:
+                raise rd.error(zbl_line, f"the typewise ZBL factor must be positive, found "
+                                         f"{factor:g}")
+            zbl_form = "typewise" if factor is not None else "universal"
+            zbl = ZBLSettings(mode=zbl_form, inner=inner, outer=outer, factor=factor)
+
+    # ---------------------------------------------------------------- values
+    probe = Model.__new__(Model)  # sizes only; the real object is built below
+    probe.version, probe.types, probe.temperature = version, types, temperature
+    probe.n_max_radial, probe.n_max_angular = n_max
+    probe.basis_size_radial, probe.basis_size_angular = basis
+    probe.l_max = l_max
+    probe.l_max_flags = flags + (0,) * (6 - len(flags))
+    probe.n_neurons, probe.n_neurons_second = n1, n2
+    num_par = probe.num_parameters
+    dim = probe.descriptor_dim
+    num_pairs = num_types * (num_types + 1) // 2
+    num_zbl = 10 * num_pairs if flexible else 0
+    expected = num_par + dim + num_zbl
+
+    body = lines[header_lines:]
+    found = len(body)
+    if found < expected:
+        parts = f"{num_par} parameters + {dim} q_scaler values"
+        if num_zbl:
+            parts += f" + {num_zbl} flexible ZBL values"
+        raise rd.error(
+            header_lines + found + 1,
+            f"file is truncated: expected {expected} values after the header ({parts}), "
+            f"found {found}",
+        )
+    if found > expected:
+        raise rd.error(
+            header_lines + expected + 1,
+            f"extra values: expected {expected} values after the header, found {found}",
+        )
+    numbers = np.empty(expected)
+    for k, text_line in enumerate(body):
+        parts = text_line.split()
+        line = header_lines + k + 1
+        if len(parts) != 1:
+            what = "an empty line" if not parts else f"{len(parts)} tokens"
+            raise rd.error(line, f"expected one number per line, found {what}")
+        numbers[k] = rd.number(parts[0], line, "value")
+
+    parameters = numbers[:num_par]
+    q_scaler = numbers[num_par : num_par + dim]
+    if flexible:
+        table = numbers[num_par + dim :].reshape(num_pairs, 10)
+        first = header_lines + num_par + dim + 1
+        for p, row in enumerate(table):
+            if not 0 <= row[0] < row[1]:
+                raise rd.error(first + 10 * p, f"flexible ZBL pair {p}: radii must satisfy "
+                                               f"0 <= r_inner < r_outer, found {row[0]:g} "
+                                               f"{row[1]:g}")
+        zbl = ZBLSettings(mode="flexible", inner=0.0, outer=0.0, flexible=table)
+
+    return Model(
+        version=version,
+        types=types,
+        radial_cutoffs=radial,
+        angular_cutoffs=angular,
+        n_max_radial=n_max[0],
+        n_max_angular=n_max[1],
+        basis_size_radial=basis[0],
+        basis_size_angular=basis[1],
+        l_max=l_max,
+        l_max_flags=flags,
+        n_neurons=n1,
+        parameters=parameters,
+        q_scaler=q_scaler,
+        zbl=zbl,
+        max_neighbors_radial=max_nb[0],
+        max_neighbors_angular=max_nb[1],
+        n_neurons_second=n2,
+        temperature=temperature,
+        typewise_cutoff_factors=typewise_factors,
+        metadata={"path": str(path), "cutoff_form": form, "zbl_form": zbl_form},
+    )
+
+
+def _legacy7(rd: _Reader, values: list[str], line: int):
+    """The 2024-07/08 form ``rcR rcA MN_R MN_A flag_R flag_ZBL`` (fixed factors)."""
+    rc = [rd.number(t, line, "cutoff") for t in values[:2]]
+    max_nb = tuple(rd.integer(t, line, "neighbour count") for t in values[2:4])
+    flag_r, flag_zbl = (rd.integer(t, line, "typewise cutoff flag") for t in values[4:6])
+    if flag_r not in (0, 1) or flag_zbl not in (0, 1):
+        raise rd.error(line, f"typewise cutoff flags must be 0 or 1, found {flag_r} {flag_zbl}")
+    factors = (_HISTORIC_RADIAL_FACTOR, _HISTORIC_ANGULAR_FACTOR) if flag_r else None
+    zbl_factor = _HISTORIC_ZBL_FACTOR if flag_zbl else None
+    return [rc[0]], [rc[1]], max_nb, factors, zbl_factor
+
+
+# ==================================================================== writer
+def _fmt_header(value: float, precision: str) -> str:
+    value = float(value)
+    text = format(value, "g")
+    if precision == "full" and float(text) != value:
+        text = repr(value)
+    return text
+
+
+def format_nep_txt(model: Model, *, precision: str = "gpumd", allow_legacy: bool = False,
+                   path="<string>") -> str:
+    """The text of ``model`` in the current GPUMD ``nep.txt`` format.
+
+    Parameters
+    ----------
+    model
+        The model.
+    precision
+        ``"gpumd"``: values as ``%15.7e`` (8 significant digits), as GPUMD writes them;
+        ``"full"``: the shortest text that reads back to the identical float64 (lossless).
+    allow_legacy
+        Historic typewise NEP cutoffs (:attr:`Model.typewise_cutoff_factors`) cannot be
+        expressed in the current format; with ``allow_legacy=True`` they are written in the
+        2024-08..2025-12 8-token cutoff form (which current GPUMD and NEP_CPU reject).
+    path
+        Used only in error messages.
+    """
+    if precision not in ("gpumd", "full"):
+        raise ValueError(f"precision must be 'gpumd' or 'full', not {precision!r}")
+    for name, arr in (("parameters", model.parameters), ("q_scaler", model.q_scaler)):
+        if not np.all(np.isfinite(arr)):
+            bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+            raise NepFormatError(path, None, f"cannot write a model with non-finite "
+                                             f"{name} (index {bad})")
+    legacy = model.typewise_cutoff_factors is not None
+    if legacy and not allow_legacy:
+        raise NepFormatError(
+            path, None,
+            "this model uses historic typewise NEP cutoffs (factors "
+            f"{model.typewise_cutoff_factors}), which the current nep.txt format cannot "
+            "express; pass allow_legacy=True to write the old 8-token cutoff line",
+        )
+    h = lambda v: _fmt_header(v, precision)  # noqa: E731
+    out = [f"{model.model_token} {model.num_types} " + "".join(f"{s} " for s in model.types)]
+    zbl = model.zbl
+    if zbl is not None:
+        if zbl.mode == "flexible":
+            if model.num_types > MAX_FLEXIBLE_ZBL_TYPES:
+                raise NepFormatError(path, None, f"flexible ZBL supports at most "
+                                                 f"{MAX_FLEXIBLE_ZBL_TYPES} species")
+            out.append("zbl 0 0")
+        elif zbl.mode == "typewise" and not legacy:
+            out.append(f"zbl {h(zbl.inner)} {h(zbl.outer)} {h(zbl.factor)}")
+        else:
+            out.append(f"zbl {h(zbl.inner)} {h(zbl.outer)}")
+    rc_r, rc_a = model.radial_cutoffs, model.angular_cutoffs
+    uniform = bool(np.all(rc_r == rc_r[0]) and np.all(rc_a == rc_a[0]))
+    counts = f"{int(model.max_neighbors_radial)} {int(model.max_neighbors_angular)}"
+    if legacy:
+        if not uniform:
+            raise NepFormatError(path, None, "the historic typewise cutoff form needs uniform "
+                                             "cutoffs")
+        f_r, f_a = model.typewise_cutoff_factors
+        f_zbl = zbl.factor if zbl is not None and zbl.mode == "typewise" else -1
+        out.append(f"cutoff {h(rc_r[0])} {h(rc_a[0])} {counts} {h(f_r)} {h(f_a)} {h(f_zbl)}")
+    elif uniform:
+        out.append(f"cutoff {h(rc_r[0])} {h(rc_a[0])} {counts}")
+    else:
+        pairs = " ".join(f"{h(a)} {h(b)}" for a, b in zip(rc_r, rc_a, strict=True))
+        out.append(f"cutoff {pairs} {counts}")
+    out.append(f"n_max {model.n_max_radial} {model.n_max_angular}")
+    out.append(f"basis_size {model.basis_size_radial} {model.basis_size_angular}")
+    flags = list(model.l_max_flags) + [0] * 6
+    written = [2 if flags[0] else 0] + [1 if f else 0 for f in flags[1:6]]
+    while len(written) > 2 and written[-1] == 0:
+        written.pop()
+    out.append("l_max " + " ".join(str(v) for v in [model.l_max, *written]))
+    out.append(f"ANN {model.n_neurons} {model.n_neurons_second}")
+    values = [model.parameters, model.q_scaler]
+    if zbl is not None and zbl.mode == "flexible":
+        values.append(np.asarray(zbl.flexible, dtype=np.float64).ravel())
+    allv = np.concatenate(values)
+    if not np.all(np.isfinite(allv)):
+        raise NepFormatError(path, None, "cannot write non-finite flexible ZBL values")
+    if precision == "gpumd":
+        body = "\n".join(format(v, "15.7e") for v in allv.tolist())
+    else:
+        body = "\n".join(repr(v) for v in allv.tolist())
+    return "\n".join(out) + "\n" + body + "\n"
+
+
+def write_nep_txt(model: Model, path, precision: str = "gpumd", *,
+                  allow_legacy: bool = False) -> None:
+    """Write ``model`` to ``path`` atomically (temporary file in the same folder, then
+    ``os.replace``). See :func:`format_nep_txt` for ``precision`` and ``allow_legacy``."""
+    path = Path(path)
+    text = format_nep_txt(model, precision=precision, allow_legacy=allow_legacy, path=path)
+    atomic_write_text(path, text)
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,143 @@
+"""The Model object: conversions to and from calorine, ZBL copies, summary, random models."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import shared_file
+
+from nepzbl_plugin.errors import UnsupportedModelError
+from nepzbl_plugin.model import Model, ZBLSettings, read_model
+from nepzbl_plugin.testing import random_model
+
+
+def _structure(types, seed=1):
+    from ase.build import bulk
+
+    atoms = bulk("Li", "bcc", a=3.4, cubic=True).repeat(2)
+    atoms.symbols = [types[i % len(types)] for i in range(len(atoms))]
+    atoms.rattle(0.15, seed=seed)
+    return atoms
+
+
+def _nepy_energy_forces(path, atoms):
+    """Evaluate with calorine's NEP_CPU extension directly (it reads nep3/nep5 too, which
+    calorine's Python layer refuses)."""
+    import _nepy
+
+    c = atoms.get_cell(complete=True).flatten()
+    cell = [c[0], c[3], c[6], c[1], c[4], c[7], c[2], c[5], c[8]]
+    nepy = _nepy.NEPY(str(path), len(atoms), cell, atoms.get_chemical_symbols(),
+                      list(atoms.positions.T.flatten()), atoms.get_masses())
+    energy, forces, _ = nepy.get_potential_forces_and_virials()
+    return float(np.sum(energy)), np.array(forces).reshape(3, -1).T
+
+
+@pytest.mark.parametrize("version", [3, 4, 5])
+@pytest.mark.parametrize("zbl", [None, "universal", "typewise", "flexible"])
+def test_random_models_evaluate_to_sensible_values(version, zbl, tmp_path):
+    model = random_model(version=version, zbl=zbl, seed=11)
+    model.write(tmp_path / "nep.txt")
+    atoms = _structure(model.types)
+    energy, forces = _nepy_energy_forces(tmp_path / "nep.txt", atoms)
+    assert np.isfinite(energy) and 0 < abs(energy) / len(atoms) < 5.0
+    assert np.all(np.isfinite(forces)) and 0.01 < np.abs(forces).max() < 10.0
+
+
+def test_random_model_variants_and_determinism():
+    a = random_model(seed=5, zbl="flexible", types=("Li", "La", "Zr", "O"))
+    b = random_model(seed=5, zbl="flexible", types=("Li", "La", "Zr", "O"))
+    np.testing.assert_array_equal(a.parameters, b.parameters)
+    # the flexible table has its own random stream: same network as without ZBL
+    np.testing.assert_array_equal(a.parameters, random_model(seed=5, types=a.types).parameters)
+    table = a.zbl.flexible
+    assert table.shape == (10, 10)
+    assert np.all(table[:, 0] > 0) and np.all(table[:, 0] < table[:, 1])
+    assert np.all(table[:, 1] <= a.angular_cutoffs.min())
+    np.testing.assert_allclose(table[:, 2::2].sum(axis=1), 1.0, atol=0.021)
+    assert np.all(table[:, 3::2] > 0)
+    assert np.all((a.q_scaler >= 0.1) & (a.q_scaler <= 2.0))
+    t = random_model(temperature=True, version=4)
+    assert t.q_scaler[-1] == 0.001 and t.descriptor_dim == 5 + 5 * 6 + 1
+    p = random_model(cutoffs=([5.0, 4.5], [4.0, 3.5]))
+    np.testing.assert_array_equal(p.radial_cutoffs, [5.0, 4.5])
+    with pytest.raises(ValueError):
+        random_model(cutoffs=(3.0, 4.0))
+    with pytest.raises(ValueError):
+        random_model(zbl="bogus")
+
+
+def test_empty_model_sizes():
+    m = Model.empty(version=4, types=["Te", "Pb"], radial_cutoffs=8.0, angular_cutoffs=4.0,
+                    n_max_radial=6, n_max_angular=6, basis_size_radial=6,
+                    basis_size_angular=6, l_max=4, l_max_flags=(2, 0), n_neurons=30)
+    assert m.num_parameters == 3033 and m.descriptor_dim == 42
+    assert not m.parameters.any() and not m.q_scaler.any()
+
+
+def test_with_and_without_zbl():
+    base = random_model(types=("Li", "La", "O"))
+    universal = base.with_zbl(1.8)
+    assert universal.zbl == ZBLSettings("universal", 0.9, 1.8)
+    assert base.zbl is None  # a copy
+    np.testing.assert_array_equal(universal.parameters, base.parameters)
+    universal.parameters[0] += 1.0
+    assert universal.parameters[0] != base.parameters[0]
+    typewise = base.with_zbl(2.0, factor=0.7)
+    table = typewise.zbl_table()
+    # Li (R_cov 1.6) - O (R_cov 0.84): min(0.7 * 2.44, 2.0)
+    assert table[0, 2, 0] == 0.0 and table[0, 2, 1] == pytest.approx(0.7 * 2.44)
+    assert table[1, 1, 1] == 2.0  # La-La: capped at the outer radius
+    inner = base.with_zbl(2.0, inner=0.5)
+    assert (inner.zbl.inner, inner.zbl.outer) == (0.5, 2.0)
+    assert typewise.without_zbl().zbl is None and typewise.zbl is not None
+    for bad in (dict(outer=-1.0), dict(outer=1.0, inner=1.5), dict(outer=1.0, factor=0.0)):
+        with pytest.raises(ValueError):
+            base.with_zbl(**bad)
+
+
+def test_summary_mentions_everything():
+    text = read_model(shared_file("llzo", "NEP802-ZBL.txt")).summary()
+    for piece in ("nep4_zbl", "Li La Zr O", "radial 6 A, angular 4 A", "universal, inner 0.9 A",
+                  "Li-O: inner 0.9 A, outer 1.8 A", "30 components", "5281", "neurons        : 30"):
+        assert piece in text, piece
+    per_type = random_model(cutoffs=([5.0, 4.5], [4.0, 3.5]), zbl="flexible").summary()
+    assert "Li  radial 5 A, angular 4 A" in per_type and "O   radial 4.5 A" in per_type
+    assert "flexible" in per_type and "Li-O: inner" in per_type
+
+
+def test_calorine_round_trip_is_exact():
+    for kwargs in (dict(zbl="flexible"), dict(zbl="typewise", cutoffs=([5, 4.5], [4, 3.5])),
+                   dict(temperature=True), dict(neurons_second=3), dict(flags=(0, 1, 1, 1))):
+        model = random_model(**kwargs, seed=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cmodel = model.to_calorine()
+        back = Model.from_calorine(cmodel)
+        np.testing.assert_array_equal(back.parameters, model.parameters)
+        np.testing.assert_array_equal(back.q_scaler, model.q_scaler)
+        assert back.flags_on == model.flags_on and back.temperature == model.temperature
+        if model.zbl is not None:
+            assert back.zbl.mode == model.zbl.mode
+            np.testing.assert_array_equal(back.zbl_table(), model.zbl_table())
+    with pytest.raises(UnsupportedModelError, match="NEP4"):
+        random_model(version=3).to_calorine()
+
+
+def test_calorine_conversion_evaluates_identically(tmp_path):
+    from calorine.calculators import CPUNEP
+
+    model = random_model(zbl="universal", seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.to_calorine().write(str(tmp_path / "calorine.txt"))
+    model.write(tmp_path / "ours.txt")
+    atoms = _structure(model.types)
+    energies = []
+    for name in ("calorine.txt", "ours.txt"):
+        a = atoms.copy()
+        a.calc = CPUNEP(str(tmp_path / name))
+        energies.append(a.get_potential_energy())
+    assert energies[0] == energies[1]
