@@ -1,4 +1,1257 @@
-/* placeholder: the per-pair maths shared by the C and CUDA engines (see cext/nep.h) */
+/*
+ * nepzbl: the per-pair and per-atom maths of NEP and ZBL, shared by the C engine
+ * (nep_core.c), the CUDA engine and the training-gradient code.
+ *
+ * Header-only, C99 and CUDA. Everything is written in NEP_REAL (double unless the includer
+ * defines it first, e.g. `#define NEP_REAL float` for a float32 GPU copy). Every function is
+ * `static inline` (plus `__host__ __device__` under nvcc), holds no tables in global memory
+ * (constants are inlined in the code so that the same source works on a GPU) and allocates
+ * nothing. Formulas: ../shared/docs/nep-reference.md sections 2 and 3.
+ *
+ * Contents
+ *   nep_cutoff          fc(d) and fc'(d)                                    (section 2.2)
+ *   nep_chebyshev       f_k(d), f_k'(d), k = 0..N_bas                         (section 2.3)
+ *   nep_chebyshev_value f_k(d) only
+ *   nep_sph             Y_kappa(x, y, z), l = 1..L (kappa = l^2-1+k)          (section 2.6)
+ *   nep_sph_grad        Y and its polynomial gradient, x, y, z independent
+ *   nep_sph_contract    sum_k H_k Y_k and sum_k K_k grad Y_k in one pass (force pass)
+ *   nep_c3b             the 3-body weights W(l, m) as GPUMD's 80-entry C3B table
+ *   nep_q3b, nep_q3b_grad                 the L three-body invariants and their s-gradients
+ *   nep_q222 ... nep_q134 (+ _grad)       the invariants of section 2.7 and their s-gradients
+ *   nep_invariant, nep_invariant_grad     the same by enum nep_flag index (0..5)
+ *   nep_zbl, nep_zbl_pair, nep_zbl_ainv   smoothed ZBL pair energy and derivative (section 3)
+ *
+ * Stability: after the NEP_MATHS_STABLE marker below, existing signatures never change;
+ * only new functions are added.
+ */
+/* NEP_MATHS_STABLE */
 #ifndef NEPZBL_NEP_MATHS_H
 #define NEPZBL_NEP_MATHS_H
+
+#ifdef __CUDACC__
+#define NEP_HD __host__ __device__ static inline
+#else
+#define NEP_HD static inline
 #endif
+
+#ifndef NEP_REAL
+#define NEP_REAL double
+#endif
+
+#include <math.h>
+
+/* Largest l of the 3-body terms, and the length of a full s-vector (l = 1..8). */
+#define NEP_MAX_L 8
+#define NEP_NUM_ABC 80
+/* The optional invariants read s up to index 23 (l = 4) even when L is smaller; an s-vector
+ * buffer is at least this long, zero beyond (L+1)^2-1 (GPUMD leaves those s values 0). */
+#define NEP_MIN_S_LEN 24
+
+/* Coulomb constant 1/(4 pi eps0) in eV Angstrom, as in GPUMD and NEP_CPU (K_C_SP). */
+#define NEP_K_C_SP 14.399645
+/* 1/a = (Z_a^0.23 + Z_b^0.23) * NEP_ZBL_AINV_FACTOR. GPUMD and NEP_CPU use 2.134563, the
+ * 7-digit value of 1/0.46848 (which is 2.1345628...); bit parity with them needs theirs. */
+#define NEP_ZBL_AINV_FACTOR 2.134563
+#define NEP_PI 3.141592653589793
+#define NEP_PI_HALF 1.570796326794897
+
+/* Number of Y / s components for a given L: (L+1)^2 - 1. */
+NEP_HD int nep_num_abc(int L) { return (L + 1) * (L + 1) - 1; }
+
+/* Cutoff function fc(d) = (1 + cos(pi d / rc)) / 2 and its derivative, for d < rc
+ * (zero at and beyond rc). rcinv = 1/rc is passed because callers keep it per pair. */
+NEP_HD void nep_cutoff(NEP_REAL d, NEP_REAL rc, NEP_REAL rcinv, NEP_REAL *fc, NEP_REAL *fcp)
+{
+    if (d < rc) {
+        const NEP_REAL x = d * rcinv;
+        *fc = (NEP_REAL)0.5 * cos((NEP_REAL)NEP_PI * x) + (NEP_REAL)0.5;
+        *fcp = -(NEP_REAL)NEP_PI_HALF * sin((NEP_REAL)NEP_PI * x) * rcinv;
+    } else {
+        *fc = (NEP_REAL)0;
+        *fcp = (NEP_REAL)0;
+    }
+}
+
+/* Chebyshev radial basis f_k(d) = (T_k(x) + 1)/2 fc(d), x = 2 (d/rc - 1)^2 - 1, and its
+ * derivative f_k'(d), for k = 0..nbas (f and fp hold nbas+1 values). fc, fcp from
+ * nep_cutoff. Same operation order as NEP_CPU's find_fn_and_fnp. */
+NEP_HD void nep_chebyshev(int nbas, NEP_REAL d, NEP_REAL rcinv, NEP_REAL fc, NEP_REAL fcp,
+                          NEP_REAL *f, NEP_REAL *fp)
+{
+    const NEP_REAL r = d * rcinv - (NEP_REAL)1;
+    const NEP_REAL x = (NEP_REAL)2 * r * r - (NEP_REAL)1;
+    const NEP_REAL half_dxdd = (NEP_REAL)2 * r * rcinv; /* (1/2) dx/dd */
+    NEP_REAL t0 = (NEP_REAL)1, t1 = x, u0 = (NEP_REAL)1, u1 = (NEP_REAL)2 * x;
+    /* k = 0: T_0 = 1, T_0' = 0 */
+    f[0] = fc;
+    fp[0] = fcp;
+    if (nbas < 1) return;
+    {
+        const NEP_REAL fk = (x + (NEP_REAL)1) * (NEP_REAL)0.5;
+        fp[1] = half_dxdd * fc + fk * fcp;
+        f[1] = fk * fc;
+    }
+    for (int k = 2; k <= nbas; ++k) {
+        const NEP_REAL t2 = (NEP_REAL)2 * x * t1 - t0; /* T_k */
+        const NEP_REAL tp = (NEP_REAL)k * u1;           /* T_k' = k U_{k-1} */
+        const NEP_REAL u2 = (NEP_REAL)2 * x * u1 - u0;
+        const NEP_REAL fk = (t2 + (NEP_REAL)1) * (NEP_REAL)0.5;
+        fp[k] = tp * half_dxdd * fc + fk * fcp;
+        f[k] = fk * fc;
+        t0 = t1;
+        t1 = t2;
+        u0 = u1;
+        u1 = u2;
+    }
+}
+
+/* f_k(d) only, k = 0..nbas. */
+NEP_HD void nep_chebyshev_value(int nbas, NEP_REAL d, NEP_REAL rcinv, NEP_REAL fc, NEP_REAL *f)
+{
+    const NEP_REAL r = d * rcinv - (NEP_REAL)1;
+    const NEP_REAL x = (NEP_REAL)2 * r * r - (NEP_REAL)1;
+    NEP_REAL t0 = (NEP_REAL)1, t1 = x;
+    f[0] = fc;
+    if (nbas < 1) return;
+    f[1] = (x + (NEP_REAL)1) * (NEP_REAL)0.5 * fc;
+    for (int k = 2; k <= nbas; ++k) {
+        const NEP_REAL t2 = (NEP_REAL)2 * x * t1 - t0;
+        f[k] = (t2 + (NEP_REAL)1) * (NEP_REAL)0.5 * fc;
+        t0 = t1;
+        t1 = t2;
+    }
+}
+
+/* ------------------------------------------------------------------------------- ZBL */
+
+/* Inverse screening length 1/a for atomic numbers za, zb (counted from 1). */
+NEP_HD NEP_REAL nep_zbl_ainv(NEP_REAL za, NEP_REAL zb)
+{
+    return (pow(za, (NEP_REAL)0.23) + pow(zb, (NEP_REAL)0.23)) * (NEP_REAL)NEP_ZBL_AINV_FACTOR;
+}
+
+/* Smoothed ZBL pair energy phi(d) and dphi/dd for one pair.
+ *   zizj  = NEP_K_C_SP * Z_a * Z_b   (eV Angstrom)
+ *   ainv  = nep_zbl_ainv(Z_a, Z_b)
+ *   row   = r_inner, r_outer, A1, B1, A2, B2, A3, B3, A4, B4 (a row of Model.zbl_table())
+ * Switching: f_s = 1 for d < r_inner (never, when r_inner = 0: typewise mode),
+ * (1 + cos(pi (d - r1)/(r2 - r1)))/2 for r_inner <= d < r_outer, 0 beyond. */
+NEP_HD void nep_zbl(NEP_REAL d, NEP_REAL zizj, NEP_REAL ainv, const NEP_REAL *row,
+                    NEP_REAL *phi, NEP_REAL *dphi)
+{
+    const NEP_REAL r1 = row[0], r2 = row[1];
+    if (!(d < r2)) {
+        *phi = (NEP_REAL)0;
+        *dphi = (NEP_REAL)0;
+        return;
+    }
+    const NEP_REAL dinv = (NEP_REAL)1 / d;
+    const NEP_REAL x = d * ainv;
+    NEP_REAL f = (NEP_REAL)0, fp = (NEP_REAL)0;
+    for (int k = 0; k < 4; ++k) {
+        const NEP_REAL tmp = row[2 + 2 * k] * exp(-row[3 + 2 * k] * x);
+        f += tmp;
+        fp -= row[3 + 2 * k] * tmp;
+    }
+    f *= zizj;
+    fp *= zizj * ainv;
+    fp = fp * dinv - f * dinv * dinv;
+    f *= dinv;
+    NEP_REAL fs, fsp;
+    if (d < r1) {
+        fs = (NEP_REAL)1;
+        fsp = (NEP_REAL)0;
+    } else {
+        const NEP_REAL pi_factor = (NEP_REAL)NEP_PI / (r2 - r1);
+        fs = cos(pi_factor * (d - r1)) * (NEP_REAL)0.5 + (NEP_REAL)0.5;
+        fsp = -sin(pi_factor * (d - r1)) * pi_factor * (NEP_REAL)0.5;
+    }
+    *dphi = fp * fs + f * fsp;
+    *phi = f * fs;
+}
+
+/* Convenience form of nep_zbl taking the atomic numbers. */
+NEP_HD void nep_zbl_pair(NEP_REAL d, int za, int zb, const NEP_REAL *row, NEP_REAL *phi,
+                         NEP_REAL *dphi)
+{
+    nep_zbl(d, (NEP_REAL)NEP_K_C_SP * (NEP_REAL)za * (NEP_REAL)zb,
+            nep_zbl_ainv((NEP_REAL)za, (NEP_REAL)zb), row, phi, dphi);
+}
+
+/* ------------------------------------------------------------- spherical harmonics */
+/* Y_kappa(x, y, z) for l = 1..L into Y[0 .. (L+1)^2-2]; (x, y, z) a unit vector. */
+NEP_HD void nep_sph(int L, NEP_REAL x, NEP_REAL y, NEP_REAL z, NEP_REAL *Y)
+{
+    const NEP_REAL zz = z * z;
+    NEP_REAL c[NEP_MAX_L + 1], s[NEP_MAX_L + 1];
+    c[0] = (NEP_REAL)1; s[0] = (NEP_REAL)0; c[1] = x; s[1] = y;
+    for (int m = 2; m <= L; ++m) {
+        c[m] = c[m - 1] * x - s[m - 1] * y;
+        s[m] = s[m - 1] * x + c[m - 1] * y;
+    }
+    (void)zz;
+    {
+        Y[0] = z;
+        { const NEP_REAL zp = ((NEP_REAL)1.0);
+          Y[1] = zp * c[1]; Y[2] = zp * s[1]; }
+    }
+    if (L < 2) return;
+    {
+        Y[3] = (((NEP_REAL)3.0) * zz + ((NEP_REAL)-1.0));
+        { const NEP_REAL zp = z;
+          Y[4] = zp * c[1]; Y[5] = zp * s[1]; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0);
+          Y[6] = zp * c[2]; Y[7] = zp * s[2]; }
+    }
+    if (L < 3) return;
+    {
+        Y[8] = (((NEP_REAL)5.0) * zz + ((NEP_REAL)-3.0)) * z;
+        { const NEP_REAL zp = (((NEP_REAL)5.0) * zz + ((NEP_REAL)-1.0));
+          Y[9] = zp * c[1]; Y[10] = zp * s[1]; }
+        { const NEP_REAL zp = z;
+          Y[11] = zp * c[2]; Y[12] = zp * s[2]; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0);
+          Y[13] = zp * c[3]; Y[14] = zp * s[3]; }
+    }
+    if (L < 4) return;
+    {
+        Y[15] = ((((NEP_REAL)35.0) * zz + ((NEP_REAL)-30.0)) * zz + ((NEP_REAL)3.0));
+        { const NEP_REAL zp = (((NEP_REAL)7.0) * zz + ((NEP_REAL)-3.0)) * z;
+          Y[16] = zp * c[1]; Y[17] = zp * s[1]; }
+        { const NEP_REAL zp = (((NEP_REAL)7.0) * zz + ((NEP_REAL)-1.0));
+          Y[18] = zp * c[2]; Y[19] = zp * s[2]; }
+        { const NEP_REAL zp = z;
+          Y[20] = zp * c[3]; Y[21] = zp * s[3]; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0);
+          Y[22] = zp * c[4]; Y[23] = zp * s[4]; }
+    }
+    if (L < 5) return;
+    {
+        Y[24] = ((((NEP_REAL)63.0) * zz + ((NEP_REAL)-70.0)) * zz + ((NEP_REAL)15.0)) * z;
+        { const NEP_REAL zp = ((((NEP_REAL)21.0) * zz + ((NEP_REAL)-14.0)) * zz + ((NEP_REAL)1.0));
+          Y[25] = zp * c[1]; Y[26] = zp * s[1]; }
+        { const NEP_REAL zp = (((NEP_REAL)3.0) * zz + ((NEP_REAL)-1.0)) * z;
+          Y[27] = zp * c[2]; Y[28] = zp * s[2]; }
+        { const NEP_REAL zp = (((NEP_REAL)9.0) * zz + ((NEP_REAL)-1.0));
+          Y[29] = zp * c[3]; Y[30] = zp * s[3]; }
+        { const NEP_REAL zp = z;
+          Y[31] = zp * c[4]; Y[32] = zp * s[4]; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0);
+          Y[33] = zp * c[5]; Y[34] = zp * s[5]; }
+    }
+    if (L < 6) return;
+    {
+        Y[35] = (((((NEP_REAL)231.0) * zz + ((NEP_REAL)-315.0)) * zz + ((NEP_REAL)105.0)) * zz + ((NEP_REAL)-5.0));
+        { const NEP_REAL zp = ((((NEP_REAL)33.0) * zz + ((NEP_REAL)-30.0)) * zz + ((NEP_REAL)5.0)) * z;
+          Y[36] = zp * c[1]; Y[37] = zp * s[1]; }
+        { const NEP_REAL zp = ((((NEP_REAL)33.0) * zz + ((NEP_REAL)-18.0)) * zz + ((NEP_REAL)1.0));
+          Y[38] = zp * c[2]; Y[39] = zp * s[2]; }
+        { const NEP_REAL zp = (((NEP_REAL)11.0) * zz + ((NEP_REAL)-3.0)) * z;
+          Y[40] = zp * c[3]; Y[41] = zp * s[3]; }
+        { const NEP_REAL zp = (((NEP_REAL)11.0) * zz + ((NEP_REAL)-1.0));
+          Y[42] = zp * c[4]; Y[43] = zp * s[4]; }
+        { const NEP_REAL zp = z;
+          Y[44] = zp * c[5]; Y[45] = zp * s[5]; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0);
+          Y[46] = zp * c[6]; Y[47] = zp * s[6]; }
+    }
+    if (L < 7) return;
+    {
+        Y[48] = (((((NEP_REAL)429.0) * zz + ((NEP_REAL)-693.0)) * zz + ((NEP_REAL)315.0)) * zz + ((NEP_REAL)-35.0)) * z;
+        { const NEP_REAL zp = (((((NEP_REAL)429.0) * zz + ((NEP_REAL)-495.0)) * zz + ((NEP_REAL)135.0)) * zz + ((NEP_REAL)-5.0));
+          Y[49] = zp * c[1]; Y[50] = zp * s[1]; }
+        { const NEP_REAL zp = ((((NEP_REAL)143.0) * zz + ((NEP_REAL)-110.0)) * zz + ((NEP_REAL)15.0)) * z;
+          Y[51] = zp * c[2]; Y[52] = zp * s[2]; }
+        { const NEP_REAL zp = ((((NEP_REAL)143.0) * zz + ((NEP_REAL)-66.0)) * zz + ((NEP_REAL)3.0));
+          Y[53] = zp * c[3]; Y[54] = zp * s[3]; }
+        { const NEP_REAL zp = (((NEP_REAL)13.0) * zz + ((NEP_REAL)-3.0)) * z;
+          Y[55] = zp * c[4]; Y[56] = zp * s[4]; }
+        { const NEP_REAL zp = (((NEP_REAL)13.0) * zz + ((NEP_REAL)-1.0));
+          Y[57] = zp * c[5]; Y[58] = zp * s[5]; }
+        { const NEP_REAL zp = z;
+          Y[59] = zp * c[6]; Y[60] = zp * s[6]; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0);
+          Y[61] = zp * c[7]; Y[62] = zp * s[7]; }
+    }
+    if (L < 8) return;
+    {
+        Y[63] = ((((((NEP_REAL)6435.0) * zz + ((NEP_REAL)-12012.0)) * zz + ((NEP_REAL)6930.0)) * zz + ((NEP_REAL)-1260.0)) * zz + ((NEP_REAL)35.0));
+        { const NEP_REAL zp = (((((NEP_REAL)715.0) * zz + ((NEP_REAL)-1001.0)) * zz + ((NEP_REAL)385.0)) * zz + ((NEP_REAL)-35.0)) * z;
+          Y[64] = zp * c[1]; Y[65] = zp * s[1]; }
+        { const NEP_REAL zp = (((((NEP_REAL)143.0) * zz + ((NEP_REAL)-143.0)) * zz + ((NEP_REAL)33.0)) * zz + ((NEP_REAL)-1.0));
+          Y[66] = zp * c[2]; Y[67] = zp * s[2]; }
+        { const NEP_REAL zp = ((((NEP_REAL)39.0) * zz + ((NEP_REAL)-26.0)) * zz + ((NEP_REAL)3.0)) * z;
+          Y[68] = zp * c[3]; Y[69] = zp * s[3]; }
+        { const NEP_REAL zp = ((((NEP_REAL)65.0) * zz + ((NEP_REAL)-26.0)) * zz + ((NEP_REAL)1.0));
+          Y[70] = zp * c[4]; Y[71] = zp * s[4]; }
+        { const NEP_REAL zp = (((NEP_REAL)5.0) * zz + ((NEP_REAL)-1.0)) * z;
+          Y[72] = zp * c[5]; Y[73] = zp * s[5]; }
+        { const NEP_REAL zp = (((NEP_REAL)15.0) * zz + ((NEP_REAL)-1.0));
+          Y[74] = zp * c[6]; Y[75] = zp * s[6]; }
+        { const NEP_REAL zp = z;
+          Y[76] = zp * c[7]; Y[77] = zp * s[7]; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0);
+          Y[78] = zp * c[8]; Y[79] = zp * s[8]; }
+    }
+}
+
+/* Fused contraction used by the force pass: *hy = sum_k H[k] Y_k(x,y,z) and
+ * grad[0..2] = sum_k K[k] dY_k/d(x,y,z), the polynomial gradient with x, y, z treated as
+ * independent variables, over k = 0 .. (L+1)^2-2. */
+NEP_HD void nep_sph_contract(int L, NEP_REAL x, NEP_REAL y, NEP_REAL z, const NEP_REAL *H,
+                             const NEP_REAL *K, NEP_REAL *hy, NEP_REAL *grad)
+{
+    const NEP_REAL zz = z * z;
+    NEP_REAL c[NEP_MAX_L + 1], s[NEP_MAX_L + 1];
+    NEP_REAL acc = (NEP_REAL)0, gx = (NEP_REAL)0, gy = (NEP_REAL)0, gz = (NEP_REAL)0;
+    c[0] = (NEP_REAL)1; s[0] = (NEP_REAL)0; c[1] = x; s[1] = y;
+    for (int m = 2; m <= L; ++m) {
+        c[m] = c[m - 1] * x - s[m - 1] * y;
+        s[m] = s[m - 1] * x + c[m - 1] * y;
+    }
+    (void)zz;
+    {
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          acc += H[0] * zp; gz += K[0] * dzp; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL kr = K[1], ki = K[2];
+          acc += H[1] * zp * c[1] + H[2] * zp * s[1];
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          gx += mz * (kr * c[0] + ki * s[0]);
+          gy += mz * (ki * c[0] - kr * s[0]);
+          gz += dzp * (kr * c[1] + ki * s[1]); }
+    }
+    if (L < 2) goto done;
+    {
+        { const NEP_REAL zp = (((NEP_REAL)3.0) * zz + ((NEP_REAL)-1.0)), dzp = ((NEP_REAL)6.0) * z;
+          acc += H[3] * zp; gz += K[3] * dzp; }
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          const NEP_REAL kr = K[4], ki = K[5];
+          acc += H[4] * zp * c[1] + H[5] * zp * s[1];
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          gx += mz * (kr * c[0] + ki * s[0]);
+          gy += mz * (ki * c[0] - kr * s[0]);
+          gz += dzp * (kr * c[1] + ki * s[1]); }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL kr = K[6], ki = K[7];
+          acc += H[6] * zp * c[2] + H[7] * zp * s[2];
+          const NEP_REAL mz = (NEP_REAL)2 * zp;
+          gx += mz * (kr * c[1] + ki * s[1]);
+          gy += mz * (ki * c[1] - kr * s[1]);
+          gz += dzp * (kr * c[2] + ki * s[2]); }
+    }
+    if (L < 3) goto done;
+    {
+        { const NEP_REAL zp = (((NEP_REAL)5.0) * zz + ((NEP_REAL)-3.0)) * z, dzp = (((NEP_REAL)15.0) * zz + ((NEP_REAL)-3.0));
+          acc += H[8] * zp; gz += K[8] * dzp; }
+        { const NEP_REAL zp = (((NEP_REAL)5.0) * zz + ((NEP_REAL)-1.0)), dzp = ((NEP_REAL)10.0) * z;
+          const NEP_REAL kr = K[9], ki = K[10];
+          acc += H[9] * zp * c[1] + H[10] * zp * s[1];
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          gx += mz * (kr * c[0] + ki * s[0]);
+          gy += mz * (ki * c[0] - kr * s[0]);
+          gz += dzp * (kr * c[1] + ki * s[1]); }
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          const NEP_REAL kr = K[11], ki = K[12];
+          acc += H[11] * zp * c[2] + H[12] * zp * s[2];
+          const NEP_REAL mz = (NEP_REAL)2 * zp;
+          gx += mz * (kr * c[1] + ki * s[1]);
+          gy += mz * (ki * c[1] - kr * s[1]);
+          gz += dzp * (kr * c[2] + ki * s[2]); }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL kr = K[13], ki = K[14];
+          acc += H[13] * zp * c[3] + H[14] * zp * s[3];
+          const NEP_REAL mz = (NEP_REAL)3 * zp;
+          gx += mz * (kr * c[2] + ki * s[2]);
+          gy += mz * (ki * c[2] - kr * s[2]);
+          gz += dzp * (kr * c[3] + ki * s[3]); }
+    }
+    if (L < 4) goto done;
+    {
+        { const NEP_REAL zp = ((((NEP_REAL)35.0) * zz + ((NEP_REAL)-30.0)) * zz + ((NEP_REAL)3.0)), dzp = (((NEP_REAL)140.0) * zz + ((NEP_REAL)-60.0)) * z;
+          acc += H[15] * zp; gz += K[15] * dzp; }
+        { const NEP_REAL zp = (((NEP_REAL)7.0) * zz + ((NEP_REAL)-3.0)) * z, dzp = (((NEP_REAL)21.0) * zz + ((NEP_REAL)-3.0));
+          const NEP_REAL kr = K[16], ki = K[17];
+          acc += H[16] * zp * c[1] + H[17] * zp * s[1];
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          gx += mz * (kr * c[0] + ki * s[0]);
+          gy += mz * (ki * c[0] - kr * s[0]);
+          gz += dzp * (kr * c[1] + ki * s[1]); }
+        { const NEP_REAL zp = (((NEP_REAL)7.0) * zz + ((NEP_REAL)-1.0)), dzp = ((NEP_REAL)14.0) * z;
+          const NEP_REAL kr = K[18], ki = K[19];
+          acc += H[18] * zp * c[2] + H[19] * zp * s[2];
+          const NEP_REAL mz = (NEP_REAL)2 * zp;
+          gx += mz * (kr * c[1] + ki * s[1]);
+          gy += mz * (ki * c[1] - kr * s[1]);
+          gz += dzp * (kr * c[2] + ki * s[2]); }
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          const NEP_REAL kr = K[20], ki = K[21];
+          acc += H[20] * zp * c[3] + H[21] * zp * s[3];
+          const NEP_REAL mz = (NEP_REAL)3 * zp;
+          gx += mz * (kr * c[2] + ki * s[2]);
+          gy += mz * (ki * c[2] - kr * s[2]);
+          gz += dzp * (kr * c[3] + ki * s[3]); }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL kr = K[22], ki = K[23];
+          acc += H[22] * zp * c[4] + H[23] * zp * s[4];
+          const NEP_REAL mz = (NEP_REAL)4 * zp;
+          gx += mz * (kr * c[3] + ki * s[3]);
+          gy += mz * (ki * c[3] - kr * s[3]);
+          gz += dzp * (kr * c[4] + ki * s[4]); }
+    }
+    if (L < 5) goto done;
+    {
+        { const NEP_REAL zp = ((((NEP_REAL)63.0) * zz + ((NEP_REAL)-70.0)) * zz + ((NEP_REAL)15.0)) * z, dzp = ((((NEP_REAL)315.0) * zz + ((NEP_REAL)-210.0)) * zz + ((NEP_REAL)15.0));
+          acc += H[24] * zp; gz += K[24] * dzp; }
+        { const NEP_REAL zp = ((((NEP_REAL)21.0) * zz + ((NEP_REAL)-14.0)) * zz + ((NEP_REAL)1.0)), dzp = (((NEP_REAL)84.0) * zz + ((NEP_REAL)-28.0)) * z;
+          const NEP_REAL kr = K[25], ki = K[26];
+          acc += H[25] * zp * c[1] + H[26] * zp * s[1];
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          gx += mz * (kr * c[0] + ki * s[0]);
+          gy += mz * (ki * c[0] - kr * s[0]);
+          gz += dzp * (kr * c[1] + ki * s[1]); }
+        { const NEP_REAL zp = (((NEP_REAL)3.0) * zz + ((NEP_REAL)-1.0)) * z, dzp = (((NEP_REAL)9.0) * zz + ((NEP_REAL)-1.0));
+          const NEP_REAL kr = K[27], ki = K[28];
+          acc += H[27] * zp * c[2] + H[28] * zp * s[2];
+          const NEP_REAL mz = (NEP_REAL)2 * zp;
+          gx += mz * (kr * c[1] + ki * s[1]);
+          gy += mz * (ki * c[1] - kr * s[1]);
+          gz += dzp * (kr * c[2] + ki * s[2]); }
+        { const NEP_REAL zp = (((NEP_REAL)9.0) * zz + ((NEP_REAL)-1.0)), dzp = ((NEP_REAL)18.0) * z;
+          const NEP_REAL kr = K[29], ki = K[30];
+          acc += H[29] * zp * c[3] + H[30] * zp * s[3];
+          const NEP_REAL mz = (NEP_REAL)3 * zp;
+          gx += mz * (kr * c[2] + ki * s[2]);
+          gy += mz * (ki * c[2] - kr * s[2]);
+          gz += dzp * (kr * c[3] + ki * s[3]); }
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          const NEP_REAL kr = K[31], ki = K[32];
+          acc += H[31] * zp * c[4] + H[32] * zp * s[4];
+          const NEP_REAL mz = (NEP_REAL)4 * zp;
+          gx += mz * (kr * c[3] + ki * s[3]);
+          gy += mz * (ki * c[3] - kr * s[3]);
+          gz += dzp * (kr * c[4] + ki * s[4]); }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL kr = K[33], ki = K[34];
+          acc += H[33] * zp * c[5] + H[34] * zp * s[5];
+          const NEP_REAL mz = (NEP_REAL)5 * zp;
+          gx += mz * (kr * c[4] + ki * s[4]);
+          gy += mz * (ki * c[4] - kr * s[4]);
+          gz += dzp * (kr * c[5] + ki * s[5]); }
+    }
+    if (L < 6) goto done;
+    {
+        { const NEP_REAL zp = (((((NEP_REAL)231.0) * zz + ((NEP_REAL)-315.0)) * zz + ((NEP_REAL)105.0)) * zz + ((NEP_REAL)-5.0)), dzp = ((((NEP_REAL)1386.0) * zz + ((NEP_REAL)-1260.0)) * zz + ((NEP_REAL)210.0)) * z;
+          acc += H[35] * zp; gz += K[35] * dzp; }
+        { const NEP_REAL zp = ((((NEP_REAL)33.0) * zz + ((NEP_REAL)-30.0)) * zz + ((NEP_REAL)5.0)) * z, dzp = ((((NEP_REAL)165.0) * zz + ((NEP_REAL)-90.0)) * zz + ((NEP_REAL)5.0));
+          const NEP_REAL kr = K[36], ki = K[37];
+          acc += H[36] * zp * c[1] + H[37] * zp * s[1];
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          gx += mz * (kr * c[0] + ki * s[0]);
+          gy += mz * (ki * c[0] - kr * s[0]);
+          gz += dzp * (kr * c[1] + ki * s[1]); }
+        { const NEP_REAL zp = ((((NEP_REAL)33.0) * zz + ((NEP_REAL)-18.0)) * zz + ((NEP_REAL)1.0)), dzp = (((NEP_REAL)132.0) * zz + ((NEP_REAL)-36.0)) * z;
+          const NEP_REAL kr = K[38], ki = K[39];
+          acc += H[38] * zp * c[2] + H[39] * zp * s[2];
+          const NEP_REAL mz = (NEP_REAL)2 * zp;
+          gx += mz * (kr * c[1] + ki * s[1]);
+          gy += mz * (ki * c[1] - kr * s[1]);
+          gz += dzp * (kr * c[2] + ki * s[2]); }
+        { const NEP_REAL zp = (((NEP_REAL)11.0) * zz + ((NEP_REAL)-3.0)) * z, dzp = (((NEP_REAL)33.0) * zz + ((NEP_REAL)-3.0));
+          const NEP_REAL kr = K[40], ki = K[41];
+          acc += H[40] * zp * c[3] + H[41] * zp * s[3];
+          const NEP_REAL mz = (NEP_REAL)3 * zp;
+          gx += mz * (kr * c[2] + ki * s[2]);
+          gy += mz * (ki * c[2] - kr * s[2]);
+          gz += dzp * (kr * c[3] + ki * s[3]); }
+        { const NEP_REAL zp = (((NEP_REAL)11.0) * zz + ((NEP_REAL)-1.0)), dzp = ((NEP_REAL)22.0) * z;
+          const NEP_REAL kr = K[42], ki = K[43];
+          acc += H[42] * zp * c[4] + H[43] * zp * s[4];
+          const NEP_REAL mz = (NEP_REAL)4 * zp;
+          gx += mz * (kr * c[3] + ki * s[3]);
+          gy += mz * (ki * c[3] - kr * s[3]);
+          gz += dzp * (kr * c[4] + ki * s[4]); }
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          const NEP_REAL kr = K[44], ki = K[45];
+          acc += H[44] * zp * c[5] + H[45] * zp * s[5];
+          const NEP_REAL mz = (NEP_REAL)5 * zp;
+          gx += mz * (kr * c[4] + ki * s[4]);
+          gy += mz * (ki * c[4] - kr * s[4]);
+          gz += dzp * (kr * c[5] + ki * s[5]); }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL kr = K[46], ki = K[47];
+          acc += H[46] * zp * c[6] + H[47] * zp * s[6];
+          const NEP_REAL mz = (NEP_REAL)6 * zp;
+          gx += mz * (kr * c[5] + ki * s[5]);
+          gy += mz * (ki * c[5] - kr * s[5]);
+          gz += dzp * (kr * c[6] + ki * s[6]); }
+    }
+    if (L < 7) goto done;
+    {
+        { const NEP_REAL zp = (((((NEP_REAL)429.0) * zz + ((NEP_REAL)-693.0)) * zz + ((NEP_REAL)315.0)) * zz + ((NEP_REAL)-35.0)) * z, dzp = (((((NEP_REAL)3003.0) * zz + ((NEP_REAL)-3465.0)) * zz + ((NEP_REAL)945.0)) * zz + ((NEP_REAL)-35.0));
+          acc += H[48] * zp; gz += K[48] * dzp; }
+        { const NEP_REAL zp = (((((NEP_REAL)429.0) * zz + ((NEP_REAL)-495.0)) * zz + ((NEP_REAL)135.0)) * zz + ((NEP_REAL)-5.0)), dzp = ((((NEP_REAL)2574.0) * zz + ((NEP_REAL)-1980.0)) * zz + ((NEP_REAL)270.0)) * z;
+          const NEP_REAL kr = K[49], ki = K[50];
+          acc += H[49] * zp * c[1] + H[50] * zp * s[1];
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          gx += mz * (kr * c[0] + ki * s[0]);
+          gy += mz * (ki * c[0] - kr * s[0]);
+          gz += dzp * (kr * c[1] + ki * s[1]); }
+        { const NEP_REAL zp = ((((NEP_REAL)143.0) * zz + ((NEP_REAL)-110.0)) * zz + ((NEP_REAL)15.0)) * z, dzp = ((((NEP_REAL)715.0) * zz + ((NEP_REAL)-330.0)) * zz + ((NEP_REAL)15.0));
+          const NEP_REAL kr = K[51], ki = K[52];
+          acc += H[51] * zp * c[2] + H[52] * zp * s[2];
+          const NEP_REAL mz = (NEP_REAL)2 * zp;
+          gx += mz * (kr * c[1] + ki * s[1]);
+          gy += mz * (ki * c[1] - kr * s[1]);
+          gz += dzp * (kr * c[2] + ki * s[2]); }
+        { const NEP_REAL zp = ((((NEP_REAL)143.0) * zz + ((NEP_REAL)-66.0)) * zz + ((NEP_REAL)3.0)), dzp = (((NEP_REAL)572.0) * zz + ((NEP_REAL)-132.0)) * z;
+          const NEP_REAL kr = K[53], ki = K[54];
+          acc += H[53] * zp * c[3] + H[54] * zp * s[3];
+          const NEP_REAL mz = (NEP_REAL)3 * zp;
+          gx += mz * (kr * c[2] + ki * s[2]);
+          gy += mz * (ki * c[2] - kr * s[2]);
+          gz += dzp * (kr * c[3] + ki * s[3]); }
+        { const NEP_REAL zp = (((NEP_REAL)13.0) * zz + ((NEP_REAL)-3.0)) * z, dzp = (((NEP_REAL)39.0) * zz + ((NEP_REAL)-3.0));
+          const NEP_REAL kr = K[55], ki = K[56];
+          acc += H[55] * zp * c[4] + H[56] * zp * s[4];
+          const NEP_REAL mz = (NEP_REAL)4 * zp;
+          gx += mz * (kr * c[3] + ki * s[3]);
+          gy += mz * (ki * c[3] - kr * s[3]);
+          gz += dzp * (kr * c[4] + ki * s[4]); }
+        { const NEP_REAL zp = (((NEP_REAL)13.0) * zz + ((NEP_REAL)-1.0)), dzp = ((NEP_REAL)26.0) * z;
+          const NEP_REAL kr = K[57], ki = K[58];
+          acc += H[57] * zp * c[5] + H[58] * zp * s[5];
+          const NEP_REAL mz = (NEP_REAL)5 * zp;
+          gx += mz * (kr * c[4] + ki * s[4]);
+          gy += mz * (ki * c[4] - kr * s[4]);
+          gz += dzp * (kr * c[5] + ki * s[5]); }
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          const NEP_REAL kr = K[59], ki = K[60];
+          acc += H[59] * zp * c[6] + H[60] * zp * s[6];
+          const NEP_REAL mz = (NEP_REAL)6 * zp;
+          gx += mz * (kr * c[5] + ki * s[5]);
+          gy += mz * (ki * c[5] - kr * s[5]);
+          gz += dzp * (kr * c[6] + ki * s[6]); }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL kr = K[61], ki = K[62];
+          acc += H[61] * zp * c[7] + H[62] * zp * s[7];
+          const NEP_REAL mz = (NEP_REAL)7 * zp;
+          gx += mz * (kr * c[6] + ki * s[6]);
+          gy += mz * (ki * c[6] - kr * s[6]);
+          gz += dzp * (kr * c[7] + ki * s[7]); }
+    }
+    if (L < 8) goto done;
+    {
+        { const NEP_REAL zp = ((((((NEP_REAL)6435.0) * zz + ((NEP_REAL)-12012.0)) * zz + ((NEP_REAL)6930.0)) * zz + ((NEP_REAL)-1260.0)) * zz + ((NEP_REAL)35.0)), dzp = (((((NEP_REAL)51480.0) * zz + ((NEP_REAL)-72072.0)) * zz + ((NEP_REAL)27720.0)) * zz + ((NEP_REAL)-2520.0)) * z;
+          acc += H[63] * zp; gz += K[63] * dzp; }
+        { const NEP_REAL zp = (((((NEP_REAL)715.0) * zz + ((NEP_REAL)-1001.0)) * zz + ((NEP_REAL)385.0)) * zz + ((NEP_REAL)-35.0)) * z, dzp = (((((NEP_REAL)5005.0) * zz + ((NEP_REAL)-5005.0)) * zz + ((NEP_REAL)1155.0)) * zz + ((NEP_REAL)-35.0));
+          const NEP_REAL kr = K[64], ki = K[65];
+          acc += H[64] * zp * c[1] + H[65] * zp * s[1];
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          gx += mz * (kr * c[0] + ki * s[0]);
+          gy += mz * (ki * c[0] - kr * s[0]);
+          gz += dzp * (kr * c[1] + ki * s[1]); }
+        { const NEP_REAL zp = (((((NEP_REAL)143.0) * zz + ((NEP_REAL)-143.0)) * zz + ((NEP_REAL)33.0)) * zz + ((NEP_REAL)-1.0)), dzp = ((((NEP_REAL)858.0) * zz + ((NEP_REAL)-572.0)) * zz + ((NEP_REAL)66.0)) * z;
+          const NEP_REAL kr = K[66], ki = K[67];
+          acc += H[66] * zp * c[2] + H[67] * zp * s[2];
+          const NEP_REAL mz = (NEP_REAL)2 * zp;
+          gx += mz * (kr * c[1] + ki * s[1]);
+          gy += mz * (ki * c[1] - kr * s[1]);
+          gz += dzp * (kr * c[2] + ki * s[2]); }
+        { const NEP_REAL zp = ((((NEP_REAL)39.0) * zz + ((NEP_REAL)-26.0)) * zz + ((NEP_REAL)3.0)) * z, dzp = ((((NEP_REAL)195.0) * zz + ((NEP_REAL)-78.0)) * zz + ((NEP_REAL)3.0));
+          const NEP_REAL kr = K[68], ki = K[69];
+          acc += H[68] * zp * c[3] + H[69] * zp * s[3];
+          const NEP_REAL mz = (NEP_REAL)3 * zp;
+          gx += mz * (kr * c[2] + ki * s[2]);
+          gy += mz * (ki * c[2] - kr * s[2]);
+          gz += dzp * (kr * c[3] + ki * s[3]); }
+        { const NEP_REAL zp = ((((NEP_REAL)65.0) * zz + ((NEP_REAL)-26.0)) * zz + ((NEP_REAL)1.0)), dzp = (((NEP_REAL)260.0) * zz + ((NEP_REAL)-52.0)) * z;
+          const NEP_REAL kr = K[70], ki = K[71];
+          acc += H[70] * zp * c[4] + H[71] * zp * s[4];
+          const NEP_REAL mz = (NEP_REAL)4 * zp;
+          gx += mz * (kr * c[3] + ki * s[3]);
+          gy += mz * (ki * c[3] - kr * s[3]);
+          gz += dzp * (kr * c[4] + ki * s[4]); }
+        { const NEP_REAL zp = (((NEP_REAL)5.0) * zz + ((NEP_REAL)-1.0)) * z, dzp = (((NEP_REAL)15.0) * zz + ((NEP_REAL)-1.0));
+          const NEP_REAL kr = K[72], ki = K[73];
+          acc += H[72] * zp * c[5] + H[73] * zp * s[5];
+          const NEP_REAL mz = (NEP_REAL)5 * zp;
+          gx += mz * (kr * c[4] + ki * s[4]);
+          gy += mz * (ki * c[4] - kr * s[4]);
+          gz += dzp * (kr * c[5] + ki * s[5]); }
+        { const NEP_REAL zp = (((NEP_REAL)15.0) * zz + ((NEP_REAL)-1.0)), dzp = ((NEP_REAL)30.0) * z;
+          const NEP_REAL kr = K[74], ki = K[75];
+          acc += H[74] * zp * c[6] + H[75] * zp * s[6];
+          const NEP_REAL mz = (NEP_REAL)6 * zp;
+          gx += mz * (kr * c[5] + ki * s[5]);
+          gy += mz * (ki * c[5] - kr * s[5]);
+          gz += dzp * (kr * c[6] + ki * s[6]); }
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          const NEP_REAL kr = K[76], ki = K[77];
+          acc += H[76] * zp * c[7] + H[77] * zp * s[7];
+          const NEP_REAL mz = (NEP_REAL)7 * zp;
+          gx += mz * (kr * c[6] + ki * s[6]);
+          gy += mz * (ki * c[6] - kr * s[6]);
+          gz += dzp * (kr * c[7] + ki * s[7]); }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL kr = K[78], ki = K[79];
+          acc += H[78] * zp * c[8] + H[79] * zp * s[8];
+          const NEP_REAL mz = (NEP_REAL)8 * zp;
+          gx += mz * (kr * c[7] + ki * s[7]);
+          gy += mz * (ki * c[7] - kr * s[7]);
+          gz += dzp * (kr * c[8] + ki * s[8]); }
+    }
+done:
+    *hy = acc; grad[0] = gx; grad[1] = gy; grad[2] = gz;
+}
+
+/* Y_k and its polynomial gradient (x, y, z independent) into Y, dx, dy, dz, each
+ * (L+1)^2-1 long. */
+NEP_HD void nep_sph_grad(int L, NEP_REAL x, NEP_REAL y, NEP_REAL z, NEP_REAL *Y,
+                         NEP_REAL *dx, NEP_REAL *dy, NEP_REAL *dz)
+{
+    const NEP_REAL zz = z * z;
+    NEP_REAL c[NEP_MAX_L + 1], s[NEP_MAX_L + 1];
+    c[0] = (NEP_REAL)1; s[0] = (NEP_REAL)0; c[1] = x; s[1] = y;
+    for (int m = 2; m <= L; ++m) {
+        c[m] = c[m - 1] * x - s[m - 1] * y;
+        s[m] = s[m - 1] * x + c[m - 1] * y;
+    }
+    (void)zz;
+    {
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          Y[0] = zp; dx[0] = (NEP_REAL)0; dy[0] = (NEP_REAL)0; dz[0] = dzp; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          Y[1] = zp * c[1]; Y[2] = zp * s[1];
+          dx[1] = mz * c[0]; dx[2] = mz * s[0];
+          dy[1] = -mz * s[0]; dy[2] = mz * c[0];
+          dz[1] = dzp * c[1]; dz[2] = dzp * s[1]; }
+    }
+    if (L < 2) return;
+    {
+        { const NEP_REAL zp = (((NEP_REAL)3.0) * zz + ((NEP_REAL)-1.0)), dzp = ((NEP_REAL)6.0) * z;
+          Y[3] = zp; dx[3] = (NEP_REAL)0; dy[3] = (NEP_REAL)0; dz[3] = dzp; }
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          Y[4] = zp * c[1]; Y[5] = zp * s[1];
+          dx[4] = mz * c[0]; dx[5] = mz * s[0];
+          dy[4] = -mz * s[0]; dy[5] = mz * c[0];
+          dz[4] = dzp * c[1]; dz[5] = dzp * s[1]; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL mz = (NEP_REAL)2 * zp;
+          Y[6] = zp * c[2]; Y[7] = zp * s[2];
+          dx[6] = mz * c[1]; dx[7] = mz * s[1];
+          dy[6] = -mz * s[1]; dy[7] = mz * c[1];
+          dz[6] = dzp * c[2]; dz[7] = dzp * s[2]; }
+    }
+    if (L < 3) return;
+    {
+        { const NEP_REAL zp = (((NEP_REAL)5.0) * zz + ((NEP_REAL)-3.0)) * z, dzp = (((NEP_REAL)15.0) * zz + ((NEP_REAL)-3.0));
+          Y[8] = zp; dx[8] = (NEP_REAL)0; dy[8] = (NEP_REAL)0; dz[8] = dzp; }
+        { const NEP_REAL zp = (((NEP_REAL)5.0) * zz + ((NEP_REAL)-1.0)), dzp = ((NEP_REAL)10.0) * z;
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          Y[9] = zp * c[1]; Y[10] = zp * s[1];
+          dx[9] = mz * c[0]; dx[10] = mz * s[0];
+          dy[9] = -mz * s[0]; dy[10] = mz * c[0];
+          dz[9] = dzp * c[1]; dz[10] = dzp * s[1]; }
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          const NEP_REAL mz = (NEP_REAL)2 * zp;
+          Y[11] = zp * c[2]; Y[12] = zp * s[2];
+          dx[11] = mz * c[1]; dx[12] = mz * s[1];
+          dy[11] = -mz * s[1]; dy[12] = mz * c[1];
+          dz[11] = dzp * c[2]; dz[12] = dzp * s[2]; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL mz = (NEP_REAL)3 * zp;
+          Y[13] = zp * c[3]; Y[14] = zp * s[3];
+          dx[13] = mz * c[2]; dx[14] = mz * s[2];
+          dy[13] = -mz * s[2]; dy[14] = mz * c[2];
+          dz[13] = dzp * c[3]; dz[14] = dzp * s[3]; }
+    }
+    if (L < 4) return;
+    {
+        { const NEP_REAL zp = ((((NEP_REAL)35.0) * zz + ((NEP_REAL)-30.0)) * zz + ((NEP_REAL)3.0)), dzp = (((NEP_REAL)140.0) * zz + ((NEP_REAL)-60.0)) * z;
+          Y[15] = zp; dx[15] = (NEP_REAL)0; dy[15] = (NEP_REAL)0; dz[15] = dzp; }
+        { const NEP_REAL zp = (((NEP_REAL)7.0) * zz + ((NEP_REAL)-3.0)) * z, dzp = (((NEP_REAL)21.0) * zz + ((NEP_REAL)-3.0));
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          Y[16] = zp * c[1]; Y[17] = zp * s[1];
+          dx[16] = mz * c[0]; dx[17] = mz * s[0];
+          dy[16] = -mz * s[0]; dy[17] = mz * c[0];
+          dz[16] = dzp * c[1]; dz[17] = dzp * s[1]; }
+        { const NEP_REAL zp = (((NEP_REAL)7.0) * zz + ((NEP_REAL)-1.0)), dzp = ((NEP_REAL)14.0) * z;
+          const NEP_REAL mz = (NEP_REAL)2 * zp;
+          Y[18] = zp * c[2]; Y[19] = zp * s[2];
+          dx[18] = mz * c[1]; dx[19] = mz * s[1];
+          dy[18] = -mz * s[1]; dy[19] = mz * c[1];
+          dz[18] = dzp * c[2]; dz[19] = dzp * s[2]; }
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          const NEP_REAL mz = (NEP_REAL)3 * zp;
+          Y[20] = zp * c[3]; Y[21] = zp * s[3];
+          dx[20] = mz * c[2]; dx[21] = mz * s[2];
+          dy[20] = -mz * s[2]; dy[21] = mz * c[2];
+          dz[20] = dzp * c[3]; dz[21] = dzp * s[3]; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL mz = (NEP_REAL)4 * zp;
+          Y[22] = zp * c[4]; Y[23] = zp * s[4];
+          dx[22] = mz * c[3]; dx[23] = mz * s[3];
+          dy[22] = -mz * s[3]; dy[23] = mz * c[3];
+          dz[22] = dzp * c[4]; dz[23] = dzp * s[4]; }
+    }
+    if (L < 5) return;
+    {
+        { const NEP_REAL zp = ((((NEP_REAL)63.0) * zz + ((NEP_REAL)-70.0)) * zz + ((NEP_REAL)15.0)) * z, dzp = ((((NEP_REAL)315.0) * zz + ((NEP_REAL)-210.0)) * zz + ((NEP_REAL)15.0));
+          Y[24] = zp; dx[24] = (NEP_REAL)0; dy[24] = (NEP_REAL)0; dz[24] = dzp; }
+        { const NEP_REAL zp = ((((NEP_REAL)21.0) * zz + ((NEP_REAL)-14.0)) * zz + ((NEP_REAL)1.0)), dzp = (((NEP_REAL)84.0) * zz + ((NEP_REAL)-28.0)) * z;
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          Y[25] = zp * c[1]; Y[26] = zp * s[1];
+          dx[25] = mz * c[0]; dx[26] = mz * s[0];
+          dy[25] = -mz * s[0]; dy[26] = mz * c[0];
+          dz[25] = dzp * c[1]; dz[26] = dzp * s[1]; }
+        { const NEP_REAL zp = (((NEP_REAL)3.0) * zz + ((NEP_REAL)-1.0)) * z, dzp = (((NEP_REAL)9.0) * zz + ((NEP_REAL)-1.0));
+          const NEP_REAL mz = (NEP_REAL)2 * zp;
+          Y[27] = zp * c[2]; Y[28] = zp * s[2];
+          dx[27] = mz * c[1]; dx[28] = mz * s[1];
+          dy[27] = -mz * s[1]; dy[28] = mz * c[1];
+          dz[27] = dzp * c[2]; dz[28] = dzp * s[2]; }
+        { const NEP_REAL zp = (((NEP_REAL)9.0) * zz + ((NEP_REAL)-1.0)), dzp = ((NEP_REAL)18.0) * z;
+          const NEP_REAL mz = (NEP_REAL)3 * zp;
+          Y[29] = zp * c[3]; Y[30] = zp * s[3];
+          dx[29] = mz * c[2]; dx[30] = mz * s[2];
+          dy[29] = -mz * s[2]; dy[30] = mz * c[2];
+          dz[29] = dzp * c[3]; dz[30] = dzp * s[3]; }
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          const NEP_REAL mz = (NEP_REAL)4 * zp;
+          Y[31] = zp * c[4]; Y[32] = zp * s[4];
+          dx[31] = mz * c[3]; dx[32] = mz * s[3];
+          dy[31] = -mz * s[3]; dy[32] = mz * c[3];
+          dz[31] = dzp * c[4]; dz[32] = dzp * s[4]; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL mz = (NEP_REAL)5 * zp;
+          Y[33] = zp * c[5]; Y[34] = zp * s[5];
+          dx[33] = mz * c[4]; dx[34] = mz * s[4];
+          dy[33] = -mz * s[4]; dy[34] = mz * c[4];
+          dz[33] = dzp * c[5]; dz[34] = dzp * s[5]; }
+    }
+    if (L < 6) return;
+    {
+        { const NEP_REAL zp = (((((NEP_REAL)231.0) * zz + ((NEP_REAL)-315.0)) * zz + ((NEP_REAL)105.0)) * zz + ((NEP_REAL)-5.0)), dzp = ((((NEP_REAL)1386.0) * zz + ((NEP_REAL)-1260.0)) * zz + ((NEP_REAL)210.0)) * z;
+          Y[35] = zp; dx[35] = (NEP_REAL)0; dy[35] = (NEP_REAL)0; dz[35] = dzp; }
+        { const NEP_REAL zp = ((((NEP_REAL)33.0) * zz + ((NEP_REAL)-30.0)) * zz + ((NEP_REAL)5.0)) * z, dzp = ((((NEP_REAL)165.0) * zz + ((NEP_REAL)-90.0)) * zz + ((NEP_REAL)5.0));
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          Y[36] = zp * c[1]; Y[37] = zp * s[1];
+          dx[36] = mz * c[0]; dx[37] = mz * s[0];
+          dy[36] = -mz * s[0]; dy[37] = mz * c[0];
+          dz[36] = dzp * c[1]; dz[37] = dzp * s[1]; }
+        { const NEP_REAL zp = ((((NEP_REAL)33.0) * zz + ((NEP_REAL)-18.0)) * zz + ((NEP_REAL)1.0)), dzp = (((NEP_REAL)132.0) * zz + ((NEP_REAL)-36.0)) * z;
+          const NEP_REAL mz = (NEP_REAL)2 * zp;
+          Y[38] = zp * c[2]; Y[39] = zp * s[2];
+          dx[38] = mz * c[1]; dx[39] = mz * s[1];
+          dy[38] = -mz * s[1]; dy[39] = mz * c[1];
+          dz[38] = dzp * c[2]; dz[39] = dzp * s[2]; }
+        { const NEP_REAL zp = (((NEP_REAL)11.0) * zz + ((NEP_REAL)-3.0)) * z, dzp = (((NEP_REAL)33.0) * zz + ((NEP_REAL)-3.0));
+          const NEP_REAL mz = (NEP_REAL)3 * zp;
+          Y[40] = zp * c[3]; Y[41] = zp * s[3];
+          dx[40] = mz * c[2]; dx[41] = mz * s[2];
+          dy[40] = -mz * s[2]; dy[41] = mz * c[2];
+          dz[40] = dzp * c[3]; dz[41] = dzp * s[3]; }
+        { const NEP_REAL zp = (((NEP_REAL)11.0) * zz + ((NEP_REAL)-1.0)), dzp = ((NEP_REAL)22.0) * z;
+          const NEP_REAL mz = (NEP_REAL)4 * zp;
+          Y[42] = zp * c[4]; Y[43] = zp * s[4];
+          dx[42] = mz * c[3]; dx[43] = mz * s[3];
+          dy[42] = -mz * s[3]; dy[43] = mz * c[3];
+          dz[42] = dzp * c[4]; dz[43] = dzp * s[4]; }
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          const NEP_REAL mz = (NEP_REAL)5 * zp;
+          Y[44] = zp * c[5]; Y[45] = zp * s[5];
+          dx[44] = mz * c[4]; dx[45] = mz * s[4];
+          dy[44] = -mz * s[4]; dy[45] = mz * c[4];
+          dz[44] = dzp * c[5]; dz[45] = dzp * s[5]; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL mz = (NEP_REAL)6 * zp;
+          Y[46] = zp * c[6]; Y[47] = zp * s[6];
+          dx[46] = mz * c[5]; dx[47] = mz * s[5];
+          dy[46] = -mz * s[5]; dy[47] = mz * c[5];
+          dz[46] = dzp * c[6]; dz[47] = dzp * s[6]; }
+    }
+    if (L < 7) return;
+    {
+        { const NEP_REAL zp = (((((NEP_REAL)429.0) * zz + ((NEP_REAL)-693.0)) * zz + ((NEP_REAL)315.0)) * zz + ((NEP_REAL)-35.0)) * z, dzp = (((((NEP_REAL)3003.0) * zz + ((NEP_REAL)-3465.0)) * zz + ((NEP_REAL)945.0)) * zz + ((NEP_REAL)-35.0));
+          Y[48] = zp; dx[48] = (NEP_REAL)0; dy[48] = (NEP_REAL)0; dz[48] = dzp; }
+        { const NEP_REAL zp = (((((NEP_REAL)429.0) * zz + ((NEP_REAL)-495.0)) * zz + ((NEP_REAL)135.0)) * zz + ((NEP_REAL)-5.0)), dzp = ((((NEP_REAL)2574.0) * zz + ((NEP_REAL)-1980.0)) * zz + ((NEP_REAL)270.0)) * z;
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          Y[49] = zp * c[1]; Y[50] = zp * s[1];
+          dx[49] = mz * c[0]; dx[50] = mz * s[0];
+          dy[49] = -mz * s[0]; dy[50] = mz * c[0];
+          dz[49] = dzp * c[1]; dz[50] = dzp * s[1]; }
+        { const NEP_REAL zp = ((((NEP_REAL)143.0) * zz + ((NEP_REAL)-110.0)) * zz + ((NEP_REAL)15.0)) * z, dzp = ((((NEP_REAL)715.0) * zz + ((NEP_REAL)-330.0)) * zz + ((NEP_REAL)15.0));
+          const NEP_REAL mz = (NEP_REAL)2 * zp;
+          Y[51] = zp * c[2]; Y[52] = zp * s[2];
+          dx[51] = mz * c[1]; dx[52] = mz * s[1];
+          dy[51] = -mz * s[1]; dy[52] = mz * c[1];
+          dz[51] = dzp * c[2]; dz[52] = dzp * s[2]; }
+        { const NEP_REAL zp = ((((NEP_REAL)143.0) * zz + ((NEP_REAL)-66.0)) * zz + ((NEP_REAL)3.0)), dzp = (((NEP_REAL)572.0) * zz + ((NEP_REAL)-132.0)) * z;
+          const NEP_REAL mz = (NEP_REAL)3 * zp;
+          Y[53] = zp * c[3]; Y[54] = zp * s[3];
+          dx[53] = mz * c[2]; dx[54] = mz * s[2];
+          dy[53] = -mz * s[2]; dy[54] = mz * c[2];
+          dz[53] = dzp * c[3]; dz[54] = dzp * s[3]; }
+        { const NEP_REAL zp = (((NEP_REAL)13.0) * zz + ((NEP_REAL)-3.0)) * z, dzp = (((NEP_REAL)39.0) * zz + ((NEP_REAL)-3.0));
+          const NEP_REAL mz = (NEP_REAL)4 * zp;
+          Y[55] = zp * c[4]; Y[56] = zp * s[4];
+          dx[55] = mz * c[3]; dx[56] = mz * s[3];
+          dy[55] = -mz * s[3]; dy[56] = mz * c[3];
+          dz[55] = dzp * c[4]; dz[56] = dzp * s[4]; }
+        { const NEP_REAL zp = (((NEP_REAL)13.0) * zz + ((NEP_REAL)-1.0)), dzp = ((NEP_REAL)26.0) * z;
+          const NEP_REAL mz = (NEP_REAL)5 * zp;
+          Y[57] = zp * c[5]; Y[58] = zp * s[5];
+          dx[57] = mz * c[4]; dx[58] = mz * s[4];
+          dy[57] = -mz * s[4]; dy[58] = mz * c[4];
+          dz[57] = dzp * c[5]; dz[58] = dzp * s[5]; }
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          const NEP_REAL mz = (NEP_REAL)6 * zp;
+          Y[59] = zp * c[6]; Y[60] = zp * s[6];
+          dx[59] = mz * c[5]; dx[60] = mz * s[5];
+          dy[59] = -mz * s[5]; dy[60] = mz * c[5];
+          dz[59] = dzp * c[6]; dz[60] = dzp * s[6]; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL mz = (NEP_REAL)7 * zp;
+          Y[61] = zp * c[7]; Y[62] = zp * s[7];
+          dx[61] = mz * c[6]; dx[62] = mz * s[6];
+          dy[61] = -mz * s[6]; dy[62] = mz * c[6];
+          dz[61] = dzp * c[7]; dz[62] = dzp * s[7]; }
+    }
+    if (L < 8) return;
+    {
+        { const NEP_REAL zp = ((((((NEP_REAL)6435.0) * zz + ((NEP_REAL)-12012.0)) * zz + ((NEP_REAL)6930.0)) * zz + ((NEP_REAL)-1260.0)) * zz + ((NEP_REAL)35.0)), dzp = (((((NEP_REAL)51480.0) * zz + ((NEP_REAL)-72072.0)) * zz + ((NEP_REAL)27720.0)) * zz + ((NEP_REAL)-2520.0)) * z;
+          Y[63] = zp; dx[63] = (NEP_REAL)0; dy[63] = (NEP_REAL)0; dz[63] = dzp; }
+        { const NEP_REAL zp = (((((NEP_REAL)715.0) * zz + ((NEP_REAL)-1001.0)) * zz + ((NEP_REAL)385.0)) * zz + ((NEP_REAL)-35.0)) * z, dzp = (((((NEP_REAL)5005.0) * zz + ((NEP_REAL)-5005.0)) * zz + ((NEP_REAL)1155.0)) * zz + ((NEP_REAL)-35.0));
+          const NEP_REAL mz = (NEP_REAL)1 * zp;
+          Y[64] = zp * c[1]; Y[65] = zp * s[1];
+          dx[64] = mz * c[0]; dx[65] = mz * s[0];
+          dy[64] = -mz * s[0]; dy[65] = mz * c[0];
+          dz[64] = dzp * c[1]; dz[65] = dzp * s[1]; }
+        { const NEP_REAL zp = (((((NEP_REAL)143.0) * zz + ((NEP_REAL)-143.0)) * zz + ((NEP_REAL)33.0)) * zz + ((NEP_REAL)-1.0)), dzp = ((((NEP_REAL)858.0) * zz + ((NEP_REAL)-572.0)) * zz + ((NEP_REAL)66.0)) * z;
+          const NEP_REAL mz = (NEP_REAL)2 * zp;
+          Y[66] = zp * c[2]; Y[67] = zp * s[2];
+          dx[66] = mz * c[1]; dx[67] = mz * s[1];
+          dy[66] = -mz * s[1]; dy[67] = mz * c[1];
+          dz[66] = dzp * c[2]; dz[67] = dzp * s[2]; }
+        { const NEP_REAL zp = ((((NEP_REAL)39.0) * zz + ((NEP_REAL)-26.0)) * zz + ((NEP_REAL)3.0)) * z, dzp = ((((NEP_REAL)195.0) * zz + ((NEP_REAL)-78.0)) * zz + ((NEP_REAL)3.0));
+          const NEP_REAL mz = (NEP_REAL)3 * zp;
+          Y[68] = zp * c[3]; Y[69] = zp * s[3];
+          dx[68] = mz * c[2]; dx[69] = mz * s[2];
+          dy[68] = -mz * s[2]; dy[69] = mz * c[2];
+          dz[68] = dzp * c[3]; dz[69] = dzp * s[3]; }
+        { const NEP_REAL zp = ((((NEP_REAL)65.0) * zz + ((NEP_REAL)-26.0)) * zz + ((NEP_REAL)1.0)), dzp = (((NEP_REAL)260.0) * zz + ((NEP_REAL)-52.0)) * z;
+          const NEP_REAL mz = (NEP_REAL)4 * zp;
+          Y[70] = zp * c[4]; Y[71] = zp * s[4];
+          dx[70] = mz * c[3]; dx[71] = mz * s[3];
+          dy[70] = -mz * s[3]; dy[71] = mz * c[3];
+          dz[70] = dzp * c[4]; dz[71] = dzp * s[4]; }
+        { const NEP_REAL zp = (((NEP_REAL)5.0) * zz + ((NEP_REAL)-1.0)) * z, dzp = (((NEP_REAL)15.0) * zz + ((NEP_REAL)-1.0));
+          const NEP_REAL mz = (NEP_REAL)5 * zp;
+          Y[72] = zp * c[5]; Y[73] = zp * s[5];
+          dx[72] = mz * c[4]; dx[73] = mz * s[4];
+          dy[72] = -mz * s[4]; dy[73] = mz * c[4];
+          dz[72] = dzp * c[5]; dz[73] = dzp * s[5]; }
+        { const NEP_REAL zp = (((NEP_REAL)15.0) * zz + ((NEP_REAL)-1.0)), dzp = ((NEP_REAL)30.0) * z;
+          const NEP_REAL mz = (NEP_REAL)6 * zp;
+          Y[74] = zp * c[6]; Y[75] = zp * s[6];
+          dx[74] = mz * c[5]; dx[75] = mz * s[5];
+          dy[74] = -mz * s[5]; dy[75] = mz * c[5];
+          dz[74] = dzp * c[6]; dz[75] = dzp * s[6]; }
+        { const NEP_REAL zp = z, dzp = ((NEP_REAL)1.0);
+          const NEP_REAL mz = (NEP_REAL)7 * zp;
+          Y[76] = zp * c[7]; Y[77] = zp * s[7];
+          dx[76] = mz * c[6]; dx[77] = mz * s[6];
+          dy[76] = -mz * s[6]; dy[77] = mz * c[6];
+          dz[76] = dzp * c[7]; dz[77] = dzp * s[7]; }
+        { const NEP_REAL zp = ((NEP_REAL)1.0), dzp = ((NEP_REAL)0.0);
+          const NEP_REAL mz = (NEP_REAL)8 * zp;
+          Y[78] = zp * c[8]; Y[79] = zp * s[8];
+          dx[78] = mz * c[7]; dx[79] = mz * s[7];
+          dy[78] = -mz * s[7]; dy[79] = mz * c[7];
+          dz[78] = dzp * c[8]; dz[79] = dzp * s[8]; }
+    }
+}
+
+/* The 3-body weight w_kappa (GPUMD's C3B table, kappa = l^2-1+k, k = 0..2l). */
+NEP_HD NEP_REAL nep_c3b(int kappa)
+{
+    switch (kappa) {
+    case 0: return (NEP_REAL)0.238732414637843;
+    case 1: return (NEP_REAL)0.119366207318922;
+    case 2: return (NEP_REAL)0.119366207318922;
+    case 3: return (NEP_REAL)0.099471839432435;
+    case 4: return (NEP_REAL)0.596831036594608;
+    case 5: return (NEP_REAL)0.596831036594608;
+    case 6: return (NEP_REAL)0.149207759148652;
+    case 7: return (NEP_REAL)0.149207759148652;
+    case 8: return (NEP_REAL)0.139260575205408;
+    case 9: return (NEP_REAL)0.104445431404056;
+    case 10: return (NEP_REAL)0.104445431404056;
+    case 11: return (NEP_REAL)1.044454314040563;
+    case 12: return (NEP_REAL)1.044454314040563;
+    case 13: return (NEP_REAL)0.174075719006761;
+    case 14: return (NEP_REAL)0.174075719006761;
+    case 15: return (NEP_REAL)0.011190581936149;
+    case 16: return (NEP_REAL)0.223811638722978;
+    case 17: return (NEP_REAL)0.223811638722978;
+    case 18: return (NEP_REAL)0.111905819361489;
+    case 19: return (NEP_REAL)0.111905819361489;
+    case 20: return (NEP_REAL)1.566681471060845;
+    case 21: return (NEP_REAL)1.566681471060845;
+    case 22: return (NEP_REAL)0.195835183882606;
+    case 23: return (NEP_REAL)0.195835183882606;
+    case 24: return (NEP_REAL)0.01367737792196;
+    case 25: return (NEP_REAL)0.102580334414698;
+    case 26: return (NEP_REAL)0.102580334414698;
+    case 27: return (NEP_REAL)2.872249363611549;
+    case 28: return (NEP_REAL)2.872249363611549;
+    case 29: return (NEP_REAL)0.119677056817148;
+    case 30: return (NEP_REAL)0.119677056817148;
+    case 31: return (NEP_REAL)2.154187022708661;
+    case 32: return (NEP_REAL)2.154187022708661;
+    case 33: return (NEP_REAL)0.215418702270866;
+    case 34: return (NEP_REAL)0.215418702270866;
+    case 35: return (NEP_REAL)0.004041043476943;
+    case 36: return (NEP_REAL)0.169723826031592;
+    case 37: return (NEP_REAL)0.169723826031592;
+    case 38: return (NEP_REAL)0.106077391269745;
+    case 39: return (NEP_REAL)0.106077391269745;
+    case 40: return (NEP_REAL)0.424309565078979;
+    case 41: return (NEP_REAL)0.424309565078979;
+    case 42: return (NEP_REAL)0.127292869523694;
+    case 43: return (NEP_REAL)0.127292869523694;
+    case 44: return (NEP_REAL)2.80044312952126;
+    case 45: return (NEP_REAL)2.80044312952126;
+    case 46: return (NEP_REAL)0.233370260793438;
+    case 47: return (NEP_REAL)0.233370260793438;
+    case 48: return (NEP_REAL)0.004662742473395;
+    case 49: return (NEP_REAL)0.004079899664221;
+    case 50: return (NEP_REAL)0.004079899664221;
+    case 51: return (NEP_REAL)0.024479397985326;
+    case 52: return (NEP_REAL)0.024479397985326;
+    case 53: return (NEP_REAL)0.012239698992663;
+    case 54: return (NEP_REAL)0.012239698992663;
+    case 55: return (NEP_REAL)0.538546755677165;
+    case 56: return (NEP_REAL)0.538546755677165;
+    case 57: return (NEP_REAL)0.134636688919291;
+    case 58: return (NEP_REAL)0.134636688919291;
+    case 59: return (NEP_REAL)3.500553911901575;
+    case 60: return (NEP_REAL)3.500553911901575;
+    case 61: return (NEP_REAL)0.250039565135827;
+    case 62: return (NEP_REAL)0.250039565135827;
+    case 63: return (NEP_REAL)8.2569397966e-05;
+    case 64: return (NEP_REAL)0.005944996653579;
+    case 65: return (NEP_REAL)0.005944996653579;
+    case 66: return (NEP_REAL)0.104037441437634;
+    case 67: return (NEP_REAL)0.104037441437634;
+    case 68: return (NEP_REAL)0.762941237209318;
+    case 69: return (NEP_REAL)0.762941237209318;
+    case 70: return (NEP_REAL)0.114441185581398;
+    case 71: return (NEP_REAL)0.114441185581398;
+    case 72: return (NEP_REAL)5.950941650232678;
+    case 73: return (NEP_REAL)5.950941650232678;
+    case 74: return (NEP_REAL)0.141689086910302;
+    case 75: return (NEP_REAL)0.141689086910302;
+    case 76: return (NEP_REAL)4.250672607309055;
+    case 77: return (NEP_REAL)4.250672607309055;
+    case 78: return (NEP_REAL)0.265667037956816;
+    case 79: return (NEP_REAL)0.265667037956816;
+    default: return (NEP_REAL)0;
+    }
+}
+
+/* The L three-body invariants of one channel: q[l-1] = w_{l,0} s_{l^2-1}^2
+ * + 2 sum_{k>=1} w_{l,k} s_{l^2-1+k}^2 for l = 1..L. */
+NEP_HD void nep_q3b(int L, const NEP_REAL *s, NEP_REAL *q)
+{
+    if (L < 1) return;
+    q[0] = (NEP_REAL)0.238732414637843 * s[0] * s[0]
+             + (NEP_REAL)2 * ((NEP_REAL)0.119366207318922 * s[1] * s[1] + (NEP_REAL)0.119366207318922 * s[2] * s[2]);
+    if (L < 2) return;
+    q[1] = (NEP_REAL)0.099471839432435 * s[3] * s[3]
+             + (NEP_REAL)2 * ((NEP_REAL)0.596831036594608 * s[4] * s[4] + (NEP_REAL)0.596831036594608 * s[5] * s[5] + (NEP_REAL)0.149207759148652 * s[6] * s[6] + (NEP_REAL)0.149207759148652 * s[7] * s[7]);
+    if (L < 3) return;
+    q[2] = (NEP_REAL)0.139260575205408 * s[8] * s[8]
+             + (NEP_REAL)2 * ((NEP_REAL)0.104445431404056 * s[9] * s[9] + (NEP_REAL)0.104445431404056 * s[10] * s[10] + (NEP_REAL)1.044454314040563 * s[11] * s[11] + (NEP_REAL)1.044454314040563 * s[12] * s[12] + (NEP_REAL)0.174075719006761 * s[13] * s[13] + (NEP_REAL)0.174075719006761 * s[14] * s[14]);
+    if (L < 4) return;
+    q[3] = (NEP_REAL)0.011190581936149 * s[15] * s[15]
+             + (NEP_REAL)2 * ((NEP_REAL)0.223811638722978 * s[16] * s[16] + (NEP_REAL)0.223811638722978 * s[17] * s[17] + (NEP_REAL)0.111905819361489 * s[18] * s[18] + (NEP_REAL)0.111905819361489 * s[19] * s[19] + (NEP_REAL)1.566681471060845 * s[20] * s[20] + (NEP_REAL)1.566681471060845 * s[21] * s[21] + (NEP_REAL)0.195835183882606 * s[22] * s[22] + (NEP_REAL)0.195835183882606 * s[23] * s[23]);
+    if (L < 5) return;
+    q[4] = (NEP_REAL)0.01367737792196 * s[24] * s[24]
+             + (NEP_REAL)2 * ((NEP_REAL)0.102580334414698 * s[25] * s[25] + (NEP_REAL)0.102580334414698 * s[26] * s[26] + (NEP_REAL)2.872249363611549 * s[27] * s[27] + (NEP_REAL)2.872249363611549 * s[28] * s[28] + (NEP_REAL)0.119677056817148 * s[29] * s[29] + (NEP_REAL)0.119677056817148 * s[30] * s[30] + (NEP_REAL)2.154187022708661 * s[31] * s[31] + (NEP_REAL)2.154187022708661 * s[32] * s[32] + (NEP_REAL)0.215418702270866 * s[33] * s[33] + (NEP_REAL)0.215418702270866 * s[34] * s[34]);
+    if (L < 6) return;
+    q[5] = (NEP_REAL)0.004041043476943 * s[35] * s[35]
+             + (NEP_REAL)2 * ((NEP_REAL)0.169723826031592 * s[36] * s[36] + (NEP_REAL)0.169723826031592 * s[37] * s[37] + (NEP_REAL)0.106077391269745 * s[38] * s[38] + (NEP_REAL)0.106077391269745 * s[39] * s[39] + (NEP_REAL)0.424309565078979 * s[40] * s[40] + (NEP_REAL)0.424309565078979 * s[41] * s[41] + (NEP_REAL)0.127292869523694 * s[42] * s[42] + (NEP_REAL)0.127292869523694 * s[43] * s[43] + (NEP_REAL)2.80044312952126 * s[44] * s[44] + (NEP_REAL)2.80044312952126 * s[45] * s[45] + (NEP_REAL)0.233370260793438 * s[46] * s[46] + (NEP_REAL)0.233370260793438 * s[47] * s[47]);
+    if (L < 7) return;
+    q[6] = (NEP_REAL)0.004662742473395 * s[48] * s[48]
+             + (NEP_REAL)2 * ((NEP_REAL)0.004079899664221 * s[49] * s[49] + (NEP_REAL)0.004079899664221 * s[50] * s[50] + (NEP_REAL)0.024479397985326 * s[51] * s[51] + (NEP_REAL)0.024479397985326 * s[52] * s[52] + (NEP_REAL)0.012239698992663 * s[53] * s[53] + (NEP_REAL)0.012239698992663 * s[54] * s[54] + (NEP_REAL)0.538546755677165 * s[55] * s[55] + (NEP_REAL)0.538546755677165 * s[56] * s[56] + (NEP_REAL)0.134636688919291 * s[57] * s[57] + (NEP_REAL)0.134636688919291 * s[58] * s[58] + (NEP_REAL)3.500553911901575 * s[59] * s[59] + (NEP_REAL)3.500553911901575 * s[60] * s[60] + (NEP_REAL)0.250039565135827 * s[61] * s[61] + (NEP_REAL)0.250039565135827 * s[62] * s[62]);
+    if (L < 8) return;
+    q[7] = (NEP_REAL)8.2569397966e-05 * s[63] * s[63]
+             + (NEP_REAL)2 * ((NEP_REAL)0.005944996653579 * s[64] * s[64] + (NEP_REAL)0.005944996653579 * s[65] * s[65] + (NEP_REAL)0.104037441437634 * s[66] * s[66] + (NEP_REAL)0.104037441437634 * s[67] * s[67] + (NEP_REAL)0.762941237209318 * s[68] * s[68] + (NEP_REAL)0.762941237209318 * s[69] * s[69] + (NEP_REAL)0.114441185581398 * s[70] * s[70] + (NEP_REAL)0.114441185581398 * s[71] * s[71] + (NEP_REAL)5.950941650232678 * s[72] * s[72] + (NEP_REAL)5.950941650232678 * s[73] * s[73] + (NEP_REAL)0.141689086910302 * s[74] * s[74] + (NEP_REAL)0.141689086910302 * s[75] * s[75] + (NEP_REAL)4.250672607309055 * s[76] * s[76] + (NEP_REAL)4.250672607309055 * s[77] * s[77] + (NEP_REAL)0.265667037956816 * s[78] * s[78] + (NEP_REAL)0.265667037956816 * s[79] * s[79]);
+}
+
+/* G[kappa] += dEdq[l-1] * dq_l/ds_kappa for the three-body invariants, l = 1..L. */
+NEP_HD void nep_q3b_grad(int L, const NEP_REAL *s, const NEP_REAL *dEdq, NEP_REAL *G)
+{
+    for (int l = 1; l <= L; ++l) {
+        const int base = l * l - 1;
+        const NEP_REAL f2 = (NEP_REAL)2 * dEdq[l - 1], f4 = (NEP_REAL)4 * dEdq[l - 1];
+        G[base] += f2 * nep_c3b(base) * s[base];
+        for (int k = 1; k <= 2 * l; ++k) G[base + k] += f4 * nep_c3b(base + k) * s[base + k];
+    }
+}
+
+/* 4-body invariant q_222 (needs s_3..s_7). */
+NEP_HD NEP_REAL nep_q222(const NEP_REAL *s)
+{
+    return (NEP_REAL)-0.007499480826664 * s[3] * s[3] * s[3]
+         + (NEP_REAL)-0.134990654879954 * s[3] * s[4] * s[4]
+         + (NEP_REAL)-0.134990654879954 * s[3] * s[5] * s[5]
+         + (NEP_REAL)0.067495327439977 * s[3] * s[6] * s[6]
+         + (NEP_REAL)0.067495327439977 * s[3] * s[7] * s[7]
+         + (NEP_REAL)0.404971964639861 * s[6] * s[5] * s[5]
+         + (NEP_REAL)-0.404971964639861 * s[6] * s[4] * s[4]
+         + (NEP_REAL)-0.809943929279723 * s[4] * s[5] * s[7];
+}
+
+/* G[k] += factor * dq222/ds_k. */
+NEP_HD void nep_q222_grad(const NEP_REAL *s, NEP_REAL factor, NEP_REAL *G)
+{
+    G[3] += factor * ((NEP_REAL)-0.022498442479991998 * s[3] * s[3] + (NEP_REAL)-0.134990654879954 * s[4] * s[4] + (NEP_REAL)-0.134990654879954 * s[5] * s[5] + (NEP_REAL)0.067495327439977 * s[6] * s[6] + (NEP_REAL)0.067495327439977 * s[7] * s[7]);
+    G[4] += factor * ((NEP_REAL)-0.269981309759908 * s[3] * s[4] + (NEP_REAL)-0.809943929279722 * s[6] * s[4] + (NEP_REAL)-0.809943929279723 * s[5] * s[7]);
+    G[5] += factor * ((NEP_REAL)-0.269981309759908 * s[3] * s[5] + (NEP_REAL)0.809943929279722 * s[6] * s[5] + (NEP_REAL)-0.809943929279723 * s[4] * s[7]);
+    G[6] += factor * ((NEP_REAL)0.134990654879954 * s[3] * s[6] + (NEP_REAL)0.404971964639861 * s[5] * s[5] + (NEP_REAL)-0.404971964639861 * s[4] * s[4]);
+    G[7] += factor * ((NEP_REAL)0.134990654879954 * s[3] * s[7] + (NEP_REAL)-0.809943929279723 * s[4] * s[5]);
+}
+
+/* 5-body invariant q_1111 (needs s_0..s_2). */
+NEP_HD NEP_REAL nep_q1111(const NEP_REAL *s)
+{
+    return (NEP_REAL)0.026596810706114 * s[0] * s[0] * s[0] * s[0]
+         + (NEP_REAL)0.053193621412227 * s[0] * s[0] * s[1] * s[1]
+         + (NEP_REAL)0.053193621412227 * s[0] * s[0] * s[2] * s[2]
+         + (NEP_REAL)0.026596810706114 * s[1] * s[1] * s[1] * s[1]
+         + (NEP_REAL)0.053193621412228 * s[1] * s[1] * s[2] * s[2]
+         + (NEP_REAL)0.026596810706114 * s[2] * s[2] * s[2] * s[2];
+}
+
+/* G[k] += factor * dq1111/ds_k. */
+NEP_HD void nep_q1111_grad(const NEP_REAL *s, NEP_REAL factor, NEP_REAL *G)
+{
+    G[0] += factor * ((NEP_REAL)0.106387242824456 * s[0] * s[0] * s[0] + (NEP_REAL)0.106387242824454 * s[0] * s[1] * s[1] + (NEP_REAL)0.106387242824454 * s[0] * s[2] * s[2]);
+    G[1] += factor * ((NEP_REAL)0.106387242824454 * s[0] * s[0] * s[1] + (NEP_REAL)0.106387242824456 * s[1] * s[1] * s[1] + (NEP_REAL)0.106387242824456 * s[1] * s[2] * s[2]);
+    G[2] += factor * ((NEP_REAL)0.106387242824454 * s[0] * s[0] * s[2] + (NEP_REAL)0.106387242824456 * s[1] * s[1] * s[2] + (NEP_REAL)0.106387242824456 * s[2] * s[2] * s[2]);
+}
+
+/* 4-body invariant q_112 (needs s_0..s_7). */
+NEP_HD NEP_REAL nep_q112(const NEP_REAL *s)
+{
+    return (NEP_REAL)0.027493550848847 * s[0] * s[0] * s[3]
+         + (NEP_REAL)0.16496130509308 * s[0] * s[1] * s[4]
+         + (NEP_REAL)0.16496130509308 * s[0] * s[2] * s[5]
+         + (NEP_REAL)-0.013746775424423 * s[3] * s[1] * s[1]
+         + (NEP_REAL)-0.013746775424423 * s[3] * s[2] * s[2]
+         + (NEP_REAL)0.04124032627327 * s[6] * s[1] * s[1]
+         + (NEP_REAL)-0.04124032627327 * s[6] * s[2] * s[2]
+         + (NEP_REAL)0.08248065254654 * s[1] * s[2] * s[7];
+}
+
+/* G[k] += factor * dq112/ds_k. */
+NEP_HD void nep_q112_grad(const NEP_REAL *s, NEP_REAL factor, NEP_REAL *G)
+{
+    G[0] += factor * ((NEP_REAL)0.054987101697694 * s[0] * s[3] + (NEP_REAL)0.16496130509308 * s[1] * s[4] + (NEP_REAL)0.16496130509308 * s[2] * s[5]);
+    G[1] += factor * ((NEP_REAL)0.16496130509308 * s[0] * s[4] + (NEP_REAL)-0.027493550848846 * s[3] * s[1] + (NEP_REAL)0.08248065254654 * s[6] * s[1] + (NEP_REAL)0.08248065254654 * s[2] * s[7]);
+    G[2] += factor * ((NEP_REAL)0.16496130509308 * s[0] * s[5] + (NEP_REAL)-0.027493550848846 * s[3] * s[2] + (NEP_REAL)-0.08248065254654 * s[6] * s[2] + (NEP_REAL)0.08248065254654 * s[1] * s[7]);
+    G[3] += factor * ((NEP_REAL)0.027493550848847 * s[0] * s[0] + (NEP_REAL)-0.013746775424423 * s[1] * s[1] + (NEP_REAL)-0.013746775424423 * s[2] * s[2]);
+    G[4] += factor * ((NEP_REAL)0.16496130509308 * s[0] * s[1]);
+    G[5] += factor * ((NEP_REAL)0.16496130509308 * s[0] * s[2]);
+    G[6] += factor * ((NEP_REAL)0.04124032627327 * s[1] * s[1] + (NEP_REAL)-0.04124032627327 * s[2] * s[2]);
+    G[7] += factor * ((NEP_REAL)0.08248065254654 * s[1] * s[2]);
+}
+
+/* 4-body invariant q_123 (needs s_0..s_14). */
+NEP_HD NEP_REAL nep_q123(const NEP_REAL *s)
+{
+    return (NEP_REAL)-0.168362926992344 * s[12] * s[2] * s[4]
+         + (NEP_REAL)0.168362926992344 * s[11] * s[2] * s[5]
+         + (NEP_REAL)-0.168362926992344 * s[1] * s[11] * s[4]
+         + (NEP_REAL)-0.168362926992344 * s[1] * s[12] * s[5]
+         + (NEP_REAL)-0.084181463496172 * s[0] * s[11] * s[6]
+         + (NEP_REAL)-0.084181463496172 * s[0] * s[12] * s[7]
+         + (NEP_REAL)-0.042090731748086 * s[14] * s[2] * s[6]
+         + (NEP_REAL)0.042090731748086 * s[13] * s[2] * s[7]
+         + (NEP_REAL)-0.042090731748086 * s[1] * s[13] * s[6]
+         + (NEP_REAL)-0.042090731748086 * s[1] * s[14] * s[7]
+         + (NEP_REAL)-0.067345170796937 * s[10] * s[0] * s[5]
+         + (NEP_REAL)-0.067345170796937 * s[0] * s[4] * s[9]
+         + (NEP_REAL)-0.016836292699234 * s[10] * s[2] * s[3]
+         + (NEP_REAL)-0.016836292699234 * s[0] * s[3] * s[8]
+         + (NEP_REAL)-0.016836292699234 * s[1] * s[3] * s[9]
+         + (NEP_REAL)-0.008418146349617 * s[10] * s[2] * s[6]
+         + (NEP_REAL)0.008418146349617 * s[10] * s[1] * s[7]
+         + (NEP_REAL)0.008418146349617 * s[2] * s[7] * s[9]
+         + (NEP_REAL)0.008418146349617 * s[1] * s[6] * s[9]
+         + (NEP_REAL)0.033672585398469 * s[2] * s[5] * s[8]
+         + (NEP_REAL)0.033672585398469 * s[1] * s[4] * s[8];
+}
+
+/* G[k] += factor * dq123/ds_k. */
+NEP_HD void nep_q123_grad(const NEP_REAL *s, NEP_REAL factor, NEP_REAL *G)
+{
+    G[0] += factor * ((NEP_REAL)-0.084181463496172 * s[11] * s[6] + (NEP_REAL)-0.084181463496172 * s[12] * s[7] + (NEP_REAL)-0.067345170796937 * s[10] * s[5] + (NEP_REAL)-0.067345170796937 * s[4] * s[9] + (NEP_REAL)-0.016836292699234 * s[3] * s[8]);
+    G[1] += factor * ((NEP_REAL)-0.168362926992344 * s[11] * s[4] + (NEP_REAL)-0.168362926992344 * s[12] * s[5] + (NEP_REAL)-0.042090731748086 * s[13] * s[6] + (NEP_REAL)-0.042090731748086 * s[14] * s[7] + (NEP_REAL)-0.016836292699234 * s[3] * s[9] + (NEP_REAL)0.008418146349617 * s[10] * s[7] + (NEP_REAL)0.008418146349617 * s[6] * s[9] + (NEP_REAL)0.033672585398469 * s[4] * s[8]);
+    G[2] += factor * ((NEP_REAL)-0.168362926992344 * s[12] * s[4] + (NEP_REAL)0.168362926992344 * s[11] * s[5] + (NEP_REAL)-0.042090731748086 * s[14] * s[6] + (NEP_REAL)0.042090731748086 * s[13] * s[7] + (NEP_REAL)-0.016836292699234 * s[10] * s[3] + (NEP_REAL)-0.008418146349617 * s[10] * s[6] + (NEP_REAL)0.008418146349617 * s[7] * s[9] + (NEP_REAL)0.033672585398469 * s[5] * s[8]);
+    G[3] += factor * ((NEP_REAL)-0.016836292699234 * s[10] * s[2] + (NEP_REAL)-0.016836292699234 * s[0] * s[8] + (NEP_REAL)-0.016836292699234 * s[1] * s[9]);
+    G[4] += factor * ((NEP_REAL)-0.168362926992344 * s[12] * s[2] + (NEP_REAL)-0.168362926992344 * s[1] * s[11] + (NEP_REAL)-0.067345170796937 * s[0] * s[9] + (NEP_REAL)0.033672585398469 * s[1] * s[8]);
+    G[5] += factor * ((NEP_REAL)0.168362926992344 * s[11] * s[2] + (NEP_REAL)-0.168362926992344 * s[1] * s[12] + (NEP_REAL)-0.067345170796937 * s[10] * s[0] + (NEP_REAL)0.033672585398469 * s[2] * s[8]);
+    G[6] += factor * ((NEP_REAL)-0.084181463496172 * s[0] * s[11] + (NEP_REAL)-0.042090731748086 * s[14] * s[2] + (NEP_REAL)-0.042090731748086 * s[1] * s[13] + (NEP_REAL)-0.008418146349617 * s[10] * s[2] + (NEP_REAL)0.008418146349617 * s[1] * s[9]);
+    G[7] += factor * ((NEP_REAL)-0.084181463496172 * s[0] * s[12] + (NEP_REAL)0.042090731748086 * s[13] * s[2] + (NEP_REAL)-0.042090731748086 * s[1] * s[14] + (NEP_REAL)0.008418146349617 * s[10] * s[1] + (NEP_REAL)0.008418146349617 * s[2] * s[9]);
+    G[8] += factor * ((NEP_REAL)-0.016836292699234 * s[0] * s[3] + (NEP_REAL)0.033672585398469 * s[2] * s[5] + (NEP_REAL)0.033672585398469 * s[1] * s[4]);
+    G[9] += factor * ((NEP_REAL)-0.067345170796937 * s[0] * s[4] + (NEP_REAL)-0.016836292699234 * s[1] * s[3] + (NEP_REAL)0.008418146349617 * s[2] * s[7] + (NEP_REAL)0.008418146349617 * s[1] * s[6]);
+    G[10] += factor * ((NEP_REAL)-0.067345170796937 * s[0] * s[5] + (NEP_REAL)-0.016836292699234 * s[2] * s[3] + (NEP_REAL)-0.008418146349617 * s[2] * s[6] + (NEP_REAL)0.008418146349617 * s[1] * s[7]);
+    G[11] += factor * ((NEP_REAL)0.168362926992344 * s[2] * s[5] + (NEP_REAL)-0.168362926992344 * s[1] * s[4] + (NEP_REAL)-0.084181463496172 * s[0] * s[6]);
+    G[12] += factor * ((NEP_REAL)-0.168362926992344 * s[2] * s[4] + (NEP_REAL)-0.168362926992344 * s[1] * s[5] + (NEP_REAL)-0.084181463496172 * s[0] * s[7]);
+    G[13] += factor * ((NEP_REAL)0.042090731748086 * s[2] * s[7] + (NEP_REAL)-0.042090731748086 * s[1] * s[6]);
+    G[14] += factor * ((NEP_REAL)-0.042090731748086 * s[2] * s[6] + (NEP_REAL)-0.042090731748086 * s[1] * s[7]);
+}
+
+/* 4-body invariant q_233 (needs s_3..s_14). */
+NEP_HD NEP_REAL nep_q233(const NEP_REAL *s)
+{
+    return (NEP_REAL)0.008572620635186 * s[3] * s[8] * s[8]
+         + (NEP_REAL)0.009644198214584 * s[3] * s[10] * s[10]
+         + (NEP_REAL)0.009644198214584 * s[3] * s[9] * s[9]
+         + (NEP_REAL)0.019288396429168 * s[6] * s[9] * s[9]
+         + (NEP_REAL)-0.019288396429168 * s[6] * s[10] * s[10]
+         + (NEP_REAL)0.025717861905558 * s[4] * s[8] * s[9]
+         + (NEP_REAL)0.025717861905558 * s[10] * s[5] * s[8]
+         + (NEP_REAL)-0.026789439484956 * s[3] * s[13] * s[13]
+         + (NEP_REAL)-0.026789439484956 * s[3] * s[14] * s[14]
+         + (NEP_REAL)-0.032147327381947 * s[14] * s[7] * s[9]
+         + (NEP_REAL)-0.032147327381947 * s[13] * s[6] * s[9]
+         + (NEP_REAL)-0.032147327381947 * s[10] * s[14] * s[6]
+         + (NEP_REAL)0.032147327381947 * s[10] * s[13] * s[7]
+         + (NEP_REAL)0.038576792858337 * s[10] * s[7] * s[9]
+         + (NEP_REAL)-0.12858930952779 * s[11] * s[6] * s[8]
+         + (NEP_REAL)-0.12858930952779 * s[12] * s[7] * s[8]
+         + (NEP_REAL)0.192883964291685 * s[11] * s[4] * s[9]
+         + (NEP_REAL)0.192883964291685 * s[12] * s[5] * s[9]
+         + (NEP_REAL)0.192883964291685 * s[10] * s[12] * s[4]
+         + (NEP_REAL)-0.192883964291685 * s[10] * s[11] * s[5]
+         + (NEP_REAL)0.321473273819474 * s[12] * s[14] * s[4]
+         + (NEP_REAL)0.321473273819474 * s[11] * s[14] * s[5]
+         + (NEP_REAL)0.321473273819474 * s[13] * s[11] * s[4]
+         + (NEP_REAL)-0.321473273819474 * s[13] * s[12] * s[5];
+}
+
+/* G[k] += factor * dq233/ds_k. */
+NEP_HD void nep_q233_grad(const NEP_REAL *s, NEP_REAL factor, NEP_REAL *G)
+{
+    G[3] += factor * ((NEP_REAL)0.008572620635186 * s[8] * s[8] + (NEP_REAL)0.009644198214584 * s[10] * s[10] + (NEP_REAL)0.009644198214584 * s[9] * s[9] + (NEP_REAL)-0.026789439484956 * s[13] * s[13] + (NEP_REAL)-0.026789439484956 * s[14] * s[14]);
+    G[4] += factor * ((NEP_REAL)0.025717861905558 * s[8] * s[9] + (NEP_REAL)0.192883964291685 * s[11] * s[9] + (NEP_REAL)0.192883964291685 * s[10] * s[12] + (NEP_REAL)0.321473273819474 * s[12] * s[14] + (NEP_REAL)0.321473273819474 * s[13] * s[11]);
+    G[5] += factor * ((NEP_REAL)0.025717861905558 * s[10] * s[8] + (NEP_REAL)0.192883964291685 * s[12] * s[9] + (NEP_REAL)-0.192883964291685 * s[10] * s[11] + (NEP_REAL)0.321473273819474 * s[11] * s[14] + (NEP_REAL)-0.321473273819474 * s[13] * s[12]);
+    G[6] += factor * ((NEP_REAL)0.019288396429168 * s[9] * s[9] + (NEP_REAL)-0.019288396429168 * s[10] * s[10] + (NEP_REAL)-0.032147327381947 * s[13] * s[9] + (NEP_REAL)-0.032147327381947 * s[10] * s[14] + (NEP_REAL)-0.12858930952779 * s[11] * s[8]);
+    G[7] += factor * ((NEP_REAL)-0.032147327381947 * s[14] * s[9] + (NEP_REAL)0.032147327381947 * s[10] * s[13] + (NEP_REAL)0.038576792858337 * s[10] * s[9] + (NEP_REAL)-0.12858930952779 * s[12] * s[8]);
+    G[8] += factor * ((NEP_REAL)0.017145241270372 * s[3] * s[8] + (NEP_REAL)0.025717861905558 * s[4] * s[9] + (NEP_REAL)0.025717861905558 * s[10] * s[5] + (NEP_REAL)-0.12858930952779 * s[11] * s[6] + (NEP_REAL)-0.12858930952779 * s[12] * s[7]);
+    G[9] += factor * ((NEP_REAL)0.019288396429168 * s[3] * s[9] + (NEP_REAL)0.038576792858336 * s[6] * s[9] + (NEP_REAL)0.025717861905558 * s[4] * s[8] + (NEP_REAL)-0.032147327381947 * s[14] * s[7] + (NEP_REAL)-0.032147327381947 * s[13] * s[6] + (NEP_REAL)0.038576792858337 * s[10] * s[7] + (NEP_REAL)0.192883964291685 * s[11] * s[4] + (NEP_REAL)0.192883964291685 * s[12] * s[5]);
+    G[10] += factor * ((NEP_REAL)0.019288396429168 * s[3] * s[10] + (NEP_REAL)-0.038576792858336 * s[6] * s[10] + (NEP_REAL)0.025717861905558 * s[5] * s[8] + (NEP_REAL)-0.032147327381947 * s[14] * s[6] + (NEP_REAL)0.032147327381947 * s[13] * s[7] + (NEP_REAL)0.038576792858337 * s[7] * s[9] + (NEP_REAL)0.192883964291685 * s[12] * s[4] + (NEP_REAL)-0.192883964291685 * s[11] * s[5]);
+    G[11] += factor * ((NEP_REAL)-0.12858930952779 * s[6] * s[8] + (NEP_REAL)0.192883964291685 * s[4] * s[9] + (NEP_REAL)-0.192883964291685 * s[10] * s[5] + (NEP_REAL)0.321473273819474 * s[14] * s[5] + (NEP_REAL)0.321473273819474 * s[13] * s[4]);
+    G[12] += factor * ((NEP_REAL)-0.12858930952779 * s[7] * s[8] + (NEP_REAL)0.192883964291685 * s[5] * s[9] + (NEP_REAL)0.192883964291685 * s[10] * s[4] + (NEP_REAL)0.321473273819474 * s[14] * s[4] + (NEP_REAL)-0.321473273819474 * s[13] * s[5]);
+    G[13] += factor * ((NEP_REAL)-0.053578878969912 * s[3] * s[13] + (NEP_REAL)-0.032147327381947 * s[6] * s[9] + (NEP_REAL)0.032147327381947 * s[10] * s[7] + (NEP_REAL)0.321473273819474 * s[11] * s[4] + (NEP_REAL)-0.321473273819474 * s[12] * s[5]);
+    G[14] += factor * ((NEP_REAL)-0.053578878969912 * s[3] * s[14] + (NEP_REAL)-0.032147327381947 * s[7] * s[9] + (NEP_REAL)-0.032147327381947 * s[10] * s[6] + (NEP_REAL)0.321473273819474 * s[12] * s[4] + (NEP_REAL)0.321473273819474 * s[11] * s[5]);
+}
+
+/* 4-body invariant q_134 (needs s_0..s_23). */
+NEP_HD NEP_REAL nep_q134(const NEP_REAL *s)
+{
+    return (NEP_REAL)-0.003645164295772 * s[10] * s[15] * s[2]
+         + (NEP_REAL)-0.003645164295772 * s[1] * s[15] * s[9]
+         + (NEP_REAL)0.004860219061029 * s[0] * s[15] * s[8]
+         + (NEP_REAL)-0.006075273826286 * s[1] * s[13] * s[18]
+         + (NEP_REAL)-0.006075273826286 * s[1] * s[14] * s[19]
+         + (NEP_REAL)-0.006075273826286 * s[2] * s[14] * s[18]
+         + (NEP_REAL)0.006075273826286 * s[2] * s[13] * s[19]
+         + (NEP_REAL)-0.018225821478859 * s[10] * s[18] * s[2]
+         + (NEP_REAL)0.018225821478859 * s[1] * s[10] * s[19]
+         + (NEP_REAL)0.018225821478859 * s[1] * s[18] * s[9]
+         + (NEP_REAL)0.018225821478859 * s[2] * s[19] * s[9]
+         + (NEP_REAL)0.024301095305146 * s[1] * s[16] * s[8]
+         + (NEP_REAL)0.024301095305146 * s[2] * s[17] * s[8]
+         + (NEP_REAL)0.036451642957719 * s[0] * s[10] * s[17]
+         + (NEP_REAL)0.036451642957719 * s[0] * s[16] * s[9]
+         + (NEP_REAL)-0.036451642957719 * s[1] * s[11] * s[16]
+         + (NEP_REAL)-0.036451642957719 * s[1] * s[12] * s[17]
+         + (NEP_REAL)-0.036451642957719 * s[2] * s[12] * s[16]
+         + (NEP_REAL)0.036451642957719 * s[2] * s[11] * s[17]
+         + (NEP_REAL)0.042526916784005 * s[1] * s[13] * s[22]
+         + (NEP_REAL)0.042526916784005 * s[1] * s[14] * s[23]
+         + (NEP_REAL)-0.042526916784005 * s[2] * s[14] * s[22]
+         + (NEP_REAL)0.042526916784005 * s[2] * s[13] * s[23]
+         + (NEP_REAL)0.072903285915437 * s[0] * s[11] * s[18]
+         + (NEP_REAL)0.072903285915437 * s[0] * s[12] * s[19]
+         + (NEP_REAL)0.08505383356801 * s[0] * s[13] * s[20]
+         + (NEP_REAL)0.08505383356801 * s[0] * s[14] * s[21]
+         + (NEP_REAL)0.25516150070403 * s[1] * s[11] * s[20]
+         + (NEP_REAL)0.25516150070403 * s[1] * s[12] * s[21]
+         + (NEP_REAL)-0.25516150070403 * s[2] * s[12] * s[20]
+         + (NEP_REAL)0.25516150070403 * s[2] * s[11] * s[21];
+}
+
+/* G[k] += factor * dq134/ds_k. */
+NEP_HD void nep_q134_grad(const NEP_REAL *s, NEP_REAL factor, NEP_REAL *G)
+{
+    G[0] += factor * ((NEP_REAL)0.004860219061029 * s[15] * s[8] + (NEP_REAL)0.036451642957719 * s[10] * s[17] + (NEP_REAL)0.036451642957719 * s[16] * s[9] + (NEP_REAL)0.072903285915437 * s[11] * s[18] + (NEP_REAL)0.072903285915437 * s[12] * s[19] + (NEP_REAL)0.08505383356801 * s[13] * s[20] + (NEP_REAL)0.08505383356801 * s[14] * s[21]);
+    G[1] += factor * ((NEP_REAL)-0.003645164295772 * s[15] * s[9] + (NEP_REAL)-0.006075273826286 * s[13] * s[18] + (NEP_REAL)-0.006075273826286 * s[14] * s[19] + (NEP_REAL)0.018225821478859 * s[10] * s[19] + (NEP_REAL)0.018225821478859 * s[18] * s[9] + (NEP_REAL)0.024301095305146 * s[16] * s[8] + (NEP_REAL)-0.036451642957719 * s[11] * s[16] + (NEP_REAL)-0.036451642957719 * s[12] * s[17] + (NEP_REAL)0.042526916784005 * s[13] * s[22] + (NEP_REAL)0.042526916784005 * s[14] * s[23] + (NEP_REAL)0.25516150070403 * s[11] * s[20] + (NEP_REAL)0.25516150070403 * s[12] * s[21]);
+    G[2] += factor * ((NEP_REAL)-0.003645164295772 * s[10] * s[15] + (NEP_REAL)-0.006075273826286 * s[14] * s[18] + (NEP_REAL)0.006075273826286 * s[13] * s[19] + (NEP_REAL)-0.018225821478859 * s[10] * s[18] + (NEP_REAL)0.018225821478859 * s[19] * s[9] + (NEP_REAL)0.024301095305146 * s[17] * s[8] + (NEP_REAL)-0.036451642957719 * s[12] * s[16] + (NEP_REAL)0.036451642957719 * s[11] * s[17] + (NEP_REAL)-0.042526916784005 * s[14] * s[22] + (NEP_REAL)0.042526916784005 * s[13] * s[23] + (NEP_REAL)-0.25516150070403 * s[12] * s[20] + (NEP_REAL)0.25516150070403 * s[11] * s[21]);
+    G[8] += factor * ((NEP_REAL)0.004860219061029 * s[0] * s[15] + (NEP_REAL)0.024301095305146 * s[1] * s[16] + (NEP_REAL)0.024301095305146 * s[2] * s[17]);
+    G[9] += factor * ((NEP_REAL)-0.003645164295772 * s[1] * s[15] + (NEP_REAL)0.018225821478859 * s[1] * s[18] + (NEP_REAL)0.018225821478859 * s[2] * s[19] + (NEP_REAL)0.036451642957719 * s[0] * s[16]);
+    G[10] += factor * ((NEP_REAL)-0.003645164295772 * s[15] * s[2] + (NEP_REAL)-0.018225821478859 * s[18] * s[2] + (NEP_REAL)0.018225821478859 * s[1] * s[19] + (NEP_REAL)0.036451642957719 * s[0] * s[17]);
+    G[11] += factor * ((NEP_REAL)-0.036451642957719 * s[1] * s[16] + (NEP_REAL)0.036451642957719 * s[2] * s[17] + (NEP_REAL)0.072903285915437 * s[0] * s[18] + (NEP_REAL)0.25516150070403 * s[1] * s[20] + (NEP_REAL)0.25516150070403 * s[2] * s[21]);
+    G[12] += factor * ((NEP_REAL)-0.036451642957719 * s[1] * s[17] + (NEP_REAL)-0.036451642957719 * s[2] * s[16] + (NEP_REAL)0.072903285915437 * s[0] * s[19] + (NEP_REAL)0.25516150070403 * s[1] * s[21] + (NEP_REAL)-0.25516150070403 * s[2] * s[20]);
+    G[13] += factor * ((NEP_REAL)-0.006075273826286 * s[1] * s[18] + (NEP_REAL)0.006075273826286 * s[2] * s[19] + (NEP_REAL)0.042526916784005 * s[1] * s[22] + (NEP_REAL)0.042526916784005 * s[2] * s[23] + (NEP_REAL)0.08505383356801 * s[0] * s[20]);
+    G[14] += factor * ((NEP_REAL)-0.006075273826286 * s[1] * s[19] + (NEP_REAL)-0.006075273826286 * s[2] * s[18] + (NEP_REAL)0.042526916784005 * s[1] * s[23] + (NEP_REAL)-0.042526916784005 * s[2] * s[22] + (NEP_REAL)0.08505383356801 * s[0] * s[21]);
+    G[15] += factor * ((NEP_REAL)-0.003645164295772 * s[10] * s[2] + (NEP_REAL)-0.003645164295772 * s[1] * s[9] + (NEP_REAL)0.004860219061029 * s[0] * s[8]);
+    G[16] += factor * ((NEP_REAL)0.024301095305146 * s[1] * s[8] + (NEP_REAL)0.036451642957719 * s[0] * s[9] + (NEP_REAL)-0.036451642957719 * s[1] * s[11] + (NEP_REAL)-0.036451642957719 * s[2] * s[12]);
+    G[17] += factor * ((NEP_REAL)0.024301095305146 * s[2] * s[8] + (NEP_REAL)0.036451642957719 * s[0] * s[10] + (NEP_REAL)-0.036451642957719 * s[1] * s[12] + (NEP_REAL)0.036451642957719 * s[2] * s[11]);
+    G[18] += factor * ((NEP_REAL)-0.006075273826286 * s[1] * s[13] + (NEP_REAL)-0.006075273826286 * s[2] * s[14] + (NEP_REAL)-0.018225821478859 * s[10] * s[2] + (NEP_REAL)0.018225821478859 * s[1] * s[9] + (NEP_REAL)0.072903285915437 * s[0] * s[11]);
+    G[19] += factor * ((NEP_REAL)-0.006075273826286 * s[1] * s[14] + (NEP_REAL)0.006075273826286 * s[2] * s[13] + (NEP_REAL)0.018225821478859 * s[1] * s[10] + (NEP_REAL)0.018225821478859 * s[2] * s[9] + (NEP_REAL)0.072903285915437 * s[0] * s[12]);
+    G[20] += factor * ((NEP_REAL)0.08505383356801 * s[0] * s[13] + (NEP_REAL)0.25516150070403 * s[1] * s[11] + (NEP_REAL)-0.25516150070403 * s[2] * s[12]);
+    G[21] += factor * ((NEP_REAL)0.08505383356801 * s[0] * s[14] + (NEP_REAL)0.25516150070403 * s[1] * s[12] + (NEP_REAL)0.25516150070403 * s[2] * s[11]);
+    G[22] += factor * ((NEP_REAL)0.042526916784005 * s[1] * s[13] + (NEP_REAL)-0.042526916784005 * s[2] * s[14]);
+    G[23] += factor * ((NEP_REAL)0.042526916784005 * s[1] * s[14] + (NEP_REAL)0.042526916784005 * s[2] * s[13]);
+}
+
+
+/* The optional invariant `which` (enum nep_flag order: 0 q222, 1 q1111, 2 q112, 3 q123,
+ * 4 q233, 5 q134) of one channel's s-vector (at least NEP_MIN_S_LEN long). */
+NEP_HD NEP_REAL nep_invariant(int which, const NEP_REAL *s)
+{
+    switch (which) {
+    case 0: return nep_q222(s);
+    case 1: return nep_q1111(s);
+    case 2: return nep_q112(s);
+    case 3: return nep_q123(s);
+    case 4: return nep_q233(s);
+    case 5: return nep_q134(s);
+    default: return (NEP_REAL)0;
+    }
+}
+
+/* G[k] += factor * d(invariant `which`)/ds_k (G at least NEP_MIN_S_LEN long). */
+NEP_HD void nep_invariant_grad(int which, const NEP_REAL *s, NEP_REAL factor, NEP_REAL *G)
+{
+    switch (which) {
+    case 0: nep_q222_grad(s, factor, G); break;
+    case 1: nep_q1111_grad(s, factor, G); break;
+    case 2: nep_q112_grad(s, factor, G); break;
+    case 3: nep_q123_grad(s, factor, G); break;
+    case 4: nep_q233_grad(s, factor, G); break;
+    case 5: nep_q134_grad(s, factor, G); break;
+    default: break;
+    }
+}
+
+#endif /* NEPZBL_NEP_MATHS_H */

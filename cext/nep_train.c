@@ -1,2 +1,535 @@
-/* placeholder: filled in by its owner */
-typedef int nepzbl_placeholder_nep_train;
+/*
+ * Exact parameter gradients of a linear functional of NEP(-ZBL) predictions; see
+ * nep_train.h for the interface and the method. Maths: nep_maths.h (shared with the
+ * engines) and the invariants' Hessian-vector products in nep_train_maths.h.
+ *
+ * Per atom i, with the pair perturbation delta r_ij = a_j - a_i + B^T r_ij:
+ *   pass 1 (neighbours): descriptor q_i and its directional derivative qdot_i (radial q, the
+ *           angular s-vectors s and sdot, then the invariants P(s) and grad P . sdot);
+ *   network: U_i, dU/dq, the Hessian-vector product along qdot, the network-parameter
+ *           gradient of Phi_i = alpha U_i - dU_i/dq . qdot_i, and the adjoints
+ *           lambda = dPhi/dq, mu = dPhi/dqdot (= -dU/dq);
+ *   pass 2 (neighbours): forces and virial (dU_i/dr_ij), and the descriptor-coefficient
+ *           gradient through q and qdot (sigma = dPhi/ds, tau = dPhi/dsdot per channel).
+ * Neighbours come from nep_neighbors.h (the engine's cell list), one list per structure.
+ */
+#include "nep_train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nep_maths.h"
+#include "nep_neighbors.h"
+#include "nep_train_maths.h"
+
+#define NEP_TRAIN_MAX_BASIS 32
+#define NEP_TRAIN_NUM_Y NEP_NUM_ABC /* (L+1)^2 - 1 for L = 8 */
+#define NEP_TRAIN_S_LEN NEP_MIN_S_LEN /* s entries the invariants read */
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+typedef struct {
+    const nep_model_spec *spec;
+    int T, nR, nA, bR, bA, L, N1, D, version;
+    int num_kappa;              /* (L+1)^2 - 1 */
+    int num_blocks;             /* N_L */
+    int inv_on[6];              /* the optional invariants that are on */
+    size_t block_size;          /* values per network block */
+    size_t num_network;         /* all network values including the shared bias */
+    size_t offset_radial, offset_angular, num_parameters;
+    double rc_max;
+    double rc_list[NEP_MAX_TYPES * NEP_MAX_TYPES]; /* max(radial, angular) pair cutoff */
+    double w3[NEP_TRAIN_NUM_Y]; /* 3-body weights w'_kappa */
+} train_model;
+
+typedef struct {
+    /* per-atom work arrays */
+    double *q, *qdot, *lam, *mu;
+    double *s, *sdot, *sigma, *tau; /* [nA+1][NEP_TRAIN_NUM_Y] */
+    double *gradient;               /* [P] this thread's sum, or NULL */
+} train_workspace;
+
+size_t nep_train_num_parameters(const nep_model_spec *spec)
+{
+    if (!spec || spec->num_types < 1 || spec->n_max_radial < 0 || spec->n_max_angular < 0 ||
+        spec->basis_radial < 0 || spec->basis_angular < 0 || spec->l_max < 1 ||
+        spec->l_max > NEP_MAX_LMAX || spec->num_neurons < 1 ||
+        (spec->version != 3 && spec->version != 4 && spec->version != 5))
+        return 0;
+    int num_blocks = spec->l_max;
+    for (int k = 0; k < 6; ++k) num_blocks += spec->flags[k] != 0;
+    const size_t T = (size_t)spec->num_types;
+    const size_t D =
+        (size_t)(spec->n_max_radial + 1) + (size_t)(spec->n_max_angular + 1) * num_blocks;
+    const size_t block = (D + 2) * (size_t)spec->num_neurons + (spec->version == 5 ? 1 : 0);
+    const size_t nets = spec->version == 3 ? 1 : T;
+    return block * nets + 1 +
+           T * T * ((size_t)(spec->n_max_radial + 1) * (size_t)(spec->basis_radial + 1) +
+                    (size_t)(spec->n_max_angular + 1) * (size_t)(spec->basis_angular + 1));
+}
+
+static int model_init(const nep_model_spec *spec, train_model *m)
+{
+    const size_t P = nep_train_num_parameters(spec);
+    if (P == 0 || spec->num_parameters != P || !spec->parameters || !spec->q_scaler ||
+        !spec->rc_radial || !spec->rc_angular)
+        return NEP_ERR_MODEL;
+    if (spec->basis_radial >= NEP_TRAIN_MAX_BASIS || spec->basis_angular >= NEP_TRAIN_MAX_BASIS ||
+        spec->num_types > NEP_MAX_TYPES)
+        return NEP_ERR_UNSUPPORTED;
+    if (spec->use_zbl && (!spec->zbl || !spec->atomic_numbers)) return NEP_ERR_MODEL;
+    memset(m, 0, sizeof(*m));
+    m->spec = spec;
+    m->T = spec->num_types;
+    m->nR = spec->n_max_radial;
+    m->nA = spec->n_max_angular;
+    m->bR = spec->basis_radial;
+    m->bA = spec->basis_angular;
+    m->L = spec->l_max;
+    m->N1 = spec->num_neurons;
+    m->version = spec->version;
+    m->num_kappa = (m->L + 1) * (m->L + 1) - 1;
+    m->num_blocks = m->L;
+    for (int k = 0; k < 6; ++k) {
+        m->inv_on[k] = spec->flags[k] != 0;
+        m->num_blocks += m->inv_on[k];
+    }
+    m->D = (m->nR + 1) + (m->nA + 1) * m->num_blocks;
+    m->block_size = (size_t)(m->D + 2) * m->N1 + (m->version == 5 ? 1 : 0);
+    m->num_network = m->block_size * (m->version == 3 ? 1 : m->T) + 1;
+    m->offset_radial = m->num_network;
+    m->offset_angular = m->offset_radial + (size_t)(m->nR + 1) * (m->bR + 1) * m->T * m->T;
+    m->num_parameters = P;
+    double rc_max = 0.0;
+    for (int k = 0; k < m->T * m->T; ++k) {
+        if (!(spec->rc_radial[k] > 0.0) || !(spec->rc_angular[k] > 0.0)) return NEP_ERR_MODEL;
+        if (spec->rc_radial[k] > rc_max) rc_max = spec->rc_radial[k];
+        if (spec->rc_angular[k] > rc_max) rc_max = spec->rc_angular[k];
+        m->rc_list[k] = fmax(spec->rc_radial[k], spec->rc_angular[k]);
+    }
+    m->rc_max = rc_max;
+    for (int l = 1; l <= NEP_MAX_L; ++l)
+        for (int k = 0; k <= 2 * l; ++k)
+            m->w3[l * l - 1 + k] = (k == 0 ? 1.0 : 2.0) * nep_c3b(l * l - 1 + k);
+    return NEP_OK;
+}
+
+static void workspace_free(train_workspace *ws)
+{
+    free(ws->q);
+    free(ws->qdot);
+    free(ws->lam);
+    free(ws->mu);
+    free(ws->s);
+    free(ws->sdot);
+    free(ws->sigma);
+    free(ws->tau);
+    free(ws->gradient);
+    memset(ws, 0, sizeof(*ws));
+}
+
+static int workspace_init(const train_model *m, int want_gradient, train_workspace *ws)
+{
+    memset(ws, 0, sizeof(*ws));
+    const size_t ns = (size_t)(m->nA + 1) * NEP_TRAIN_NUM_Y;
+    ws->q = malloc(sizeof(double) * m->D);
+    ws->qdot = malloc(sizeof(double) * m->D);
+    ws->lam = malloc(sizeof(double) * m->D);
+    ws->mu = malloc(sizeof(double) * m->D);
+    ws->s = malloc(sizeof(double) * ns);
+    ws->sdot = malloc(sizeof(double) * ns);
+    ws->sigma = malloc(sizeof(double) * ns);
+    ws->tau = malloc(sizeof(double) * ns);
+    if (want_gradient) ws->gradient = calloc(m->num_parameters, sizeof(double));
+    if (!ws->q || !ws->qdot || !ws->lam || !ws->mu || !ws->s || !ws->sdot || !ws->sigma ||
+        !ws->tau || (want_gradient && !ws->gradient)) {
+        workspace_free(ws);
+        return NEP_ERR_NOMEM;
+    }
+    return NEP_OK;
+}
+
+/* The s-gradient of optional invariant `which` into grad[0 .. NEP_TRAIN_S_LEN). */
+static void invariant_gradient(int which, const double *s, double *grad)
+{
+    memset(grad, 0, sizeof(double) * NEP_TRAIN_S_LEN);
+    nep_invariant_grad(which, s, 1.0, grad);
+}
+
+/* f_k(d) and f_k'(d), k = 0..nb, for cutoff rc. */
+static inline void radial_basis(double d, double rc, int nb, double *f, double *fp)
+{
+    double fc, fcp;
+    nep_cutoff(d, rc, 1.0 / rc, &fc, &fcp);
+    nep_chebyshev(nb, d, 1.0 / rc, fc, fcp, f, fp);
+}
+
+/* The pair perturbation delta r = a_j - a_i + B^T r. */
+static inline void pair_delta(const double *ai, const double *aj, const double *B, const double *r,
+                              double *delta)
+{
+    for (int b = 0; b < 3; ++b) {
+        delta[b] = (aj ? aj[b] : 0.0) - (ai ? ai[b] : 0.0);
+        if (B) delta[b] += B[b] * r[0] + B[3 + b] * r[1] + B[6 + b] * r[2];
+    }
+}
+
+static int compute_structure(const train_model *m, const nep_system *sys, double alpha,
+                             const double *fadj, const double *vadj, train_workspace *ws,
+                             double *energy_out, double *forces_out, double *virial_out)
+{
+    const nep_model_spec *spec = m->spec;
+    const int N = sys->num_atoms;
+    if (N < 0 || (N > 0 && (!sys->types || !sys->positions))) return NEP_ERR_ARGUMENT;
+    for (int i = 0; i < N; ++i) {
+        if (sys->types[i] < 0 || sys->types[i] >= m->T) return NEP_ERR_TYPE;
+        for (int c = 0; c < 3; ++c)
+            if (!isfinite(sys->positions[3 * i + c])) return NEP_ERR_NONFINITE;
+    }
+    nep_neighbor_list list;
+    const int status = nep_neighbor_build(sys, m->T, m->rc_list, spec->rc_angular, m->rc_max, 1,
+                                          &list);
+    if (status) return status;
+
+    const int T = m->T, D = m->D, N1 = m->N1, nR = m->nR, nA = m->nA, bR = m->bR, bA = m->bA;
+    const int K = m->num_kappa, L = m->L;
+    const double *par = spec->parameters;
+    const double *scaler = spec->q_scaler;
+    double *grad = ws->gradient;
+    const size_t ns = (size_t)(nA + 1) * NEP_TRAIN_NUM_Y;
+    double energy = 0.0, virial[9] = {0};
+    if (forces_out) memset(forces_out, 0, sizeof(double) * 3 * (size_t)N);
+    double fk[NEP_TRAIN_MAX_BASIS], fkp[NEP_TRAIN_MAX_BASIS];
+    double y[NEP_TRAIN_NUM_Y], dy[3][NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3];
+    double ydot[NEP_TRAIN_NUM_Y];
+    double inv_grad[NEP_TRAIN_S_LEN], inv_hvp[NEP_TRAIN_S_LEN];
+
+    for (int i = 0; i < N; ++i) {
+        const int ti = sys->types[i];
+        const double *ai = fadj ? fadj + 3 * i : NULL;
+        memset(ws->q, 0, sizeof(double) * D);
+        memset(ws->qdot, 0, sizeof(double) * D);
+        memset(ws->s, 0, sizeof(double) * ns);
+        memset(ws->sdot, 0, sizeof(double) * ns);
+        /* ---- pass 1: descriptors and their directional derivatives */
+        for (size_t p = list.offset[i]; p < list.offset[i + 1]; ++p) {
+            const int j = list.neighbor[p], tj = sys->types[j];
+            const double *r = list.r + 3 * p;
+            const double d = sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]);
+            const double u[3] = {r[0] / d, r[1] / d, r[2] / d};
+            double delta[3];
+            pair_delta(ai, fadj ? fadj + 3 * j : NULL, vadj, r, delta);
+            const double ddot = u[0] * delta[0] + u[1] * delta[1] + u[2] * delta[2];
+            const double rcr = spec->rc_radial[ti * T + tj];
+            if (d < rcr) {
+                radial_basis(d, rcr, bR, fk, fkp);
+                for (int n = 0; n <= nR; ++n) {
+                    const double *c =
+                        par + m->offset_radial + ((size_t)n * (bR + 1) * T + ti) * T + tj;
+                    double g = 0.0, gp = 0.0;
+                    for (int k = 0; k <= bR; ++k) {
+                        g += c[(size_t)k * T * T] * fk[k];
+                        gp += c[(size_t)k * T * T] * fkp[k];
+                    }
+                    ws->q[n] += g;
+                    ws->qdot[n] += gp * ddot;
+                }
+            }
+            const double rca = spec->rc_angular[ti * T + tj];
+            if (d < rca) {
+                radial_basis(d, rca, bA, fk, fkp);
+                nep_sph_grad(L, u[0], u[1], u[2], y, dy[0], dy[1], dy[2]);
+                for (int k = 0; k < K; ++k) {
+                    const double ud = u[0] * dy[0][k] + u[1] * dy[1][k] + u[2] * dy[2][k];
+                    double yd = 0.0;
+                    for (int c = 0; c < 3; ++c) yd += (dy[c][k] - u[c] * ud) / d * delta[c];
+                    ydot[k] = yd;
+                }
+                for (int n = 0; n <= nA; ++n) {
+                    const double *c =
+                        par + m->offset_angular + ((size_t)n * (bA + 1) * T + ti) * T + tj;
+                    double g = 0.0, gp = 0.0;
+                    for (int k = 0; k <= bA; ++k) {
+                        g += c[(size_t)k * T * T] * fk[k];
+                        gp += c[(size_t)k * T * T] * fkp[k];
+                    }
+                    double *sn = ws->s + (size_t)n * NEP_TRAIN_NUM_Y;
+                    double *sdn = ws->sdot + (size_t)n * NEP_TRAIN_NUM_Y;
+                    for (int k = 0; k < K; ++k) {
+                        sn[k] += g * y[k];
+                        sdn[k] += gp * ddot * y[k] + g * ydot[k];
+                    }
+                }
+            }
+        }
+        /* invariants */
+        for (int n = 0; n <= nA; ++n) {
+            const double *sn = ws->s + (size_t)n * NEP_TRAIN_NUM_Y;
+            const double *sdn = ws->sdot + (size_t)n * NEP_TRAIN_NUM_Y;
+            for (int l = 1; l <= L; ++l) {
+                double qv = 0.0, qd = 0.0;
+                for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k) {
+                    qv += m->w3[k] * sn[k] * sn[k];
+                    qd += 2.0 * m->w3[k] * sn[k] * sdn[k];
+                }
+                const int index = (nR + 1) + (l - 1) * (nA + 1) + n;
+                ws->q[index] = qv;
+                ws->qdot[index] = qd;
+            }
+            int block = L;
+            for (int f = 0; f < 6; ++f) {
+                if (!m->inv_on[f]) continue;
+                const int index = (nR + 1) + block * (nA + 1) + n;
+                invariant_gradient(f, sn, inv_grad);
+                double qd = 0.0;
+                for (int k = 0; k < NEP_TRAIN_S_LEN; ++k) qd += inv_grad[k] * sdn[k];
+                ws->q[index] = nep_invariant(f, sn);
+                ws->qdot[index] = qd;
+                ++block;
+            }
+        }
+        /* ---- network, its parameter gradient and the descriptor adjoints */
+        const int net = m->version == 3 ? 0 : ti;
+        const size_t w0_off = (size_t)net * m->block_size;
+        const double *w0 = par + w0_off;
+        const double *b0 = w0 + (size_t)N1 * D;
+        const double *w1 = b0 + N1;
+        double U = 0.0;
+        memset(ws->lam, 0, sizeof(double) * D);
+        memset(ws->mu, 0, sizeof(double) * D);
+        for (int k = 0; k < N1; ++k) {
+            const double *wk = w0 + (size_t)k * D;
+            double z = -b0[k], zd = 0.0;
+            for (int d = 0; d < D; ++d) {
+                z += wk[d] * ws->q[d] * scaler[d];
+                zd += wk[d] * ws->qdot[d] * scaler[d];
+            }
+            const double h = tanh(z);
+            const double dh = 1.0 - h * h;
+            const double e = w1[k] * dh;                 /* dU/dz_k */
+            const double nf = -2.0 * w1[k] * h * dh * zd; /* d2U/dz_k^2 zdot_k */
+            const double A = alpha * e - nf;              /* dPhi/dz_k */
+            U += w1[k] * h;
+            for (int d = 0; d < D; ++d) {
+                ws->lam[d] += A * wk[d];
+                ws->mu[d] -= e * wk[d];
+            }
+            if (grad) {
+                double *gw = grad + w0_off + (size_t)k * D;
+                for (int d = 0; d < D; ++d)
+                    gw[d] += A * ws->q[d] * scaler[d] - e * ws->qdot[d] * scaler[d];
+                grad[w0_off + (size_t)N1 * D + k] -= A;
+                grad[w0_off + (size_t)N1 * D + N1 + k] += alpha * h - dh * zd;
+            }
+        }
+        U -= par[m->num_network - 1];
+        if (m->version == 5) U -= w1[N1];
+        if (grad) {
+            grad[m->num_network - 1] -= alpha;
+            if (m->version == 5) grad[w0_off + (size_t)(D + 2) * N1] -= alpha;
+        }
+        energy += U;
+        for (int d = 0; d < D; ++d) {
+            ws->lam[d] *= scaler[d];
+            ws->mu[d] *= scaler[d];
+        }
+        /* angular adjoints sigma = dPhi/ds and tau = dPhi/dsdot per channel */
+        memset(ws->sigma, 0, sizeof(double) * ns);
+        memset(ws->tau, 0, sizeof(double) * ns);
+        for (int n = 0; n <= nA; ++n) {
+            const double *sn = ws->s + (size_t)n * NEP_TRAIN_NUM_Y;
+            const double *sdn = ws->sdot + (size_t)n * NEP_TRAIN_NUM_Y;
+            double *sg = ws->sigma + (size_t)n * NEP_TRAIN_NUM_Y;
+            double *ta = ws->tau + (size_t)n * NEP_TRAIN_NUM_Y;
+            for (int l = 1; l <= L; ++l) {
+                const int index = (nR + 1) + (l - 1) * (nA + 1) + n;
+                const double la = ws->lam[index], mu = ws->mu[index];
+                for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k) {
+                    const double w2 = 2.0 * m->w3[k];
+                    sg[k] += la * w2 * sn[k] + mu * w2 * sdn[k];
+                    ta[k] += mu * w2 * sn[k];
+                }
+            }
+            int block = L;
+            for (int f = 0; f < 6; ++f) {
+                if (!m->inv_on[f]) continue;
+                const int index = (nR + 1) + block * (nA + 1) + n;
+                const double la = ws->lam[index], mu = ws->mu[index];
+                invariant_gradient(f, sn, inv_grad);
+                const int size = nep_train_invariant_hvp(f, sn, sdn, inv_hvp);
+                for (int k = 0; k < size && k < K; ++k) {
+                    sg[k] += la * inv_grad[k] + mu * inv_hvp[k];
+                    ta[k] += mu * inv_grad[k];
+                }
+                ++block;
+            }
+        }
+        /* ---- pass 2: pair derivatives (forces, virial) and coefficient gradients */
+        for (size_t p = list.offset[i]; p < list.offset[i + 1]; ++p) {
+            const int j = list.neighbor[p], tj = sys->types[j];
+            const double *r = list.r + 3 * p;
+            const double d = sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]);
+            const double u[3] = {r[0] / d, r[1] / d, r[2] / d};
+            double delta[3];
+            pair_delta(ai, fadj ? fadj + 3 * j : NULL, vadj, r, delta);
+            const double ddot = u[0] * delta[0] + u[1] * delta[1] + u[2] * delta[2];
+            double v[3] = {0.0, 0.0, 0.0}; /* dU_i/dr_ij */
+            const double rcr = spec->rc_radial[ti * T + tj];
+            if (d < rcr) {
+                radial_basis(d, rcr, bR, fk, fkp);
+                for (int n = 0; n <= nR; ++n) {
+                    const size_t off = m->offset_radial + ((size_t)n * (bR + 1) * T + ti) * T + tj;
+                    const double *c = par + off;
+                    double gp = 0.0;
+                    for (int k = 0; k <= bR; ++k) gp += c[(size_t)k * T * T] * fkp[k];
+                    const double dudq = -ws->mu[n];
+                    for (int c3 = 0; c3 < 3; ++c3) v[c3] += dudq * gp * u[c3];
+                    if (grad) {
+                        const double la = ws->lam[n], mud = ws->mu[n] * ddot;
+                        for (int k = 0; k <= bR; ++k)
+                            grad[off + (size_t)k * T * T] += la * fk[k] + mud * fkp[k];
+                    }
+                }
+            }
+            const double rca = spec->rc_angular[ti * T + tj];
+            if (d < rca) {
+                radial_basis(d, rca, bA, fk, fkp);
+                nep_sph_grad(L, u[0], u[1], u[2], y, dy[0], dy[1], dy[2]);
+                for (int k = 0; k < K; ++k) {
+                    const double ud = u[0] * dy[0][k] + u[1] * dy[1][k] + u[2] * dy[2][k];
+                    double yd = 0.0;
+                    for (int c = 0; c < 3; ++c) {
+                        dyr[k][c] = (dy[c][k] - u[c] * ud) / d;
+                        yd += dyr[k][c] * delta[c];
+                    }
+                    ydot[k] = yd;
+                }
+                for (int n = 0; n <= nA; ++n) {
+                    const size_t off = m->offset_angular + ((size_t)n * (bA + 1) * T + ti) * T + tj;
+                    const double *c = par + off;
+                    double g = 0.0, gp = 0.0;
+                    for (int k = 0; k <= bA; ++k) {
+                        g += c[(size_t)k * T * T] * fk[k];
+                        gp += c[(size_t)k * T * T] * fkp[k];
+                    }
+                    const double *sg = ws->sigma + (size_t)n * NEP_TRAIN_NUM_Y;
+                    const double *ta = ws->tau + (size_t)n * NEP_TRAIN_NUM_Y;
+                    double tau_y = 0.0, sig = 0.0, tau_dy[3] = {0.0, 0.0, 0.0};
+                    for (int k = 0; k < K; ++k) {
+                        tau_y += ta[k] * y[k];
+                        sig += sg[k] * y[k] + ta[k] * ydot[k];
+                        tau_dy[0] += ta[k] * dyr[k][0];
+                        tau_dy[1] += ta[k] * dyr[k][1];
+                        tau_dy[2] += ta[k] * dyr[k][2];
+                    }
+                    /* dU/ds = -tau */
+                    for (int c3 = 0; c3 < 3; ++c3) v[c3] -= gp * tau_y * u[c3] + g * tau_dy[c3];
+                    if (grad) {
+                        const double tyd = tau_y * ddot;
+                        for (int k = 0; k <= bA; ++k)
+                            grad[off + (size_t)k * T * T] += fk[k] * sig + fkp[k] * tyd;
+                    }
+                }
+                if (spec->use_zbl) {
+                    double phi, dphi;
+                    nep_zbl_pair(d, spec->atomic_numbers[ti], spec->atomic_numbers[tj],
+                                 spec->zbl + 10 * (size_t)(ti * T + tj), &phi, &dphi);
+                    energy += 0.5 * phi;
+                    for (int c3 = 0; c3 < 3; ++c3) v[c3] += 0.5 * dphi * u[c3];
+                }
+            }
+            if (forces_out) {
+                for (int c3 = 0; c3 < 3; ++c3) {
+                    forces_out[3 * i + c3] += v[c3];
+                    forces_out[3 * j + c3] -= v[c3];
+                }
+            }
+            for (int a = 0; a < 3; ++a)
+                for (int b = 0; b < 3; ++b) virial[3 * a + b] -= r[a] * v[b];
+        }
+    }
+    nep_neighbor_free(&list);
+    if (energy_out) *energy_out = energy;
+    if (virial_out) memcpy(virial_out, virial, sizeof(virial));
+    return NEP_OK;
+}
+
+int nep_train_gradient(const nep_model_spec *spec, int num_systems, const nep_system *systems,
+                       const double *alpha, const double *force_adjoint,
+                       const double *virial_adjoint, double *gradient, double *energy,
+                       double *forces, double *virials, int *statuses, int num_threads)
+{
+    if (!spec || num_systems < 0 || (num_systems > 0 && !systems)) return NEP_ERR_ARGUMENT;
+    train_model model;
+    int status = model_init(spec, &model);
+    if (status) return status;
+    size_t *offsets = malloc(sizeof(size_t) * ((size_t)num_systems + 1));
+    if (!offsets) return NEP_ERR_NOMEM;
+    offsets[0] = 0;
+    for (int s = 0; s < num_systems; ++s) {
+        if (systems[s].num_atoms < 0) {
+            free(offsets);
+            return NEP_ERR_ARGUMENT;
+        }
+        offsets[s + 1] = offsets[s] + (size_t)systems[s].num_atoms;
+    }
+    int threads = 1;
+#ifdef _OPENMP
+    threads = num_threads > 0 ? num_threads : omp_get_max_threads();
+#else
+    (void)num_threads;
+#endif
+    if (threads > num_systems) threads = num_systems > 0 ? num_systems : 1;
+    train_workspace *ws = calloc((size_t)threads, sizeof(train_workspace));
+    int *local_status = calloc((size_t)num_systems + 1, sizeof(int));
+    if (!ws || !local_status) {
+        free(ws);
+        free(local_status);
+        free(offsets);
+        return NEP_ERR_NOMEM;
+    }
+    int alloc_failed = 0;
+    for (int t = 0; t < threads; ++t)
+        if (workspace_init(&model, gradient != NULL, &ws[t])) alloc_failed = 1;
+    if (!alloc_failed) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+#endif
+        for (int s = 0; s < num_systems; ++s) {
+            int t = 0;
+#ifdef _OPENMP
+            t = omp_get_thread_num();
+#endif
+            const size_t off = offsets[s];
+            local_status[s] = compute_structure(
+                &model, &systems[s], alpha ? alpha[s] : 0.0,
+                force_adjoint ? force_adjoint + 3 * off : NULL,
+                virial_adjoint ? virial_adjoint + 9 * (size_t)s : NULL, &ws[t],
+                energy ? energy + s : NULL, forces ? forces + 3 * off : NULL,
+                virials ? virials + 9 * (size_t)s : NULL);
+        }
+        if (gradient) {
+            const size_t P = model.num_parameters;
+            for (size_t k = 0; k < P; ++k) {
+                double sum = 0.0;
+                for (int t = 0; t < threads; ++t) sum += ws[t].gradient[k];
+                gradient[k] = sum;
+            }
+        }
+        status = NEP_OK;
+        for (int s = 0; s < num_systems; ++s) {
+            if (statuses) statuses[s] = local_status[s];
+            if (!status && local_status[s]) status = local_status[s];
+        }
+    } else {
+        status = NEP_ERR_NOMEM;
+    }
+    for (int t = 0; t < threads; ++t) workspace_free(&ws[t]);
+    free(ws);
+    free(local_status);
+    free(offsets);
+    return status;
+}

@@ -1,15 +1,271 @@
 # cython: language_level=3
-"""Thin Cython layer over the C engine in cext/ (placeholder until the engine lands)."""
-from ._nep cimport nep_strerror, nep_openmp_enabled, nep_max_threads
+"""Thin Cython layer over the C engine in cext/ (nep.h).
+
+Everything here is plumbing: arrays are allocated and shaped in Python
+(:mod:`nepzbl_plugin.engine`), passed in as C-contiguous memoryviews, and filled by the C
+engine with the GIL released. A nonzero engine status becomes :class:`EngineError` carrying
+``nep_strerror``'s text.
+"""
+from libc.stdlib cimport calloc, free
+
+from ._nep cimport (
+    NEP_OK,
+    nep_compute,
+    nep_compute_batch,
+    nep_max_threads,
+    nep_model,
+    nep_model_create,
+    nep_model_dim,
+    nep_model_free,
+    nep_model_max_cutoff,
+    nep_model_num_neurons,
+    nep_model_set_parameters,
+    nep_model_spec,
+    nep_model_spec_num_parameters,
+    nep_openmp_enabled,
+    nep_outputs,
+    nep_strerror,
+    nep_system,
+)
+
+from .errors import EngineError
+
+# The output names of nep_outputs, in struct order, with their per-structure shapes
+# ("N" = number of atoms, "D" = descriptor length, "H" = hidden neurons).
+OUTPUT_NAMES = (
+    "energy", "energies", "forces", "virial", "virials", "descriptors", "latent",
+    "energy_zbl", "energies_zbl", "forces_zbl", "virial_zbl",
+)
+
 
 def openmp_enabled():
+    """Whether the C engine was built with OpenMP."""
     return bool(nep_openmp_enabled())
 
+
 def max_threads():
+    """OpenMP's default number of threads (1 without OpenMP)."""
     return nep_max_threads()
 
+
 def strerror(int status):
+    """The engine's message for a status code."""
     return nep_strerror(status).decode()
+
+
+cdef double _dummy_output[9]
+
+
+cdef double *_out_ptr(object arr) except? NULL:
+    """Data pointer of a C-contiguous float64 array, or NULL for None (output not wanted)."""
+    cdef double[::1] view
+    if arr is None:
+        return NULL
+    if not arr.flags.c_contiguous or arr.dtype.char != "d" or not arr.flags.writeable:
+        raise ValueError("outputs must be writable C-contiguous float64 arrays")
+    view = arr.reshape(-1)
+    if view.shape[0] == 0:
+        return &_dummy_output[0]
+    return &view[0]
+
+
+cdef int _fill_outputs(nep_outputs *o, dict arrays) except -1:
+    o.energy = _out_ptr(arrays.get("energy"))
+    o.energies = _out_ptr(arrays.get("energies"))
+    o.forces = _out_ptr(arrays.get("forces"))
+    o.virial = _out_ptr(arrays.get("virial"))
+    o.virials = _out_ptr(arrays.get("virials"))
+    o.descriptors = _out_ptr(arrays.get("descriptors"))
+    o.latent = _out_ptr(arrays.get("latent"))
+    o.energy_zbl = _out_ptr(arrays.get("energy_zbl"))
+    o.energies_zbl = _out_ptr(arrays.get("energies_zbl"))
+    o.forces_zbl = _out_ptr(arrays.get("forces_zbl"))
+    o.virial_zbl = _out_ptr(arrays.get("virial_zbl"))
+    return 0
+
+
+cdef int _dummy_type = 0
+cdef double _dummy_position[3]
+
+
+cdef int _fill_system(nep_system *s, const int[::1] types, const double[:, ::1] positions,
+                      const double[:, ::1] cell, object pbc) except -1:
+    if positions.shape[0] != types.shape[0] or positions.shape[1] != 3:
+        raise ValueError("positions must have shape (N, 3) matching the types")
+    if cell.shape[0] != 3 or cell.shape[1] != 3:
+        raise ValueError("cell must have shape (3, 3)")
+    s.num_atoms = <int>types.shape[0]
+    if types.shape[0] > 0:
+        s.types = &types[0]
+        s.positions = &positions[0, 0]
+    else:
+        s.types = &_dummy_type
+        s.positions = &_dummy_position[0]
+    s.cell = &cell[0, 0]
+    for k in range(3):
+        s.pbc[k] = 1 if pbc[k] else 0
+    return 0
+
+
+cdef class CoreModel:
+    """A model held by the C engine (``nep_model``), freed with this object.
+
+    Parameters are plain numbers and C-contiguous arrays, resolved in Python
+    (:class:`nepzbl_plugin.engine.Evaluator` builds them from a :class:`Model`).
+    """
+
+    cdef nep_model *ptr
+    cdef readonly int dim
+    cdef readonly int num_neurons
+    cdef readonly int num_types
+    cdef readonly Py_ssize_t num_parameters
+    cdef readonly double max_cutoff
+
+    def __cinit__(self):
+        self.ptr = NULL
+
+    def __init__(self, int version, int num_types, int n_max_radial, int n_max_angular,
+                 int basis_radial, int basis_angular, int l_max, flags, int num_neurons,
+                 const double[:, ::1] rc_radial, const double[:, ::1] rc_angular,
+                 const int[::1] atomic_numbers, zbl, const double[::1] parameters,
+                 const double[::1] q_scaler):
+        cdef nep_model_spec spec
+        cdef const double[:, :, ::1] zbl_view
+        cdef int status
+        if rc_radial.shape[0] != num_types or rc_radial.shape[1] != num_types:
+            raise ValueError("rc_radial must be (T, T)")
+        if rc_angular.shape[0] != num_types or rc_angular.shape[1] != num_types:
+            raise ValueError("rc_angular must be (T, T)")
+        if atomic_numbers.shape[0] != num_types:
+            raise ValueError("atomic_numbers must have T entries")
+        if len(flags) != 6:
+            raise ValueError("flags must have 6 entries")
+        spec.version = version
+        spec.num_types = num_types
+        spec.n_max_radial = n_max_radial
+        spec.n_max_angular = n_max_angular
+        spec.basis_radial = basis_radial
+        spec.basis_angular = basis_angular
+        spec.l_max = l_max
+        for k in range(6):
+            spec.flags[k] = 1 if flags[k] else 0
+        spec.num_neurons = num_neurons
+        spec.rc_radial = &rc_radial[0, 0]
+        spec.rc_angular = &rc_angular[0, 0]
+        spec.atomic_numbers = &atomic_numbers[0]
+        if zbl is None:
+            spec.use_zbl = 0
+            spec.zbl = NULL
+        else:
+            zbl_view = zbl
+            if (zbl_view.shape[0] != num_types or zbl_view.shape[1] != num_types
+                    or zbl_view.shape[2] != 10):
+                raise ValueError("zbl table must be (T, T, 10)")
+            spec.use_zbl = 1
+            spec.zbl = &zbl_view[0, 0, 0]
+        spec.num_parameters = <size_t>parameters.shape[0]
+        if spec.num_parameters != nep_model_spec_num_parameters(&spec):
+            raise ValueError(
+                f"expected {nep_model_spec_num_parameters(&spec)} parameters, "
+                f"got {parameters.shape[0]}"
+            )
+        spec.parameters = &parameters[0]
+        spec.q_scaler = &q_scaler[0]
+        if self.ptr != NULL:  # __init__ called again on a live object
+            nep_model_free(self.ptr)
+            self.ptr = NULL
+        with nogil:
+            status = nep_model_create(&spec, &self.ptr)
+        if status != NEP_OK:
+            raise EngineError(f"cannot create the model: {strerror(status)}")
+        self.dim = nep_model_dim(self.ptr)
+        self.num_neurons = nep_model_num_neurons(self.ptr)
+        self.num_types = num_types
+        self.num_parameters = parameters.shape[0]
+        self.max_cutoff = nep_model_max_cutoff(self.ptr)
+        if q_scaler.shape[0] != self.dim:
+            raise ValueError(f"expected {self.dim} q_scaler values, got {q_scaler.shape[0]}")
+
+    def __dealloc__(self):
+        if self.ptr != NULL:
+            nep_model_free(self.ptr)
+            self.ptr = NULL
+
+    def set_parameters(self, const double[::1] parameters):
+        """Replace the flat parameter vector (same length as at creation)."""
+        cdef int status
+        if parameters.shape[0] != self.num_parameters:
+            raise ValueError(
+                f"expected {self.num_parameters} parameters, got {parameters.shape[0]}"
+            )
+        with nogil:
+            status = nep_model_set_parameters(self.ptr, &parameters[0])
+        if status != NEP_OK:
+            raise EngineError(f"cannot set the parameters: {strerror(status)}")
+
+    def evaluate(self, const int[::1] types, const double[:, ::1] positions,
+                 const double[:, ::1] cell, pbc, dict outputs, int num_threads=0):
+        """Evaluate one structure into the preallocated arrays of ``outputs``
+        (keys from :data:`OUTPUT_NAMES`, C-contiguous float64)."""
+        cdef nep_system system
+        cdef nep_outputs out
+        cdef int status
+        _fill_system(&system, types, positions, cell, pbc)
+        _fill_outputs(&out, outputs)
+        with nogil:
+            status = nep_compute(self.ptr, &system, &out, num_threads)
+        if status != NEP_OK:
+            raise EngineError(strerror(status))
+
+    def evaluate_batch(self, list systems, list outputs, int num_threads=0):
+        """Evaluate many structures in one call, in parallel over structures.
+
+        ``systems`` holds (types, positions, cell, pbc) tuples and ``outputs`` one dict of
+        arrays per structure. Returns the list of per-structure status codes (0 = ok); the
+        caller decides how to report failures.
+        """
+        cdef Py_ssize_t n = len(systems), k
+        cdef nep_system *c_systems = NULL
+        cdef nep_outputs *c_outputs = NULL
+        cdef int *statuses = NULL
+        cdef int status
+        if len(outputs) != n:
+            raise ValueError("one output dict per structure is needed")
+        if n == 0:
+            return []
+        keep = []  # memoryviews that must stay alive during the call
+        c_systems = <nep_system *>calloc(n, sizeof(nep_system))
+        c_outputs = <nep_outputs *>calloc(n, sizeof(nep_outputs))
+        statuses = <int *>calloc(n, sizeof(int))
+        try:
+            if c_systems == NULL or c_outputs == NULL or statuses == NULL:
+                raise MemoryError()
+            for k in range(n):
+                types, positions, cell, pbc = systems[k]
+                views = (_as_int_view(types), _as_double2_view(positions),
+                         _as_double2_view(cell))
+                keep.append(views)
+                _fill_system(&c_systems[k], views[0], views[1], views[2], pbc)
+                _fill_outputs(&c_outputs[k], outputs[k])
+            with nogil:
+                status = nep_compute_batch(self.ptr, <int>n, c_systems, c_outputs, statuses,
+                                           num_threads)
+            return [statuses[k] for k in range(n)]
+        finally:
+            free(c_systems)
+            free(c_outputs)
+            free(statuses)
+
+
+def _as_int_view(object a):
+    cdef const int[::1] v = a
+    return v
+
+
+def _as_double2_view(object a):
+    cdef const double[:, ::1] v = a
+    return v
+
 
 # Training entry points (nep_train.h) live in their own include file.
 include "_train.pxi"

@@ -1,0 +1,105 @@
+/*
+ * Internal interface between the host side of the CUDA engine (nep_cuda.cu) and the kernels
+ * (nep_cuda_kernels.cu), which are compiled once per precision into namespaces nepcu_f64 and
+ * nepcu_f32. Nothing here depends on NEP_REAL: precision-dependent buffers are void pointers.
+ *
+ * Device layouts (N atoms of the whole batch, MN neighbour slots per atom):
+ *   neighbours  int4 nbr[slot * N + i] = (j, shift a, shift b, shift c), sorted per atom;
+ *               r_ij = pos[j] - pos[i] + shift . cell (rows) of i's structure
+ *   rev         int rev[slot * N + i]: the slot of (i, -shift) in j's list
+ *   q           NEP_REAL q[d * N + i]     raw descriptors (before q_scaler)
+ *   sg          NEP_REAL sg[(n * Ks + k) * N + i]  s-vectors, then dU/ds after the network
+ *   fpr         NEP_REAL fpr[n * N + i]   dU/dq_n for the radial components (with q_scaler)
+ *   v, vz       NEP_REAL v[(c * MN + slot) * N + i]  pair derivatives dU_i/dr_ij (all parts;
+ *               vz the ZBL part alone, only when ZBL outputs are wanted)
+ *   per-atom outputs are double and row-major: energy[N], forces[N][3], virials[N][9], ...
+ */
+#ifndef NEPZBL_NEP_CUDA_INTERNAL_CUH
+#define NEPZBL_NEP_CUDA_INTERNAL_CUH
+
+#include <stddef.h>
+
+#ifdef NEPCU_HOST_EMULATION
+/* Development aid for machines without a GPU: every kernel runs as a plain host loop over
+ * blocks and threads (see nep_cuda_emulation.cuh). Never used by the meson build. */
+#include "nep_cuda_emulation.cuh"
+#define NEPCU_TOTALS_THREADS 1
+#else
+#include <cuda_runtime.h>
+#define NEPCU_LAUNCH(kernel, blocks, threads, stream, ...)                                   \
+    kernel<<<(blocks), (threads), 0, (stream)>>>(__VA_ARGS__)
+/* threads of the per-structure sum kernel (a power of two) */
+#define NEPCU_TOTALS_THREADS 256
+#endif
+
+/* Largest hidden layer the kernels hold in per-thread memory. */
+#define NEPCU_MAX_NEURONS 256
+/* Per-structure error bits, OR-ed by the kernels. */
+#define NEPCU_FLAG_OVERLAP 1
+#define NEPCU_FLAG_LIST 2 /* a pair without its reverse in the list: an engine bug */
+/* Pairs closer than 1e-6 Angstrom inside a cutoff are overlapping atoms (as in the CPU
+ * engine's NEP_OVERLAP_DISTANCE). */
+#define NEPCU_OVERLAP2 1e-12
+
+struct nepcu_dims {
+    int version, num_types, n_max_radial, n_max_angular, basis_radial, basis_angular, l_max;
+    int flags[6];
+    int num_neurons, dim;
+    int num_abc; /* (L+1)^2 - 1 */
+    int s_len;   /* max(num_abc, NEP_MIN_S_LEN): the stride of one channel's s-vector */
+    int use_zbl;
+    int block_size;       /* values per network block */
+    int num_networks;     /* 1 for nep3, T otherwise */
+    int c_radial_offset;  /* into the flat parameters */
+    int c_angular_offset;
+    int shared_bias_index;
+};
+
+/* Device copies of the model in the kernels' precision (NEP_REAL arrays). */
+struct nepcu_model_dev {
+    void *parameters; /* [num_parameters] */
+    void *q_scaler;   /* [D] */
+    void *rc_radial;  /* [T*T] */
+    void *rc_angular; /* [T*T] */
+    void *zbl_rows;   /* [T*T*10] */
+    void *zbl_zizj;   /* [T*T] K Z_a Z_b */
+    void *zbl_ainv;   /* [T*T] 1/a */
+};
+
+/* One evaluation of the whole batch. */
+struct nepcu_work {
+    int num_atoms, num_structs, max_neighbors;
+    const double *pos;            /* [N][3] */
+    const int *types;             /* [N] */
+    const int *struct_of_atom;    /* [N] */
+    const double *cells;          /* [S][9] rows a, b, c */
+    const int4 *nbr;
+    const int *nbr_count;         /* [N] */
+    const int *rev;
+    int *ang_slots;               /* [slot * N + i]: i's slots inside the angular cutoff */
+    void *q, *sg, *fpr, *v, *vz;
+    double *energy;      /* [N] always (NEP + ZBL per atom) */
+    double *energy_zbl;  /* [N] or NULL */
+    double *forces;      /* [N][3] or NULL */
+    double *forces_zbl;  /* [N][3] or NULL */
+    double *virials;     /* [N][9] or NULL */
+    double *virials_zbl; /* [N][9] or NULL */
+    double *descriptors; /* [N][D] or NULL (scaled by q_scaler) */
+    double *latent;      /* [N][N1] or NULL: w1_k h_k, as NEP_CPU and the CPU engine */
+    int *struct_flags;   /* [S] */
+    int need_forces;     /* forces or virials wanted: run the derivative passes */
+};
+
+#define NEPCU_DECLARE(ns)                                                                   \
+    namespace ns {                                                                          \
+    cudaError_t upload_model(const nepcu_dims *dims, const nep_model_spec *spec,           \
+                             nepcu_model_dev *dev, size_t *bytes);                          \
+    cudaError_t upload_parameters(const nepcu_dims *dims, const double *parameters,        \
+                                  size_t num_parameters, nepcu_model_dev *dev);             \
+    void free_model(nepcu_model_dev *dev);                                                  \
+    size_t real_size();                                                                     \
+    cudaError_t evaluate(const nepcu_dims *dims, const nepcu_model_dev *dev,               \
+                         const nepcu_work *work, cudaStream_t stream);                      \
+    }
+
+#endif

@@ -1,0 +1,446 @@
+/*
+ * The CUDA engine's evaluation kernels, in one precision. meson compiles this file twice:
+ * -DNEP_REAL=double -DNEP_CUDA_NS=nepcu_f64 and -DNEP_REAL=float -DNEP_CUDA_NS=nepcu_f32.
+ * All per-pair and per-atom maths comes from nep_maths.h, the header the CPU engine uses, so
+ * both engines evaluate the same formulas. Pair geometry (r_ij) is formed in double from the
+ * double positions and then rounded to NEP_REAL; per-atom outputs are accumulated in double.
+ *
+ * One thread per atom in every kernel; each thread writes only its own atom's outputs, so no
+ * atomics are used on results and the summation order is fixed by the (sorted) lists.
+ */
+#include "nep.h"
+#include "nep_maths.h"
+#include "nep_cuda_internal.cuh"
+#include "nep_cuda_maths.cuh"
+
+#ifndef NEP_CUDA_NS
+#error "compile with -DNEP_CUDA_NS=<namespace> and -DNEP_REAL=<float|double>"
+#endif
+
+NEPCU_DECLARE(NEP_CUDA_NS)
+
+namespace NEP_CUDA_NS {
+
+typedef NEP_REAL real;
+
+/* Largest number of radial or angular channels (GPUMD's n_max limit is 19) and basis size
+ * (GPUMD's basis_size limit is 19) held in per-thread arrays. */
+#define NEPCU_MAX_CHANNELS 20
+#define NEPCU_MAX_BASIS 20
+
+struct model_ptrs {
+    const real *p, *q_scaler, *rc_radial, *rc_angular, *zbl_rows, *zbl_zizj, *zbl_ainv;
+};
+
+static model_ptrs ptrs_of(const nepcu_model_dev *dev)
+{
+    model_ptrs m;
+    m.p = (const real *)dev->parameters;
+    m.q_scaler = (const real *)dev->q_scaler;
+    m.rc_radial = (const real *)dev->rc_radial;
+    m.rc_angular = (const real *)dev->rc_angular;
+    m.zbl_rows = (const real *)dev->zbl_rows;
+    m.zbl_zizj = (const real *)dev->zbl_zizj;
+    m.zbl_ainv = (const real *)dev->zbl_ainv;
+    return m;
+}
+
+/* r_ij = pos[j] - pos[i] + shift . cell, in double. */
+__device__ __forceinline__ void pair_vector(const double *__restrict__ pos, const double *cell,
+                                            int i, int4 e, double r[3])
+{
+    for (int c = 0; c < 3; ++c)
+        r[c] = pos[3 * e.x + c] - pos[3 * i + c] + (double)e.y * cell[c] +
+               (double)e.z * cell[3 + c] + (double)e.w * cell[6 + c];
+}
+
+/* ------------------------------------------------------------------ descriptors */
+__global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
+{
+    const int N = w.num_atoms;
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N) return;
+    const int T = dm.num_types, ti = w.types[i];
+    const double *cell = w.cells + 9 * w.struct_of_atom[i];
+    const int count = w.nbr_count[i];
+    real *q = (real *)w.q;
+    real *sg = (real *)w.sg;
+    const real *cR = m.p + dm.c_radial_offset;
+    const real *cA = m.p + dm.c_angular_offset;
+    const int bR = dm.basis_radial, bA = dm.basis_angular;
+    real f[NEPCU_MAX_BASIS];
+    int overlap = 0;
+
+    /* radial channels */
+    real qr[NEPCU_MAX_CHANNELS];
+    int num_ang = 0;
+    for (int n = 0; n <= dm.n_max_radial; ++n) qr[n] = (real)0;
+    for (int slot = 0; slot < count; ++slot) {
+        const int4 e = w.nbr[(size_t)slot * N + i];
+        double r[3];
+        pair_vector(w.pos, cell, i, e, r);
+        const double d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
+        const int tj = w.types[e.x];
+        const real rcA = m.rc_angular[ti * T + tj];
+        if (d2 < (double)rcA * (double)rcA) {
+            /* remember the angular pairs: the channel loops below visit only these */
+            if (d2 < NEPCU_OVERLAP2) overlap = 1;
+            else w.ang_slots[(size_t)num_ang++ * N + i] = slot;
+        }
+        const real rc = m.rc_radial[ti * T + tj];
+        if (!(d2 < (double)rc * (double)rc)) continue;
+        if (d2 < NEPCU_OVERLAP2) { overlap = 1; continue; }
+        const real d = (real)sqrt(d2), rcinv = (real)1 / rc;
+        real fc, fcp;
+        nep_cutoff(d, rc, rcinv, &fc, &fcp);
+        nep_chebyshev_value(bR, d, rcinv, fc, f);
+        for (int n = 0; n <= dm.n_max_radial; ++n) {
+            real g = (real)0;
+            for (int k = 0; k <= bR; ++k) g += cR[((n * (bR + 1) + k) * T + ti) * T + tj] * f[k];
+            qr[n] += g;
+        }
+    }
+    for (int n = 0; n <= dm.n_max_radial; ++n) q[(size_t)n * N + i] = qr[n];
+
+    /* angular channels, one at a time (GPUMD's order): s-vector, then its invariants */
+    const int nA1 = dm.n_max_angular + 1, L = dm.l_max, K = dm.num_abc;
+    const int base = dm.n_max_radial + 1;
+    for (int n = 0; n < nA1; ++n) {
+        real s[NEP_NUM_ABC], Y[NEP_NUM_ABC];
+        for (int k = 0; k < dm.s_len; ++k) s[k] = (real)0;
+        for (int a = 0; a < num_ang; ++a) {
+            const int slot = w.ang_slots[(size_t)a * N + i];
+            const int4 e = w.nbr[(size_t)slot * N + i];
+            double r[3];
+            pair_vector(w.pos, cell, i, e, r);
+            const double d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
+            const int tj = w.types[e.x];
+            const real rc = m.rc_angular[ti * T + tj];
+            const double dd = sqrt(d2);
+            const real d = (real)dd, rcinv = (real)1 / rc;
+            real fc, fcp;
+            nep_cutoff(d, rc, rcinv, &fc, &fcp);
+            nep_chebyshev_value(bA, d, rcinv, fc, f);
+            real g = (real)0;
+            for (int k = 0; k <= bA; ++k) g += cA[((n * (bA + 1) + k) * T + ti) * T + tj] * f[k];
+            nep_sph(L, (real)(r[0] / dd), (real)(r[1] / dd), (real)(r[2] / dd), Y);
+            for (int k = 0; k < K; ++k) s[k] += g * Y[k];
+        }
+        for (int k = 0; k < dm.s_len; ++k) sg[((size_t)n * dm.s_len + k) * N + i] = s[k];
+        real q3[NEP_MAX_L];
+        nep_q3b(L, s, q3);
+        for (int l = 0; l < L; ++l) q[(size_t)(base + l * nA1 + n) * N + i] = q3[l];
+        int block = L;
+        for (int which = 0; which < 6; ++which) {
+            if (!dm.flags[which]) continue;
+            q[(size_t)(base + block * nA1 + n) * N + i] = nep_invariant(which, s);
+            ++block;
+        }
+    }
+    if (overlap) atomicOr(&w.struct_flags[w.struct_of_atom[i]], NEPCU_FLAG_OVERLAP);
+}
+
+/* ------------------------------------------------------------------ network */
+/* Energy, latent and descriptor outputs; with need_forces also dU/dq (radial part into fpr)
+ * and dU/ds (overwriting the s-vectors in sg). */
+__global__ void k_network(nepcu_dims dm, model_ptrs m, nepcu_work w)
+{
+    const int N = w.num_atoms;
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N) return;
+    const int D = dm.dim, N1 = dm.num_neurons, ti = w.types[i];
+    const real *q = (const real *)w.q;
+    const int net = dm.version == 3 ? 0 : ti;
+    const real *w0 = m.p + (size_t)net * dm.block_size;
+    const real *b0 = w0 + (size_t)N1 * D;
+    const real *w1 = b0 + N1;
+    real h[NEPCU_MAX_NEURONS];
+    real energy = -m.p[dm.shared_bias_index];
+    if (dm.version == 5) energy -= w1[N1];
+    for (int k = 0; k < N1; ++k) {
+        real x = (real)0;
+        for (int d = 0; d < D; ++d) x += w0[(size_t)k * D + d] * (q[(size_t)d * N + i] * m.q_scaler[d]);
+        const real hk = tanh(x - b0[k]);
+        energy += w1[k] * hk;
+        h[k] = hk;
+    }
+    w.energy[i] = (double)energy;
+    if (w.latent) /* calorine's (NEP_CPU's) latent space: w1_k h_k */
+        for (int k = 0; k < N1; ++k) w.latent[(size_t)i * N1 + k] = (double)(w1[k] * h[k]);
+    if (w.descriptors)
+        for (int d = 0; d < D; ++d)
+            w.descriptors[(size_t)i * D + d] = (double)(q[(size_t)d * N + i] * m.q_scaler[d]);
+    if (!w.need_forces) return;
+
+    /* h[k] <- w1_k (1 - h_k^2): then dU/dq_d = q_scaler_d sum_k h[k] w0[k, d] */
+    for (int k = 0; k < N1; ++k) h[k] = w1[k] * ((real)1 - h[k] * h[k]);
+    real *fpr = (real *)w.fpr;
+    for (int d = 0; d <= dm.n_max_radial; ++d)
+        fpr[(size_t)d * N + i] = nepcu_dudq(w0, h, N1, D, d) * m.q_scaler[d];
+
+    real *sg = (real *)w.sg;
+    const int nA1 = dm.n_max_angular + 1, L = dm.l_max, base = dm.n_max_radial + 1;
+    for (int n = 0; n < nA1; ++n) {
+        real s[NEP_NUM_ABC], G[NEP_NUM_ABC], dEdq[NEP_MAX_L];
+        for (int k = 0; k < dm.s_len; ++k) {
+            s[k] = sg[((size_t)n * dm.s_len + k) * N + i];
+            G[k] = (real)0;
+        }
+        for (int l = 0; l < L; ++l) {
+            const int d = base + l * nA1 + n;
+            dEdq[l] = nepcu_dudq(w0, h, N1, D, d) * m.q_scaler[d];
+        }
+        nep_q3b_grad(L, s, dEdq, G);
+        int block = L;
+        for (int which = 0; which < 6; ++which) {
+            if (!dm.flags[which]) continue;
+            const int d = base + block * nA1 + n;
+            nep_invariant_grad(which, s, nepcu_dudq(w0, h, N1, D, d) * m.q_scaler[d], G);
+            ++block;
+        }
+        for (int k = 0; k < dm.s_len; ++k) sg[((size_t)n * dm.s_len + k) * N + i] = G[k];
+    }
+}
+
+/* ------------------------------------------------------------------ pair derivatives */
+/* v_ij = dU_i/dr_ij for every slot (radial + angular + ZBL), and the ZBL site energies.
+ * With need_forces == 0 only the ZBL energies are computed. */
+__global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
+{
+    const int N = w.num_atoms, MN = w.max_neighbors;
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N) return;
+    const int T = dm.num_types, ti = w.types[i];
+    const double *cell = w.cells + 9 * w.struct_of_atom[i];
+    const int count = w.nbr_count[i];
+    const real *cR = m.p + dm.c_radial_offset;
+    const real *cA = m.p + dm.c_angular_offset;
+    const real *fpr = (const real *)w.fpr;
+    const real *sg = (const real *)w.sg;
+    real *v = (real *)w.v;
+    real *vz = (real *)w.vz;
+    const int bR = dm.basis_radial, bA = dm.basis_angular;
+    const int nA1 = dm.n_max_angular + 1, L = dm.l_max, K = dm.num_abc;
+    double ezbl = 0.0;
+    real f[NEPCU_MAX_BASIS], fp[NEPCU_MAX_BASIS];
+
+    for (int slot = 0; slot < count; ++slot) {
+        const int4 e = w.nbr[(size_t)slot * N + i];
+        double r[3];
+        pair_vector(w.pos, cell, i, e, r);
+        const double d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
+        const int tj = w.types[e.x];
+        const int pair = ti * T + tj;
+        const real rcR = m.rc_radial[pair], rcA = m.rc_angular[pair];
+        const bool in_radial = d2 < (double)rcR * (double)rcR && d2 >= NEPCU_OVERLAP2;
+        const bool in_angular = d2 < (double)rcA * (double)rcA && d2 >= NEPCU_OVERLAP2;
+        real vx = (real)0, vy = (real)0, vzz = (real)0;
+        real zx = (real)0, zy = (real)0, zz = (real)0;
+        if (in_radial || in_angular) {
+            const double dd = sqrt(d2);
+            const real d = (real)dd;
+            const real u[3] = {(real)(r[0] / dd), (real)(r[1] / dd), (real)(r[2] / dd)};
+            if (in_angular && dm.use_zbl) {
+                real phi, dphi;
+                nep_zbl(d, m.zbl_zizj[pair], m.zbl_ainv[pair], m.zbl_rows + 10 * pair, &phi,
+                        &dphi);
+                ezbl += 0.5 * (double)phi;
+                const real half = (real)0.5 * dphi;
+                zx = half * u[0];
+                zy = half * u[1];
+                zz = half * u[2];
+            }
+            if (w.need_forces && in_radial) {
+                const real rcinv = (real)1 / rcR;
+                real fc, fcp;
+                nep_cutoff(d, rcR, rcinv, &fc, &fcp);
+                nep_chebyshev(bR, d, rcinv, fc, fcp, f, fp);
+                real acc = (real)0;
+                for (int n = 0; n <= dm.n_max_radial; ++n) {
+                    real gp = (real)0;
+                    for (int k = 0; k <= bR; ++k)
+                        gp += cR[((n * (bR + 1) + k) * T + ti) * T + tj] * fp[k];
+                    acc += fpr[(size_t)n * N + i] * gp;
+                }
+                vx += acc * u[0];
+                vy += acc * u[1];
+                vzz += acc * u[2];
+            }
+            if (w.need_forces && in_angular) {
+                const real rcinv = (real)1 / rcA;
+                real fc, fcp;
+                nep_cutoff(d, rcA, rcinv, &fc, &fcp);
+                nep_chebyshev(bA, d, rcinv, fc, fcp, f, fp);
+                /* H_k = sum_n g_n' dU/ds_nk and K_k = sum_n g_n dU/ds_nk, so that one
+                 * contraction gives sum_nk dU/ds_nk d(g_n Y_k)/dr_ij. */
+                real Hk[NEP_NUM_ABC], Kk[NEP_NUM_ABC];
+                for (int k = 0; k < K; ++k) Hk[k] = Kk[k] = (real)0;
+                for (int n = 0; n < nA1; ++n) {
+                    real g = (real)0, gp = (real)0;
+                    for (int k = 0; k <= bA; ++k) {
+                        const real c = cA[((n * (bA + 1) + k) * T + ti) * T + tj];
+                        g += c * f[k];
+                        gp += c * fp[k];
+                    }
+                    for (int k = 0; k < K; ++k) {
+                        const real G = sg[((size_t)n * dm.s_len + k) * N + i];
+                        Hk[k] += gp * G;
+                        Kk[k] += g * G;
+                    }
+                }
+                real hy, grad[3];
+                nep_sph_contract(L, u[0], u[1], u[2], Hk, Kk, &hy, grad);
+                const real ug = u[0] * grad[0] + u[1] * grad[1] + u[2] * grad[2];
+                const real dinv = (real)1 / d;
+                vx += hy * u[0] + (grad[0] - ug * u[0]) * dinv;
+                vy += hy * u[1] + (grad[1] - ug * u[1]) * dinv;
+                vzz += hy * u[2] + (grad[2] - ug * u[2]) * dinv;
+            }
+        }
+        if (w.need_forces) {
+            v[(size_t)(0 * MN + slot) * N + i] = vx + zx;
+            v[(size_t)(1 * MN + slot) * N + i] = vy + zy;
+            v[(size_t)(2 * MN + slot) * N + i] = vzz + zz;
+            if (vz) {
+                vz[(size_t)(0 * MN + slot) * N + i] = zx;
+                vz[(size_t)(1 * MN + slot) * N + i] = zy;
+                vz[(size_t)(2 * MN + slot) * N + i] = zz;
+            }
+        }
+    }
+    if (dm.use_zbl) {
+        w.energy[i] += ezbl;
+        if (w.energy_zbl) w.energy_zbl[i] = ezbl;
+    } else if (w.energy_zbl) {
+        w.energy_zbl[i] = 0.0;
+    }
+}
+
+/* ------------------------------------------------------------------ gather */
+/* F_i = sum_j v_ij - v_ji; W_i^{ab} = sum_j r_ij^a v_ji^b (the neighbour's partition). */
+__global__ void k_gather(nepcu_work w, const real *__restrict__ v, double *forces,
+                         double *virials)
+{
+    const int N = w.num_atoms, MN = w.max_neighbors;
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N) return;
+    const double *cell = w.cells + 9 * w.struct_of_atom[i];
+    const int count = w.nbr_count[i];
+    double F[3] = {0.0, 0.0, 0.0};
+    double W[9] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    for (int slot = 0; slot < count; ++slot) {
+        const int4 e = w.nbr[(size_t)slot * N + i];
+        const int j = e.x;
+        const int back = w.rev[(size_t)slot * N + i];
+        double vij[3], vji[3];
+        for (int c = 0; c < 3; ++c) {
+            vij[c] = (double)v[(size_t)(c * MN + slot) * N + i];
+            vji[c] = (double)v[(size_t)(c * MN + back) * N + j];
+            F[c] += vij[c] - vji[c];
+        }
+        if (virials) {
+            double r[3];
+            pair_vector(w.pos, cell, i, e, r);
+            for (int a = 0; a < 3; ++a)
+                for (int b = 0; b < 3; ++b) W[3 * a + b] += r[a] * vji[b];
+        }
+    }
+    if (forces)
+        for (int c = 0; c < 3; ++c) forces[3 * (size_t)i + c] = F[c];
+    if (virials)
+        for (int c = 0; c < 9; ++c) virials[9 * (size_t)i + c] = W[c];
+}
+
+/* ------------------------------------------------------------------ host side */
+size_t real_size() { return sizeof(real); }
+
+static cudaError_t upload_array(void **dst, const double *src, size_t count, size_t *bytes)
+{
+    real *host = (real *)malloc(count * sizeof(real) + 1);
+    if (!host) return cudaErrorMemoryAllocation;
+    for (size_t k = 0; k < count; ++k) host[k] = (real)src[k];
+    cudaError_t err = cudaSuccess;
+    if (*dst == NULL) {
+        err = cudaMalloc(dst, count * sizeof(real) + 1);
+        if (err == cudaSuccess && bytes) *bytes += count * sizeof(real) + 1;
+    }
+    if (err == cudaSuccess) err = cudaMemcpy(*dst, host, count * sizeof(real), cudaMemcpyHostToDevice);
+    free(host);
+    return err;
+}
+
+cudaError_t upload_model(const nepcu_dims *dm, const nep_model_spec *spec, nepcu_model_dev *dev,
+                         size_t *bytes)
+{
+    const int T = dm->num_types;
+    cudaError_t err;
+    double *zizj = (double *)malloc(sizeof(double) * T * T);
+    double *ainv = (double *)malloc(sizeof(double) * T * T);
+    double *rows = (double *)calloc((size_t)T * T * 10, sizeof(double));
+    if (!zizj || !ainv || !rows) {
+        free(zizj);
+        free(ainv);
+        free(rows);
+        return cudaErrorMemoryAllocation;
+    }
+    for (int a = 0; a < T; ++a)
+        for (int b = 0; b < T; ++b) {
+            const int za = spec->atomic_numbers[a], zb = spec->atomic_numbers[b];
+            /* the same expressions as nep_zbl_pair, evaluated in the kernels' precision */
+            zizj[a * T + b] = (double)((real)NEP_K_C_SP * (real)za * (real)zb);
+            ainv[a * T + b] = (double)nep_zbl_ainv((real)za, (real)zb);
+            if (spec->use_zbl && spec->zbl)
+                for (int c = 0; c < 10; ++c) rows[(a * T + b) * 10 + c] = spec->zbl[(a * T + b) * 10 + c];
+        }
+    err = upload_array(&dev->parameters, spec->parameters, spec->num_parameters, bytes);
+    if (err == cudaSuccess) err = upload_array(&dev->q_scaler, spec->q_scaler, dm->dim, bytes);
+    if (err == cudaSuccess) err = upload_array(&dev->rc_radial, spec->rc_radial, (size_t)T * T, bytes);
+    if (err == cudaSuccess) err = upload_array(&dev->rc_angular, spec->rc_angular, (size_t)T * T, bytes);
+    if (err == cudaSuccess) err = upload_array(&dev->zbl_rows, rows, (size_t)T * T * 10, bytes);
+    if (err == cudaSuccess) err = upload_array(&dev->zbl_zizj, zizj, (size_t)T * T, bytes);
+    if (err == cudaSuccess) err = upload_array(&dev->zbl_ainv, ainv, (size_t)T * T, bytes);
+    free(zizj);
+    free(ainv);
+    free(rows);
+    return err;
+}
+
+cudaError_t upload_parameters(const nepcu_dims *dm, const double *parameters,
+                              size_t num_parameters, nepcu_model_dev *dev)
+{
+    (void)dm;
+    return upload_array(&dev->parameters, parameters, num_parameters, NULL);
+}
+
+void free_model(nepcu_model_dev *dev)
+{
+    void **all[] = {&dev->parameters, &dev->q_scaler, &dev->rc_radial, &dev->rc_angular,
+                    &dev->zbl_rows, &dev->zbl_zizj, &dev->zbl_ainv};
+    for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); ++k) {
+        if (*all[k]) cudaFree(*all[k]);
+        *all[k] = NULL;
+    }
+}
+
+cudaError_t evaluate(const nepcu_dims *dims, const nepcu_model_dev *dev, const nepcu_work *work,
+                     cudaStream_t stream)
+{
+    if (work->num_atoms == 0) return cudaSuccess;
+    const model_ptrs m = ptrs_of(dev);
+    const int threads = 64; /* GPUMD's choice for these register-heavy kernels */
+    const int blocks = (work->num_atoms + threads - 1) / threads;
+    NEPCU_LAUNCH(k_descriptors, blocks, threads, stream, *dims, m, *work);
+    NEPCU_LAUNCH(k_network, blocks, threads, stream, *dims, m, *work);
+    if (work->need_forces || dims->use_zbl || work->energy_zbl)
+        NEPCU_LAUNCH(k_pairs, blocks, threads, stream, *dims, m, *work);
+    if (work->need_forces) {
+        NEPCU_LAUNCH(k_gather, blocks, threads, stream, *work, (const real *)work->v, work->forces,
+                                                 work->virials);
+        if (work->vz && (work->forces_zbl || work->virials_zbl))
+            NEPCU_LAUNCH(k_gather, blocks, threads, stream, *work, (const real *)work->vz,
+                                                     work->forces_zbl, work->virials_zbl);
+    }
+    return cudaGetLastError();
+}
+
+} /* namespace NEP_CUDA_NS */

@@ -1,0 +1,69 @@
+/*
+ * nepzbl training support: exact analytic gradients of a linear functional of the
+ * predictions with respect to every trainable parameter.
+ *
+ * For a batch of structures s with total energy E_s, forces F_{s,i} and total virial W_s
+ * (9 components row-major, W = -dE/dstrain, compression positive, the nep.h convention), and
+ * caller-given adjoint weights alpha_s, a_{s,i} (3-vectors) and B_s (3x3 row-major),
+ *
+ *     g = sum_s [ alpha_s dE_s/dtheta + sum_i a_{s,i} . dF_{s,i}/dtheta
+ *                 + sum_{ab} B_{s,ab} dW_{s,ab}/dtheta ]
+ *
+ * over the flat parameter vector theta (GPUMD nep.txt order, see nep.h). The loss's chain
+ * rule gives alpha, a and B (dLoss/dE, dLoss/dF, dLoss/dW), so one call gives dLoss/dtheta.
+ *
+ * Method (forward over reverse, exact): with the pair perturbation
+ * delta r_ij = a_j - a_i + B^T r_ij, sum_i a_i.F_i + B:W = -sum_(i,j) dU_i/dr_ij . delta r_ij
+ * = -sum_i dU_i/dq . qdot_i, where qdot_i is the directional derivative of atom i's
+ * descriptor. Its parameter gradient is taken in reverse mode, with the closed-form
+ * Hessian-vector product of the tanh network and of every angular invariant.
+ * ZBL has no trainable parameters; it enters the predictions only.
+ *
+ * The model is given as a nep_model_spec (nep.h); only spec->parameters is read per call,
+ * so a trainer can change the vector between calls without rebuilding anything.
+ * Structures are evaluated in parallel (one structure per thread at a time, static
+ * schedule, per-thread gradient buffers summed in thread order: for a given thread count
+ * the result is bitwise reproducible).
+ */
+#ifndef NEPZBL_NEP_TRAIN_H
+#define NEPZBL_NEP_TRAIN_H
+
+#include "nep.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Number of flat parameters the spec describes (the same count as nep.txt), or 0 if the
+ * spec is inconsistent. */
+size_t nep_train_num_parameters(const nep_model_spec *spec);
+
+/* Gradient of the linear functional above and, optionally, the predictions.
+ *
+ *   spec            model (nep.h); version 3/4/5, one hidden layer, no temperature input.
+ *   num_systems     S structures in systems[] (pbc per direction is honoured; a periodic
+ *                   direction needs a non-singular cell).
+ *   alpha           [S] energy adjoints, or NULL for zero.
+ *   force_adjoint   [sum N][3] force adjoints, atoms of all structures concatenated in
+ *                   order, or NULL for zero.
+ *   virial_adjoint  [S][9] virial adjoints (row-major B_ab), or NULL for zero.
+ *   gradient        [P] output (overwritten), or NULL to compute predictions only.
+ *   energy          [S] total energies (NEP + ZBL), or NULL.
+ *   forces          [sum N][3] forces, or NULL.
+ *   virials         [S][9] total virials, row-major, or NULL.
+ *   statuses        [S] per-structure status, or NULL.
+ *   num_threads     <= 0: the OpenMP default.
+ *
+ * Returns NEP_OK or the first nonzero per-structure status (the outputs are then not
+ * meaningful), or NEP_ERR_ARGUMENT / NEP_ERR_MODEL / NEP_ERR_NOMEM / NEP_ERR_UNSUPPORTED
+ * for the call as a whole.
+ */
+int nep_train_gradient(const nep_model_spec *spec, int num_systems, const nep_system *systems,
+                       const double *alpha, const double *force_adjoint,
+                       const double *virial_adjoint, double *gradient, double *energy,
+                       double *forces, double *virials, int *statuses, int num_threads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

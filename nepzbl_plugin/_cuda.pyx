@@ -1,0 +1,276 @@
+# cython: language_level=3
+"""Thin Cython layer over the CUDA engine (cext/nep_cuda.h).
+
+Everything user-facing lives in :mod:`nepzbl_plugin.cuda_engine`; this module converts arrays,
+owns the device model (freed in ``__dealloc__``) and turns status codes into exceptions:
+``MemoryError`` for device or host allocation failures, :class:`EngineError` otherwise (its
+message names the CUDA error, e.g. "no CUDA device is available").
+"""
+from libc.stdlib cimport calloc, free
+from libc.string cimport memset
+
+import threading
+
+import numpy as np
+
+from ._nep cimport NEP_OK, nep_model_spec, nep_outputs, nep_system
+from ._nep_cuda cimport (
+    nep_cuda_compute_batch,
+    nep_cuda_device_count,
+    nep_cuda_last_error,
+    nep_cuda_model,
+    nep_cuda_model_create,
+    nep_cuda_model_device_bytes,
+    nep_cuda_model_free,
+    nep_cuda_model_num_builds,
+    nep_cuda_model_set_parameters,
+    nep_cuda_model_set_skin,
+    nep_cuda_strerror,
+)
+
+from .errors import EngineError
+
+# The outputs of nep_outputs, by name, with their per-structure shapes (N atoms, D, N1).
+OUTPUTS = ("energy", "energies", "forces", "virial", "virials", "descriptors", "latent",
+           "energy_zbl", "energies_zbl", "forces_zbl", "virial_zbl")
+
+cdef int NOMEM = 1
+
+
+def device_count():
+    """Number of usable CUDA devices (0 without a device or driver; never raises)."""
+    return nep_cuda_device_count()
+
+
+def last_error():
+    """The CUDA runtime's message for the last failure in this thread."""
+    return nep_cuda_last_error().decode()
+
+
+cdef _raise(int status, str what):
+    message = f"{what}: {nep_cuda_strerror(status).decode()}"
+    if status == NOMEM:
+        raise MemoryError(message)
+    raise EngineError(message)
+
+
+def _size_of(str name, int n, int dim, int neurons):
+    if name in ("energy", "energy_zbl"):
+        return 1
+    if name in ("energies", "energies_zbl"):
+        return n
+    if name in ("forces", "forces_zbl"):
+        return 3 * n
+    if name in ("virial", "virial_zbl"):
+        return 9
+    if name == "virials":
+        return 9 * n
+    if name == "descriptors":
+        return n * dim
+    return n * neurons
+
+
+cdef void _set_output(nep_outputs *o, str name, double[::1] buf):
+    cdef double *p = &buf[0] if buf.shape[0] > 0 else NULL
+    if name == "energy":
+        o.energy = p
+    elif name == "energies":
+        o.energies = p
+    elif name == "forces":
+        o.forces = p
+    elif name == "virial":
+        o.virial = p
+    elif name == "virials":
+        o.virials = p
+    elif name == "descriptors":
+        o.descriptors = p
+    elif name == "latent":
+        o.latent = p
+    elif name == "energy_zbl":
+        o.energy_zbl = p
+    elif name == "energies_zbl":
+        o.energies_zbl = p
+    elif name == "forces_zbl":
+        o.forces_zbl = p
+    elif name == "virial_zbl":
+        o.virial_zbl = p
+
+
+cdef class CudaModel:
+    """A NEP model held on one GPU, in float64 (``precision=0``) or float32 (``1``).
+
+    Parameters
+    ----------
+    model
+        A :class:`nepzbl_plugin.Model` (nep3/nep4/nep5, one hidden layer, no temperature).
+    precision
+        0 for float64 throughout, 1 for float32 maths with float64 accumulation.
+    device_id
+        The CUDA device.
+    """
+
+    cdef nep_cuda_model *ptr
+    cdef object _lock  # the device buffers belong to the model: one call at a time
+    cdef readonly int dim, num_neurons, num_types, precision, device_id
+    cdef readonly Py_ssize_t num_parameters
+
+    def __cinit__(self):
+        self.ptr = NULL
+        self._lock = threading.Lock()
+
+    def __init__(self, model, int precision=0, int device_id=0):
+        cdef nep_model_spec spec
+        cdef int status
+        if model.n_neurons_second > 0 or model.temperature:
+            raise EngineError("the CUDA engine evaluates one-hidden-layer models without "
+                              "temperature input")
+        rc_r, rc_a = model.pair_cutoffs()
+        cdef double[::1] rcr = np.ascontiguousarray(rc_r, dtype=np.float64).ravel()
+        cdef double[::1] rca = np.ascontiguousarray(rc_a, dtype=np.float64).ravel()
+        cdef int[::1] z = np.ascontiguousarray(model.atomic_numbers, dtype=np.intc)
+        table = model.zbl_table()
+        cdef double[::1] zbl = np.ascontiguousarray(
+            table if table is not None else np.zeros(1), dtype=np.float64).ravel()
+        cdef double[::1] params = np.ascontiguousarray(model.parameters, dtype=np.float64)
+        cdef double[::1] scaler = np.ascontiguousarray(model.q_scaler, dtype=np.float64)
+        memset(&spec, 0, sizeof(spec))
+        spec.version = model.version
+        spec.num_types = model.num_types
+        spec.n_max_radial = model.n_max_radial
+        spec.n_max_angular = model.n_max_angular
+        spec.basis_radial = model.basis_size_radial
+        spec.basis_angular = model.basis_size_angular
+        spec.l_max = model.l_max
+        for k in range(6):
+            spec.flags[k] = 1 if model.l_max_flags[k] else 0
+        spec.num_neurons = model.n_neurons
+        spec.rc_radial = &rcr[0]
+        spec.rc_angular = &rca[0]
+        spec.atomic_numbers = &z[0]
+        spec.use_zbl = 1 if table is not None else 0
+        spec.zbl = &zbl[0]
+        spec.parameters = &params[0]
+        spec.num_parameters = params.shape[0]
+        spec.q_scaler = &scaler[0]
+        with nogil:
+            status = nep_cuda_model_create(&spec, precision, device_id, &self.ptr)
+        if status != NEP_OK:
+            self.ptr = NULL
+            _raise(status, "creating the CUDA model")
+        self.dim = model.descriptor_dim
+        self.num_neurons = model.n_neurons
+        self.num_types = model.num_types
+        self.precision = precision
+        self.device_id = device_id
+        self.num_parameters = params.shape[0]
+
+    def __dealloc__(self):
+        if self.ptr != NULL:
+            nep_cuda_model_free(self.ptr)
+            self.ptr = NULL
+
+    def set_parameters(self, parameters):
+        """Replace the flat parameter vector (same length)."""
+        cdef double[::1] p = np.ascontiguousarray(parameters, dtype=np.float64).ravel()
+        if p.shape[0] != self.num_parameters:
+            raise ValueError(f"expected {self.num_parameters} parameters, got {p.shape[0]}")
+        cdef int status
+        with self._lock, nogil:
+            status = nep_cuda_model_set_parameters(self.ptr, &p[0])
+        if status != NEP_OK:
+            _raise(status, "updating parameters")
+
+    def set_skin(self, double skin):
+        """Verlet skin in Angstrom (default 1)."""
+        cdef int status
+        with self._lock:
+            status = nep_cuda_model_set_skin(self.ptr, skin)
+        if status != NEP_OK:
+            _raise(status, "setting the skin")
+
+    @property
+    def device_bytes(self):
+        """Bytes of device memory held by the model and its buffers."""
+        return nep_cuda_model_device_bytes(self.ptr)
+
+    @property
+    def num_builds(self):
+        """How many neighbour lists were built so far."""
+        return nep_cuda_model_num_builds(self.ptr)
+
+    def evaluate(self, types, positions, cell, pbc, dict outputs):
+        """Evaluate one structure into the preallocated arrays of ``outputs`` (keys from
+        :data:`OUTPUTS`, C-contiguous float64 of the right sizes); raises on failure."""
+        status = self.evaluate_batch([(types, positions, cell, pbc)], [outputs])[0]
+        if status != NEP_OK:
+            _raise(status, "CUDA evaluation")
+
+    def evaluate_batch(self, list systems, list outputs):
+        """Evaluate many ``(types, positions, cell, pbc)`` structures in one launch sequence,
+        into one dict of preallocated arrays per structure (every dict with the same keys).
+
+        Returns the per-structure status codes (0 = ok). Raises for failures that are not
+        tied to one structure (no device, out of memory, CUDA errors).
+        """
+        cdef Py_ssize_t S = len(systems), s
+        cdef int status, n
+        cdef int[::1] t
+        cdef double[:, ::1] x
+        cdef double[:, ::1] h
+        if len(outputs) != S:
+            raise ValueError("one output dict per structure is needed")
+        if S == 0:
+            return []
+        names = sorted(outputs[0])
+        for name in names:
+            if name not in OUTPUTS:
+                raise ValueError(f"unknown output {name!r}; expected some of {OUTPUTS}")
+        cdef nep_system *c_systems = <nep_system *>calloc(S, sizeof(nep_system))
+        cdef nep_outputs *c_outputs = <nep_outputs *>calloc(S, sizeof(nep_outputs))
+        cdef int *statuses = <int *>calloc(S, sizeof(int))
+        keep = []  # views that must stay alive during the call
+        try:
+            if c_systems == NULL or c_outputs == NULL or statuses == NULL:
+                raise MemoryError("host allocation failed")
+            for s in range(S):
+                types, positions, cell, pbc = systems[s]
+                x = np.ascontiguousarray(positions, dtype=np.float64).reshape(-1, 3)
+                n = x.shape[0]
+                t = np.ascontiguousarray(types, dtype=np.intc).reshape(-1)
+                if t.shape[0] != n:
+                    raise ValueError(f"structure {s}: {t.shape[0]} types for {n} positions")
+                h = np.ascontiguousarray(cell, dtype=np.float64).reshape(3, 3)
+                keep.append((t, x, h))
+                c_systems[s].num_atoms = n
+                c_systems[s].types = &t[0] if n > 0 else NULL
+                c_systems[s].positions = &x[0, 0] if n > 0 else NULL
+                c_systems[s].cell = &h[0, 0]
+                flags = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+                for k in range(3):
+                    c_systems[s].pbc[k] = 1 if flags[k] else 0
+                if sorted(outputs[s]) != names:
+                    raise ValueError("every structure must ask for the same outputs")
+                for name in names:
+                    arr = outputs[s][name]
+                    expected = _size_of(name, n, self.dim, self.num_neurons)
+                    if (not isinstance(arr, np.ndarray) or arr.dtype != np.float64
+                            or not arr.flags.c_contiguous or arr.size != expected):
+                        raise ValueError(f"output {name!r} of structure {s} must be a "
+                                         f"C-contiguous float64 array of {expected} values")
+                    _set_output(&c_outputs[s], name, arr.reshape(-1))
+            with self._lock, nogil:
+                status = nep_cuda_compute_batch(self.ptr, <int>S, c_systems, c_outputs,
+                                                statuses)
+            result = [statuses[s] for s in range(S)]
+            if status != NEP_OK and not any(result):
+                _raise(status, "CUDA evaluation")
+            return result
+        finally:
+            free(c_systems)
+            free(c_outputs)
+            free(statuses)
+
+
+def strerror(int status):
+    """The message of a status code (with the CUDA detail of the last failure)."""
+    return nep_cuda_strerror(status).decode()

@@ -1,0 +1,160 @@
+"""The CUDA engine behind ``Evaluator(model, device="cuda")``.
+
+>>> from nepzbl_plugin.cuda_engine import CudaEvaluator, cuda_available  # doctest: +SKIP
+>>> ev = CudaEvaluator("nep.txt", precision="float32")                  # doctest: +SKIP
+>>> out = ev.evaluate(atoms, ("energy", "forces", "virial"))            # doctest: +SKIP
+
+:class:`CudaEvaluator` has the CPU :class:`~nepzbl_plugin.engine.Evaluator`'s contract: the same
+``evaluate`` / ``evaluate_many`` / ``update_parameters`` methods, the same properties and the same
+return dict (it reuses the Evaluator's structure conversion and output allocation). float64
+agrees with the CPU engine to rounding; float32 evaluates the descriptor, network and pair
+maths in float32 and accumulates per-atom outputs and totals in float64, as GPUMD does.
+
+Importing this module never needs a GPU or the compiled ``_cuda`` extension; constructing a
+:class:`CudaEvaluator` without them raises :class:`CudaUnavailableError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .engine import Evaluator, System, _check_supported, _load_model
+from .errors import EngineError
+from .model import Model
+
+__all__ = ["CudaEvaluator", "CudaUnavailableError", "cuda_available", "device_count"]
+
+_PRECISIONS = {"float64": 0, "float32": 1}
+
+
+class CudaUnavailableError(EngineError):
+    """The CUDA engine was asked for, but it is not built or there is no usable GPU."""
+
+
+def _cuda_module():
+    try:
+        from . import _cuda
+    except ImportError as exc:
+        raise CudaUnavailableError(
+            "nepzbl's CUDA engine is not built in this installation (no nvcc at build time, "
+            f"or NEPZBL_CUDA=0): {exc}"
+        ) from exc
+    return _cuda
+
+
+def device_count() -> int:
+    """Number of usable CUDA devices; 0 when the extension is missing or there is no GPU."""
+    try:
+        return int(_cuda_module().device_count())
+    except CudaUnavailableError:
+        return 0
+
+
+def cuda_available() -> bool:
+    """Whether :class:`CudaEvaluator` can run here (extension built and a GPU present)."""
+    return device_count() > 0
+
+
+class CudaEvaluator:
+    """Evaluate a NEP / NEP-ZBL model on a CUDA GPU.
+
+    Parameters
+    ----------
+    model
+        A :class:`Model` (copied) or the path of a ``nep.txt``.
+    precision
+        ``"float32"`` (default; float64 accumulation of per-atom outputs and totals) or
+        ``"float64"`` (everything in float64, matching the CPU engine to rounding).
+    device_id
+        The CUDA device to use.
+    skin
+        Verlet skin of the neighbour list in Angstrom; the list is rebuilt when an atom has
+        moved more than half of it (or the cell, pbc, types or atom counts change).
+
+    Raises
+    ------
+    CudaUnavailableError
+        The extension is not built, or there is no CUDA device.
+    MemoryError
+        The device ran out of memory.
+    """
+
+    # The CPU Evaluator's input conversion and output allocation, reused as they are: they
+    # read only ``self.model`` and ``self._type_index``.
+    system = Evaluator.system
+    _allocate = Evaluator._allocate
+    _finish = staticmethod(Evaluator._finish)
+
+    def __init__(self, model: Model | str | Path, precision: str = "float32",
+                 device_id: int = 0, skin: float = 1.0):
+        if precision not in _PRECISIONS:
+            raise ValueError(f"precision must be 'float32' or 'float64', not {precision!r}")
+        self.model = _load_model(model)
+        _check_supported(self.model)
+        self.precision = precision
+        self.device_id = int(device_id)
+        self.device = "cuda"
+        self._type_index = {symbol: t for t, symbol in enumerate(self.model.types)}
+        cuda = _cuda_module()
+        count = cuda.device_count()
+        if count == 0:
+            raise CudaUnavailableError("no CUDA device is available (device_count() == 0)")
+        if not 0 <= self.device_id < count:
+            raise CudaUnavailableError(
+                f"CUDA device {self.device_id} does not exist ({count} device(s) found)"
+            )
+        self._gpu = cuda.CudaModel(self.model, _PRECISIONS[precision], self.device_id)
+        self._gpu.set_skin(float(skin))
+
+    # ------------------------------------------------------------------ information
+    @property
+    def device_bytes(self) -> int:
+        """Device memory held by the model and its persistent buffers (bytes)."""
+        return int(self._gpu.device_bytes)
+
+    @property
+    def num_builds(self) -> int:
+        """Neighbour lists built so far (for checking the Verlet skin)."""
+        return int(self._gpu.num_builds)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, structure, properties: Sequence[str] = ("energy", "forces", "virial")
+                 ) -> dict:
+        """Evaluate one structure; see :meth:`nepzbl_plugin.engine.Evaluator.evaluate`."""
+        return self.evaluate_many([structure], properties)[0]
+
+    def evaluate_many(self, structures: Sequence, properties: Sequence[str] = (
+            "energy", "forces", "virial")) -> list[dict]:
+        """Evaluate many structures in one launch sequence (their atoms concatenated).
+
+        Raises :class:`EngineError` naming the first structure the engine refused.
+        """
+        if isinstance(properties, str):
+            properties = (properties,)
+        systems: list[System] = [self.system(s) for s in structures]
+        arrays = [self._allocate(len(s), properties) for s in systems]
+        if not systems:
+            return []
+        statuses = self._gpu.evaluate_batch(
+            [(s.types, s.positions, s.cell, s.pbc) for s in systems], arrays
+        )
+        for k, status in enumerate(statuses):
+            if status != 0:
+                from ._cuda import strerror
+
+                where = f"structure {k}" if len(systems) > 1 else "CUDA evaluation"
+                raise EngineError(f"{where}: {strerror(status)}")
+        return [self._finish(a) for a in arrays]
+
+    def update_parameters(self, parameters) -> None:
+        """Replace the flat parameter vector (GPUMD order, same length); :attr:`model` follows."""
+        p = np.ascontiguousarray(parameters, dtype=np.float64).reshape(-1)
+        if p.shape != (self.model.num_parameters,):
+            raise ValueError(f"expected {self.model.num_parameters} parameters, got {p.size}")
+        if not np.all(np.isfinite(p)):
+            raise ValueError("parameters must be finite")
+        self._gpu.set_parameters(p)
+        self.model.parameters[:] = p
