@@ -1,0 +1,262 @@
+"""Exact gradients of a linear functional of the predictions, for gradient-based training.
+
+For structures s with total energy E_s, forces F_si and total virial W_s (eV, compression
+positive, the engine's convention) and adjoint weights alpha_s, a_si, B_s,
+
+    g = sum_s [ alpha_s dE_s/dz + sum_i a_si . dF_si/dz + sum_ab B_s,ab dW_s,ab/dz ]
+
+over the flat parameter vector z (:attr:`Model.parameters`, GPUMD order). With the
+adjoints dL/dE, dL/dF and dL/dW of a loss L this is dL/dz. The C code (``cext/nep_train.c``)
+is exact (forward-over-reverse differentiation, no finite differences) and runs in parallel
+over structures; the same call also returns the predictions.
+
+Build a :class:`TrainingBatch` once per set of structures and reuse it for every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import EngineError, UnsupportedModelError
+
+__all__ = [
+    "TrainingBatch",
+    "GradientPredictions",
+    "linear_functional_gradient",
+    "predict",
+    "model_spec",
+]
+
+def _core():
+    from .. import _core
+
+    return _core
+
+
+@dataclass
+class TrainingBatch:
+    """Structures flattened for the C code: build once, reuse for every gradient call.
+
+    Attributes
+    ----------
+    types
+        (A,) int32 type indices of all atoms, structures concatenated.
+    positions
+        (A, 3) Cartesian positions in Angstrom.
+    cells
+        (S, 3, 3) cells, rows a, b, c.
+    pbc
+        (S, 3) int32, nonzero for periodic directions.
+    atom_offsets
+        (S + 1,) int64: structure s owns atoms atom_offsets[s]:atom_offsets[s+1].
+    """
+
+    types: np.ndarray
+    positions: np.ndarray
+    cells: np.ndarray
+    pbc: np.ndarray
+    atom_offsets: np.ndarray
+
+    def __post_init__(self):
+        self.types = np.ascontiguousarray(self.types, dtype=np.int32).reshape(-1)
+        self.positions = np.ascontiguousarray(self.positions, dtype=np.float64).reshape(-1, 3)
+        self.cells = np.ascontiguousarray(self.cells, dtype=np.float64).reshape(-1, 3, 3)
+        self.pbc = np.ascontiguousarray(self.pbc, dtype=np.int32).reshape(-1, 3)
+        self.atom_offsets = np.ascontiguousarray(self.atom_offsets, dtype=np.int64).reshape(-1)
+        S = self.num_structures
+        if self.cells.shape[0] != S or self.pbc.shape[0] != S:
+            raise ValueError(f"{S} structures in atom_offsets but {self.cells.shape[0]} cells "
+                             f"and {self.pbc.shape[0]} pbc rows")
+        if self.atom_offsets[0] != 0 or np.any(np.diff(self.atom_offsets) < 0):
+            raise ValueError("atom_offsets must start at 0 and not decrease")
+        if self.types.size != self.atom_offsets[-1] or self.positions.shape[0] != self.types.size:
+            raise ValueError("types/positions do not match atom_offsets")
+
+    @property
+    def num_structures(self) -> int:
+        return self.atom_offsets.size - 1
+
+    @property
+    def num_atoms(self) -> np.ndarray:
+        """(S,) atoms per structure."""
+        return np.diff(self.atom_offsets)
+
+    @classmethod
+    def from_structures(cls, structures, species: Sequence[str] | None = None) -> TrainingBatch:
+        """Flatten structures.
+
+        Each structure is an object with ``types`` (or, with ``species`` given, ase-like
+        ``get_chemical_symbols()``/``symbols``), ``positions``, ``cell`` and optionally
+        ``pbc`` (default periodic in all directions, as GPUMD's trainer), or a tuple
+        ``(types, positions, cell[, pbc])``.
+        """
+        index = {s: k for k, s in enumerate(species)} if species is not None else None
+        types, positions, cells, pbcs, counts = [], [], [], [], []
+        for k, st in enumerate(structures):
+            if isinstance(st, tuple):
+                t, pos, cell = st[0], st[1], st[2]
+                pbc = st[3] if len(st) > 3 else (True, True, True)
+            else:
+                pos, cell = st.positions, st.cell
+                pbc = getattr(st, "pbc", (True, True, True))
+                t = getattr(st, "types", None)
+                if t is None:
+                    if index is None:
+                        raise ValueError(f"structure {k} has no types; pass species")
+                    symbols = (st.get_chemical_symbols() if hasattr(st, "get_chemical_symbols")
+                               else list(st.symbols))
+                    try:
+                        t = [index[s] for s in symbols]
+                    except KeyError as err:
+                        raise ValueError(f"structure {k}: species {err.args[0]!r} is not in "
+                                         f"the model {list(species)}") from None
+            t = np.asarray(t, dtype=np.int32).reshape(-1)
+            pos = np.asarray(pos, dtype=np.float64).reshape(-1, 3)
+            if pos.shape[0] != t.size:
+                raise ValueError(f"structure {k}: {t.size} types but {pos.shape[0]} positions")
+            types.append(t)
+            positions.append(pos)
+            cells.append(np.asarray(cell, dtype=np.float64).reshape(3, 3))
+            pbcs.append(np.broadcast_to(np.asarray(pbc, dtype=np.int32), (3,)))
+            counts.append(t.size)
+        offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        return cls(
+            np.concatenate(types) if types else np.zeros(0, np.int32),
+            np.concatenate(positions) if positions else np.zeros((0, 3)),
+            np.array(cells).reshape(-1, 3, 3),
+            np.array(pbcs, dtype=np.int32).reshape(-1, 3),
+            offsets,
+        )
+
+
+@dataclass
+class GradientPredictions:
+    """Predictions of a gradient call: energy (S,) eV, forces (A, 3) eV/Angstrom in the
+    batch's atom order, virial (S, 3, 3) eV (NEP + ZBL totals)."""
+
+    energy: np.ndarray
+    forces: np.ndarray
+    virial: np.ndarray
+
+
+def model_spec(model, parameters=None) -> dict:
+    """The nep_model_spec fields (cext/nep.h) of a :class:`~nepzbl_plugin.model.Model`."""
+    if model.temperature:
+        raise UnsupportedModelError(model.metadata.get("path"), None,
+                                    "temperature models have no training gradients")
+    if model.n_neurons_second > 0:
+        raise UnsupportedModelError(model.metadata.get("path"), None,
+                                    "two hidden layers have no training gradients")
+    rc_r, rc_a = model.pair_cutoffs()
+    zbl = model.zbl_table()
+    params = model.parameters if parameters is None else parameters
+    params = np.ascontiguousarray(params, dtype=np.float64)
+    if params.shape != (model.num_parameters,):
+        raise ValueError(f"expected {model.num_parameters} parameters, got {params.shape}")
+    if not np.all(np.isfinite(params)):
+        raise ValueError("parameters must be finite")
+    return {
+        "version": int(model.version),
+        "num_types": int(model.num_types),
+        "n_max_radial": int(model.n_max_radial),
+        "n_max_angular": int(model.n_max_angular),
+        "basis_radial": int(model.basis_size_radial),
+        "basis_angular": int(model.basis_size_angular),
+        "l_max": int(model.l_max),
+        "flags": [1 if f else 0 for f in model.flags_on],
+        "num_neurons": int(model.n_neurons),
+        "rc_radial": np.ascontiguousarray(rc_r, dtype=np.float64).ravel(),
+        "rc_angular": np.ascontiguousarray(rc_a, dtype=np.float64).ravel(),
+        "atomic_numbers": np.asarray(model.atomic_numbers, dtype=np.int32),
+        "use_zbl": 0 if zbl is None else 1,
+        "zbl": None if zbl is None else np.ascontiguousarray(zbl, dtype=np.float64).ravel(),
+        "parameters": params,
+        "q_scaler": np.ascontiguousarray(model.q_scaler, dtype=np.float64),
+    }
+
+
+def _as_batch(batch, model) -> TrainingBatch:
+    if isinstance(batch, TrainingBatch):
+        return batch
+    return TrainingBatch.from_structures(batch, model.types)
+
+
+def _vector(value, size, what) -> np.ndarray | None:
+    if value is None:
+        return None
+    if isinstance(value, list | tuple) and value and np.ndim(value[0]) > 0:
+        value = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in value])
+    arr = np.ascontiguousarray(value, dtype=np.float64).ravel()
+    if arr.size != size:
+        raise ValueError(f"{what}: expected {size} values, got {arr.size}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what}: values must be finite")
+    return arr
+
+
+def _run(model, batch, alpha, force_adjoint, virial_adjoint, want_gradient, parameters,
+         num_threads):
+    batch = _as_batch(batch, model)
+    spec = model_spec(model, parameters)
+    S, A = batch.num_structures, int(batch.atom_offsets[-1])
+    alpha = _vector(alpha, S, "alpha")
+    force_adjoint = _vector(force_adjoint, 3 * A, "force_adjoint")
+    virial_adjoint = _vector(virial_adjoint, 9 * S, "virial_adjoint")
+    gradient = np.zeros(model.num_parameters) if want_gradient else None
+    energy, forces, virials = np.zeros(S), np.zeros(3 * A), np.zeros(9 * S)
+    statuses = np.zeros(S, dtype=np.int32)
+    status = _core().train_gradient(
+        spec, batch.types, batch.positions, batch.cells, batch.pbc, batch.atom_offsets,
+        alpha, force_adjoint, virial_adjoint, gradient, energy, forces, virials, statuses,
+        int(num_threads),
+    )
+    if status != 0:
+        bad = np.flatnonzero(statuses)
+        where = f" (structure {int(bad[0])})" if bad.size else ""
+        raise EngineError(f"training gradient failed{where}: {_core().strerror(int(status))}")
+    predictions = GradientPredictions(energy, forces.reshape(A, 3), virials.reshape(S, 3, 3))
+    return gradient, predictions
+
+
+def linear_functional_gradient(model, batch, alpha=None, force_adjoint=None,
+                               virial_adjoint=None, num_threads: int = 0, *,
+                               parameters=None, return_predictions: bool = False):
+    """dPhi/dz for Phi = sum_s alpha_s E_s + sum_si a_si . F_si + sum_s B_s : W_s.
+
+    Parameters
+    ----------
+    model
+        The :class:`~nepzbl_plugin.model.Model` (its header, q_scaler and ZBL).
+    batch
+        A :class:`TrainingBatch`, or a sequence of structures for
+        :meth:`TrainingBatch.from_structures` (species = ``model.types``).
+    alpha
+        (S,) energy adjoints (1/eV units of the loss), or None for 0.
+    force_adjoint
+        (A, 3) force adjoints in batch atom order, or a list of (N_s, 3) arrays, or None.
+    virial_adjoint
+        (S, 3, 3) or (S, 9) virial adjoints B_s (row-major, ``B:W = sum_ab B_ab W_ab``), or
+        None.
+    num_threads
+        OpenMP threads over structures (<= 0: the default).
+    parameters
+        The flat parameter vector z; default ``model.parameters``.
+    return_predictions
+        Also return the :class:`GradientPredictions` of the same call (no extra cost).
+
+    Returns
+    -------
+    gradient : (N_par,) ndarray, or (gradient, GradientPredictions) with
+    ``return_predictions=True``.
+    """
+    gradient, predictions = _run(model, batch, alpha, force_adjoint, virial_adjoint, True,
+                                 parameters, num_threads)
+    return (gradient, predictions) if return_predictions else gradient
+
+
+def predict(model, batch, num_threads: int = 0, *, parameters=None) -> GradientPredictions:
+    """Energies, forces and virials from the training code's own forward pass."""
+    return _run(model, batch, None, None, None, False, parameters, num_threads)[1]
