@@ -1,0 +1,191 @@
+"""What the training data contain: minimum distance per species pair and the temperatures.
+
+The audit compares these with the ZBL switching region of a model (a switch reaching into
+distances the data contain means the network was fitted to DFT minus a ZBL that is not negligible
+there) and uses the temperature to choose the hot-MD stress test's temperature.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dimer import pair_name
+
+__all__ = [
+    "load_structures",
+    "min_pair_distances",
+    "data_temperature",
+    "zbl_overlap",
+    "DISTANCE_SEARCH_CUTOFF",
+]
+
+DISTANCE_SEARCH_CUTOFF = 4.0  # Angstrom: pairs never closer than this are reported as None
+_KELVIN = re.compile(r"(\d+(?:\.\d+)?)\s*K\b")
+_TEMPERATURE_KEYS = ("temperature", "temperature_K", "temp", "T", "Temperature")
+
+
+def _as_atoms(structure):
+    from ase import Atoms
+
+    if isinstance(structure, Atoms):
+        return structure
+    # nepzbl_plugin.io.xyz.TrainingStructure and anything shaped like it
+    atoms = Atoms(
+        symbols=list(structure.symbols),
+        positions=np.asarray(structure.positions, dtype=np.float64),
+        cell=np.asarray(structure.cell, dtype=np.float64),
+        pbc=getattr(structure, "pbc", True),
+    )
+    info = getattr(structure, "info", None)
+    if isinstance(info, dict):
+        atoms.info.update(info)
+    return atoms
+
+
+def load_structures(data) -> list:
+    """A list of ``ase.Atoms`` from a path to an extended-XYZ file (GPUMD ``train.xyz``), a list
+    of ``Atoms``, or a list of :class:`nepzbl_plugin.io.xyz.TrainingStructure`."""
+    from ..errors import NepFormatError
+
+    if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
+        from ase.io import read
+
+        from ..io.xyz import read_train_xyz
+
+        try:
+            frames = read(data, index=":", format="extxyz")
+        except FileNotFoundError:
+            raise
+        except Exception as error:  # ASE raises many kinds: let GPUMD's reader name the line
+            structures = read_train_xyz(data, require_forces=False, require_energy=False)
+            if not structures:
+                raise NepFormatError(data, None, f"cannot read as extended XYZ: {error}") from None
+            return [_as_atoms(s) for s in structures]
+        if not frames:
+            raise NepFormatError(data, None, "no structures in the file")
+        return frames
+    return [_as_atoms(s) for s in data]
+
+
+def min_pair_distances(structures, species=None, cutoff: float = DISTANCE_SEARCH_CUTOFF) -> dict:
+    """Shortest distance (Angstrom, periodic images included) per unordered species pair.
+
+    Returns ``{"A-B": distance or None}`` with pairs named in the order of ``species`` (default:
+    the species of the data in order of first appearance); None when no such pair is closer than
+    ``cutoff``.
+    """
+    from ase.neighborlist import neighbor_list
+
+    frames = load_structures(structures)
+    if species is None:
+        species = []
+        for atoms in frames:
+            for s in atoms.get_chemical_symbols():
+                if s not in species:
+                    species.append(s)
+    species = list(species)
+    index = {s: k for k, s in enumerate(species)}
+    T = len(species)
+    best = np.full((T, T), np.inf)
+    for atoms in frames:
+        if len(atoms) < 2 and not atoms.pbc.any():
+            continue
+        i, j, d = neighbor_list("ijd", atoms, cutoff)
+        if d.size == 0:
+            continue
+        symbols = atoms.get_chemical_symbols()
+        known = np.array([s in index for s in symbols])
+        types = np.array([index.get(s, -1) for s in symbols])
+        keep = known[i] & known[j]
+        ti, tj, d = types[i[keep]], types[j[keep]], d[keep]
+        a, b = np.minimum(ti, tj), np.maximum(ti, tj)
+        np.minimum.at(best, (a, b), d)
+    out = {}
+    for p in range(T):
+        for q in range(p, T):
+            value = best[p, q]
+            out[pair_name(species[p], species[q])] = float(value) if np.isfinite(value) else None
+    return out
+
+
+def data_temperature(structures) -> tuple[float | None, str]:
+    """The highest temperature the data suggest, and where it came from.
+
+    Looked for in every frame: an ``info`` key (temperature, temperature_K, temp, T), a number
+    followed by K in ``config_type`` or any other string entry, and the kinetic temperature of
+    ``momenta`` (the upper quartile over frames, as one frame's kinetic temperature fluctuates).
+    The highest of these is returned; (None, reason) when nothing says.
+    """
+    from ase.units import kB
+
+    frames = load_structures(structures)
+    found = []
+    kinetic_temperatures = []
+    for atoms in frames:
+        for key in _TEMPERATURE_KEYS:
+            if key in atoms.info:
+                try:
+                    found.append((float(atoms.info[key]), f"info key {key!r}"))
+                except (TypeError, ValueError):
+                    pass
+        for key, value in atoms.info.items():
+            if isinstance(value, str):
+                for match in _KELVIN.finditer(value):
+                    found.append((float(match.group(1)), f"info {key!r}"))
+        if "momenta" in atoms.arrays and len(atoms) > 1:
+            momenta = atoms.arrays["momenta"]
+            if np.any(momenta != 0):
+                kinetic = 0.5 * np.sum(momenta**2 / atoms.get_masses()[:, None])
+                kinetic_temperatures.append(2.0 * kinetic / (3.0 * len(atoms) * kB))
+    if kinetic_temperatures:
+        # one frame's kinetic temperature fluctuates by sqrt(2 / 3N); the upper quartile over
+        # frames is a robust "highest temperature" of the set
+        value = float(np.percentile(kinetic_temperatures, 75))
+        found.append((value, f"kinetic temperature of momenta (upper quartile of "
+                             f"{len(kinetic_temperatures)} frames)"))
+    if not found:
+        return None, "the data carry no temperature"
+    value, source = max(found)
+    return value, source
+
+
+@dataclass
+class PairOverlap:
+    """The ZBL switching region of one pair against the data's minimum distance."""
+
+    pair: str
+    data_min_distance: float | None
+    zbl_inner: float | None
+    zbl_outer: float | None
+
+    @property
+    def reaches_into_data(self) -> bool:
+        return (self.zbl_outer is not None and self.data_min_distance is not None
+                and self.zbl_outer > self.data_min_distance)
+
+    def as_dict(self) -> dict:
+        return {"data_min_distance": self.data_min_distance, "zbl_inner": self.zbl_inner,
+                "zbl_outer": self.zbl_outer, "zbl_reaches_into_data": self.reaches_into_data}
+
+
+def zbl_overlap(model, min_distances: dict) -> dict:
+    """{"A-B": PairOverlap} for every pair of ``model.types``; ZBL radii None without ZBL.
+
+    ZBL acts only inside the angular cutoff, so the effective outer radius is
+    min(r_outer, rc_angular(pair)).
+    """
+    table = model.zbl_table()
+    _, angular = model.pair_cutoffs()
+    out = {}
+    for p, a in enumerate(model.types):
+        for q in range(p, model.num_types):
+            name = pair_name(a, model.types[q])
+            inner = outer = None
+            if table is not None:
+                inner = float(table[p, q, 0])
+                outer = float(min(table[p, q, 1], angular[p, q]))
+            out[name] = PairOverlap(name, min_distances.get(name), inner, outer)
+    return out

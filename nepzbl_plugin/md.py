@@ -1,0 +1,256 @@
+"""Small molecular-dynamics helpers: a Langevin NVT run that watches interatomic distances,
+and partial radial distribution functions.
+
+Used by the audit's hot-MD stress test (:mod:`nepzbl_plugin.audit.stress_test`) with any ASE
+calculator.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def _thermalize(atoms, temperature: float, rng) -> None:
+    """Maxwell-Boltzmann momenta (ASE >= 3.28 names it thermalize_momenta)."""
+    from ase.md import velocitydistribution as vd
+
+    if hasattr(vd, "thermalize_momenta"):
+        vd.thermalize_momenta(atoms, temperature, rng=rng)
+    else:
+        vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+
+
+__all__ = ["NVTResult", "run_nvt", "partial_rdf_counts", "partial_rdf", "pair_min_distances"]
+
+
+def _pair_key(a: str, b: str, species: list[str]) -> str:
+    if species.index(a) > species.index(b):
+        a, b = b, a
+    return f"{a}-{b}"
+
+
+def pair_min_distances(atoms, species, cutoff: float) -> dict[str, float]:
+    """Shortest distance per unordered pair (periodic images included); ``inf`` when no pair of
+    that kind is closer than ``cutoff``."""
+    from ase.neighborlist import neighbor_list
+
+    species = list(species)
+    out = {_pair_key(a, b, species): np.inf for i, a in enumerate(species) for b in species[i:]}
+    i, j, d = neighbor_list("ijd", atoms, cutoff)
+    if d.size == 0:
+        return out
+    index = {s: k for k, s in enumerate(species)}
+    types = np.array([index[s] for s in atoms.get_chemical_symbols()])
+    ti, tj = types[i], types[j]
+    lo, hi = np.minimum(ti, tj), np.maximum(ti, tj)
+    T = len(species)
+    best = np.full((T, T), np.inf)
+    np.minimum.at(best, (lo, hi), d)
+    for p in range(T):
+        for q in range(p, T):
+            out[f"{species[p]}-{species[q]}"] = float(best[p, q])
+    return out
+
+
+def partial_rdf_counts(atoms, species, r_max: float, bins: int) -> dict[str, np.ndarray]:
+    """Histogram of ordered pair distances below ``r_max`` for every unordered species pair
+    (A-B counts i in A, j in B; A-A counts both orders)."""
+    from ase.neighborlist import neighbor_list
+
+    species = list(species)
+    edges = np.linspace(0.0, r_max, bins + 1)
+    i, j, d = neighbor_list("ijd", atoms, r_max)
+    symbols = np.array(atoms.get_chemical_symbols())
+    out = {}
+    for p, a in enumerate(species):
+        for b in species[p:]:
+            mask = (symbols[i] == a) & (symbols[j] == b)
+            out[f"{a}-{b}"] = np.histogram(d[mask], bins=edges)[0].astype(np.float64)
+    return out
+
+
+def partial_rdf(counts: dict, atoms, species, r_max: float, bins: int, frames: int):
+    """Normalise accumulated :func:`partial_rdf_counts` into g_AB(r).
+
+    g_AB(r) = V / (N_A N_B') * n_AB(r) / (4 pi r^2 dr) / frames, with N_B' = N_B - 1 for A = B.
+    Returns (bin centres, {"A-B": g}).
+    """
+    edges = np.linspace(0.0, r_max, bins + 1)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
+    volume = atoms.get_volume()
+    symbols = atoms.get_chemical_symbols()
+    out = {}
+    for key, n in counts.items():
+        a, b = key.split("-")
+        na, nb = symbols.count(a), symbols.count(b)
+        pairs = na * (nb - 1) if a == b else na * nb
+        if pairs <= 0 or frames <= 0:
+            out[key] = np.zeros(bins)
+            continue
+        out[key] = n * volume / (pairs * shell * frames)
+    return centres, out
+
+
+@dataclass
+class NVTResult:
+    """One monitored NVT run. Times in fs, distances in Angstrom, temperatures in K."""
+
+    times: np.ndarray
+    min_distance: np.ndarray  # shortest distance of any pair, per sample
+    pair_min_distance: dict[str, np.ndarray]  # per pair, per sample (inf: none within search)
+    temperature: np.ndarray  # kinetic temperature per sample
+    collapsed: np.ndarray  # per sample: some pair below its collapse distance
+    collapse_distances: dict[str, float]
+    rdf_r: np.ndarray
+    rdf: dict[str, np.ndarray]
+    steps_done: int
+    wall_seconds: float
+    aborted: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def collapsed_fraction(self) -> float:
+        return float(np.mean(self.collapsed)) if self.collapsed.size else 0.0
+
+    @property
+    def collapse_onset(self) -> float | None:
+        """Time (fs) of the first collapsed sample, None if none."""
+        hits = np.nonzero(self.collapsed)[0]
+        return float(self.times[hits[0]]) if hits.size else None
+
+
+def run_nvt(
+    atoms,
+    calc,
+    temperature: float,
+    steps: int,
+    *,
+    timestep: float = 1.0,
+    friction: float = 0.01,
+    sample_interval: int = 10,
+    collapse_distances: dict[str, float] | float = 0.5,
+    rdf_r_max: float = 1.5,
+    rdf_bins: int = 150,
+    seed: int = 42,
+    progress: bool = True,
+    stop_on_collapse: bool = False,
+    species=None,
+) -> NVTResult:
+    """Langevin NVT with a minimum-distance monitor.
+
+    Parameters
+    ----------
+    atoms
+        Start structure (copied; the copy gets ``calc``).
+    calc
+        Any ASE calculator.
+    temperature
+        Target temperature in K; velocities start from a Maxwell-Boltzmann distribution.
+    steps
+        Number of MD steps of ``timestep`` fs; ``friction`` in 1/fs.
+    sample_interval
+        Steps between samples of the distance monitor and the RDF.
+    collapse_distances
+        A sample is *collapsed* when some pair is closer than its distance here ({"A-B": Å},
+        pairs not named use the smallest one given), or than one number for all pairs.
+    rdf_r_max, rdf_bins
+        Range and resolution of the partial RDF accumulated over all samples.
+    stop_on_collapse
+        End the run at the first collapsed sample.
+    species
+        Element order that names the pairs ("A-B" with A first); default order of appearance.
+
+    A run whose energies or positions turn non-finite, or whose calculator raises, ends there
+    with ``aborted`` set; the last sample then counts as collapsed.
+    """
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import Stationary
+
+    atoms = atoms.copy()
+    atoms.calc = calc
+    present = []
+    for s in atoms.get_chemical_symbols():
+        if s not in present:
+            present.append(s)
+    if species is not None:
+        species = [s for s in species if s in present] + [s for s in present if s not in species]
+    else:
+        species = present
+    pairs = [f"{a}-{b}" for i, a in enumerate(species) for b in species[i:]]
+    if isinstance(collapse_distances, dict):
+        fallback = min(collapse_distances.values()) if collapse_distances else 0.5
+        limits = {}
+        for p in pairs:
+            a, b = p.split("-")
+            limits[p] = float(collapse_distances.get(p, collapse_distances.get(f"{b}-{a}",
+                                                                                 fallback)))
+    else:
+        limits = {p: float(collapse_distances) for p in pairs}
+    search = max(3.0, rdf_r_max, max(limits.values()) + 0.5)
+
+    rng = np.random.default_rng(seed)
+    _thermalize(atoms, temperature, rng)
+    Stationary(atoms)
+    dyn = Langevin(atoms, timestep * units.fs, temperature_K=temperature,
+                   friction=friction / units.fs, fixcm=False, rng=rng)
+
+    times, dmin, temps, collapsed = [], [], [], []
+    per_pair = {p: [] for p in pairs}
+    counts = None
+    aborted = None
+    n_samples = max(1, steps // max(1, sample_interval))
+    iterator = range(n_samples)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc=f"NVT {temperature:.0f} K", unit="sample", leave=False)
+    start = time.perf_counter()
+    done = 0
+    for _ in iterator:
+        try:
+            dyn.run(sample_interval)
+            energy = atoms.get_potential_energy()
+            ok = np.isfinite(energy) and np.all(np.isfinite(atoms.positions))
+        except Exception as error:  # the model blew up: that is a finding, not a crash
+            ok = False
+            aborted = f"{type(error).__name__}: {error}"
+        done += sample_interval
+        if not ok:
+            aborted = aborted or "non-finite energy or positions"
+            times.append(done * timestep)
+            dmin.append(0.0)
+            temps.append(np.nan)
+            collapsed.append(True)
+            for p in pairs:
+                per_pair[p].append(0.0)
+            break
+        distances = pair_min_distances(atoms, species, search)
+        sample_counts = partial_rdf_counts(atoms, species, rdf_r_max, rdf_bins)
+        counts = sample_counts if counts is None else {k: counts[k] + v
+                                                       for k, v in sample_counts.items()}
+        times.append(done * timestep)
+        dmin.append(min(distances.values()))
+        temps.append(atoms.get_temperature())
+        hit = any(distances[p] < limits[p] for p in pairs)
+        collapsed.append(hit)
+        for p in pairs:
+            per_pair[p].append(distances[p])
+        if hit and stop_on_collapse:
+            break
+    wall = time.perf_counter() - start
+    frames = int(np.sum(np.isfinite(temps)))  # samples that reached the RDF
+    if counts is None:
+        counts = {p: np.zeros(rdf_bins) for p in pairs}
+    r, g = partial_rdf(counts, atoms, species, rdf_r_max, rdf_bins, frames)
+    return NVTResult(
+        times=np.array(times), min_distance=np.array(dmin),
+        pair_min_distance={p: np.array(v) for p, v in per_pair.items()},
+        temperature=np.array(temps), collapsed=np.array(collapsed, dtype=bool),
+        collapse_distances=limits, rdf_r=r, rdf=g, steps_done=done, wall_seconds=wall,
+        aborted=aborted,
+    )
