@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 
 import numpy as np
+
+from ..io.atomic import atomic_temporary_path
 
 __all__ = ["format_report", "report_json", "plot_dimers", "plot_comparison"]
 
@@ -89,16 +89,8 @@ def report_json(report) -> str:
 
 
 def _save(fig, path) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-    os.close(handle)
-    try:
+    with atomic_temporary_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _axes_grid(count: int):

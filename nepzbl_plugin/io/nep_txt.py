@@ -21,9 +21,7 @@ the historic form.
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ import numpy as np
 from ..elements import atomic_number
 from ..errors import NepFormatError, UnsupportedModelError
 from ..model import Model, ZBLSettings
+from .atomic import atomic_write_text
 
 __all__ = ["read_nep_txt", "parse_nep_txt", "write_nep_txt", "format_nep_txt"]
 
@@ -519,20 +518,3 @@ def write_nep_txt(model: Model, path, precision: str = "gpumd", *,
     atomic_write_text(path, text)
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -22,9 +22,7 @@ here raises :class:`~nepzbl_plugin.errors.NepFormatError` naming the file and th
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -34,6 +32,7 @@ import numpy as np
 
 from ..elements import SYMBOLS
 from ..errors import NepFormatError
+from .atomic import atomic_write_text
 
 __all__ = [
     "TrainingStructure",
@@ -73,20 +72,7 @@ _SYM_SOURCE = np.array([[0, 3, 6], [3, 4, 7], [6, 7, 8]])
 
 
 def _write_text_atomically(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder + os.replace."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_text(path, text)
 
 
 # ---------------------------------------------------------------------------------------------
