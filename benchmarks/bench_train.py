@@ -1,0 +1,185 @@
+"""Training benchmarks of the issue's targets (run by the lead; not part of the tests).
+
+* ``llzo``: train NEP25-ZBL (``llzo/NEP25-ZBL``, ``zbl 1.8``) and evaluate the held-out
+  ``llzo/validation/*.xyz`` (120 frames) at wall-time milestones. Target within 20 min on 2
+  cores: energy < 0.60 meV/atom, force < 42.3 meV/Å, virial < 5.6 meV/atom.
+* ``pbte``: train GPUMD's PbTe example; target train RMSE 0.41 meV/atom, 39.9 meV/Å in 20 min.
+* ``memory``: peak memory of a 2000 x 192-atom training set (LLZO frames, randomly
+  displaced); target < 8 GB.
+
+Each prints a table (time, RMSEs) and writes a PNG of RMSE vs wall time next to its outputs.
+
+Usage::
+
+    PYTHONPATH=. python benchmarks/bench_train.py llzo [--minutes 20] [--out DIR] [--optimizer X]
+    PYTHONPATH=. python benchmarks/bench_train.py pbte [--minutes 20]
+    PYTHONPATH=. python benchmarks/bench_train.py memory [--minutes 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = REPO.parent / "shared" / "data"
+
+LLZO_TARGET = {"energy": 0.60e-3, "force": 42.3e-3, "virial": 5.6e-3}
+PBTE_TARGET = {"energy": 0.41e-3, "force": 39.9e-3}
+MILESTONES_MIN = (1, 2, 5, 10, 15, 20, 30, 45, 60)
+
+
+def _read(nep_in_path, xyz_paths):
+    from nepzbl_plugin.io.nep_in import read_nep_in
+    from nepzbl_plugin.io.xyz import read_train_xyz
+
+    nep_in = read_nep_in(nep_in_path)
+    structures = []
+    for path in xyz_paths:
+        structures += read_train_xyz(path, species=nep_in.types)
+    return nep_in, structures
+
+
+def _plot(rows, path, title, keys, targets):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.8))
+    t = np.array([r["time"] for r in rows]) / 60.0
+    for ax, (key, unit) in zip(np.atleast_1d(axes), keys, strict=True):
+        ax.plot(t, [r[key] * 1e3 for r in rows], "o-")
+        name = key.split("_")[0]
+        if name in targets:
+            ax.axhline(targets[name] * 1e3, color="r", ls="--", label="target")
+            ax.legend()
+        ax.set_xlabel("wall time (min)")
+        ax.set_ylabel(f"{key} ({unit})")
+        ax.set_yscale("log")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def bench_llzo(minutes, out, optimizer):
+    from nepzbl_plugin.train import predict, train
+
+    nep_in, structures = _read(DATA / "llzo/NEP25-ZBL/nep.in",
+                               [DATA / "llzo/NEP25-ZBL/train.xyz"])
+    _, held_out = _read(DATA / "llzo/NEP25-ZBL/nep.in",
+                        sorted((DATA / "llzo/validation").glob("*.xyz")))
+    snapshots = []
+    pending = list(MILESTONES_MIN)
+
+    def callback(record, model):
+        # Keep the first model after each milestone (and the latest); evaluate afterwards so
+        # that the held-out evaluation does not count as training time.
+        if pending and record["time"] >= 60 * pending[0]:
+            while pending and record["time"] >= 60 * pending[0]:
+                pending.pop(0)
+            snapshots.append((record, model))
+        latest[0] = (record, model)
+
+    latest = [None]
+    t0 = time.monotonic()
+    model, history = train(structures, nep_in, output_dir=out, optimizer=optimizer,
+                           max_time=60 * minutes, callback=callback, progress=True)
+    wall = time.monotonic() - t0
+    if latest[0] is not None and (not snapshots or snapshots[-1][0] is not latest[0][0]):
+        snapshots.append(latest[0])
+    rows = []
+    for record, snap in snapshots:
+        _, rmse = predict(snap, held_out)
+        rows.append({"time": record["time"], "step": record["step"],
+                     "energy": rmse["energy"], "force": rmse["force"],
+                     "virial": rmse["virial"],
+                     "train_force": record["rmse_force_train"]})
+    print(f"\nLLZO NEP25-ZBL, {len(structures)} train / {len(held_out)} held-out frames, "
+          f"{optimizer or 'default'} optimiser, total wall {wall:.0f} s "
+          f"(stop: {history.stop_reason})")
+    print(f"{'time (s)':>9} {'step':>6} {'E (meV/atom)':>13} {'F (meV/Å)':>10} "
+          f"{'V (meV/atom)':>13} {'train F (meV/Å)':>16}")
+    for r in rows:
+        print(f"{r['time']:9.0f} {r['step']:6d} {r['energy'] * 1e3:13.3f} "
+              f"{r['force'] * 1e3:10.2f} {r['virial'] * 1e3:13.3f} {r['train_force'] * 1e3:16.2f}")
+    final = rows[-1]
+    ok = all(final[k] < LLZO_TARGET[k] for k in LLZO_TARGET)
+    print("targets (held-out): energy < 0.60 meV/atom, force < 42.3 meV/Å, virial < 5.6 "
+          f"meV/atom: {'MET' if ok else 'NOT met'}")
+    _plot(rows, Path(out) / "bench_llzo.png", "LLZO NEP25-ZBL held-out RMSE",
+          [("energy", "meV/atom"), ("force", "meV/Å"), ("virial", "meV/atom")], LLZO_TARGET)
+
+
+def bench_pbte(minutes, out, optimizer):
+    from nepzbl_plugin.train import train
+
+    nep_in, structures = _read(DATA / "pbte/nep.in", [DATA / "pbte/train.xyz"])
+    t0 = time.monotonic()
+    _, history = train(structures, nep_in, output_dir=out, optimizer=optimizer,
+                       max_time=60 * minutes, progress=True)
+    wall = time.monotonic() - t0
+    print(f"\nPbTe, {len(structures)} frames, total wall {wall:.0f} s "
+          f"(stop: {history.stop_reason})")
+    print(f"{'time (s)':>9} {'step':>6} {'E train (meV/atom)':>19} {'F train (meV/Å)':>16}")
+    for r in history.records:
+        print(f"{r['time']:9.0f} {r['step']:6d} {r['rmse_energy_train'] * 1e3:19.3f} "
+              f"{r['rmse_force_train'] * 1e3:16.2f}")
+    last = history.records[-1]
+    ok = (last["rmse_energy_train"] < PBTE_TARGET["energy"]
+          and last["rmse_force_train"] < PBTE_TARGET["force"])
+    print(f"targets (train): 0.41 meV/atom, 39.9 meV/Å: {'MET' if ok else 'NOT met'}")
+    rows = [{"time": r["time"], "energy": r["rmse_energy_train"],
+             "force": r["rmse_force_train"]} for r in history.records]
+    _plot(rows, Path(out) / "bench_pbte.png", "PbTe train RMSE",
+          [("energy", "meV/atom"), ("force", "meV/Å")], PBTE_TARGET)
+
+
+def bench_memory(minutes, out, optimizer):
+    from nepzbl_plugin.train import train
+
+    nep_in, base = _read(DATA / "llzo/NEP25-ZBL/nep.in", [DATA / "llzo/NEP25-ZBL/train.xyz"])
+    rng = np.random.default_rng(0)
+    structures = []
+    for k in range(2000):
+        st = base[k % len(base)]
+        structures.append(dataclasses.replace(
+            st, positions=st.positions + rng.normal(0, 0.02, st.positions.shape)))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    t0 = time.monotonic()
+    train(structures, nep_in, output_dir=out, optimizer=optimizer, max_time=60 * minutes,
+          progress=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(f"\n2000 x 192-atom set: peak resident memory {peak:.2f} GB "
+          f"({before:.2f} GB before training; wall {time.monotonic() - t0:.0f} s); "
+          f"target < 8 GB: {'MET' if peak < 8 else 'NOT met'}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("case", choices=("llzo", "pbte", "memory"))
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="training wall time in minutes (default 20; memory: 3)")
+    parser.add_argument("--out", default=None, help="output folder (default bench_train_CASE)")
+    parser.add_argument("--optimizer", default=None, help="adam (default), lbfgs or snes")
+    args = parser.parse_args(argv)
+    minutes = args.minutes if args.minutes is not None else (3 if args.case == "memory" else 20)
+    out = Path(args.out or f"bench_train_{args.case}")
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("nepzbl_restart.*"):
+        old.unlink()  # a benchmark always starts afresh
+    {"llzo": bench_llzo, "pbte": bench_pbte, "memory": bench_memory}[args.case](
+        minutes, out, args.optimizer)
+
+
+if __name__ == "__main__":
+    main()

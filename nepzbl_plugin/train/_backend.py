@@ -1,0 +1,160 @@
+"""The link between the trainer and the engine: predictions and analytic gradients of the
+structures of a training set for a flat parameter vector.
+
+The trainer only talks to :class:`EngineBackend`: it wraps the training code of
+:mod:`nepzbl_plugin.train.gradient` (predictions and the gradient of a linear functional of
+them) and, for descriptors, :class:`nepzbl_plugin.engine.Evaluator`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .loss import Adjoints, Predictions
+
+__all__ = ["EngineBackend", "structures_to_systems", "zbl_only_model"]
+
+
+def structures_to_systems(structures, species: list[str]):
+    """Engine ``System`` objects of training structures.
+
+    Every frame is periodic in all three directions, as in GPUMD's trainer (which ignores
+    ``pbc=``).
+    """
+    from ..engine import System
+
+    index = {s: i for i, s in enumerate(species)}
+    systems = []
+    for k, st in enumerate(structures):
+        try:
+            types = np.array([index[s] for s in st.symbols], dtype=np.int32)
+        except KeyError as err:
+            raise ValueError(
+                f"structure {k}: species {err.args[0]!r} is not in the model {species}"
+            ) from None
+        systems.append(
+            System(
+                types,
+                np.asarray(st.positions, dtype=np.float64),
+                np.asarray(st.cell, dtype=np.float64),
+                (True, True, True),
+            )
+        )
+    return systems
+
+
+def zbl_only_model(model):
+    """A copy of ``model`` whose network outputs exactly 0, so it evaluates ZBL alone.
+
+    With every parameter 0 the hidden layer is tanh(0) = 0 and the output is −b1 = 0.
+    """
+    copy = model.copy()
+    copy.parameters[:] = 0.0
+    return copy
+
+
+def _get(result, key):
+    if isinstance(result, dict):
+        return result[key]
+    return getattr(result, key)
+
+
+class EngineBackend:
+    """Predictions and gradients for one model and one list of structures.
+
+    Predictions and gradients both come from the training code of
+    :mod:`nepzbl_plugin.train.gradient` (one C call, exact, parallel over structures), so the
+    gradient is the derivative of exactly the predicted values.
+
+    Parameters
+    ----------
+    model
+        The :class:`~nepzbl_plugin.model.Model` (header, q_scaler and ZBL); its parameters are
+        replaced by each call's vector.
+    structures
+        Training structures (``symbols``, ``positions``, ``cell``).
+    num_threads
+        OpenMP threads (<= 0: the default).
+    """
+
+    def __init__(self, model, structures, num_threads: int = 0):
+        from .gradient import TrainingBatch
+
+        self.model = model.copy()
+        self.structures = list(structures)
+        self.num_threads = int(num_threads)
+        full = TrainingBatch.from_structures(
+            [_Flat(st, self.model.types, k) for k, st in enumerate(self.structures)]
+        )
+        self._full = full
+        self._cache: dict[tuple, object] = {}
+
+    def _batch(self, indices):
+        from .gradient import TrainingBatch
+
+        idx = np.asarray(list(indices), dtype=np.int64)
+        key = tuple(idx.tolist())
+        batch = self._cache.get(key)
+        if batch is None:
+            full = self._full
+            off = full.atom_offsets
+            atoms = np.concatenate([np.arange(off[i], off[i + 1]) for i in idx]) if idx.size \
+                else np.zeros(0, np.int64)
+            counts = off[idx + 1] - off[idx]
+            batch = TrainingBatch(full.types[atoms], full.positions[atoms], full.cells[idx],
+                                  full.pbc[idx], np.concatenate([[0], np.cumsum(counts)]))
+            if len(self._cache) < 64:  # fixed batches (SNES, full batch) hit; others pass
+                self._cache[key] = batch
+        return batch
+
+    def predict(self, params: np.ndarray, indices) -> Predictions:
+        """Energies, forces and virials of structures ``indices`` (in that order)."""
+        from .gradient import predict
+
+        p = predict(self.model, self._batch(indices), self.num_threads,
+                    parameters=np.ascontiguousarray(params, dtype=np.float64))
+        return Predictions(p.energy, p.forces, p.virial)
+
+    def gradient(self, params: np.ndarray, indices, adjoints: Adjoints) -> np.ndarray:
+        """dL/dz = Σ α_s dE_s/dz + Σ a_si·dF_si/dz + Σ B_s:dW_s/dz + the regularisation."""
+        from .gradient import linear_functional_gradient
+
+        g = linear_functional_gradient(
+            self.model, self._batch(indices), adjoints.energy, adjoints.forces,
+            adjoints.virial, self.num_threads,
+            parameters=np.ascontiguousarray(params, dtype=np.float64),
+        )
+        return np.asarray(g, dtype=np.float64) + adjoints.regularisation
+
+    def descriptors(self, indices, model=None) -> list[np.ndarray]:
+        """Per-atom descriptors (scaled by the model's q_scaler) of structures ``indices``."""
+        model = self.model if model is None else model
+        structures = [self.structures[i] for i in indices]
+        from ..engine import Evaluator
+
+        systems = structures_to_systems(structures, model.types)
+        results = Evaluator(model).evaluate_many(systems, properties=("descriptors",))
+        return [np.asarray(_get(r, "descriptors")) for r in _as_list(results, len(systems))]
+
+
+class _Flat:
+    """A training structure seen by :class:`~nepzbl_plugin.train.gradient.TrainingBatch`:
+    types from the model's species, periodic in all directions (as GPUMD's trainer)."""
+
+    def __init__(self, st, species, k):
+        index = {s: i for i, s in enumerate(species)}
+        try:
+            self.types = np.array([index[s] for s in st.symbols], dtype=np.int32)
+        except KeyError as err:
+            raise ValueError(
+                f"structure {k}: species {err.args[0]!r} is not in the model {list(species)}"
+            ) from None
+        self.positions = st.positions
+        self.cell = st.cell
+        self.pbc = (True, True, True)
+
+
+def _as_list(results, n):
+    if isinstance(results, dict):
+        return [{k: v[i] for k, v in results.items()} for i in range(n)]
+    return list(results)

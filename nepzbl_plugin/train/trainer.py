@@ -1,0 +1,889 @@
+"""Training a NEP(-ZBL) model on GPUMD's objective.
+
+:func:`train` is the Python API and the engine of ``nepzbl train``. It minimises GPUMD's loss
+(:mod:`~nepzbl_plugin.train.loss`, section 4.5 of ``nep-reference.md``) of the model
+*NEP + ZBL*, so the network learns the residual of the labels with respect to ZBL, with one of
+
+* ``adam`` (default): Adam/AdamW on mini-batches of structures with the analytic gradient and a
+  plateau learning-rate schedule; after three halvings of the learning rate it continues with
+  full-batch L-BFGS, which stops when the loss stops falling (the stopping rule);
+* ``lbfgs``: full-batch L-BFGS with the analytic gradient;
+* ``snes``: GPUMD's own SNES (population, batch, generation, per-type ranking).
+
+Outputs (when ``output_dir`` is given) are GPUMD's: ``nep.txt``, ``loss.out``,
+``energy/force/virial/stress_train.out`` (and ``_test`` with a test set), plus a restart
+checkpoint (``nepzbl_restart.npz`` + ``.json``) written atomically at every report, from which an
+interrupted run resumes, and ``parity_*.png`` at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import NepzblError
+from ..model import Model
+from .checkpoint import load_checkpoint, save_checkpoint
+from .loss import (
+    Labels,
+    Loss,
+    LossValue,
+    LossWeights,
+    Predictions,
+    combine_full_batch,
+    virial_six,
+)
+from .optimizers import Adam, PlateauSchedule, lbfgs_minimize
+from .snes import SNES
+
+__all__ = ["train", "TrainingHistory", "TrainingSettings", "TrainingDiverged", "predict"]
+
+OPTIMIZERS = ("adam", "adamw", "lbfgs", "snes")
+LOSS_COLUMNS = ("loss", "l1", "l2", "rmse_energy_train", "rmse_force_train", "rmse_virial_train",
+                "rmse_energy_test", "rmse_force_test", "rmse_virial_test")
+
+
+class TrainingDiverged(NepzblError, RuntimeError):
+    """The loss became NaN or infinite. The last good checkpoint and nep.txt are kept."""
+
+
+@dataclass
+class TrainingSettings:
+    """Everything the trainer needs besides the data (resolved from nep.in and arguments)."""
+
+    optimizer: str = "adam"
+    seed: int = 0
+    max_time: float | None = None  # seconds of training (summed over resumed runs)
+    epochs: int | None = None  # gradient optimisers: epochs; SNES: generations
+    learning_rate: float = 1e-2
+    weight_decay: float = 0.0
+    batch_size: int | None = None  # structures per mini-batch (gradient) / per batch (SNES)
+    target_force_rmse: float | None = None  # eV/Å: stop once the train force RMSE is below
+    report_interval: int = 10  # epochs (or generations) between reports/checkpoints
+    patience: int = 25  # epochs without improvement before the learning rate is halved
+    # Adam, then full-batch L-BFGS once the learning rate has been halved this many times
+    # (0: Adam only). L-BFGS converges much faster than small-step Adam near a minimum.
+    polish_after: int = 3
+    lbfgs_patience: int = 100  # L-BFGS stops when the loss fell < min_delta in this many its
+    min_delta: float = 1e-3
+    min_learning_rate: float | None = None
+    population: int = 50
+    sigma0: float = 0.1
+    full_batch: bool = False  # SNES: GPUMD's `batch N 1`
+    initial_para: float = 1.0
+    notes: list[str] = field(default_factory=list)  # how the settings were chosen
+
+
+@dataclass
+class TrainingHistory:
+    """One record per report: ``step`` (epoch or generation, 1-based), ``time`` (s), the
+    loss terms of L(T) and the train/test RMSEs (eV/atom, eV/Å, eV/atom)."""
+
+    records: list[dict] = field(default_factory=list)
+    stop_reason: str = ""
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([r[name] for r in self.records], dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _nep_in_value(nep_in, name, default=None):
+    value = getattr(nep_in, name, None)
+    return default if value is None else value
+
+
+def settings_from_nep_in(nep_in, num_structures: int, **overrides) -> TrainingSettings:
+    """Resolve :class:`TrainingSettings` from a NepIn and explicit overrides.
+
+    A plain GPUMD nep.in (no ``optimizer`` line) trains with the default gradient optimiser
+    (Adam + plateau stopping rule); ``population``/``generation`` are then not used, which
+    ``notes`` says.
+    """
+    s = TrainingSettings()
+    chosen = overrides.get("optimizer") or _nep_in_value(nep_in, "optimizer")
+    if chosen is None:
+        s.optimizer = "adam"
+        s.notes.append(
+            "nep.in names no optimizer: training with the default gradient optimiser (Adam on "
+            "GPUMD's loss with analytic gradients, then full-batch L-BFGS); population and "
+            "generation are ignored and the run stops when the loss stops improving, or at "
+            "max_time/epochs. Add `optimizer snes` for GPUMD's SNES."
+        )
+    else:
+        s.optimizer = str(chosen).lower()
+    if s.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {s.optimizer!r}; choose one of {OPTIMIZERS}")
+    if s.optimizer == "adamw":
+        s.weight_decay = 1e-4
+    for name in ("seed", "max_time", "learning_rate", "epochs", "batch_size",
+                 "target_force_rmse", "weight_decay"):
+        value = overrides.get(name)
+        if value is None:
+            value = _nep_in_value(nep_in, name)
+            if name == "max_time" and value is not None:
+                value = 60.0 * float(value)  # nep.in gives minutes
+        if value is not None:
+            setattr(s, name, value)
+    s.population = int(_nep_in_value(nep_in, "population", 50))
+    s.sigma0 = float(_nep_in_value(nep_in, "sigma0", 0.1))
+    s.initial_para = float(_nep_in_value(nep_in, "initial_para", 1.0))
+    batch = _nep_in_value(nep_in, "batch", 1000)
+    full = _nep_in_value(nep_in, "use_full_batch", None)
+    if isinstance(batch, (tuple, list)):
+        batch, full = batch[0], (batch[1] if len(batch) > 1 else full)
+    s.full_batch = bool(full)
+    interval = int(_nep_in_value(nep_in, "output_interval", 100))
+    if s.optimizer == "snes":
+        s.report_interval = max(1, interval)
+        if s.batch_size is None:
+            s.batch_size = int(batch)
+        if s.epochs is None:
+            s.epochs = int(_nep_in_value(nep_in, "generation", 100000))
+    else:
+        # Epochs are much larger steps than generations: report 10x more often.
+        s.report_interval = max(1, interval // 10)
+        if s.batch_size is None:
+            s.batch_size = min(num_structures, 4)
+    for name in ("report_interval", "patience", "polish_after"):
+        if overrides.get(name) is not None:
+            setattr(s, name, int(overrides[name]))
+    s.batch_size = max(1, min(int(s.batch_size), max(1, num_structures)))
+    s.seed = int(s.seed)
+    return s
+
+
+def loss_weights_from_nep_in(nep_in, num_types: int) -> LossWeights:
+    type_weight = _nep_in_value(nep_in, "type_weight")
+    return LossWeights(
+        num_types=num_types,
+        lambda_e=float(_nep_in_value(nep_in, "lambda_e", 1.0)),
+        lambda_f=float(_nep_in_value(nep_in, "lambda_f", 1.0)),
+        lambda_v=float(_nep_in_value(nep_in, "lambda_v", 0.1)),
+        lambda_shear=float(_nep_in_value(nep_in, "lambda_shear", 1.0)),
+        lambda_1=_nep_in_value(nep_in, "lambda_1"),
+        lambda_2=_nep_in_value(nep_in, "lambda_2"),
+        force_delta=float(_nep_in_value(nep_in, "force_delta", 0.0)),
+        type_weight=None if type_weight is None else np.asarray(type_weight, dtype=np.float64),
+    )
+
+
+def empty_model_from_nep_in(nep_in) -> Model:
+    """A model with nep.in's header and every parameter 0."""
+    if hasattr(nep_in, "empty_model"):
+        return nep_in.empty_model()
+    return Model.empty(**nep_in.model_header_kwargs())
+
+
+def check_header(model: Model, reference: Model, what: str) -> None:
+    """Raise ValueError naming every header field where ``model`` differs from nep.in."""
+    problems = []
+
+    def cmp(name, a, b):
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            a, b = np.asarray(a, float), np.asarray(b, float)
+            same = a.shape == b.shape and np.allclose(a, b, rtol=1e-5, atol=0)
+        else:
+            same = a == b
+        if not same:
+            problems.append(f"{name}: {a} (model) vs {b} (nep.in)")
+
+    cmp("version", model.version, reference.version)
+    cmp("types", list(model.types), list(reference.types))
+    if not problems:
+        cmp("radial cutoffs", model.radial_cutoffs, reference.radial_cutoffs)
+        cmp("angular cutoffs", model.angular_cutoffs, reference.angular_cutoffs)
+    cmp("n_max", (model.n_max_radial, model.n_max_angular),
+        (reference.n_max_radial, reference.n_max_angular))
+    cmp("basis_size", (model.basis_size_radial, model.basis_size_angular),
+        (reference.basis_size_radial, reference.basis_size_angular))
+    cmp("l_max", (model.l_max, tuple(f != 0 for f in model.l_max_flags)),
+        (reference.l_max, tuple(f != 0 for f in reference.l_max_flags)))
+    cmp("neuron", (model.n_neurons, model.n_neurons_second),
+        (reference.n_neurons, reference.n_neurons_second))
+    cmp("zbl", None if model.zbl is None else model.zbl.mode,
+        None if reference.zbl is None else reference.zbl.mode)
+    if model.zbl is not None and reference.zbl is not None and model.zbl.mode != "flexible":
+        cmp("zbl outer radius", model.zbl.outer, reference.zbl.outer)
+    if problems:
+        raise ValueError(f"{what} does not match nep.in: " + "; ".join(problems))
+
+
+def _gpumd_batches(labels: Labels, batch_size: int, training: bool) -> list[np.ndarray]:
+    """GPUMD's batches (4.2): with N_bat < N_c, structures stably sorted by per-atom energy
+    and dealt round-robin; otherwise one batch in file order."""
+    n = labels.num_structures
+    num_batches = math.ceil(n / batch_size)
+    if num_batches <= 1 or not training:
+        return [np.arange(n)]
+    order = np.argsort(labels.energy / labels.num_atoms, kind="stable")
+    return [order[b::num_batches] for b in range(num_batches)]
+
+
+# ------------------------------------------------------------------------------------ state
+class _Run:
+    """Shared machinery of the three optimisers: evaluation, reports, checkpoints, outputs."""
+
+    def __init__(self, model, train_structures, test_structures, settings, loss, output_dir,
+                 progress, log):
+        from ._backend import EngineBackend
+
+        self.model = model
+        self.settings = settings
+        self.loss = loss
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        self.log = log
+        self.progress = progress
+        species = model.types
+        self.train_labels = Labels.from_structures(train_structures, species)
+        self.train_structures = train_structures
+        self.backend = EngineBackend(model, train_structures)
+        self.test_structures = test_structures or []
+        self.test_labels = (
+            Labels.from_structures(self.test_structures, species) if self.test_structures
+            else None
+        )
+        self.test_backend = (
+            EngineBackend(model, self.test_structures) if self.test_structures else None
+        )
+        self.history = TrainingHistory()
+        self.elapsed_before = 0.0
+        self.start_time = time.monotonic()
+        self.last_good_params = model.parameters.copy()
+        self.callback = None
+
+    # ---------------------------------------------------------------- evaluation
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.start_time
+
+    def predict_all(self, params, backend, labels, chunk=64) -> Predictions:
+        parts = [backend.predict(params, range(i, min(labels.num_structures, i + chunk)))
+                 for i in range(0, labels.num_structures, chunk)]
+        return Predictions(
+            np.concatenate([p.energy for p in parts]),
+            np.concatenate([p.forces for p in parts]),
+            np.concatenate([p.virial for p in parts]),
+        )
+
+    def value_and_gradient(self, params, indices):
+        labels = self.train_labels.subset(indices)
+        pred = self.backend.predict(params, indices)
+        value = self.loss.evaluate(labels, pred, params)
+        if not value.is_finite():
+            return value, None
+        adj = self.loss.adjoints(labels, pred, params)
+        grad = self.backend.gradient(params, indices, adj)
+        return value, grad
+
+    def full_report(self, params) -> tuple[dict, float, Predictions, Predictions | None]:
+        """Loss and RMSEs on the whole training set (with the shift) and the test set (after
+        the bias correction, no shift)."""
+        pred = self.predict_all(params, self.backend, self.train_labels)
+        value = self.loss.evaluate(self.train_labels, pred, params)
+        record = {
+            "loss": value.value,
+            "l1": float(value.l1[-1]),
+            "l2": float(value.l2[-1]),
+            "rmse_energy_train": value.rmse_energy,
+            "rmse_force_train": value.rmse_force,
+            "rmse_virial_train": value.rmse_virial,
+            "rmse_energy_test": 0.0,
+            "rmse_force_test": 0.0,
+            "rmse_virial_test": 0.0,
+        }
+        test_pred = None
+        if self.test_labels is not None:
+            test_pred = self.predict_all(params, self.test_backend, self.test_labels)
+            # Bias correction b1 += s lowers every site energy by s.
+            shifted = Predictions(
+                test_pred.energy - value.shift * self.test_labels.num_atoms,
+                test_pred.forces,
+                test_pred.virial,
+            )
+            tv = self.loss.evaluate(self.test_labels, shifted, None, use_shift=False)
+            record.update(
+                rmse_energy_test=tv.rmse_energy,
+                rmse_force_test=tv.rmse_force,
+                rmse_virial_test=tv.rmse_virial,
+            )
+            test_pred = shifted
+        return record, value.shift, pred, test_pred
+
+    # ---------------------------------------------------------------- outputs
+    def corrected_model(self, params, shift) -> Model:
+        out = self.model.copy()
+        out.parameters[:] = params
+        out.shared_bias = out.shared_bias + shift
+        return out
+
+    def report(self, step, params, extra_arrays, extra_scalars, write_model=True):
+        """Evaluate, append loss.out and the history, write nep.txt and the checkpoint."""
+        record, shift, _, _ = self.full_report(params)
+        record["step"] = int(step)
+        record["time"] = self.elapsed()
+        if not np.isfinite(record["loss"]):
+            raise TrainingDiverged(
+                f"the loss is {record['loss']} at step {step}; the last good checkpoint is kept"
+            )
+        self.history.records.append(record)
+        self.last_good_params = np.array(params, copy=True)
+        if self.callback is not None:
+            self.callback(dict(record), self.corrected_model(params, shift))
+        if self.output_dir is not None:
+            from ..io.gpumd_outputs import write_loss_out
+
+            row = [step] + [record[k] for k in LOSS_COLUMNS]
+            write_loss_out(self.output_dir / "loss.out", np.array([row], dtype=np.float64),
+                           append=True)
+            if write_model:
+                self.corrected_model(params, shift).write(self.output_dir / "nep.txt")
+            self.save(step, params, extra_arrays, extra_scalars)
+        return record
+
+    def save(self, step, params, extra_arrays, extra_scalars, finished=False, reason=""):
+        if self.output_dir is None:
+            return
+        arrays = {"parameters": np.asarray(params), "q_scaler": self.model.q_scaler}
+        arrays.update(extra_arrays)
+        scalars = {
+            "step": int(step),
+            "elapsed": self.elapsed(),
+            "optimizer": self.settings.optimizer,
+            "types": list(self.model.types),
+            "num_parameters": int(self.model.num_parameters),
+            "history": self.history.records,
+            "finished": bool(finished),
+            "stop_reason": reason,
+        }
+        scalars.update(extra_scalars)
+        save_checkpoint(self.output_dir, arrays, scalars)
+
+    def write_final(self, params):
+        """nep.txt (bias corrected), *_train.out / *_test.out and the parity plots."""
+        record, shift, pred, test_pred = self.full_report(params)
+        final = self.corrected_model(params, shift)
+        if self.output_dir is None:
+            return final, record
+        from ..io import gpumd_outputs as go
+
+        final.write(self.output_dir / "nep.txt")
+        shifted = Predictions(
+            pred.energy - shift * self.train_labels.num_atoms, pred.forces, pred.virial
+        )
+        write_prediction_files(self.output_dir, "train", self.train_structures, shifted, go)
+        if test_pred is not None:
+            write_prediction_files(self.output_dir, "test", self.test_structures, test_pred, go)
+        try:
+            from .plots import parity_plots
+
+            parity_plots(self.output_dir, self.train_structures, shifted,
+                         self.test_structures, test_pred)
+        except Exception as err:  # plotting must never lose a trained model
+            self.log(f"parity plots not written: {err}")
+        return final, record
+
+
+def write_prediction_files(directory, which, structures, pred: Predictions, go) -> None:
+    """energy/force/virial/stress_<which>.out in GPUMD's formats (per-atom energies and
+    virials; missing reference virials as -1e6)."""
+    directory = Path(directory)
+    n = np.array([len(s.symbols) for s in structures], dtype=np.float64)
+    volume = np.array([abs(np.linalg.det(np.asarray(s.cell, dtype=np.float64)))
+                       for s in structures])
+    e_ref = np.array([s.energy for s in structures], dtype=np.float64) / n
+    go.write_energy_out(directory / f"energy_{which}.out", pred.energy / n, e_ref)
+    f_ref = np.concatenate([np.asarray(s.forces, dtype=np.float64).reshape(-1, 3)
+                            for s in structures])
+    go.write_force_out(directory / f"force_{which}.out", pred.forces, f_ref)
+    v_pred = virial_six(pred.virial) / n[:, None]
+    v_ref = np.array([
+        virial_six(np.asarray(s.virial, dtype=np.float64)) if s.virial is not None
+        else np.full(6, np.nan)
+        for s in structures
+    ]).reshape(-1, 6) / n[:, None]
+    go.write_virial_out(directory / f"virial_{which}.out", v_pred, v_ref)
+    go.write_stress_out(directory / f"stress_{which}.out",
+                        go.virial_to_stress_gpa(v_pred, n, volume),
+                        go.virial_to_stress_gpa(v_ref, n, volume))
+
+
+# ------------------------------------------------------------------------------------ loops
+def _progress_bar(settings, initial, progress):
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    unit = "gen" if settings.optimizer == "snes" else "epoch"
+    return tqdm(total=settings.epochs, initial=initial, unit=unit, dynamic_ncols=True,
+                mininterval=1.0)
+
+
+def _postfix(record):
+    return {
+        "E": f"{record['rmse_energy_train'] * 1e3:.2f} meV/atom",
+        "F": f"{record['rmse_force_train'] * 1e3:.1f} meV/Å",
+        "V": f"{record['rmse_virial_train'] * 1e3:.2f} meV/atom",
+    }
+
+
+def _should_stop_for_time(run: _Run) -> bool:
+    return run.settings.max_time is not None and run.elapsed() >= run.settings.max_time
+
+
+def _target_reached(run: _Run, record) -> bool:
+    t = run.settings.target_force_rmse
+    return t is not None and record["rmse_force_train"] <= t
+
+
+def _gradient_loop(run: _Run, params: np.ndarray, state) -> tuple[np.ndarray, str]:
+    """Adam/AdamW on mini-batches, then (``polish_after``) full-batch L-BFGS."""
+    s = run.settings
+    if state is not None and state[1].get("phase") == "lbfgs":
+        return _lbfgs_loop(run, params, state)
+    rng = np.random.default_rng(s.seed)
+    adam = Adam(params.size, learning_rate=s.learning_rate, weight_decay=s.weight_decay,
+                decay_mask=run.loss.parameter_types < run.model.num_types)
+    schedule = PlateauSchedule(s.learning_rate, patience=s.patience, min_delta=s.min_delta,
+                               min_learning_rate=s.min_learning_rate)
+    epoch = 0
+    if state is not None:
+        arrays, scalars = state
+        adam.load_state(arrays, scalars)
+        schedule.load_state(scalars)
+        rng.bit_generator.state = scalars["rng"]
+        epoch = int(scalars["step"])
+    n = run.train_labels.num_structures
+    max_epochs = s.epochs if s.epochs is not None else 10**9
+    bar = _progress_bar(s, epoch, run.progress)
+    reason = ""
+    epoch_losses = []
+
+    def extras():
+        arrays, scalars = adam.state_dict()
+        scalars.update(schedule.state())
+        scalars["rng"] = rng.bit_generator.state
+        scalars["phase"] = "adam"
+        return arrays, scalars
+
+    try:
+        while True:
+            if epoch >= max_epochs:
+                reason = f"reached {max_epochs} epochs"
+                break
+            if _should_stop_for_time(run):
+                reason = f"reached max_time {s.max_time:g} s"
+                break
+            perm = rng.permutation(n)
+            epoch_losses.clear()
+            for start in range(0, n, s.batch_size):
+                idx = np.sort(perm[start : start + s.batch_size])
+                value, grad = run.value_and_gradient(params, idx)
+                if grad is None or not np.all(np.isfinite(grad)):
+                    raise TrainingDiverged(
+                        f"the loss or its gradient became non-finite in epoch {epoch + 1} "
+                        f"(loss {value.value}); stopped, keeping the last good checkpoint. "
+                        "Try a smaller learning_rate."
+                    )
+                adam.learning_rate = schedule.learning_rate
+                adam.step(params, grad)
+                epoch_losses.append(value.value)
+            epoch += 1
+            converged = schedule.update(float(np.mean(epoch_losses)))
+            switch = 0 < s.polish_after <= schedule.reductions
+            if bar is not None:
+                bar.update(1)
+            if epoch % s.report_interval == 0 or converged or switch:
+                record = run.report(epoch, params, *extras())
+                if bar is not None:
+                    bar.set_postfix(_postfix(record), refresh=False)
+                if _target_reached(run, record):
+                    reason = f"train force RMSE below target {s.target_force_rmse:g} eV/Å"
+                    break
+            if switch:
+                reason = "switch"
+                break
+            if converged:
+                reason = "converged (learning rate fell below its minimum)"
+                break
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    finally:
+        if bar is not None:
+            bar.close()
+    if reason == "switch":
+        run.log(f"epoch {epoch}: Adam's learning rate was halved {schedule.reductions} times; "
+                "continuing with full-batch L-BFGS")
+        return _lbfgs_loop(run, params, None, start_step=epoch)
+    if not run.history.records or run.history.records[-1]["step"] != epoch:
+        run.report(epoch, params, *extras())
+    run.save(epoch, params, *extras(), finished=reason != "interrupted", reason=reason)
+    return params, reason
+
+
+def _lbfgs_loop(run: _Run, params: np.ndarray, state, start_step: int = 0
+                ) -> tuple[np.ndarray, str]:
+    """Full-batch L-BFGS; stops at epochs/max_time/target, or when the loss has fallen by less
+    than ``min_delta`` (relative) over ``lbfgs_patience`` iterations. A resumed run restarts
+    L-BFGS (its curvature memory is not checkpointed) from the checkpoint's parameters."""
+    s = run.settings
+    iteration = start_step if state is None else int(state[1]["step"])
+    max_iter = s.epochs if s.epochs is not None else 10**9
+    all_idx = np.arange(run.train_labels.num_structures)
+    bar = _progress_bar(s, iteration, run.progress)
+    outcome = {"reason": "", "iteration": iteration, "losses": {}}
+    phase = {"phase": "lbfgs"}
+
+    def fun(x):
+        value, grad = run.value_and_gradient(x, all_idx)
+        if grad is None:
+            return float("nan"), np.zeros_like(x)
+        return value.value, grad
+
+    def callback(x, loss):
+        outcome["iteration"] += 1
+        it = outcome["iteration"]
+        outcome["losses"][it] = loss
+        if bar is not None:
+            bar.update(1)
+        if it % s.report_interval == 0:
+            record = run.report(it, x, {}, phase)
+            if bar is not None:
+                bar.set_postfix(_postfix(record), refresh=False)
+            if _target_reached(run, record):
+                outcome["reason"] = "train force RMSE below target"
+                return True
+        before = outcome["losses"].get(it - s.lbfgs_patience)
+        if before is not None and outcome["losses"][it] > before * (1 - s.min_delta):
+            outcome["reason"] = (f"converged (L-BFGS loss fell by less than {s.min_delta:g} in "
+                                 f"{s.lbfgs_patience} iterations)")
+            return True
+        if _should_stop_for_time(run):
+            outcome["reason"] = f"reached max_time {s.max_time:g} s"
+            return True
+        return False
+
+    try:
+        params = lbfgs_minimize(fun, params, max_iterations=max(0, max_iter - iteration),
+                                callback=callback)
+        if not outcome["reason"]:
+            outcome["reason"] = (f"reached {max_iter} epochs" if outcome["iteration"] >= max_iter
+                                 else "converged (L-BFGS finished)")
+    except KeyboardInterrupt:
+        outcome["reason"] = "interrupted"
+    finally:
+        if bar is not None:
+            bar.close()
+    if not run.history.records or run.history.records[-1]["step"] != outcome["iteration"]:
+        run.report(outcome["iteration"], params, {}, phase)
+    run.save(outcome["iteration"], params, {}, phase,
+             finished=outcome["reason"] != "interrupted", reason=outcome["reason"])
+    return params, outcome["reason"]
+
+
+def _snes_loop(run: _Run, params: np.ndarray, state, mu0) -> tuple[np.ndarray, str]:
+    s = run.settings
+    ptypes = run.loss.parameter_types
+    snes = SNES(ptypes, run.model.num_types, population=s.population, sigma0=s.sigma0,
+                seed=s.seed, mu=mu0)
+    generation = 0
+    best = params.copy()
+    if state is not None:
+        arrays, scalars = state
+        snes.load_state(arrays, scalars)
+        generation = int(scalars["step"])
+        best = np.array(arrays["parameters"], dtype=np.float64)
+    batches = _gpumd_batches(run.train_labels, s.batch_size, training=True)
+    labels_of = [run.train_labels.subset(b) for b in batches]
+    bar = _progress_bar(s, generation, run.progress)
+    reason = ""
+
+    def evaluate(z, b) -> LossValue:
+        return run.loss.evaluate(labels_of[b], run.backend.predict(z, batches[b]), z)
+
+    try:
+        while True:
+            if generation >= s.epochs:
+                reason = f"reached {s.epochs} generations"
+                break
+            if _should_stop_for_time(run):
+                reason = f"reached max_time {s.max_time:g} s"
+                break
+            population = snes.ask()
+            losses = np.empty((s.population, run.model.num_types + 1))
+            for p, z in enumerate(population):
+                if s.full_batch:
+                    value = combine_full_batch([evaluate(z, b) for b in range(len(batches))])
+                else:
+                    value = evaluate(z, generation % len(batches))
+                losses[p] = value.total
+            best_index = snes.tell(losses)
+            if np.isfinite(losses[best_index, -1]):
+                best = population[best_index].copy()
+            generation += 1
+            if bar is not None:
+                bar.update(1)
+            if generation % s.report_interval == 0:
+                arrays, scalars = snes.state_dict()
+                record = run.report(generation, best, arrays, scalars)
+                if bar is not None:
+                    bar.set_postfix(_postfix(record), refresh=False)
+                if _target_reached(run, record):
+                    reason = "train force RMSE below target"
+                    break
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    finally:
+        if bar is not None:
+            bar.close()
+    arrays, scalars = snes.state_dict()
+    if not run.history.records or run.history.records[-1]["step"] != generation:
+        run.report(generation, best, arrays, scalars)
+    run.save(generation, best, arrays, scalars, finished=reason != "interrupted", reason=reason)
+    return best, reason
+
+
+# ------------------------------------------------------------------------------------ API
+def predict(model: Model, structures, output_dir=None, *, which: str = "train"):
+    """GPUMD's prediction mode: evaluate ``structures`` with ``model``, write
+    ``*_<which>.out`` (no shift, no training), return the predictions and RMSEs."""
+    from ._backend import EngineBackend
+
+    labels = Labels.from_structures(structures, model.types)
+    backend = EngineBackend(model, structures)
+    run_pred = []
+    for i in range(0, len(structures), 64):
+        run_pred.append(backend.predict(model.parameters, range(i, min(len(structures), i + 64))))
+    pred = Predictions(
+        np.concatenate([p.energy for p in run_pred]),
+        np.concatenate([p.forces for p in run_pred]),
+        np.concatenate([p.virial for p in run_pred]),
+    )
+    weights = LossWeights(num_types=model.num_types, lambda_1=0.0, lambda_2=0.0)
+    value = Loss(weights, model.parameter_types()).evaluate(labels, pred, None, use_shift=False)
+    if output_dir is not None:
+        from ..io import gpumd_outputs as go
+
+        write_prediction_files(Path(output_dir), which, structures, pred, go)
+    rmse = {"energy": value.rmse_energy, "force": value.rmse_force, "virial": value.rmse_virial}
+    return pred, rmse
+
+
+def train(
+    train_structures,
+    nep_in,
+    test_structures=None,
+    *,
+    output_dir=None,
+    optimizer: str | None = None,
+    seed: int | None = None,
+    max_time: float | None = None,
+    epochs: int | None = None,
+    learning_rate: float | None = None,
+    batch_size: int | None = None,
+    target_force_rmse: float | None = None,
+    report_interval: int | None = None,
+    patience: int | None = None,
+    polish_after: int | None = None,
+    initial_model: Model | None = None,
+    callback=None,
+    resume: bool = True,
+    progress: bool = False,
+    log=print,
+) -> tuple[Model, TrainingHistory]:
+    """Train a NEP(-ZBL) model on GPUMD's loss.
+
+    Parameters
+    ----------
+    train_structures, test_structures
+        Lists of :class:`~nepzbl_plugin.io.xyz.TrainingStructure` (energies and forces
+        required; virials optional).
+    nep_in
+        A :class:`~nepzbl_plugin.io.nep_in.NepIn` (or a path to nep.in): the model header, the
+        loss weights, and optionally ``optimizer``, ``max_time``, ``learning_rate``,
+        ``epochs``, ``batch_size``, ``seed``, ``target_force_rmse``, ``fine_tune``.
+    output_dir
+        Where GPUMD's output files and the restart checkpoint go (``None``: nothing written,
+        no resume).
+    optimizer, seed, max_time, epochs, learning_rate, batch_size, target_force_rmse
+        Override the nep.in values. ``max_time`` is in seconds.
+    report_interval, patience
+        Epochs between reports/checkpoints, and the plateau rule's patience (epochs).
+    polish_after
+        Adam switches to full-batch L-BFGS after this many learning-rate halvings (default 3;
+        0 = Adam only until its own stopping rule).
+    initial_model
+        Start from this model's parameters and q_scaler (fine-tuning); its header must match.
+    callback
+        ``callback(record, model)`` after every report: the history record and a copy of the
+        current model as it would be written (bias corrected); for benchmarks.
+    resume
+        Continue from the checkpoint in ``output_dir`` when there is one.
+    progress
+        Show a tqdm progress bar with the current RMSEs.
+    log
+        Called with one-line messages (``print`` by default; ``None`` for silence).
+
+    Returns
+    -------
+    (Model, TrainingHistory)
+        The trained model (shared bias corrected as GPUMD writes it) and one record per report.
+
+    Raises
+    ------
+    ValueError
+        Bad input: no forces, species not in nep.in, a fine-tune model that does not match.
+    TrainingDiverged
+        The loss became non-finite; the last good checkpoint and nep.txt are kept.
+    """
+    log = log or (lambda *_: None)
+    if isinstance(nep_in, (str, Path)):
+        from ..io.nep_in import read_nep_in
+
+        nep_in = read_nep_in(nep_in)
+    if not train_structures:
+        raise ValueError("the training set is empty")
+    overrides = dict(optimizer=optimizer, seed=seed, max_time=max_time, epochs=epochs,
+                     learning_rate=learning_rate, batch_size=batch_size,
+                     target_force_rmse=target_force_rmse, report_interval=report_interval,
+                     patience=patience, polish_after=polish_after)
+    settings = settings_from_nep_in(nep_in, len(train_structures), **overrides)
+    for note in settings.notes:
+        log(note)
+
+    model = empty_model_from_nep_in(nep_in)
+    species = list(model.types)
+    # Fails early and clearly on species not in nep.in, missing forces or energies.
+    Labels.from_structures(train_structures, species)
+    if test_structures:
+        Labels.from_structures(test_structures, species)
+
+    if _nep_in_value(nep_in, "prediction"):
+        # GPUMD's prediction mode: evaluate the existing nep.txt, train nothing.
+        from ..model import read_model
+
+        if output_dir is None:
+            raise ValueError("prediction 1 needs output_dir, the folder holding nep.txt")
+        existing = read_model(Path(output_dir) / "nep.txt")
+        check_header(existing, model, str(Path(output_dir) / "nep.txt"))
+        _, rmse = predict(existing, train_structures, output_dir, which="train")
+        history = TrainingHistory(stop_reason="prediction")
+        history.records.append({"step": 0, "time": 0.0, "rmse_energy_train": rmse["energy"],
+                                "rmse_force_train": rmse["force"],
+                                "rmse_virial_train": rmse["virial"]})
+        log(f"prediction: RMSE energy {rmse['energy'] * 1e3:.3f} meV/atom, force "
+            f"{rmse['force'] * 1e3:.2f} meV/Å, virial {rmse['virial'] * 1e3:.3f} meV/atom")
+        return existing, history
+
+    fine_tune = _nep_in_value(nep_in, "fine_tune")
+    if initial_model is None and fine_tune:
+        from ..model import read_model
+
+        path = Path(fine_tune[0] if isinstance(fine_tune, (tuple, list)) else fine_tune)
+        base = getattr(nep_in, "path", None)
+        if not path.is_absolute() and base and base != "<string>":
+            path = Path(base).parent / path
+        initial_model = read_model(path)
+    if initial_model is not None:
+        check_header(initial_model, model, "the fine-tune model")
+        model.q_scaler[:] = initial_model.q_scaler
+        params0 = initial_model.parameters.copy()
+        log(f"fine-tuning from a model with {initial_model.num_parameters} parameters "
+            "(its q_scaler is kept)")
+    else:
+        params0 = None
+
+    output = None if output_dir is None else Path(output_dir)
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+    state = load_checkpoint(output) if (output is not None and resume) else None
+    if state is not None:
+        arrays, scalars = state
+        if (scalars.get("types") != species
+                or int(scalars.get("num_parameters", -1)) != model.num_parameters
+                or scalars.get("optimizer") != settings.optimizer):
+            raise ValueError(
+                f"{output}: the restart checkpoint is for another model or optimizer "
+                f"({scalars.get('types')}, {scalars.get('num_parameters')} parameters, "
+                f"{scalars.get('optimizer')}); remove nepzbl_restart.* to start afresh"
+            )
+        model.q_scaler[:] = arrays["q_scaler"]
+        params0 = np.array(arrays["parameters"], dtype=np.float64)
+        log(f"resuming from step {scalars['step']} of {output / 'nepzbl_restart.json'}")
+    elif params0 is None:
+        from .qscaler import compute_q_scaler
+
+        if _nep_in_value(nep_in, "import_q_scaler") and output is not None:
+            from ..model import read_model
+
+            local = read_model(output / "nep.txt")
+            check_header(local, model, "nep.txt (import_q_scaler)")
+            model.q_scaler[:] = local.q_scaler
+        else:
+            model.q_scaler[:] = compute_q_scaler(model, train_structures,
+                                                 initial_para=settings.initial_para)
+        if settings.optimizer == "snes":
+            params0 = None  # SNES draws μ ~ U(-1, 1) from its seed
+        else:
+            from .initialise import initialise_parameters
+
+            params0 = initialise_parameters(model, train_structures, seed=settings.seed)
+    if state is None and output is not None and (output / "loss.out").exists():
+        (output / "loss.out").unlink()  # a fresh run starts a fresh loss.out
+
+    weights = loss_weights_from_nep_in(nep_in, model.num_types).resolved(model.num_parameters)
+    loss = Loss(weights, model.parameter_types(),
+                global_mask=_global_mask(model))
+    if params0 is not None:
+        model.parameters[:] = params0
+    run = _Run(model, train_structures, test_structures, settings, loss, output, progress, log)
+    run.callback = callback
+    if state is not None:
+        run.elapsed_before = float(state[1].get("elapsed", 0.0))
+        run.history.records = list(state[1].get("history", []))
+        if state[1].get("finished") and str(state[1].get("stop_reason")).startswith(
+            ("converged", "train force RMSE below")
+        ):
+            log(f"the checkpoint is of a finished run ({state[1].get('stop_reason')}); "
+                "writing its outputs again")
+            final, record = run.write_final(params0)
+            run.history.stop_reason = state[1].get("stop_reason", "")
+            return final, run.history
+    log(f"training {model.num_parameters} parameters with {settings.optimizer} on "
+        f"{len(train_structures)} structures"
+        + (f" ({len(test_structures)} test)" if test_structures else ""))
+
+    try:
+        if settings.optimizer in ("adam", "adamw"):
+            params, reason = _gradient_loop(run, model.parameters.copy(), state)
+        elif settings.optimizer == "lbfgs":
+            params, reason = _lbfgs_loop(run, model.parameters.copy(), state)
+        else:
+            mu0 = None if params0 is None or state is not None else params0
+            params, reason = _snes_loop(run, model.parameters.copy(), state, mu0)
+    except TrainingDiverged as err:
+        # nep.txt and the checkpoint on disk are those of the last good report.
+        log(str(err))
+        raise
+    run.history.stop_reason = reason
+    if reason == "interrupted" and output is not None:
+        log(f"interrupted: checkpoint saved in {output}; run the same command to resume")
+    final, record = run.write_final(params)
+    log(f"stopped: {reason}; train RMSE energy {record['rmse_energy_train'] * 1e3:.3f} meV/atom, "
+        f"force {record['rmse_force_train'] * 1e3:.2f} meV/Å, "
+        f"virial {record['rmse_virial_train'] * 1e3:.3f} meV/atom"
+        + (f"; test {record['rmse_energy_test'] * 1e3:.3f} meV/atom, "
+           f"{record['rmse_force_test'] * 1e3:.2f} meV/Å, "
+           f"{record['rmse_virial_test'] * 1e3:.3f} meV/atom" if test_structures else ""))
+    return final, run.history
+
+
+def _global_mask(model: Model) -> np.ndarray:
+    mask = np.zeros(model.num_parameters, dtype=bool)
+    mask[model.parameter_groups()["shared_bias"]] = True
+    return mask
