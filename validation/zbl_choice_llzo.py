@@ -106,10 +106,8 @@ def report(out):
         verdict = "safe" if r["audit"].get("safe") else "UNSAFE"
         print(f"{r['variant']:<10} {h['energy']:13.3f} {h['force']:10.2f} {h['virial']:13.3f} "
               f"{verdict:>7}  {barriers}")
-        for check in r["audit"].get("checks", []):
-            if isinstance(check, dict):
-                print(f"           {check.get('name')}: {check.get('status')} "
-                      f"{check.get('message', '')}")
+        for check_name, check in r["audit"].get("checks", {}).items():
+            print(f"           {check_name}: {check['status']}: {check['message']}")
     return rows
 
 
