@@ -631,8 +631,27 @@ static int compute_one(const nep_model *m, const nep_system *sys, nep_outputs *o
     const int want_network = want_forces || out->energy || out->energies || out->latent;
     const int nR1 = m->nR + 1, nA1 = m->nA + 1, slen = m->slen;
 
+    /* One thread count for the neighbour list and both passes. */
+    int nthreads = nt;
+#ifdef _OPENMP
+    if (nthreads <= 0) nthreads = omp_get_max_threads();
+#else
+    nthreads = 1;
+#endif
+    if (nthreads < 1) nthreads = 1;
+    /* With the default thread count, give each thread at least NEP_MIN_ATOMS_PER_THREAD atoms:
+     * waking a team costs more than a dimer or a small cell takes (seen: 31 ms with 2 threads
+     * against 1 ms with 1 for two atoms on a loaded machine). An explicit count is obeyed. */
+    if (nt <= 0 && nthreads > 1) {
+        int useful = N / NEP_MIN_ATOMS_PER_THREAD;
+        if (useful < 1) useful = 1;
+        if (nthreads > useful) nthreads = useful;
+    }
+    if (nthreads > N) nthreads = N > 0 ? N : 1;
+
     nep_neighbor_list nl;
-    int status = nep_neighbor_build(sys, m->T, m->rc_list, m->rc_angular, m->rc_max, nt, &nl);
+    int status =
+        nep_neighbor_build(sys, m->T, m->rc_list, m->rc_angular, m->rc_max, nthreads, &nl);
     if (status != NEP_OK) return status;
 
     const size_t P = nl.num_pairs ? nl.num_pairs : 1, PA = nl.num_angular_pairs ? nl.num_angular_pairs : 1;
@@ -659,23 +678,6 @@ static int compute_one(const nep_model *m, const nep_system *sys, nep_outputs *o
         nep_neighbor_free(&nl);
         return NEP_ERR_NOMEM;
     }
-
-    int nthreads = nt;
-#ifdef _OPENMP
-    if (nthreads <= 0) nthreads = omp_get_max_threads();
-#else
-    nthreads = 1;
-#endif
-    if (nthreads < 1) nthreads = 1;
-    /* With the default thread count, give each thread at least NEP_MIN_ATOMS_PER_THREAD atoms:
-     * waking a team costs more than a dimer or a small cell takes (seen: 31 ms with 2 threads
-     * against 1 ms with 1 for two atoms on a loaded machine). An explicit count is obeyed. */
-    if (nt <= 0 && nthreads > 1) {
-        int useful = N / NEP_MIN_ATOMS_PER_THREAD;
-        if (useful < 1) useful = 1;
-        if (nthreads > useful) nthreads = useful;
-    }
-    if (nthreads > N) nthreads = N > 0 ? N : 1;
 
     /* pass 1 */
 #ifdef _OPENMP

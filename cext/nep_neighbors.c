@@ -180,16 +180,20 @@ int nep_neighbor_build(const nep_system *system, int num_types, const double *rc
     }
     invert3(H, Hinv);
 
+    /* Scratch arrays, all freed at `cleanup`; on an error `out` is freed there too. */
+    double *xw = NULL, *fr = NULL, *xb = NULL;
+    int *bin_of = NULL, *bin_start = NULL, *bin_atoms = NULL, *tb = NULL, *chunk_start = NULL;
+    int (*bcoord)[3] = NULL;
+    pair_buffer *buffers = NULL;
+    int shared_status = NEP_OK;
+
     /* wrapped positions and fractional coordinates */
-    double *xw = (double *)malloc((size_t)N * 3 * sizeof(double));
-    double *fr = (double *)malloc((size_t)N * 3 * sizeof(double));
-    int *bin_of = (int *)malloc((size_t)N * sizeof(int));
+    xw = (double *)malloc((size_t)N * 3 * sizeof(double));
+    fr = (double *)malloc((size_t)N * 3 * sizeof(double));
+    bin_of = (int *)malloc((size_t)N * sizeof(int));
     if (!xw || !fr || !bin_of) {
-        free(xw);
-        free(fr);
-        free(bin_of);
-        nep_neighbor_free(out);
-        return NEP_ERR_NOMEM;
+        shared_status = NEP_ERR_NOMEM;
+        goto cleanup;
     }
     double fmin[3] = {0, 0, 0}, fmax[3] = {0, 0, 0};
     for (int i = 0; i < N; ++i) {
@@ -235,11 +239,8 @@ int nep_neighbor_build(const nep_system *system, int num_types, const double *rc
             if (nbin[k] < NEP_BINS_PER_CUTOFF) {
                 double m = ceil(rc_max * nbin[k] / thickness);
                 if (!(m <= NEP_MAX_IMAGE_SHELLS)) {
-                    free(xw);
-                    free(fr);
-                    free(bin_of);
-                    nep_neighbor_free(out);
-                    return NEP_ERR_CELL;
+                    shared_status = NEP_ERR_CELL;
+                    goto cleanup;
                 }
                 shells[k] = (int)m;
             }
@@ -265,33 +266,15 @@ int nep_neighbor_build(const nep_system *system, int num_types, const double *rc
         width[k] = periodic[k] ? 1.0 / nbin[k] : (fmax[k] - fmin[k]) / nbin[k];
     }
     const int total_bins = nbin[0] * nbin[1] * nbin[2];
-    int *bin_start = (int *)calloc((size_t)total_bins + 1, sizeof(int));
-    int *bin_atoms = (int *)malloc((size_t)N * sizeof(int));
+    bin_start = (int *)calloc((size_t)total_bins + 1, sizeof(int));
+    bin_atoms = (int *)malloc((size_t)N * sizeof(int));
     /* positions and types in bin order, so that the candidate loop streams through memory */
-    double *xb = (double *)malloc((size_t)N * 3 * sizeof(double));
-    int *tb = (int *)malloc((size_t)N * sizeof(int));
-    if (!bin_start || !bin_atoms || !xb || !tb) {
-        free(xb);
-        free(tb);
-        free(xw);
-        free(fr);
-        free(bin_of);
-        free(bin_start);
-        free(bin_atoms);
-        nep_neighbor_free(out);
-        return NEP_ERR_NOMEM;
-    }
-    int (*bcoord)[3] = (int (*)[3])malloc((size_t)N * sizeof(*bcoord));
-    if (!bcoord) {
-        free(xw);
-        free(fr);
-        free(bin_of);
-        free(bin_start);
-        free(bin_atoms);
-        free(xb);
-        free(tb);
-        nep_neighbor_free(out);
-        return NEP_ERR_NOMEM;
+    xb = (double *)malloc((size_t)N * 3 * sizeof(double));
+    tb = (int *)malloc((size_t)N * sizeof(int));
+    bcoord = (int (*)[3])malloc((size_t)N * sizeof(*bcoord));
+    if (!bin_start || !bin_atoms || !xb || !tb || !bcoord) {
+        shared_status = NEP_ERR_NOMEM;
+        goto cleanup;
     }
     for (int i = 0; i < N; ++i) {
         for (int k = 0; k < 3; ++k) {
@@ -310,16 +293,8 @@ int nep_neighbor_build(const nep_system *system, int num_types, const double *rc
     {
         int *fill = (int *)malloc((size_t)total_bins * sizeof(int));
         if (!fill) {
-            free(xw);
-            free(fr);
-            free(bin_of);
-            free(bin_start);
-            free(bin_atoms);
-            free(xb);
-            free(tb);
-            free(bcoord);
-            nep_neighbor_free(out);
-            return NEP_ERR_NOMEM;
+            shared_status = NEP_ERR_NOMEM;
+            goto cleanup;
         }
         memcpy(fill, bin_start, (size_t)total_bins * sizeof(int));
         for (int i = 0; i < N; ++i) bin_atoms[fill[bin_of[i]]++] = i;
@@ -335,8 +310,6 @@ int nep_neighbor_build(const nep_system *system, int num_types, const double *rc
     const double overlap2 = NEP_OVERLAP_DISTANCE * NEP_OVERLAP_DISTANCE;
     const double rc_max2 = rc_max * rc_max;
     size_t *count = out->offset + 1; /* count[i] = entries of atom i, prefix-summed later */
-    int shared_status = NEP_OK;
-    pair_buffer *buffers = NULL;
     int nthreads_used = 1;
 
     int nt = num_threads;
@@ -348,20 +321,10 @@ int nep_neighbor_build(const nep_system *system, int num_types, const double *rc
     if (nt < 1) nt = 1;
     if (nt > N) nt = N > 0 ? N : 1;
     buffers = (pair_buffer *)calloc((size_t)nt, sizeof(pair_buffer));
-    int *chunk_start = (int *)calloc((size_t)nt + 1, sizeof(int));
+    chunk_start = (int *)calloc((size_t)nt + 1, sizeof(int));
     if (!buffers || !chunk_start) {
-        free(buffers);
-        free(chunk_start);
-        free(xw);
-        free(fr);
-        free(bin_of);
-        free(bin_start);
-        free(bin_atoms);
-        free(xb);
-        free(tb);
-        free(bcoord);
-        nep_neighbor_free(out);
-        return NEP_ERR_NOMEM;
+        shared_status = NEP_ERR_NOMEM;
+        goto cleanup;
     }
 
 #ifdef _OPENMP
@@ -520,6 +483,7 @@ int nep_neighbor_build(const nep_system *system, int num_types, const double *rc
     }
     (void)nthreads_used;
 
+cleanup:
     free(buffers);
     free(chunk_start);
     free(xw);
@@ -530,11 +494,8 @@ int nep_neighbor_build(const nep_system *system, int num_types, const double *rc
     free(bcoord);
     free(xb);
     free(tb);
-    if (shared_status != NEP_OK) {
-        nep_neighbor_free(out);
-        return shared_status;
-    }
-    return NEP_OK;
+    if (shared_status != NEP_OK) nep_neighbor_free(out);
+    return shared_status;
 }
 
 void nep_neighbor_free(nep_neighbor_list *list)
