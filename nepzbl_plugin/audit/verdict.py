@@ -11,9 +11,7 @@ A model is *safe* when no check fails. The checks (``docs/audit.md``):
 
 from __future__ import annotations
 
-import atexit
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 from .dimer import (
@@ -80,28 +78,12 @@ class AuditReport:
 
 
 def make_calculator(model, num_threads: int | None = None):
-    """An ASE calculator for a model (a :class:`~nepzbl_plugin.model.Model` or a nep.txt path):
-    nepzbl's own when it is built, else calorine's CPUNEP (same numbers, slower).
+    """nepzbl's ASE calculator for a model (a :class:`~nepzbl_plugin.model.Model` or a
+    nep.txt path). ``num_threads``: threads of the engine (None: its default, which keeps
+    tiny systems such as dimers on one thread)."""
+    from ..calculators import NEP
 
-    ``num_threads``: threads of nepzbl's engine (None: its default). Use 1 for tiny systems
-    such as dimers, where threads cost more than they give.
-    """
-    try:
-        from ..calculators import NEP
-    except ImportError:
-        NEP = None
-    if NEP is not None:
-        return NEP(model, num_threads=num_threads)
-    from calorine.calculators import CPUNEP
-
-    if isinstance(model, (str, os.PathLike)):
-        return CPUNEP(str(model))
-    # CPUNEP reads its file lazily: keep the temporary copy until the interpreter exits
-    handle, path = tempfile.mkstemp(suffix=".txt", prefix="nepzbl-audit-")
-    os.close(handle)
-    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
-    model.write(path, precision="full")
-    return CPUNEP(path)
+    return NEP(model, num_threads=num_threads)
 
 
 def _dimer_check(analyses: dict[str, CurveAnalysis]) -> Check:
@@ -199,7 +181,7 @@ def audit(
         if model_obj is None:
             raise ValueError("audit needs a model or a calculator")
         source = model if isinstance(model, Model) else str(model)
-        dimer_calculator = make_calculator(source, num_threads=1)
+        dimer_calculator = make_calculator(source)
         threads = getattr(hot_md, "num_threads", None)
         md_calculator = make_calculator(source, num_threads=threads)
     else:
