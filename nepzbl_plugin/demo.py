@@ -242,8 +242,11 @@ def run_demo(out_dir: str = "nepzbl-demo", *, num_structures: int = 60,
 
     log(f"[4/4] auditing both models (dimer scans, data distances, hot MD from a start rattled "
         f"by {rattle:g} Å)")
+    # the rattled start shows in one short run what a collapse path does to MD; knock-on
+    # collisions at the default energy (3.2 eV at 1800 K) stay below this pure NEP's barriers of
+    # 4 to 5 eV, which the dimer check reports anyway, so the demo leaves them out for speed
     settings = StressTestSettings(steps=md_steps, min_atoms=100, seed=seed, rattle=rattle,
-                                  num_threads=1)
+                                  kicks_per_pair=0, num_threads=1)
     reports = [audit(models[label], data=train_set, name=label, hot_md=settings,
                      progress=progress) for label in models]
     labels = list(models)

@@ -23,7 +23,8 @@ def _thermalize(atoms, temperature: float, rng) -> None:
         vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
 
 
-__all__ = ["NVTResult", "run_nvt", "partial_rdf_counts", "partial_rdf", "pair_min_distances"]
+__all__ = ["NVTResult", "KnockOns", "knock_on", "run_nvt", "partial_rdf_counts", "partial_rdf",
+           "pair_min_distances"]
 
 
 def _pair_key(a: str, b: str, species: list[str]) -> str:
@@ -96,6 +97,64 @@ def partial_rdf(counts: dict, atoms, species, r_max: float, bins: int, frames: i
 
 
 @dataclass
+class KnockOns:
+    """Head-on collisions delivered during an NVT run (see :func:`knock_on`).
+
+    After ``first`` steps and then every ``interval`` steps, one pair of the next kind in
+    ``pairs`` (round robin) gets ``energy`` eV of relative kinetic energy along its bond, towards
+    each other. Samples taken less than ``settle`` steps after a collision are *transient*: the
+    collision itself brings the pair close for a few tens of fs even with a hard wall, so those
+    samples do not count towards the collapse verdict.
+    """
+
+    pairs: list  # ["A-B", ...], kicked in this order
+    energy: float  # eV
+    first: int = 1000
+    interval: int = 200
+    settle: int = 100
+
+    @property
+    def last_step(self) -> int:
+        """Step of the last collision."""
+        return self.first + (len(self.pairs) - 1) * self.interval
+
+
+def knock_on(atoms, first: str, second: str, energy: float, rng) -> dict | None:
+    """Send a random ``first`` atom and its nearest ``second`` neighbour head-on at each other.
+
+    Along their bond the pair gets a relative speed whose kinetic energy in the pair's centre of
+    mass frame is ``energy`` eV (0.5 mu v_rel^2, mu the reduced mass); the centre-of-mass speed
+    along the bond and every perpendicular component are kept, so momentum is conserved. This is
+    a primary knock-on event, the tail of the Maxwell-Boltzmann distribution delivered on demand.
+    Returns {"atoms": [i, j], "distance": Å before} or None when no such pair exists.
+    """
+    symbols = np.array(atoms.get_chemical_symbols())
+    heads = np.flatnonzero(symbols == first)
+    targets = np.flatnonzero(symbols == second)
+    if heads.size == 0:
+        return None
+    i = int(rng.choice(heads))
+    targets = targets[targets != i]
+    if targets.size == 0:
+        return None
+    vectors = atoms.get_distances(i, targets, mic=True, vector=True)
+    lengths = np.linalg.norm(vectors, axis=1)
+    k = int(np.argmin(lengths))
+    j = int(targets[k])
+    bond = vectors[k] / lengths[k]  # from i to j
+    masses = atoms.get_masses()
+    velocities = atoms.get_velocities()
+    mi, mj = masses[i], masses[j]
+    mu = mi * mj / (mi + mj)
+    centre = (mi * velocities[i] @ bond + mj * velocities[j] @ bond) / (mi + mj)
+    approach = np.sqrt(2.0 * energy / mu)  # ASE units: eV, amu, Angstrom
+    velocities[i] += (centre + mj / (mi + mj) * approach - velocities[i] @ bond) * bond
+    velocities[j] += (centre - mi / (mi + mj) * approach - velocities[j] @ bond) * bond
+    atoms.set_velocities(velocities)
+    return {"atoms": [i, j], "distance": float(lengths[k])}
+
+
+@dataclass
 class NVTResult:
     """One monitored NVT run. Times in fs, distances in Angstrom, temperatures in K."""
 
@@ -110,16 +169,26 @@ class NVTResult:
     steps_done: int
     wall_seconds: float
     aborted: str | None = None
+    counted: np.ndarray | None = None  # per sample: counts towards the verdict (not transient)
+    kicks: list = field(default_factory=list)  # one dict per knock-on collision
     extra: dict = field(default_factory=dict)
+
+    def _counted(self) -> np.ndarray:
+        if self.counted is None:
+            return np.ones(self.collapsed.shape, dtype=bool)
+        return self.counted
 
     @property
     def collapsed_fraction(self) -> float:
-        return float(np.mean(self.collapsed)) if self.collapsed.size else 0.0
+        """Fraction of the counted samples (transients after a collision left out) that
+        collapsed."""
+        counted = self._counted()
+        return float(np.mean(self.collapsed[counted])) if np.any(counted) else 0.0
 
     @property
     def collapse_onset(self) -> float | None:
-        """Time (fs) of the first collapsed sample, None if none."""
-        hits = np.nonzero(self.collapsed)[0]
+        """Time (fs) of the first counted collapsed sample, None if none."""
+        hits = np.nonzero(self.collapsed & self._counted())[0]
         return float(self.times[hits[0]]) if hits.size else None
 
 
@@ -139,6 +208,7 @@ def run_nvt(
     progress: bool = True,
     stop_on_collapse: bool = False,
     species=None,
+    knock_ons: KnockOns | None = None,
 ) -> NVTResult:
     """Langevin NVT with a minimum-distance monitor.
 
@@ -163,6 +233,10 @@ def run_nvt(
         End the run at the first collapsed sample.
     species
         Element order that names the pairs ("A-B" with A first); default order of appearance.
+    knock_ons
+        Head-on collisions to deliver during the run (:class:`KnockOns`); the run is extended
+        to end ``interval`` steps after the last one. Their step numbers are rounded up to
+        multiples of ``sample_interval``.
 
     A run whose energies or positions turn non-finite, or whose calculator raises, ends there
     with ``aborted`` set; the last sample then counts as collapsed.
@@ -199,11 +273,26 @@ def run_nvt(
     dyn = Langevin(atoms, timestep * units.fs, temperature_K=temperature,
                    friction=friction / units.fs, fixcm=False, rng=rng)
 
-    times, dmin, temps, collapsed = [], [], [], []
+    sample_interval = max(1, int(sample_interval))
+
+    def aligned(step: int) -> int:
+        return -(-int(step) // sample_interval) * sample_interval
+
+    schedule = []  # (step, "A-B") of each collision
+    settle = 0
+    if knock_ons is not None and knock_ons.pairs:
+        settle = int(knock_ons.settle)
+        for k, pair in enumerate(knock_ons.pairs):
+            schedule.append((aligned(knock_ons.first + k * knock_ons.interval), pair))
+        steps = max(steps, schedule[-1][0] + aligned(knock_ons.interval))
+    kicks = []
+    last_kick = None
+
+    times, dmin, temps, collapsed, counted = [], [], [], [], []
     per_pair = {p: [] for p in pairs}
     counts = None
     aborted = None
-    n_samples = max(1, steps // max(1, sample_interval))
+    n_samples = max(1, steps // sample_interval)
     iterator = range(n_samples)
     if progress:
         from tqdm import tqdm
@@ -212,6 +301,16 @@ def run_nvt(
     start = time.perf_counter()
     done = 0
     for _ in iterator:
+        while schedule and schedule[0][0] <= done:
+            _, pair = schedule.pop(0)
+            a, b = pair.split("-")
+            event = knock_on(atoms, a, b, knock_ons.energy, rng)
+            if event is not None:
+                if kicks:
+                    _close_kick(kicks[-1], atoms, limits, pairs, species, search)
+                event.update(pair=pair, time_fs=done * timestep)
+                kicks.append(event)
+                last_kick = done
         try:
             dyn.run(sample_interval)
             energy = atoms.get_potential_energy()
@@ -226,13 +325,17 @@ def run_nvt(
             dmin.append(0.0)
             temps.append(np.nan)
             collapsed.append(True)
+            counted.append(True)
             for p in pairs:
                 per_pair[p].append(0.0)
             break
         distances = pair_min_distances(atoms, species, search)
-        sample_counts = partial_rdf_counts(atoms, species, rdf_r_max, rdf_bins)
-        counts = sample_counts if counts is None else {k: counts[k] + v
-                                                       for k, v in sample_counts.items()}
+        transient = last_kick is not None and done - last_kick < settle
+        if not transient:  # the RDF, like the verdict, leaves collision transients out
+            sample_counts = partial_rdf_counts(atoms, species, rdf_r_max, rdf_bins)
+            counts = sample_counts if counts is None else {k: counts[k] + v
+                                                           for k, v in sample_counts.items()}
+        counted.append(not transient)
         times.append(done * timestep)
         dmin.append(min(distances.values()))
         temps.append(atoms.get_temperature())
@@ -240,10 +343,15 @@ def run_nvt(
         collapsed.append(hit)
         for p in pairs:
             per_pair[p].append(distances[p])
-        if hit and stop_on_collapse:
+        if hit and stop_on_collapse and not transient:
             break
     wall = time.perf_counter() - start
-    frames = int(np.sum(np.isfinite(temps)))  # samples that reached the RDF
+    if kicks and aborted is None:
+        _close_kick(kicks[-1], atoms, limits, pairs, species, search)
+    elif kicks:
+        kicks[-1].update(distance_after=None, collapsed_after=["the run blew up"])
+    # samples that reached the RDF
+    frames = int(np.sum(np.isfinite(temps) & np.array(counted, dtype=bool)))
     if counts is None:
         counts = {p: np.zeros(rdf_bins) for p in pairs}
     r, g = partial_rdf(counts, atoms, species, rdf_r_max, rdf_bins, frames)
@@ -252,5 +360,14 @@ def run_nvt(
         pair_min_distance={p: np.array(v) for p, v in per_pair.items()},
         temperature=np.array(temps), collapsed=np.array(collapsed, dtype=bool),
         collapse_distances=limits, rdf_r=r, rdf=g, steps_done=done, wall_seconds=wall,
-        aborted=aborted,
+        aborted=aborted, counted=np.array(counted, dtype=bool), kicks=kicks,
     )
+
+
+def _close_kick(kick: dict, atoms, limits, pairs, species, search) -> None:
+    """Record how a collision ended: the kicked pair's distance and whether any pair is
+    collapsed just before the next collision (or the end of the run)."""
+    i, j = kick["atoms"]
+    kick["distance_after"] = float(atoms.get_distance(i, j, mic=True))
+    distances = pair_min_distances(atoms, species, search)
+    kick["collapsed_after"] = sorted(p for p in pairs if distances[p] < limits[p])

@@ -349,3 +349,104 @@ def test_rattled_stress_test_separates_nep802_from_nep802_zbl():
     assert pure.run.min_distance.min() < 0.6
     assert walled.passed and walled.run.min_distance.min() > 1.0
     assert "rattled by 0.35" in pure.temperature_source
+
+
+# ------------------------------------------------------------------ knock-on collisions
+def test_knock_on_energy_is_kT_ln_attempts():
+    from nepzbl_plugin.audit.stress_test import knock_on_energy
+
+    kT = 8.617333262e-5 * 1300.0
+    # 1e13 /s x 1e5 atom ns x 1e-9 s/ns = 1e9 attempts: E* = kT ln 1e9 = 20.72 kT = 2.3215 eV
+    assert knock_on_energy(1300.0) == pytest.approx(kT * np.log(1e9), rel=1e-12)
+    assert knock_on_energy(1300.0) == pytest.approx(2.3215, abs=1e-4)
+    assert knock_on_energy(1000.0, 1e3) == pytest.approx(8.617333262e-2 * np.log(1e7), rel=1e-12)
+    with pytest.raises(ValueError):
+        knock_on_energy(0.0)
+
+
+def test_knock_on_conserves_momentum_and_sets_the_collision_energy():
+    from ase.build import bulk
+
+    from nepzbl_plugin.md import knock_on
+
+    atoms = bulk("NiCu", "rocksalt", a=4.0).repeat(2)  # Ni and Cu, different masses
+    rng = np.random.default_rng(3)
+    atoms.set_velocities(rng.normal(0.0, 0.01, (len(atoms), 3)))
+    before = atoms.get_momenta().sum(axis=0)
+    event = knock_on(atoms, "Ni", "Cu", 2.5, rng)
+    i, j = event["atoms"]
+    assert atoms[i].symbol == "Ni" and atoms[j].symbol == "Cu"
+    # j is the nearest Cu of i
+    d = atoms.get_distances(i, [k for k, a in enumerate(atoms) if a.symbol == "Cu"], mic=True)
+    assert event["distance"] == pytest.approx(d.min()) == pytest.approx(2.0)
+    np.testing.assert_allclose(atoms.get_momenta().sum(axis=0), before, atol=1e-12)
+    bond = atoms.get_distance(i, j, mic=True, vector=True) / event["distance"]
+    v = atoms.get_velocities()
+    m = atoms.get_masses()
+    mu = m[i] * m[j] / (m[i] + m[j])
+    approach = (v[i] - v[j]) @ bond  # > 0: moving towards each other
+    assert approach > 0
+    assert 0.5 * mu * approach**2 == pytest.approx(2.5, rel=1e-12)
+    assert knock_on(bulk("Cu"), "Cu", "Cu", 1.0, rng) is None  # no second Cu atom
+    assert knock_on(atoms, "Ag", "Cu", 1.0, rng) is None
+
+
+def test_collision_transients_do_not_count():
+    """A 12 eV Cu-Cu collision in EMT copper brings the pair to about 1.55 Å for a few fs (the
+    nearest-neighbour distance is 2.55 Å); the samples in the settle window are recorded but do
+    not count, and once the collision has spread out no pair is that close."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from nepzbl_plugin.md import KnockOns
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(3)
+    kicks = KnockOns(pairs=["Cu-Cu"], energy=12.0, first=20, interval=100, settle=60)
+    run = run_nvt(atoms, EMT(), 300.0, 20, sample_interval=2, collapse_distances=1.9,
+                  progress=False, knock_ons=kicks, seed=1)
+    assert run.steps_done == 120 and len(run.kicks) == 1
+    transient = ~run.counted
+    assert transient.sum() == 29  # samples at 22..78 fs: less than 60 fs after the kick
+    assert run.min_distance[transient].min() < 1.7  # the collision itself came close ...
+    assert run.min_distance[run.counted].min() > 1.95  # ... and the pair bounced back
+    assert run.collapsed.any() and run.collapsed_fraction == 0.0 and run.collapse_onset is None
+    kick = run.kicks[0]
+    assert kick["time_fs"] == 20.0 and kick["collapsed_after"] == []
+    assert kick["distance_after"] > 2.5
+
+
+def test_knock_on_stress_test_separates_nep802_from_nep802_zbl():
+    """Head-on Li-Li and Li-La collisions at the default energy (2.32 eV at 1300 K) make NEP802's
+    Li fall onto Li or La, as in the paper's hot MD (Li-Li g(r) peak at 0.13 Å); NEP802-ZBL's
+    wall sends them back. Each collision collapses NEP802 with probability about 0.55, so eight
+    miss with probability below 0.2 %."""
+    from ase.io import read
+
+    from nepzbl_plugin.audit.stress_test import StressTestSettings, stress_test
+
+    data = read(shared_file("llzo", "NEP25-ZBL", "train.xyz"), index=":")
+    settings = StressTestSettings(temperature=1300, steps=200, kicks_per_pair=4,
+                                  kick_pairs=["La-Li", "Li-Li"], seed=7)
+    results = {}
+    for name in ("NEP802", "NEP802-ZBL"):
+        calc = make_calculator(str(shared_file("llzo", f"{name}.txt")), num_threads=1)
+        results[name] = stress_test(calc, data, settings, progress=False)
+    pure, walled = results["NEP802"], results["NEP802-ZBL"]
+    for result in (pure, walled):
+        d = result.as_dict()
+        assert d["knock_on"]["energy_eV"] == pytest.approx(2.3215, abs=1e-4)
+        assert d["knock_on"]["pairs"] == ["Li-La", "Li-Li"]
+        assert d["knock_on"]["collisions"] == 8 and d["steps"] == 200 + 8 * 200
+    assert not pure.passed and pure.as_dict()["knock_on"]["followed_by_collapse"] >= 1
+    assert pure.as_dict()["min_distance"] < 0.6
+    assert walled.passed and walled.as_dict()["min_distance"] > 1.2
+    assert walled.as_dict()["knock_on"]["followed_by_collapse"] == 0
+
+
+def test_cli_rejects_unknown_kick_pair(tmp_path, capsys):
+    from nepzbl_plugin.cli import main
+
+    status = main(["audit", str(shared_file("llzo", "NEP802.txt")), "--kick-pairs", "Li-Cu",
+                   "--png", "none"])
+    assert status == 2
+    assert "Li-Cu" in capsys.readouterr().err

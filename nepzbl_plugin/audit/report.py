@@ -53,6 +53,15 @@ def format_report(report) -> str:
             f"collapsed frames {100 * d['collapsed_fraction']:.1f} %, onset "
             f"{_num(d['collapse_onset_ps'], '.3f', ' ps')}, shortest distance "
             f"{_num(d['min_distance'], '.2f', ' Å')}")
+        knock = d.get("knock_on")
+        if knock:
+            lines.append(
+                f"knock-on: {knock['collisions']} head-on collisions of "
+                f"{knock['energy_eV']:.2f} eV "
+                f"({knock['energy_over_kT']:.1f} k_B T: a run of {knock['horizon_atom_ns']:g} "
+                f"atom ns) over {', '.join(knock['pairs'])}; collapse followed "
+                f"{knock['followed_by_collapse']}; closest approach "
+                f"{_num(knock['closest_approach'], '.2f', ' Å')}")
         peaks = [f"{k} g={v['g']:.2f} at {v['distance']:.2f} Å"
                  for k, v in d["rdf_peaks_below_1.5"].items() if v["g"] > 0]
         lines.append("partial RDF below 1.5 Å: " + ("; ".join(peaks) if peaks else "empty"))

@@ -121,12 +121,20 @@ def _md_check(stress) -> Check:
     d = stress.as_dict()
     if stress.run.aborted:
         return Check(FAIL, f"the MD run blew up at {d['duration_ps']:.3f} ps: {stress.run.aborted}")
+    knock = d.get("knock_on")
+    kicks = ("" if not knock else f" with {knock['collisions']} knock-on collisions of "
+             f"{knock['energy_eV']:.2f} eV")
     if stress.collapsed_fraction > 0:
+        after = ""
+        if knock and knock["followed_by_collapse"]:
+            first = next(k for k in knock["events"] if k.get("collapsed_after"))
+            after = f"; first after a {first['pair']} collision at {first['time_fs'] / 1e3:.1f} ps"
         return Check(FAIL, f"{100 * stress.collapsed_fraction:.1f} % of frames collapsed at "
-                           f"{stress.temperature:.0f} K, first at {d['collapse_onset_ps']:.3f} ps "
-                           f"(shortest distance {d['min_distance']:.2f} Å)")
-    return Check(PASS, f"no collapse in {d['duration_ps']:.2f} ps at {stress.temperature:.0f} K "
-                       f"(shortest distance {d['min_distance']:.2f} Å)")
+                           f"{stress.temperature:.0f} K{kicks}, first at "
+                           f"{d['collapse_onset_ps']:.3f} ps (shortest distance "
+                           f"{d['min_distance']:.2f} Å{after})")
+    return Check(PASS, f"no collapse in {d['duration_ps']:.2f} ps at {stress.temperature:.0f} K"
+                       f"{kicks} (shortest distance {d['min_distance']:.2f} Å)")
 
 
 def audit(
