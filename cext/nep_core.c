@@ -734,8 +734,11 @@ static int compute_one(const nep_model *m, const nep_system *sys, nep_outputs *o
             acc.forces_zbl = want_fz ? next : NULL;
             next += want_fz ? nf : 0;
             acc.virial_zbl = want_wz ? next : NULL;
+            /* static chunks, not dynamic: which thread's accumulator receives atom i's
+             * scatter to its neighbours must not depend on timing, or the sums below round
+             * differently from call to call and MD with a fixed seed stops being repeatable */
 #ifdef _OPENMP
-#pragma omp for schedule(dynamic, 16)
+#pragma omp for schedule(static, 16)
 #endif
             for (int i = 0; i < N; ++i)
                 atom_pass2(m, sys, &nl, i, gR_deriv, gA_val, gA_deriv, zbl_half, Fp_radial, G, &acc);

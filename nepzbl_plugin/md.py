@@ -113,11 +113,6 @@ class KnockOns:
     interval: int = 200
     settle: int = 100
 
-    @property
-    def last_step(self) -> int:
-        """Step of the last collision."""
-        return self.first + (len(self.pairs) - 1) * self.interval
-
 
 def knock_on(atoms, first: str, second: str, energy: float, rng) -> dict | None:
     """Send a random ``first`` atom and its nearest ``second`` neighbour head-on at each other.
@@ -128,6 +123,8 @@ def knock_on(atoms, first: str, second: str, energy: float, rng) -> dict | None:
     a primary knock-on event, the tail of the Maxwell-Boltzmann distribution delivered on demand.
     Returns {"atoms": [i, j], "distance": Å before} or None when no such pair exists.
     """
+    if not energy > 0:
+        raise ValueError(f"knock_on needs a positive collision energy, not {energy} eV")
     symbols = np.array(atoms.get_chemical_symbols())
     heads = np.flatnonzero(symbols == first)
     targets = np.flatnonzero(symbols == second)

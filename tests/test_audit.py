@@ -437,16 +437,32 @@ def test_knock_on_stress_test_separates_nep802_from_nep802_zbl():
         assert d["knock_on"]["energy_eV"] == pytest.approx(2.3215, abs=1e-4)
         assert d["knock_on"]["pairs"] == ["Li-La", "Li-Li"]
         assert d["knock_on"]["collisions"] == 8 and d["steps"] == 200 + 8 * 200
-    assert not pure.passed and pure.as_dict()["knock_on"]["followed_by_collapse"] >= 1
+    first = pure.as_dict()["knock_on"]["first_collapse_after"]
+    assert not pure.passed and first["pair"] in ("Li-La", "Li-Li")
+    assert first["time_fs"] < pure.collapse_onset <= first["time_fs"] + 200
     assert pure.as_dict()["min_distance"] < 0.6
     assert walled.passed and walled.as_dict()["min_distance"] > 1.2
-    assert walled.as_dict()["knock_on"]["followed_by_collapse"] == 0
+    assert walled.as_dict()["knock_on"]["first_collapse_after"] is None
 
 
-def test_cli_rejects_unknown_kick_pair(tmp_path, capsys):
+@pytest.mark.parametrize("option, message", [
+    (["--kick-pairs", "Li-Cu"], "Li-Cu"),
+    (["--kick-energy", "-1"], "kick_energy must be > 0 eV"),
+    (["--horizon", "0"], "horizon must be > 0"),
+    (["--temperature", "-5"], "temperature must be > 0 K"),
+])
+def test_cli_rejects_bad_stress_test_options(capsys, option, message):
     from nepzbl_plugin.cli import main
 
-    status = main(["audit", str(shared_file("llzo", "NEP802.txt")), "--kick-pairs", "Li-Cu",
-                   "--png", "none"])
+    status = main(["audit", str(shared_file("llzo", "NEP802.txt")), "--png", "none", *option])
     assert status == 2
-    assert "Li-Cu" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+
+
+def test_knock_on_refuses_a_non_positive_energy():
+    from ase.build import bulk
+
+    from nepzbl_plugin.md import knock_on
+
+    with pytest.raises(ValueError, match="positive collision energy"):
+        knock_on(bulk("Cu", cubic=True), "Cu", "Cu", 0.0, np.random.default_rng(0))

@@ -104,7 +104,9 @@ def main() -> int:
                       f"{peaks or 'none'}", flush=True)
                 results[name][f"md {temperature} K {md['num_atoms']} atoms seed {seed}"] = md
                 results[name][f"md {temperature} K {md['num_atoms']} atoms seed {seed} s"] = wall
-    with open(os.path.join(args.out, "audit_llzo.json"), "w", encoding="utf-8") as handle:
+    atoms = "_".join(str(n) for n in args.atoms)
+    with open(os.path.join(args.out, f"audit_llzo_{atoms}_atoms.json"), "w",
+              encoding="utf-8") as handle:
         json.dump(results, handle, indent=1, default=float)
     return 0
 

@@ -129,11 +129,16 @@ def _run_audit(args) -> int:
     for key in ("tolerance", "deep_distance", "wall_fraction"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
-    hot_md = None if args.no_md else StressTestSettings(
-        temperature=args.temperature, steps=args.steps, timestep=args.timestep,
-        min_atoms=args.min_atoms, seed=args.seed, rattle=args.rattle, num_threads=args.threads,
-        kicks_per_pair=args.kicks_per_pair, kick_energy=args.kick_energy, horizon=args.horizon,
-        kick_pairs=args.kick_pairs)
+    try:
+        hot_md = None if args.no_md else StressTestSettings(
+            temperature=args.temperature, steps=args.steps, timestep=args.timestep,
+            min_atoms=args.min_atoms, seed=args.seed, rattle=args.rattle,
+            num_threads=args.threads, kicks_per_pair=args.kicks_per_pair,
+            kick_energy=args.kick_energy, horizon=args.horizon, kick_pairs=args.kick_pairs)
+    except ValueError as error:
+        from ..errors import NepzblError
+
+        raise NepzblError(str(error)) from None
     report = audit(args.model, data=args.data, name=os.path.basename(args.model), hot_md=hot_md,
                    progress=not args.json and sys.stderr.isatty(), **kwargs)
     png = args.png

@@ -59,9 +59,8 @@ def format_report(report) -> str:
                 f"knock-on: {knock['collisions']} head-on collisions of "
                 f"{knock['energy_eV']:.2f} eV "
                 f"({knock['energy_over_kT']:.1f} k_B T: a run of {knock['horizon_atom_ns']:g} "
-                f"atom ns) over {', '.join(knock['pairs'])}; collapse followed "
-                f"{knock['followed_by_collapse']}; closest approach "
-                f"{_num(knock['closest_approach'], '.2f', ' Å')}")
+                f"atom ns) over {', '.join(knock['pairs'])}; {_first_collapse(knock)}; "
+                f"closest approach {_num(knock['closest_approach'], '.2f', ' Å')}")
         peaks = [f"{k} g={v['g']:.2f} at {v['distance']:.2f} Å"
                  for k, v in d["rdf_peaks_below_1.5"].items() if v["g"] > 0]
         lines.append("partial RDF below 1.5 Å: " + ("; ".join(peaks) if peaks else "empty"))
@@ -71,6 +70,14 @@ def format_report(report) -> str:
     lines.append("")
     lines.append("verdict: SAFE" if report.safe else "verdict: UNSAFE")
     return "\n".join(lines)
+
+
+def _first_collapse(knock: dict) -> str:
+    first = knock.get("first_collapse_after")
+    if first is None:
+        return "no collapse after any collision"
+    return (f"first collapse after collision {first['index'] + 1} ({first['pair']}, "
+            f"{first['time_fs'] / 1e3:.1f} ps)")
 
 
 def _far(report) -> str:

@@ -103,6 +103,26 @@ class StressTestSettings:
     rattle: float = 0.0
     num_threads: int | None = None  # threads of nepzbl's engine when the audit builds it
 
+    def __post_init__(self):
+        problems = []
+        if self.temperature is not None and not self.temperature > 0:
+            problems.append(f"temperature must be > 0 K, not {self.temperature}")
+        if self.steps < 0 or self.kicks_per_pair < 0:
+            problems.append("steps and kicks_per_pair must be >= 0")
+        if self.kick_energy is not None and not self.kick_energy > 0:
+            problems.append(f"kick_energy must be > 0 eV, not {self.kick_energy}")
+        if not self.horizon > 0:
+            problems.append(f"horizon must be > 0 atom ns, not {self.horizon}")
+        if self.kicks_per_pair and not 0 <= self.settle < self.kick_interval:
+            problems.append(f"settle ({self.settle} steps) must be below kick_interval "
+                            f"({self.kick_interval} steps), or no sample would count")
+        if not self.timestep > 0 or self.sample_interval < 1:
+            problems.append("timestep must be > 0 fs and sample_interval >= 1 step")
+        if self.rattle < 0:
+            problems.append(f"rattle must be >= 0 Å, not {self.rattle}")
+        if problems:
+            raise ValueError("stress test: " + "; ".join(problems))
+
 
 @dataclass
 class StressTestResult:
@@ -139,7 +159,8 @@ class StressTestResult:
                 "energy_over_kT": self.kick_energy / (BOLTZMANN * self.temperature),
                 "collisions": len(kicks),
                 "pairs": sorted({k["pair"] for k in kicks}),
-                "followed_by_collapse": sum(1 for k in kicks if k.get("collapsed_after")),
+                # the collision the first collapse followed (None: none, or in plain NVT)
+                "first_collapse_after": _collision_before(kicks, self.collapse_onset),
                 "closest_approach": (float(np.min(run.min_distance))
                                      if run.min_distance.size else None),
                 "events": kicks,
@@ -161,6 +182,17 @@ class StressTestResult:
             "wall_seconds": run.wall_seconds,
             "passed": self.passed,
         }
+
+
+def _collision_before(kicks: list, onset_fs: float | None) -> dict | None:
+    """The last collision before ``onset_fs`` as {"index", "pair", "time_fs"}, or None."""
+    if onset_fs is None:
+        return None
+    before = [(n, k) for n, k in enumerate(kicks) if k["time_fs"] < onset_fs]
+    if not before:
+        return None
+    n, kick = before[-1]
+    return {"index": n, "pair": kick["pair"], "time_fs": kick["time_fs"]}
 
 
 def _start_structure(structures, min_atoms: int):

@@ -126,9 +126,9 @@ def _md_check(stress) -> Check:
              f"{knock['energy_eV']:.2f} eV")
     if stress.collapsed_fraction > 0:
         after = ""
-        if knock and knock["followed_by_collapse"]:
-            first = next(k for k in knock["events"] if k.get("collapsed_after"))
-            after = f"; first after a {first['pair']} collision at {first['time_fs'] / 1e3:.1f} ps"
+        first = knock.get("first_collapse_after") if knock else None
+        if first is not None:
+            after = f"; after the {first['pair']} collision at {first['time_fs'] / 1e3:.1f} ps"
         return Check(FAIL, f"{100 * stress.collapsed_fraction:.1f} % of frames collapsed at "
                            f"{stress.temperature:.0f} K{kicks}, first at "
                            f"{d['collapse_onset_ps']:.3f} ps (shortest distance "
