@@ -72,9 +72,13 @@ typedef struct {
 
 typedef struct nep_model nep_model;
 
-/* Derived sizes: descriptor length D and the flat parameter count for a spec. */
+/* Derived sizes: descriptor length D and the flat parameter count for a spec (0 when the
+ * header fields are out of range). */
 int nep_model_spec_dim(const nep_model_spec *spec);
 size_t nep_model_spec_num_parameters(const nep_model_spec *spec);
+
+/* Checks a whole spec as nep_model_create does: NEP_OK or the error it would return. */
+int nep_model_spec_check(const nep_model_spec *spec);
 
 int nep_model_create(const nep_model_spec *spec, nep_model **out);
 void nep_model_free(nep_model *model);

@@ -19,6 +19,7 @@
  * Formulas: ../shared/docs/nep-reference.md sections 2 and 3; per-pair maths in nep_maths.h.
  */
 #include "nep.h"
+#include "nep_internal.h"
 
 #ifndef NEP_MIN_ATOMS_PER_THREAD
 #define NEP_MIN_ATOMS_PER_THREAD 128
@@ -47,11 +48,6 @@ enum {
     WS_SCRATCH,
     NEP_WS_SLOTS
 };
-
-/* Limits of the fixed-size per-atom scratch arrays (validated in nep_model_create). */
-#define NEP_MAX_CHANNELS 32 /* n_max + 1 */
-#define NEP_MAX_BASIS 32    /* basis_size + 1 */
-#define NEP_MAX_DIM (NEP_MAX_CHANNELS + NEP_MAX_CHANNELS * (NEP_MAX_LMAX + 6))
 
 struct nep_model {
     int version, T, nR, nA, bR, bA, L, N1, D;
@@ -120,34 +116,44 @@ int nep_max_threads(void)
 
 /* ----------------------------------------------------------------------------- model */
 
-static int spec_num_blocks(const nep_model_spec *spec)
+int nep_spec_layout(const nep_model_spec *spec, nep_layout *layout)
 {
-    int n = spec->l_max;
-    for (int k = 0; k < 6; ++k) n += spec->flags[k] != 0;
-    return n;
+    if (!spec || !layout) return NEP_ERR_ARGUMENT;
+    if (spec->version != 3 && spec->version != 4 && spec->version != 5) return NEP_ERR_UNSUPPORTED;
+    const int T = spec->num_types;
+    if (T < 1 || T > NEP_MAX_TYPES) return NEP_ERR_MODEL;
+    if (spec->n_max_radial < 0 || spec->n_max_radial + 1 > NEP_MAX_CHANNELS) return NEP_ERR_MODEL;
+    if (spec->n_max_angular < 0 || spec->n_max_angular + 1 > NEP_MAX_CHANNELS) return NEP_ERR_MODEL;
+    if (spec->basis_radial < 0 || spec->basis_radial + 1 > NEP_MAX_BASIS) return NEP_ERR_MODEL;
+    if (spec->basis_angular < 0 || spec->basis_angular + 1 > NEP_MAX_BASIS) return NEP_ERR_MODEL;
+    if (spec->l_max < 1 || spec->l_max > NEP_MAX_LMAX) return NEP_ERR_MODEL;
+    if (spec->num_neurons < 1) return NEP_ERR_MODEL;
+    layout->num_blocks = spec->l_max;
+    for (int k = 0; k < 6; ++k) layout->num_blocks += spec->flags[k] != 0;
+    layout->dim = (spec->n_max_radial + 1) + (spec->n_max_angular + 1) * layout->num_blocks;
+    if (layout->dim > NEP_MAX_DIM) return NEP_ERR_MODEL;
+    layout->num_networks = spec->version == 3 ? 1 : T;
+    layout->block_size = (size_t)(layout->dim + 2) * (size_t)spec->num_neurons +
+                         (spec->version == 5 ? 1 : 0);
+    const size_t TT = (size_t)T * T;
+    layout->offset_radial = layout->block_size * (size_t)layout->num_networks + 1;
+    layout->offset_angular = layout->offset_radial + TT * (size_t)(spec->n_max_radial + 1) *
+                                                         (size_t)(spec->basis_radial + 1);
+    layout->num_parameters = layout->offset_angular + TT * (size_t)(spec->n_max_angular + 1) *
+                                                          (size_t)(spec->basis_angular + 1);
+    return NEP_OK;
 }
 
 int nep_model_spec_dim(const nep_model_spec *spec)
 {
-    if (!spec) return 0;
-    return (spec->n_max_radial + 1) + (spec->n_max_angular + 1) * spec_num_blocks(spec);
-}
-
-static size_t spec_block_size(const nep_model_spec *spec)
-{
-    size_t D = (size_t)nep_model_spec_dim(spec), N1 = (size_t)spec->num_neurons;
-    return (D + 2) * N1 + (spec->version == 5 ? 1 : 0);
+    nep_layout layout;
+    return nep_spec_layout(spec, &layout) == NEP_OK ? layout.dim : 0;
 }
 
 size_t nep_model_spec_num_parameters(const nep_model_spec *spec)
 {
-    if (!spec) return 0;
-    size_t T = (size_t)spec->num_types;
-    size_t nets = spec->version == 3 ? 1 : T;
-    size_t desc = T * T *
-                  ((size_t)(spec->n_max_radial + 1) * (size_t)(spec->basis_radial + 1) +
-                   (size_t)(spec->n_max_angular + 1) * (size_t)(spec->basis_angular + 1));
-    return spec_block_size(spec) * nets + 1 + desc;
+    nep_layout layout;
+    return nep_spec_layout(spec, &layout) == NEP_OK ? layout.num_parameters : 0;
 }
 
 /* Rearrange the c coefficients into [ti][tj][n][k] for contiguous per-pair access. */
@@ -197,29 +203,19 @@ static int all_finite(const double *x, size_t n)
     return 1;
 }
 
-int nep_model_create(const nep_model_spec *spec, nep_model **out)
+int nep_model_spec_check(const nep_model_spec *spec)
 {
-    if (!out) return NEP_ERR_ARGUMENT;
-    *out = NULL;
-    if (!spec) return NEP_ERR_ARGUMENT;
-    if (spec->version != 3 && spec->version != 4 && spec->version != 5) return NEP_ERR_UNSUPPORTED;
+    nep_layout layout;
+    const int status = nep_spec_layout(spec, &layout);
+    if (status != NEP_OK) return status;
     const int T = spec->num_types;
-    if (T < 1 || T > NEP_MAX_TYPES) return NEP_ERR_MODEL;
-    if (spec->n_max_radial < 0 || spec->n_max_radial + 1 > NEP_MAX_CHANNELS) return NEP_ERR_MODEL;
-    if (spec->n_max_angular < 0 || spec->n_max_angular + 1 > NEP_MAX_CHANNELS) return NEP_ERR_MODEL;
-    if (spec->basis_radial < 0 || spec->basis_radial + 1 > NEP_MAX_BASIS) return NEP_ERR_MODEL;
-    if (spec->basis_angular < 0 || spec->basis_angular + 1 > NEP_MAX_BASIS) return NEP_ERR_MODEL;
-    if (spec->l_max < 1 || spec->l_max > NEP_MAX_LMAX) return NEP_ERR_MODEL;
-    if (spec->num_neurons < 1) return NEP_ERR_MODEL;
     if (!spec->rc_radial || !spec->rc_angular || !spec->atomic_numbers || !spec->parameters ||
         !spec->q_scaler)
         return NEP_ERR_ARGUMENT;
     if (spec->use_zbl && !spec->zbl) return NEP_ERR_ARGUMENT;
-    if (spec->num_parameters != nep_model_spec_num_parameters(spec)) return NEP_ERR_MODEL;
-    const int D = nep_model_spec_dim(spec);
-    if (D > NEP_MAX_DIM) return NEP_ERR_MODEL;
+    if (spec->num_parameters != layout.num_parameters) return NEP_ERR_MODEL;
     if (!all_finite(spec->parameters, spec->num_parameters)) return NEP_ERR_MODEL;
-    if (!all_finite(spec->q_scaler, (size_t)D)) return NEP_ERR_MODEL;
+    if (!all_finite(spec->q_scaler, (size_t)layout.dim)) return NEP_ERR_MODEL;
     for (int a = 0; a < T; ++a) {
         if (spec->atomic_numbers[a] < 1 || spec->atomic_numbers[a] > NEP_MAX_TYPES) return NEP_ERR_MODEL;
         for (int b = 0; b < T; ++b) {
@@ -233,6 +229,19 @@ int nep_model_create(const nep_model_spec *spec, nep_model **out)
             }
         }
     }
+    return NEP_OK;
+}
+
+int nep_model_create(const nep_model_spec *spec, nep_model **out)
+{
+    if (!out) return NEP_ERR_ARGUMENT;
+    *out = NULL;
+    const int status = nep_model_spec_check(spec);
+    if (status != NEP_OK) return status;
+    nep_layout layout;
+    nep_spec_layout(spec, &layout);
+    const int T = spec->num_types;
+    const int D = layout.dim;
 
     nep_model *m = (nep_model *)calloc(1, sizeof(nep_model));
     if (!m) return NEP_ERR_NOMEM;
@@ -251,9 +260,9 @@ int nep_model_create(const nep_model_spec *spec, nep_model **out)
     }
     m->nabc = nep_num_abc(m->L);
     m->slen = m->nabc > NEP_MIN_S_LEN ? m->nabc : NEP_MIN_S_LEN;
-    m->num_networks = m->version == 3 ? 1 : T;
-    m->block_size = spec_block_size(spec);
-    m->num_parameters = spec->num_parameters;
+    m->num_networks = layout.num_networks;
+    m->block_size = layout.block_size;
+    m->num_parameters = layout.num_parameters;
     m->use_zbl = spec->use_zbl != 0;
 
     const size_t TT = (size_t)T * T;
@@ -632,13 +641,7 @@ static int compute_one(const nep_model *m, const nep_system *sys, nep_outputs *o
     const int nR1 = m->nR + 1, nA1 = m->nA + 1, slen = m->slen;
 
     /* One thread count for the neighbour list and both passes. */
-    int nthreads = nt;
-#ifdef _OPENMP
-    if (nthreads <= 0) nthreads = omp_get_max_threads();
-#else
-    nthreads = 1;
-#endif
-    if (nthreads < 1) nthreads = 1;
+    int nthreads = nep_resolve_threads(nt, N);
     /* With the default thread count, give each thread at least NEP_MIN_ATOMS_PER_THREAD atoms:
      * waking a team costs more than a dimer or a small cell takes (seen: 31 ms with 2 threads
      * against 1 ms with 1 for two atoms on a loaded machine). An explicit count is obeyed. */
@@ -647,7 +650,6 @@ static int compute_one(const nep_model *m, const nep_system *sys, nep_outputs *o
         if (useful < 1) useful = 1;
         if (nthreads > useful) nthreads = useful;
     }
-    if (nthreads > N) nthreads = N > 0 ? N : 1;
 
     nep_neighbor_list nl;
     int status =
@@ -794,14 +796,7 @@ int nep_compute_batch(const nep_model *model, int num_systems, const nep_system 
 {
     if (!model || num_systems < 0 || (num_systems > 0 && (!systems || !outputs || !statuses)))
         return NEP_ERR_ARGUMENT;
-    int nt = num_threads;
-#ifdef _OPENMP
-    if (nt <= 0) nt = omp_get_max_threads();
-#else
-    nt = 1;
-#endif
-    if (nt < 1) nt = 1;
-    if (nt > num_systems) nt = num_systems > 0 ? num_systems : 1;
+    const int nt = nep_resolve_threads(num_threads, num_systems);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
 #endif

@@ -11,6 +11,7 @@
  * small cells (several images of the same atom, self-images) with the same code.
  */
 #include "nep_neighbors.h"
+#include "nep_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -312,14 +313,7 @@ int nep_neighbor_build(const nep_system *system, int num_types, const double *rc
     size_t *count = out->offset + 1; /* count[i] = entries of atom i, prefix-summed later */
     int nthreads_used = 1;
 
-    int nt = num_threads;
-#ifdef _OPENMP
-    if (nt <= 0) nt = omp_get_max_threads();
-#else
-    nt = 1;
-#endif
-    if (nt < 1) nt = 1;
-    if (nt > N) nt = N > 0 ? N : 1;
+    const int nt = nep_resolve_threads(num_threads, N);
     buffers = (pair_buffer *)calloc((size_t)nt, sizeof(pair_buffer));
     chunk_start = (int *)calloc((size_t)nt + 1, sizeof(int));
     if (!buffers || !chunk_start) {

@@ -19,11 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nep_internal.h"
 #include "nep_maths.h"
 #include "nep_neighbors.h"
 #include "nep_train_maths.h"
 
-#define NEP_TRAIN_MAX_BASIS 32
 #define NEP_TRAIN_NUM_Y NEP_NUM_ABC /* (L+1)^2 - 1 for L = 8 */
 #define NEP_TRAIN_S_LEN NEP_MIN_S_LEN /* s entries the invariants read */
 
@@ -54,33 +54,17 @@ typedef struct {
 
 size_t nep_train_num_parameters(const nep_model_spec *spec)
 {
-    if (!spec || spec->num_types < 1 || spec->n_max_radial < 0 || spec->n_max_angular < 0 ||
-        spec->basis_radial < 0 || spec->basis_angular < 0 || spec->l_max < 1 ||
-        spec->l_max > NEP_MAX_LMAX || spec->num_neurons < 1 ||
-        (spec->version != 3 && spec->version != 4 && spec->version != 5))
-        return 0;
-    int num_blocks = spec->l_max;
-    for (int k = 0; k < 6; ++k) num_blocks += spec->flags[k] != 0;
-    const size_t T = (size_t)spec->num_types;
-    const size_t D =
-        (size_t)(spec->n_max_radial + 1) + (size_t)(spec->n_max_angular + 1) * num_blocks;
-    const size_t block = (D + 2) * (size_t)spec->num_neurons + (spec->version == 5 ? 1 : 0);
-    const size_t nets = spec->version == 3 ? 1 : T;
-    return block * nets + 1 +
-           T * T * ((size_t)(spec->n_max_radial + 1) * (size_t)(spec->basis_radial + 1) +
-                    (size_t)(spec->n_max_angular + 1) * (size_t)(spec->basis_angular + 1));
+    return nep_model_spec_num_parameters(spec);
 }
 
+/* The engine's checks (nep_model_spec_check) and sizes (nep_spec_layout), so that a spec the
+ * engine accepts is one the gradient accepts, with the same error otherwise. */
 static int model_init(const nep_model_spec *spec, train_model *m)
 {
-    const size_t P = nep_train_num_parameters(spec);
-    if (P == 0 || spec->num_parameters != P || !spec->parameters || !spec->q_scaler ||
-        !spec->rc_radial || !spec->rc_angular)
-        return NEP_ERR_MODEL;
-    if (spec->basis_radial >= NEP_TRAIN_MAX_BASIS || spec->basis_angular >= NEP_TRAIN_MAX_BASIS ||
-        spec->num_types > NEP_MAX_TYPES)
-        return NEP_ERR_UNSUPPORTED;
-    if (spec->use_zbl && (!spec->zbl || !spec->atomic_numbers)) return NEP_ERR_MODEL;
+    const int status = nep_model_spec_check(spec);
+    if (status != NEP_OK) return status;
+    nep_layout layout;
+    nep_spec_layout(spec, &layout);
     memset(m, 0, sizeof(*m));
     m->spec = spec;
     m->T = spec->num_types;
@@ -92,23 +76,18 @@ static int model_init(const nep_model_spec *spec, train_model *m)
     m->N1 = spec->num_neurons;
     m->version = spec->version;
     m->num_kappa = (m->L + 1) * (m->L + 1) - 1;
-    m->num_blocks = m->L;
-    for (int k = 0; k < 6; ++k) {
-        m->inv_on[k] = spec->flags[k] != 0;
-        m->num_blocks += m->inv_on[k];
-    }
-    m->D = (m->nR + 1) + (m->nA + 1) * m->num_blocks;
-    m->block_size = (size_t)(m->D + 2) * m->N1 + (m->version == 5 ? 1 : 0);
-    m->num_network = m->block_size * (m->version == 3 ? 1 : m->T) + 1;
-    m->offset_radial = m->num_network;
-    m->offset_angular = m->offset_radial + (size_t)(m->nR + 1) * (m->bR + 1) * m->T * m->T;
-    m->num_parameters = P;
+    m->num_blocks = layout.num_blocks;
+    for (int k = 0; k < 6; ++k) m->inv_on[k] = spec->flags[k] != 0;
+    m->D = layout.dim;
+    m->block_size = layout.block_size;
+    m->num_network = layout.offset_radial;
+    m->offset_radial = layout.offset_radial;
+    m->offset_angular = layout.offset_angular;
+    m->num_parameters = layout.num_parameters;
     double rc_max = 0.0;
     for (int k = 0; k < m->T * m->T; ++k) {
-        if (!(spec->rc_radial[k] > 0.0) || !(spec->rc_angular[k] > 0.0)) return NEP_ERR_MODEL;
-        if (spec->rc_radial[k] > rc_max) rc_max = spec->rc_radial[k];
-        if (spec->rc_angular[k] > rc_max) rc_max = spec->rc_angular[k];
         m->rc_list[k] = fmax(spec->rc_radial[k], spec->rc_angular[k]);
+        if (m->rc_list[k] > rc_max) rc_max = m->rc_list[k];
     }
     m->rc_max = rc_max;
     for (int l = 1; l <= NEP_MAX_L; ++l)
@@ -202,7 +181,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
     const size_t ns = (size_t)(nA + 1) * NEP_TRAIN_NUM_Y;
     double energy = 0.0, virial[9] = {0};
     if (forces_out) memset(forces_out, 0, sizeof(double) * 3 * (size_t)N);
-    double fk[NEP_TRAIN_MAX_BASIS], fkp[NEP_TRAIN_MAX_BASIS];
+    double fk[NEP_MAX_BASIS], fkp[NEP_MAX_BASIS];
     double y[NEP_TRAIN_NUM_Y], dy[3][NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3];
     double ydot[NEP_TRAIN_NUM_Y];
     double inv_grad[NEP_TRAIN_S_LEN], inv_hvp[NEP_TRAIN_S_LEN];
@@ -476,13 +455,7 @@ int nep_train_gradient(const nep_model_spec *spec, int num_systems, const nep_sy
         }
         offsets[s + 1] = offsets[s] + (size_t)systems[s].num_atoms;
     }
-    int threads = 1;
-#ifdef _OPENMP
-    threads = num_threads > 0 ? num_threads : omp_get_max_threads();
-#else
-    (void)num_threads;
-#endif
-    if (threads > num_systems) threads = num_systems > 0 ? num_systems : 1;
+    const int threads = nep_resolve_threads(num_threads, num_systems);
     train_workspace *ws = calloc((size_t)threads, sizeof(train_workspace));
     int *local_status = calloc((size_t)num_systems + 1, sizeof(int));
     if (!ws || !local_status) {

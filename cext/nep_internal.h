@@ -1,0 +1,50 @@
+/*
+ * Helpers shared by the C engine's translation units (nep_core.c, nep_neighbors.c,
+ * nep_train.c); not part of the public API in nep.h.
+ */
+#ifndef NEP_INTERNAL_H
+#define NEP_INTERNAL_H
+
+#include <stddef.h>
+
+#include "nep.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Limits of the fixed-size per-atom scratch arrays, checked by nep_model_spec_check. */
+#define NEP_MAX_CHANNELS 32 /* n_max + 1 */
+#define NEP_MAX_BASIS 32    /* basis_size + 1 */
+#define NEP_MAX_DIM (NEP_MAX_CHANNELS + NEP_MAX_CHANNELS * (NEP_MAX_LMAX + 6))
+
+/* The thread count for `work_items` independent items: `requested` when positive, else
+ * OpenMP's default; 1 without OpenMP; never more than the items (nor below 1). */
+static inline int nep_resolve_threads(int requested, int work_items)
+{
+    int n = 1;
+#ifdef _OPENMP
+    n = requested > 0 ? requested : omp_get_max_threads();
+#else
+    (void)requested;
+#endif
+    if (n > work_items) n = work_items;
+    return n < 1 ? 1 : n;
+}
+
+/* The sizes that follow from a model header (no pointers read). */
+typedef struct {
+    int num_blocks;          /* angular descriptor blocks: l_max plus the invariants that are on */
+    int dim;                 /* descriptor length D */
+    int num_networks;        /* 1 for nep3, num_types otherwise */
+    size_t block_size;       /* values per network block: (D + 2) N1, plus 1 for nep5 */
+    size_t offset_radial;    /* first radial coefficient (after the networks and shared bias) */
+    size_t offset_angular;   /* first angular coefficient */
+    size_t num_parameters;   /* the whole flat vector */
+} nep_layout;
+
+/* Checks the header fields of `spec` (version, sizes, limits) and fills `layout`:
+ * NEP_OK, NEP_ERR_ARGUMENT, NEP_ERR_MODEL or NEP_ERR_UNSUPPORTED. */
+int nep_spec_layout(const nep_model_spec *spec, nep_layout *layout);
+
+#endif
