@@ -244,6 +244,11 @@ def test_bad_input_raises():
     with pytest.raises(EngineError, match="cell"):
         predict(model, TrainingBatch.from_structures([([0], [[1, 1, 1]], np.zeros((3, 3)))]))
     batch = TrainingBatch.from_structures([([0, 1], [[1, 1, 1], [2, 2, 2]], cell)])
+    # a NaN parameter is refused, not propagated into the gradient
+    bad = model.parameters.copy()
+    bad[3] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        predict(model, batch, parameters=bad)
     with pytest.raises(ValueError, match="alpha"):
         linear_functional_gradient(model, batch, alpha=[1.0, 2.0])
     with pytest.raises(ValueError, match="finite"):
