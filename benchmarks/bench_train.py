@@ -6,6 +6,11 @@
 * ``pbte``: train GPUMD's PbTe example; target train RMSE 0.41 meV/atom, 39.9 meV/Å in 20 min.
 * ``memory``: peak memory of a 2000 x 192-atom training set (LLZO frames, randomly
   displaced); target < 8 GB.
+* ``llzo-peers``: the same LLZO training with nepzbl and with neppo (PyTorch, AdamW, GPUMD's
+  nep.in) for the same wall time each, one after the other on the same cores; both final
+  models are evaluated on the held-out frames by the same code. neppo's run is step-based with
+  a cosine learning-rate schedule, so its step count is set from a timed calibration run to end
+  within the budget.
 
 Each prints a table (time, RMSEs) and writes a PNG of RMSE vs wall time next to its outputs.
 
@@ -14,6 +19,7 @@ Usage::
     PYTHONPATH=. python benchmarks/bench_train.py llzo [--minutes 20] [--out DIR] [--optimizer X]
     PYTHONPATH=. python benchmarks/bench_train.py pbte [--minutes 20]
     PYTHONPATH=. python benchmarks/bench_train.py memory [--minutes 3]
+    PYTHONPATH=. python benchmarks/bench_train.py llzo-peers [--minutes 5]
 """
 
 from __future__ import annotations
@@ -163,22 +169,89 @@ def bench_memory(minutes, out, optimizer):
           f"target < 8 GB: {'MET' if peak < 8 else 'NOT met'}")
 
 
+def _neppo_run(directory: Path, nep_in_text: str, steps: int) -> float:
+    """Train with neppo's GPUMD-style runner for ``steps`` steps; returns the wall time."""
+    import logging
+
+    from neppo.nep_in import run
+
+    logging.getLogger("neppo").setLevel(logging.WARNING)
+    lines = [ln for ln in nep_in_text.splitlines()
+             if ln.split()[:1] not in (["generation"], ["output_interval"], ["seed"])]
+    lines += [f"generation {steps}", f"output_interval {steps}", "seed 42"]
+    (directory / "nep.in").write_text("\n".join(lines) + "\n")
+    t0 = time.monotonic()
+    run(directory, device="cpu")
+    return time.monotonic() - t0
+
+
+def bench_llzo_peers(minutes, out, optimizer):
+    """nepzbl and neppo on NEP25-ZBL for the same wall time; held-out RMSE of both."""
+    import shutil
+
+    from nepzbl_plugin.model import read_model
+    from nepzbl_plugin.train import predict, train
+
+    nep_in_path = DATA / "llzo/NEP25-ZBL/nep.in"
+    nep_in, structures = _read(nep_in_path, [DATA / "llzo/NEP25-ZBL/train.xyz"])
+    _, held_out = _read(nep_in_path, sorted((DATA / "llzo/validation").glob("*.xyz")))
+    budget = 60.0 * minutes
+    results = {}
+
+    t0 = time.monotonic()
+    model, history = train(structures, nep_in, output_dir=out / "nepzbl",
+                           optimizer=optimizer, max_time=budget, progress=True)
+    wall = time.monotonic() - t0
+    _, rmse = predict(model, held_out)
+    results["nepzbl"] = (wall, history.records[-1]["step"], rmse)
+
+    try:
+        import neppo
+    except ImportError:
+        print("neppo is not installed (pip install neppo): only nepzbl was measured")
+    else:
+        run_dir = out / "neppo"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(DATA / "llzo/NEP25-ZBL/train.xyz", run_dir / "train.xyz")
+        text = nep_in_path.read_text()
+        # calibration: the cost of one step from two short runs (set-up cancels out)
+        short, longer = 5, 25
+        t_short = _neppo_run(run_dir, text, short)
+        t_long = _neppo_run(run_dir, text, longer)
+        per_step = max((t_long - t_short) / (longer - short), 1e-3)
+        steps = max(longer, int((budget - t_short) / per_step))
+        print(f"neppo {neppo.__version__}: {per_step:.3f} s per step, {steps} steps for "
+              f"{minutes:g} min")
+        wall = _neppo_run(run_dir, text, steps)
+        _, rmse = predict(read_model(run_dir / "nep.txt"), held_out)
+        results[f"neppo {neppo.__version__}"] = (wall, steps, rmse)
+
+    print(f"\nLLZO NEP25-ZBL (zbl 1.8), {len(structures)} train / {len(held_out)} held-out "
+          f"frames, {minutes:g} min each on the same cores")
+    print(f"{'code':<12} {'wall (s)':>9} {'steps':>7} {'E (meV/atom)':>13} {'F (meV/Å)':>10} "
+          f"{'V (meV/atom)':>13}")
+    for code, (wall, steps, rmse) in results.items():
+        print(f"{code:<12} {wall:9.0f} {steps:7d} {rmse['energy'] * 1e3:13.3f} "
+              f"{rmse['force'] * 1e3:10.2f} {rmse['virial'] * 1e3:13.3f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("case", choices=("llzo", "pbte", "memory"))
+    parser.add_argument("case", choices=("llzo", "pbte", "memory", "llzo-peers"))
     parser.add_argument("--minutes", type=float, default=None,
                         help="training wall time in minutes (default 20; memory: 3)")
     parser.add_argument("--out", default=None, help="output folder (default bench_train_CASE)")
     parser.add_argument("--optimizer", default=None, help="adam (default), lbfgs or snes")
     args = parser.parse_args(argv)
-    minutes = args.minutes if args.minutes is not None else (3 if args.case == "memory" else 20)
+    minutes = args.minutes if args.minutes is not None else {"memory": 3, "llzo-peers": 5}.get(
+        args.case, 20)
     out = Path(args.out or f"bench_train_{args.case}")
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("nepzbl_restart.*"):
         old.unlink()  # a benchmark always starts afresh
-    {"llzo": bench_llzo, "pbte": bench_pbte, "memory": bench_memory}[args.case](
-        minutes, out, args.optimizer)
+    {"llzo": bench_llzo, "pbte": bench_pbte, "memory": bench_memory,
+     "llzo-peers": bench_llzo_peers}[args.case](minutes, out, args.optimizer)
 
 
 if __name__ == "__main__":
