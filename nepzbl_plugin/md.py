@@ -165,27 +165,22 @@ class NVTResult:
     rdf: dict[str, np.ndarray]
     steps_done: int
     wall_seconds: float
+    counted: np.ndarray  # per sample: counts towards the verdict (not a collision transient)
     aborted: str | None = None
-    counted: np.ndarray | None = None  # per sample: counts towards the verdict (not transient)
     kicks: list = field(default_factory=list)  # one dict per knock-on collision
     extra: dict = field(default_factory=dict)
-
-    def _counted(self) -> np.ndarray:
-        if self.counted is None:
-            return np.ones(self.collapsed.shape, dtype=bool)
-        return self.counted
 
     @property
     def collapsed_fraction(self) -> float:
         """Fraction of the counted samples (transients after a collision left out) that
         collapsed."""
-        counted = self._counted()
-        return float(np.mean(self.collapsed[counted])) if np.any(counted) else 0.0
+        return (float(np.mean(self.collapsed[self.counted])) if np.any(self.counted)
+                else 0.0)
 
     @property
     def collapse_onset(self) -> float | None:
         """Time (fs) of the first counted collapsed sample, None if none."""
-        hits = np.nonzero(self.collapsed & self._counted())[0]
+        hits = np.nonzero(self.collapsed & self.counted)[0]
         return float(self.times[hits[0]]) if hits.size else None
 
 
@@ -297,14 +292,16 @@ def run_nvt(
         iterator = tqdm(iterator, desc=f"NVT {temperature:.0f} K", unit="sample", leave=False)
     start = time.perf_counter()
     done = 0
+    distances = None  # of the latest sample, taken at the current positions
     for _ in iterator:
         while schedule and schedule[0][0] <= done:
             _, pair = schedule.pop(0)
             a, b = pair.split("-")
             event = knock_on(atoms, a, b, knock_ons.energy, rng)
             if event is not None:
-                if kicks:
-                    _close_kick(kicks[-1], atoms, limits, pairs, species, search)
+                if kicks:  # two collisions before any sample: measure once here
+                    distances = distances or pair_min_distances(atoms, species, search)
+                    _close_kick(kicks[-1], atoms, limits, distances)
                 event.update(pair=pair, time_fs=done * timestep)
                 kicks.append(event)
                 last_kick = done
@@ -344,7 +341,7 @@ def run_nvt(
             break
     wall = time.perf_counter() - start
     if kicks and aborted is None:
-        _close_kick(kicks[-1], atoms, limits, pairs, species, search)
+        _close_kick(kicks[-1], atoms, limits, distances)
     elif kicks:
         kicks[-1].update(distance_after=None, collapsed_after=["the run blew up"])
     # samples that reached the RDF
@@ -361,10 +358,9 @@ def run_nvt(
     )
 
 
-def _close_kick(kick: dict, atoms, limits, pairs, species, search) -> None:
-    """Record how a collision ended: the kicked pair's distance and whether any pair is
-    collapsed just before the next collision (or the end of the run)."""
+def _close_kick(kick: dict, atoms, limits, distances) -> None:
+    """Record how a collision ended: the kicked pair's distance and the pairs collapsed just
+    before the next collision (or the end of the run), from that sample's ``distances``."""
     i, j = kick["atoms"]
     kick["distance_after"] = float(atoms.get_distance(i, j, mic=True))
-    distances = pair_min_distances(atoms, species, search)
-    kick["collapsed_after"] = sorted(p for p in pairs if distances[p] < limits[p])
+    kick["collapsed_after"] = sorted(p for p in limits if distances[p] < limits[p])

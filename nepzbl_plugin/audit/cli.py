@@ -112,24 +112,20 @@ def register(subparsers) -> None:
 def _run_audit(args) -> int:
     from ..model import read_model
     from .report import format_report, plot_dimers, report_json
-    from .stress_test import StressTestSettings
+    from .stress_test import StressTestSettings, _canonical_pair
     from .verdict import audit
 
     model = read_model(args.model)  # a bad file fails here, before any work
-    if args.kick_pairs:
-        from ..errors import NepzblError
-        from .stress_test import _canonical_pair
-
-        try:
-            for pair in args.kick_pairs:
-                _canonical_pair(pair, model.types)
-        except ValueError as error:
-            raise NepzblError(f"--kick-pairs: {error}") from None
     kwargs = {}
     for key in ("tolerance", "deep_distance", "wall_fraction"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
-    try:
+    try:  # bad stress-test options fail here too, not after the dimer scans
+        for pair in args.kick_pairs or ():
+            try:
+                _canonical_pair(pair, model.types)
+            except ValueError as error:
+                raise ValueError(f"--kick-pairs: {error}") from None
         hot_md = None if args.no_md else StressTestSettings(
             temperature=args.temperature, steps=args.steps, timestep=args.timestep,
             min_atoms=args.min_atoms, seed=args.seed, rattle=args.rattle,

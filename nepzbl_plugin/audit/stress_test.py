@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..elements import COVALENT_RADII, atomic_number
-from ..md import KnockOns, NVTResult, run_nvt
+from ..md import KnockOns, NVTResult, _pair_key, run_nvt
 
 __all__ = ["StressTestSettings", "StressTestResult", "stress_test", "collapse_distances",
            "knock_on_energy", "TEMPERATURE_FACTOR", "FALLBACK_TEMPERATURE", "COLLAPSE_FRACTION",
@@ -57,9 +57,7 @@ def collapse_distances(species, data_min_distances: dict | None = None,
     for p, a in enumerate(species):
         for b in species[p:]:
             name = f"{a}-{b}"
-            d = (data_min_distances or {}).get(name)
-            if d is None:
-                d = (data_min_distances or {}).get(f"{b}-{a}")
+            d = _pair_value(data_min_distances, name)
             if d is not None:
                 out[name] = fraction * d
             else:
@@ -68,16 +66,20 @@ def collapse_distances(species, data_min_distances: dict | None = None,
     return out
 
 
+def _pair_value(mapping: dict | None, pair: str):
+    """``mapping["A-B"]``, or ``mapping["B-A"]``, or None."""
+    a, b = pair.split("-")
+    mapping = mapping or {}
+    return mapping.get(pair, mapping.get(f"{b}-{a}"))
+
+
 def _canonical_pair(pair: str, species) -> str:
     """'B-A' -> 'A-B' in the order of ``species``; ValueError for unknown species."""
     parts = pair.split("-")
     if len(parts) != 2 or any(x not in species for x in parts):
         raise ValueError(f"pair {pair!r} is not two of the species {' '.join(species)} "
                          "joined by '-'")
-    a, b = parts
-    if list(species).index(a) > list(species).index(b):
-        a, b = b, a
-    return f"{a}-{b}"
+    return _pair_key(parts[0], parts[1], list(species))
 
 
 @dataclass
@@ -148,8 +150,7 @@ class StressTestResult:
 
     def as_dict(self) -> dict:
         run = self.run
-        counted = run._counted()
-        shortest = run.min_distance[counted] if run.min_distance.size else run.min_distance
+        shortest = run.min_distance[run.counted]
         kicks = [dict(k) for k in run.kicks]
         knock = None
         if self.kick_energy is not None:
@@ -258,11 +259,9 @@ def stress_test(calc, structures, settings: StressTestSettings | None = None, *,
     knock_ons = energy = None
     if settings.kicks_per_pair > 0:
         present = set(atoms.get_chemical_symbols())
-        known = data_min_distances or {}
 
         def in_contact(pair: str) -> bool:
-            a, b = pair.split("-")
-            return known.get(pair, known.get(f"{b}-{a}")) is not None
+            return _pair_value(data_min_distances, pair) is not None
 
         # the pairs the data bring into contact (every pair present when the data say nothing)
         contact = [p for p in limits if set(p.split("-")) <= present]
