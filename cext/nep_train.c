@@ -147,13 +147,18 @@ static inline void radial_basis(double d, double rc, int nb, double *f, double *
 }
 
 /* The pair perturbation delta r = a_j - a_i + B^T r. */
-static inline void pair_delta(const double *ai, const double *aj, const double *B, const double *r,
-                              double *delta)
+/* One pair, as both passes need it: the distance d, the unit vector u, the perturbation
+ * delta = a_j - a_i + B^T r (see the top of the file) and its radial part u . delta, returned. */
+static inline double pair_geometry(const double *r, const double *ai, const double *aj,
+                                   const double *B, double *d, double *u, double *delta)
 {
+    *d = sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]);
     for (int b = 0; b < 3; ++b) {
+        u[b] = r[b] / *d;
         delta[b] = (aj ? aj[b] : 0.0) - (ai ? ai[b] : 0.0);
         if (B) delta[b] += B[b] * r[0] + B[3 + b] * r[1] + B[6 + b] * r[2];
     }
+    return u[0] * delta[0] + u[1] * delta[1] + u[2] * delta[2];
 }
 
 static int compute_structure(const train_model *m, const nep_system *sys, double alpha,
@@ -197,11 +202,8 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
         for (size_t p = list.offset[i]; p < list.offset[i + 1]; ++p) {
             const int j = list.neighbor[p], tj = sys->types[j];
             const double *r = list.r + 3 * p;
-            const double d = sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]);
-            const double u[3] = {r[0] / d, r[1] / d, r[2] / d};
-            double delta[3];
-            pair_delta(ai, fadj ? fadj + 3 * j : NULL, vadj, r, delta);
-            const double ddot = u[0] * delta[0] + u[1] * delta[1] + u[2] * delta[2];
+            double d, u[3], delta[3];
+            const double ddot = pair_geometry(r, ai, fadj ? fadj + 3 * j : NULL, vadj, &d, u, delta);
             const double rcr = spec->rc_radial[ti * T + tj];
             if (d < rcr) {
                 radial_basis(d, rcr, bR, fk, fkp);
@@ -350,11 +352,8 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
         for (size_t p = list.offset[i]; p < list.offset[i + 1]; ++p) {
             const int j = list.neighbor[p], tj = sys->types[j];
             const double *r = list.r + 3 * p;
-            const double d = sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]);
-            const double u[3] = {r[0] / d, r[1] / d, r[2] / d};
-            double delta[3];
-            pair_delta(ai, fadj ? fadj + 3 * j : NULL, vadj, r, delta);
-            const double ddot = u[0] * delta[0] + u[1] * delta[1] + u[2] * delta[2];
+            double d, u[3], delta[3];
+            const double ddot = pair_geometry(r, ai, fadj ? fadj + 3 * j : NULL, vadj, &d, u, delta);
             double v[3] = {0.0, 0.0, 0.0}; /* dU_i/dr_ij */
             const double rcr = spec->rc_radial[ti * T + tj];
             if (d < rcr) {
