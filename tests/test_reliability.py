@@ -107,3 +107,188 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
     assert not stale.exists()
     assert alive.exists() and other.exists()
     assert (tmp_path / "nep.txt").read_text() == "done\n"
+
+
+# ---------------------------------------------------------------- 2, 7, 9. checkpoints
+def _checkpoint(tmp_path):
+    import numpy as np
+
+    from nepzbl_plugin.train.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path, {"parameters": np.arange(3.0)}, {"step": 5})
+    return tmp_path / "nepzbl_restart.json"
+
+
+@pytest.mark.parametrize("name", ["../victim.npz", "ABSOLUTE", "victim.npz"])
+def test_checkpoint_never_deletes_files_it_did_not_write(tmp_path, name):
+    import json
+
+    import numpy as np
+
+    from nepzbl_plugin.train.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    victim = tmp_path / "victim.npz" if name != "victim.npz" else run / "victim.npz"
+    victim.write_bytes(b"precious")
+    json_path = _checkpoint(run)
+    meta = json.loads(json_path.read_text())
+    meta["arrays_file"] = str(victim) if name == "ABSOLUTE" else name
+    json_path.write_text(json.dumps(meta))
+    save_checkpoint(run, {"parameters": np.arange(4.0)}, {"step": 6})
+    assert victim.read_bytes() == b"precious"
+
+
+def test_checkpoint_replaces_its_own_previous_array_file(tmp_path):
+    import numpy as np
+
+    from nepzbl_plugin.train.checkpoint import save_checkpoint
+
+    _checkpoint(tmp_path)
+    save_checkpoint(tmp_path, {"parameters": np.arange(4.0)}, {"step": 6})
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda meta: [1, 2], "expected a JSON object"),
+    (lambda meta: None, "found null"),
+    (lambda meta: {k: v for k, v in meta.items() if k != "step"}, "'step'.*missing"),
+    (lambda meta: {**meta, "format_version": 99}, "format_version 99"),
+    (lambda meta: {k: v for k, v in meta.items() if k != "format_version"}, "format_version"),
+    (lambda meta: {**meta, "arrays_file": "../x.npz"}, "not a name this program writes"),
+    (lambda meta: {**meta, "arrays_sha256": 7}, "'arrays_sha256'"),
+])
+def test_checkpoint_json_valid_but_wrong_is_one_error(tmp_path, edit, message):
+    import json
+
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.train.checkpoint import load_checkpoint
+
+    json_path = _checkpoint(tmp_path)
+    json_path.write_text(json.dumps(edit(json.loads(json_path.read_text()))))
+    with pytest.raises(NepFormatError, match=message) as info:
+        load_checkpoint(tmp_path)
+    assert "nepzbl_restart" in str(info.value)
+
+
+def test_checkpoint_not_utf8(tmp_path):
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.train.checkpoint import load_checkpoint
+
+    json_path = _checkpoint(tmp_path)
+    json_path.write_bytes(b'{"step": "\xff\xfe"}')
+    with pytest.raises(NepFormatError, match="nepzbl_restart.json.*not UTF-8"):
+        load_checkpoint(tmp_path)
+
+
+def test_checkpoint_garbage_npz_with_matching_hash_never_suggests_pickle(tmp_path):
+    import hashlib
+    import json
+
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.train.checkpoint import load_checkpoint
+
+    json_path = _checkpoint(tmp_path)
+    meta = json.loads(json_path.read_text())
+    garbage = b"\x93NUMPY\x01\x00" + b"garbage" * 10
+    (tmp_path / meta["arrays_file"]).write_bytes(garbage)
+    meta["arrays_sha256"] = hashlib.sha256(garbage).hexdigest()
+    json_path.write_text(json.dumps(meta))
+    with pytest.raises(NepFormatError, match="not a .npz archive") as info:
+        load_checkpoint(tmp_path)
+    assert "pickle" not in str(info.value)
+
+
+# ---------------------------------------------------------------- 7, 8, 9. training inputs
+def test_negative_energy_weight_is_refused(tmp_path):
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.io.xyz import parse_train_xyz
+
+    text = ('1\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3:forces:R:3 '
+            'energy=-1.0 energy_weight=-1 pbc="T T T"\nTe 0 0 0 0 0 0\n')
+    with pytest.raises(NepFormatError, match="line 2: energy_weight"):
+        parse_train_xyz(text)
+
+
+@pytest.mark.parametrize("reader", ["read_train_xyz", "read_loss_out"])
+def test_readers_on_a_folder_are_one_error(tmp_path, reader):
+    from nepzbl_plugin.io import gpumd_outputs, xyz
+
+    function = getattr(xyz, reader, None) or getattr(gpumd_outputs, reader)
+    with pytest.raises(FileError, match="is a folder"):
+        function(tmp_path)
+
+
+def _tiny_run(tmp_path):
+    import numpy as np
+
+    from nepzbl_plugin.io.nep_in import parse_nep_in
+    from nepzbl_plugin.io.xyz import TrainingStructure
+
+    rng = np.random.default_rng(0)
+    structures = []
+    for _ in range(3):
+        grid = np.stack(np.meshgrid(*[np.arange(2)] * 3), -1).reshape(-1, 3) * 2.5
+        positions = grid + rng.normal(0, 0.1, grid.shape)
+        structures.append(TrainingStructure(
+            symbols=["Li", "O"] * 4, positions=positions, cell=np.eye(3) * 5.0,
+            energy=float(rng.normal()), forces=rng.normal(0, 0.1, (8, 3))))
+    nep_in = parse_nep_in("type 2 Li O\ncutoff 4 3\nn_max 2 2\nbasis_size 2 2\n"
+                          "l_max 4 0 0\nneuron 3\n")
+    return structures, nep_in
+
+
+def test_resume_never_repeats_a_loss_out_row(tmp_path):
+    """A kill after the loss.out append but before the checkpoint: the resumed run starts from
+    the older checkpoint and must not write that step's row twice."""
+    import numpy as np
+
+    from nepzbl_plugin.io.gpumd_outputs import read_loss_out
+    from nepzbl_plugin.train import train
+
+    structures, nep_in = _tiny_run(tmp_path)
+    train(structures, nep_in, output_dir=tmp_path, epochs=4, seed=0, report_interval=2,
+          log=None)
+    # simulate the kill: the checkpoint says step 2, loss.out already has step 4
+    import json
+
+    json_path = tmp_path / "nepzbl_restart.json"
+    meta = json.loads(json_path.read_text())
+    meta["step"] = 2
+    meta["finished"] = False
+    meta["history"] = meta["history"][:1]
+    json_path.write_text(json.dumps(meta))
+    train(structures, nep_in, output_dir=tmp_path, epochs=4, seed=0, report_interval=2,
+          log=None)
+    steps = read_loss_out(tmp_path / "loss.out").generation
+    assert list(steps) == sorted(set(steps.tolist()))
+    assert np.all(np.diff(steps) > 0)
+
+
+def test_short_parameter_array_in_checkpoint_is_one_error(tmp_path):
+    import hashlib
+    import io
+    import json
+
+    import numpy as np
+
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.train import train
+
+    structures, nep_in = _tiny_run(tmp_path)
+    train(structures, nep_in, output_dir=tmp_path, epochs=2, seed=0, report_interval=2,
+          log=None)
+    json_path = tmp_path / "nepzbl_restart.json"
+    meta = json.loads(json_path.read_text())
+    meta["finished"] = False
+    with np.load(tmp_path / meta["arrays_file"]) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["parameters"] = arrays["parameters"][:-3]
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    (tmp_path / meta["arrays_file"]).write_bytes(buffer.getvalue())
+    meta["arrays_sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    json_path.write_text(json.dumps(meta))
+    with pytest.raises(NepFormatError, match="'parameters' has shape"):
+        train(structures, nep_in, output_dir=tmp_path, epochs=4, seed=0, report_interval=2,
+              log=None)
