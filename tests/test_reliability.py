@@ -292,3 +292,79 @@ def test_short_parameter_array_in_checkpoint_is_one_error(tmp_path):
     with pytest.raises(NepFormatError, match="'parameters' has shape"):
         train(structures, nep_in, output_dir=tmp_path, epochs=4, seed=0, report_interval=2,
               log=None)
+
+
+# ---------------------------------------------------------------- 3, 6. engine inputs, outputs
+def _evaluator(**kwargs):
+    from nepzbl_plugin.engine import Evaluator
+    from nepzbl_plugin.testing import random_model
+
+    model = random_model(types=("Te", "Pb"), zbl="universal", n_max=(2, 2), basis=(2, 2),
+                         neurons=3, l_max=2, seed=4)
+    for key, value in kwargs.items():
+        getattr(model, key)[:] = value
+    return Evaluator(model, num_threads=1)
+
+
+@pytest.mark.parametrize("x", [1e308, 1e200, 1e11])
+def test_huge_open_boundary_positions_are_one_error_not_a_crash(x):
+    # Before: span inf, NaN bin index, negative array index, segfault (rc 139).
+    from ase import Atoms
+
+    from nepzbl_plugin.errors import EngineError
+
+    atoms = Atoms("TePb", positions=[[-x, 0, 0], [x, 0, 0]], pbc=False)
+    with pytest.raises(EngineError, match="huge"):
+        _evaluator().evaluate(atoms)
+
+
+def test_largest_accepted_positions_still_evaluate():
+    from ase import Atoms
+
+    atoms = Atoms("TePb", positions=[[-1e9, 0, 0], [1e9, 0, 0]], pbc=False)
+    out = _evaluator().evaluate(atoms)
+    assert out["forces"] == pytest.approx(0.0)  # far apart: no neighbours
+
+
+@pytest.mark.parametrize("value", [1e308, -1.7e308])
+def test_non_finite_results_from_finite_parameters_raise(value):
+    from ase import Atoms
+
+    from nepzbl_plugin.errors import EngineError
+
+    atoms = Atoms("TePb", positions=[[0, 0, 0], [2.6, 0.3, 0]], pbc=False)
+    evaluator = _evaluator(parameters=value)
+    with pytest.raises(EngineError, match="non-finite energy"):
+        evaluator.evaluate(atoms)
+    with pytest.raises(EngineError, match="structure 0: .*non-finite"):
+        evaluator.evaluate_many([atoms])
+
+
+def test_info_warns_about_parameters_far_outside_trained_range(tmp_path, capsys):
+    from nepzbl_plugin.cli import main
+    from nepzbl_plugin.testing import random_model
+
+    model = random_model(types=("Te", "Pb"), seed=2)
+    model.write(tmp_path / "ok.txt")
+    assert main(["info", str(tmp_path / "ok.txt")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    model.parameters[3] = -1.7e308
+    model.write(tmp_path / "bad.txt")
+    assert main(["info", str(tmp_path / "bad.txt")]) == 0
+    err = capsys.readouterr().err
+    assert "bad.txt: parameter 3 is -1.7e+308" in err
+
+
+def test_output_arrays_of_the_wrong_size_are_refused_before_the_engine_writes():
+    import numpy as np
+
+    evaluator = _evaluator()
+    core = evaluator._core
+    types = np.array([0, 1], dtype=np.intc)
+    positions = np.array([[0, 0, 0], [2.5, 0, 0]], dtype=np.float64)
+    cell = np.eye(3) * 10
+    with pytest.raises(ValueError, match="'forces' needs 6 values"):
+        core.evaluate(types, positions, cell, (False,) * 3, {"forces": np.zeros((1, 3))})
+    with pytest.raises(ValueError, match="'descriptors'"):
+        core.evaluate_batch([(types, positions, cell, (True,) * 3)],
+                            [{"descriptors": np.zeros(3)}])
