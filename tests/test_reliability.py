@@ -368,3 +368,103 @@ def test_output_arrays_of_the_wrong_size_are_refused_before_the_engine_writes():
     with pytest.raises(ValueError, match="'descriptors'"):
         core.evaluate_batch([(types, positions, cell, (True,) * 3)],
                             [{"descriptors": np.zeros(3)}])
+
+
+# ---------------------------------------------------------------- 4. huge files
+def _model_text(**kwargs):
+    from nepzbl_plugin.io.nep_txt import format_nep_txt
+    from nepzbl_plugin.testing import random_model
+
+    kwargs.setdefault("types", ("Te", "Pb"))
+    return format_nep_txt(random_model(n_max=(1, 1), basis=(1, 1), neurons=2, l_max=2,
+                                       flags=(0, 0), seed=3, **kwargs))
+
+
+@pytest.mark.parametrize("reader", ["nep_txt", "nep_in"])
+def test_huge_sparse_file_fails_at_line_one_with_a_short_message(tmp_path, reader):
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.io.nep_in import read_nep_in
+    from nepzbl_plugin.io.nep_txt import read_nep_txt
+
+    path = tmp_path / "big"
+    with open(path, "wb") as handle:  # 2 GB of NUL bytes, taking no disk space
+        handle.truncate(2 * 1024**3)
+    read = read_nep_txt if reader == "nep_txt" else read_nep_in
+    with pytest.raises(NepFormatError, match="line 1: line longer than") as info:
+        read(path)
+    assert len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize("reader", ["nep_txt", "nep_in"])
+def test_huge_token_is_cut_in_the_message(tmp_path, reader):
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.io.nep_in import read_nep_in
+    from nepzbl_plugin.io.nep_txt import read_nep_txt
+
+    path = tmp_path / "file"
+    path.write_text("x" * 5000 + "\n")
+    read = read_nep_txt if reader == "nep_txt" else read_nep_in
+    with pytest.raises(NepFormatError, match=r"\.\.\. \(5000 characters\)") as info:
+        read(path)
+    assert len(str(info.value)) < 300
+
+
+def test_nep_txt_with_millions_of_extra_lines_stops_at_the_first(tmp_path):
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.io.nep_txt import read_nep_txt
+
+    text = _model_text()
+    path = tmp_path / "nep.txt"
+    with open(path, "w") as handle:
+        handle.write(text)
+        handle.write("1.0\n" * 2_000_000)
+    first_extra = text.count("\n") + 1
+    with pytest.raises(NepFormatError, match=f"line {first_extra}: extra values"):
+        read_nep_txt(path)
+
+
+# ---------------------------------------------------------------- 5. ZBL beyond the angular cutoff
+def test_nep_in_zbl_beyond_angular_cutoff_is_refused(tmp_path):
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.io.nep_in import parse_nep_in, read_nep_in
+
+    with pytest.raises(NepFormatError, match="line 3: ZBL outer radius 4 A of Te-Te exceeds"):
+        parse_nep_in("type 2 Te Pb\ncutoff 8 3\nzbl 4\n", "nep.in")
+    parse_nep_in("type 2 Te Pb\ncutoff 8 3\nzbl 3\n")  # at the cutoff: fine
+    # typewise: per-pair radii min(f (R_a + R_b), zbl) are what counts
+    parse_nep_in("type 2 Te Pb\ncutoff 8 3\nzbl 4\nuse_typewise_cutoff_zbl 0.7\n")
+    (tmp_path / "nep.in").write_text("type 1 Te\ncutoff 8 3\nzbl 2\n")
+    (tmp_path / "zbl.in").write_text("1 3.5 " + "0.1 1 " * 4 + "\n")
+    with pytest.raises(NepFormatError, match="zbl.in, line 1: ZBL outer radius 3.5"):
+        read_nep_in(tmp_path / "nep.in")
+
+
+def test_nep_txt_zbl_beyond_angular_cutoff_and_equal_radii_are_refused():
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.io.nep_txt import parse_nep_txt
+
+    text = _model_text(zbl="universal")
+    lines = text.split("\n")
+    assert lines[1].startswith("zbl ")
+    for bad, message in [("zbl 1 20", "outer radius 20 A of Te-Te exceeds its angular"),
+                         ("zbl 1 1", "0 <= inner < outer")]:
+        with pytest.raises(NepFormatError, match=f"line 2: .*{message}"):
+            parse_nep_txt("\n".join([lines[0], bad, *lines[2:]]))
+
+
+# ---------------------------------------------------------------- 7. nep.txt cut in its last value
+def test_nep_txt_cut_inside_its_last_value_is_detected(tmp_path):
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.io.nep_txt import read_nep_txt
+
+    text = _model_text()
+    path = tmp_path / "nep.txt"
+    path.write_text(text)
+    read_nep_txt(path)
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    assert last[-4] == "e" and last[-3] in "+-"  # GPUMD's %15.7e
+    path.write_text(text[:-5])  # "4.8981425e-01\n" -> "4.8981425": a number, but the wrong one
+    with pytest.raises(NepFormatError, match="final newline"):
+        read_nep_txt(path)
+    path.write_text(text + "\n\n")  # trailing blank lines stay fine
+    read_nep_txt(path)
