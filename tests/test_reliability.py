@@ -468,3 +468,76 @@ def test_nep_txt_cut_inside_its_last_value_is_detected(tmp_path):
         read_nep_txt(path)
     path.write_text(text + "\n\n")  # trailing blank lines stay fine
     read_nep_txt(path)
+
+
+# ---------------------------------------------------------------- 7, 9. zbl suggest / fit
+def _tepb_data(tmp_path):
+    import numpy as np
+
+    from nepzbl_plugin.io.xyz import TrainingStructure, write_train_xyz
+
+    positions = np.array([[0, 0, 0], [3.2, 0, 0], [0, 3.2, 0], [3.2, 3.2, 0]], dtype=float)
+    structure = TrainingStructure(symbols=["Te", "Pb", "Pb", "Te"], positions=positions,
+                                  cell=np.diag([6.4, 6.4, 6.0]), energy=-1.0,
+                                  forces=np.zeros((4, 3)))
+    path = tmp_path / "train.xyz"
+    write_train_xyz(path, [structure])
+    return path
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--types", "Te"], "the data contain Pb, not in the species list"),
+    (["--angular-cutoff", "0"], "angular cutoff must be a positive length"),
+    (["--margin", "-1"], "margin must be in"),
+])
+def test_zbl_suggest_bad_options_are_one_line(tmp_path, capsys, options, message):
+    from nepzbl_plugin.cli import main
+
+    data = _tepb_data(tmp_path)
+    assert main(["zbl", "suggest", str(data), "--out", str(tmp_path), *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--radius", "Te-Te=2,1"], "need 0 <= INNER < OUTER"),
+    (["--radius", "Te-Xe=1,2"], "is not a pair of --types"),
+    (["--oracle", "nosuchmod:fn"], "cannot import 'nosuchmod'"),
+    (["--oracle", "os:nosuchattr"], "has no 'nosuchattr'"),
+    (["--dimer", "Te-Te=BINARY"], "BINARY, line 1: not a text file"),
+])
+def test_zbl_fit_bad_options_are_one_line(tmp_path, capsys, options, message):
+    from nepzbl_plugin.cli import main
+
+    binary = tmp_path / "BINARY"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    options = [o.replace("BINARY", str(binary)) for o in options]
+    if options[0] == "--radius":  # dimer energies present: only the radii are wrong
+        dimer = tmp_path / "dimer.txt"
+        dimer.write_text("".join(f"{0.1 * k:.1f} {100.0 / k:.3f}\n" for k in range(1, 20)))
+        options += ["--dimer", f"Te-Te={dimer}"]
+    assert main(["zbl", "fit", "--types", "Te", "--out", str(tmp_path), *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "zbl.in").exists()  # nothing written that a reader would reject
+
+
+def test_read_only_output_folder_is_exit_2(tmp_path, capsys, monkeypatch):
+    """Disk full / read-only: the atomic writer's OSError becomes one line and exit 2."""
+    import errno
+
+    from nepzbl_plugin.cli import main
+    from nepzbl_plugin.testing import random_model
+
+    model = random_model(types=("Te", "Pb"), seed=2)
+    model.write(tmp_path / "nep.txt")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("nepzbl_plugin.io.atomic.tempfile.mkstemp", full)
+    status = main(["model", str(tmp_path / "nep.txt"), "--add-zbl", "2",
+                   "-o", str(tmp_path / "out.txt")])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "out.txt: cannot write (No space left on device)" in err
