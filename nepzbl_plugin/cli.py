@@ -6,7 +6,8 @@ returns the exit status (``None`` means 0). A module that does not exist yet is 
 other import error propagates, so a broken module is noticed at once.
 
 User-facing errors (:class:`~nepzbl_plugin.errors.NepzblError`, any ``OSError``: a missing or
-unreadable file, a read-only folder, a full disk) are printed as one line ``nepzbl: error: ...`` with exit status 2, without a traceback.
+unreadable file, a read-only folder, a full disk) are printed as one line
+``nepzbl: error: ...`` with exit status 2, without a traceback.
 """
 
 from __future__ import annotations

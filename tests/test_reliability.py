@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from nepzbl_plugin.errors import FileError, NepzblError
+from nepzbl_plugin.errors import FileError
 from nepzbl_plugin.io.atomic import atomic_temporary_path, atomic_write_text
 
 

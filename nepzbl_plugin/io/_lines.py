@@ -61,9 +61,10 @@ class FileLines:
                 self.count += 1
                 terminated = raw.endswith(b"\n")
                 if len(raw) >= limit and not terminated:
+                    start = raw[:40].decode("utf-8", "replace")
                     raise NepFormatError(self.path, self.count,
                                          f"line longer than {self.max_chars} characters "
-                                         f"(starts {short_repr(raw[:40].decode('utf-8', 'replace'))})")
+                                         f"(starts {short_repr(start)})")
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError:

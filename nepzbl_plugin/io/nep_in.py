@@ -236,7 +236,8 @@ def _k_type(nep, ln):
         try:
             atomic_number(s)
         except KeyError:
-            raise ln.error(f"unknown element {short_repr(s)} (symbols H..Pu, case-sensitive)") from None
+            raise ln.error(f"unknown element {short_repr(s)} (symbols H..Pu, case-sensitive)") \
+                from None
     if len(set(types)) != T:
         raise ln.error("an element appears twice")
     nep.types = list(types)
@@ -502,7 +503,8 @@ def read_zbl_in(path, num_types: int) -> np.ndarray:
         row = []
         for token in tokens:
             if not _FLOAT_RE.fullmatch(token) or not math.isfinite(float(token)):
-                raise NepFormatError(path, number, f"expected a finite number, found {short_repr(token)}")
+                raise NepFormatError(path, number,
+                                     f"expected a finite number, found {short_repr(token)}")
             row.append(float(token))
         if not 0 <= row[0] < row[1]:
             raise NepFormatError(path, number, f"radii must satisfy 0 <= r_inner < r_outer, "

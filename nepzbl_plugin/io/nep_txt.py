@@ -207,7 +207,8 @@ def _parse_lines(source, path) -> Model:
         try:
             atomic_number(symbol)
         except KeyError:
-            raise rd.error(1, f"unknown element {short_repr(symbol)} (symbols H..Pu, case-sensitive)") \
+            raise rd.error(1, f"unknown element {short_repr(symbol)} (symbols H..Pu, "
+                              "case-sensitive)") \
                 from None
     if len(set(types)) != len(types):
         raise rd.error(1, f"an element appears twice in {' '.join(types)}")
