@@ -541,3 +541,19 @@ def test_read_only_output_folder_is_exit_2(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert status == 2, err
     assert "out.txt: cannot write (No space left on device)" in err
+
+
+def test_cli_model_output_through_a_symlink_keeps_the_link(tmp_path):
+    from nepzbl_plugin.cli import main
+    from nepzbl_plugin.model import read_model
+    from nepzbl_plugin.testing import random_model
+
+    random_model(types=("Te", "Pb"), seed=2).write(tmp_path / "in.txt")
+    target = tmp_path / "store" / "nep.txt"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = tmp_path / "nep.txt"
+    link.symlink_to(target)
+    assert main(["model", str(tmp_path / "in.txt"), "--add-zbl", "2", "-o", str(link)]) == 0
+    assert link.is_symlink()
+    assert read_model(target).zbl is not None
