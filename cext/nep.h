@@ -33,7 +33,7 @@ enum nep_status {
     NEP_ERR_TYPE = 4,         /* an atom type outside 0..T-1 */
     NEP_ERR_OVERLAP = 5,      /* two atoms (or an atom and an image) at the same position */
     NEP_ERR_CELL = 6,         /* singular cell, or a periodic cell too thin for the images */
-    NEP_ERR_NONFINITE = 7,    /* NaN or inf in positions or cell */
+    NEP_ERR_NONFINITE = 7,    /* NaN, inf or beyond 1e10 A in positions or cell */
     NEP_ERR_UNSUPPORTED = 8,  /* a model feature this engine does not evaluate */
     NEP_ERR_CUDA = 9          /* a CUDA runtime error (CUDA engine only) */
 };

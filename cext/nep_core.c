@@ -89,7 +89,7 @@ const char *nep_strerror(int status)
     case NEP_ERR_TYPE: return "atom type outside the model's species";
     case NEP_ERR_OVERLAP: return "two atoms (or an atom and a periodic image) at the same position";
     case NEP_ERR_CELL: return "singular cell, or a periodic cell too thin for its images";
-    case NEP_ERR_NONFINITE: return "NaN or infinite position or cell";
+    case NEP_ERR_NONFINITE: return "NaN, infinite or huge (beyond 1e10 A) position or cell";
     case NEP_ERR_UNSUPPORTED: return "model feature not supported by this engine";
     case NEP_ERR_CUDA: return "CUDA error";
     default: return "unknown error";

@@ -558,7 +558,7 @@ const char *nep_cuda_strerror(int status)
     case NEP_ERR_TYPE: base = "atom type outside the model's species"; break;
     case NEP_ERR_OVERLAP: base = "two atoms at the same position"; break;
     case NEP_ERR_CELL: base = "singular or unusable cell"; break;
-    case NEP_ERR_NONFINITE: base = "NaN or infinite position or cell"; break;
+    case NEP_ERR_NONFINITE: base = "NaN, infinite or huge (beyond 1e10 A) position or cell"; break;
     case NEP_ERR_UNSUPPORTED: base = "model feature not supported by this engine"; break;
     case NEP_ERR_CUDA: base = "CUDA error"; break;
     default: base = "unknown error"; break;
@@ -698,11 +698,11 @@ int nep_cuda_compute_batch(nep_cuda_model *m, int num_systems, const nep_system 
             !sys.cell)
             code = NEP_ERR_ARGUMENT;
         for (int k = 0; code == NEP_OK && k < 9; ++k)
-            if (!isfinite(sys.cell[k])) code = NEP_ERR_NONFINITE;
+            if (!(fabs(sys.cell[k]) <= 1e10)) code = NEP_ERR_NONFINITE; /* as nep_neighbors.c */
         for (int i = 0; code == NEP_OK && i < sys.num_atoms; ++i) {
             if (sys.types[i] < 0 || sys.types[i] >= T) code = NEP_ERR_TYPE;
             for (int c = 0; c < 3; ++c)
-                if (!isfinite(sys.positions[3 * i + c])) code = NEP_ERR_NONFINITE;
+                if (!(fabs(sys.positions[3 * i + c]) <= 1e10)) code = NEP_ERR_NONFINITE;
         }
         st[s] = code;
         if (code != NEP_OK && first_bad == NEP_OK) first_bad = code;

@@ -26,6 +26,9 @@
 #define NEP_BINS_PER_CUTOFF 2
 /* A periodic direction needing more than this many image shells is refused (NEP_ERR_CELL). */
 #define NEP_MAX_IMAGE_SHELLS 200
+/* Largest accepted |coordinate| or cell component, Angstrom (1 m): far beyond any structure,
+ * far below where differences and squares overflow. */
+#define NEP_MAX_COORDINATE 1e10
 
 typedef struct {
     int *neighbor;
@@ -156,10 +159,12 @@ int nep_neighbor_build(const nep_system *system, int num_types, const double *rc
     const int N = system->num_atoms;
     out->num_atoms = N;
     if (N < 0) return NEP_ERR_ARGUMENT;
+    /* Finite is not enough: beyond NEP_MAX_COORDINATE a span of positions or a cell product can
+     * overflow to inf, and inf / inf gives NaN bin indices. */
     for (int k = 0; k < 9; ++k)
-        if (!isfinite(system->cell[k])) return NEP_ERR_NONFINITE;
+        if (!(fabs(system->cell[k]) <= NEP_MAX_COORDINATE)) return NEP_ERR_NONFINITE;
     for (long k = 0; k < 3L * N; ++k)
-        if (!isfinite(system->positions[k])) return NEP_ERR_NONFINITE;
+        if (!(fabs(system->positions[k]) <= NEP_MAX_COORDINATE)) return NEP_ERR_NONFINITE;
     if (!(rc_max > 0.0) || !isfinite(rc_max)) return NEP_ERR_ARGUMENT;
 
     out->offset = (size_t *)calloc((size_t)N + 1, sizeof(size_t));
@@ -282,8 +287,8 @@ int nep_neighbor_build(const nep_system *system, int num_types, const double *rc
             int b = 0;
             if (nbin[k] > 1 && width[k] > 0.0) {
                 double u = (fr[3 * i + k] - origin[k]) / width[k];
-                b = u <= 0.0 ? 0 : (int)u;
-                if (b >= nbin[k]) b = nbin[k] - 1;
+                /* written so that a NaN u (never expected) still lands in bin 0 */
+                b = u > 0.0 ? (u < (double)nbin[k] ? (int)u : nbin[k] - 1) : 0;
             }
             bcoord[i][k] = b;
         }

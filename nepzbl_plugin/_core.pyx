@@ -28,6 +28,8 @@ from ._nep cimport (
     nep_system,
 )
 
+import numpy as np
+
 from .errors import EngineError
 
 # The output names of nep_outputs, in struct order, with their per-structure shapes
@@ -56,31 +58,36 @@ def strerror(int status):
 cdef double _dummy_output[9]
 
 
-cdef double *_out_ptr(object arr) except? NULL:
-    """Data pointer of a C-contiguous float64 array, or NULL for None (output not wanted)."""
+cdef double *_out_ptr(object arr, str name, Py_ssize_t size) except? NULL:
+    """Data pointer of a C-contiguous float64 array of exactly ``size`` values, or NULL for None
+    (output not wanted). The size is checked here: the engine writes all ``size`` values."""
     cdef double[::1] view
     if arr is None:
         return NULL
-    if not arr.flags.c_contiguous or arr.dtype.char != "d" or not arr.flags.writeable:
+    if (not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous or arr.dtype.char != "d"
+            or not arr.flags.writeable):
         raise ValueError("outputs must be writable C-contiguous float64 arrays")
+    if arr.size != size:
+        raise ValueError(f"output {name!r} needs {size} values, got an array of {arr.size}")
     view = arr.reshape(-1)
     if view.shape[0] == 0:
         return &_dummy_output[0]
     return &view[0]
 
 
-cdef int _fill_outputs(nep_outputs *o, dict arrays) except -1:
-    o.energy = _out_ptr(arrays.get("energy"))
-    o.energies = _out_ptr(arrays.get("energies"))
-    o.forces = _out_ptr(arrays.get("forces"))
-    o.virial = _out_ptr(arrays.get("virial"))
-    o.virials = _out_ptr(arrays.get("virials"))
-    o.descriptors = _out_ptr(arrays.get("descriptors"))
-    o.latent = _out_ptr(arrays.get("latent"))
-    o.energy_zbl = _out_ptr(arrays.get("energy_zbl"))
-    o.energies_zbl = _out_ptr(arrays.get("energies_zbl"))
-    o.forces_zbl = _out_ptr(arrays.get("forces_zbl"))
-    o.virial_zbl = _out_ptr(arrays.get("virial_zbl"))
+cdef int _fill_outputs(nep_outputs *o, dict arrays, Py_ssize_t n, Py_ssize_t dim,
+                       Py_ssize_t neurons) except -1:
+    o.energy = _out_ptr(arrays.get("energy"), "energy", 1)
+    o.energies = _out_ptr(arrays.get("energies"), "energies", n)
+    o.forces = _out_ptr(arrays.get("forces"), "forces", 3 * n)
+    o.virial = _out_ptr(arrays.get("virial"), "virial", 9)
+    o.virials = _out_ptr(arrays.get("virials"), "virials", 9 * n)
+    o.descriptors = _out_ptr(arrays.get("descriptors"), "descriptors", n * dim)
+    o.latent = _out_ptr(arrays.get("latent"), "latent", n * neurons)
+    o.energy_zbl = _out_ptr(arrays.get("energy_zbl"), "energy_zbl", 1)
+    o.energies_zbl = _out_ptr(arrays.get("energies_zbl"), "energies_zbl", n)
+    o.forces_zbl = _out_ptr(arrays.get("forces_zbl"), "forces_zbl", 3 * n)
+    o.virial_zbl = _out_ptr(arrays.get("virial_zbl"), "virial_zbl", 9)
     return 0
 
 
@@ -94,6 +101,10 @@ cdef int _fill_system(nep_system *s, const int[::1] types, const double[:, ::1] 
         raise ValueError("positions must have shape (N, 3) matching the types")
     if cell.shape[0] != 3 or cell.shape[1] != 3:
         raise ValueError("cell must have shape (3, 3)")
+    if types.shape[0] > (1 << 30):  # the engine counts atoms (and 9 x atoms) in int
+        raise ValueError(f"at most 2**30 atoms per structure, got {types.shape[0]}")
+    if len(pbc) != 3:
+        raise ValueError("pbc must have 3 entries")
     s.num_atoms = <int>types.shape[0]
     if types.shape[0] > 0:
         s.types = &types[0]
@@ -211,7 +222,7 @@ cdef class CoreModel:
         cdef nep_outputs out
         cdef int status
         _fill_system(&system, types, positions, cell, pbc)
-        _fill_outputs(&out, outputs)
+        _fill_outputs(&out, outputs, system.num_atoms, self.dim, self.num_neurons)
         with nogil:
             status = nep_compute(self.ptr, &system, &out, num_threads)
         if status != NEP_OK:
@@ -246,7 +257,8 @@ cdef class CoreModel:
                          _as_double2_view(cell))
                 keep.append(views)
                 _fill_system(&c_systems[k], views[0], views[1], views[2], pbc)
-                _fill_outputs(&c_outputs[k], outputs[k])
+                _fill_outputs(&c_outputs[k], outputs[k], c_systems[k].num_atoms, self.dim,
+                              self.num_neurons)
             with nogil:
                 status = nep_compute_batch(self.ptr, <int>n, c_systems, c_outputs, statuses,
                                            num_threads)

@@ -5,8 +5,9 @@ Subcommands live in the modules of :data:`_COMMAND_MODULES`. Each provides
 returns the exit status (``None`` means 0). A module that does not exist yet is skipped; any
 other import error propagates, so a broken module is noticed at once.
 
-User-facing errors (:class:`~nepzbl_plugin.errors.NepzblError`, a missing or unreadable file)
-are printed as one line ``nepzbl: error: ...`` with exit status 2, without a traceback.
+User-facing errors (:class:`~nepzbl_plugin.errors.NepzblError`, any ``OSError``: a missing or
+unreadable file, a read-only folder, a full disk) are printed as one line
+``nepzbl: error: ...`` with exit status 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -86,10 +87,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NepzblError as error:
         print(f"nepzbl: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as error:
-        where = f": {error.filename}" if error.filename else ""
-        print(f"nepzbl: error: {_one_line(error.strerror or error)}{where}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # e.g. `nepzbl info --json m.txt | head`: not an error
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -97,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError):
             pass
         return 0
+    except OSError as error:  # missing file, read-only folder, disk full, ...
+        where = f": {error.filename}" if error.filename else ""
+        print(f"nepzbl: error: {_one_line(error.strerror or error)}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("nepzbl: interrupted", file=sys.stderr)
         return 130

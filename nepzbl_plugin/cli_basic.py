@@ -225,10 +225,35 @@ def _fallback_summary(model) -> str:
     return "\n".join(lines)
 
 
+# Trained NEP models keep |parameter| below ~20 and q_scaler below ~30 (the public C, Si and
+# PbTe models: 19.1 and 24.2); values far beyond are a corrupted or hand-edited file, and near
+# 1e308 they overflow to inf or NaN inside the network.
+PARAMETER_WARNING = 1e4
+Q_SCALER_WARNING = 1e6
+
+
+def parameter_warnings(model) -> list[str]:
+    """Warnings about parameters far outside any trained model's range (empty when none)."""
+    warnings = []
+    largest = float(np.max(np.abs(model.parameters))) if model.num_parameters else 0.0
+    if largest > PARAMETER_WARNING:
+        where = int(np.argmax(np.abs(model.parameters)))
+        warnings.append(f"parameter {where} is {model.parameters[where]:.3g}: trained models stay "
+                        f"below {PARAMETER_WARNING:g} in magnitude; energies and forces may "
+                        "overflow to inf or NaN")
+    largest_q = float(np.max(np.abs(model.q_scaler))) if len(model.q_scaler) else 0.0
+    if largest_q > Q_SCALER_WARNING:
+        warnings.append(f"q_scaler reaches {largest_q:.3g}: trained models stay below "
+                        f"{Q_SCALER_WARNING:g}")
+    return warnings
+
+
 def _cmd_info(args) -> int:
     from .model import read_model
 
     model = read_model(args.model)
+    for warning in parameter_warnings(model):
+        print(f"nepzbl: warning: {args.model}: {warning}", file=sys.stderr)
     if args.json:
         info = model_info(model)
         info["file"] = str(args.model)

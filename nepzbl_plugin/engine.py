@@ -227,6 +227,18 @@ class Evaluator:
         return arrays
 
     @staticmethod
+    def _check_finite(out: dict, where: str = "") -> dict:
+        """Never return inf or NaN silently: finite inputs with extreme parameters (|w| near
+        1e308) overflow inside the network."""
+        for name, value in out.items():
+            if not np.all(np.isfinite(value)):
+                raise EngineError(
+                    f"{where}the engine computed a non-finite {name} (inf or NaN): the model's "
+                    "parameters are far outside any trained model's range (see 'nepzbl info')"
+                )
+        return out
+
+    @staticmethod
     def _finish(arrays: dict[str, np.ndarray]) -> dict:
         out = dict(arrays)
         for key in ("energy", "energy_zbl"):
@@ -258,12 +270,12 @@ class Evaluator:
         if isinstance(properties, str):
             properties = (properties,)
         if self._cuda is not None:
-            return self._cuda.evaluate(structure, properties)
+            return self._check_finite(self._cuda.evaluate(structure, properties))
         system = self.system(structure)
         arrays = self._allocate(len(system), properties)
         self._core.evaluate(system.types, system.positions, system.cell, system.pbc, arrays,
                             self.num_threads)
-        return self._finish(arrays)
+        return self._check_finite(self._finish(arrays))
 
     def evaluate_many(self, structures: Sequence, properties: Sequence[str] = (
             "energy", "forces", "virial")) -> list[dict]:
@@ -274,7 +286,10 @@ class Evaluator:
         if isinstance(properties, str):
             properties = (properties,)
         if self._cuda is not None:
-            return self._cuda.evaluate_many(structures, properties)
+            results = self._cuda.evaluate_many(structures, properties)
+            for k, result in enumerate(results):
+                self._check_finite(result, f"structure {k}: ")
+            return results
         systems = [self.system(s) for s in structures]
         arrays = [self._allocate(len(s), properties) for s in systems]
         statuses = self._core.evaluate_batch(
@@ -285,7 +300,8 @@ class Evaluator:
                 from ._core import strerror
 
                 raise EngineError(f"structure {k}: {strerror(status)}")
-        return [self._finish(a) for a in arrays]
+        return [self._check_finite(self._finish(a), f"structure {k}: ")
+                for k, a in enumerate(arrays)]
 
     def update_parameters(self, parameters) -> None:
         """Replace the flat parameter vector (GPUMD order, same length); :attr:`model` follows."""

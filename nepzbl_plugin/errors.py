@@ -6,7 +6,10 @@ raises :class:`NepFormatError`, which names the file, the 1-based line and the p
 
 from __future__ import annotations
 
-__all__ = ["NepzblError", "NepFormatError", "UnsupportedModelError", "EngineError"]
+__all__ = [
+    "NepzblError", "NepFormatError", "UnsupportedModelError", "EngineError", "FileError",
+    "InputError",
+]
 
 
 class NepzblError(Exception):
@@ -43,3 +46,24 @@ class UnsupportedModelError(NepFormatError):
 
 class EngineError(NepzblError, RuntimeError):
     """The C or CUDA engine refused an input (overlapping atoms, bad cell, ...)."""
+
+
+class FileError(NepzblError, OSError):
+    """A file or folder that cannot be read or written: missing, a folder where a file is
+    expected, read-only, disk full. The message names the path and the reason."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.problem))
+
+
+class InputError(NepzblError, ValueError):
+    """A value given by the user (a command-line option, a function argument) that cannot be
+    used; the message names the option and what is wrong."""

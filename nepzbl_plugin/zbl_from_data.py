@@ -166,13 +166,25 @@ def suggest_zbl(
     inner_ratio
         Flexible and universal forms: r_inner = inner_ratio x r_outer (GPUMD uses 0.5).
     """
-    from .audit.distances import DISTANCE_SEARCH_CUTOFF, min_pair_distances
+    from .audit.distances import DISTANCE_SEARCH_CUTOFF, load_structures, min_pair_distances
+    from .errors import InputError
 
     if form not in ("auto", "typewise", "flexible", "universal"):
-        raise ValueError(f"unknown ZBL form {form!r}")
-    if not 0 < margin <= 1:
-        raise ValueError("margin must be in (0, 1]")
-    dmin = min_pair_distances(data, species)
+        raise InputError(f"unknown ZBL form {form!r}")
+    if not 0 < margin <= 1:  # also refuses NaN
+        raise InputError(f"margin must be in (0, 1], got {margin:g}")
+    if not 0 < angular_cutoff < math.inf:
+        raise InputError(f"angular cutoff must be a positive length in Å, got {angular_cutoff:g}")
+    if not 0 < inner_ratio < 1:
+        raise InputError(f"inner_ratio must be in (0, 1), got {inner_ratio:g}")
+    frames = load_structures(data)
+    if species is not None:
+        present = {s for atoms in frames for s in atoms.get_chemical_symbols()}
+        missing = sorted(present - set(species))
+        if missing:  # their pairs would be ignored: radii chosen blind to them
+            raise InputError(f"the data contain {', '.join(missing)}, not in the species list "
+                             f"{' '.join(species)}; give every species of the data")
+    dmin = min_pair_distances(frames, species)
     if species is None:
         species = []
         for name in dmin:
@@ -359,6 +371,11 @@ def fit_flexible_zbl(
         if rad is None:
             raise ValueError(f"no ZBL radii for {name}")
         inner, outer = float(rad[0]), float(rad[1])
+        if not 0 <= inner < outer < math.inf:  # what zbl.in readers (GPUMD's, nepzbl's) accept
+            from .errors import InputError
+
+            raise InputError(f"{name}: ZBL radii must satisfy 0 <= r_inner < r_outer, got "
+                             f"{inner:g} {outer:g}")
         r, e = (np.asarray(v, dtype=np.float64) for v in dimers[key])
         lo, hi = fit_range if fit_range is not None else (0.0, max(inner, float(r.min())))
         mask = (r >= lo - 1e-12) & (r <= hi + 1e-12) & np.isfinite(e)

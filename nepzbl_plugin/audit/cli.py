@@ -170,8 +170,16 @@ def load_oracle(spec: str):
         return make_calculator(spec)
     if ":" in spec:
         module, _, attr = spec.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-        return factory() if callable(factory) else factory
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except ImportError as error:
+            raise NepzblError(f"--oracle {spec!r}: cannot import {module!r} ({error})") from None
+        except AttributeError:
+            raise NepzblError(f"--oracle {spec!r}: module {module!r} has no {attr!r}") from None
+        try:
+            return factory() if callable(factory) else factory
+        except Exception as error:  # a user's factory: any failure is one line, not a traceback
+            raise NepzblError(f"--oracle {spec!r}: {type(error).__name__}: {error}") from None
     raise NepzblError(f"--oracle {spec!r}: not a file, 'emt' or 'module:callable'")
 
 
@@ -187,10 +195,16 @@ def _pair_option(text: str, option: str) -> tuple[str, str]:
 def _run_suggest(args) -> int:
     import json
 
+    from ..errors import NepzblError
     from ..zbl_from_data import suggest_zbl
 
-    suggestion = suggest_zbl(args.data, args.types, form=args.form, margin=args.margin,
-                             angular_cutoff=args.angular_cutoff)
+    try:
+        suggestion = suggest_zbl(args.data, args.types, form=args.form, margin=args.margin,
+                                 angular_cutoff=args.angular_cutoff)
+    except ValueError as error:  # no ZBL form fits the data: one line, no traceback
+        if isinstance(error, NepzblError):
+            raise
+        raise NepzblError(str(error)) from None
     written = suggestion.write(args.out)
     if args.json:
         out = suggestion.as_dict()
@@ -247,10 +261,21 @@ def _run_fit(args) -> int:
             inner, outer = (float(v) for v in value.split(","))
         except ValueError:
             raise NepzblError(f"--radius {text!r}: expected A-B=INNER,OUTER") from None
+        if not 0 <= inner < outer < float("inf"):  # else a zbl.in that no reader accepts
+            raise NepzblError(f"--radius {text!r}: need 0 <= INNER < OUTER, in Å")
+        unknown = [s for s in name.split("-") if s not in species]
+        if unknown or name.count("-") != 1:
+            raise NepzblError(f"--radius {text!r}: {name!r} is not a pair of --types "
+                              f"{' '.join(species)}")
         radii[name] = (inner, outer)
     if not radii:
         raise NepzblError("give --data (radii from 'zbl suggest') or --radius A-B=INNER,OUTER")
-    fit = fit_flexible_zbl(dimers, species, radii, fit_exponents=args.fit_exponents)
+    try:
+        fit = fit_flexible_zbl(dimers, species, radii, fit_exponents=args.fit_exponents)
+    except ValueError as error:  # missing pairs, too few points: one line, no traceback
+        if isinstance(error, NepzblError):
+            raise
+        raise NepzblError(str(error)) from None
     os.makedirs(args.out, exist_ok=True)
     zbl_in = os.path.join(args.out, "zbl.in")
     header = os.path.join(args.out, "nep_header.txt")

@@ -101,8 +101,13 @@ def read_dimer_file(path, species=("X", "X")) -> DimerCurve:
     from ..errors import NepFormatError
 
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise NepFormatError(path, number, "not a text file (invalid UTF-8 byte)") \
+                    from None
             tokens = line.split("#")[0].split()
             if not tokens:
                 continue
@@ -112,7 +117,7 @@ def read_dimer_file(path, species=("X", "X")) -> DimerCurve:
                 if not rows:
                     continue  # header
                 raise NepFormatError(path, number,
-                                     f"expected numbers, found {line.strip()!r}") from None
+                                     f"expected numbers, found {line.strip()[:60]!r}") from None
             if len(values) < 2:
                 raise NepFormatError(path, number, "expected 'distance energy [force]'")
             if not np.all(np.isfinite(values)):

@@ -2,13 +2,25 @@
 
 A reader (or GPUMD) never sees a half-written model, checkpoint or output file, and an
 interrupted write leaves the previous file intact.
+
+Only regular files are replaced. A symbolic link is followed and the file it points to is
+replaced (the link stays a link); a character device or a FIFO (``/dev/null``,
+``/dev/stdout``, a named pipe) is written directly, since renaming over it would destroy the
+node; anything else that is not a regular file (a folder, a block device, a socket) is refused.
+
+Temporary files are named ``.NAME.PID.RANDOM.tmp``. One left behind by a killed process (its
+PID no longer runs) is removed the next time NAME is written.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
+
+from ..errors import FileError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_temporary_path"]
 
@@ -20,23 +32,101 @@ def _default_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, flushed to disk, with the usual permissions."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+def _pid_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists but not ours, or cannot tell: keep its files
+    return True
+
+
+def _remove_stale_temporaries(folder: Path, name: str) -> None:
+    """Delete ``.NAME.PID.*`` temporaries of processes that no longer run (killed writers)."""
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)\.[A-Za-z0-9_]+\.[A-Za-z0-9_.]+\Z")
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if not match or _pid_running(int(match.group(1))):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def _resolve_target(path: Path) -> tuple[Path, bool]:
+    """The file to write (a symlink's target) and whether it must be written directly.
+
+    Raises :class:`FileError` for a target that is neither a regular file, a character
+    device nor a FIFO.
+    """
+    real = Path(os.path.realpath(path)) if os.path.islink(path) else path
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        return real, False
+    except OSError as error:
+        raise FileError(path, f"cannot write ({error.strerror or error})") from None
+    if stat.S_ISREG(mode):
+        return real, False
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return real, True
+    kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+    raise FileError(path, f"cannot write: it is {kind}")
+
+
+def _temporary(folder: Path, name: str, suffix: str) -> tuple[int, str]:
+    _remove_stale_temporaries(folder, name)
+    return tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=suffix, dir=folder)
+
+
+def _folder(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path(".")
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, flushed to disk, with the usual permissions.
+
+    Raises
+    ------
+    FileError
+        When the file cannot be written (read-only folder, disk full, not a regular file);
+        the previous file, if any, is left as it was.
+    """
+    given = Path(path)
+    target, direct = _resolve_target(given)
+    if direct:
+        try:
+            with open(target, "wb") as handle:
+                handle.write(data)
+        except OSError as error:
+            raise FileError(given, f"cannot write ({error.strerror or error})") from None
+        return
+    tmp = None
+    try:
+        fd, tmp = _temporary(_folder(target), target.name, ".tmp")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        os.replace(tmp, target)
+    except BaseException as error:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(error, OSError) and not isinstance(error, FileError):
+            raise FileError(given, f"cannot write ({error.strerror or error})") from None
         raise
 
 
@@ -51,7 +141,8 @@ class atomic_temporary_path:
         with atomic_temporary_path("plot.png") as tmp:
             fig.savefig(tmp)
 
-    The file appears at its final name only when the block succeeds.
+    The file appears at its final name only when the block succeeds. A symlink is followed;
+    a character device or FIFO receives the finished file's bytes.
     """
 
     def __init__(self, path, suffix: str = ".tmp"):
@@ -59,18 +150,33 @@ class atomic_temporary_path:
         self.suffix = suffix
 
     def __enter__(self) -> str:
-        folder = self.path.parent if str(self.path.parent) else Path(".")
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.suffix,
-                                        dir=folder)
+        self.target, self.direct = _resolve_target(self.path)
+        folder = Path(tempfile.gettempdir()) if self.direct else _folder(self.target)
+        try:
+            fd, self.tmp = _temporary(folder, self.target.name, self.suffix)
+        except OSError as error:
+            raise FileError(self.path, f"cannot write ({error.strerror or error})") from None
         os.close(fd)
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            os.chmod(self.tmp, _default_mode())
-            os.replace(self.tmp, self.path)
-        else:
             try:
-                os.unlink(self.tmp)
-            except OSError:
-                pass
+                if self.direct:
+                    with open(self.tmp, "rb") as source, open(self.target, "wb") as sink:
+                        sink.write(source.read())
+                    os.unlink(self.tmp)
+                else:
+                    os.chmod(self.tmp, _default_mode())
+                    os.replace(self.tmp, self.target)
+                return
+            except OSError as error:
+                self._discard()
+                raise FileError(self.path, f"cannot write ({error.strerror or error})") from None
+        self._discard()
+
+    def _discard(self) -> None:
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import NepFormatError
+from ..errors import FileError, NepFormatError
 from .xyz import _write_text_atomically
 
 __all__ = [
@@ -111,7 +111,10 @@ class PredictionTable:
 
 # ---------------------------------------------------------------------------------------------
 def _read_lines(path) -> list[str]:
-    data = Path(path).read_bytes()
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise FileError(path, "is a folder, not a file") from None
     try:
         return data.decode("utf-8").split("\n")
     except UnicodeDecodeError as err:

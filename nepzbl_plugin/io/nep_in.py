@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..elements import atomic_number
+from ..elements import COVALENT_RADII, atomic_number
 from ..errors import NepFormatError, UnsupportedModelError
 from ..model import Model, ZBLSettings
+from ._lines import FileLines, short_repr
 from .nep_txt import MAX_FLEXIBLE_ZBL_TYPES, atomic_write_text
 
 __all__ = ["NepIn", "read_nep_in", "parse_nep_in", "write_nep_in", "read_zbl_in",
@@ -197,10 +198,10 @@ class _Line:
     def float(self, i: int, low=None, high=None) -> float:
         token = self.args[i]
         if not _FLOAT_RE.fullmatch(token):
-            raise self.error(f"expected a number, found {token!r}")
+            raise self.error(f"expected a number, found {short_repr(token)}")
         value = float(token)
         if not math.isfinite(value):
-            raise self.error(f"{token!r} is not a finite number")
+            raise self.error(f"{short_repr(token)} is not a finite number")
         if (low is not None and value < low) or (high is not None and value > high):
             raise self.error(f"{value:g} is out of range {_range(low, high)}")
         return value
@@ -208,7 +209,7 @@ class _Line:
     def int(self, i: int, low=None, high=None) -> int:
         token = self.args[i]
         if not _INT_RE.fullmatch(token):
-            raise self.error(f"expected an integer, found {token!r}")
+            raise self.error(f"expected an integer, found {short_repr(token)}")
         value = int(token)
         if (low is not None and value < low) or (high is not None and value > high):
             raise self.error(f"{value} is out of range {_range(low, high)}")
@@ -235,7 +236,8 @@ def _k_type(nep, ln):
         try:
             atomic_number(s)
         except KeyError:
-            raise ln.error(f"unknown element {s!r} (symbols H..Pu, case-sensitive)") from None
+            raise ln.error(f"unknown element {short_repr(s)} (symbols H..Pu, case-sensitive)") \
+                from None
     if len(set(types)) != T:
         raise ln.error("an element appears twice")
     nep.types = list(types)
@@ -315,7 +317,7 @@ def _k_charge_mode(nep, ln):
 def _k_optimizer(nep, ln):
     ln.count(1)
     if ln.args[0] not in OPTIMIZERS:
-        raise ln.error(f"expected one of {', '.join(OPTIMIZERS)}, found {ln.args[0]!r}")
+        raise ln.error(f"expected one of {', '.join(OPTIMIZERS)}, found {short_repr(ln.args[0])}")
     nep.optimizer = ln.args[0]
 
 
@@ -406,8 +408,13 @@ _NEEDS_TYPE = ("type_weight", "cutoff")
 def parse_nep_in(text: str, path="<string>") -> NepIn:
     """Parse the text of a ``nep.in``; ``path`` is used in error messages. ``zbl.in`` is not
     read here (see :func:`read_nep_in`)."""
+    return _parse_nep_in_lines(text.split("\n"), path)
+
+
+def _parse_nep_in_lines(lines, path) -> NepIn:
+    """Parse ``lines`` (any iterable of strings: a file is streamed, never read whole)."""
     nep = NepIn(path=str(path))
-    for number, raw in enumerate(text.split("\n"), start=1):
+    for number, raw in enumerate(lines, start=1):
         tokens = []
         for token in raw.split():
             if token.startswith("#"):
@@ -419,7 +426,7 @@ def parse_nep_in(text: str, path="<string>") -> NepIn:
         ln = _Line(path, number, tokens[0], tokens[1:])
         handler = _HANDLERS.get(keyword)
         if handler is None:
-            raise NepFormatError(path, number, f"unknown keyword {tokens[0]!r}")
+            raise NepFormatError(path, number, f"unknown keyword {short_repr(tokens[0])}")
         if keyword in nep.lines:
             raise ln.error(f"given twice (first on line {nep.lines[keyword]})")
         if keyword in _NEEDS_TYPE and "type" not in nep.lines:
@@ -437,7 +444,37 @@ def parse_nep_in(text: str, path="<string>") -> NepIn:
     if len(exclusive) > 1:
         raise NepFormatError(path, nep.lines[exclusive[1]],
                              f"{exclusive[1]}: cannot be combined with {exclusive[0]}")
+    _check_zbl_inside_angular(nep, path)
     return nep
+
+
+def _check_zbl_inside_angular(nep: NepIn, path, zbl_in=None) -> None:
+    """ZBL pairs come from the angular neighbour list: an outer radius beyond a pair's angular
+    cutoff would cut the ZBL energy off abruptly there. Checked per pair, for the ZBL form
+    the input trains with; errors name nep.in's zbl line, or the zbl.in row."""
+    settings = nep.zbl_settings()
+    if settings is None or not nep.types:
+        return
+    _, angular = nep.per_type_cutoffs()
+    T = nep.num_types
+    rcov = np.array([COVALENT_RADII[atomic_number(s) - 1] for s in nep.types])
+    row = 0
+    for a in range(T):
+        for b in range(a, T):
+            if settings.mode == "flexible":
+                outer = float(settings.flexible[row, 1])
+            elif settings.mode == "typewise":
+                outer = min(settings.factor * (rcov[a] + rcov[b]), settings.outer)
+            else:
+                outer = settings.outer
+            cutoff = 0.5 * (angular[a] + angular[b])
+            if outer > cutoff + 1e-9:
+                where, line = (zbl_in, row + 1) if zbl_in is not None else (path, nep.lines["zbl"])
+                raise NepFormatError(where, line, f"ZBL outer radius {outer:g} A of "
+                                     f"{nep.types[a]}-{nep.types[b]} exceeds its angular cutoff "
+                                     f"{cutoff:g} A: ZBL would stop abruptly there (GPUMD uses "
+                                     "outer radii of 1 to 3 A)")
+            row += 1
 
 
 def read_zbl_in(path, num_types: int) -> np.ndarray:
@@ -466,7 +503,8 @@ def read_zbl_in(path, num_types: int) -> np.ndarray:
         row = []
         for token in tokens:
             if not _FLOAT_RE.fullmatch(token) or not math.isfinite(float(token)):
-                raise NepFormatError(path, number, f"expected a finite number, found {token!r}")
+                raise NepFormatError(path, number,
+                                     f"expected a finite number, found {short_repr(token)}")
             row.append(float(token))
         if not 0 <= row[0] < row[1]:
             raise NepFormatError(path, number, f"radii must satisfy 0 <= r_inner < r_outer, "
@@ -482,19 +520,11 @@ def read_nep_in(path) -> NepIn:
     """Read a ``nep.in``; with ``zbl`` set, a ``zbl.in`` in the same folder makes it flexible
     ZBL (its table is in :attr:`NepIn.flexible_zbl`)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise NepFormatError(path, None, f"cannot read the file: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise NepFormatError(path, line, "not a text file (invalid UTF-8 byte)") from None
-    nep = parse_nep_in(text, path)
+    nep = _parse_nep_in_lines(FileLines(path), path)
     zbl_in = path.parent / "zbl.in"
     if nep.zbl is not None and zbl_in.is_file():
         nep.flexible_zbl = read_zbl_in(zbl_in, nep.num_types)
+        _check_zbl_inside_angular(nep, path, zbl_in)
     return nep
 
 

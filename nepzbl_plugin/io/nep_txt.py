@@ -28,7 +28,8 @@ import numpy as np
 
 from ..elements import atomic_number
 from ..errors import NepFormatError, UnsupportedModelError
-from ..model import Model, ZBLSettings
+from ..model import Model, ZBLSettings, pair_index
+from ._lines import FileLines, short_repr
 from .atomic import atomic_write_text
 
 __all__ = ["read_nep_txt", "parse_nep_txt", "write_nep_txt", "format_nep_txt"]
@@ -62,24 +63,16 @@ class _Reader:
 
     def number(self, token: str, line: int, what: str) -> float:
         if not _FLOAT_RE.fullmatch(token):
-            raise self.error(line, f"{what}: expected a number, found {token!r}")
+            raise self.error(line, f"{what}: expected a number, found {short_repr(token)}")
         value = float(token)
         if not math.isfinite(value):
-            raise self.error(line, f"{what}: {token!r} is not a finite number")
+            raise self.error(line, f"{what}: {short_repr(token)} is not a finite number")
         return value
 
     def integer(self, token: str, line: int, what: str) -> int:
         if not _INT_RE.fullmatch(token):
-            raise self.error(line, f"{what}: expected an integer, found {token!r}")
+            raise self.error(line, f"{what}: expected an integer, found {short_repr(token)}")
         return int(token)
-
-
-def _decode(path, data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise NepFormatError(path, line, "not a text file (invalid UTF-8 byte)") from None
 
 
 def read_nep_txt(path) -> Model:
@@ -104,31 +97,76 @@ def read_nep_txt(path) -> Model:
         For dipole, polarizability, charge or vdW models.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise NepFormatError(path, None, f"cannot read the file: {exc.strerror or exc}") from None
-    model = parse_nep_txt(_decode(path, data), path=path)
+    source = FileLines(path)
+    model = _parse_lines(iter(source), path)
+    if not source.ends_with_newline:
+        # A file cut while being copied or written ends inside its last value, which then
+        # reads as another number; GPUMD ends every line with a newline.
+        raise NepFormatError(path, source.count, "the file ends without a final newline: it was "
+                             "cut (the last value may be incomplete)")
     return model
+
+
+class _Lines:
+    """The lines of a nep.txt, pulled from an iterator only as far as they are needed, so that
+    a huge file is refused at its first impossible line without being read whole."""
+
+    def __init__(self, source):
+        self._source = source
+        self._lines: list[str] = []
+        self._exhausted = False
+
+    def has(self, index: int) -> bool:
+        while len(self._lines) <= index and not self._exhausted:
+            try:
+                self._lines.append(next(self._source))
+            except StopIteration:
+                self._exhausted = True
+        return index < len(self._lines)
+
+    def __getitem__(self, index: int) -> str:
+        if not self.has(index):
+            raise IndexError(index)
+        return self._lines[index]
+
+    def blank_from(self, index: int) -> bool:
+        """Whether every line from ``index`` to the end is blank (read on, keeping nothing
+        beyond what is already held)."""
+        if index > 0:
+            self.has(index - 1)
+        if any(line.strip() for line in self._lines[index:]):
+            return False
+        for line in self._source:
+            if line.strip():
+                self._lines.append(line)  # kept in order: the first non-blank line
+                return False
+        self._exhausted = True
+        return True
+
+    def window(self, start: int, count: int) -> list[str]:
+        self.has(start + count - 1)
+        return self._lines[start : start + count]
 
 
 def parse_nep_txt(text: str, path="<string>") -> Model:
     """Parse the text of a ``nep.txt`` file; ``path`` is used only in error messages."""
+    return _parse_lines(iter(text.split("\n")), path)
+
+
+def _parse_lines(source, path) -> Model:
     rd = _Reader(path)
-    lines = text.split("\n")
-    # A final newline leaves one empty string; trailing blank lines are tolerated.
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
+    lines = _Lines(source)
+    # Trailing blank lines (and the empty string after a final newline) are tolerated.
+    if not lines.has(0) or (not lines[0].strip() and lines.blank_from(1)):
         raise rd.error(1, "empty file: expected the model line, e.g. 'nep4 2 Te Pb'")
 
     def header_line(index: int, keyword: str) -> list[str]:
-        if index >= len(lines):
+        if not lines.has(index) or (not lines[index].strip() and lines.blank_from(index)):
             raise rd.error(index + 1, f"file ends before the '{keyword}' header line")
         tokens = lines[index].split()
         if not tokens or tokens[0] != keyword:
             found = tokens[0] if tokens else "an empty line"
-            raise rd.error(index + 1, f"expected the '{keyword}' line, found {found!r}")
+            raise rd.error(index + 1, f"expected the '{keyword}' line, found {short_repr(found)}")
         return tokens
 
     # ---------------------------------------------------------------- line 1
@@ -138,7 +176,7 @@ def parse_nep_txt(text: str, path="<string>") -> Model:
     match = _TOKEN_RE.fullmatch(tokens[0])
     if match is None:
         raise rd.error(1, f"expected a model token such as 'nep4' or 'nep4_zbl', found "
-                          f"{tokens[0]!r}")
+                          f"{short_repr(tokens[0])}")
     version = int(match.group(1))
     has_zbl = match.group(2) is not None
     suffix = match.group(3)
@@ -151,7 +189,7 @@ def parse_nep_txt(text: str, path="<string>") -> Model:
             path, 1, f"{tokens[0]!r} is {kind}; nepzbl evaluates plain potentials only"
         )
     elif suffix:
-        raise rd.error(1, f"unknown model token {tokens[0]!r}")
+        raise rd.error(1, f"unknown model token {short_repr(tokens[0])}")
     if version not in (3, 4, 5):
         raise rd.error(1, f"NEP version must be 3, 4 or 5, found {version} in {tokens[0]!r}")
     if len(tokens) < 2:
@@ -169,7 +207,8 @@ def parse_nep_txt(text: str, path="<string>") -> Model:
         try:
             atomic_number(symbol)
         except KeyError:
-            raise rd.error(1, f"unknown element {symbol!r} (symbols H..Pu, case-sensitive)") \
+            raise rd.error(1, f"unknown element {short_repr(symbol)} (symbols H..Pu, "
+                              "case-sensitive)") \
                 from None
     if len(set(types)) != len(types):
         raise rd.error(1, f"an element appears twice in {' '.join(types)}")
@@ -322,9 +361,9 @@ def parse_nep_txt(text: str, path="<string>") -> Model:
                                          f"{MAX_FLEXIBLE_ZBL_TYPES} species, found {num_types}")
             zbl_form = "flexible"
         else:
-            if inner < 0 or outer <= 0 or (factor is None and inner > outer):
-                raise rd.error(zbl_line, f"ZBL radii must satisfy 0 <= inner <= outer, outer > 0"
-                                         f"; found {inner:g} {outer:g}")
+            if inner < 0 or outer <= 0 or (factor is None and inner >= outer):
+                raise rd.error(zbl_line, f"ZBL radii must satisfy 0 <= inner < outer; found "
+                                         f"{inner:g} {outer:g}")
             if factor is not None and factor <= 0:
                 raise rd.error(zbl_line, f"the typewise ZBL factor must be positive, found "
                                          f"{factor:g}")
@@ -345,8 +384,14 @@ def parse_nep_txt(text: str, path="<string>") -> Model:
     num_zbl = 10 * num_pairs if flexible else 0
     expected = num_par + dim + num_zbl
 
-    body = lines[header_lines:]
+    body = lines.window(header_lines, expected)
     found = len(body)
+    if lines.blank_from(header_lines + found):
+        while body and not body[-1].strip():
+            body.pop()
+        found = len(body)
+    else:
+        found = expected + 1  # more lines follow: "extra values" below
     if found < expected:
         parts = f"{num_par} parameters + {dim} q_scaler values"
         if num_zbl:
@@ -359,7 +404,7 @@ def parse_nep_txt(text: str, path="<string>") -> Model:
     if found > expected:
         raise rd.error(
             header_lines + expected + 1,
-            f"extra values: expected {expected} values after the header, found {found}",
+            f"extra values: expected {expected} values after the header, found more",
         )
     numbers = np.empty(expected)
     for k, text_line in enumerate(body):
@@ -382,7 +427,7 @@ def parse_nep_txt(text: str, path="<string>") -> Model:
                                                f"{row[1]:g}")
         zbl = ZBLSettings(mode="flexible", inner=0.0, outer=0.0, flexible=table)
 
-    return Model(
+    model = Model(
         version=version,
         types=types,
         radial_cutoffs=radial,
@@ -404,6 +449,29 @@ def parse_nep_txt(text: str, path="<string>") -> Model:
         typewise_cutoff_factors=typewise_factors,
         metadata={"path": str(path), "cutoff_form": form, "zbl_form": zbl_form},
     )
+    if zbl is not None:
+        flexible_line = header_lines + num_par + dim + 1
+        _check_zbl_inside_angular(model, rd, zbl_line, flexible_line if flexible else None)
+    return model
+
+
+def _check_zbl_inside_angular(model: Model, rd: _Reader, zbl_line: int, flexible_line) -> None:
+    """ZBL pairs come from the angular neighbour list: an outer radius beyond the pair's
+    angular cutoff would cut the ZBL energy off abruptly there (a jump, not a switch)."""
+    table = model.zbl_table()
+    _, angular = model.pair_cutoffs()
+    T = model.num_types
+    for a in range(T):
+        for b in range(a, T):
+            outer, cutoff = table[a, b, 1], angular[a, b]
+            if outer > cutoff + 1e-9:
+                pair = f"{model.types[a]}-{model.types[b]}"
+                line = zbl_line
+                if flexible_line is not None:
+                    line = flexible_line + 10 * pair_index(a, b, T) + 1  # its r_outer
+                raise rd.error(line, f"ZBL outer radius {outer:g} A of {pair} exceeds its angular "
+                                     f"cutoff {cutoff:g} A: ZBL would stop abruptly there (GPUMD "
+                                     "uses outer radii of 1 to 3 A)")
 
 
 def _legacy7(rd: _Reader, values: list[str], line: int):

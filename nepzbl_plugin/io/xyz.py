@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..elements import SYMBOLS
-from ..errors import NepFormatError
+from ..errors import FileError, NepFormatError
 from .atomic import atomic_write_text
 
 __all__ = [
@@ -143,6 +143,8 @@ class TrainingStructure:
         self.energy_weight = float(self.energy_weight)
         if not 0.0 < self.weight <= 100.0:
             raise ValueError(f"weight must satisfy 0 < w <= 100, got {self.weight}")
+        if not 0.0 <= self.energy_weight <= 1e6:  # also refuses NaN: the loss would be NaN
+            raise ValueError(f"energy_weight must satisfy 0 <= w <= 1e6, got {self.energy_weight}")
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -438,6 +440,10 @@ def _parse_comment(
     head.energy_weight = 1.0
     if "energy_weight" in values:
         head.energy_weight = _number(values["energy_weight"], "energy_weight", path, lineno)
+        if not 0.0 <= head.energy_weight <= 1e6:  # negative: a NaN energy RMSE after training
+            raise NepFormatError(
+                path, lineno, f"energy_weight: expected 0 <= w <= 1e6, found {head.energy_weight:g}"
+            )
     head.config_type = None
     if "config_type" in values:
         ct = values["config_type"]
@@ -641,7 +647,10 @@ def read_train_xyz(
     FileNotFoundError
         When the file does not exist.
     """
-    data = Path(path).read_bytes()
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise FileError(path, "is a folder, not a train.xyz file") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:

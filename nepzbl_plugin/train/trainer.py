@@ -674,6 +674,39 @@ def predict(model: Model, structures, output_dir=None, *, which: str = "train"):
     return pred, rmse
 
 
+
+def _check_checkpoint_arrays(output: Path, arrays: dict, scalars: dict, model: Model) -> None:
+    """The restart arrays fit the model: one error naming the file, never numpy's broadcast."""
+    from ..errors import NepFormatError
+
+    where = output / str(scalars.get("arrays_file"))
+    expected = {"parameters": (model.num_parameters,), "q_scaler": (model.descriptor_dim,)}
+    for key, shape in expected.items():
+        value = arrays.get(key)
+        if value is None:
+            raise NepFormatError(where, None, f"the checkpoint has no {key!r} array")
+        if value.shape != shape:
+            raise NepFormatError(where, None, f"{key!r} has shape {value.shape}, the model "
+                                 f"needs {shape}")
+        if not np.all(np.isfinite(value)):
+            raise NepFormatError(where, None, f"{key!r} holds NaN or infinite values")
+    if not isinstance(scalars.get("history", []), list):
+        raise NepFormatError(output / "nepzbl_restart.json", None,
+                             "checkpoint key 'history': expected a list")
+
+
+def _trim_loss_out(path: Path, step: int) -> None:
+    """Drop loss.out rows after the checkpoint's step: a kill between the loss.out append and
+    the checkpoint would otherwise repeat that step's row after the resume."""
+    if not path.exists():
+        return
+    from ..io.gpumd_outputs import read_loss_out, write_loss_out
+
+    table = read_loss_out(path)
+    keep = table.generation <= step
+    if not keep.all():
+        write_loss_out(path, table.as_array()[keep])
+
 def train(
     train_structures,
     nep_in,
@@ -812,8 +845,10 @@ def train(
                 f"({scalars.get('types')}, {scalars.get('num_parameters')} parameters, "
                 f"{scalars.get('optimizer')}); remove nepzbl_restart.* to start afresh"
             )
+        _check_checkpoint_arrays(output, arrays, scalars, model)
         model.q_scaler[:] = arrays["q_scaler"]
         params0 = np.array(arrays["parameters"], dtype=np.float64)
+        _trim_loss_out(output / "loss.out", int(scalars["step"]))
         log(f"resuming from step {scalars['step']} of {output / 'nepzbl_restart.json'}")
     elif params0 is None:
         from .qscaler import compute_q_scaler

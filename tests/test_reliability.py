@@ -1,0 +1,559 @@
+"""Bad input and faults: nothing lost, nothing silently wrong (issue 11).
+
+Each test reproduces one defect found by a reliability pass: files that are not ours destroyed,
+a crash, silently wrong numbers, leftovers after a kill, tracebacks instead of one error."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import pytest
+
+from nepzbl_plugin.errors import FileError
+from nepzbl_plugin.io.atomic import atomic_temporary_path, atomic_write_text
+
+
+# ---------------------------------------------------------------- 1. non-regular targets
+def test_atomic_write_through_symlink_keeps_the_link(tmp_path):
+    real = tmp_path / "models" / "nep.txt"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "nep.txt"
+    link.symlink_to(real)
+    atomic_write_text(link, "new\n")
+    assert link.is_symlink()
+    assert real.read_text() == "new\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_atomic_write_to_dangling_symlink_creates_the_target(tmp_path):
+    link = tmp_path / "out.txt"
+    link.symlink_to(tmp_path / "target.txt")
+    atomic_write_text(link, "x\n")
+    assert link.is_symlink() and (tmp_path / "target.txt").read_text() == "x\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_atomic_write_to_fifo_writes_into_it(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+
+    def read():
+        with open(fifo, "rb") as handle:
+            received.append(handle.read())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    atomic_write_text(fifo, "model\n")
+    reader.join(timeout=10)
+    assert received == [b"model\n"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still a FIFO, not replaced by a file
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_atomic_temporary_path_to_fifo(tmp_path):
+    fifo = tmp_path / "plot.png"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(open(fifo, "rb").read()))
+    reader.start()
+    with atomic_temporary_path(fifo) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(b"png")
+    reader.join(timeout=10)
+    assert received == [b"png"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_atomic_write_refuses_a_folder(tmp_path):
+    with pytest.raises(FileError, match="folder"):
+        atomic_write_text(tmp_path, "x")
+
+
+def test_atomic_write_read_only_folder_is_one_error(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as root: permissions are not enforced")
+        with pytest.raises(FileError, match="ro/nep.txt: cannot write"):
+            atomic_write_text(folder / "nep.txt", "x")
+    finally:
+        folder.chmod(0o700)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_disk_full_is_one_error_and_cli_exit_2(tmp_path, capsys):
+    # /dev/full is only opened for writing (a character device: written directly, never
+    # replaced), and every write fails with ENOSPC.
+    with pytest.raises(FileError, match="No space left"):
+        atomic_write_text("/dev/full", "x")
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+# ---------------------------------------------------------------- 8. stale temporaries
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    dead_pid = 2**22 + 12345  # above Linux's default pid_max: never running
+    stale = tmp_path / f".nep.txt.{dead_pid}.abc123.tmp"
+    stale.write_text("half")
+    alive = tmp_path / f".nep.txt.{os.getppid()}.abc123.tmp"  # a running writer's
+    alive.write_text("busy")
+    other = tmp_path / f".loss.out.{dead_pid}.abc123.tmp"  # not this name: left alone
+    other.write_text("x")
+    atomic_write_text(tmp_path / "nep.txt", "done\n")
+    assert not stale.exists()
+    assert alive.exists() and other.exists()
+    assert (tmp_path / "nep.txt").read_text() == "done\n"
+
+
+# ---------------------------------------------------------------- 2, 7, 9. checkpoints
+def _checkpoint(tmp_path):
+    import numpy as np
+
+    from nepzbl_plugin.train.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path, {"parameters": np.arange(3.0)}, {"step": 5})
+    return tmp_path / "nepzbl_restart.json"
+
+
+@pytest.mark.parametrize("name", ["../victim.npz", "ABSOLUTE", "victim.npz"])
+def test_checkpoint_never_deletes_files_it_did_not_write(tmp_path, name):
+    import json
+
+    import numpy as np
+
+    from nepzbl_plugin.train.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    victim = tmp_path / "victim.npz" if name != "victim.npz" else run / "victim.npz"
+    victim.write_bytes(b"precious")
+    json_path = _checkpoint(run)
+    meta = json.loads(json_path.read_text())
+    meta["arrays_file"] = str(victim) if name == "ABSOLUTE" else name
+    json_path.write_text(json.dumps(meta))
+    save_checkpoint(run, {"parameters": np.arange(4.0)}, {"step": 6})
+    assert victim.read_bytes() == b"precious"
+
+
+def test_checkpoint_replaces_its_own_previous_array_file(tmp_path):
+    import numpy as np
+
+    from nepzbl_plugin.train.checkpoint import save_checkpoint
+
+    _checkpoint(tmp_path)
+    save_checkpoint(tmp_path, {"parameters": np.arange(4.0)}, {"step": 6})
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda meta: [1, 2], "expected a JSON object"),
+    (lambda meta: None, "found null"),
+    (lambda meta: {k: v for k, v in meta.items() if k != "step"}, "'step'.*missing"),
+    (lambda meta: {**meta, "format_version": 99}, "format_version 99"),
+    (lambda meta: {k: v for k, v in meta.items() if k != "format_version"}, "format_version"),
+    (lambda meta: {**meta, "arrays_file": "../x.npz"}, "not a name this program writes"),
+    (lambda meta: {**meta, "arrays_sha256": 7}, "'arrays_sha256'"),
+])
+def test_checkpoint_json_valid_but_wrong_is_one_error(tmp_path, edit, message):
+    import json
+
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.train.checkpoint import load_checkpoint
+
+    json_path = _checkpoint(tmp_path)
+    json_path.write_text(json.dumps(edit(json.loads(json_path.read_text()))))
+    with pytest.raises(NepFormatError, match=message) as info:
+        load_checkpoint(tmp_path)
+    assert "nepzbl_restart" in str(info.value)
+
+
+def test_checkpoint_not_utf8(tmp_path):
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.train.checkpoint import load_checkpoint
+
+    json_path = _checkpoint(tmp_path)
+    json_path.write_bytes(b'{"step": "\xff\xfe"}')
+    with pytest.raises(NepFormatError, match="nepzbl_restart.json.*not UTF-8"):
+        load_checkpoint(tmp_path)
+
+
+def test_checkpoint_garbage_npz_with_matching_hash_never_suggests_pickle(tmp_path):
+    import hashlib
+    import json
+
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.train.checkpoint import load_checkpoint
+
+    json_path = _checkpoint(tmp_path)
+    meta = json.loads(json_path.read_text())
+    garbage = b"\x93NUMPY\x01\x00" + b"garbage" * 10
+    (tmp_path / meta["arrays_file"]).write_bytes(garbage)
+    meta["arrays_sha256"] = hashlib.sha256(garbage).hexdigest()
+    json_path.write_text(json.dumps(meta))
+    with pytest.raises(NepFormatError, match="not a .npz archive") as info:
+        load_checkpoint(tmp_path)
+    assert "pickle" not in str(info.value)
+
+
+# ---------------------------------------------------------------- 7, 8, 9. training inputs
+def test_negative_energy_weight_is_refused(tmp_path):
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.io.xyz import parse_train_xyz
+
+    text = ('1\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3:forces:R:3 '
+            'energy=-1.0 energy_weight=-1 pbc="T T T"\nTe 0 0 0 0 0 0\n')
+    with pytest.raises(NepFormatError, match="line 2: energy_weight"):
+        parse_train_xyz(text)
+
+
+@pytest.mark.parametrize("reader", ["read_train_xyz", "read_loss_out"])
+def test_readers_on_a_folder_are_one_error(tmp_path, reader):
+    from nepzbl_plugin.io import gpumd_outputs, xyz
+
+    function = getattr(xyz, reader, None) or getattr(gpumd_outputs, reader)
+    with pytest.raises(FileError, match="is a folder"):
+        function(tmp_path)
+
+
+def _tiny_run(tmp_path):
+    import numpy as np
+
+    from nepzbl_plugin.io.nep_in import parse_nep_in
+    from nepzbl_plugin.io.xyz import TrainingStructure
+
+    rng = np.random.default_rng(0)
+    structures = []
+    for _ in range(3):
+        grid = np.stack(np.meshgrid(*[np.arange(2)] * 3), -1).reshape(-1, 3) * 2.5
+        positions = grid + rng.normal(0, 0.1, grid.shape)
+        structures.append(TrainingStructure(
+            symbols=["Li", "O"] * 4, positions=positions, cell=np.eye(3) * 5.0,
+            energy=float(rng.normal()), forces=rng.normal(0, 0.1, (8, 3))))
+    nep_in = parse_nep_in("type 2 Li O\ncutoff 4 3\nn_max 2 2\nbasis_size 2 2\n"
+                          "l_max 4 0 0\nneuron 3\n")
+    return structures, nep_in
+
+
+def test_resume_never_repeats_a_loss_out_row(tmp_path):
+    """A kill after the loss.out append but before the checkpoint: the resumed run starts from
+    the older checkpoint and must not write that step's row twice."""
+    import numpy as np
+
+    from nepzbl_plugin.io.gpumd_outputs import read_loss_out
+    from nepzbl_plugin.train import train
+
+    structures, nep_in = _tiny_run(tmp_path)
+    train(structures, nep_in, output_dir=tmp_path, epochs=4, seed=0, report_interval=2,
+          log=None)
+    # simulate the kill: the checkpoint says step 2, loss.out already has step 4
+    import json
+
+    json_path = tmp_path / "nepzbl_restart.json"
+    meta = json.loads(json_path.read_text())
+    meta["step"] = 2
+    meta["finished"] = False
+    meta["history"] = meta["history"][:1]
+    json_path.write_text(json.dumps(meta))
+    train(structures, nep_in, output_dir=tmp_path, epochs=4, seed=0, report_interval=2,
+          log=None)
+    steps = read_loss_out(tmp_path / "loss.out").generation
+    assert list(steps) == sorted(set(steps.tolist()))
+    assert np.all(np.diff(steps) > 0)
+
+
+def test_short_parameter_array_in_checkpoint_is_one_error(tmp_path):
+    import hashlib
+    import io
+    import json
+
+    import numpy as np
+
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.train import train
+
+    structures, nep_in = _tiny_run(tmp_path)
+    train(structures, nep_in, output_dir=tmp_path, epochs=2, seed=0, report_interval=2,
+          log=None)
+    json_path = tmp_path / "nepzbl_restart.json"
+    meta = json.loads(json_path.read_text())
+    meta["finished"] = False
+    with np.load(tmp_path / meta["arrays_file"]) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["parameters"] = arrays["parameters"][:-3]
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    (tmp_path / meta["arrays_file"]).write_bytes(buffer.getvalue())
+    meta["arrays_sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    json_path.write_text(json.dumps(meta))
+    with pytest.raises(NepFormatError, match="'parameters' has shape"):
+        train(structures, nep_in, output_dir=tmp_path, epochs=4, seed=0, report_interval=2,
+              log=None)
+
+
+# ---------------------------------------------------------------- 3, 6. engine inputs, outputs
+def _evaluator(**kwargs):
+    from nepzbl_plugin.engine import Evaluator
+    from nepzbl_plugin.testing import random_model
+
+    model = random_model(types=("Te", "Pb"), zbl="universal", n_max=(2, 2), basis=(2, 2),
+                         neurons=3, l_max=2, seed=4)
+    for key, value in kwargs.items():
+        getattr(model, key)[:] = value
+    return Evaluator(model, num_threads=1)
+
+
+@pytest.mark.parametrize("x", [1e308, 1e200, 1e11])
+def test_huge_open_boundary_positions_are_one_error_not_a_crash(x):
+    # Before: span inf, NaN bin index, negative array index, segfault (rc 139).
+    from ase import Atoms
+
+    from nepzbl_plugin.errors import EngineError
+
+    atoms = Atoms("TePb", positions=[[-x, 0, 0], [x, 0, 0]], pbc=False)
+    with pytest.raises(EngineError, match="huge"):
+        _evaluator().evaluate(atoms)
+
+
+def test_largest_accepted_positions_still_evaluate():
+    from ase import Atoms
+
+    atoms = Atoms("TePb", positions=[[-1e9, 0, 0], [1e9, 0, 0]], pbc=False)
+    out = _evaluator().evaluate(atoms)
+    assert out["forces"] == pytest.approx(0.0)  # far apart: no neighbours
+
+
+@pytest.mark.parametrize("value", [1e308, -1.7e308])
+def test_non_finite_results_from_finite_parameters_raise(value):
+    from ase import Atoms
+
+    from nepzbl_plugin.errors import EngineError
+
+    atoms = Atoms("TePb", positions=[[0, 0, 0], [2.6, 0.3, 0]], pbc=False)
+    evaluator = _evaluator(parameters=value)
+    with pytest.raises(EngineError, match="non-finite energy"):
+        evaluator.evaluate(atoms)
+    with pytest.raises(EngineError, match="structure 0: .*non-finite"):
+        evaluator.evaluate_many([atoms])
+
+
+def test_info_warns_about_parameters_far_outside_trained_range(tmp_path, capsys):
+    from nepzbl_plugin.cli import main
+    from nepzbl_plugin.testing import random_model
+
+    model = random_model(types=("Te", "Pb"), seed=2)
+    model.write(tmp_path / "ok.txt")
+    assert main(["info", str(tmp_path / "ok.txt")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    model.parameters[3] = -1.7e308
+    model.write(tmp_path / "bad.txt")
+    assert main(["info", str(tmp_path / "bad.txt")]) == 0
+    err = capsys.readouterr().err
+    assert "bad.txt: parameter 3 is -1.7e+308" in err
+
+
+def test_output_arrays_of_the_wrong_size_are_refused_before_the_engine_writes():
+    import numpy as np
+
+    evaluator = _evaluator()
+    core = evaluator._core
+    types = np.array([0, 1], dtype=np.intc)
+    positions = np.array([[0, 0, 0], [2.5, 0, 0]], dtype=np.float64)
+    cell = np.eye(3) * 10
+    with pytest.raises(ValueError, match="'forces' needs 6 values"):
+        core.evaluate(types, positions, cell, (False,) * 3, {"forces": np.zeros((1, 3))})
+    with pytest.raises(ValueError, match="'descriptors'"):
+        core.evaluate_batch([(types, positions, cell, (True,) * 3)],
+                            [{"descriptors": np.zeros(3)}])
+
+
+# ---------------------------------------------------------------- 4. huge files
+def _model_text(**kwargs):
+    from nepzbl_plugin.io.nep_txt import format_nep_txt
+    from nepzbl_plugin.testing import random_model
+
+    kwargs.setdefault("types", ("Te", "Pb"))
+    return format_nep_txt(random_model(n_max=(1, 1), basis=(1, 1), neurons=2, l_max=2,
+                                       flags=(0, 0), seed=3, **kwargs))
+
+
+@pytest.mark.parametrize("reader", ["nep_txt", "nep_in"])
+def test_huge_sparse_file_fails_at_line_one_with_a_short_message(tmp_path, reader):
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.io.nep_in import read_nep_in
+    from nepzbl_plugin.io.nep_txt import read_nep_txt
+
+    path = tmp_path / "big"
+    with open(path, "wb") as handle:  # 2 GB of NUL bytes, taking no disk space
+        handle.truncate(2 * 1024**3)
+    read = read_nep_txt if reader == "nep_txt" else read_nep_in
+    with pytest.raises(NepFormatError, match="line 1: line longer than") as info:
+        read(path)
+    assert len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize("reader", ["nep_txt", "nep_in"])
+def test_huge_token_is_cut_in_the_message(tmp_path, reader):
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.io.nep_in import read_nep_in
+    from nepzbl_plugin.io.nep_txt import read_nep_txt
+
+    path = tmp_path / "file"
+    path.write_text("x" * 5000 + "\n")
+    read = read_nep_txt if reader == "nep_txt" else read_nep_in
+    with pytest.raises(NepFormatError, match=r"\.\.\. \(5000 characters\)") as info:
+        read(path)
+    assert len(str(info.value)) < 300
+
+
+def test_nep_txt_with_millions_of_extra_lines_stops_at_the_first(tmp_path):
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.io.nep_txt import read_nep_txt
+
+    text = _model_text()
+    path = tmp_path / "nep.txt"
+    with open(path, "w") as handle:
+        handle.write(text)
+        handle.write("1.0\n" * 2_000_000)
+    first_extra = text.count("\n") + 1
+    with pytest.raises(NepFormatError, match=f"line {first_extra}: extra values"):
+        read_nep_txt(path)
+
+
+# ---------------------------------------------------------------- 5. ZBL beyond the angular cutoff
+def test_nep_in_zbl_beyond_angular_cutoff_is_refused(tmp_path):
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.io.nep_in import parse_nep_in, read_nep_in
+
+    with pytest.raises(NepFormatError, match="line 3: ZBL outer radius 4 A of Te-Te exceeds"):
+        parse_nep_in("type 2 Te Pb\ncutoff 8 3\nzbl 4\n", "nep.in")
+    parse_nep_in("type 2 Te Pb\ncutoff 8 3\nzbl 3\n")  # at the cutoff: fine
+    # typewise: per-pair radii min(f (R_a + R_b), zbl) are what counts
+    parse_nep_in("type 2 Te Pb\ncutoff 8 3\nzbl 4\nuse_typewise_cutoff_zbl 0.7\n")
+    (tmp_path / "nep.in").write_text("type 1 Te\ncutoff 8 3\nzbl 2\n")
+    (tmp_path / "zbl.in").write_text("1 3.5 " + "0.1 1 " * 4 + "\n")
+    with pytest.raises(NepFormatError, match="zbl.in, line 1: ZBL outer radius 3.5"):
+        read_nep_in(tmp_path / "nep.in")
+
+
+def test_nep_txt_zbl_beyond_angular_cutoff_and_equal_radii_are_refused():
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.io.nep_txt import parse_nep_txt
+
+    text = _model_text(zbl="universal")
+    lines = text.split("\n")
+    assert lines[1].startswith("zbl ")
+    for bad, message in [("zbl 1 20", "outer radius 20 A of Te-Te exceeds its angular"),
+                         ("zbl 1 1", "0 <= inner < outer")]:
+        with pytest.raises(NepFormatError, match=f"line 2: .*{message}"):
+            parse_nep_txt("\n".join([lines[0], bad, *lines[2:]]))
+
+
+# ---------------------------------------------------------------- 7. nep.txt cut in its last value
+def test_nep_txt_cut_inside_its_last_value_is_detected(tmp_path):
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.io.nep_txt import read_nep_txt
+
+    text = _model_text()
+    path = tmp_path / "nep.txt"
+    path.write_text(text)
+    read_nep_txt(path)
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    assert last[-4] == "e" and last[-3] in "+-"  # GPUMD's %15.7e
+    path.write_text(text[:-5])  # "4.8981425e-01\n" -> "4.8981425": a number, but the wrong one
+    with pytest.raises(NepFormatError, match="final newline"):
+        read_nep_txt(path)
+    path.write_text(text + "\n\n")  # trailing blank lines stay fine
+    read_nep_txt(path)
+
+
+# ---------------------------------------------------------------- 7, 9. zbl suggest / fit
+def _tepb_data(tmp_path):
+    import numpy as np
+
+    from nepzbl_plugin.io.xyz import TrainingStructure, write_train_xyz
+
+    positions = np.array([[0, 0, 0], [3.2, 0, 0], [0, 3.2, 0], [3.2, 3.2, 0]], dtype=float)
+    structure = TrainingStructure(symbols=["Te", "Pb", "Pb", "Te"], positions=positions,
+                                  cell=np.diag([6.4, 6.4, 6.0]), energy=-1.0,
+                                  forces=np.zeros((4, 3)))
+    path = tmp_path / "train.xyz"
+    write_train_xyz(path, [structure])
+    return path
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--types", "Te"], "the data contain Pb, not in the species list"),
+    (["--angular-cutoff", "0"], "angular cutoff must be a positive length"),
+    (["--margin", "-1"], "margin must be in"),
+])
+def test_zbl_suggest_bad_options_are_one_line(tmp_path, capsys, options, message):
+    from nepzbl_plugin.cli import main
+
+    data = _tepb_data(tmp_path)
+    assert main(["zbl", "suggest", str(data), "--out", str(tmp_path), *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--radius", "Te-Te=2,1"], "need 0 <= INNER < OUTER"),
+    (["--radius", "Te-Xe=1,2"], "is not a pair of --types"),
+    (["--oracle", "nosuchmod:fn"], "cannot import 'nosuchmod'"),
+    (["--oracle", "os:nosuchattr"], "has no 'nosuchattr'"),
+    (["--dimer", "Te-Te=BINARY"], "BINARY, line 1: not a text file"),
+])
+def test_zbl_fit_bad_options_are_one_line(tmp_path, capsys, options, message):
+    from nepzbl_plugin.cli import main
+
+    binary = tmp_path / "BINARY"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    options = [o.replace("BINARY", str(binary)) for o in options]
+    if options[0] == "--radius":  # dimer energies present: only the radii are wrong
+        dimer = tmp_path / "dimer.txt"
+        dimer.write_text("".join(f"{0.1 * k:.1f} {100.0 / k:.3f}\n" for k in range(1, 20)))
+        options += ["--dimer", f"Te-Te={dimer}"]
+    assert main(["zbl", "fit", "--types", "Te", "--out", str(tmp_path), *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "zbl.in").exists()  # nothing written that a reader would reject
+
+
+def test_read_only_output_folder_is_exit_2(tmp_path, capsys, monkeypatch):
+    """Disk full / read-only: the atomic writer's OSError becomes one line and exit 2."""
+    import errno
+
+    from nepzbl_plugin.cli import main
+    from nepzbl_plugin.testing import random_model
+
+    model = random_model(types=("Te", "Pb"), seed=2)
+    model.write(tmp_path / "nep.txt")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("nepzbl_plugin.io.atomic.tempfile.mkstemp", full)
+    status = main(["model", str(tmp_path / "nep.txt"), "--add-zbl", "2",
+                   "-o", str(tmp_path / "out.txt")])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "out.txt: cannot write (No space left on device)" in err
+
+
+def test_cli_model_output_through_a_symlink_keeps_the_link(tmp_path):
+    from nepzbl_plugin.cli import main
+    from nepzbl_plugin.model import read_model
+    from nepzbl_plugin.testing import random_model
+
+    random_model(types=("Te", "Pb"), seed=2).write(tmp_path / "in.txt")
+    target = tmp_path / "store" / "nep.txt"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = tmp_path / "nep.txt"
+    link.symlink_to(target)
+    assert main(["model", str(tmp_path / "in.txt"), "--add-zbl", "2", "-o", str(link)]) == 0
+    assert link.is_symlink()
+    assert read_model(target).zbl is not None
