@@ -57,6 +57,9 @@ def register(subparsers) -> None:
                        help="threads of nepzbl's engine for the MD (default: its own)")
     audit.add_argument("--tolerance", type=float, default=None,
                        help="smallest maximum that counts as a barrier, eV (default 0.05)")
+    audit.add_argument("--relative-tolerance", type=float, default=None,
+                       help="a maximum must also reach this fraction of the curve's depth "
+                            "(highest maximum minus lowest point; default 0.05)")
     audit.add_argument("--deep-distance", type=float, default=None,
                        help="collapse criterion: distances below this, Å (default 0.5)")
     audit.add_argument("--wall-fraction", type=float, default=None,
@@ -117,7 +120,7 @@ def _run_audit(args) -> int:
 
     model = read_model(args.model)  # a bad file fails here, before any work
     kwargs = {}
-    for key in ("tolerance", "deep_distance", "wall_fraction"):
+    for key in ("tolerance", "relative_tolerance", "deep_distance", "wall_fraction"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
     try:  # bad stress-test options fail here too, not after the dimer scans

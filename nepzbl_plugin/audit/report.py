@@ -22,8 +22,8 @@ def _num(value, fmt: str, unit: str = "") -> str:
 def format_report(report) -> str:
     """The audit as text: one row per pair, then one line per check, then the verdict."""
     lines = [f"nepzbl audit: {report.name}  (species {' '.join(report.species)})", ""]
-    header = (f"{'pair':<8}{'barrier':>10}{'at':>9}{'maxima':>8}{'wall/ZBL':>10}"
-              f"{'data min':>10}{'ZBL outer':>11}  verdict")
+    header = (f"{'pair':<8}{'barrier':>10}{'at':>9}{'path max':>10}{'at':>9}{'maxima':>8}"
+              f"{'wall/ZBL':>10}{'data min':>10}{'ZBL outer':>11}  verdict")
     lines += [header, "-" * len(header)]
     for name, a in report.analyses.items():
         data_min = outer = None
@@ -37,14 +37,18 @@ def format_report(report) -> str:
         lines.append(
             f"{name:<8}{_num(a.barrier, '.3f', ' eV'):>10}"
             f"{_num(a.breakdown_distance, '.2f', ' Å'):>9}"
+            f"{_path_barrier(a):>10}{_num(a.path_barrier_distance, '.2f', ' Å'):>9}"
             f"{len(a.local_maxima):>8}{_num(a.wall_ratio, '.3f'):>10}"
             f"{_num(data_min, '.2f', ' Å'):>10}{_num(outer, '.2f', ' Å'):>11}  {verdict}"
         )
     lines.append("")
+    relative = report.settings.get("relative_tolerance", 0.0)
     lines.append(f"barrier: first maximum >= {report.settings['barrier_tolerance_eV']:g} eV "
-                 f"coming in from {_far(report)} Å; wall/ZBL: lowest E(r)/ZBL(r) for r <= "
-                 f"{report.settings['deep_distance_A']:g} Å (collapse path below "
-                 f"{report.settings['wall_fraction']:g})")
+                 f"(and >= {relative:g} x the curve's depth) coming in from {_far(report)} Å, "
+                 "the paper's definition; path max: highest maximum on the collapse path "
+                 "('downhill': none, the way in is open)")
+    lines.append(f"wall/ZBL: lowest E(r)/ZBL(r) for r <= {report.settings['deep_distance_A']:g} Å "
+                 f"(collapse path below {report.settings['wall_fraction']:g})")
     if report.stress is not None:
         d = report.stress.as_dict()
         lines.append(
@@ -70,6 +74,14 @@ def format_report(report) -> str:
     lines.append("")
     lines.append("verdict: SAFE" if report.safe else "verdict: UNSAFE")
     return "\n".join(lines)
+
+
+def _path_barrier(analysis) -> str:
+    if not analysis.collapse_path:
+        return "-"
+    if analysis.path_barrier is None:
+        return "downhill"
+    return f"{analysis.path_barrier:.3f} eV"
 
 
 def _first_collapse(knock: dict) -> str:

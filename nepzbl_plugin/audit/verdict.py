@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from .dimer import (
     BARRIER_TOLERANCE,
     DEEP_DISTANCE,
+    RELATIVE_TOLERANCE,
     WALL_FRACTION,
     CurveAnalysis,
     DimerCurve,
@@ -148,6 +149,7 @@ def audit(
     tolerance: float = BARRIER_TOLERANCE,
     deep_distance: float = DEEP_DISTANCE,
     wall_fraction: float = WALL_FRACTION,
+    relative_tolerance: float = RELATIVE_TOLERANCE,
     hot_md=True,
     progress: bool = False,
 ) -> AuditReport:
@@ -166,7 +168,7 @@ def audit(
         when there is no model).
     distances
         Dimer separations (default 0.10..6.00 Å by 0.01 Å).
-    tolerance, deep_distance, wall_fraction
+    tolerance, deep_distance, wall_fraction, relative_tolerance
         The criterion of :func:`~nepzbl_plugin.audit.dimer.analyse_curve`.
     hot_md
         ``True`` (default settings), ``False``/``None`` (skip), or a
@@ -201,7 +203,9 @@ def audit(
     curves = scan_pairs(dimer_calculator, species, distances, zbl_table=zbl_table, split=split,
                         progress=progress)
     analyses = {k: analyse_curve(c, tolerance=tolerance, deep_distance=deep_distance,
-                                 wall_fraction=wall_fraction) for k, c in curves.items()}
+                                 wall_fraction=wall_fraction,
+                                 relative_tolerance=relative_tolerance)
+                for k, c in curves.items()}
     checks = {"dimer": _dimer_check(analyses)}
 
     frames = min_distances = overlaps = stress = None
@@ -227,6 +231,6 @@ def audit(
     return AuditReport(
         name=name, species=species, curves=curves, analyses=analyses, checks=checks,
         data_min_distances=min_distances, overlaps=overlaps, stress=stress,
-        settings={"barrier_tolerance_eV": tolerance, "deep_distance_A": deep_distance,
-                  "wall_fraction": wall_fraction},
+        settings={"barrier_tolerance_eV": tolerance, "relative_tolerance": relative_tolerance,
+                  "deep_distance_A": deep_distance, "wall_fraction": wall_fraction},
     )
