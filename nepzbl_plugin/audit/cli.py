@@ -13,7 +13,8 @@ _AUDIT_HELP = """\
 Audit a NEP / NEP-ZBL model for collapse: dimer scans of every species pair (0.10-6.00 Å,
 energy barrier and breakdown distance, collapse-path criterion), the data's shortest
 distances against the ZBL switching region, and a hot-MD stress test: Langevin NVT at 1.2 x the
-data's hottest temperature with knock-on collisions of every pair in contact at the energy a long
+data's hottest temperature (the highest info temperature or 'NNN K' label, or the kinetic
+temperature of the hottest frame's momenta; 1200 K when the data say nothing) with knock-on collisions of every pair in contact at the energy a long
 production run reaches (k_B T ln(nu N t), 2.32 eV at 1300 K for 10 ns of 10,000 atoms).
 See docs/audit.md."""
 
@@ -26,12 +27,16 @@ def register(subparsers) -> None:
     audit.add_argument("--data", help="training data (train.xyz): distance check and hot MD")
     audit.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     audit.add_argument("--png", default=None,
-                       help="PNG of the dimer curves (default: <model>_dimers.png; 'none': off)")
+                       help="PNG of the dimer curves (default: <model>_dimers.png in --out, or "
+                            "beside the model; 'none': off)")
+    audit.add_argument("--out", default=None, metavar="DIR",
+                       help="folder for the PNG (default: the model's folder)")
     audit.add_argument("--dimer-dir", default=None,
                        help="also write every dimer curve as a text file into this folder")
     audit.add_argument("--no-md", action="store_true", help="skip the hot-MD stress test")
     audit.add_argument("--temperature", type=float, default=None,
-                       help="stress-test temperature in K (default 1.2 x the data's hottest)")
+                       help="stress-test temperature in K (default 1.2 x the data's hottest: "
+                            "see above; the report says which rule chose it)")
     audit.add_argument("--steps", type=int, default=1000,
                        help="plain NVT steps before the first knock-on collision (default 1000)")
     audit.add_argument("--kicks-per-pair", type=int, default=3,
@@ -142,7 +147,11 @@ def _run_audit(args) -> int:
                    progress=not args.json and sys.stderr.isatty(), **kwargs)
     png = args.png
     if png is None:
-        png = os.path.splitext(os.path.basename(args.model))[0] + "_dimers.png"
+        stem = os.path.splitext(os.path.basename(args.model))[0]
+        folder = args.out if args.out is not None else os.path.dirname(args.model)
+        if args.out is not None:
+            os.makedirs(args.out, exist_ok=True)
+        png = os.path.join(folder, stem + "_dimers.png")
     if png.lower() != "none":
         plot_dimers(report, png)
     if args.dimer_dir:

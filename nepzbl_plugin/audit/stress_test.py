@@ -241,14 +241,15 @@ def stress_test(calc, structures, settings: StressTestSettings | None = None, *,
             if s not in species:
                 species.append(s)
     if settings.temperature is not None:
-        temperature, source = float(settings.temperature), "set by the user"
+        temperature, source = float(settings.temperature), "set by the user (--temperature)"
     else:
         found, why = data_temperature(frames)
         if found is None:
-            temperature, source = FALLBACK_TEMPERATURE, f"fallback ({why})"
+            temperature = FALLBACK_TEMPERATURE
+            source = f"fallback {FALLBACK_TEMPERATURE:.0f} K: {why}"
         else:
             temperature = TEMPERATURE_FACTOR * found
-            source = f"{TEMPERATURE_FACTOR} x {found:.0f} K from the data ({why})"
+            source = (f"{TEMPERATURE_FACTOR} x the data's hottest, {found:.0f} K: {why}")
     if data_min_distances is None:
         data_min_distances = min_pair_distances(frames, species)
     limits = collapse_distances(species, data_min_distances)
