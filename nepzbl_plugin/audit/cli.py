@@ -18,6 +18,18 @@ temperature of the hottest frame's momenta; 1200 K when the data say nothing) wi
 production run reaches (k_B T ln(nu N t), 2.32 eV at 1300 K for 10 ns of 10,000 atoms).
 See docs/audit.md."""
 
+_SUGGEST_HELP = """\
+Propose per-pair ZBL outer radii below the shortest distances of the data (typewise when one
+factor fits, else flexible) and write the nep.in lines (nep.in.zbl) and, for flexible ZBL,
+zbl.in. Each pair's wanted outer radius is --margin (0.9) x its shortest distance in all the
+files given: held-out frames and MD frames of the same material can come closer than the
+training frames, so give them too.
+
+Flexible ZBL: the printed 'zbl R' line is only safe together with the zbl.in written beside
+it. nep.in and zbl.in must sit in the same folder; a nep.in with that line and no zbl.in means
+universal ZBL switching from R/2 to R for every pair, inside the data's distances ('nepzbl
+train' warns about that at start). See docs/audit.md."""
+
 
 def register(subparsers) -> None:
     audit = subparsers.add_parser(
@@ -79,16 +91,17 @@ def register(subparsers) -> None:
 
     suggest = sub.add_parser(
         "suggest", help="ZBL radii below the distances the data contain",
-        description="Propose per-pair ZBL outer radii below the shortest distances of the data "
-                    "(typewise when one factor fits, else flexible) and write the nep.in lines "
-                    "and, for flexible ZBL, zbl.in.")
-    suggest.add_argument("data", help="training data (train.xyz)")
+        description=_SUGGEST_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    suggest.add_argument("data", nargs="+", metavar="XYZ",
+                         help="training data (train.xyz), then any further structure files whose "
+                              "distances the radii must also stay below (test.xyz, MD frames)")
     suggest.add_argument("--types", nargs="+", default=None,
                          help="species in nep.in 'type' order (default: order in the data)")
     suggest.add_argument("--form", choices=("auto", "typewise", "flexible", "universal"),
                          default="auto", help="ZBL form (default auto)")
     suggest.add_argument("--margin", type=float, default=0.9,
-                         help="outer radius = margin x shortest distance (default 0.9)")
+                         help="outer radius = margin x the shortest distance of the pair in all "
+                              "the files (default 0.9: 10 %% below the closest contact seen)")
     suggest.add_argument("--angular-cutoff", type=float, default=4.0,
                          help="angular cutoff of the model, Å (ZBL acts only inside; default 4)")
     suggest.add_argument("--out", default=".", help="folder for nep.in.zbl and zbl.in (default .)")
@@ -201,27 +214,34 @@ def _run_suggest(args) -> int:
 
     from ..zbl_from_data import suggest_zbl
 
-    suggestion = suggest_zbl(args.data, args.types, form=args.form, margin=args.margin,
-                             angular_cutoff=args.angular_cutoff)
+    suggestion = suggest_zbl(args.data[0], args.types, form=args.form, margin=args.margin,
+                             angular_cutoff=args.angular_cutoff, extra=args.data[1:])
     written = suggestion.write(args.out)
     if args.json:
         out = suggestion.as_dict()
         out["written"] = written
         print(json.dumps(out, indent=1))
         return 0
-    print(f"ZBL suggested from {args.data}: {suggestion.form} form")
-    header = f"{'pair':<8}{'data min':>10}{'wanted':>10}{'inner':>9}{'outer':>9}"
+    print(f"ZBL suggested from {', '.join(args.data)}: {suggestion.form} form "
+          f"(wanted outer radius = {args.margin:g} x the shortest distance)")
+    several = len(args.data) > 1
+    header = (f"{'pair':<8}{'data min':>10}{'wanted':>10}{'inner':>9}{'outer':>9}"
+              + ("  shortest in" if several else ""))
     print(header)
     print("-" * len(header))
     for name in suggestion.wanted:
         d = suggestion.data_min_distances.get(name)
         print(f"{name:<8}{'-' if d is None else f'{d:.3f} Å':>10}{suggestion.wanted[name]:>8.3f} Å"
-              f"{suggestion.inner[name]:>7.3f} Å{suggestion.outer[name]:>7.3f} Å")
+              f"{suggestion.inner[name]:>7.3f} Å{suggestion.outer[name]:>7.3f} Å"
+              + (f"  {suggestion.distance_sources.get(name, '-')}" if several else ""))
     for note in suggestion.notes:
         print(f"note: {note}")
-    print("nep.in lines:")
+    needs = suggestion.needs_zbl_in()
+    print("nep.in lines" + (" (only together with zbl.in, see below):" if needs else ":"))
     for line in suggestion.nep_in_lines():
         print(f"  {line}")
+    if needs:
+        print(f"IMPORTANT: {needs}; copy {os.path.join(args.out, 'zbl.in')} next to nep.in")
     print("model header: " + " / ".join(suggestion.header_lines()))
     print("written: " + ", ".join(written))
     return 0
