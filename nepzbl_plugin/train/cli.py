@@ -47,10 +47,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run_train)
 
     r = subparsers.add_parser(
-        "residual", help="write labels minus ZBL and how much variance ZBL carries",
+        "residual", help="write labels minus ZBL and how much spread ZBL adds and removes",
         description="Subtract the ZBL part of the model described by DIR/nep.in from the "
-        "labels of DIR/train.xyz, write the result as an extended XYZ and print the variance "
-        "of energy (eV²/atom²), forces (eV²/Å²) and virials (eV²/atom²) before and after.",
+        "labels of DIR/train.xyz, write the result as an extended XYZ and print the spread "
+        "(standard deviation) of energy (eV/atom), forces (eV/Å) and virials (eV/atom): of the "
+        "labels, what ZBL adds (its own spread) and removes (the part along the labels), and "
+        "what is left; then the same for the forces per species pair, with the pairs whose ZBL "
+        "acts inside the data's distances flagged.",
     )
     r.add_argument("directory", nargs="?", default=".", metavar="DIR",
                    help="folder with nep.in (with a zbl line) and train.xyz (default: .)")

@@ -2,7 +2,9 @@
 
 GPUMD adds ZBL to the network output before the loss (``nep-reference.md`` 3.5), so the
 network fits E − E_ZBL, F − F_ZBL and W − W_ZBL. :func:`zbl_residual` computes these for a
-training set and how much of the label variance ZBL accounts for.
+training set, and how much spread ZBL adds to and removes from the labels, per species pair.
+:func:`zbl_setup` says which ZBL a ``nep.in`` trains with, where its radii came from and whether
+it switches inside distances the training data contain.
 """
 
 from __future__ import annotations
@@ -13,7 +15,40 @@ import numpy as np
 
 from .loss import Predictions, virial_six
 
-__all__ = ["zbl_residual", "ResidualReport", "zbl_predictions"]
+__all__ = ["zbl_residual", "ResidualReport", "PairResidual", "zbl_predictions", "zbl_setup",
+           "ZBLSetup"]
+
+
+def _spread(label, part) -> tuple[float, float, float]:
+    """(ZBL adds, ZBL removes, residual spread), square roots of variances in the labels' unit.
+
+    var(label − ZBL) = var(label) + var(ZBL) − 2 cov(label, ZBL): ZBL *adds* var(ZBL) and
+    *removes* 2 cov(label, ZBL) (0 when ZBL points against the labels, which then only adds).
+    """
+    label, part = np.asarray(label, float), np.asarray(part, float)
+    if label.size == 0:
+        return (0.0, 0.0, 0.0)
+    cov = float(np.mean((label - label.mean()) * (part - part.mean())))
+    return (float(np.sqrt(part.var())), float(np.sqrt(max(2.0 * cov, 0.0))),
+            float(np.sqrt((label - part).var())))
+
+
+@dataclasses.dataclass
+class PairResidual:
+    """The force spread (eV/Å) that the ZBL of one species pair alone adds to and removes from
+    the labels, the label spread left (labels minus this pair's ZBL), and the largest force
+    component that pair's ZBL puts on any atom of the data (> 0: its switch reaches into
+    distances the data contain)."""
+
+    pair: str
+    adds: float
+    removes: float
+    residual: float
+    max_force: float
+
+    @property
+    def acts_on_data(self) -> bool:
+        return self.max_force > 0.0
 
 
 @dataclasses.dataclass
@@ -30,6 +65,9 @@ class ResidualReport:
     energy_variance: tuple[float, float, float]
     force_variance: tuple[float, float, float]
     virial_variance: tuple[float, float, float]
+    # (ZBL adds, ZBL removes, label-ZBL spread) per quantity, square roots: eV/atom, eV/Å
+    spreads: dict = dataclasses.field(default_factory=dict)
+    pairs: dict = dataclasses.field(default_factory=dict)  # {"A-B": PairResidual}
 
     @staticmethod
     def _explained(v):
@@ -43,20 +81,37 @@ class ResidualReport:
             "virial": self._explained(self.virial_variance),
         }
 
+    @property
+    def overlapping_pairs(self) -> list[str]:
+        """Pairs whose ZBL acts on the data (switch inside distances the data contain)."""
+        return [name for name, p in self.pairs.items() if p.acts_on_data]
+
     def table(self) -> str:
-        rows = [
-            "quantity            var(label)      var(ZBL)        var(label-ZBL)  "
-            "ZBL fraction",
-        ]
+        """The report as text: spreads (square roots of variances) with units."""
+        rows = [f"{'quantity':<18}{'label':>10}{'ZBL adds':>10}{'removes':>10}{'label-ZBL':>11}"]
         for name, unit, v in (
-            ("energy", "eV²/atom²", self.energy_variance),
-            ("force", "eV²/Å²", self.force_variance),
-            ("virial", "eV²/atom²", self.virial_variance),
+            ("energy", "eV/atom", self.energy_variance),
+            ("force", "eV/Å", self.force_variance),
+            ("virial", "eV/atom", self.virial_variance),
         ):
-            rows.append(
-                f"{name:<7s}{unit:<12s} {v[0]:<15.6g} {v[1]:<15.6g} {v[2]:<15.6g} "
-                f"{self._explained(v):.4f}"
-            )
+            adds, removes, left = self.spreads.get(name, (np.nan, np.nan, np.nan))
+            rows.append(f"{name + ' (' + unit + ')':<18}{np.sqrt(v[0]):>10.4g}{adds:>10.4g}"
+                        f"{removes:>10.4g}{left:>11.4g}")
+        rows.append("spread = standard deviation; var(label-ZBL) = var(label) + adds² - "
+                    "removes²")
+        if self.pairs:
+            rows.append("")
+            rows.append(f"{'force per pair':<18}{'ZBL adds':>10}{'removes':>10}{'label-ZBL':>11}"
+                        f"{'max ZBL':>10}  (eV/Å, that pair's ZBL alone)")
+            for name, p in self.pairs.items():
+                flag = "  OVERLAP: ZBL acts inside the data" if p.acts_on_data else ""
+                rows.append(f"{name:<18}{p.adds:>10.4g}{p.removes:>10.4g}{p.residual:>11.4g}"
+                            f"{p.max_force:>10.4g}{flag}")
+        overlap = self.overlapping_pairs
+        if overlap:
+            rows.append(f"WARNING: the ZBL of {', '.join(overlap)} switches inside distances the "
+                        "data contain: the network must learn labels minus that ZBL there "
+                        "('nepzbl zbl suggest' proposes radii below the data)")
         return "\n".join(rows)
 
 
@@ -77,8 +132,29 @@ def zbl_predictions(model, structures) -> Predictions:
     )
 
 
-def zbl_residual(model, structures):
+def _pair_only_model(model, pair_row: int):
+    """A copy of ``model`` whose network outputs 0 and whose ZBL acts for one unordered type
+    pair only: GPUMD's flexible form with the model's own resolved radii and coefficients, and
+    every other pair's amplitudes set to 0."""
+    from ..model import ZBLSettings
+    from ._backend import zbl_only_model
+
+    table = model.zbl_table()
+    T = model.num_types
+    rows = np.array([table[a, b] for a in range(T) for b in range(a, T)])
+    keep = np.zeros(len(rows), dtype=bool)
+    keep[pair_row] = True
+    rows[~keep, 2::2] = 0.0
+    copy = zbl_only_model(model)
+    copy.zbl = ZBLSettings("flexible", 0.0, 0.0, flexible=rows)
+    return copy
+
+
+def zbl_residual(model, structures, *, per_pair: bool = True):
     """Structures with labels minus ZBL, and a :class:`ResidualReport`.
+
+    ``per_pair``: also split the force spread by species pair (one ZBL-only evaluation per
+    pair).
 
     Returns
     -------
@@ -116,10 +192,24 @@ def zbl_residual(model, structures):
             return (0.0, 0.0, 0.0)
         return (float(label.var()), float(part.var()), float((label - part).var()))
 
+    forces = np.concatenate(f_label)
+    pairs = {}
+    if per_pair:
+        T = model.num_types
+        names = [f"{model.types[a]}-{model.types[b]}" for a in range(T) for b in range(a, T)]
+        for k, name in enumerate(names):
+            part = zbl_predictions(_pair_only_model(model, k), structures).forces.ravel()
+            adds, removes, left = _spread(forces, part)
+            pairs[name] = PairResidual(name, adds, removes, left,
+                                       float(np.max(np.abs(part))) if part.size else 0.0)
     report = ResidualReport(
         num_structures=len(structures),
         energy_variance=variances(e_label, e_zbl),
-        force_variance=variances(np.concatenate(f_label), np.concatenate(f_zbl)),
+        force_variance=variances(forces, np.concatenate(f_zbl)),
         virial_variance=variances(np.ravel(v_label), np.ravel(v_zbl)),
+        spreads={"energy": _spread(e_label, e_zbl),
+                 "force": _spread(forces, np.concatenate(f_zbl)),
+                 "virial": _spread(np.ravel(v_label), np.ravel(v_zbl))},
+        pairs=pairs,
     )
     return out, report
