@@ -213,3 +213,76 @@ def zbl_residual(model, structures, *, per_pair: bool = True):
         pairs=pairs,
     )
     return out, report
+
+
+@dataclasses.dataclass
+class ZBLSetup:
+    """Which ZBL a ``nep.in`` trains with, per pair, against the training data.
+
+    ``form``: universal, typewise or flexible; ``source``: where the radii came from (nep.in
+    lines, zbl.in); ``pairs``: {"A-B": (r_inner, r_outer, data shortest distance or None)} in
+    Å, r_outer capped at the angular cutoff (ZBL acts only inside it); ``inside``: the pairs
+    whose switch reaches into distances the data contain; ``force_variance_fraction``:
+    var(F_ZBL) / var(F_label) over the force components (None when not computed).
+    """
+
+    form: str
+    source: str
+    pairs: dict
+    inside: list
+    force_variance_fraction: float | None = None
+
+
+def zbl_setup(nep_in, structures, *, force_variance: bool = True) -> ZBLSetup | None:
+    """The ZBL set-up of ``nep_in`` and how it meets ``structures`` (None without ZBL).
+
+    The data's shortest distance per pair is searched up to the largest outer radius only, so
+    this is quick even on large sets; ``force_variance`` adds one ZBL-only evaluation of the
+    structures for the fraction of the label force variance that ZBL carries.
+    """
+    from ..audit.distances import min_pair_distances
+
+    settings = nep_in.zbl_settings()
+    if settings is None:
+        return None
+    lines = nep_in.lines
+    zbl_line = f"nep.in line {lines['zbl']} 'zbl {nep_in.zbl:g}'" if "zbl" in lines else "zbl"
+    if settings.mode == "flexible":
+        import os
+
+        folder = os.path.dirname(str(nep_in.path)) or "."
+        source = (f"{os.path.join(folder, 'zbl.in')} (flexible: radii and coefficients per "
+                  f"pair; {zbl_line} only switches ZBL on)")
+    elif settings.mode == "typewise":
+        factor_line = lines.get("use_typewise_cutoff_zbl")
+        source = (f"{zbl_line} and nep.in line {factor_line} 'use_typewise_cutoff_zbl "
+                  f"{settings.factor:g}': outer radius min({settings.factor:g} x (R_cov,a + "
+                  f"R_cov,b), {settings.outer:g} Å), inner 0")
+    else:
+        source = (f"{zbl_line}: universal ZBL, {settings.inner:g} to {settings.outer:g} Å for "
+                  "every pair (no zbl.in beside nep.in)")
+    model = nep_in.empty_model()
+    table = model.zbl_table()
+    _, angular = model.pair_cutoffs()
+    T = model.num_types
+    outer = {}
+    for a in range(T):
+        for b in range(a, T):
+            outer[(a, b)] = (float(table[a, b, 0]), float(min(table[a, b, 1], angular[a, b])))
+    reach = max(o for _, o in outer.values())
+    dmin = min_pair_distances(structures, model.types, cutoff=reach) if reach > 0 else {}
+    pairs, inside = {}, []
+    for (a, b), (r_in, r_out) in outer.items():
+        name = f"{model.types[a]}-{model.types[b]}"
+        d = dmin.get(name)
+        pairs[name] = (r_in, r_out, d)
+        if d is not None and d < r_out:
+            inside.append(name)
+    fraction = None
+    if force_variance and inside:
+        labels = np.concatenate([np.asarray(st.forces).ravel() for st in structures])
+        zbl = zbl_predictions(model, structures).forces.ravel()
+        fraction = float(zbl.var() / labels.var()) if labels.var() > 0 else float("inf")
+    elif force_variance:
+        fraction = 0.0
+    return ZBLSetup(settings.mode, source, pairs, inside, fraction)
