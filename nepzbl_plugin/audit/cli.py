@@ -14,9 +14,13 @@ Audit a NEP / NEP-ZBL model for collapse: dimer scans of every species pair (0.1
 energy barrier and breakdown distance, collapse-path criterion), the data's shortest
 distances against the ZBL switching region, and a hot-MD stress test: Langevin NVT at 1.2 x the
 data's hottest temperature (the highest info temperature or 'NNN K' label, or the kinetic
-temperature of the hottest frame's momenta; 1200 K when the data say nothing) with knock-on collisions of every pair in contact at the energy a long
-production run reaches (k_B T ln(nu N t), 2.32 eV at 1300 K for 10 ns of 10,000 atoms).
-See docs/audit.md."""
+temperature of the hottest frame's momenta; 1200 K when the data say nothing) with knock-on
+collisions of every pair in contact at the energy a long production run reaches
+(k_B T ln(nu N t), 2.32 eV at 1300 K for 10 ns of 10,000 atoms). The report names the rule
+that chose the temperature, gives the highest maximum on each collapse path beside the paper's
+barrier, and the MD check's power: collisions per pair, their energy and the chance they all
+missed a collapse path of the measured barrier (--kicks-per-pair for more). The PNG goes beside
+the model, or into --out. See docs/audit.md."""
 
 _SUGGEST_HELP = """\
 Propose per-pair ZBL outer radii below the shortest distances of the data (typewise when one

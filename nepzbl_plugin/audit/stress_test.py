@@ -27,8 +27,9 @@ from ..elements import COVALENT_RADII, atomic_number
 from ..md import KnockOns, NVTResult, _pair_key, run_nvt
 
 __all__ = ["StressTestSettings", "StressTestResult", "stress_test", "collapse_distances",
-           "knock_on_energy", "crossing_probability", "detection_power", "MISS_TARGET", "TEMPERATURE_FACTOR", "FALLBACK_TEMPERATURE", "COLLAPSE_FRACTION",
-           "RDF_CHECK_RANGE", "HORIZON_ATOM_NS", "ATTEMPT_FREQUENCY"]
+           "knock_on_energy", "crossing_probability", "detection_power", "MISS_TARGET",
+           "TEMPERATURE_FACTOR", "FALLBACK_TEMPERATURE", "COLLAPSE_FRACTION", "RDF_CHECK_RANGE",
+           "HORIZON_ATOM_NS", "ATTEMPT_FREQUENCY"]
 
 TEMPERATURE_FACTOR = 1.2  # default stress temperature: 1.2 x the hottest data
 FALLBACK_TEMPERATURE = 1200.0  # K, when the data carry no temperature
