@@ -57,8 +57,11 @@ class ResidualReport:
 
     ``*_variance`` are the variances of the labels, of ZBL and of the residual: energy per
     atom across structures (eV²/atom²), force components (eV²/Å²), virial components per
-    atom over structures with a virial (eV²/atom²). ``explained`` = 1 − var(residual)/var(label):
-    the fraction of the label variance that ZBL carries.
+    atom over structures with a virial (eV²/atom²). ``spreads`` gives, per quantity, what ZBL
+    adds and removes and the residual spread as square roots (eV/atom, eV/Å; see
+    :func:`_spread`), ``pairs`` the same for the forces of each species pair's ZBL alone.
+    ``explained`` = 1 − var(residual)/var(label) is kept for scripts; it turns negative (and
+    unreadable) when ZBL is large inside the data, which is why the table shows spreads.
     """
 
     num_structures: int
