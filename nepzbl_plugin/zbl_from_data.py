@@ -69,6 +69,17 @@ class ZBLSuggestion:
     data_min_distances: dict = field(default_factory=dict)
     coefficients: np.ndarray | None = None  # (T(T+1)/2, 8) for flexible; universal otherwise
     notes: list[str] = field(default_factory=list)
+    # which structure file held each pair's shortest distance (when several were given)
+    distance_sources: dict = field(default_factory=dict)
+
+    def needs_zbl_in(self) -> str | None:
+        """Why the nep.in lines are unsafe on their own (flexible ZBL), or None."""
+        if self.form != "flexible":
+            return None
+        return (f"the nep.in line 'zbl {self.zbl_value:g}' needs this zbl.in in the same folder "
+                f"as nep.in: without it GPUMD and nepzbl read universal ZBL switching from "
+                f"{self.zbl_value / 2:g} to {self.zbl_value:g} Å for every pair, inside the "
+                "data's distances")
 
     def table(self) -> np.ndarray:
         """Rows of zbl.in, (T(T+1)/2, 10), in GPUMD pair order."""
@@ -134,6 +145,8 @@ class ZBLSuggestion:
                           "wanted_outer": self.wanted[p], "inner": self.inner[p],
                           "outer": self.outer[p]} for p in self.wanted},
             "notes": self.notes,
+            "needs_zbl_in": self.needs_zbl_in(),
+            "distance_sources": self.distance_sources,
         }
 
 
@@ -145,6 +158,7 @@ def suggest_zbl(
     margin: float = MARGIN,
     angular_cutoff: float = 4.0,
     inner_ratio: float = 0.5,
+    extra=(),
 ) -> ZBLSuggestion:
     """Propose ZBL radii that stay below the distances the data contain.
 
@@ -165,6 +179,10 @@ def suggest_zbl(
         ZBL acts only inside the angular cutoff; outer radii are capped there.
     inner_ratio
         Flexible and universal forms: r_inner = inner_ratio x r_outer (GPUMD uses 0.5).
+    extra
+        More structure files (or lists of Atoms) whose distances the radii must also stay
+        below: test sets, frames of MD runs with the model. The training frames alone may miss
+        the closest contacts that held-out frames of the same material have.
     """
     from .audit.distances import DISTANCE_SEARCH_CUTOFF, load_structures, min_pair_distances
     from .errors import InputError
@@ -177,20 +195,31 @@ def suggest_zbl(
         raise InputError(f"angular cutoff must be a positive length in Å, got {angular_cutoff:g}")
     if not 0 < inner_ratio < 1:
         raise InputError(f"inner_ratio must be in (0, 1), got {inner_ratio:g}")
-    frames = load_structures(data)
+    sources = [data, *extra]
+    frame_sets = [load_structures(source) for source in sources]
     if species is not None:
-        present = {s for atoms in frames for s in atoms.get_chemical_symbols()}
+        present = {s for frames in frame_sets for atoms in frames
+                   for s in atoms.get_chemical_symbols()}
         missing = sorted(present - set(species))
         if missing:  # their pairs would be ignored: radii chosen blind to them
             raise InputError(f"the data contain {', '.join(missing)}, not in the species list "
                              f"{' '.join(species)}; give every species of the data")
-    dmin = min_pair_distances(frames, species)
     if species is None:
         species = []
-        for name in dmin:
-            for s in name.split("-"):
-                if s not in species:
-                    species.append(s)
+        for frames in frame_sets:
+            for atoms in frames:
+                for symbol in atoms.get_chemical_symbols():
+                    if symbol not in species:
+                        species.append(symbol)
+    dmin = min_pair_distances([a for frames in frame_sets for a in frames], species)
+    distance_sources = {}
+    if len(sources) > 1:
+        for source, frames in zip(sources, frame_sets, strict=True):
+            label = str(source) if isinstance(source, (str, bytes)) or hasattr(
+                source, "__fspath__") else "<structures>"
+            for name, d in min_pair_distances(frames, species).items():
+                if d is not None and name not in distance_sources and d == dmin.get(name):
+                    distance_sources[name] = label
     species = list(species)
     notes = []
     wanted = {}
@@ -232,20 +261,21 @@ def suggest_zbl(
         if not typewise_ok:
             raise ValueError(f"typewise ZBL needs factor >= 0.5, the data allow {factor:.3f}")
         return ZBLSuggestion(species, "typewise", wanted, typewise_outer,
-                             {p: 0.0 for p in wanted}, cap, factor, dmin, None, notes)
+                             {p: 0.0 for p in wanted}, cap, factor, dmin, None, notes,
+                             distance_sources)
     if chosen == "flexible":
         if len(species) > MAX_FLEXIBLE_TYPES:
             raise ValueError(f"flexible ZBL supports at most {MAX_FLEXIBLE_TYPES} species")
         inner = {p: _floor(inner_ratio * v, 4) for p, v in wanted.items()}
         value = min(max(UNIVERSAL_RANGE[0], max(wanted.values())), UNIVERSAL_RANGE[1])
         return ZBLSuggestion(species, "flexible", wanted, dict(wanted), inner, _floor(value, 4),
-                             None, dmin, None, notes)
+                             None, dmin, None, notes, distance_sources)
     value = _floor(min(wanted[p] for p in constrained), 4)
     if not UNIVERSAL_RANGE[0] <= value <= UNIVERSAL_RANGE[1]:
         raise ValueError(f"universal ZBL needs 1 <= r_outer <= 4 Å; the data allow {value:.3f} Å")
     outer = {p: value for p in wanted}
     return ZBLSuggestion(species, "universal", wanted, outer, {p: value / 2 for p in wanted},
-                         value, None, dmin, None, notes)
+                         value, None, dmin, None, notes, distance_sources)
 
 
 # ---------------------------------------------------------------------------- fitting

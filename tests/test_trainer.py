@@ -238,7 +238,8 @@ def test_residual_command_subtracts_zbl(tmp_path, data, capsys):
     _write_inputs(tmp_path, structures)
     assert main(["residual", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "ZBL fraction" in out and "force" in out
+    assert "ZBL adds" in out and "removes" in out and "force (eV/Å)" in out
+    assert "ZBL fraction" not in out and "Li-O" in out
     residual = read_train_xyz(tmp_path / "train_minus_zbl.xyz")
     zbl_model = parse_nep_in(NEP_IN).empty_model()
     zbl = gradient_predict(zbl_model, TrainingBatch.from_structures(structures[:5], ["Li", "O"]))

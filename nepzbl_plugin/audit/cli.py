@@ -13,9 +13,26 @@ _AUDIT_HELP = """\
 Audit a NEP / NEP-ZBL model for collapse: dimer scans of every species pair (0.10-6.00 Å,
 energy barrier and breakdown distance, collapse-path criterion), the data's shortest
 distances against the ZBL switching region, and a hot-MD stress test: Langevin NVT at 1.2 x the
-data's hottest temperature with knock-on collisions of every pair in contact at the energy a long
-production run reaches (k_B T ln(nu N t), 2.32 eV at 1300 K for 10 ns of 10,000 atoms).
-See docs/audit.md."""
+data's hottest temperature (the highest info temperature or 'NNN K' label, or the kinetic
+temperature of the hottest frame's momenta; 1200 K when the data say nothing) with knock-on
+collisions of every pair in contact at the energy a long production run reaches
+(k_B T ln(nu N t), 2.32 eV at 1300 K for 10 ns of 10,000 atoms). The report names the rule
+that chose the temperature, gives the highest maximum on each collapse path beside the paper's
+barrier, and the MD check's power: collisions per pair, their energy and the chance they all
+missed a collapse path of the measured barrier (--kicks-per-pair for more). The PNG goes beside
+the model, or into --out. See docs/audit.md."""
+
+_SUGGEST_HELP = """\
+Propose per-pair ZBL outer radii below the shortest distances of the data (typewise when one
+factor fits, else flexible) and write the nep.in lines (nep.in.zbl) and, for flexible ZBL,
+zbl.in. Each pair's wanted outer radius is --margin (0.9) x its shortest distance in all the
+files given: held-out frames and MD frames of the same material can come closer than the
+training frames, so give them too.
+
+Flexible ZBL: the printed 'zbl R' line is only safe together with the zbl.in written beside
+it. nep.in and zbl.in must sit in the same folder; a nep.in with that line and no zbl.in means
+universal ZBL switching from R/2 to R for every pair, inside the data's distances ('nepzbl
+train' warns about that at start). See docs/audit.md."""
 
 
 def register(subparsers) -> None:
@@ -26,12 +43,16 @@ def register(subparsers) -> None:
     audit.add_argument("--data", help="training data (train.xyz): distance check and hot MD")
     audit.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     audit.add_argument("--png", default=None,
-                       help="PNG of the dimer curves (default: <model>_dimers.png; 'none': off)")
+                       help="PNG of the dimer curves (default: <model>_dimers.png in --out, or "
+                            "beside the model; 'none': off)")
+    audit.add_argument("--out", default=None, metavar="DIR",
+                       help="folder for the PNG (default: the model's folder)")
     audit.add_argument("--dimer-dir", default=None,
                        help="also write every dimer curve as a text file into this folder")
     audit.add_argument("--no-md", action="store_true", help="skip the hot-MD stress test")
     audit.add_argument("--temperature", type=float, default=None,
-                       help="stress-test temperature in K (default 1.2 x the data's hottest)")
+                       help="stress-test temperature in K (default 1.2 x the data's hottest: "
+                            "see above; the report says which rule chose it)")
     audit.add_argument("--steps", type=int, default=1000,
                        help="plain NVT steps before the first knock-on collision (default 1000)")
     audit.add_argument("--kicks-per-pair", type=int, default=3,
@@ -57,6 +78,9 @@ def register(subparsers) -> None:
                        help="threads of nepzbl's engine for the MD (default: its own)")
     audit.add_argument("--tolerance", type=float, default=None,
                        help="smallest maximum that counts as a barrier, eV (default 0.05)")
+    audit.add_argument("--relative-tolerance", type=float, default=None,
+                       help="a maximum must also reach this fraction of the curve's depth "
+                            "(highest maximum minus lowest point; default 0.05)")
     audit.add_argument("--deep-distance", type=float, default=None,
                        help="collapse criterion: distances below this, Å (default 0.5)")
     audit.add_argument("--wall-fraction", type=float, default=None,
@@ -71,16 +95,17 @@ def register(subparsers) -> None:
 
     suggest = sub.add_parser(
         "suggest", help="ZBL radii below the distances the data contain",
-        description="Propose per-pair ZBL outer radii below the shortest distances of the data "
-                    "(typewise when one factor fits, else flexible) and write the nep.in lines "
-                    "and, for flexible ZBL, zbl.in.")
-    suggest.add_argument("data", help="training data (train.xyz)")
+        description=_SUGGEST_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    suggest.add_argument("data", nargs="+", metavar="XYZ",
+                         help="training data (train.xyz), then any further structure files whose "
+                              "distances the radii must also stay below (test.xyz, MD frames)")
     suggest.add_argument("--types", nargs="+", default=None,
                          help="species in nep.in 'type' order (default: order in the data)")
     suggest.add_argument("--form", choices=("auto", "typewise", "flexible", "universal"),
                          default="auto", help="ZBL form (default auto)")
     suggest.add_argument("--margin", type=float, default=0.9,
-                         help="outer radius = margin x shortest distance (default 0.9)")
+                         help="outer radius = margin x the shortest distance of the pair in all "
+                              "the files (default 0.9: 10 %% below the closest contact seen)")
     suggest.add_argument("--angular-cutoff", type=float, default=4.0,
                          help="angular cutoff of the model, Å (ZBL acts only inside; default 4)")
     suggest.add_argument("--out", default=".", help="folder for nep.in.zbl and zbl.in (default .)")
@@ -117,7 +142,7 @@ def _run_audit(args) -> int:
 
     model = read_model(args.model)  # a bad file fails here, before any work
     kwargs = {}
-    for key in ("tolerance", "deep_distance", "wall_fraction"):
+    for key in ("tolerance", "relative_tolerance", "deep_distance", "wall_fraction"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
     try:  # bad stress-test options fail here too, not after the dimer scans
@@ -139,7 +164,11 @@ def _run_audit(args) -> int:
                    progress=not args.json and sys.stderr.isatty(), **kwargs)
     png = args.png
     if png is None:
-        png = os.path.splitext(os.path.basename(args.model))[0] + "_dimers.png"
+        stem = os.path.splitext(os.path.basename(args.model))[0]
+        folder = args.out if args.out is not None else os.path.dirname(args.model)
+        if args.out is not None:
+            os.makedirs(args.out, exist_ok=True)
+        png = os.path.join(folder, stem + "_dimers.png")
     if png.lower() != "none":
         plot_dimers(report, png)
     if args.dimer_dir:
@@ -199,8 +228,8 @@ def _run_suggest(args) -> int:
     from ..zbl_from_data import suggest_zbl
 
     try:
-        suggestion = suggest_zbl(args.data, args.types, form=args.form, margin=args.margin,
-                                 angular_cutoff=args.angular_cutoff)
+        suggestion = suggest_zbl(args.data[0], args.types, form=args.form, margin=args.margin,
+                                 angular_cutoff=args.angular_cutoff, extra=args.data[1:])
     except ValueError as error:  # no ZBL form fits the data: one line, no traceback
         if isinstance(error, NepzblError):
             raise
@@ -211,19 +240,26 @@ def _run_suggest(args) -> int:
         out["written"] = written
         print(json.dumps(out, indent=1))
         return 0
-    print(f"ZBL suggested from {args.data}: {suggestion.form} form")
-    header = f"{'pair':<8}{'data min':>10}{'wanted':>10}{'inner':>9}{'outer':>9}"
+    print(f"ZBL suggested from {', '.join(args.data)}: {suggestion.form} form "
+          f"(wanted outer radius = {args.margin:g} x the shortest distance)")
+    several = len(args.data) > 1
+    header = (f"{'pair':<8}{'data min':>10}{'wanted':>10}{'inner':>9}{'outer':>9}"
+              + ("  shortest in" if several else ""))
     print(header)
     print("-" * len(header))
     for name in suggestion.wanted:
         d = suggestion.data_min_distances.get(name)
         print(f"{name:<8}{'-' if d is None else f'{d:.3f} Å':>10}{suggestion.wanted[name]:>8.3f} Å"
-              f"{suggestion.inner[name]:>7.3f} Å{suggestion.outer[name]:>7.3f} Å")
+              f"{suggestion.inner[name]:>7.3f} Å{suggestion.outer[name]:>7.3f} Å"
+              + (f"  {suggestion.distance_sources.get(name, '-')}" if several else ""))
     for note in suggestion.notes:
         print(f"note: {note}")
-    print("nep.in lines:")
+    needs = suggestion.needs_zbl_in()
+    print("nep.in lines" + (" (only together with zbl.in, see below):" if needs else ":"))
     for line in suggestion.nep_in_lines():
         print(f"  {line}")
+    if needs:
+        print(f"IMPORTANT: {needs}; copy {os.path.join(args.out, 'zbl.in')} next to nep.in")
     print("model header: " + " / ".join(suggestion.header_lines()))
     print("written: " + ", ".join(written))
     return 0

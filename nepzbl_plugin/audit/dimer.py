@@ -8,9 +8,15 @@ Vocabulary (``docs/audit.md``):
 
 * a *local maximum worth the name* is a grid maximum at least ``tolerance`` (default 0.05 eV)
   above the 6 Angstrom reference and at least ``tolerance`` above the lowest point inward of it
-  before the curve climbs back over it (so a 3 meV ripple at 4.5 Angstrom does not count);
+  before the curve climbs back over it (so a 3 meV ripple at 4.5 Angstrom does not count), and
+  at least ``relative_tolerance`` (default 0.05) x the curve's depth above the reference, the
+  depth being the highest such maximum minus the lowest point of the scan (so a 0.08 eV ripple
+  at 4.3 Angstrom does not count on a curve that climbs to 3.8 eV further in);
 * the *energy barrier* is the first such maximum met coming in from 6 Angstrom, and the
-  *breakdown distance* is where it sits: there the force turns from repulsive to attractive;
+  *breakdown distance* is where it sits: there the force turns from repulsive to attractive
+  (the paper's definition, used for its table);
+* the *collapse-path barrier* is the highest such maximum between the far end and the collapse
+  point: what a pair coming in from far away must climb over to collapse;
 * a *collapse path* is a distance ``r <= deep_distance`` (default 0.5 Angstrom) where the dimer
   energy is below ``wall_fraction`` (default 0.5) of the universal ZBL repulsion at ``r``. It is
   what makes a pair unsafe; a barrier followed by a shallow dip that a wall then closes is not.
@@ -35,11 +41,15 @@ __all__ = [
     "read_dimer_file",
     "species_pairs",
     "BARRIER_TOLERANCE",
+    "RELATIVE_TOLERANCE",
     "DEEP_DISTANCE",
     "WALL_FRACTION",
 ]
 
 BARRIER_TOLERANCE = 0.05  # eV: smaller maxima (long-range ripples of a few meV) are not barriers
+# a maximum lower than this fraction of the curve's depth (highest maximum minus lowest point)
+# is a ripple on the way to the real barrier, not a barrier
+RELATIVE_TOLERANCE = 0.05
 DEEP_DISTANCE = 0.5  # Angstrom: below this only nuclear repulsion is physical
 WALL_FRACTION = 0.5  # a wall must reach this fraction of the universal ZBL repulsion
 BOX = 30.0
@@ -249,7 +259,10 @@ class CurveAnalysis:
     ``dip_depth``: how far the curve falls inward of the barrier before climbing back above it
     (or to the end of the scan). ``wall_ratio``: the smallest E(r) / ZBL_universal(r) for
     r <= ``deep_distance`` (at ``wall_ratio_distance``). ``collapse_path``: wall_ratio below
-    ``wall_fraction``.
+    ``wall_fraction``. ``path_barrier`` / ``path_barrier_distance``: with a collapse path, the
+    highest maximum between the far end and ``wall_ratio_distance`` (``None`` when the way in
+    is downhill all along, or without a collapse path); the collapse point is the outermost
+    r <= ``deep_distance`` below the wall criterion.
     """
 
     pair: str
@@ -260,9 +273,12 @@ class CurveAnalysis:
     wall_ratio: float | None = None
     wall_ratio_distance: float | None = None
     collapse_path: bool = False
+    path_barrier: float | None = None
+    path_barrier_distance: float | None = None
     deep_distance: float = DEEP_DISTANCE
     wall_fraction: float = WALL_FRACTION
     tolerance: float = BARRIER_TOLERANCE
+    relative_tolerance: float = RELATIVE_TOLERANCE
 
     @property
     def safe(self) -> bool:
@@ -277,17 +293,21 @@ class CurveAnalysis:
             "wall_ratio": self.wall_ratio,
             "wall_ratio_distance": self.wall_ratio_distance,
             "collapse_path": self.collapse_path,
+            "collapse_path_barrier": self.path_barrier,
+            "collapse_path_barrier_distance": self.path_barrier_distance,
             "safe": self.safe,
         }
 
 
-def local_maxima(r, energy,
-                 tolerance: float = BARRIER_TOLERANCE) -> list[tuple[float, float, float]]:
+def local_maxima(r, energy, tolerance: float = BARRIER_TOLERANCE,
+                 relative_tolerance: float = 0.0) -> list[tuple[float, float, float]]:
     """Grid maxima worth the name, from the far end inward: (distance, energy, inward dip).
 
     A point i (with a flat top allowed) is a maximum when its neighbours on both sides are lower.
     It counts when E_i >= tolerance and the curve, going inward, falls at least ``tolerance``
-    below E_i before it rises above E_i again (or before the scan ends).
+    below E_i before it rises above E_i again (or before the scan ends). With
+    ``relative_tolerance`` > 0 it must also reach relative_tolerance x the depth of the curve
+    (the highest maximum counted so far minus the lowest energy of the scan).
     """
     r = np.asarray(r, dtype=np.float64)
     e = np.asarray(energy, dtype=np.float64)
@@ -309,6 +329,9 @@ def local_maxima(r, energy,
                 k = (i + j) // 2
                 found.append((float(r[k]), float(e[k]), float(dip)))
         i = j - 1
+    if relative_tolerance > 0 and found:
+        depth = max(m[1] for m in found) - float(e.min())
+        found = [m for m in found if m[1] >= relative_tolerance * depth]
     return found
 
 
@@ -318,12 +341,15 @@ def analyse_curve(
     tolerance: float = BARRIER_TOLERANCE,
     deep_distance: float = DEEP_DISTANCE,
     wall_fraction: float = WALL_FRACTION,
+    relative_tolerance: float = RELATIVE_TOLERANCE,
 ) -> CurveAnalysis:
-    """Barrier, breakdown distance and the collapse-path criterion for one curve."""
+    """Barrier, breakdown distance, the collapse-path criterion and the collapse-path barrier
+    for one curve."""
     r, e = curve.distances, curve.energy
-    maxima = local_maxima(r, e, tolerance)
+    maxima = local_maxima(r, e, tolerance, relative_tolerance)
     out = CurveAnalysis(curve.name, [(m[0], m[1]) for m in maxima], deep_distance=deep_distance,
-                        wall_fraction=wall_fraction, tolerance=tolerance)
+                        wall_fraction=wall_fraction, tolerance=tolerance,
+                        relative_tolerance=relative_tolerance)
     if maxima:
         out.breakdown_distance, out.barrier, out.dip_depth = maxima[0]
     deep = r <= deep_distance + 1e-9
@@ -335,4 +361,11 @@ def analyse_curve(
         out.wall_ratio = float(ratio[k])
         out.wall_ratio_distance = float(r[deep][k])
         out.collapse_path = bool(ratio[k] < wall_fraction)
+    if out.collapse_path:
+        # the first point below the wall met coming in: what lies outward of it is the way in
+        entry = float(np.max(r[deep][ratio < wall_fraction]))
+        on_path = [m for m in maxima if m[0] > entry]
+        if on_path:
+            highest = max(on_path, key=lambda m: m[1])
+            out.path_barrier_distance, out.path_barrier = highest[0], highest[1]
     return out

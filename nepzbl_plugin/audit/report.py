@@ -22,8 +22,8 @@ def _num(value, fmt: str, unit: str = "") -> str:
 def format_report(report) -> str:
     """The audit as text: one row per pair, then one line per check, then the verdict."""
     lines = [f"nepzbl audit: {report.name}  (species {' '.join(report.species)})", ""]
-    header = (f"{'pair':<8}{'barrier':>10}{'at':>9}{'maxima':>8}{'wall/ZBL':>10}"
-              f"{'data min':>10}{'ZBL outer':>11}  verdict")
+    header = (f"{'pair':<8}{'barrier':>10}{'at':>9}{'path max':>10}{'at':>9}{'maxima':>8}"
+              f"{'wall/ZBL':>10}{'data min':>10}{'ZBL outer':>11}  verdict")
     lines += [header, "-" * len(header)]
     for name, a in report.analyses.items():
         data_min = outer = None
@@ -37,14 +37,18 @@ def format_report(report) -> str:
         lines.append(
             f"{name:<8}{_num(a.barrier, '.3f', ' eV'):>10}"
             f"{_num(a.breakdown_distance, '.2f', ' Å'):>9}"
+            f"{_path_barrier(a):>10}{_num(a.path_barrier_distance, '.2f', ' Å'):>9}"
             f"{len(a.local_maxima):>8}{_num(a.wall_ratio, '.3f'):>10}"
             f"{_num(data_min, '.2f', ' Å'):>10}{_num(outer, '.2f', ' Å'):>11}  {verdict}"
         )
     lines.append("")
+    relative = report.settings.get("relative_tolerance", 0.0)
     lines.append(f"barrier: first maximum >= {report.settings['barrier_tolerance_eV']:g} eV "
-                 f"coming in from {_far(report)} Å; wall/ZBL: lowest E(r)/ZBL(r) for r <= "
-                 f"{report.settings['deep_distance_A']:g} Å (collapse path below "
-                 f"{report.settings['wall_fraction']:g})")
+                 f"(and >= {relative:g} x the curve's depth) coming in from {_far(report)} Å, "
+                 "the paper's definition; path max: highest maximum on the collapse path "
+                 "('downhill': none, the way in is open)")
+    lines.append(f"wall/ZBL: lowest E(r)/ZBL(r) for r <= {report.settings['deep_distance_A']:g} Å "
+                 f"(collapse path below {report.settings['wall_fraction']:g})")
     if report.stress is not None:
         d = report.stress.as_dict()
         lines.append(
@@ -61,6 +65,7 @@ def format_report(report) -> str:
                 f"({knock['energy_over_kT']:.1f} k_B T: a run of {knock['horizon_atom_ns']:g} "
                 f"atom ns) over {', '.join(knock['pairs'])}; {_first_collapse(knock)}; "
                 f"closest approach {_num(knock['closest_approach'], '.2f', ' Å')}")
+        lines += _power_lines(report.md_power)
         peaks = [f"{k} g={v['g']:.2f} at {v['distance']:.2f} Å"
                  for k, v in d["rdf_peaks_below_1.5"].items() if v["g"] > 0]
         lines.append("partial RDF below 1.5 Å: " + ("; ".join(peaks) if peaks else "empty"))
@@ -70,6 +75,52 @@ def format_report(report) -> str:
     lines.append("")
     lines.append("verdict: SAFE" if report.safe else "verdict: UNSAFE")
     return "\n".join(lines)
+
+
+def _percent(fraction: float) -> str:
+    if fraction < 1e-4:
+        return "< 0.01 %"
+    return f"{100 * fraction:.2g} %" if fraction < 0.1 else f"{100 * fraction:.0f} %"
+
+
+def _power_lines(power) -> list[str]:
+    """What the stress test could have missed: per pair with a collapse path, its collisions and
+    the estimated chance that all of them missed it."""
+    if not power or not power["pairs"]:
+        return []
+    target = _percent(power["miss_target"])
+    lines = [f"MD power, per pair with a collapse path (an estimate from the path barrier that "
+             f"ignores the neighbours, docs/audit.md):"]
+    for pair, p in power["pairs"].items():
+        need = p["collisions_for_miss_target"]
+        text = (f"  {pair:<8}{p['collisions']:>3} collisions"
+                + ("" if p["energy_eV"] is None else f" at {p['energy_eV']:.2f} eV")
+                + f" against {p['barrier_eV']:.2f} eV: ")
+        if p["energy_eV"] is None:
+            text += "plain NVT only, no estimate"
+        elif p["collisions"] == 0:
+            text += ("not collided (the data never bring it within 4 Å; --kick-pairs adds it), "
+                     f"{_percent(p['crossing_probability'])} per collision")
+        else:
+            text += (f"{_percent(p['crossing_probability'])} per collision, all miss "
+                     f"{_percent(p['miss_chance'])}")
+            if need is None:
+                text += "; more collisions will not help: raise --kick-energy or --horizon"
+            elif need > p["collisions"]:
+                text += f" ({need} collisions for < {target})"
+        lines.append(text)
+    if power["kicks_per_pair"] is not None:
+        lines.append(f"  --kicks-per-pair {power['kicks_per_pair']} brings the miss chance of "
+                     f"every collided pair that can cross below {target}")
+    return lines
+
+
+def _path_barrier(analysis) -> str:
+    if not analysis.collapse_path:
+        return "-"
+    if analysis.path_barrier is None:
+        return "downhill"
+    return f"{analysis.path_barrier:.3f} eV"
 
 
 def _first_collapse(knock: dict) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from .dimer import (
     BARRIER_TOLERANCE,
     DEEP_DISTANCE,
+    RELATIVE_TOLERANCE,
     WALL_FRACTION,
     CurveAnalysis,
     DimerCurve,
@@ -51,6 +52,7 @@ class AuditReport:
     overlaps: dict | None = None
     stress: object | None = None  # StressTestResult
     settings: dict = field(default_factory=dict)
+    md_power: dict | None = None  # stress_test.detection_power of the stress test
 
     @property
     def safe(self) -> bool:
@@ -71,7 +73,8 @@ class AuditReport:
             "species": list(self.species),
             "pairs": pairs,
             "checks": {k: c.as_dict() for k, c in self.checks.items()},
-            "hot_md": None if self.stress is None else self.stress.as_dict(),
+            "hot_md": None if self.stress is None else {**self.stress.as_dict(),
+                                                         "power": self.md_power},
             "settings": dict(self.settings),
             "units": {"energy": "eV", "distance": "Angstrom", "time": "ps", "temperature": "K"},
         }
@@ -148,6 +151,7 @@ def audit(
     tolerance: float = BARRIER_TOLERANCE,
     deep_distance: float = DEEP_DISTANCE,
     wall_fraction: float = WALL_FRACTION,
+    relative_tolerance: float = RELATIVE_TOLERANCE,
     hot_md=True,
     progress: bool = False,
 ) -> AuditReport:
@@ -166,7 +170,7 @@ def audit(
         when there is no model).
     distances
         Dimer separations (default 0.10..6.00 Å by 0.01 Å).
-    tolerance, deep_distance, wall_fraction
+    tolerance, deep_distance, wall_fraction, relative_tolerance
         The criterion of :func:`~nepzbl_plugin.audit.dimer.analyse_curve`.
     hot_md
         ``True`` (default settings), ``False``/``None`` (skip), or a
@@ -174,7 +178,7 @@ def audit(
     """
     from ..model import Model, read_model
     from .distances import load_structures, min_pair_distances, zbl_overlap
-    from .stress_test import StressTestSettings, stress_test
+    from .stress_test import StressTestSettings, detection_power, stress_test
 
     if model is not None and not isinstance(model, Model):
         name = name or os.path.basename(str(model))
@@ -201,7 +205,9 @@ def audit(
     curves = scan_pairs(dimer_calculator, species, distances, zbl_table=zbl_table, split=split,
                         progress=progress)
     analyses = {k: analyse_curve(c, tolerance=tolerance, deep_distance=deep_distance,
-                                 wall_fraction=wall_fraction) for k, c in curves.items()}
+                                 wall_fraction=wall_fraction,
+                                 relative_tolerance=relative_tolerance)
+                for k, c in curves.items()}
     checks = {"dimer": _dimer_check(analyses)}
 
     frames = min_distances = overlaps = stress = None
@@ -224,9 +230,13 @@ def audit(
         stress = stress_test(md_calculator, frames, settings, data_min_distances=min_distances,
                              progress=progress, species=species)
     checks["hot_md"] = _md_check(stress)
+    power = None
+    if stress is not None:
+        barriers = {k: (a.path_barrier or 0.0) for k, a in analyses.items() if a.collapse_path}
+        power = detection_power(stress, barriers)
     return AuditReport(
         name=name, species=species, curves=curves, analyses=analyses, checks=checks,
-        data_min_distances=min_distances, overlaps=overlaps, stress=stress,
-        settings={"barrier_tolerance_eV": tolerance, "deep_distance_A": deep_distance,
-                  "wall_fraction": wall_fraction},
+        data_min_distances=min_distances, overlaps=overlaps, stress=stress, md_power=power,
+        settings={"barrier_tolerance_eV": tolerance, "relative_tolerance": relative_tolerance,
+                  "deep_distance_A": deep_distance, "wall_fraction": wall_fraction},
     )

@@ -47,10 +47,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run_train)
 
     r = subparsers.add_parser(
-        "residual", help="write labels minus ZBL and how much variance ZBL carries",
+        "residual", help="write labels minus ZBL and how much spread ZBL adds and removes",
         description="Subtract the ZBL part of the model described by DIR/nep.in from the "
-        "labels of DIR/train.xyz, write the result as an extended XYZ and print the variance "
-        "of energy (eV²/atom²), forces (eV²/Å²) and virials (eV²/atom²) before and after.",
+        "labels of DIR/train.xyz, write the result as an extended XYZ and print the spread "
+        "(standard deviation) of energy (eV/atom), forces (eV/Å) and virials (eV/atom): of the "
+        "labels, what ZBL adds (its own spread) and removes (the part along the labels), and "
+        "what is left; then the same for the forces per species pair, with the pairs whose ZBL "
+        "acts inside the data's distances flagged.",
     )
     r.add_argument("directory", nargs="?", default=".", metavar="DIR",
                    help="folder with nep.in (with a zbl line) and train.xyz (default: .)")
@@ -93,6 +96,7 @@ def _run_train(args) -> int:
               f"energy {rmse['energy'] * 1e3:.3f} meV/atom, force {rmse['force'] * 1e3:.2f} "
               f"meV/Å, virial {rmse['virial'] * 1e3:.3f} meV/atom (no shift)")
         return 0
+    _print_zbl_setup(nep_in, train_structures)
     if args.fresh:
         for old in directory.glob("nepzbl_restart.*"):
             old.unlink()
@@ -113,6 +117,29 @@ def _run_train(args) -> int:
     print(f"wrote {directory / 'nep.txt'}, loss.out, *_train.out"
           + (", *_test.out" if test_structures else "") + ", parity_*.png")
     return 0
+
+
+def _print_zbl_setup(nep_in, structures) -> None:
+    """State which ZBL the run trains with, per pair and from where, and warn loudly when it
+    switches inside distances the training data contain (issue: a flexible 'zbl' line copied
+    without its zbl.in silently means universal ZBL)."""
+    from .residual import zbl_setup
+
+    setup = zbl_setup(nep_in, structures)
+    if setup is None:
+        return
+    print(f"ZBL: {setup.form}, from {setup.source}")
+    for name, (inner, outer, data_min) in setup.pairs.items():
+        seen = f"beyond {outer:.3f} Å" if data_min is None else f"{data_min:.3f} Å"
+        flag = "  INSIDE THE DATA" if name in setup.inside else ""
+        print(f"  {name:<8} switch {inner:.3f} to {outer:.3f} Å, data from {seen}{flag}")
+    if setup.inside:
+        print(f"WARNING: ZBL switches inside distances the training data contain for "
+              f"{', '.join(setup.inside)}: ZBL forces carry "
+              f"{100 * setup.force_variance_fraction:.3g} % of the label force variance, "
+              "and the network has to learn to cancel them. 'nepzbl zbl suggest train.xyz' "
+              "proposes radii below the data; a flexible 'zbl' line needs its zbl.in beside "
+              "nep.in. 'nepzbl residual' shows the effect per pair.")
 
 
 def _run_residual(args) -> int:
