@@ -762,6 +762,11 @@ def train(
     Labels.from_structures(train_structures, species)
     if test_structures:
         Labels.from_structures(test_structures, species)
+    # GPUMD's cutoff line carries the data's largest neighbour counts; its MD sizes its
+    # neighbour lists from them, so every nep.txt written below has them.
+    from ..neighbours import set_neighbour_counts
+
+    set_neighbour_counts(model, train_structures, test_structures)
 
     if _nep_in_value(nep_in, "prediction"):
         # GPUMD's prediction mode: evaluate the existing nep.txt, train nothing.
