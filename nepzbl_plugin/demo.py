@@ -208,6 +208,7 @@ def run_demo(out_dir: str = "nepzbl-demo", *, num_structures: int = 60,
 
     try:
         from .train import train
+        from .train.cli import TrainingProgressBar
     except ImportError as error:  # the trainer is a separate part of the package
         raise RuntimeError(f"the demo needs nepzbl's trainer: {error}") from error
 
@@ -236,7 +237,8 @@ def run_demo(out_dir: str = "nepzbl-demo", *, num_structures: int = 60,
         log(f"[3/4] training {label} ({train_epochs} epochs)")
         nep_in = demo_nep_in(zbl)
         model, _history = train(train_set, nep_in, test, seed=seed, epochs=train_epochs,
-                                progress=progress, log=lambda *a, **k: None)
+                                progress=TrainingProgressBar() if progress else None,
+                                log=lambda *a, **k: None)
         path = os.path.join(out_dir, f"{label.lower().replace('-', '_')}.txt")
         model.write(path)
         models[label] = path
