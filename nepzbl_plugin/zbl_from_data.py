@@ -383,8 +383,8 @@ def fit_flexible_zbl(
         lo, hi = fit_range if fit_range is not None else (0.0, max(inner, float(r.min())))
         mask = (r >= lo - 1e-12) & (r <= hi + 1e-12) & np.isfinite(e)
         if mask.sum() < 4:
-            raise ZBLChoiceError(f"{name}: need at least 4 dimer energies in {lo:.2f}..{hi:.2f} Å, "
-                             f"found {int(mask.sum())}")
+            raise ZBLChoiceError(f"{name}: need at least 4 dimer energies in "
+                                 f"{lo:.2f}..{hi:.2f} Å, found {int(mask.sum())}")
         coefficients, rms[name], rel[name] = _fit_pair(r[mask], e[mask], a, b, fit_exponents,
                                                        energy_floor)
         screening_at_zero = float(np.sum(coefficients[0::2]))
