@@ -224,8 +224,8 @@ def suggest_zbl(
         elif typewise_ok:
             chosen = "typewise"
         else:
-            raise ZBLChoiceError("no GPUMD ZBL form fits: more than 10 species and typewise factor "
-                             f"{factor:.3f} < 0.5")
+            raise ZBLChoiceError("no GPUMD ZBL form fits: more than 10 species and typewise "
+                                 f"factor {factor:.3f} < 0.5")
     if chosen == "typewise":
         if not typewise_ok:
             raise ZBLChoiceError(
