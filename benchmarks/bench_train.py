@@ -35,6 +35,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from nepzbl_plugin.train.cli import TrainingProgressBar  # noqa: E402
 DATA = REPO.parent / "shared" / "data"
 
 LLZO_TARGET = {"energy": 0.60e-3, "force": 42.3e-3, "virial": 5.6e-3}
@@ -98,7 +99,7 @@ def bench_llzo(minutes, out, optimizer):
     latest = [None]
     t0 = time.monotonic()
     model, history = train(structures, nep_in, output_dir=out, optimizer=optimizer,
-                           max_time=60 * minutes, callback=callback, progress=True)
+                           max_time=60 * minutes, callback=callback, progress=TrainingProgressBar())
     wall = time.monotonic() - t0
     if latest[0] is not None and (not snapshots or snapshots[-1][0] is not latest[0][0]):
         snapshots.append(latest[0])
@@ -131,7 +132,7 @@ def bench_pbte(minutes, out, optimizer):
     nep_in, structures = _read(DATA / "pbte/nep.in", [DATA / "pbte/train.xyz"])
     t0 = time.monotonic()
     _, history = train(structures, nep_in, output_dir=out, optimizer=optimizer,
-                       max_time=60 * minutes, progress=True)
+                       max_time=60 * minutes, progress=TrainingProgressBar())
     wall = time.monotonic() - t0
     print(f"\nPbTe, {len(structures)} frames, total wall {wall:.0f} s "
           f"(stop: {history.stop_reason})")
@@ -162,7 +163,7 @@ def bench_memory(minutes, out, optimizer):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     t0 = time.monotonic()
     train(structures, nep_in, output_dir=out, optimizer=optimizer, max_time=60 * minutes,
-          progress=True)
+          progress=TrainingProgressBar())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"\n2000 x 192-atom set: peak resident memory {peak:.2f} GB "
           f"({before:.2f} GB before training; wall {time.monotonic() - t0:.0f} s); "
@@ -200,7 +201,7 @@ def bench_llzo_peers(minutes, out, optimizer):
 
     t0 = time.monotonic()
     model, history = train(structures, nep_in, output_dir=out / "nepzbl",
-                           optimizer=optimizer, max_time=budget, progress=True)
+                           optimizer=optimizer, max_time=budget, progress=TrainingProgressBar())
     wall = time.monotonic() - t0
     _, rmse = predict(model, held_out)
     results["nepzbl"] = (wall, history.records[-1]["step"], rmse)

@@ -114,6 +114,12 @@ def register(subparsers) -> None:
         help="with --add-zbl: typewise ZBL with this factor (GPUMD: >= 0.5, default in GPUMD 0.7)",
     )
     p.add_argument(
+        "--to-nep4",
+        action="store_true",
+        help="upgrade a nep3 model to nep4 (the shared network copied to every species: the "
+        "same energies and forces; current GPUMD runs only nep4)",
+    )
+    p.add_argument(
         "--full-precision",
         action="store_true",
         help="write 17 significant digits instead of GPUMD's %%15.7e",
@@ -354,6 +360,15 @@ def _cmd_model(args) -> int:
                 file=sys.stderr,
             )
         model = model.without_zbl()
+    if args.to_nep4:
+        if model.version == 3:
+            model = model.to_nep4()
+        elif model.version != 4:
+            raise NepzblError(f"--to-nep4: {args.model} is a nep{model.version} model; only "
+                              "nep3 models can be upgraded")
+    elif model.version == 3:
+        print("nepzbl: note: current GPUMD no longer runs nep3 models; add --to-nep4 for an "
+              "exact nep4 copy", file=sys.stderr)
     _set_neighbour_counts(model, args.max_neighbors)
     model.write(args.output, precision="full" if args.full_precision else "gpumd")
     form = model.metadata.get("cutoff_form", "")

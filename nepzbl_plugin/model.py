@@ -393,6 +393,31 @@ class Model:
                               factor=None if factor is None else float(factor))
         return out
 
+    def to_nep4(self) -> Model:
+        """The same potential as a nep4 model (a copy for a nep4 model).
+
+        nep3 evaluates every species with one shared network block; nep4 has one block per
+        species and the same shared output bias b1 (section 1.7), so copying the shared block
+        to every species gives identical energies and forces. Current GPUMD runs only nep4.
+        """
+        if self.version == 4:
+            return self.copy()
+        if self.version != 3:
+            raise ValueError(f"only nep3 models can be upgraded to nep4, not nep{self.version}")
+        if self.n_neurons_second > 0:
+            raise NotImplementedError("upgrading a nep3 model with two hidden layers")
+        block = self.parameters[: self.network_block_size]
+        out = self.copy()
+        out.version = 4
+        out.parameters = np.concatenate([
+            np.tile(block, self.num_types),  # w0, b0, w1 of the shared block, once per species
+            [self.shared_bias],
+            self.parameters[self.num_network_parameters:],  # descriptor coefficients
+        ])
+        out.metadata["upgraded_from"] = "nep3"
+        out.__post_init__()  # size checks with the nep4 header
+        return out
+
     def without_zbl(self) -> Model:
         """A copy without ZBL (the network parameters are unchanged)."""
         out = self.copy()

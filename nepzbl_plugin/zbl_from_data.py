@@ -18,6 +18,7 @@ import numpy as np
 
 from .audit.zbl import COULOMB_K, UNIVERSAL, screening_length
 from .elements import COVALENT_RADII, atomic_number
+from .errors import NepzblError
 
 __all__ = [
     "ZBLSuggestion",
@@ -25,6 +26,7 @@ __all__ = [
     "FlexibleZBLFit",
     "fit_flexible_zbl",
     "oracle_dimer_energies",
+    "ZBLChoiceError",
     "MARGIN",
     "MAX_FLEXIBLE_TYPES",
 ]
@@ -35,6 +37,14 @@ TYPEWISE_MIN_FACTOR = 0.5  # GPUMD refuses smaller factors
 UNIVERSAL_RANGE = (1.0, 4.0)  # GPUMD's limits on the zbl value in nep.in
 TYPEWISE_TOLERANCE = 0.75  # typewise fits when every pair keeps >= 75 % of its wanted radius
 MAX_FLEXIBLE_TYPES = 10
+# A fitted screening function whose value at r = 0 (the sum of the amplitudes A_k; 1 for the
+# universal ZBL) is below this carries almost no nuclear repulsion: the oracle is not ZBL-like.
+MIN_SCREENING_AT_ZERO = 0.1
+MAX_RELATIVE_RMS = 0.5  # a worse fit means the curve has no ZBL shape at all
+
+
+class ZBLChoiceError(NepzblError, ValueError):
+    """No GPUMD ZBL set-up fits the request (reported as one line by the CLI)."""
 
 
 def _rsum(a: str, b: str) -> float:
@@ -255,24 +265,27 @@ def suggest_zbl(
         elif typewise_ok:
             chosen = "typewise"
         else:
-            raise ValueError("no GPUMD ZBL form fits: more than 10 species and typewise factor "
-                             f"{factor:.3f} < 0.5")
+            raise ZBLChoiceError("no GPUMD ZBL form fits: more than 10 species and typewise "
+                                 f"factor {factor:.3f} < 0.5")
     if chosen == "typewise":
         if not typewise_ok:
-            raise ValueError(f"typewise ZBL needs factor >= 0.5, the data allow {factor:.3f}")
+            raise ZBLChoiceError(
+                f"typewise ZBL needs a factor >= 0.5, but the data's shortest distances allow "
+                f"only {factor:.3f}; use --form flexible (or auto)")
         return ZBLSuggestion(species, "typewise", wanted, typewise_outer,
                              {p: 0.0 for p in wanted}, cap, factor, dmin, None, notes,
                              distance_sources)
     if chosen == "flexible":
         if len(species) > MAX_FLEXIBLE_TYPES:
-            raise ValueError(f"flexible ZBL supports at most {MAX_FLEXIBLE_TYPES} species")
+            raise ZBLChoiceError(f"flexible ZBL supports at most {MAX_FLEXIBLE_TYPES} species")
         inner = {p: _floor(inner_ratio * v, 4) for p, v in wanted.items()}
         value = min(max(UNIVERSAL_RANGE[0], max(wanted.values())), UNIVERSAL_RANGE[1])
         return ZBLSuggestion(species, "flexible", wanted, dict(wanted), inner, _floor(value, 4),
                              None, dmin, None, notes, distance_sources)
     value = _floor(min(wanted[p] for p in constrained), 4)
     if not UNIVERSAL_RANGE[0] <= value <= UNIVERSAL_RANGE[1]:
-        raise ValueError(f"universal ZBL needs 1 <= r_outer <= 4 Å; the data allow {value:.3f} Å")
+        raise ZBLChoiceError(
+            f"universal ZBL needs 1 <= r_outer <= 4 Å; the data allow {value:.3f} Å")
     outer = {p: value for p in wanted}
     return ZBLSuggestion(species, "universal", wanted, outer, {p: value / 2 for p in wanted},
                          value, None, dmin, None, notes, distance_sources)
@@ -385,10 +398,17 @@ def fit_flexible_zbl(
         r_inner, where the switch is 1 and the model energy is the ZBL term alone.
     energy_floor
         Residuals are relative, (phi - E) / max(|E|, energy_floor).
+
+    Raises
+    ------
+    ZBLChoiceError
+        A pair's dimer curve is not ZBL-like (the fitted screening function at r = 0 is below
+        0.1, or the relative RMS above 0.5): such an oracle (EMT, a NEP without ZBL, ...) has
+        no nuclear repulsion to fit, and the near-zero amplitudes would remove ZBL's wall.
     """
     species = list(species)
     if len(species) > MAX_FLEXIBLE_TYPES:
-        raise ValueError(f"flexible ZBL supports at most {MAX_FLEXIBLE_TYPES} species")
+        raise ZBLChoiceError(f"flexible ZBL supports at most {MAX_FLEXIBLE_TYPES} species")
     if isinstance(radii, ZBLSuggestion):
         radii = {p: (radii.inner[p], radii.outer[p]) for p in radii.outer}
     rows, rms, rel = [], {}, {}
@@ -396,10 +416,10 @@ def fit_flexible_zbl(
         name = f"{a}-{b}"
         key = name if name in dimers else f"{b}-{a}"
         if key not in dimers:
-            raise ValueError(f"no dimer energies for {name}")
+            raise ZBLChoiceError(f"no dimer energies for {name}")
         rad = radii.get(name, radii.get(f"{b}-{a}"))
         if rad is None:
-            raise ValueError(f"no ZBL radii for {name}")
+            raise ZBLChoiceError(f"no ZBL radii for {name}")
         inner, outer = float(rad[0]), float(rad[1])
         if not 0 <= inner < outer < math.inf:  # what zbl.in readers (GPUMD's, nepzbl's) accept
             from .errors import InputError
@@ -410,9 +430,21 @@ def fit_flexible_zbl(
         lo, hi = fit_range if fit_range is not None else (0.0, max(inner, float(r.min())))
         mask = (r >= lo - 1e-12) & (r <= hi + 1e-12) & np.isfinite(e)
         if mask.sum() < 4:
-            raise ValueError(f"{name}: need at least 4 dimer energies in {lo:.2f}..{hi:.2f} Å, "
-                             f"found {int(mask.sum())}")
+            raise ZBLChoiceError(f"{name}: need at least 4 dimer energies in "
+                                 f"{lo:.2f}..{hi:.2f} Å, found {int(mask.sum())}")
         coefficients, rms[name], rel[name] = _fit_pair(r[mask], e[mask], a, b, fit_exponents,
                                                        energy_floor)
+        screening_at_zero = float(np.sum(coefficients[0::2]))
+        if screening_at_zero < MIN_SCREENING_AT_ZERO or rel[name] > MAX_RELATIVE_RMS:
+            r_probe = float(r[mask].min())
+            zbl_value = float((_raw_columns(np.array([r_probe]), a, b,
+                                            UNIVERSAL.reshape(4, 2)[:, 1]) @ UNIVERSAL[0::2])[0])
+            oracle_value = float(e[mask][np.argmin(r[mask])])
+            raise ZBLChoiceError(
+                f"{name}: the dimer energies are not ZBL-like (at {r_probe:.2f} Å the oracle "
+                f"gives {oracle_value:.3g} eV, universal ZBL {zbl_value:.3g} eV; fitted "
+                f"screening at r = 0 is {screening_at_zero:.3g} instead of about 1, relative "
+                f"RMS {rel[name]:.2g}); refusing to write near-zero ZBL. Use an oracle with "
+                "real short-range repulsion (DFT), or keep the universal ZBL coefficients")
         rows.append([inner, outer, *coefficients])
     return FlexibleZBLFit(species, np.array(rows), rms, rel)

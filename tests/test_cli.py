@@ -241,3 +241,26 @@ def test_info_without_model_summary(capsys, monkeypatch):
     assert status == 0
     assert "nep4_zbl" in out and "cutoff Li" in out and "radial 6 A, angular 4 A" in out
     assert "Zr-O: inner 0.9 A, outer 1.8 A" in out
+
+
+def test_readme_command_table_lists_every_command():
+    """README's command table names every `nepzbl` command and `zbl` subcommand."""
+    import re
+    from pathlib import Path
+
+    from nepzbl_plugin.cli import build_parser
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md not next to the tests")
+    table = [line for line in readme.read_text().splitlines() if line.startswith("| `nepzbl ")]
+    listed = {" ".join(re.match(r"\| `nepzbl ([^`]*)`", line).group(1).split()[:2])
+              for line in table}
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, sub in commands.items():
+        subs = [a for a in sub._actions if getattr(a, "dest", "") == f"{name}_command"]
+        names = [f"{name} {s}" for s in subs[0].choices] if subs else [name]
+        for full in names:
+            assert any(entry == full or entry.startswith(full + " ") or
+                       entry.split()[0] == full for entry in listed), f"README lacks {full}"

@@ -4,6 +4,7 @@ pipeline with a stand-in trainer (the real trainer is tested in its own files)."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,7 +101,8 @@ def test_run_demo_with_stand_in_trainer(small_data, tmp_path, monkeypatch):
     calls = []
 
     def fake_train(train_structures, nep_in, test_structures=None, **kwargs):
-        calls.append((len(train_structures), nep_in.zbl_settings(), kwargs.get("max_time")))
+        calls.append((len(train_structures), nep_in.zbl_settings(), kwargs.get("epochs"),
+                      kwargs.get("max_time")))
         model = pure.copy()
         model.zbl = nep_in.zbl_settings()
         return model, None
@@ -108,9 +110,11 @@ def test_run_demo_with_stand_in_trainer(small_data, tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "train", fake_train)
     monkeypatch.setattr(demo, "generate_alloy_data", lambda n, **k: small_data * 2)
     lines = []
-    summary = run_demo(str(tmp_path / "out"), num_structures=8, train_seconds=5, md_steps=20,
+    summary = run_demo(str(tmp_path / "out"), num_structures=8, train_epochs=3, md_steps=20,
                        progress=False, log=lambda *a: lines.append(" ".join(map(str, a))))
-    assert [c[1] is None for c in calls] == [True, False] and calls[0][2] == 5
+    assert [c[1] is None for c in calls] == [True, False]
+    # a step budget, never a wall-clock one: the same seed gives the same models everywhere
+    assert [c[2:] for c in calls] == [(3, None), (3, None)]
     assert summary["safe"] == {"NEP": False, "NEP-ZBL": True}
     out = tmp_path / "out"
     for name in ("train.xyz", "test.xyz", "nep.txt", "nep_zbl.txt", "demo_dimers.png",
@@ -119,3 +123,15 @@ def test_run_demo_with_stand_in_trainer(small_data, tmp_path, monkeypatch):
     assert json.loads((out / "summary.json").read_text())["safe"]["NEP-ZBL"] is True
     text = "\n".join(lines)
     assert "verdict: NEP UNSAFE, NEP-ZBL SAFE" in text and "test RMSE" in text
+
+
+def test_demo_help_is_plain_text_and_output_ignored(capsys):
+    from nepzbl_plugin.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = capsys.readouterr().out
+    assert ":func:" not in text and "``" not in text and "--epochs" in text
+    gitignore = Path(__file__).resolve().parents[1] / ".gitignore"
+    if gitignore.exists():
+        assert "/nepzbl-demo/" in gitignore.read_text().split()

@@ -141,3 +141,48 @@ def test_calorine_conversion_evaluates_identically(tmp_path):
         a.calc = CPUNEP(str(tmp_path / name))
         energies.append(a.get_potential_energy())
     assert energies[0] == energies[1]
+
+
+@pytest.mark.parametrize("zbl", [None, "universal", "typewise", "flexible"])
+def test_nep3_upgrades_to_nep4_exactly(zbl, tmp_path, capsys):
+    from calorine.calculators import CPUNEP
+
+    from nepzbl_plugin.cli import main
+    from nepzbl_plugin.engine import Evaluator
+
+    nep3 = random_model(version=3, types=("Li", "O", "Zr"), zbl=zbl, seed=7)
+    nep3.write(tmp_path / "nep3.txt")
+    assert main(["model", str(tmp_path / "nep3.txt"), "-o", str(tmp_path / "nep4.txt"),
+                 "--to-nep4"]) == 0
+    assert "nep3" in capsys.readouterr().out
+    old, new = read_model(tmp_path / "nep3.txt"), read_model(tmp_path / "nep4.txt")
+    assert (old.version, new.version) == (3, 4)
+    assert new.model_token == ("nep4_zbl" if zbl else "nep4")
+    assert new.num_parameters == old.num_parameters + 2 * old.network_block_size
+    for t in range(3):  # every species carries the shared block, untouched
+        np.testing.assert_array_equal(new.network(t)["w0"], old.network(0)["w0"])
+    assert new.shared_bias == old.shared_bias
+    structures = [_structure(("Li", "O", "Zr"), seed=s) for s in (1, 2, 3)]
+    structures[1].symbols = ["Li"] * len(structures[1])  # one species only
+    for atoms in structures:
+        a = Evaluator(old).evaluate(atoms)
+        b = Evaluator(new).evaluate(atoms)
+        assert abs(a["energy"] - b["energy"]) <= 1e-12 * max(1.0, abs(a["energy"]))
+        np.testing.assert_allclose(b["forces"], a["forces"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(b["virial"], a["virial"], rtol=0, atol=1e-12)
+    if zbl in (None, "universal"):  # calorine reads the upgraded file and agrees
+        atoms = structures[0].copy()
+        atoms.calc = CPUNEP(str(tmp_path / "nep4.txt"))
+        assert atoms.get_potential_energy() == pytest.approx(
+            Evaluator(new).evaluate(structures[0])["energy"], rel=1e-10)
+
+
+def test_to_nep4_refuses_other_versions(tmp_path, capsys):
+    from nepzbl_plugin.cli import main
+
+    random_model(version=5, seed=1).write(tmp_path / "nep5.txt")
+    assert main(["model", str(tmp_path / "nep5.txt"), "-o", str(tmp_path / "x.txt"),
+                 "--to-nep4"]) == 2
+    assert "only nep3 models can be upgraded" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="only nep3"):
+        random_model(version=5, seed=1).to_nep4()

@@ -94,7 +94,7 @@ def test_suggest_universal_and_errors():
     squeezed.positions[1] = squeezed.positions[0] + [1.0, 0, 0]
     with pytest.raises(ValueError, match="1 <= r_outer <= 4"):
         suggest_zbl([squeezed], ["Cu", "Ni"], form="universal")
-    with pytest.raises(ValueError, match="typewise ZBL needs factor"):
+    with pytest.raises(ValueError, match="typewise ZBL needs a factor"):
         suggest_zbl([squeezed], ["Cu", "Ni"], form="typewise")
     with pytest.raises(ValueError, match="unknown ZBL form"):
         suggest_zbl([squeezed], form="magic")
@@ -239,3 +239,37 @@ def test_fitted_table_goes_into_a_model(tmp_path):
     assert [line.strip() for line in path.read_text().splitlines()[:2]] == fit.header_lines()
     back = read_model(path)
     np.testing.assert_allclose(back.zbl.flexible, fit.table, rtol=1e-6)
+
+
+def test_cli_suggest_typewise_that_cannot_fit_is_one_line(tmp_path, capsys):
+    from ase.io import write
+
+    from nepzbl_plugin.cli import main
+
+    squeezed = _alloy(3.6)
+    squeezed.positions[1] = squeezed.positions[0] + [1.0, 0, 0]
+    path = tmp_path / "train.xyz"
+    write(path, [squeezed], format="extxyz")
+    assert main(["zbl", "suggest", str(path), "--form", "typewise", "--out",
+                 str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "typewise ZBL needs a factor >= 0.5" in err[0]
+    assert "--form flexible" in err[0]
+
+
+def test_fit_refuses_dimer_curves_that_are_not_zbl_like(tmp_path, capsys):
+    from nepzbl_plugin.audit.dimer import DimerCurve
+    from nepzbl_plugin.cli import main
+    from nepzbl_plugin.zbl_from_data import ZBLChoiceError
+
+    # a soft, EMT-like exponential wall: a few eV at 0.1 Å where ZBL gives thousands
+    r = np.round(np.arange(10, 61) * 0.01, 2)
+    soft = 5.0 * np.exp(-2.0 * r)
+    with pytest.raises(ZBLChoiceError, match="not ZBL-like"):
+        fit_flexible_zbl({"Cu-Cu": (r, soft)}, ["Cu"], {"Cu-Cu": (0.6, 1.5)})
+    DimerCurve(("Cu", "Cu"), r, soft).write(tmp_path / "cucu.txt")
+    assert main(["zbl", "fit", "--types", "Cu", "--dimer", f"Cu-Cu={tmp_path / 'cucu.txt'}",
+                 "--radius", "Cu-Cu=0.6,1.5", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Cu-Cu: the dimer energies are not ZBL-like" in err[0]
+    assert not (tmp_path / "zbl.in").exists()

@@ -29,7 +29,7 @@ from ._lines import FileLines, short_repr
 from .nep_txt import MAX_FLEXIBLE_ZBL_TYPES, atomic_write_text
 
 __all__ = ["NepIn", "read_nep_in", "parse_nep_in", "write_nep_in", "read_zbl_in",
-           "OPTIMIZERS"]
+           "OPTIMIZERS", "check_option"]
 
 OPTIMIZERS = ("adam", "lbfgs", "snes")
 _FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -245,6 +245,10 @@ def _k_type(nep, ln):
 
 def _k_cutoff(nep, ln):
     T = nep.num_types
+    if len(ln.args) == 4 and T != 2:
+        raise ln.error("expected 2 values (rc_radial rc_angular) or 2 per type; the neighbour "
+                       "counts MN_R MN_A of nep.txt's cutoff line are not part of nep.in (the "
+                       "trainer counts them from the data)")
     ln.count(*sorted({2, 2 * T}))
     values = [ln.float(i) for i in range(len(ln.args))]
     radial, angular = values[0::2], values[1::2]
@@ -272,6 +276,10 @@ def _k_neuron(nep, ln):
 
 
 def _k_zbl(nep, ln):
+    if len(ln.args) in (2, 3):
+        raise ln.error("takes one value, the outer radius (the inner radius is half of it); "
+                       "the `zbl r_inner r_outer [factor]` form belongs to nep.txt: typewise ZBL "
+                       "is now `use_typewise_cutoff_zbl [factor]`, per-pair radii go in zbl.in")
     ln.count(1)
     nep.zbl = ln.float(0, 1.0, 4.0)
 
@@ -402,6 +410,12 @@ _HANDLERS = {
     "target_force_rmse": _float_key("target_force_rmse", positive=True),
 }
 _ALIASES = {"mode": "model_type"}
+# Keywords GPUMD's nep no longer accepts, and what replaced them.
+_REMOVED = {
+    "use_typewise_cutoff": "typewise NEP cutoffs were removed from GPUMD (2025-12-11); give "
+                           "per-type cutoffs instead: `cutoff rcR_0 rcA_0 rcR_1 rcA_1 ...`, one "
+                           "pair per type (the pair cutoff is the mean of the two types')",
+}
 _NEEDS_TYPE = ("type_weight", "cutoff")
 
 
@@ -425,6 +439,8 @@ def _parse_nep_in_lines(lines, path) -> NepIn:
         keyword = _ALIASES.get(tokens[0], tokens[0])
         ln = _Line(path, number, tokens[0], tokens[1:])
         handler = _HANDLERS.get(keyword)
+        if keyword in _REMOVED:
+            raise NepFormatError(path, number, f"{tokens[0]}: {_REMOVED[keyword]}")
         if handler is None:
             raise NepFormatError(path, number, f"unknown keyword {short_repr(tokens[0])}")
         if keyword in nep.lines:
@@ -611,3 +627,21 @@ def replace(nep: NepIn, **changes) -> NepIn:
     out.explicit = set(nep.explicit) | set(changes)
     out.lines = dict(nep.lines)
     return out
+
+
+def check_option(option: str, keyword: str, value) -> object:
+    """Check a command-line ``option`` with the parser and range checks of the nep.in
+    ``keyword`` it overrides; returns the parsed value. A bad value raises
+    :class:`~nepzbl_plugin.errors.NepzblError` naming the option, e.g.
+    ``--learning-rate -1: must be positive, found -1``."""
+    from ..errors import NepzblError
+
+    text = str(value)
+    scratch = NepIn(types=["H"])
+    line = _Line(option, None, keyword, text.split())
+    try:
+        _HANDLERS[keyword](scratch, line)
+    except NepFormatError as error:
+        why = error.problem.split(": ", 1)[-1]
+        raise NepzblError(f"{option} {text}: {why}") from None
+    return getattr(scratch, keyword)

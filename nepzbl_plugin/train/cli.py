@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import NepzblError
@@ -29,15 +30,17 @@ def register(subparsers) -> None:
     )
     p.add_argument("directory", nargs="?", default=".", metavar="DIR",
                    help="folder with nep.in and train.xyz; outputs go here (default: .)")
-    p.add_argument("--optimizer", choices=("adam", "adamw", "lbfgs", "snes"),
+    # Every override goes through the range check of its nep.in keyword (_OPTION_KEYWORDS).
+    p.add_argument("--optimizer", metavar="{adam,lbfgs,snes}",
                    help="override nep.in's optimizer")
-    p.add_argument("--max-time", type=float, metavar="MINUTES",
+    p.add_argument("--max-time", metavar="MINUTES",
                    help="stop after this many minutes of training (all resumed runs together)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (SNES: generations)")
-    p.add_argument("--learning-rate", type=float, help="Adam learning rate")
-    p.add_argument("--batch-size", type=int, help="structures per mini-batch")
-    p.add_argument("--seed", type=int, help="random seed (same seed, same run)")
-    p.add_argument("--target-force-rmse", type=float, metavar="EV_PER_A",
+    p.add_argument("--epochs", metavar="N",
+                   help="maximum epochs (SNES: generations); default: nep.in's generation")
+    p.add_argument("--learning-rate", metavar="RATE", help="Adam learning rate (> 0)")
+    p.add_argument("--batch-size", metavar="N", help="structures per mini-batch (>= 1)")
+    p.add_argument("--seed", metavar="N", help="random seed (same seed, same run)")
+    p.add_argument("--target-force-rmse", metavar="EV_PER_A",
                    help="stop once the train force RMSE is below this (eV/Å)")
     p.add_argument("--adam-only", action="store_true",
                    help="Adam until its own stopping rule, without the L-BFGS phase")
@@ -67,6 +70,98 @@ class TrainingInputError(NepzblError, ValueError):
     """Bad training input (reported as one line by the CLI)."""
 
 
+# command-line option -> the nep.in keyword whose parser and range check it goes through
+_OPTION_KEYWORDS = {
+    "optimizer": "optimizer", "max_time": "max_time", "epochs": "epochs",
+    "learning_rate": "learning_rate", "batch_size": "batch_size", "seed": "seed",
+    "target_force_rmse": "target_force_rmse",
+}
+
+
+def _checked_options(args) -> dict:
+    """The overrides given on the command line, each checked as its nep.in keyword is."""
+    from ..io.nep_in import check_option
+
+    values = {}
+    for name, keyword in _OPTION_KEYWORDS.items():
+        text = getattr(args, name)
+        values[name] = (None if text is None
+                        else check_option("--" + name.replace("_", "-"), keyword, text))
+    return values
+
+
+class TrainingProgressBar:
+    """The progress bar of ``nepzbl train``: a ``progress`` callback for
+    :func:`~nepzbl_plugin.train.train` that draws one tqdm bar per optimiser phase.
+
+    The bar runs to whichever limit ends the run first, the epoch (generation) budget or
+    max_time: its fraction is the larger of step/total and elapsed/max_time, so the ETA is
+    that of the nearer limit. Without either it counts steps (the stopping rule ends the run).
+    """
+
+    _SCALE = 1000  # the bar counts permille of the run
+
+    def __init__(self, file=None):
+        self.file = file
+        self.bar = None
+
+    def __call__(self, event, **info):
+        getattr(self, "_" + event)(**info)
+
+    def _start(self, phase, unit, initial, total, max_time, elapsed):
+        from tqdm import tqdm
+
+        self._end()
+        self.phase, self.unit, self.total, self.max_time = phase, unit, total, max_time
+        self.step, self.elapsed, self.rmse = initial, elapsed, ""
+        bounded = total is not None or max_time is not None
+        self.bar = tqdm(total=self._SCALE if bounded else None, file=self.file,
+                        desc=self._description(), initial=int(self.fraction() * self._SCALE),
+                        dynamic_ncols=True, mininterval=1.0, unit=unit,
+                        bar_format=("{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"
+                                    "{postfix}" if bounded else None))
+        self._refresh()
+
+    def fraction(self) -> float:
+        parts = []
+        if self.total:
+            parts.append(self.step / self.total)
+        if self.max_time:
+            parts.append(self.elapsed / self.max_time)
+        return min(1.0, max(parts)) if parts else 0.0
+
+    def _description(self) -> str:
+        of = f"/{self.total}" if self.total is not None else ""
+        limit = f", max_time {self.max_time / 60:g} min" if self.max_time else ""
+        return f"{self.phase} {self.unit} {self.step}{of}{limit}"
+
+    def _refresh(self):
+        self.bar.set_description_str(self._description(), refresh=False)
+        if self.rmse:
+            self.bar.set_postfix_str(self.rmse, refresh=False)
+        if self.bar.total is None:
+            self.bar.n = self.step
+            self.bar.refresh()
+        else:
+            self.bar.update(int(self.fraction() * self._SCALE) - self.bar.n)
+
+    def _step(self, step, elapsed):
+        self.step, self.elapsed = step, elapsed
+        self._refresh()
+
+    def _report(self, step, record, elapsed):
+        from .trainer import format_rmse
+
+        self.step, self.elapsed = step, elapsed
+        self.rmse = "train RMSE " + format_rmse(record)
+        self._refresh()
+
+    def _end(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def _read_inputs(directory: Path, input_name="train.xyz"):
     from ..io.nep_in import read_nep_in
     from ..io.xyz import read_train_xyz
@@ -79,9 +174,12 @@ def _read_inputs(directory: Path, input_name="train.xyz"):
 
 
 def _run_train(args) -> int:
-    from ..model import read_model
-    from .trainer import check_header, predict, train
+    import signal
 
+    from ..model import read_model
+    from .trainer import check_header, format_rmse, predict, train
+
+    options = _checked_options(args)  # bad values fail before any file is read
     directory = Path(args.directory)
     nep_in, train_structures, test_structures = _read_inputs(directory)
     if nep_in.prediction:
@@ -92,30 +190,49 @@ def _run_train(args) -> int:
         except ValueError as err:
             raise TrainingInputError(str(err)) from None
         _, rmse = predict(model, train_structures, directory, which="train")
+        record = {"rmse_energy_train": rmse["energy"], "rmse_force_train": rmse["force"],
+                  "rmse_virial_train": rmse["virial"],
+                  "has_virial_train": any(s.virial is not None for s in train_structures)}
         print(f"prediction with {model_path} on {len(train_structures)} structures: RMSE "
-              f"energy {rmse['energy'] * 1e3:.3f} meV/atom, force {rmse['force'] * 1e3:.2f} "
-              f"meV/Å, virial {rmse['virial'] * 1e3:.3f} meV/atom (no shift)")
+              f"{format_rmse(record)} (no shift)")
         return 0
     _print_zbl_setup(nep_in, train_structures)
     if args.fresh:
         for old in directory.glob("nepzbl_restart.*"):
             old.unlink()
+    max_time = options.pop("max_time")
+
+    # A cluster's wall-time SIGTERM ends the run as Ctrl-C does: the trainer saves its
+    # checkpoint and writes nep.txt, the *_train.out files and the parity plots.
+    received = []
+
+    def stop(signum, _frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        train(
+        _, history = train(
             train_structures, nep_in, test_structures, output_dir=directory,
-            optimizer=args.optimizer,
-            max_time=None if args.max_time is None else 60.0 * args.max_time,
-            epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
-            seed=args.seed, target_force_rmse=args.target_force_rmse,
+            max_time=None if max_time is None else 60.0 * max_time,
             polish_after=0 if args.adam_only else None,
-            progress=not args.no_progress,
+            progress=None if args.no_progress else TrainingProgressBar(),
+            **options,
         )
     except NepzblError:
         raise
     except ValueError as err:
         raise TrainingInputError(str(err)) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(f"wrote {directory / 'nep.txt'}, loss.out, *_train.out"
           + (", *_test.out" if test_structures else "") + ", parity_*.png")
+    if history.stop_reason == "interrupted":
+        signum = received[-1] if received else signal.SIGINT
+        print(f"nepzbl: stopped by {signal.Signals(signum).name}; checkpoint saved, run the "
+              "same command to resume", file=sys.stderr)
+        return 128 + int(signum)
     return 0
 
 

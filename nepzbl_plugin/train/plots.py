@@ -37,7 +37,8 @@ def parity_plots(directory, train_structures, train_pred, test_structures=None,
                  test_pred=None) -> list[Path]:
     """Write ``parity_train.png`` (and ``parity_test.png``) in ``directory``; returns paths.
 
-    The energies are per atom, forces per component, virials per atom (6 components).
+    The energies are per atom, forces per component, virials per atom (6 components); the
+    virial panel is left out when no structure has a reference virial.
     """
     import matplotlib
 
@@ -54,10 +55,13 @@ def parity_plots(directory, train_structures, train_pred, test_structures=None,
         f_ref = np.concatenate([np.asarray(s.forces).reshape(-1, 3) for s in structures])
         v_ref = np.array([virial_six(s.virial) if s.virial is not None else np.full(6, np.nan)
                           for s in structures]).reshape(-1, 6) / n[:, None]
-        fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
-        _panel(axes[0], e_ref, pred.energy / n, "energy", "eV/atom")
-        _panel(axes[1], f_ref, pred.forces, "force", "eV/Å")
-        _panel(axes[2], v_ref, virial_six(pred.virial) / n[:, None], "virial", "eV/atom")
+        panels = [(e_ref, pred.energy / n, "energy", "eV/atom"),
+                  (f_ref, pred.forces, "force", "eV/Å")]
+        if np.isfinite(v_ref).any():  # data without virials get no empty virial panel
+            panels.append((v_ref, virial_six(pred.virial) / n[:, None], "virial", "eV/atom"))
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.2))
+        for ax, panel in zip(axes, panels, strict=True):
+            _panel(ax, *panel)
         fig.suptitle(f"nepzbl train: {name} set ({len(structures)} structures)")
         fig.tight_layout()
         path = Path(directory) / f"parity_{name}.png"

@@ -112,9 +112,8 @@ def settings_from_nep_in(nep_in, num_structures: int, **overrides) -> TrainingSe
         s.optimizer = "adam"
         s.notes.append(
             "nep.in names no optimizer: training with the default gradient optimiser (Adam on "
-            "GPUMD's loss with analytic gradients, then full-batch L-BFGS); population and "
-            "generation are ignored and the run stops when the loss stops improving, or at "
-            "max_time/epochs. Add `optimizer snes` for GPUMD's SNES."
+            "GPUMD's loss with analytic gradients, then full-batch L-BFGS); add `optimizer "
+            "snes` for GPUMD's SNES."
         )
     else:
         s.optimizer = str(chosen).lower()
@@ -149,6 +148,15 @@ def settings_from_nep_in(nep_in, num_structures: int, **overrides) -> TrainingSe
     else:
         # Epochs are much larger steps than generations: report 10x more often.
         s.report_interval = max(1, interval // 10)
+        if s.epochs is None:
+            generation = int(_nep_in_value(nep_in, "generation", 100000))
+            s.epochs = generation
+            s.notes.append(
+                f"{s.optimizer}: nep.in's generation {generation} becomes at most {generation} "
+                f"epochs (an epoch is one pass over all {num_structures} structures; a GPUMD "
+                "generation is one SNES step on one batch); population is not used, loss.out "
+                f"is written every {s.report_interval} epochs (output_interval / 10)"
+            )
         if s.batch_size is None:
             s.batch_size = min(num_structures, 4)
     for name in ("report_interval", "patience", "polish_after"):
@@ -296,6 +304,9 @@ class _Run:
             "rmse_energy_test": 0.0,
             "rmse_force_test": 0.0,
             "rmse_virial_test": 0.0,
+            "has_virial_train": bool(np.any(self.train_labels.has_virial)),
+            "has_virial_test": bool(self.test_labels is not None
+                                    and np.any(self.test_labels.has_virial)),
         }
         test_pred = None
         if self.test_labels is not None:
@@ -414,22 +425,75 @@ def write_prediction_files(directory, which, structures, pred: Predictions, go) 
 
 
 # ------------------------------------------------------------------------------------ loops
-def _progress_bar(settings, initial, progress):
-    if not progress:
+PHASE_NAMES = {"adam": "Adam", "adamw": "AdamW", "lbfgs": "L-BFGS", "snes": "SNES"}
+
+
+class _Progress:
+    """Reports one optimiser phase to the ``progress`` callback (see :func:`train`):
+    ``progress("start", phase=, unit=, initial=, total=, max_time=, elapsed=)``, then
+    ``progress("step", step=, elapsed=)`` per epoch or generation,
+    ``progress("report", step=, record=, elapsed=)`` per report and ``progress("end")``."""
+
+    def __init__(self, run, phase: str, initial: int):
+        self.run = run
+        self.callback = run.progress
+        self.step = int(initial)
+        s = run.settings
+        self.callback("start", phase=PHASE_NAMES.get(phase, phase),
+                      unit="generation" if s.optimizer == "snes" else "epoch",
+                      initial=self.step, total=s.epochs, max_time=s.max_time,
+                      elapsed=run.elapsed())
+
+    def update(self, n: int = 1) -> None:
+        self.step += n
+        self.callback("step", step=self.step, elapsed=self.run.elapsed())
+
+    def report(self, record) -> None:
+        self.callback("report", step=self.step, record=dict(record), elapsed=self.run.elapsed())
+
+    def close(self) -> None:
+        self.callback("end")
+
+
+def _progress_bar(run, initial, phase=None):
+    if run.progress is None:
         return None
-    from tqdm import tqdm
-
-    unit = "gen" if settings.optimizer == "snes" else "epoch"
-    return tqdm(total=settings.epochs, initial=initial, unit=unit, dynamic_ncols=True,
-                mininterval=1.0)
+    return _Progress(run, phase or run.settings.optimizer, initial)
 
 
-def _postfix(record):
-    return {
-        "E": f"{record['rmse_energy_train'] * 1e3:.2f} meV/atom",
-        "F": f"{record['rmse_force_train'] * 1e3:.1f} meV/Å",
-        "V": f"{record['rmse_virial_train'] * 1e3:.2f} meV/atom",
-    }
+def format_rmse(record, which: str = "train") -> str:
+    """'energy 0.412 meV/atom, force 39.91 meV/Å, virial 3.210 meV/atom' for one record;
+    a set without reference virials shows 'virial n/a' (its RMSE is not 0, it is absent)."""
+    virial = record.get(f"rmse_virial_{which}")
+    has_virial = record.get(f"has_virial_{which}", True)
+    shown = (f"{virial * 1e3:.3f} meV/atom" if has_virial and virial is not None
+             and np.isfinite(virial) else "n/a")
+    return (f"energy {record[f'rmse_energy_{which}'] * 1e3:.3f} meV/atom, "
+            f"force {record[f'rmse_force_{which}'] * 1e3:.2f} meV/Å, virial {shown}")
+
+
+def describe_stopping(settings: TrainingSettings, phase: str | None = None) -> str:
+    """One line: how a run with these settings will end."""
+    limits = []
+    unit = "generations" if settings.optimizer == "snes" else "epochs"
+    if settings.epochs is not None:
+        limits.append(f"{settings.epochs} {unit}")
+    if settings.max_time is not None:
+        limits.append(f"max_time {settings.max_time / 60:g} min")
+    if settings.target_force_rmse is not None:
+        limits.append(f"train force RMSE <= {settings.target_force_rmse * 1e3:g} meV/Å")
+    if settings.optimizer in ("adam", "adamw") and phase != "lbfgs":
+        if settings.polish_after > 0:
+            limits.append(f"the loss stopping to fall (after {settings.polish_after} halvings of "
+                          "the learning rate Adam hands over to full-batch L-BFGS, which stops "
+                          f"when the loss falls by < {settings.min_delta:g} relative in "
+                          f"{settings.lbfgs_patience} iterations)")
+        else:
+            limits.append("the learning rate falling below its minimum (plateau rule)")
+    elif settings.optimizer != "snes":
+        limits.append(f"L-BFGS converging (loss falls by < {settings.min_delta:g} relative in "
+                      f"{settings.lbfgs_patience} iterations)")
+    return "the run stops at the first of: " + "; ".join(limits)
 
 
 def _should_stop_for_time(run: _Run) -> bool:
@@ -460,7 +524,7 @@ def _gradient_loop(run: _Run, params: np.ndarray, state) -> tuple[np.ndarray, st
         epoch = int(scalars["step"])
     n = run.train_labels.num_structures
     max_epochs = s.epochs if s.epochs is not None else 10**9
-    bar = _progress_bar(s, epoch, run.progress)
+    bar = _progress_bar(run, epoch)
     reason = ""
     epoch_losses = []
 
@@ -501,7 +565,7 @@ def _gradient_loop(run: _Run, params: np.ndarray, state) -> tuple[np.ndarray, st
             if epoch % s.report_interval == 0 or converged or switch:
                 record = run.report(epoch, params, *extras())
                 if bar is not None:
-                    bar.set_postfix(_postfix(record), refresh=False)
+                    bar.report(record)
                 if _target_reached(run, record):
                     reason = f"train force RMSE below target {s.target_force_rmse:g} eV/Å"
                     break
@@ -535,7 +599,7 @@ def _lbfgs_loop(run: _Run, params: np.ndarray, state, start_step: int = 0
     iteration = start_step if state is None else int(state[1]["step"])
     max_iter = s.epochs if s.epochs is not None else 10**9
     all_idx = np.arange(run.train_labels.num_structures)
-    bar = _progress_bar(s, iteration, run.progress)
+    bar = _progress_bar(run, iteration, "lbfgs")
     outcome = {"reason": "", "iteration": iteration, "losses": {}}
     phase = {"phase": "lbfgs"}
 
@@ -554,7 +618,7 @@ def _lbfgs_loop(run: _Run, params: np.ndarray, state, start_step: int = 0
         if it % s.report_interval == 0:
             record = run.report(it, x, {}, phase)
             if bar is not None:
-                bar.set_postfix(_postfix(record), refresh=False)
+                bar.report(record)
             if _target_reached(run, record):
                 outcome["reason"] = "train force RMSE below target"
                 return True
@@ -600,7 +664,7 @@ def _snes_loop(run: _Run, params: np.ndarray, state, mu0) -> tuple[np.ndarray, s
         best = np.array(arrays["parameters"], dtype=np.float64)
     batches = _gpumd_batches(run.train_labels, s.batch_size, training=True)
     labels_of = [run.train_labels.subset(b) for b in batches]
-    bar = _progress_bar(s, generation, run.progress)
+    bar = _progress_bar(run, generation)
     reason = ""
 
     def evaluate(z, b) -> LossValue:
@@ -632,7 +696,7 @@ def _snes_loop(run: _Run, params: np.ndarray, state, mu0) -> tuple[np.ndarray, s
                 arrays, scalars = snes.state_dict()
                 record = run.report(generation, best, arrays, scalars)
                 if bar is not None:
-                    bar.set_postfix(_postfix(record), refresh=False)
+                    bar.report(record)
                 if _target_reached(run, record):
                     reason = "train force RMSE below target"
                     break
@@ -726,7 +790,7 @@ def train(
     initial_model: Model | None = None,
     callback=None,
     resume: bool = True,
-    progress: bool = False,
+    progress=None,
     log=print,
 ) -> tuple[Model, TrainingHistory]:
     """Train a NEP(-ZBL) model on GPUMD's loss.
@@ -758,7 +822,12 @@ def train(
     resume
         Continue from the checkpoint in ``output_dir`` when there is one.
     progress
-        Show a tqdm progress bar with the current RMSEs.
+        ``None`` (default) or a callable ``progress(event, **info)`` that follows the run, for
+        a progress bar (``nepzbl train`` passes one that draws a tqdm bar): events ``"start"``
+        (``phase`` "Adam"/"L-BFGS"/"SNES", ``unit``, ``initial``, ``total`` epochs or
+        generations or None, ``max_time`` s or None, ``elapsed`` s), ``"step"`` (``step``,
+        ``elapsed``), ``"report"`` (``step``, ``record``, ``elapsed``) and ``"end"``; a
+        run with two phases (Adam, then L-BFGS) starts twice.
     log
         Called with one-line messages (``print`` by default; ``None`` for silence).
 
@@ -775,6 +844,11 @@ def train(
         The loss became non-finite; the last good checkpoint and nep.txt are kept.
     """
     log = log or (lambda *_: None)
+    if progress is False:
+        progress = None
+    if progress is not None and not callable(progress):
+        raise TypeError("progress must be None or a callable progress(event, **info), e.g. "
+                        "nepzbl_plugin.train.cli.TrainingProgressBar()")
     if isinstance(nep_in, (str, Path)):
         from ..io.nep_in import read_nep_in
 
@@ -795,6 +869,11 @@ def train(
     Labels.from_structures(train_structures, species)
     if test_structures:
         Labels.from_structures(test_structures, species)
+    # GPUMD's cutoff line carries the data's largest neighbour counts; its MD sizes its
+    # neighbour lists from them, so every nep.txt written below has them.
+    from ..neighbours import set_neighbour_counts
+
+    set_neighbour_counts(model, train_structures, test_structures)
 
     if _nep_in_value(nep_in, "prediction"):
         # GPUMD's prediction mode: evaluate the existing nep.txt, train nothing.
@@ -889,9 +968,13 @@ def train(
             final, record = run.write_final(params0)
             run.history.stop_reason = state[1].get("stop_reason", "")
             return final, run.history
+    phase = state[1].get("phase") if state is not None else None
+    in_lbfgs = settings.optimizer in ("adam", "adamw") and phase == "lbfgs"
     log(f"training {model.num_parameters} parameters with {settings.optimizer} on "
         f"{len(train_structures)} structures"
-        + (f" ({len(test_structures)} test)" if test_structures else ""))
+        + (f" ({len(test_structures)} test)" if test_structures else "")
+        + (f", resuming in its L-BFGS phase at epoch {state[1]['step']}" if in_lbfgs else ""))
+    log(describe_stopping(settings, "lbfgs" if in_lbfgs else None))
 
     try:
         if settings.optimizer in ("adam", "adamw"):
@@ -909,12 +992,8 @@ def train(
     if reason == "interrupted" and output is not None:
         log(f"interrupted: checkpoint saved in {output}; run the same command to resume")
     final, record = run.write_final(params)
-    log(f"stopped: {reason}; train RMSE energy {record['rmse_energy_train'] * 1e3:.3f} meV/atom, "
-        f"force {record['rmse_force_train'] * 1e3:.2f} meV/Å, "
-        f"virial {record['rmse_virial_train'] * 1e3:.3f} meV/atom"
-        + (f"; test {record['rmse_energy_test'] * 1e3:.3f} meV/atom, "
-           f"{record['rmse_force_test'] * 1e3:.2f} meV/Å, "
-           f"{record['rmse_virial_test'] * 1e3:.3f} meV/atom" if test_structures else ""))
+    log(f"stopped: {reason}; train RMSE {format_rmse(record, 'train')}"
+        + (f"; test RMSE {format_rmse(record, 'test')}" if test_structures else ""))
     return final, run.history
 
 
