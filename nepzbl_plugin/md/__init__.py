@@ -13,8 +13,23 @@ Units are ASE's: Angstrom, eV, amu, fs for times given to the user.
 from __future__ import annotations
 
 from .ase_nvt import NVTResult, _thermalize, run_nvt
+from .dynamics import (
+    ENSEMBLES,
+    CalculatorForces,
+    EngineForces,
+    Frame,
+    MDResult,
+    MDSetupError,
+    TemperatureSchedule,
+    run_md,
+)
 from .observers import (
+    THERMO_COLUMNS,
+    DistanceMonitor,
     KnockOns,
+    OutputExistsError,
+    ThermoLog,
+    TrajectoryWriter,
     _pair_key,
     knock_on,
     pair_min_distances,
@@ -23,4 +38,6 @@ from .observers import (
 )
 
 __all__ = ["NVTResult", "KnockOns", "knock_on", "run_nvt", "partial_rdf_counts", "partial_rdf",
-           "pair_min_distances"]
+           "pair_min_distances", "ENSEMBLES", "TemperatureSchedule", "EngineForces",
+           "CalculatorForces", "Frame", "MDResult", "MDSetupError", "run_md", "DistanceMonitor",
+           "ThermoLog", "TrajectoryWriter", "OutputExistsError", "THERMO_COLUMNS"]
