@@ -259,3 +259,113 @@ def test_engine_forces_nve_with_a_nep_zbl_model():
                     observers=[log])
     assert result.stopped is None
     assert np.ptp(log.column("E_total_eV")) < 0.05 * np.ptp(log.column("E_kin_eV"))
+
+
+# ---------------------------------------------------------------- nepzbl md and GPUMD export
+@pytest.fixture
+def small_run(tmp_path):
+    from nepzbl_plugin.testing import random_model
+
+    model = random_model(types=("Li", "O"), zbl="universal", seed=2, scale=0.3)
+    model.write(tmp_path / "nep.txt")
+    atoms = bulk("Li", "bcc", a=3.5, cubic=True).repeat(2)
+    atoms.symbols[::4] = "O"
+    atoms.write(tmp_path / "start.xyz")
+    return tmp_path
+
+
+def test_cli_md_writes_thermo_and_trajectory(small_run, capsys):
+    from ase.io import read
+
+    from nepzbl_plugin.cli import main
+
+    out = small_run / "run"
+    status = main(["md", str(small_run / "nep.txt"), str(small_run / "start.xyz"),
+                   "--ensemble", "nvt-langevin", "--temperature", "300", "--temperature-end",
+                   "600", "--steps", "40", "--dt", "0.5", "--every", "10", "--out", str(out),
+                   "--seed", "1", "--threads", "1"])
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "40 of 40 steps of 0.5 fs" in printed and " K" in printed and "GPa" in printed
+    table = np.loadtxt(out / "thermo.txt")
+    assert table.shape == (5, 26)
+    np.testing.assert_allclose(table[:, 1], [0, 5, 10, 15, 20])
+    frames = read(out / "trajectory.xyz", ":")
+    assert [f.info["step"] for f in frames] == [0, 10, 20, 30, 40]
+    # a second run into the same folder is refused, one line, exit 2
+    again = main(["md", str(small_run / "nep.txt"), str(small_run / "start.xyz"),
+                  "--temperature", "300", "--steps", "5", "--out", str(out)])
+    assert again == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_cli_md_gpumd_inputs(small_run, capsys, monkeypatch):
+    from ase.io import read
+
+    from nepzbl_plugin.cli import main
+
+    monkeypatch.setenv("PATH", "")  # no gpumd: inputs only
+    out = small_run / "gpumd"
+    status = main(["md", str(small_run / "nep.txt"), str(small_run / "start.xyz"),
+                   "--ensemble", "npt-aniso", "--temperature-points", "0:300,1000:600,2000:600",
+                   "--pressure", "0", "0", "1", "--steps", "2000", "--dt", "2", "--every", "100",
+                   "--tau-t", "200", "--tau-p", "2000", "--compressibility", "0.01",
+                   "--out", str(out), "--gpumd"])
+    assert status == 0
+    run_in = (out / "run.in").read_text().splitlines()
+    assert run_in[:2] == ["potential nep.txt", "velocity 300"]
+    assert "time_step 2" in run_in
+    ensembles = [line for line in run_in if line.startswith("ensemble")]
+    assert ensembles == ["ensemble npt_scr 300 600 100 0 0 1 100 100 100 1000",
+                         "ensemble npt_scr 600 600 100 0 0 1 100 100 100 1000"]
+    assert [line for line in run_in if line.startswith("run")] == ["run 1000", "run 1000"]
+    assert "dump_thermo 100" in run_in and "dump_exyz 100 1 0" in run_in
+    model = read(out / "model.xyz")
+    assert model.get_chemical_symbols() == read(small_run / "start.xyz").get_chemical_symbols()
+    assert (out / "nep.txt").read_text() == (small_run / "nep.txt").read_text()
+
+
+def test_gpumd_run_in_for_nvt_ensembles():
+    from nepzbl_plugin.md.gpumd import gpumd_run_in
+
+    text = gpumd_run_in(ensemble="nvt-bussi", steps=500, timestep=1.0, temperature=1000,
+                        every=50, tau_temperature=100)
+    assert "ensemble nvt_bdp 1000 1000 100" in text.splitlines()
+    assert "compute_msd 50 5" in text.splitlines()
+    text = gpumd_run_in(ensemble="nve", steps=10, timestep=1.0, temperature=300, every=5)
+    assert "ensemble nve" in text.splitlines()
+    text = gpumd_run_in(ensemble="nvt-langevin", steps=10, timestep=0.5,
+                        temperature=TemperatureSchedule.linear(600, 1200, 10), every=5)
+    assert "ensemble nvt_lan 600 1200 200" in text.splitlines()
+
+
+def test_cli_md_errors_are_one_line(small_run, capsys):
+    from nepzbl_plugin.cli import main
+
+    base = ["md", str(small_run / "nep.txt"), str(small_run / "start.xyz"), "--steps", "2",
+            "--out", str(small_run / "e")]
+    assert main(base + ["--ensemble", "nvt"]) == 2
+    assert "needs --temperature" in capsys.readouterr().err
+    (small_run / "bad.xyz").write_text("not a structure\n")
+    bad = ["md", str(small_run / "nep.txt"), str(small_run / "bad.xyz"), "--temperature", "300"]
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nepzbl: error:") and "bad.xyz" in err and len(err.splitlines()) == 1
+    try:
+        from nepzbl_plugin.engine import _cuda_available
+
+        cuda = _cuda_available()
+    except ImportError:
+        cuda = False
+    if not cuda:
+        assert main(base + ["--temperature", "300", "--device", "cuda"]) == 2
+        assert "CUDA" in capsys.readouterr().err
+
+
+def test_cli_md_help(capsys):
+    from nepzbl_plugin.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["md", "--help"])
+    assert exit_.value.code == 0
+    assert "--ensemble" in capsys.readouterr().out
