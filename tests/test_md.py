@@ -133,11 +133,17 @@ def test_pressure_and_temperature_units_match_ase(argon):
     from nepzbl_plugin.md import CalculatorForces
 
     atoms = bulk("Cu", "fcc", a=3.58, cubic=True)
-    seen = []
+    class Keep:
+        every = 1
+        frames = []
+
+        def __call__(self, frame):
+            self.frames.append(frame)
+
+    keep = Keep()
     run_md(atoms, CalculatorForces(EMT(), atoms), 0, 1.0, ensemble="nvt-langevin",
-           temperature=500, seed=1, observers=[lambda f: seen.append(f)] and
-           [type("Keep", (), {"every": 1, "__call__": lambda self, f: seen.append(f)})()])
-    frame = seen[0]
+           temperature=500, seed=1, observers=[keep])
+    frame = keep.frames[0]
     reference = frame.atoms()
     reference.calc = EMT()
     stress = reference.get_stress(include_ideal_gas=True, voigt=False)
