@@ -1,0 +1,432 @@
+"""The array MD engine: velocity Verlet on positions, velocities and forces held as arrays.
+
+Forces come from a *force field*, a callable ``(positions, cell) -> (energy, forces, virial)``:
+:class:`EngineForces` calls nepzbl's C engine directly (no ASE calculator round trip per step),
+:class:`CalculatorForces` wraps any ASE calculator (EMT in the tests, any model elsewhere).
+
+Ensembles (:data:`ENSEMBLES`): NVE; NVT with Langevin (BAOAB splitting), Bussi's stochastic
+velocity rescaling or Berendsen; NPT with stochastic cell rescaling (Bernetti & Bussi 2020) or
+Berendsen, each isotropic or anisotropic (the three cell axes independently). The target
+temperature may follow a :class:`TemperatureSchedule` (linear or piecewise-linear ramps).
+
+Observers (:mod:`.observers`) are called every ``observer.every`` steps with a :class:`Frame`;
+one that returns a string stops the run with that reason (the collapse monitor does).
+
+Units: Angstrom, eV, amu; times given in fs; velocities inside are ASE's (Angstrom per ASE time
+unit, ``ase.units.fs`` of which make one fs); pressures given and reported in GPa,
+compressibilities in 1/GPa. Positions are never wrapped into the cell, so they stay unwrapped
+for mean square displacements (the engine maps them into the cell itself).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase import units
+
+from ..errors import NepzblError
+
+__all__ = ["ENSEMBLES", "TemperatureSchedule", "EngineForces", "CalculatorForces", "Frame",
+           "MDResult", "run_md", "MDSetupError"]
+
+BOLTZMANN = units.kB  # eV/K
+GPA = units.GPa  # 1 GPa in eV/Angstrom^3
+
+# name -> (thermostat, barostat, anisotropic)
+ENSEMBLES = {
+    "nve": (None, None, False),
+    "nvt": ("bussi", None, False),
+    "nvt-bussi": ("bussi", None, False),
+    "nvt-langevin": ("langevin", None, False),
+    "nvt-berendsen": ("berendsen", None, False),
+    "npt": ("bussi", "scr", False),
+    "npt-scr": ("bussi", "scr", False),
+    "npt-aniso": ("bussi", "scr", True),
+    "npt-scr-aniso": ("bussi", "scr", True),
+    "npt-berendsen": ("berendsen", "berendsen", False),
+    "npt-berendsen-aniso": ("berendsen", "berendsen", True),
+}
+
+
+class MDSetupError(NepzblError, ValueError):
+    """Inconsistent MD settings (unknown ensemble, missing temperature, bad step count...)."""
+
+
+class TemperatureSchedule:
+    """Target temperature against the step: piecewise linear between ``(step, K)`` points,
+    constant before the first and after the last.
+
+    >>> TemperatureSchedule.linear(600, 1200, 1000)(500)
+    900.0
+    """
+
+    def __init__(self, points: Sequence[tuple[float, float]]):
+        points = sorted((float(s), float(t)) for s, t in points)
+        if not points:
+            raise MDSetupError("a temperature schedule needs at least one (step, K) point")
+        for _, t in points:
+            if not (np.isfinite(t) and t >= 0):
+                raise MDSetupError(f"temperatures must be finite and >= 0 K, not {t}")
+        self.steps = np.array([p[0] for p in points])
+        self.temperatures = np.array([p[1] for p in points])
+
+    @classmethod
+    def constant(cls, temperature: float) -> TemperatureSchedule:
+        return cls([(0, temperature)])
+
+    @classmethod
+    def linear(cls, start: float, end: float, steps: int) -> TemperatureSchedule:
+        """From ``start`` K at step 0 to ``end`` K at step ``steps``."""
+        return cls([(0, start), (steps, end)])
+
+    def __call__(self, step: float) -> float:
+        return float(np.interp(step, self.steps, self.temperatures))
+
+    @property
+    def is_constant(self) -> bool:
+        return bool(np.all(self.temperatures == self.temperatures[0]))
+
+
+class EngineForces:
+    """Energy, forces and virial from a :class:`~nepzbl_plugin.engine.Evaluator`, arrays in and
+    out; the atom types and periodicity are fixed from ``atoms`` once."""
+
+    def __init__(self, evaluator, atoms):
+        from ..engine import System
+
+        self._system_class = System
+        self.evaluator = evaluator
+        system = evaluator.system(atoms)
+        self.types, self.pbc = system.types, system.pbc
+
+    def __call__(self, positions, cell):
+        out = self.evaluator.evaluate(self._system_class(self.types, positions, cell, self.pbc),
+                                      ("energy", "forces", "virial"))
+        return out["energy"], out["forces"], out["virial"]
+
+
+class CalculatorForces:
+    """Energy, forces and virial (-stress x volume) from any ASE calculator."""
+
+    def __init__(self, calc, atoms):
+        self.atoms = atoms.copy()
+        self.atoms.calc = calc
+
+    def __call__(self, positions, cell):
+        self.atoms.set_cell(cell, scale_atoms=False)
+        self.atoms.positions = positions
+        energy = self.atoms.get_potential_energy()
+        forces = self.atoms.get_forces()
+        try:
+            stress = self.atoms.get_stress(voigt=False)
+            virial = -stress * self.atoms.get_volume()
+        except Exception:  # calculators without stress: NVE and NVT need no virial
+            virial = np.full((3, 3), np.nan)
+        return energy, forces, virial
+
+
+@dataclass
+class Frame:
+    """The state an observer sees. Positions unwrapped (Angstrom), velocities in Angstrom/fs,
+    energies in eV, temperature in K, pressure tensor in GPa."""
+
+    step: int
+    time_fs: float
+    symbols: list
+    masses: np.ndarray
+    positions: np.ndarray
+    velocities_per_fs: np.ndarray
+    cell: np.ndarray
+    pbc: tuple
+    potential_energy: float
+    kinetic_energy: float
+    temperature: float
+    pressure_tensor: np.ndarray
+    target_temperature: float | None
+
+    @property
+    def pressure(self) -> float:
+        """Hydrostatic pressure, GPa."""
+        return float(np.trace(self.pressure_tensor) / 3.0)
+
+    def atoms(self, wrap: bool = False):
+        """An ``ase.Atoms`` of this frame (velocities included; positions unwrapped unless
+        ``wrap``)."""
+        from ase import Atoms
+
+        atoms = Atoms(self.symbols, positions=self.positions, cell=self.cell, pbc=self.pbc,
+                      masses=self.masses)
+        atoms.set_velocities(self.velocities_per_fs / units.fs)
+        if wrap:
+            atoms.wrap()
+        return atoms
+
+
+@dataclass
+class MDResult:
+    """What a run did. Times in fs, temperatures in K, pressures in GPa, energies in eV."""
+
+    steps_done: int
+    time_fs: float
+    wall_seconds: float
+    stopped: str | None  # why the run ended early (an observer, a blow-up), None if it did not
+    atoms: object  # final state: ase.Atoms, unwrapped positions, velocities
+    mean_temperature: float
+    mean_pressure: float
+    mean_potential_energy: float
+    energy_drift_per_atom: float  # (E_total end - E_total start) / N, eV/atom
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def atom_steps_per_second(self) -> float:
+        return len(self.atoms) * self.steps_done / self.wall_seconds if self.wall_seconds else 0.0
+
+
+def _pressure_tensor(masses, velocities, virial, volume) -> np.ndarray:
+    """(kinetic + virial) / V in eV/Angstrom^3; velocities in ASE units."""
+    kinetic = np.einsum("i,ia,ib->ab", masses, velocities, velocities)
+    return (kinetic + virial) / volume
+
+
+def _bussi_factor(kinetic: float, target: float, dof: int, dt_over_tau: float, rng) -> float:
+    """Bussi, Donadio & Parrinello (2007): the factor that moves the kinetic energy one step of
+    the stochastic rescaling towards the canonical distribution of ``target`` (= dof kT / 2)."""
+    if kinetic <= 0.0:
+        return 1.0
+    decay = np.exp(-dt_over_tau) if np.isfinite(dt_over_tau) else 0.0
+    r1 = rng.standard_normal()
+    others = rng.chisquare(dof - 1) if dof > 1 else 0.0
+    new = (kinetic + (1.0 - decay) * (target * (others + r1 * r1) / dof - kinetic)
+           + 2.0 * r1 * np.sqrt(kinetic * target / dof * (1.0 - decay) * decay))
+    return float(np.sqrt(max(new, 0.0) / kinetic))
+
+
+def _thermalize_velocities(masses, temperature, rng) -> np.ndarray:
+    sigma = np.sqrt(BOLTZMANN * temperature / masses)[:, None]
+    return rng.standard_normal((masses.size, 3)) * sigma
+
+
+def run_md(
+    atoms,
+    forces: Callable,
+    steps: int,
+    timestep: float = 1.0,
+    *,
+    ensemble: str = "nve",
+    temperature: float | TemperatureSchedule | None = None,
+    pressure: float | Sequence[float] = 0.0,
+    tau_temperature: float = 100.0,
+    tau_pressure: float = 1000.0,
+    compressibility: float = 0.01,
+    seed: int | None = None,
+    observers: Sequence = (),
+    progress: Callable[[int, int], None] | None = None,
+    thermalize: bool | None = None,
+) -> MDResult:
+    """Run ``steps`` steps of ``timestep`` fs from ``atoms`` (not modified).
+
+    Parameters
+    ----------
+    forces
+        A force field: :class:`EngineForces`, :class:`CalculatorForces` or any callable
+        ``(positions, cell) -> (energy eV, forces eV/Angstrom (N, 3), virial eV (3, 3))``.
+    ensemble
+        One of :data:`ENSEMBLES`.
+    temperature
+        Target in K, or a :class:`TemperatureSchedule`; needed by every ensemble but NVE, where
+        it sets the starting velocities.
+    pressure
+        Target in GPa: one number, or three (xx, yy, zz) for the anisotropic barostats.
+    tau_temperature, tau_pressure
+        Coupling times in fs (Langevin: 1 / friction).
+    compressibility
+        Isothermal compressibility guess in 1/GPa (sets how fast the cell responds).
+    seed
+        Seed of the starting velocities and of the stochastic thermostats and barostats.
+    observers
+        Objects with ``every`` (steps) and ``__call__(frame)``, called at step 0 and every
+        ``every`` steps; a returned string stops the run. ``close()`` is called at the end.
+    progress
+        ``progress(step, steps)`` now and then; the default does nothing.
+    thermalize
+        Draw Maxwell-Boltzmann velocities at the starting temperature (default: when a
+        temperature is given, or when ``atoms`` carries no velocities).
+    """
+    if ensemble not in ENSEMBLES:
+        raise MDSetupError(f"unknown ensemble {ensemble!r}; choose from {', '.join(ENSEMBLES)}")
+    thermostat, barostat, anisotropic = ENSEMBLES[ensemble]
+    steps = int(steps)
+    if steps < 0:
+        raise MDSetupError(f"steps must be >= 0, not {steps}")
+    if not (timestep > 0 and np.isfinite(timestep)):
+        raise MDSetupError(f"the time step must be a positive number of fs, not {timestep}")
+    if temperature is None and thermostat is not None:
+        raise MDSetupError(f"ensemble {ensemble} needs a temperature")
+    if temperature is not None and not isinstance(temperature, TemperatureSchedule):
+        temperature = TemperatureSchedule.constant(temperature)
+    target_pressure = np.broadcast_to(np.asarray(pressure, dtype=float), (3,)) * GPA
+    if barostat is not None:
+        if not all(atoms.pbc):
+            raise MDSetupError("NPT needs a cell periodic in all three directions")
+        if not (compressibility > 0 and tau_pressure > 0):
+            raise MDSetupError("NPT needs a positive compressibility and pressure coupling time")
+    if thermostat is not None and not tau_temperature > 0:
+        raise MDSetupError("the temperature coupling time must be positive")
+    beta = compressibility / GPA  # Angstrom^3 / eV
+    rng = np.random.default_rng(seed)
+
+    n = len(atoms)
+    symbols = atoms.get_chemical_symbols()
+    masses = atoms.get_masses().astype(float)
+    inv_mass = (1.0 / masses)[:, None]
+    positions = np.array(atoms.get_positions(), dtype=float)
+    cell = np.array(atoms.cell.array, dtype=float)
+    pbc = tuple(bool(p) for p in atoms.pbc)
+    velocities = np.array(atoms.get_velocities(), dtype=float)
+    if thermalize is None:
+        thermalize = temperature is not None or not np.any(velocities)
+    if thermalize and temperature is not None:
+        velocities = _thermalize_velocities(masses, temperature(0), rng)
+    # no drift of the centre of mass (Langevin noise brings some back; that is physical there)
+    velocities -= (masses @ velocities) / masses.sum()
+    dof = max(3 * n - (0 if thermostat == "langevin" else 3), 1)
+    if thermalize and temperature is not None and n > 1:
+        kinetic = 0.5 * float(np.sum(masses[:, None] * velocities ** 2))
+        if kinetic > 0:  # exactly the starting temperature, as GPUMD's `velocity` does
+            velocities *= np.sqrt(0.5 * dof * BOLTZMANN * temperature(0) / kinetic)
+
+    dt = timestep * units.fs
+    dt_over_tau_t = timestep / tau_temperature if thermostat else 0.0
+    observers = list(observers)
+    for obs in observers:
+        if int(getattr(obs, "every", 0)) < 1:
+            raise MDSetupError(f"observer {type(obs).__name__} needs every >= 1")
+
+    def evaluate():
+        energy, f, w = forces(positions, cell)
+        return float(energy), np.asarray(f, dtype=float), np.asarray(w, dtype=float)
+
+    def frame(step, energy, virial, kinetic):
+        volume = abs(np.linalg.det(cell)) if all(pbc) else np.nan
+        tensor = _pressure_tensor(masses, velocities, virial, volume) / GPA
+        return Frame(step=step, time_fs=step * timestep, symbols=symbols, masses=masses,
+                     positions=positions.copy(), velocities_per_fs=velocities * units.fs,
+                     cell=cell.copy(), pbc=pbc, potential_energy=energy,
+                     kinetic_energy=kinetic, temperature=2.0 * kinetic / (dof * BOLTZMANN),
+                     pressure_tensor=tensor,
+                     target_temperature=None if temperature is None else temperature(step))
+
+    stopped = None
+    sums = np.zeros(3)  # T, P, E_pot over the steps
+    samples = 0
+    start = time.perf_counter()
+    step = 0
+    progress_every = max(1, steps // 200)
+    try:
+        energy, force, virial = evaluate()
+        kinetic = 0.5 * float(np.sum(masses[:, None] * velocities ** 2))
+        start_total = energy + kinetic
+        end_total = start_total
+        for obs in observers:
+            reason = obs(frame(0, energy, virial, kinetic))
+            stopped = stopped or reason
+        while step < steps and stopped is None:
+            target = temperature(step + 1) if temperature is not None else None
+            velocities += (0.5 * dt) * force * inv_mass
+            positions += (0.5 * dt) * velocities
+            if thermostat == "langevin":
+                decay = np.exp(-dt_over_tau_t)
+                noise = np.sqrt((1.0 - decay * decay) * BOLTZMANN * target * inv_mass)
+                velocities *= decay
+                velocities += noise * rng.standard_normal((n, 3))
+            positions += (0.5 * dt) * velocities
+            energy, force, virial = evaluate()
+            if not np.isfinite(energy):
+                step += 1
+                stopped = f"non-finite energy at step {step}"
+                break
+            velocities += (0.5 * dt) * force * inv_mass
+            kinetic = 0.5 * float(np.sum(masses[:, None] * velocities ** 2))
+            if thermostat == "bussi":
+                velocities *= _bussi_factor(kinetic, 0.5 * dof * BOLTZMANN * target, dof,
+                                            dt_over_tau_t, rng)
+            elif thermostat == "berendsen" and kinetic > 0:
+                current = 2.0 * kinetic / (dof * BOLTZMANN)
+                velocities *= np.sqrt(max(1.0 + dt_over_tau_t * (target / current - 1.0), 0.0))
+            if barostat is not None:
+                _barostat_step(barostat, anisotropic, positions, velocities, cell, masses,
+                               virial, target_pressure, beta, timestep / tau_pressure,
+                               BOLTZMANN * target, rng)
+            if thermostat in ("bussi", "berendsen") or barostat is not None:
+                kinetic = 0.5 * float(np.sum(masses[:, None] * velocities ** 2))
+            step += 1
+            end_total = energy + kinetic
+            if all(pbc):
+                volume = abs(np.linalg.det(cell))
+                pressure_now = (2.0 * kinetic + np.trace(virial)) / (3.0 * volume) / GPA
+            else:
+                pressure_now = np.nan
+            sums += (2.0 * kinetic / (dof * BOLTZMANN), pressure_now, energy)
+            samples += 1
+            for obs in observers:
+                if step % obs.every == 0:
+                    stopped = obs(frame(step, energy, virial, kinetic)) or stopped
+            if progress is not None and (step % progress_every == 0 or step == steps):
+                progress(step, steps)
+    except NepzblError:
+        raise
+    except Exception as error:  # the model or the engine gave up: report, keep the outputs
+        stopped = f"{type(error).__name__} at step {step + 1}: {error}"
+    finally:
+        for obs in observers:
+            close = getattr(obs, "close", None)
+            if close is not None:
+                close()
+    wall = time.perf_counter() - start
+    final = Frame(step=step, time_fs=step * timestep, symbols=symbols, masses=masses,
+                  positions=positions, velocities_per_fs=velocities * units.fs, cell=cell,
+                  pbc=pbc, potential_energy=np.nan, kinetic_energy=np.nan, temperature=np.nan,
+                  pressure_tensor=np.full((3, 3), np.nan), target_temperature=None).atoms()
+    means = sums / samples if samples else np.full(3, np.nan)
+    return MDResult(steps_done=step, time_fs=step * timestep, wall_seconds=wall, stopped=stopped,
+                    atoms=final, mean_temperature=float(means[0]),
+                    mean_pressure=float(means[1]), mean_potential_energy=float(means[2]),
+                    energy_drift_per_atom=float((end_total - start_total) / max(n, 1)))
+
+
+def _barostat_step(kind, anisotropic, positions, velocities, cell, masses, virial,
+                   target_pressure, beta, dt_over_tau, kT, rng) -> None:
+    """Scale cell, positions (and, for stochastic cell rescaling, velocities) in place.
+
+    Berendsen: mu = 1 - beta dt / (3 tau) (P0 - P). Stochastic cell rescaling (Bernetti & Bussi,
+    J. Chem. Phys. 153, 114107 (2020)): d(ln V) = -(beta / tau)(P0 - P - kT / V) dt +
+    sqrt(2 kT beta dt / (V tau)) R, lengths scaled by exp(d ln V / 3), velocities by the
+    inverse; anisotropic: each axis with its own diagonal pressure and a third of the noise.
+    """
+    volume = abs(np.linalg.det(cell))
+    tensor = _pressure_tensor(masses, velocities, virial, volume)
+    if anisotropic:
+        current = np.diag(tensor).copy()
+    else:
+        current = np.full(3, np.trace(tensor) / 3.0)
+    if kind == "berendsen":
+        mu = 1.0 - beta * dt_over_tau / 3.0 * (target_pressure - current)
+        if not anisotropic:
+            mu = np.full(3, mu[0])
+        mu = np.clip(mu, 0.99, 1.01)  # one step never moves the cell by more than 1%
+        positions *= mu
+        cell *= mu
+        return
+    drift = -beta * dt_over_tau * (target_pressure - current - kT / volume)
+    spread = np.sqrt(2.0 * kT * beta * dt_over_tau / volume)
+    if anisotropic:
+        strain = drift / 3.0 + spread / np.sqrt(3.0) * rng.standard_normal(3)
+    else:
+        strain = np.full(3, (drift[0] + spread * rng.standard_normal()) / 3.0)
+    mu = np.exp(np.clip(strain, -0.01, 0.01))
+    positions *= mu
+    cell *= mu
+    velocities /= mu

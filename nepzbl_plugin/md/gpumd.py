@@ -1,0 +1,125 @@
+"""The same MD run as GPUMD input: ``run.in``, ``model.xyz`` and the model as ``nep.txt``.
+
+GPUMD's coupling times are given in time steps, its pressures in GPa and its barostat takes
+elastic moduli (GPa, 1 / compressibility) instead of compressibilities. A piecewise-linear
+temperature schedule becomes one ``ensemble`` + ``run`` block per segment (GPUMD ramps T1 to T2
+linearly over one ``run``). GPUMD's ``dump_exyz`` writes wrapped positions; ``compute_msd``
+accumulates the mean square displacement itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..io.atomic import atomic_write_bytes, atomic_write_text
+from .dynamics import ENSEMBLES, MDSetupError, TemperatureSchedule
+
+__all__ = ["gpumd_run_in", "gpumd_model_xyz", "write_gpumd_inputs"]
+
+_THERMOSTATS = {"bussi": "nvt_bdp", "langevin": "nvt_lan", "berendsen": "nvt_ber"}
+_BAROSTATS = {"scr": "npt_scr", "berendsen": "npt_ber"}
+
+
+def _ensemble_line(ensemble: str, t1: float, t2: float, timestep: float, tau_temperature: float,
+                   pressure, tau_pressure: float, compressibility: float) -> str:
+    thermostat, barostat, anisotropic = ENSEMBLES[ensemble]
+    if thermostat is None:
+        return "ensemble nve"
+    t_coup = max(tau_temperature / timestep, 1.0)
+    if barostat is None:
+        return f"ensemble {_THERMOSTATS[thermostat]} {t1:g} {t2:g} {t_coup:g}"
+    p_coup = max(tau_pressure / timestep, 1.0)
+    modulus = 1.0 / compressibility
+    pressure = np.broadcast_to(np.asarray(pressure, dtype=float), (3,))
+    if anisotropic:
+        ps = " ".join(f"{p:g}" for p in pressure)
+        cs = " ".join([f"{modulus:g}"] * 3)
+        return f"ensemble {_BAROSTATS[barostat]} {t1:g} {t2:g} {t_coup:g} {ps} {cs} {p_coup:g}"
+    return (f"ensemble {_BAROSTATS[barostat]} {t1:g} {t2:g} {t_coup:g} {pressure[0]:g} "
+            f"{modulus:g} {p_coup:g}")
+
+
+def gpumd_run_in(*, ensemble: str, steps: int, timestep: float,
+                 temperature: float | TemperatureSchedule | None, every: int,
+                 pressure=0.0, tau_temperature: float = 100.0, tau_pressure: float = 1000.0,
+                 compressibility: float = 0.01, model_name: str = "nep.txt",
+                 rdf_cutoff: float | None = 6.0, rdf_bins: int = 300) -> str:
+    """The text of a GPUMD ``run.in`` for the run that :func:`~.dynamics.run_md` would do."""
+    if ensemble not in ENSEMBLES:
+        raise MDSetupError(f"unknown ensemble {ensemble!r}; choose from {', '.join(ENSEMBLES)}")
+    if temperature is None:
+        if ENSEMBLES[ensemble][0] is not None:
+            raise MDSetupError(f"ensemble {ensemble} needs a temperature")
+        temperature = TemperatureSchedule.constant(300.0)
+    elif not isinstance(temperature, TemperatureSchedule):
+        temperature = TemperatureSchedule.constant(temperature)
+    every = max(1, int(every))
+    lines = [f"potential {model_name}", f"velocity {temperature(0):g}", "",
+             f"time_step {timestep:g}"]
+    # segments of the schedule inside [0, steps]
+    knots = [0] + [int(round(s)) for s in temperature.steps if 0 < s < steps] + [steps]
+    knots = sorted(set(knots))
+    blocks = []
+    for begin, end in zip(knots[:-1], knots[1:]):
+        blocks.append((end - begin, temperature(begin), temperature(end)))
+    if not blocks:
+        blocks = [(0, temperature(0), temperature(0))]
+    first = True
+    for length, t1, t2 in blocks:
+        lines.append(_ensemble_line(ensemble, t1, t2, timestep, tau_temperature, pressure,
+                                    tau_pressure, compressibility))
+        if first:
+            lines.append(f"dump_thermo {every}")
+            lines.append(f"dump_exyz {every} 1 0")
+            correlation = max(1, length // (2 * every))
+            lines.append(f"compute_msd {every} {correlation}")
+            if rdf_cutoff is not None:
+                lines.append(f"compute_rdf {rdf_cutoff:g} {rdf_bins} {every}")
+            first = False
+        lines.append(f"run {length}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def gpumd_model_xyz(atoms) -> str:
+    """GPUMD's ``model.xyz``: extended XYZ with lattice, periodicity, species, positions and
+    masses (velocities too when the atoms carry them)."""
+    n = len(atoms)
+    cell = " ".join(f"{x:.10f}" for x in atoms.cell.array.reshape(-1))
+    pbc = " ".join("T" if p else "F" for p in atoms.pbc)
+    velocities = atoms.get_velocities()
+    has_velocities = velocities is not None and np.any(velocities)
+    properties = "species:S:1:pos:R:3:mass:R:1" + (":vel:R:3" if has_velocities else "")
+    lines = [str(n), f'pbc="{pbc}" Lattice="{cell}" Properties={properties}']
+    from ase import units
+
+    for k, (symbol, position, mass) in enumerate(zip(atoms.get_chemical_symbols(),
+                                                     atoms.positions, atoms.get_masses())):
+        row = f"{symbol} {position[0]:.10f} {position[1]:.10f} {position[2]:.10f} {mass:.6f}"
+        if has_velocities:  # GPUMD reads velocities in Angstrom/fs
+            v = velocities[k] * units.fs
+            row += f" {v[0]:.10f} {v[1]:.10f} {v[2]:.10f}"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def write_gpumd_inputs(folder, model_path, atoms, **run) -> list[Path]:
+    """Write ``run.in``, ``model.xyz`` and ``nep.txt`` (a copy of ``model_path``) into
+    ``folder``; ``run`` as for :func:`gpumd_run_in`. Returns the paths written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atoms = atoms.copy()
+    atoms.wrap()
+    if all(atoms.pbc):
+        widths = atoms.cell.volume / np.linalg.norm(np.cross(atoms.cell[[1, 2, 0]],
+                                                             atoms.cell[[2, 0, 1]]), axis=1)
+        run.setdefault("rdf_cutoff", round(min(6.0, 0.5 * float(widths.min()) - 0.01), 2))
+    else:
+        run.setdefault("rdf_cutoff", None)
+    paths = [folder / "run.in", folder / "model.xyz", folder / "nep.txt"]
+    atomic_write_text(paths[0], gpumd_run_in(model_name="nep.txt", **run))
+    atomic_write_text(paths[1], gpumd_model_xyz(atoms))
+    atomic_write_bytes(paths[2], Path(model_path).read_bytes())
+    return paths
