@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Thin Cython layer over the CUDA engine (cext/nep_cuda.h).
 
-Everything user-facing lives in :mod:`nepzbl_plugin.cuda_engine`; this module converts arrays,
+Everything user-facing lives in :mod:`nepzbl_plugin.engine.cuda`; this module converts arrays,
 owns the device model (freed in ``__dealloc__``) and turns status codes into exceptions:
 ``MemoryError`` for device or host allocation failures, :class:`EngineError` otherwise (its
 message names the CUDA error, e.g. "no CUDA device is available").

@@ -217,6 +217,7 @@ def _run_train(args) -> int:
             max_time=None if max_time is None else 60.0 * max_time,
             polish_after=0 if args.adam_only else None,
             progress=None if args.no_progress else TrainingProgressBar(),
+            log=print,
             **options,
         )
     except NepzblError:
