@@ -176,7 +176,7 @@ def _read_inputs(directory: Path, input_name="train.xyz"):
 def _run_train(args) -> int:
     import signal
 
-    from ..model import read_model
+    from ..model import Model, read_model
     from .trainer import check_header, format_rmse, predict, train
 
     options = _checked_options(args)  # bad values fail before any file is read
@@ -186,7 +186,7 @@ def _run_train(args) -> int:
         model_path = directory / "nep.txt"
         model = read_model(model_path)
         try:
-            check_header(model, nep_in.empty_model(), str(model_path))
+            check_header(model, Model.from_nep_in(nep_in), str(model_path))
         except ValueError as err:
             raise TrainingInputError(str(err)) from None
         _, rmse = predict(model, train_structures, directory, which="train")
@@ -262,11 +262,12 @@ def _print_zbl_setup(nep_in, structures) -> None:
 
 def _run_residual(args) -> int:
     from ..io.xyz import write_train_xyz
+    from ..model import Model
     from .residual import zbl_residual
 
     directory = Path(args.directory)
     nep_in, structures, _ = _read_inputs(directory, args.input)
-    model = nep_in.empty_model()
+    model = Model.from_nep_in(nep_in)
     if model.zbl is None:
         raise TrainingInputError(f"{directory / 'nep.in'} has no `zbl` line: nothing to subtract")
     residual, report = zbl_residual(model, structures)

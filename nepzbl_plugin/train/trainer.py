@@ -182,13 +182,6 @@ def loss_weights_from_nep_in(nep_in, num_types: int) -> LossWeights:
     )
 
 
-def empty_model_from_nep_in(nep_in) -> Model:
-    """A model with nep.in's header and every parameter 0."""
-    if hasattr(nep_in, "empty_model"):
-        return nep_in.empty_model()
-    return Model.empty(**nep_in.model_header_kwargs())
-
-
 def check_header(model: Model, reference: Model, what: str) -> None:
     """Raise ValueError naming every header field where ``model`` differs from nep.in."""
     problems = []
@@ -875,7 +868,7 @@ def train(
     for note in settings.notes:
         log(note)
 
-    model = empty_model_from_nep_in(nep_in)
+    model = Model.from_nep_in(nep_in)
     species = list(model.types)
     # Fails early and clearly on species not in nep.in, missing forces or energies.
     Labels.from_structures(train_structures, species)
