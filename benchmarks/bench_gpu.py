@@ -38,8 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("nepzbl_plugin") is None:  # run from a checkout without PYTHONPATH
     sys.path.insert(0, str(REPO))
 
-from nepzbl_plugin.engine.cuda import CudaEvaluator, cuda_available  # noqa: E402
 from nepzbl_plugin.engine import Evaluator  # noqa: E402
+from nepzbl_plugin.engine.cuda import CudaEvaluator, cuda_available  # noqa: E402
 
 SHARED = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data" / "llzo"
 REPEATS = {192: 1, 1536: 2, 12288: 4, 98304: 8, 786432: 16}

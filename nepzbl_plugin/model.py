@@ -27,8 +27,12 @@ import numpy as np
 from . import layout
 from .elements import atomic_number
 from .io.nep_in import NepIn
-from .io.nep_txt import format_nep_txt_fields, parse_nep_txt_fields, read_nep_txt_fields
-from .io.nep_txt import write_nep_txt_fields
+from .io.nep_txt import (
+    format_nep_txt_fields,
+    parse_nep_txt_fields,
+    read_nep_txt_fields,
+    write_nep_txt_fields,
+)
 from .layout import FLAG_NAMES, UNIVERSAL_ZBL_COEFFICIENTS, ZBLSettings, pair_index
 
 __all__ = [

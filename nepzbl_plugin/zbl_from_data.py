@@ -19,6 +19,7 @@ import numpy as np
 from .audit.zbl import COULOMB_K, UNIVERSAL, screening_length
 from .elements import COVALENT_RADII, atomic_number
 from .errors import NepzblError
+from .progress import with_progress
 
 __all__ = [
     "ZBLSuggestion",
@@ -293,20 +294,16 @@ def suggest_zbl(
 
 # ---------------------------------------------------------------------------- fitting
 def oracle_dimer_energies(calc, species, distances=None, *, reference_distance: float = 6.0,
-                          progress: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                          progress=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Dimer energies (eV, relative to ``reference_distance``) of any ASE calculator for
-    every pair: {"A-B": (r, E)}. Default distances 0.10..1.50 Å by 0.01 Å."""
+    every pair: {"A-B": (r, E)}. Default distances 0.10..1.50 Å by 0.01 Å. ``progress``:
+    ``None`` or ``progress(done, total, label)`` after each pair."""
     from .audit.dimer import dimer_scan
 
     r = np.round(np.arange(10, 151) * 0.01, 2) if distances is None else np.asarray(distances)
     grid = np.append(r, reference_distance)
     out = {}
-    pairs = _pairs(list(species))
-    if progress:
-        from tqdm import tqdm
-
-        pairs = tqdm(pairs, desc="oracle dimers", unit="pair", leave=False)
-    for a, b in pairs:
+    for a, b in with_progress(_pairs(list(species)), progress, "oracle dimers"):
         curve = dimer_scan(calc, a, b, grid)
         out[f"{a}-{b}"] = (curve.distances[:-1], curve.energy[:-1])
     return out

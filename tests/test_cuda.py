@@ -20,8 +20,8 @@ from ase import Atoms
 from ase.build import bulk
 from conftest import shared_file
 
-from nepzbl_plugin.engine.cuda import CudaEvaluator, CudaUnavailableError, cuda_available
 from nepzbl_plugin.engine import Evaluator
+from nepzbl_plugin.engine.cuda import CudaEvaluator, CudaUnavailableError, cuda_available
 from nepzbl_plugin.errors import EngineError
 from nepzbl_plugin.testing import random_model
 

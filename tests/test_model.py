@@ -9,8 +9,8 @@ import pytest
 from conftest import shared_file
 
 from nepzbl_plugin.errors import UnsupportedModelError
-from nepzbl_plugin.model import Model, ZBLSettings, read_model
 from nepzbl_plugin.interop.calorine import from_calorine, to_calorine
+from nepzbl_plugin.model import Model, ZBLSettings, read_model
 from nepzbl_plugin.testing import random_model
 
 

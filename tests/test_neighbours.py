@@ -10,8 +10,8 @@ import pytest
 
 from nepzbl_plugin.io.nep_in import parse_nep_in, read_nep_in
 from nepzbl_plugin.io.xyz import TrainingStructure, read_train_xyz
-from nepzbl_plugin.neighbours import max_neighbour_counts, set_neighbour_counts
 from nepzbl_plugin.model import Model
+from nepzbl_plugin.neighbours import max_neighbour_counts, set_neighbour_counts
 from nepzbl_plugin.testing import random_model
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

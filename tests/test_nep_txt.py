@@ -11,9 +11,15 @@ import pytest
 from conftest import shared_file
 
 from nepzbl_plugin.errors import NepFormatError, UnsupportedModelError
-from nepzbl_plugin.model import format_nep_txt, parse_nep_txt, read_nep_txt, write_nep_txt
 from nepzbl_plugin.interop.calorine import from_calorine, to_calorine
-from nepzbl_plugin.model import Model, read_model
+from nepzbl_plugin.model import (
+    Model,
+    format_nep_txt,
+    parse_nep_txt,
+    read_model,
+    read_nep_txt,
+    write_nep_txt,
+)
 from nepzbl_plugin.testing import random_model
 
 SHARED_MODELS = [

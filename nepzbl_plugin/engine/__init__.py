@@ -8,10 +8,17 @@
 
 from ..errors import CudaUnavailableError
 from .base import (
-    DEFAULT_PRECISION, PRECISIONS, PROPERTIES, EvaluatorBase, System, check_parameters,
-    check_supported, load_model, model_spec,
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    PROPERTIES,
+    EvaluatorBase,
+    System,
+    check_parameters,
+    check_supported,
+    load_model,
+    model_spec,
 )
-from .cpu import Evaluator, _cuda_available, core_model_from
+from .cpu import Evaluator, _cuda_available, core_model_from  # noqa: F401 (tests patch it)
 from .cuda import CudaEvaluator, cuda_available, device_count
 
 __all__ = [

@@ -23,7 +23,12 @@ import numpy as np
 from ..errors import EngineError
 from ..model import Model
 from .base import (
-    DEFAULT_PRECISION, EvaluatorBase, check_precision, check_supported, load_model, model_spec,
+    DEFAULT_PRECISION,
+    EvaluatorBase,
+    check_precision,
+    check_supported,
+    load_model,
+    model_spec,
 )
 from .cuda import CudaEvaluator, cuda_available
 

@@ -26,7 +26,12 @@ import numpy as np
 from ..errors import CudaUnavailableError, EngineError
 from ..model import Model
 from .base import (
-    DEFAULT_PRECISION, PRECISIONS, EvaluatorBase, System, check_precision, load_model,
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    EvaluatorBase,
+    System,
+    check_precision,
+    load_model,
     model_spec,
 )
 

@@ -33,8 +33,15 @@ import numpy as np
 
 from ..elements import atomic_number
 from ..errors import NepFormatError, UnsupportedModelError
-from ..layout import ZBLSettings, descriptor_dim, pair_cutoffs, pair_index, zbl_table
-from ..layout import model_token, num_parameters
+from ..layout import (
+    ZBLSettings,
+    descriptor_dim,
+    model_token,
+    num_parameters,
+    pair_cutoffs,
+    pair_index,
+    zbl_table,
+)
 from ._lines import FileLines, short_repr
 from .atomic import atomic_write_text
 
@@ -504,8 +511,8 @@ def _fmt_header(value: float, precision: str) -> str:
     return text
 
 
-def format_nep_txt_fields(fields: dict, *, precision: str = "gpumd", allow_legacy: bool = False,
-                   path="<string>") -> str:
+def format_nep_txt_fields(fields: dict, *, precision: str = "gpumd",
+                          allow_legacy: bool = False, path="<string>") -> str:
     """The text of a model, given as plain data, in the current GPUMD ``nep.txt`` format.
 
     Parameters
@@ -589,9 +596,10 @@ def format_nep_txt_fields(fields: dict, *, precision: str = "gpumd", allow_legac
 
 
 def write_nep_txt_fields(fields: dict, path, precision: str = "gpumd", *,
-                  allow_legacy: bool = False) -> None:
+                         allow_legacy: bool = False) -> None:
     """Write a model given as plain data to ``path`` atomically (temporary file in the same
-    folder, then ``os.replace``). See :func:`format_nep_txt_fields` for ``precision`` and ``allow_legacy``."""
+    folder, then ``os.replace``). See :func:`format_nep_txt_fields` for ``precision`` and
+    ``allow_legacy``."""
     path = Path(path)
     text = format_nep_txt_fields(fields, precision=precision, allow_legacy=allow_legacy, path=path)
     atomic_write_text(path, text)

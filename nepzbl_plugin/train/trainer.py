@@ -853,7 +853,7 @@ def train(
         progress = None
     if progress is not None and not callable(progress):
         raise TypeError("progress must be None or a callable progress(event, **info), e.g. "
-                        "nepzbl_plugin.train.cli.TrainingProgressBar()")
+                        "nepzbl_plugin.cli.train.TrainingProgressBar()")
     if isinstance(nep_in, (str, Path)):
         from ..io.nep_in import read_nep_in
 
