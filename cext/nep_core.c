@@ -57,6 +57,7 @@ struct nep_model {
     int slen;                         /* s-vector length per channel (>= NEP_MIN_S_LEN) */
     int num_networks;                 /* 1 for nep3, T otherwise */
     size_t block_size;                /* values per network block */
+    size_t shared_bias, offset_radial, offset_angular; /* see nep_layout.h */
     size_t num_parameters;
     double *parameters;
     double *q_scaler;
@@ -128,19 +129,10 @@ int nep_spec_layout(const nep_model_spec *spec, nep_layout *layout)
     if (spec->basis_angular < 0 || spec->basis_angular + 1 > NEP_MAX_BASIS) return NEP_ERR_MODEL;
     if (spec->l_max < 1 || spec->l_max > NEP_MAX_LMAX) return NEP_ERR_MODEL;
     if (spec->num_neurons < 1) return NEP_ERR_MODEL;
-    layout->num_blocks = spec->l_max;
-    for (int k = 0; k < 6; ++k) layout->num_blocks += spec->flags[k] != 0;
-    layout->dim = (spec->n_max_radial + 1) + (spec->n_max_angular + 1) * layout->num_blocks;
+    nep_layout_compute(spec->version, T, spec->n_max_radial, spec->n_max_angular,
+                       spec->basis_radial, spec->basis_angular, spec->l_max, spec->flags,
+                       spec->num_neurons, layout);
     if (layout->dim > NEP_MAX_DIM) return NEP_ERR_MODEL;
-    layout->num_networks = spec->version == 3 ? 1 : T;
-    layout->block_size = (size_t)(layout->dim + 2) * (size_t)spec->num_neurons +
-                         (spec->version == 5 ? 1 : 0);
-    const size_t TT = (size_t)T * T;
-    layout->offset_radial = layout->block_size * (size_t)layout->num_networks + 1;
-    layout->offset_angular = layout->offset_radial + TT * (size_t)(spec->n_max_radial + 1) *
-                                                         (size_t)(spec->basis_radial + 1);
-    layout->num_parameters = layout->offset_angular + TT * (size_t)(spec->n_max_angular + 1) *
-                                                          (size_t)(spec->basis_angular + 1);
     return NEP_OK;
 }
 
@@ -160,20 +152,20 @@ size_t nep_model_spec_num_parameters(const nep_model_spec *spec)
 static void rearrange_coefficients(nep_model *m)
 {
     const int T = m->T;
-    const double *cr = m->parameters + m->block_size * (size_t)m->num_networks + 1;
-    const double *ca = cr + (size_t)T * T * (m->nR + 1) * (m->bR + 1);
+    const double *cr = m->parameters + m->offset_radial;
+    const double *ca = m->parameters + m->offset_angular;
     for (int n = 0; n <= m->nR; ++n)
         for (int k = 0; k <= m->bR; ++k)
             for (int ti = 0; ti < T; ++ti)
                 for (int tj = 0; tj < T; ++tj)
                     m->c_radial[((size_t)(ti * T + tj) * (m->nR + 1) + n) * (m->bR + 1) + k] =
-                        cr[((size_t)(n * (m->bR + 1) + k) * T + ti) * T + tj];
+                        cr[nep_coefficient_index(n, k, m->bR + 1, T, ti, tj)];
     for (int n = 0; n <= m->nA; ++n)
         for (int k = 0; k <= m->bA; ++k)
             for (int ti = 0; ti < T; ++ti)
                 for (int tj = 0; tj < T; ++tj)
                     m->c_angular[((size_t)(ti * T + tj) * (m->nA + 1) + n) * (m->bA + 1) + k] =
-                        ca[((size_t)(n * (m->bA + 1) + k) * T + ti) * T + tj];
+                        ca[nep_coefficient_index(n, k, m->bA + 1, T, ti, tj)];
 }
 
 void nep_model_free(nep_model *m)
@@ -262,6 +254,9 @@ int nep_model_create(const nep_model_spec *spec, nep_model **out)
     m->slen = m->nabc > NEP_MIN_S_LEN ? m->nabc : NEP_MIN_S_LEN;
     m->num_networks = layout.num_networks;
     m->block_size = layout.block_size;
+    m->shared_bias = layout.shared_bias;
+    m->offset_radial = layout.offset_radial;
+    m->offset_angular = layout.offset_angular;
     m->num_parameters = layout.num_parameters;
     m->use_zbl = spec->use_zbl != 0;
 
@@ -436,11 +431,10 @@ static void atom_pass1(const nep_model *m, const nep_system *sys, const nep_neig
     if (!energy_nn) return;
 
     /* network */
-    const int block = m->version == 3 ? 0 : ti;
-    const double *w0 = m->parameters + m->block_size * (size_t)block;
+    const double *w0 = m->parameters + m->block_size * (size_t)nep_network_of_type(m->version, ti);
     const double *b0 = w0 + (size_t)m->N1 * D;
     const double *w1 = b0 + m->N1;
-    const double b1 = m->parameters[m->block_size * (size_t)m->num_networks];
+    const double b1 = m->parameters[m->shared_bias];
     double Fp[NEP_MAX_DIM];
     for (int d = 0; d < D; ++d) Fp[d] = 0.0;
     double U = 0.0;

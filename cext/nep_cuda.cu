@@ -24,6 +24,7 @@
 #include "nep.h"
 #include "nep_cuda.h"
 #include "nep_cuda_internal.cuh"
+#include "nep_layout.h"
 #include "nep_maths.h"
 
 NEPCU_DECLARE(nepcu_f64)
@@ -182,25 +183,23 @@ int fill_dims(const nep_model_spec *s, nepcu_dims *d)
     d->basis_radial = s->basis_radial;
     d->basis_angular = s->basis_angular;
     d->l_max = s->l_max;
-    int blocks = s->l_max;
-    for (int k = 0; k < 6; ++k) {
-        d->flags[k] = s->flags[k] != 0;
-        blocks += d->flags[k];
-    }
+    for (int k = 0; k < 6; ++k) d->flags[k] = s->flags[k] != 0;
+    nep_layout layout;
+    nep_layout_compute(s->version, s->num_types, s->n_max_radial, s->n_max_angular,
+                       s->basis_radial, s->basis_angular, s->l_max, d->flags, s->num_neurons,
+                       &layout);
     d->num_neurons = s->num_neurons;
-    d->dim = (s->n_max_radial + 1) + (s->n_max_angular + 1) * blocks;
+    d->dim = layout.dim;
     d->num_abc = (s->l_max + 1) * (s->l_max + 1) - 1;
     d->s_len = d->num_abc > NEP_MIN_S_LEN ? d->num_abc : NEP_MIN_S_LEN;
     d->use_zbl = s->use_zbl != 0;
-    d->block_size = (d->dim + 2) * d->num_neurons + (s->version == 5 ? 1 : 0);
-    d->num_networks = s->version == 3 ? 1 : s->num_types;
+    d->block_size = (int)layout.block_size;
+    d->num_networks = layout.num_networks;
+    d->shared_bias_index = (int)layout.shared_bias;
+    d->c_radial_offset = (int)layout.offset_radial;
+    d->c_angular_offset = (int)layout.offset_angular;
     const int T = s->num_types;
-    d->shared_bias_index = d->block_size * d->num_networks;
-    d->c_radial_offset = d->shared_bias_index + 1;
-    d->c_angular_offset =
-        d->c_radial_offset + T * T * (s->n_max_radial + 1) * (s->basis_radial + 1);
-    const size_t expected = (size_t)d->c_angular_offset +
-                            (size_t)T * T * (s->n_max_angular + 1) * (s->basis_angular + 1);
+    const size_t expected = layout.num_parameters;
     if (s->num_parameters != expected) return NEP_ERR_MODEL;
     if (!s->rc_radial || !s->rc_angular || !s->atomic_numbers || !s->parameters || !s->q_scaler)
         return NEP_ERR_ARGUMENT;

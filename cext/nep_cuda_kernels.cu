@@ -9,6 +9,7 @@
  * atomics are used on results and the summation order is fixed by the (sorted) lists.
  */
 #include "nep.h"
+#include "nep_layout.h"
 #include "nep_maths.h"
 #include "nep_cuda_internal.cuh"
 #include "nep_cuda_maths.cuh"
@@ -96,7 +97,7 @@ __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
         nep_chebyshev_value(bR, d, rcinv, fc, f);
         for (int n = 0; n <= dm.n_max_radial; ++n) {
             real g = (real)0;
-            for (int k = 0; k <= bR; ++k) g += cR[((n * (bR + 1) + k) * T + ti) * T + tj] * f[k];
+            for (int k = 0; k <= bR; ++k) g += cR[nep_coefficient_index(n, k, bR + 1, T, ti, tj)] * f[k];
             qr[n] += g;
         }
     }
@@ -122,7 +123,7 @@ __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
             nep_cutoff(d, rc, rcinv, &fc, &fcp);
             nep_chebyshev_value(bA, d, rcinv, fc, f);
             real g = (real)0;
-            for (int k = 0; k <= bA; ++k) g += cA[((n * (bA + 1) + k) * T + ti) * T + tj] * f[k];
+            for (int k = 0; k <= bA; ++k) g += cA[nep_coefficient_index(n, k, bA + 1, T, ti, tj)] * f[k];
             nep_sph(L, (real)(r[0] / dd), (real)(r[1] / dd), (real)(r[2] / dd), Y);
             for (int k = 0; k < K; ++k) s[k] += g * Y[k];
         }
@@ -150,8 +151,7 @@ __global__ void k_network(nepcu_dims dm, model_ptrs m, nepcu_work w)
     if (i >= N) return;
     const int D = dm.dim, N1 = dm.num_neurons, ti = w.types[i];
     const real *q = (const real *)w.q;
-    const int net = dm.version == 3 ? 0 : ti;
-    const real *w0 = m.p + (size_t)net * dm.block_size;
+    const real *w0 = m.p + (size_t)nep_network_of_type(dm.version, ti) * dm.block_size;
     const real *b0 = w0 + (size_t)N1 * D;
     const real *w1 = b0 + N1;
     real h[NEPCU_MAX_NEURONS];
@@ -259,7 +259,7 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
                 for (int n = 0; n <= dm.n_max_radial; ++n) {
                     real gp = (real)0;
                     for (int k = 0; k <= bR; ++k)
-                        gp += cR[((n * (bR + 1) + k) * T + ti) * T + tj] * fp[k];
+                        gp += cR[nep_coefficient_index(n, k, bR + 1, T, ti, tj)] * fp[k];
                     acc += fpr[(size_t)n * N + i] * gp;
                 }
                 vx += acc * u[0];
@@ -278,7 +278,7 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
                 for (int n = 0; n < nA1; ++n) {
                     real g = (real)0, gp = (real)0;
                     for (int k = 0; k <= bA; ++k) {
-                        const real c = cA[((n * (bA + 1) + k) * T + ti) * T + tj];
+                        const real c = cA[nep_coefficient_index(n, k, bA + 1, T, ti, tj)];
                         g += c * f[k];
                         gp += c * fp[k];
                     }

@@ -28,10 +28,12 @@
 #ifndef NEPZBL_NEP_MATHS_H
 #define NEPZBL_NEP_MATHS_H
 
+#ifndef NEP_HD
 #ifdef __CUDACC__
 #define NEP_HD __host__ __device__ static inline
 #else
 #define NEP_HD static inline
+#endif
 #endif
 
 #ifndef NEP_REAL

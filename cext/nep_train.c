@@ -38,7 +38,7 @@ typedef struct {
     int num_blocks;             /* N_L */
     int inv_on[6];              /* the optional invariants that are on */
     size_t block_size;          /* values per network block */
-    size_t num_network;         /* all network values including the shared bias */
+    size_t shared_bias;         /* index of b1 */
     size_t offset_radial, offset_angular, num_parameters;
     double rc_max;
     double rc_list[NEP_MAX_TYPES * NEP_MAX_TYPES]; /* max(radial, angular) pair cutoff */
@@ -80,7 +80,7 @@ static int model_init(const nep_model_spec *spec, train_model *m)
     for (int k = 0; k < 6; ++k) m->inv_on[k] = spec->flags[k] != 0;
     m->D = layout.dim;
     m->block_size = layout.block_size;
-    m->num_network = layout.offset_radial;
+    m->shared_bias = layout.shared_bias;
     m->offset_radial = layout.offset_radial;
     m->offset_angular = layout.offset_angular;
     m->num_parameters = layout.num_parameters;
@@ -209,7 +209,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                 radial_basis(d, rcr, bR, fk, fkp);
                 for (int n = 0; n <= nR; ++n) {
                     const double *c =
-                        par + m->offset_radial + ((size_t)n * (bR + 1) * T + ti) * T + tj;
+                        par + m->offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
                     double g = 0.0, gp = 0.0;
                     for (int k = 0; k <= bR; ++k) {
                         g += c[(size_t)k * T * T] * fk[k];
@@ -231,7 +231,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                 }
                 for (int n = 0; n <= nA; ++n) {
                     const double *c =
-                        par + m->offset_angular + ((size_t)n * (bA + 1) * T + ti) * T + tj;
+                        par + m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
                     double g = 0.0, gp = 0.0;
                     for (int k = 0; k <= bA; ++k) {
                         g += c[(size_t)k * T * T] * fk[k];
@@ -273,8 +273,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             }
         }
         /* ---- network, its parameter gradient and the descriptor adjoints */
-        const int net = m->version == 3 ? 0 : ti;
-        const size_t w0_off = (size_t)net * m->block_size;
+        const size_t w0_off = (size_t)nep_network_of_type(m->version, ti) * m->block_size;
         const double *w0 = par + w0_off;
         const double *b0 = w0 + (size_t)N1 * D;
         const double *w1 = b0 + N1;
@@ -306,10 +305,10 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                 grad[w0_off + (size_t)N1 * D + N1 + k] += alpha * h - dh * zd;
             }
         }
-        U -= par[m->num_network - 1];
+        U -= par[m->shared_bias];
         if (m->version == 5) U -= w1[N1];
         if (grad) {
-            grad[m->num_network - 1] -= alpha;
+            grad[m->shared_bias] -= alpha;
             if (m->version == 5) grad[w0_off + (size_t)(D + 2) * N1] -= alpha;
         }
         energy += U;
@@ -359,7 +358,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             if (d < rcr) {
                 radial_basis(d, rcr, bR, fk, fkp);
                 for (int n = 0; n <= nR; ++n) {
-                    const size_t off = m->offset_radial + ((size_t)n * (bR + 1) * T + ti) * T + tj;
+                    const size_t off = m->offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
                     const double *c = par + off;
                     double gp = 0.0;
                     for (int k = 0; k <= bR; ++k) gp += c[(size_t)k * T * T] * fkp[k];
@@ -386,7 +385,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                     ydot[k] = yd;
                 }
                 for (int n = 0; n <= nA; ++n) {
-                    const size_t off = m->offset_angular + ((size_t)n * (bA + 1) * T + ti) * T + tj;
+                    const size_t off = m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
                     const double *c = par + off;
                     double g = 0.0, gp = 0.0;
                     for (int k = 0; k <= bA; ++k) {

@@ -30,6 +30,21 @@ from ._nep cimport (
 
 from .errors import EngineError
 
+
+cdef extern from "nep_layout.h" nogil:
+    ctypedef struct nep_layout:
+        int num_blocks
+        int dim
+        int num_networks
+        size_t block_size
+        size_t shared_bias
+        size_t offset_radial
+        size_t offset_angular
+        size_t num_parameters
+    void nep_layout_compute(int version, int num_types, int n_max_radial, int n_max_angular,
+                            int basis_radial, int basis_angular, int l_max, const int *flags,
+                            int num_neurons, nep_layout *layout)
+
 # The output names of nep_outputs, in struct order, with their per-structure shapes
 # ("N" = number of atoms, "D" = descriptor length, "H" = hidden neurons).
 OUTPUT_NAMES = (
@@ -51,6 +66,24 @@ def max_threads():
 def strerror(int status):
     """The engine's message for a status code."""
     return nep_strerror(status).decode()
+
+
+def model_layout(int version, int num_types, int n_max_radial, int n_max_angular,
+                 int basis_radial, int basis_angular, int l_max, flags, int num_neurons):
+    """The parameter layout cext/nep_layout.h computes for a model header, as a dict (what
+    tests/test_layout.py holds model.py's own layout against)."""
+    cdef int c_flags[6]
+    cdef nep_layout layout
+    if len(flags) != 6:
+        raise ValueError("flags must have 6 entries")
+    for k in range(6):
+        c_flags[k] = 1 if flags[k] else 0
+    nep_layout_compute(version, num_types, n_max_radial, n_max_angular, basis_radial,
+                       basis_angular, l_max, c_flags, num_neurons, &layout)
+    return {"num_blocks": layout.num_blocks, "dim": layout.dim,
+            "num_networks": layout.num_networks, "block_size": layout.block_size,
+            "shared_bias": layout.shared_bias, "offset_radial": layout.offset_radial,
+            "offset_angular": layout.offset_angular, "num_parameters": layout.num_parameters}
 
 
 cdef double _dummy_output[9]
