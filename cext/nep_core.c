@@ -25,6 +25,7 @@
 #define NEP_MIN_ATOMS_PER_THREAD 128
 #endif
 #include "nep_maths.h"
+#include "nep_network.h"
 #include "nep_neighbors.h"
 
 #include <math.h>
@@ -363,21 +364,14 @@ static void atom_pass1(const nep_model *m, const nep_system *sys, const nep_neig
                 nep_chebyshev(m->bR, d, rcinv, fc, fcp, f, fp);
                 double *gd = gR_deriv + p * nR1;
                 for (int n = 0; n < nR1; ++n) {
-                    double g = 0.0, gp = 0.0;
-                    for (int k = 0; k < bR1; ++k) {
-                        g += c[n * bR1 + k] * f[k];
-                        gp += c[n * bR1 + k] * fp[k];
-                    }
+                    double g, gp;
+                    nep_channel_deriv(bR1, c + n * bR1, 1, f, fp, &g, &gp);
                     q[n] += g;
                     gd[n] = gp;
                 }
             } else {
                 nep_chebyshev_value(m->bR, d, rcinv, fc, f);
-                for (int n = 0; n < nR1; ++n) {
-                    double g = 0.0;
-                    for (int k = 0; k < bR1; ++k) g += c[n * bR1 + k] * f[k];
-                    q[n] += g;
-                }
+                for (int n = 0; n < nR1; ++n) q[n] += nep_channel(bR1, c + n * bR1, 1, f);
             }
         }
         /* angular (the first nang entries of i's list) */
@@ -396,15 +390,12 @@ static void atom_pass1(const nep_model *m, const nep_system *sys, const nep_neig
                 nep_chebyshev_value(m->bA, d, rcinv, fc, f);
             }
             for (int n = 0; n < nA1; ++n) {
-                double g = 0.0;
-                for (int k = 0; k < bA1; ++k) g += c[n * bA1 + k] * f[k];
+                const double g = nep_channel(bA1, c + n * bA1, 1, f);
                 double *sn = s + n * slen;
                 for (int kk = 0; kk < nabc; ++kk) sn[kk] += g * Y[kk];
                 if (want_forces) {
-                    double gp = 0.0;
-                    for (int k = 0; k < bA1; ++k) gp += c[n * bA1 + k] * fp[k];
                     gA_val[a * nA1 + n] = g;
-                    gA_deriv[a * nA1 + n] = gp;
+                    gA_deriv[a * nA1 + n] = nep_channel(bA1, c + n * bA1, 1, fp);
                 }
             }
             if (m->use_zbl) {
@@ -417,14 +408,7 @@ static void atom_pass1(const nep_model *m, const nep_system *sys, const nep_neig
     }
 
     /* descriptors: radial q[0..nR] are complete; angular blocks, l outer and n inner */
-    for (int n = 0; n < nA1; ++n) {
-        const double *sn = s + n * slen;
-        double ql[NEP_MAX_LMAX];
-        nep_q3b(L, sn, ql);
-        for (int l = 1; l <= L; ++l) q[nR1 + (l - 1) * nA1 + n] = ql[l - 1];
-        for (int v = 0; v < m->num_invariants; ++v)
-            q[nR1 + (L + v) * nA1 + n] = nep_invariant(m->invariant[v], sn);
-    }
+    for (int n = 0; n < nA1; ++n) nep_pack_angular(L, m->flags, m->nR, m->nA, n, s + n * slen, q, 1);
     for (int d = 0; d < D; ++d) q[d] *= m->q_scaler[d];
     if (descriptors) memcpy(descriptors + (size_t)i * D, q, (size_t)D * sizeof(double));
     energy_zbl[i] = uzbl;
@@ -434,25 +418,11 @@ static void atom_pass1(const nep_model *m, const nep_system *sys, const nep_neig
     const double *w0 = m->parameters + m->block_size * (size_t)nep_network_of_type(m->version, ti);
     const double *b0 = w0 + (size_t)m->N1 * D;
     const double *w1 = b0 + m->N1;
-    const double b1 = m->parameters[m->shared_bias];
     double Fp[NEP_MAX_DIM];
-    for (int d = 0; d < D; ++d) Fp[d] = 0.0;
-    double U = 0.0;
-    for (int h = 0; h < m->N1; ++h) {
-        const double *w = w0 + (size_t)h * D;
-        double x = 0.0;
-        for (int d = 0; d < D; ++d) x += w[d] * q[d];
-        const double a = tanh(x - b0[h]);
-        if (latent) latent[(size_t)i * m->N1 + h] = w1[h] * a;
-        U += w1[h] * a;
-        if (want_forces) {
-            const double y = w1[h] * (1.0 - a * a);
-            for (int d = 0; d < D; ++d) Fp[d] += y * w[d];
-        }
-    }
-    U -= b1;
-    if (m->version == 5) U -= w1[m->N1]; /* per-type bias beta_t follows w1 */
-    energy_nn[i] = U;
+    energy_nn[i] = nep_network_forward(D, m->N1, w0, b0, w1, m->parameters[m->shared_bias],
+                                       m->version == 5 ? w1 + m->N1 : NULL, q, 1, NULL,
+                                       latent ? latent + (size_t)i * m->N1 : NULL, NULL,
+                                       want_forces ? Fp : NULL);
     if (!want_forces) return;
 
     /* dU/dq (unscaled) and G[n][kappa] = sum_d dU/dq_d dq_d/ds_{n,kappa} */
@@ -460,14 +430,9 @@ static void atom_pass1(const nep_model *m, const nep_system *sys, const nep_neig
     memcpy(Fp_radial + (size_t)i * nR1, Fp, (size_t)nR1 * sizeof(double));
     double *Gi = G + (size_t)i * nA1 * slen;
     for (int n = 0; n < nA1; ++n) {
-        const double *sn = s + n * slen;
         double *Gn = Gi + n * slen;
-        double dEdq[NEP_MAX_LMAX];
         for (int k = 0; k < slen; ++k) Gn[k] = 0.0;
-        for (int l = 1; l <= L; ++l) dEdq[l - 1] = Fp[nR1 + (l - 1) * nA1 + n];
-        nep_q3b_grad(L, sn, dEdq, Gn);
-        for (int v = 0; v < m->num_invariants; ++v)
-            nep_invariant_grad(m->invariant[v], sn, Fp[nR1 + (L + v) * nA1 + n], Gn);
+        nep_pack_angular_grad(L, m->flags, m->nR, m->nA, n, s + n * slen, Fp, 1, Gn);
     }
 }
 

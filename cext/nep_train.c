@@ -21,6 +21,7 @@
 
 #include "nep_internal.h"
 #include "nep_maths.h"
+#include "nep_network.h"
 #include "nep_neighbors.h"
 #include "nep_train_maths.h"
 
@@ -48,6 +49,7 @@ typedef struct {
 typedef struct {
     /* per-atom work arrays */
     double *q, *qdot, *lam, *mu;
+    double *hidden;                 /* [N1] hidden-layer activations h_k */
     double *s, *sdot, *sigma, *tau; /* [nA+1][NEP_TRAIN_NUM_Y] */
     double *gradient;               /* [P] this thread's sum, or NULL */
 } train_workspace;
@@ -102,6 +104,7 @@ static void workspace_free(train_workspace *ws)
     free(ws->qdot);
     free(ws->lam);
     free(ws->mu);
+    free(ws->hidden);
     free(ws->s);
     free(ws->sdot);
     free(ws->sigma);
@@ -118,12 +121,13 @@ static int workspace_init(const train_model *m, int want_gradient, train_workspa
     ws->qdot = malloc(sizeof(double) * m->D);
     ws->lam = malloc(sizeof(double) * m->D);
     ws->mu = malloc(sizeof(double) * m->D);
+    ws->hidden = malloc(sizeof(double) * m->N1);
     ws->s = malloc(sizeof(double) * ns);
     ws->sdot = malloc(sizeof(double) * ns);
     ws->sigma = malloc(sizeof(double) * ns);
     ws->tau = malloc(sizeof(double) * ns);
     if (want_gradient) ws->gradient = calloc(m->num_parameters, sizeof(double));
-    if (!ws->q || !ws->qdot || !ws->lam || !ws->mu || !ws->s || !ws->sdot || !ws->sigma ||
+    if (!ws->q || !ws->qdot || !ws->lam || !ws->mu || !ws->hidden || !ws->s || !ws->sdot || !ws->sigma ||
         !ws->tau || (want_gradient && !ws->gradient)) {
         workspace_free(ws);
         return NEP_ERR_NOMEM;
@@ -210,11 +214,8 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                 for (int n = 0; n <= nR; ++n) {
                     const double *c =
                         par + m->offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
-                    double g = 0.0, gp = 0.0;
-                    for (int k = 0; k <= bR; ++k) {
-                        g += c[(size_t)k * T * T] * fk[k];
-                        gp += c[(size_t)k * T * T] * fkp[k];
-                    }
+                    double g, gp;
+                    nep_channel_deriv(bR + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
                     ws->q[n] += g;
                     ws->qdot[n] += gp * ddot;
                 }
@@ -232,11 +233,8 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                 for (int n = 0; n <= nA; ++n) {
                     const double *c =
                         par + m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
-                    double g = 0.0, gp = 0.0;
-                    for (int k = 0; k <= bA; ++k) {
-                        g += c[(size_t)k * T * T] * fk[k];
-                        gp += c[(size_t)k * T * T] * fkp[k];
-                    }
+                    double g, gp;
+                    nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
                     double *sn = ws->s + (size_t)n * NEP_TRAIN_NUM_Y;
                     double *sdn = ws->sdot + (size_t)n * NEP_TRAIN_NUM_Y;
                     for (int k = 0; k < K; ++k) {
@@ -250,25 +248,21 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
         for (int n = 0; n <= nA; ++n) {
             const double *sn = ws->s + (size_t)n * NEP_TRAIN_NUM_Y;
             const double *sdn = ws->sdot + (size_t)n * NEP_TRAIN_NUM_Y;
+            nep_pack_angular(L, m->inv_on, nR, nA, n, sn, ws->q, 1);
+            /* qdot = dq/ds . sdot */
             for (int l = 1; l <= L; ++l) {
-                double qv = 0.0, qd = 0.0;
-                for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k) {
-                    qv += m->w3[k] * sn[k] * sn[k];
+                double qd = 0.0;
+                for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k)
                     qd += 2.0 * m->w3[k] * sn[k] * sdn[k];
-                }
-                const int index = (nR + 1) + (l - 1) * (nA + 1) + n;
-                ws->q[index] = qv;
-                ws->qdot[index] = qd;
+                ws->qdot[nep_angular_descriptor_index(nR, nA, l - 1, n)] = qd;
             }
             int block = L;
             for (int f = 0; f < 6; ++f) {
                 if (!m->inv_on[f]) continue;
-                const int index = (nR + 1) + block * (nA + 1) + n;
                 invariant_gradient(f, sn, inv_grad);
                 double qd = 0.0;
                 for (int k = 0; k < NEP_TRAIN_S_LEN; ++k) qd += inv_grad[k] * sdn[k];
-                ws->q[index] = nep_invariant(f, sn);
-                ws->qdot[index] = qd;
+                ws->qdot[nep_angular_descriptor_index(nR, nA, block, n)] = qd;
                 ++block;
             }
         }
@@ -277,26 +271,22 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
         const double *w0 = par + w0_off;
         const double *b0 = w0 + (size_t)N1 * D;
         const double *w1 = b0 + N1;
-        double U = 0.0;
+        /* U and dU/dq (into mu, negated below) from the shared forward pass */
+        double U = nep_network_forward(D, N1, w0, b0, w1, par[m->shared_bias],
+                                       m->version == 5 ? w1 + N1 : NULL, ws->q, 1, scaler, NULL,
+                                       ws->hidden, ws->mu);
         memset(ws->lam, 0, sizeof(double) * D);
-        memset(ws->mu, 0, sizeof(double) * D);
+        for (int d = 0; d < D; ++d) ws->mu[d] = -ws->mu[d];
+        /* its JVP along qdot: zdot_k = w0_k . (qdot q_scaler) */
         for (int k = 0; k < N1; ++k) {
             const double *wk = w0 + (size_t)k * D;
-            double z = -b0[k], zd = 0.0;
-            for (int d = 0; d < D; ++d) {
-                z += wk[d] * ws->q[d] * scaler[d];
-                zd += wk[d] * ws->qdot[d] * scaler[d];
-            }
-            const double h = tanh(z);
+            const double zd = nep_network_dot(D, wk, ws->qdot, 1, scaler);
+            const double h = ws->hidden[k];
             const double dh = 1.0 - h * h;
             const double e = w1[k] * dh;                 /* dU/dz_k */
             const double nf = -2.0 * w1[k] * h * dh * zd; /* d2U/dz_k^2 zdot_k */
             const double A = alpha * e - nf;              /* dPhi/dz_k */
-            U += w1[k] * h;
-            for (int d = 0; d < D; ++d) {
-                ws->lam[d] += A * wk[d];
-                ws->mu[d] -= e * wk[d];
-            }
+            for (int d = 0; d < D; ++d) ws->lam[d] += A * wk[d];
             if (grad) {
                 double *gw = grad + w0_off + (size_t)k * D;
                 for (int d = 0; d < D; ++d)
@@ -305,8 +295,6 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                 grad[w0_off + (size_t)N1 * D + N1 + k] += alpha * h - dh * zd;
             }
         }
-        U -= par[m->shared_bias];
-        if (m->version == 5) U -= w1[N1];
         if (grad) {
             grad[m->shared_bias] -= alpha;
             if (m->version == 5) grad[w0_off + (size_t)(D + 2) * N1] -= alpha;
@@ -325,7 +313,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             double *sg = ws->sigma + (size_t)n * NEP_TRAIN_NUM_Y;
             double *ta = ws->tau + (size_t)n * NEP_TRAIN_NUM_Y;
             for (int l = 1; l <= L; ++l) {
-                const int index = (nR + 1) + (l - 1) * (nA + 1) + n;
+                const int index = nep_angular_descriptor_index(nR, nA, l - 1, n);
                 const double la = ws->lam[index], mu = ws->mu[index];
                 for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k) {
                     const double w2 = 2.0 * m->w3[k];
@@ -336,7 +324,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             int block = L;
             for (int f = 0; f < 6; ++f) {
                 if (!m->inv_on[f]) continue;
-                const int index = (nR + 1) + block * (nA + 1) + n;
+                const int index = nep_angular_descriptor_index(nR, nA, block, n);
                 const double la = ws->lam[index], mu = ws->mu[index];
                 invariant_gradient(f, sn, inv_grad);
                 const int size = nep_train_invariant_hvp(f, sn, sdn, inv_hvp);
@@ -360,8 +348,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                 for (int n = 0; n <= nR; ++n) {
                     const size_t off = m->offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
                     const double *c = par + off;
-                    double gp = 0.0;
-                    for (int k = 0; k <= bR; ++k) gp += c[(size_t)k * T * T] * fkp[k];
+                    const double gp = nep_channel(bR + 1, c, (size_t)T * T, fkp);
                     const double dudq = -ws->mu[n];
                     for (int c3 = 0; c3 < 3; ++c3) v[c3] += dudq * gp * u[c3];
                     if (grad) {
@@ -387,11 +374,8 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                 for (int n = 0; n <= nA; ++n) {
                     const size_t off = m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
                     const double *c = par + off;
-                    double g = 0.0, gp = 0.0;
-                    for (int k = 0; k <= bA; ++k) {
-                        g += c[(size_t)k * T * T] * fk[k];
-                        gp += c[(size_t)k * T * T] * fkp[k];
-                    }
+                    double g, gp;
+                    nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
                     const double *sg = ws->sigma + (size_t)n * NEP_TRAIN_NUM_Y;
                     const double *ta = ws->tau + (size_t)n * NEP_TRAIN_NUM_Y;
                     double tau_y = 0.0, sig = 0.0, tau_dy[3] = {0.0, 0.0, 0.0};
