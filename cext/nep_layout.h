@@ -19,13 +19,7 @@
 
 #include <stddef.h>
 
-#ifndef NEP_HD
-#ifdef __CUDACC__
-#define NEP_HD __host__ __device__ static inline
-#else
-#define NEP_HD static inline
-#endif
-#endif
+#include "nep_hd.h"
 
 /* The sizes and offsets that follow from a model header (no pointers read). */
 typedef struct {

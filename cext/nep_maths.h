@@ -28,13 +28,7 @@
 #ifndef NEPZBL_NEP_MATHS_H
 #define NEPZBL_NEP_MATHS_H
 
-#ifndef NEP_HD
-#ifdef __CUDACC__
-#define NEP_HD __host__ __device__ static inline
-#else
-#define NEP_HD static inline
-#endif
-#endif
+#include "nep_hd.h"
 
 #ifndef NEP_REAL
 #define NEP_REAL double

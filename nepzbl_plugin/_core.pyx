@@ -45,12 +45,7 @@ cdef extern from "nep_layout.h" nogil:
                             int basis_radial, int basis_angular, int l_max, const int *flags,
                             int num_neurons, nep_layout *layout)
 
-# The output names of nep_outputs, in struct order, with their per-structure shapes
-# ("N" = number of atoms, "D" = descriptor length, "H" = hidden neurons).
-OUTPUT_NAMES = (
-    "energy", "energies", "forces", "virial", "virials", "descriptors", "latent",
-    "energy_zbl", "energies_zbl", "forces_zbl", "virial_zbl",
-)
+include "_specs.pxi"
 
 
 def openmp_enabled():
@@ -84,37 +79,6 @@ def model_layout(int version, int num_types, int n_max_radial, int n_max_angular
             "num_networks": layout.num_networks, "block_size": layout.block_size,
             "shared_bias": layout.shared_bias, "offset_radial": layout.offset_radial,
             "offset_angular": layout.offset_angular, "num_parameters": layout.num_parameters}
-
-
-cdef double _dummy_output[9]
-
-
-cdef double *_out_ptr(object arr) except? NULL:
-    """Data pointer of a C-contiguous float64 array, or NULL for None (output not wanted)."""
-    cdef double[::1] view
-    if arr is None:
-        return NULL
-    if not arr.flags.c_contiguous or arr.dtype.char != "d" or not arr.flags.writeable:
-        raise ValueError("outputs must be writable C-contiguous float64 arrays")
-    view = arr.reshape(-1)
-    if view.shape[0] == 0:
-        return &_dummy_output[0]
-    return &view[0]
-
-
-cdef int _fill_outputs(nep_outputs *o, dict arrays) except -1:
-    o.energy = _out_ptr(arrays.get("energy"))
-    o.energies = _out_ptr(arrays.get("energies"))
-    o.forces = _out_ptr(arrays.get("forces"))
-    o.virial = _out_ptr(arrays.get("virial"))
-    o.virials = _out_ptr(arrays.get("virials"))
-    o.descriptors = _out_ptr(arrays.get("descriptors"))
-    o.latent = _out_ptr(arrays.get("latent"))
-    o.energy_zbl = _out_ptr(arrays.get("energy_zbl"))
-    o.energies_zbl = _out_ptr(arrays.get("energies_zbl"))
-    o.forces_zbl = _out_ptr(arrays.get("forces_zbl"))
-    o.virial_zbl = _out_ptr(arrays.get("virial_zbl"))
-    return 0
 
 
 cdef int _dummy_type = 0
@@ -164,6 +128,7 @@ cdef class CoreModel:
                  const double[::1] q_scaler):
         cdef nep_model_spec spec
         cdef const double[:, :, ::1] zbl_view
+        cdef const double *zbl_ptr
         cdef int status
         if rc_radial.shape[0] != num_types or rc_radial.shape[1] != num_types:
             raise ValueError("rc_radial must be (T, T)")
@@ -171,39 +136,22 @@ cdef class CoreModel:
             raise ValueError("rc_angular must be (T, T)")
         if atomic_numbers.shape[0] != num_types:
             raise ValueError("atomic_numbers must have T entries")
-        if len(flags) != 6:
-            raise ValueError("flags must have 6 entries")
-        spec.version = version
-        spec.num_types = num_types
-        spec.n_max_radial = n_max_radial
-        spec.n_max_angular = n_max_angular
-        spec.basis_radial = basis_radial
-        spec.basis_angular = basis_angular
-        spec.l_max = l_max
-        for k in range(6):
-            spec.flags[k] = 1 if flags[k] else 0
-        spec.num_neurons = num_neurons
-        spec.rc_radial = &rc_radial[0, 0]
-        spec.rc_angular = &rc_angular[0, 0]
-        spec.atomic_numbers = &atomic_numbers[0]
-        if zbl is None:
-            spec.use_zbl = 0
-            spec.zbl = NULL
-        else:
+        zbl_ptr = NULL
+        if zbl is not None:
             zbl_view = zbl
             if (zbl_view.shape[0] != num_types or zbl_view.shape[1] != num_types
                     or zbl_view.shape[2] != 10):
                 raise ValueError("zbl table must be (T, T, 10)")
-            spec.use_zbl = 1
-            spec.zbl = &zbl_view[0, 0, 0]
-        spec.num_parameters = <size_t>parameters.shape[0]
+            zbl_ptr = &zbl_view[0, 0, 0]
+        _fill_spec(&spec, version, num_types, n_max_radial, n_max_angular, basis_radial,
+                   basis_angular, l_max, flags, num_neurons, &rc_radial[0, 0],
+                   &rc_angular[0, 0], &atomic_numbers[0], zbl_ptr, &parameters[0],
+                   <size_t>parameters.shape[0], &q_scaler[0])
         if spec.num_parameters != nep_model_spec_num_parameters(&spec):
             raise ValueError(
                 f"expected {nep_model_spec_num_parameters(&spec)} parameters, "
                 f"got {parameters.shape[0]}"
             )
-        spec.parameters = &parameters[0]
-        spec.q_scaler = &q_scaler[0]
         if self.ptr != NULL:  # __init__ called again on a live object
             nep_model_free(self.ptr)
             self.ptr = NULL
