@@ -93,7 +93,7 @@ NEP_HD NEP_REAL nep_network_dot(int D, const NEP_REAL *w, const NEP_REAL *q, siz
 }
 
 /* One network block (w0 [N1][D] neuron-major, b0 [N1], w1 [N1]) on the descriptor x (read
- * as in nep_network_dot): returns U = sum_k w1_k h_k - b1 - beta, h_k = tanh(w0_k . x - b0_k),
+ * as in nep_network_dot): returns U = -b1 - beta + sum_k w1_k h_k, h_k = tanh(w0_k . x - b0_k),
  * beta the nep5 per-type bias (NULL otherwise). Optional outputs (NULL = not wanted):
  *   latent[k] = w1_k h_k (calorine's latent space), hidden[k] = h_k,
  *   dudx[d]   = dU/dx_d = sum_k w1_k (1 - h_k^2) w0[k][d] (before q_scaler). */
@@ -104,7 +104,10 @@ NEP_HD NEP_REAL nep_network_forward(int D, int N1, const NEP_REAL *w0, const NEP
 {
     if (dudx)
         for (int d = 0; d < D; ++d) dudx[d] = (NEP_REAL)0;
-    NEP_REAL U = (NEP_REAL)0;
+    /* the biases first, then the neurons: the order the CUDA engine has always summed in
+     * (its float32 results stay as they were; float64 ones moved by one rounding at most) */
+    NEP_REAL U = -b1;
+    if (beta) U -= *beta;
     for (int k = 0; k < N1; ++k) {
         const NEP_REAL *w = w0 + (size_t)k * D;
         const NEP_REAL h = tanh(nep_network_dot(D, w, q, stride, scale) - b0[k]);
@@ -116,8 +119,6 @@ NEP_HD NEP_REAL nep_network_forward(int D, int N1, const NEP_REAL *w0, const NEP
             for (int d = 0; d < D; ++d) dudx[d] += y * w[d];
         }
     }
-    U -= b1;
-    if (beta) U -= *beta;
     return U;
 }
 
