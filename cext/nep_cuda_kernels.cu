@@ -57,6 +57,16 @@ __device__ __forceinline__ void pair_vector(const double *__restrict__ pos, cons
                (double)e.z * cell[3 + c] + (double)e.w * cell[6 + c];
 }
 
+/* Slot `slot` of atom i's list: r_ij, the neighbour's type, and |r_ij|^2 returned. */
+__device__ __forceinline__ double slot_pair(const nepcu_work &w, const double *cell, int i,
+                                            int slot, double r[3], int *tj)
+{
+    const int4 e = w.nbr[(size_t)slot * w.num_atoms + i];
+    pair_vector(w.pos, cell, i, e, r);
+    *tj = w.types[e.x];
+    return r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
+}
+
 /* ------------------------------------------------------------------ descriptors */
 __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
 {
@@ -79,11 +89,9 @@ __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
     int num_ang = 0;
     for (int n = 0; n <= dm.n_max_radial; ++n) qr[n] = (real)0;
     for (int slot = 0; slot < count; ++slot) {
-        const int4 e = w.nbr[(size_t)slot * N + i];
         double r[3];
-        pair_vector(w.pos, cell, i, e, r);
-        const double d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
-        const int tj = w.types[e.x];
+        int tj;
+        const double d2 = slot_pair(w, cell, i, slot, r, &tj);
         const real rcA = m.rc_angular[ti * T + tj];
         if (d2 < (double)rcA * (double)rcA) {
             /* remember the angular pairs: the channel loops below visit only these */
@@ -110,11 +118,9 @@ __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
         for (int k = 0; k < dm.s_len; ++k) s[k] = (real)0;
         for (int a = 0; a < num_ang; ++a) {
             const int slot = w.ang_slots[(size_t)a * N + i];
-            const int4 e = w.nbr[(size_t)slot * N + i];
             double r[3];
-            pair_vector(w.pos, cell, i, e, r);
-            const double d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
-            const int tj = w.types[e.x];
+            int tj;
+            const double d2 = slot_pair(w, cell, i, slot, r, &tj);
             const real rc = m.rc_angular[ti * T + tj];
             const double dd = sqrt(d2);
             const real d = (real)dd, rcinv = (real)1 / rc;
@@ -196,11 +202,9 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
     real f[NEPCU_MAX_BASIS], fp[NEPCU_MAX_BASIS];
 
     for (int slot = 0; slot < count; ++slot) {
-        const int4 e = w.nbr[(size_t)slot * N + i];
         double r[3];
-        pair_vector(w.pos, cell, i, e, r);
-        const double d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
-        const int tj = w.types[e.x];
+        int tj;
+        const double d2 = slot_pair(w, cell, i, slot, r, &tj);
         const int pair = ti * T + tj;
         const real rcR = m.rc_radial[pair], rcA = m.rc_angular[pair];
         const bool in_radial = d2 < (double)rcR * (double)rcR && d2 >= NEPCU_OVERLAP2;

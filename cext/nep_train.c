@@ -34,7 +34,7 @@
 
 typedef struct {
     const nep_model_spec *spec;
-    int T, nR, nA, bR, bA, L, N1, D, version;
+    int D;                      /* descriptor length (header fields are read from spec) */
     int num_kappa;              /* (L+1)^2 - 1 */
     int num_blocks;             /* N_L */
     int inv_on[6];              /* the optional invariants that are on */
@@ -69,15 +69,7 @@ static int model_init(const nep_model_spec *spec, train_model *m)
     nep_spec_layout(spec, &layout);
     memset(m, 0, sizeof(*m));
     m->spec = spec;
-    m->T = spec->num_types;
-    m->nR = spec->n_max_radial;
-    m->nA = spec->n_max_angular;
-    m->bR = spec->basis_radial;
-    m->bA = spec->basis_angular;
-    m->L = spec->l_max;
-    m->N1 = spec->num_neurons;
-    m->version = spec->version;
-    m->num_kappa = (m->L + 1) * (m->L + 1) - 1;
+    m->num_kappa = nep_num_abc(spec->l_max);
     m->num_blocks = layout.num_blocks;
     for (int k = 0; k < 6; ++k) m->inv_on[k] = spec->flags[k] != 0;
     m->D = layout.dim;
@@ -87,7 +79,7 @@ static int model_init(const nep_model_spec *spec, train_model *m)
     m->offset_angular = layout.offset_angular;
     m->num_parameters = layout.num_parameters;
     double rc_max = 0.0;
-    for (int k = 0; k < m->T * m->T; ++k) {
+    for (int k = 0; k < spec->num_types * spec->num_types; ++k) {
         m->rc_list[k] = fmax(spec->rc_radial[k], spec->rc_angular[k]);
         if (m->rc_list[k] > rc_max) rc_max = m->rc_list[k];
     }
@@ -116,12 +108,12 @@ static void workspace_free(train_workspace *ws)
 static int workspace_init(const train_model *m, int want_gradient, train_workspace *ws)
 {
     memset(ws, 0, sizeof(*ws));
-    const size_t ns = (size_t)(m->nA + 1) * NEP_TRAIN_NUM_Y;
+    const size_t ns = (size_t)(m->spec->n_max_angular + 1) * NEP_TRAIN_NUM_Y;
     ws->q = malloc(sizeof(double) * m->D);
     ws->qdot = malloc(sizeof(double) * m->D);
     ws->lam = malloc(sizeof(double) * m->D);
     ws->mu = malloc(sizeof(double) * m->D);
-    ws->hidden = malloc(sizeof(double) * m->N1);
+    ws->hidden = malloc(sizeof(double) * m->spec->num_neurons);
     ws->s = malloc(sizeof(double) * ns);
     ws->sdot = malloc(sizeof(double) * ns);
     ws->sigma = malloc(sizeof(double) * ns);
@@ -150,7 +142,27 @@ static inline void radial_basis(double d, double rc, int nb, double *f, double *
     nep_chebyshev(nb, d, 1.0 / rc, fc, fcp, f, fp);
 }
 
-/* The pair perturbation delta r = a_j - a_i + B^T r. */
+/* One angular pair: the basis f_k, f_k' for cutoff rca, Y_kappa(u), its gradient with respect
+ * to r, dyr[kappa][c] = (dY/du_c - u_c (u . dY/du)) / d, and its derivative along the
+ * perturbation, ydot[kappa] = dyr[kappa] . delta. */
+static inline void angular_pair(int L, int bA, double d, double rca, const double *u,
+                                const double *delta, double *fk, double *fkp, double *y,
+                                double (*dyr)[3], double *ydot)
+{
+    double dy[3][NEP_TRAIN_NUM_Y];
+    radial_basis(d, rca, bA, fk, fkp);
+    nep_sph_grad(L, u[0], u[1], u[2], y, dy[0], dy[1], dy[2]);
+    for (int k = 0; k < nep_num_abc(L); ++k) {
+        const double ud = u[0] * dy[0][k] + u[1] * dy[1][k] + u[2] * dy[2][k];
+        double yd = 0.0;
+        for (int c = 0; c < 3; ++c) {
+            dyr[k][c] = (dy[c][k] - u[c] * ud) / d;
+            yd += dyr[k][c] * delta[c];
+        }
+        ydot[k] = yd;
+    }
+}
+
 /* One pair, as both passes need it: the distance d, the unit vector u, the perturbation
  * delta = a_j - a_i + B^T r (see the top of the file) and its radial part u . delta, returned. */
 static inline double pair_geometry(const double *r, const double *ai, const double *aj,
@@ -173,17 +185,19 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
     const int N = sys->num_atoms;
     if (N < 0 || (N > 0 && (!sys->types || !sys->positions))) return NEP_ERR_ARGUMENT;
     for (int i = 0; i < N; ++i) {
-        if (sys->types[i] < 0 || sys->types[i] >= m->T) return NEP_ERR_TYPE;
+        if (sys->types[i] < 0 || sys->types[i] >= spec->num_types) return NEP_ERR_TYPE;
         for (int c = 0; c < 3; ++c)
             if (!isfinite(sys->positions[3 * i + c])) return NEP_ERR_NONFINITE;
     }
     nep_neighbor_list list;
-    const int status = nep_neighbor_build(sys, m->T, m->rc_list, spec->rc_angular, m->rc_max, 1,
+    const int status = nep_neighbor_build(sys, spec->num_types, m->rc_list, spec->rc_angular, m->rc_max, 1,
                                           &list);
     if (status) return status;
 
-    const int T = m->T, D = m->D, N1 = m->N1, nR = m->nR, nA = m->nA, bR = m->bR, bA = m->bA;
-    const int K = m->num_kappa, L = m->L;
+    const int T = spec->num_types, D = m->D, N1 = spec->num_neurons;
+    const int nR = spec->n_max_radial, nA = spec->n_max_angular;
+    const int bR = spec->basis_radial, bA = spec->basis_angular;
+    const int K = m->num_kappa, L = spec->l_max, version = spec->version;
     const double *par = spec->parameters;
     const double *scaler = spec->q_scaler;
     double *grad = ws->gradient;
@@ -191,7 +205,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
     double energy = 0.0, virial[9] = {0};
     if (forces_out) memset(forces_out, 0, sizeof(double) * 3 * (size_t)N);
     double fk[NEP_MAX_BASIS], fkp[NEP_MAX_BASIS];
-    double y[NEP_TRAIN_NUM_Y], dy[3][NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3];
+    double y[NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3];
     double ydot[NEP_TRAIN_NUM_Y];
     double inv_grad[NEP_TRAIN_S_LEN], inv_hvp[NEP_TRAIN_S_LEN];
 
@@ -222,14 +236,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             }
             const double rca = spec->rc_angular[ti * T + tj];
             if (d < rca) {
-                radial_basis(d, rca, bA, fk, fkp);
-                nep_sph_grad(L, u[0], u[1], u[2], y, dy[0], dy[1], dy[2]);
-                for (int k = 0; k < K; ++k) {
-                    const double ud = u[0] * dy[0][k] + u[1] * dy[1][k] + u[2] * dy[2][k];
-                    double yd = 0.0;
-                    for (int c = 0; c < 3; ++c) yd += (dy[c][k] - u[c] * ud) / d * delta[c];
-                    ydot[k] = yd;
-                }
+                angular_pair(L, bA, d, rca, u, delta, fk, fkp, y, dyr, ydot);
                 for (int n = 0; n <= nA; ++n) {
                     const double *c =
                         par + m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
@@ -267,13 +274,13 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             }
         }
         /* ---- network, its parameter gradient and the descriptor adjoints */
-        const size_t w0_off = (size_t)nep_network_of_type(m->version, ti) * m->block_size;
+        const size_t w0_off = (size_t)nep_network_of_type(version, ti) * m->block_size;
         const double *w0 = par + w0_off;
         const double *b0 = w0 + (size_t)N1 * D;
         const double *w1 = b0 + N1;
         /* U and dU/dq (into mu, negated below) from the shared forward pass */
         double U = nep_network_forward(D, N1, w0, b0, w1, par[m->shared_bias],
-                                       m->version == 5 ? w1 + N1 : NULL, ws->q, 1, scaler, NULL,
+                                       version == 5 ? w1 + N1 : NULL, ws->q, 1, scaler, NULL,
                                        ws->hidden, ws->mu);
         memset(ws->lam, 0, sizeof(double) * D);
         for (int d = 0; d < D; ++d) ws->mu[d] = -ws->mu[d];
@@ -297,7 +304,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
         }
         if (grad) {
             grad[m->shared_bias] -= alpha;
-            if (m->version == 5) grad[w0_off + (size_t)(D + 2) * N1] -= alpha;
+            if (version == 5) grad[w0_off + (size_t)(D + 2) * N1] -= alpha;
         }
         energy += U;
         for (int d = 0; d < D; ++d) {
@@ -360,17 +367,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             }
             const double rca = spec->rc_angular[ti * T + tj];
             if (d < rca) {
-                radial_basis(d, rca, bA, fk, fkp);
-                nep_sph_grad(L, u[0], u[1], u[2], y, dy[0], dy[1], dy[2]);
-                for (int k = 0; k < K; ++k) {
-                    const double ud = u[0] * dy[0][k] + u[1] * dy[1][k] + u[2] * dy[2][k];
-                    double yd = 0.0;
-                    for (int c = 0; c < 3; ++c) {
-                        dyr[k][c] = (dy[c][k] - u[c] * ud) / d;
-                        yd += dyr[k][c] * delta[c];
-                    }
-                    ydot[k] = yd;
-                }
+                angular_pair(L, bA, d, rca, u, delta, fk, fkp, y, dyr, ydot);
                 for (int n = 0; n <= nA; ++n) {
                     const size_t off = m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
                     const double *c = par + off;
