@@ -53,13 +53,9 @@ enum {
 struct nep_model {
     int version, T, nR, nA, bR, bA, L, N1, D;
     int flags[6];
-    int num_invariants, invariant[6]; /* enabled invariants, in descriptor block order */
     int nabc;                         /* (L+1)^2 - 1 */
     int slen;                         /* s-vector length per channel (>= NEP_MIN_S_LEN) */
-    int num_networks;                 /* 1 for nep3, T otherwise */
-    size_t block_size;                /* values per network block */
-    size_t shared_bias, offset_radial, offset_angular; /* see nep_layout.h */
-    size_t num_parameters;
+    nep_layout layout;                /* sizes and offsets of the flat parameters */
     double *parameters;
     double *q_scaler;
     double *rc_radial, *rc_angular, *rcinv_radial, *rcinv_angular, *rc_list; /* [T][T] */
@@ -153,8 +149,8 @@ size_t nep_model_spec_num_parameters(const nep_model_spec *spec)
 static void rearrange_coefficients(nep_model *m)
 {
     const int T = m->T;
-    const double *cr = m->parameters + m->offset_radial;
-    const double *ca = m->parameters + m->offset_angular;
+    const double *cr = m->parameters + m->layout.offset_radial;
+    const double *ca = m->parameters + m->layout.offset_angular;
     for (int n = 0; n <= m->nR; ++n)
         for (int k = 0; k <= m->bR; ++k)
             for (int ti = 0; ti < T; ++ti)
@@ -247,22 +243,14 @@ int nep_model_create(const nep_model_spec *spec, nep_model **out)
     m->L = spec->l_max;
     m->N1 = spec->num_neurons;
     m->D = D;
-    for (int k = 0; k < 6; ++k) {
-        m->flags[k] = spec->flags[k] != 0;
-        if (m->flags[k]) m->invariant[m->num_invariants++] = k;
-    }
+    for (int k = 0; k < 6; ++k) m->flags[k] = spec->flags[k] != 0;
     m->nabc = nep_num_abc(m->L);
     m->slen = m->nabc > NEP_MIN_S_LEN ? m->nabc : NEP_MIN_S_LEN;
-    m->num_networks = layout.num_networks;
-    m->block_size = layout.block_size;
-    m->shared_bias = layout.shared_bias;
-    m->offset_radial = layout.offset_radial;
-    m->offset_angular = layout.offset_angular;
-    m->num_parameters = layout.num_parameters;
+    m->layout = layout;
     m->use_zbl = spec->use_zbl != 0;
 
     const size_t TT = (size_t)T * T;
-    m->parameters = (double *)malloc(m->num_parameters * sizeof(double));
+    m->parameters = (double *)malloc(m->layout.num_parameters * sizeof(double));
     m->q_scaler = (double *)malloc((size_t)D * sizeof(double));
     m->rc_radial = (double *)malloc(TT * sizeof(double));
     m->rc_angular = (double *)malloc(TT * sizeof(double));
@@ -281,7 +269,7 @@ int nep_model_create(const nep_model_spec *spec, nep_model **out)
         nep_model_free(m);
         return NEP_ERR_NOMEM;
     }
-    memcpy(m->parameters, spec->parameters, m->num_parameters * sizeof(double));
+    memcpy(m->parameters, spec->parameters, m->layout.num_parameters * sizeof(double));
     memcpy(m->q_scaler, spec->q_scaler, (size_t)D * sizeof(double));
     memcpy(m->atomic_numbers, spec->atomic_numbers, (size_t)T * sizeof(int));
     m->rc_max = 0.0;
@@ -310,8 +298,8 @@ int nep_model_create(const nep_model_spec *spec, nep_model **out)
 int nep_model_set_parameters(nep_model *m, const double *parameters)
 {
     if (!m || !parameters) return NEP_ERR_ARGUMENT;
-    if (!all_finite(parameters, m->num_parameters)) return NEP_ERR_MODEL;
-    memcpy(m->parameters, parameters, m->num_parameters * sizeof(double));
+    if (!all_finite(parameters, m->layout.num_parameters)) return NEP_ERR_MODEL;
+    memcpy(m->parameters, parameters, m->layout.num_parameters * sizeof(double));
     rearrange_coefficients(m);
     return NEP_OK;
 }
@@ -415,11 +403,11 @@ static void atom_pass1(const nep_model *m, const nep_system *sys, const nep_neig
     if (!energy_nn) return;
 
     /* network */
-    const double *w0 = m->parameters + m->block_size * (size_t)nep_network_of_type(m->version, ti);
+    const double *w0 = m->parameters + m->layout.block_size * (size_t)nep_network_of_type(m->version, ti);
     const double *b0 = w0 + (size_t)m->N1 * D;
     const double *w1 = b0 + m->N1;
     double Fp[NEP_MAX_DIM];
-    energy_nn[i] = nep_network_forward(D, m->N1, w0, b0, w1, m->parameters[m->shared_bias],
+    energy_nn[i] = nep_network_forward(D, m->N1, w0, b0, w1, m->parameters[m->layout.shared_bias],
                                        m->version == 5 ? w1 + m->N1 : NULL, q, 1, NULL,
                                        latent ? latent + (size_t)i * m->N1 : NULL, NULL,
                                        want_forces ? Fp : NULL);

@@ -34,13 +34,9 @@
 
 typedef struct {
     const nep_model_spec *spec;
-    int D;                      /* descriptor length (header fields are read from spec) */
+    nep_layout layout;          /* sizes and offsets (header fields are read from spec) */
     int num_kappa;              /* (L+1)^2 - 1 */
-    int num_blocks;             /* N_L */
     int inv_on[6];              /* the optional invariants that are on */
-    size_t block_size;          /* values per network block */
-    size_t shared_bias;         /* index of b1 */
-    size_t offset_radial, offset_angular, num_parameters;
     double rc_max;
     double rc_list[NEP_MAX_TYPES * NEP_MAX_TYPES]; /* max(radial, angular) pair cutoff */
     double w3[NEP_TRAIN_NUM_Y]; /* 3-body weights w'_kappa */
@@ -65,19 +61,11 @@ static int model_init(const nep_model_spec *spec, train_model *m)
 {
     const int status = nep_model_spec_check(spec);
     if (status != NEP_OK) return status;
-    nep_layout layout;
-    nep_spec_layout(spec, &layout);
     memset(m, 0, sizeof(*m));
+    nep_spec_layout(spec, &m->layout);
     m->spec = spec;
     m->num_kappa = nep_num_abc(spec->l_max);
-    m->num_blocks = layout.num_blocks;
     for (int k = 0; k < 6; ++k) m->inv_on[k] = spec->flags[k] != 0;
-    m->D = layout.dim;
-    m->block_size = layout.block_size;
-    m->shared_bias = layout.shared_bias;
-    m->offset_radial = layout.offset_radial;
-    m->offset_angular = layout.offset_angular;
-    m->num_parameters = layout.num_parameters;
     double rc_max = 0.0;
     for (int k = 0; k < spec->num_types * spec->num_types; ++k) {
         m->rc_list[k] = fmax(spec->rc_radial[k], spec->rc_angular[k]);
@@ -109,16 +97,16 @@ static int workspace_init(const train_model *m, int want_gradient, train_workspa
 {
     memset(ws, 0, sizeof(*ws));
     const size_t ns = (size_t)(m->spec->n_max_angular + 1) * NEP_TRAIN_NUM_Y;
-    ws->q = malloc(sizeof(double) * m->D);
-    ws->qdot = malloc(sizeof(double) * m->D);
-    ws->lam = malloc(sizeof(double) * m->D);
-    ws->mu = malloc(sizeof(double) * m->D);
+    ws->q = malloc(sizeof(double) * m->layout.dim);
+    ws->qdot = malloc(sizeof(double) * m->layout.dim);
+    ws->lam = malloc(sizeof(double) * m->layout.dim);
+    ws->mu = malloc(sizeof(double) * m->layout.dim);
     ws->hidden = malloc(sizeof(double) * m->spec->num_neurons);
     ws->s = malloc(sizeof(double) * ns);
     ws->sdot = malloc(sizeof(double) * ns);
     ws->sigma = malloc(sizeof(double) * ns);
     ws->tau = malloc(sizeof(double) * ns);
-    if (want_gradient) ws->gradient = calloc(m->num_parameters, sizeof(double));
+    if (want_gradient) ws->gradient = calloc(m->layout.num_parameters, sizeof(double));
     if (!ws->q || !ws->qdot || !ws->lam || !ws->mu || !ws->hidden || !ws->s || !ws->sdot || !ws->sigma ||
         !ws->tau || (want_gradient && !ws->gradient)) {
         workspace_free(ws);
@@ -194,7 +182,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                                           &list);
     if (status) return status;
 
-    const int T = spec->num_types, D = m->D, N1 = spec->num_neurons;
+    const int T = spec->num_types, D = m->layout.dim, N1 = spec->num_neurons;
     const int nR = spec->n_max_radial, nA = spec->n_max_angular;
     const int bR = spec->basis_radial, bA = spec->basis_angular;
     const int K = m->num_kappa, L = spec->l_max, version = spec->version;
@@ -227,7 +215,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                 radial_basis(d, rcr, bR, fk, fkp);
                 for (int n = 0; n <= nR; ++n) {
                     const double *c =
-                        par + m->offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
+                        par + m->layout.offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
                     double g, gp;
                     nep_channel_deriv(bR + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
                     ws->q[n] += g;
@@ -239,7 +227,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                 angular_pair(L, bA, d, rca, u, delta, fk, fkp, y, dyr, ydot);
                 for (int n = 0; n <= nA; ++n) {
                     const double *c =
-                        par + m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
+                        par + m->layout.offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
                     double g, gp;
                     nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
                     double *sn = ws->s + (size_t)n * NEP_TRAIN_NUM_Y;
@@ -274,12 +262,12 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             }
         }
         /* ---- network, its parameter gradient and the descriptor adjoints */
-        const size_t w0_off = (size_t)nep_network_of_type(version, ti) * m->block_size;
+        const size_t w0_off = (size_t)nep_network_of_type(version, ti) * m->layout.block_size;
         const double *w0 = par + w0_off;
         const double *b0 = w0 + (size_t)N1 * D;
         const double *w1 = b0 + N1;
         /* U and dU/dq (into mu, negated below) from the shared forward pass */
-        double U = nep_network_forward(D, N1, w0, b0, w1, par[m->shared_bias],
+        double U = nep_network_forward(D, N1, w0, b0, w1, par[m->layout.shared_bias],
                                        version == 5 ? w1 + N1 : NULL, ws->q, 1, scaler, NULL,
                                        ws->hidden, ws->mu);
         memset(ws->lam, 0, sizeof(double) * D);
@@ -303,7 +291,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             }
         }
         if (grad) {
-            grad[m->shared_bias] -= alpha;
+            grad[m->layout.shared_bias] -= alpha;
             if (version == 5) grad[w0_off + (size_t)(D + 2) * N1] -= alpha;
         }
         energy += U;
@@ -353,7 +341,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             if (d < rcr) {
                 radial_basis(d, rcr, bR, fk, fkp);
                 for (int n = 0; n <= nR; ++n) {
-                    const size_t off = m->offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
+                    const size_t off = m->layout.offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
                     const double *c = par + off;
                     const double gp = nep_channel(bR + 1, c, (size_t)T * T, fkp);
                     const double dudq = -ws->mu[n];
@@ -369,7 +357,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             if (d < rca) {
                 angular_pair(L, bA, d, rca, u, delta, fk, fkp, y, dyr, ydot);
                 for (int n = 0; n <= nA; ++n) {
-                    const size_t off = m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
+                    const size_t off = m->layout.offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
                     const double *c = par + off;
                     double g, gp;
                     nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
@@ -464,7 +452,7 @@ int nep_train_gradient(const nep_model_spec *spec, int num_systems, const nep_sy
                 virials ? virials + 9 * (size_t)s : NULL);
         }
         if (gradient) {
-            const size_t P = model.num_parameters;
+            const size_t P = model.layout.num_parameters;
             for (size_t k = 0; k < P; ++k) {
                 double sum = 0.0;
                 for (int t = 0; t < threads; ++t) sum += ws[t].gradient[k];
