@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._base import AnalysisError, Compute
-from .pairs import pair_names
+from .pairs import pair_distances, pair_names
 
 __all__ = ["RDF"]
 
@@ -50,8 +50,6 @@ class RDF(Compute):
 
     def accumulate(self, frames) -> RDF:
         """Add one ``ase.Atoms`` or a list of them."""
-        from ase.neighborlist import neighbor_list
-
         if hasattr(frames, "get_chemical_symbols"):
             frames = [frames]
         for atoms in frames:
@@ -66,7 +64,7 @@ class RDF(Compute):
             if self._sums is None:
                 self._sums = {}
             volume = atoms.get_volume()
-            i, j, d = neighbor_list("ijd", atoms, self.r_max)
+            i, j, d = pair_distances(atoms, self.r_max)
             for p, a in enumerate(self.species):
                 for b in self.species[p:]:
                     key = f"{a}-{b}"
