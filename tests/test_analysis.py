@@ -80,10 +80,10 @@ def test_pair_min_distances_over_frames_and_accumulator():
     assert running.compute(frames[1]).distances == pair_min_distances(frames[1], species, 4.0)
 
 
-# ------------------------------------------------------------------------------- results before compute
+# ------------------------------------------------------------------------- results before compute
 @pytest.mark.parametrize("make, name", [
-    (lambda: RDF(), "rdf"), (lambda: MSD(1.0), "diffusion"), (lambda: Arrhenius(),
-                                                              "activation_energy"),
+    (lambda: RDF(), "rdf"), (lambda: MSD(1.0), "diffusion"),
+    (lambda: Arrhenius(), "activation_energy"),
     (lambda: LatticeTemperature(), "transition_temperature"),
     (lambda: Locality([1.0]), "force_std"), (lambda: DescriptorMap(), "embedding"),
 ])

@@ -58,6 +58,21 @@ class Arrhenius(Compute):
         return self
 
     @property
+    def temperatures(self) -> np.ndarray:
+        """The temperatures fitted, K."""
+        return self._result("T")
+
+    @property
+    def diffusion(self) -> np.ndarray:
+        """The diffusion coefficients fitted."""
+        return self._result("D")
+
+    @property
+    def diffusion_error(self) -> np.ndarray | None:
+        """Their uncertainties (None: unweighted fit)."""
+        return self._result("D_error")
+
+    @property
     def activation_energy(self) -> float:
         """Ea, eV."""
         return float(self._result("parameters")[1])

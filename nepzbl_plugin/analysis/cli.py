@@ -170,7 +170,8 @@ def register(subparsers) -> None:
                    help="radii in Å (default: 0.5 to 2 x cutoff + 1 in steps of 0.5)")
     p.add_argument("--amplitude", type=_positive, default=0.1,
                    help="largest displacement, Å (default 0.1)")
-    p.add_argument("--samples", type=_count, default=8, help="configurations per radius (default 8)")
+    p.add_argument("--samples", type=_count, default=8,
+                   help="configurations per radius (default 8)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--repeat", type=_count, nargs=3, default=(1, 1, 1), metavar=("N1", "N2", "N3"),
                    help="repeat the structure (the cell must hold the largest sphere)")
@@ -319,7 +320,9 @@ def _read_arrhenius_points(args) -> tuple[list, list, list]:
             except (ValueError, KeyError, TypeError) as error:
                 raise NepFormatError(path, None, "expected the JSON of 'nepzbl analyze msd "
                                      f"--temperature K --json' ({error})") from None
-            T.append(t), D.append(d), E.append(None if e is None else float(e))
+            T.append(t)
+            D.append(d)
+            E.append(None if e is None else float(e))
             continue
         for number, line in enumerate(text.splitlines(), start=1):
             line = line.split("#", 1)[0].strip()
@@ -333,7 +336,8 @@ def _read_arrhenius_points(args) -> tuple[list, list, list]:
             except ValueError:
                 raise NepFormatError(path, number, f"expected 'T D [D_error]', found {line!r}"
                                      ) from None
-            T.append(values[0]), D.append(values[1])
+            T.append(values[0])
+            D.append(values[1])
             E.append(values[2] if len(values) == 3 else None)
     for point in args.point:
         try:
@@ -342,7 +346,8 @@ def _read_arrhenius_points(args) -> tuple[list, list, list]:
                 raise ValueError
         except ValueError:
             raise AnalysisError(f"--point expects T,D[,ERR], got {point!r}") from None
-        T.append(values[0]), D.append(values[1])
+        T.append(values[0])
+        D.append(values[1])
         E.append(values[2] if len(values) == 3 else None)
     return T, D, E
 

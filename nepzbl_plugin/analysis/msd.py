@@ -236,6 +236,11 @@ class MSD(Compute):
         return self._result("D_axis")
 
     @property
+    def fit_intercept(self) -> dict[str, np.ndarray]:
+        """{species: (3,) intercepts of the fitted lines per axis, Å²}."""
+        return self._result("intercept")
+
+    @property
     def diffusion_axis_error(self) -> dict[str, np.ndarray]:
         return self._result("D_axis_error")
 

@@ -62,7 +62,8 @@ def plot_msd(msd, path, title: str | None = None) -> Path:
             ax.plot(t_ps, curve[:, axis], lw=1.0, label=f"{name}")
         ax.plot(t_ps, curve.sum(axis=1) / 3.0, "k-", lw=1.5, label="mean of x, y, z")
         slope = msd.diffusion[s] * 2.0 / 0.1  # cm²/s -> Å²/fs per axis
-        ax.plot(t_ps, curve.sum(axis=1)[0] / 3.0 + slope * msd.lag_times_fs, "k--", lw=0.9,
+        intercept = float(np.mean(msd.fit_intercept[s]))
+        ax.plot(t_ps, intercept + slope * msd.lag_times_fs, "k--", lw=0.9,
                 label="fit (D slope)")
         ax.axvspan(0, fit_end, color="0.9", zorder=0, label="fit range")
         ax.set_xlabel("lag time (ps)")
@@ -78,9 +79,7 @@ def plot_arrhenius(arrhenius, path, unit: str = "cm²/s", title: str | None = No
     """ln D against 1000/T with the fitted line."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    T = arrhenius._result("T")
-    D = arrhenius._result("D")
-    error = arrhenius._result("D_error")
+    T, D, error = arrhenius.temperatures, arrhenius.diffusion, arrhenius.diffusion_error
     ax.errorbar(1000.0 / T, D, yerr=error, fmt="o", capsize=3, label="data")
     line_T = np.linspace(T.min(), T.max(), 100)
     ax.plot(1000.0 / line_T, arrhenius.predict(line_T), "k-",
