@@ -129,7 +129,7 @@ def plot_locality(locality, path, cutoffs: dict[str, float] | None = None,
         ax.axvline(value, color=f"C{k + 2}", ls=":", label=f"{label} = {value:g} Å")
     ax.set_yscale("log")
     ax.set_xlabel("radius of the frozen sphere R (Å)")
-    ax.set_ylabel("central force spread (eV/Å)")
+    ax.set_ylabel("central force spread (eV/Å; zero drawn at 1e-16)")
     ax.legend(fontsize=8)
     ax.set_title(title or f"locality test ({locality.samples} samples, "
                           f"±{locality.amplitude:g} Å)")
