@@ -87,20 +87,26 @@ def msd_per_axis(positions: np.ndarray, max_lag: int) -> np.ndarray:
     F = positions.shape[0]
     if not 1 <= max_lag <= F:
         raise AnalysisError(f"window of {max_lag} frames does not fit {F} frames")
-    x = positions.transpose(1, 2, 0).reshape(-1, F)  # (n*3, F)
-    x = x - x.mean(axis=1, keepdims=True)  # MSD is shift invariant; keeps rounding small
+    x_all = positions.transpose(1, 2, 0).reshape(-1, F)  # (n*3, F), rows atom-major
     size = 1 << int(np.ceil(np.log2(2 * F)))
-    spectrum = np.fft.rfft(x, n=size)
-    autocorrelation = np.fft.irfft(spectrum * spectrum.conj(), n=size)[:, :max_lag]
-    square = x**2
-    head = np.cumsum(square, axis=1)  # sum_{k<=t}
-    total = head[:, -1:]
     lags = np.arange(max_lag)
-    # sum_{k=0}^{F-1-m} x_k^2 + sum_{k=m}^{F-1} x_k^2
-    first = head[:, F - 1 - lags]
-    second = total - np.concatenate([np.zeros((x.shape[0], 1)), head[:, :max_lag - 1]], axis=1)
-    msd = (first + second - 2.0 * autocorrelation) / (F - lags)
-    return msd.reshape(-1, 3, max_lag).mean(axis=0).T
+    total_msd = np.zeros((3, max_lag))
+    # rows in chunks (a multiple of 3, so every chunk holds whole atoms): the FFT buffers of a
+    # long trajectory of thousands of atoms would not fit in memory at once
+    chunk = 3 * max(1, (1 << 22) // (3 * size))
+    for start in range(0, x_all.shape[0], chunk):
+        x = x_all[start:start + chunk]
+        x = x - x.mean(axis=1, keepdims=True)  # MSD is shift invariant; keeps rounding small
+        spectrum = np.fft.rfft(x, n=size)
+        autocorrelation = np.fft.irfft(spectrum * spectrum.conj(), n=size)[:, :max_lag]
+        head = np.cumsum(x**2, axis=1)  # sum_{k<=t} x_k^2
+        # sum_{k=0}^{F-1-m} x_k^2 + sum_{k=m}^{F-1} x_k^2
+        first = head[:, F - 1 - lags]
+        second = head[:, -1:] - np.concatenate([np.zeros((x.shape[0], 1)),
+                                                head[:, :max_lag - 1]], axis=1)
+        msd = (first + second - 2.0 * autocorrelation) / (F - lags)
+        total_msd += msd.reshape(-1, 3, max_lag).sum(axis=0)
+    return (total_msd / (x_all.shape[0] // 3)).T
 
 
 def _fit_slopes(msd: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray, int]:
