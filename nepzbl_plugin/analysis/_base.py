@@ -72,7 +72,8 @@ def read_frames(path, skip: int = 0, every: int = 1) -> list:
     except Exception as error:  # ASE raises many kinds for a malformed file
         from ..errors import NepFormatError
 
-        raise NepFormatError(path, None, f"cannot read as a trajectory: {error}") from None
+        raise NepFormatError(path, None, "cannot read as a trajectory (extended XYZ or another "
+                             f"format ASE reads): {type(error).__name__}: {error}") from None
     if not frames:
         raise AnalysisError(f"{path}: no frames in the file")
     frames = frames[skip::every]
