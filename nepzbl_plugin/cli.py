@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "nepzbl_plugin.md.cli",
     "nepzbl_plugin.demo",
     "nepzbl_plugin.benchmark_cli",
+    "nepzbl_plugin.analysis.cli",
 )
 
 _DESCRIPTION = """\
