@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "nepzbl_plugin.cli_basic",
     "nepzbl_plugin.train.cli",
     "nepzbl_plugin.audit.cli",
+    "nepzbl_plugin.al.cli",
     "nepzbl_plugin.demo",
     "nepzbl_plugin.benchmark_cli",
 )
