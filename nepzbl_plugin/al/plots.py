@@ -34,7 +34,7 @@ def plot_iterations(records: list[dict], path) -> Path:
         top.annotate(f"{t_low:.0f}-{t_high:.0f} K", (r["iteration"], f), fontsize=7,
                      textcoords="offset points", xytext=(0, 6), ha="center")
     top.set_ylabel("MD failure ratio (%)")
-    top.set_ylim(bottom=0)
+    top.set_ylim(0, max(1.0, 1.15 * float(failure.max())))
     top.legend(fontsize=8)
     bottom.bar(iterations, new, color="C0", label="new frames")
     bottom.plot(iterations, size, "s-", color="C2", label="training set size")
