@@ -37,6 +37,7 @@ Example (``nepzbl al --example emt DIR`` writes a complete one)::
     [training]
     min_new_frames = 20             # retrain only when this many new frames came in
     epochs = 200                    # or max_time (s); fine-tunes from the last model
+    initial_epochs = 500            # or initial_max_time: the first model (default: as above)
     fine_tune = true
 
     [audit]
@@ -153,6 +154,8 @@ class ALConfig:
     epochs: int | None = None
     max_time: float | None = None  # s
     fine_tune: bool = True
+    initial_epochs: int | None = None  # the first model (trained when data.model is absent)
+    initial_max_time: float | None = None  # s
     optimizer: str | None = None
     batch_size: int | None = None
     audit: bool = True
@@ -171,7 +174,7 @@ _SECTION_KEYS = {
     "selection": {"method", "min_distance", "max_frames", "grade_threshold"},
     "filter": {"fraction"},
     "training": {"min_new_frames", "epochs", "max_time", "fine_tune", "optimizer",
-                 "batch_size"},
+                 "batch_size", "initial_epochs", "initial_max_time"},
     "audit": {"enabled", "hot_md"},
 }
 
@@ -356,6 +359,10 @@ def parse_config(data: dict, path) -> ALConfig:
     if epochs is None and max_time is None:
         raise reader.error("training", "give epochs or max_time (s) so that each training ends")
     fine_tune = reader.boolean(section, "fine_tune", "training.fine_tune", True)
+    initial_epochs = reader.number(section, "initial_epochs", "training.initial_epochs", epochs,
+                                   integer=True, low=1, allow_none=True)
+    initial_max_time = reader.number(section, "initial_max_time", "training.initial_max_time",
+                                     max_time, positive=True, allow_none=True)
     optimizer = reader.string(section, "optimizer", "training.optimizer")
     if optimizer is not None and optimizer not in ("adam", "adamw", "lbfgs", "snes"):
         raise reader.error("training.optimizer",
@@ -372,7 +379,8 @@ def parse_config(data: dict, path) -> ALConfig:
         model=model, oracle=oracle, iterations=iterations, seed=seed,
         selection_method=method, min_distance=min_distance, max_frames=max_frames,
         grade_threshold=grade, filter_fraction=fraction, min_new_frames=min_new, epochs=epochs,
-        max_time=max_time, fine_tune=fine_tune, optimizer=optimizer, batch_size=batch_size,
+        max_time=max_time, fine_tune=fine_tune, initial_epochs=initial_epochs,
+        initial_max_time=initial_max_time, optimizer=optimizer, batch_size=batch_size,
         audit=audit, audit_hot_md=hot_md, num_threads=threads, raw=data,
     )
 

@@ -119,14 +119,17 @@ def collapse_limits(species, structures, fraction: float) -> dict[tuple[str, str
 
 
 # ------------------------------------------------------------------------------ steps
-def _train(config: ALConfig, data, initial_model, out_dir: Path, log) -> Path:
+def _train(config: ALConfig, data, initial_model, out_dir: Path, log, *,
+           first: bool = False) -> Path:
     """Train (fine-tune from ``initial_model`` unless None) on ``data``; the model is written
-    to ``out_dir/nep.txt`` and its path returned."""
+    to ``out_dir/nep.txt`` and its path returned. ``first``: the budget of the first model."""
     from ..train import train
 
+    epochs = config.initial_epochs if first else config.epochs
+    max_time = config.initial_max_time if first else config.max_time
     model, history = train(
         data, str(config.nep_in), output_dir=out_dir / "train", seed=config.seed,
-        epochs=config.epochs, max_time=config.max_time, optimizer=config.optimizer,
+        epochs=epochs, max_time=max_time, optimizer=config.optimizer,
         batch_size=config.batch_size, initial_model=initial_model, resume=False, log=log)
     path = out_dir / "nep.txt"
     model.write(path)
@@ -182,7 +185,10 @@ def _initial(config: ALConfig, callback) -> dict:
             read_model(config.model).write(model_path, precision="full")
         else:
             callback("training", {"iteration": 0, "structures": len(data)})
-            _train(config, data, None, folder, log=None)
+            start_training = time.perf_counter()
+            _train(config, data, None, folder, log=None, first=True)
+            callback("trained", {"iteration": 0,
+                                 "wall_s": time.perf_counter() - start_training})
     audit_summary = None
     if config.audit:
         audit_summary = _audit_summary(_audit(config, model_path, data, folder))
