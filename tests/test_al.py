@@ -327,3 +327,65 @@ def test_bad_oracle_is_one_clear_error(tmp_path):
         load_oracle("ase.calculators.emt:NoSuchThing")
     with pytest.raises(OracleError, match="--export"):
         load_oracle("external")
+
+
+# ------------------------------------------------------------------------------ MD filter
+def _cu_cell():
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+    atoms.set_chemical_symbols(["Cu", "Ni"] * 16)
+    return atoms
+
+
+def test_md_frames_too_short_are_counted():
+    from ase.calculators.emt import EMT
+
+    from nepzbl_plugin.al import run_md
+    from nepzbl_plugin.al.config import MDRunSpec
+
+    spec = MDRunSpec(300.0, 600.0, steps=20, timestep=1.0, friction=0.02, sample_interval=5)
+    loose = run_md(_cu_cell(), EMT(), spec, {("Cu", "Cu"): 1.0, ("Cu", "Ni"): 1.0,
+                                             ("Ni", "Ni"): 1.0}, seed=3)
+    assert loose.planned == 4 and len(loose.frames) == 4 and loose.failure_ratio == 0.0
+    assert all(2.0 < d < 2.6 for d in loose.min_distances)  # fcc neighbours at 2.55 Å
+    # a limit above the nearest-neighbour distance of one pair: every frame fails
+    strict = run_md(_cu_cell(), EMT(), spec, {("Cu", "Ni"): 3.0}, seed=3)
+    assert strict.failed == [True] * 4 and strict.failure_ratio == 1.0
+    assert strict.good_frames == []
+    # the same seed gives the same trajectory
+    np.testing.assert_array_equal(loose.frames[-1].positions, strict.frames[-1].positions)
+
+
+def test_md_run_that_blows_up_counts_the_missing_frames():
+    from ase.calculators.emt import EMT
+
+    from nepzbl_plugin.al import run_md
+    from nepzbl_plugin.al.config import MDRunSpec
+
+    class Exploding(EMT):
+        calls = 0
+
+        def calculate(self, *args, **kwargs):
+            super().calculate(*args, **kwargs)
+            Exploding.calls += 1
+            if Exploding.calls > 12:
+                self.results["energy"] = float("nan")
+                self.results["forces"] = self.results["forces"] * np.nan
+
+    spec = MDRunSpec(300.0, 300.0, steps=40, timestep=1.0, friction=0.02, sample_interval=5)
+    result = run_md(_cu_cell(), Exploding(), spec, {}, seed=0)
+    assert result.aborted and len(result.frames) < result.planned == 8
+    assert result.num_failed == result.planned - len(result.frames)
+    assert result.failure_ratio == pytest.approx(result.num_failed / 8)
+
+
+def test_collapse_limits_are_the_audits():
+    from nepzbl_plugin.al import collapse_limits
+    from nepzbl_plugin.audit.distances import min_pair_distances
+
+    atoms = _cu_cell()
+    limits = collapse_limits(["Cu", "Ni"], [atoms], 0.6)
+    distances = min_pair_distances([atoms], ["Cu", "Ni"])
+    assert limits[("Cu", "Ni")] == pytest.approx(0.6 * distances["Cu-Ni"])
+    assert limits[("Cu", "Cu")] == pytest.approx(0.6 * distances["Cu-Cu"])

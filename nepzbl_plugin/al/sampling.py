@@ -65,7 +65,8 @@ def pair_min_distances(atoms, cutoff: float) -> dict[tuple[str, str], float]:
 
 def too_short(atoms, limits: dict[tuple[str, str], float]) -> tuple[bool, float]:
     """(some pair closer than its limit, the shortest distance of any pair in Å)."""
-    cutoff = max(limits.values()) + 0.5 if limits else 1.0
+    # search far enough to report the shortest distance of an ordinary structure too
+    cutoff = max(3.0, max(limits.values(), default=0.0) + 0.5)
     distances = pair_min_distances(atoms, cutoff)
     shortest = min(distances.values()) if distances else np.inf
     hit = any(d < limits.get(pair, 0.0) for pair, d in distances.items())
