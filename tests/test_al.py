@@ -389,3 +389,23 @@ def test_collapse_limits_are_the_audits():
     distances = min_pair_distances([atoms], ["Cu", "Ni"])
     assert limits[("Cu", "Ni")] == pytest.approx(0.6 * distances["Cu-Ni"])
     assert limits[("Cu", "Cu")] == pytest.approx(0.6 * distances["Cu-Cu"])
+
+
+def test_python_3_10_without_tomli_is_a_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    from nepzbl_plugin.al import config as config_module
+    from nepzbl_plugin.errors import NepzblError
+
+    path = write_example("emt", tmp_path)
+    real_import = builtins.__import__
+
+    def no_tomli(name, *args, **kwargs):
+        if name == "tomli":
+            raise ImportError("no tomli")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(config_module.sys, "version_info", (3, 10, 0))
+    monkeypatch.setattr(builtins, "__import__", no_tomli)
+    with pytest.raises(NepzblError, match="tomli"):
+        load_config(path)

@@ -52,7 +52,7 @@ STATE_VERSION = 1
 class ALResult:
     """What :func:`run_active_learning` did: the rows of ``iterations.json``, the state folder,
     and ``status``: ``"finished"``, or ``"awaiting_labels"`` with ``to_label`` the file to
-    label externally (then rerun with ``--import``), or ``"exported"``."""
+    label externally (then rerun with ``--import``)."""
 
     records: list[dict]
     state: Path
@@ -431,7 +431,8 @@ def run_active_learning(config: ALConfig, *, callback=None) -> ALResult:
     """Run (or resume) every iteration of ``config``; see the module docstring.
 
     ``callback(event, info)`` reports progress (``iteration_start``, ``md_progress``,
-    ``md_run_done``, ``selected``, ``labelled``, ``training``, ``audited``, ``iteration_done``);
+    ``md_run_done``, ``selected``, ``labelled``, ``training``, ``trained`` (the first model),
+    ``audited``, ``iteration_done``, ``awaiting_labels``), each with a dict of details;
     it defaults to doing nothing. An exception it raises stops the run, which the next call
     resumes.
     """
