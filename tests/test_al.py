@@ -291,6 +291,7 @@ temperature = 300
     (_GOOD.replace('"emt"', '"no_such_module_here"'), "oracle.calculator", "neither"),
     (_GOOD + "[selection]\nmethod = \"random\"\n", "selection.method", "'fps' or 'maxvol'"),
     (_GOOD + "[filter]\nfraction = 1.5\n", "filter.fraction", "at most 1"),
+    ('device = "tpu"\n' + _GOOD, "device", "'cpu', 'cuda' or 'auto'"),
     ("surprise = 1\n" + _GOOD, "surprise", "unknown key"),
     (_GOOD + "runs = 0\n", "iteration[1].runs", "at least 1"),
 ])

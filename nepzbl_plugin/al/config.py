@@ -5,6 +5,7 @@ Example (``nepzbl al --example emt DIR`` writes a complete one)::
 
     state = "al-state"              # folder of the run (relative to this file)
     seed = 0
+    device = "cpu"                  # MD on "cpu", "cuda" or "auto"
 
     [data]
     train = "train.xyz"             # the labelled start set (extended XYZ, energy and forces)
@@ -161,10 +162,11 @@ class ALConfig:
     audit: bool = True
     audit_hot_md: bool = False
     num_threads: int | None = None
+    device: str = "cpu"  # of the MD calculator: "cpu", "cuda" or "auto"
     raw: dict = field(default_factory=dict)
 
 
-_TOP_KEYS = {"state", "seed", "threads", "data", "oracle", "md", "iteration", "selection",
+_TOP_KEYS = {"state", "seed", "threads", "device", "data", "oracle", "md", "iteration", "selection",
              "filter", "training", "audit"}
 _SECTION_KEYS = {
     "data": {"train", "nep_in", "model"},
@@ -283,6 +285,10 @@ def parse_config(data: dict, path) -> ALConfig:
     threads = reader.number(data, "threads", "threads", None, integer=True, low=1,
                             allow_none=True)
 
+    device = reader.string(data, "device", "device", "cpu")
+    if device not in ("cpu", "cuda", "auto"):
+        raise reader.error("device", f"must be 'cpu', 'cuda' or 'auto', not {device!r}")
+
     section = reader.table(data, "data", required=True)
     train = reader.file(section, "train", "data.train")
     nep_in = reader.file(section, "nep_in", "data.nep_in")
@@ -381,7 +387,7 @@ def parse_config(data: dict, path) -> ALConfig:
         grade_threshold=grade, filter_fraction=fraction, min_new_frames=min_new, epochs=epochs,
         max_time=max_time, fine_tune=fine_tune, initial_epochs=initial_epochs,
         initial_max_time=initial_max_time, optimizer=optimizer, batch_size=batch_size,
-        audit=audit, audit_hot_md=hot_md, num_threads=threads, raw=data,
+        audit=audit, audit_hot_md=hot_md, num_threads=threads, device=device, raw=data,
     )
 
 

@@ -217,7 +217,7 @@ def _md_phase(config: ALConfig, k: int, model_path: Path, data, limits, callback
             summaries.append(_read_json(json_path))
             continue
         if calc is None:
-            calc = NEP(str(model_path), num_threads=config.num_threads)
+            calc = NEP(str(model_path), device=config.device, num_threads=config.num_threads)
         start_index = int(np.random.default_rng(_seed(config, k, 1000 + r)).integers(len(data)))
         start = time.perf_counter()
 
