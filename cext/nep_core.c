@@ -25,6 +25,7 @@
 #define NEP_MIN_ATOMS_PER_THREAD 128
 #endif
 #include "nep_maths.h"
+#include "nep_network.h"
 #include "nep_neighbors.h"
 
 #include <math.h>
@@ -52,12 +53,9 @@ enum {
 struct nep_model {
     int version, T, nR, nA, bR, bA, L, N1, D;
     int flags[6];
-    int num_invariants, invariant[6]; /* enabled invariants, in descriptor block order */
     int nabc;                         /* (L+1)^2 - 1 */
     int slen;                         /* s-vector length per channel (>= NEP_MIN_S_LEN) */
-    int num_networks;                 /* 1 for nep3, T otherwise */
-    size_t block_size;                /* values per network block */
-    size_t num_parameters;
+    nep_layout layout;                /* sizes and offsets of the flat parameters */
     double *parameters;
     double *q_scaler;
     double *rc_radial, *rc_angular, *rcinv_radial, *rcinv_angular, *rc_list; /* [T][T] */
@@ -128,19 +126,10 @@ int nep_spec_layout(const nep_model_spec *spec, nep_layout *layout)
     if (spec->basis_angular < 0 || spec->basis_angular + 1 > NEP_MAX_BASIS) return NEP_ERR_MODEL;
     if (spec->l_max < 1 || spec->l_max > NEP_MAX_LMAX) return NEP_ERR_MODEL;
     if (spec->num_neurons < 1) return NEP_ERR_MODEL;
-    layout->num_blocks = spec->l_max;
-    for (int k = 0; k < 6; ++k) layout->num_blocks += spec->flags[k] != 0;
-    layout->dim = (spec->n_max_radial + 1) + (spec->n_max_angular + 1) * layout->num_blocks;
+    nep_layout_compute(spec->version, T, spec->n_max_radial, spec->n_max_angular,
+                       spec->basis_radial, spec->basis_angular, spec->l_max, spec->flags,
+                       spec->num_neurons, layout);
     if (layout->dim > NEP_MAX_DIM) return NEP_ERR_MODEL;
-    layout->num_networks = spec->version == 3 ? 1 : T;
-    layout->block_size = (size_t)(layout->dim + 2) * (size_t)spec->num_neurons +
-                         (spec->version == 5 ? 1 : 0);
-    const size_t TT = (size_t)T * T;
-    layout->offset_radial = layout->block_size * (size_t)layout->num_networks + 1;
-    layout->offset_angular = layout->offset_radial + TT * (size_t)(spec->n_max_radial + 1) *
-                                                         (size_t)(spec->basis_radial + 1);
-    layout->num_parameters = layout->offset_angular + TT * (size_t)(spec->n_max_angular + 1) *
-                                                          (size_t)(spec->basis_angular + 1);
     return NEP_OK;
 }
 
@@ -160,20 +149,20 @@ size_t nep_model_spec_num_parameters(const nep_model_spec *spec)
 static void rearrange_coefficients(nep_model *m)
 {
     const int T = m->T;
-    const double *cr = m->parameters + m->block_size * (size_t)m->num_networks + 1;
-    const double *ca = cr + (size_t)T * T * (m->nR + 1) * (m->bR + 1);
+    const double *cr = m->parameters + m->layout.offset_radial;
+    const double *ca = m->parameters + m->layout.offset_angular;
     for (int n = 0; n <= m->nR; ++n)
         for (int k = 0; k <= m->bR; ++k)
             for (int ti = 0; ti < T; ++ti)
                 for (int tj = 0; tj < T; ++tj)
                     m->c_radial[((size_t)(ti * T + tj) * (m->nR + 1) + n) * (m->bR + 1) + k] =
-                        cr[((size_t)(n * (m->bR + 1) + k) * T + ti) * T + tj];
+                        cr[nep_coefficient_index(n, k, m->bR + 1, T, ti, tj)];
     for (int n = 0; n <= m->nA; ++n)
         for (int k = 0; k <= m->bA; ++k)
             for (int ti = 0; ti < T; ++ti)
                 for (int tj = 0; tj < T; ++tj)
                     m->c_angular[((size_t)(ti * T + tj) * (m->nA + 1) + n) * (m->bA + 1) + k] =
-                        ca[((size_t)(n * (m->bA + 1) + k) * T + ti) * T + tj];
+                        ca[nep_coefficient_index(n, k, m->bA + 1, T, ti, tj)];
 }
 
 void nep_model_free(nep_model *m)
@@ -254,19 +243,14 @@ int nep_model_create(const nep_model_spec *spec, nep_model **out)
     m->L = spec->l_max;
     m->N1 = spec->num_neurons;
     m->D = D;
-    for (int k = 0; k < 6; ++k) {
-        m->flags[k] = spec->flags[k] != 0;
-        if (m->flags[k]) m->invariant[m->num_invariants++] = k;
-    }
+    for (int k = 0; k < 6; ++k) m->flags[k] = spec->flags[k] != 0;
     m->nabc = nep_num_abc(m->L);
     m->slen = m->nabc > NEP_MIN_S_LEN ? m->nabc : NEP_MIN_S_LEN;
-    m->num_networks = layout.num_networks;
-    m->block_size = layout.block_size;
-    m->num_parameters = layout.num_parameters;
+    m->layout = layout;
     m->use_zbl = spec->use_zbl != 0;
 
     const size_t TT = (size_t)T * T;
-    m->parameters = (double *)malloc(m->num_parameters * sizeof(double));
+    m->parameters = (double *)malloc(m->layout.num_parameters * sizeof(double));
     m->q_scaler = (double *)malloc((size_t)D * sizeof(double));
     m->rc_radial = (double *)malloc(TT * sizeof(double));
     m->rc_angular = (double *)malloc(TT * sizeof(double));
@@ -285,7 +269,7 @@ int nep_model_create(const nep_model_spec *spec, nep_model **out)
         nep_model_free(m);
         return NEP_ERR_NOMEM;
     }
-    memcpy(m->parameters, spec->parameters, m->num_parameters * sizeof(double));
+    memcpy(m->parameters, spec->parameters, m->layout.num_parameters * sizeof(double));
     memcpy(m->q_scaler, spec->q_scaler, (size_t)D * sizeof(double));
     memcpy(m->atomic_numbers, spec->atomic_numbers, (size_t)T * sizeof(int));
     m->rc_max = 0.0;
@@ -314,8 +298,8 @@ int nep_model_create(const nep_model_spec *spec, nep_model **out)
 int nep_model_set_parameters(nep_model *m, const double *parameters)
 {
     if (!m || !parameters) return NEP_ERR_ARGUMENT;
-    if (!all_finite(parameters, m->num_parameters)) return NEP_ERR_MODEL;
-    memcpy(m->parameters, parameters, m->num_parameters * sizeof(double));
+    if (!all_finite(parameters, m->layout.num_parameters)) return NEP_ERR_MODEL;
+    memcpy(m->parameters, parameters, m->layout.num_parameters * sizeof(double));
     rearrange_coefficients(m);
     return NEP_OK;
 }
@@ -368,21 +352,14 @@ static void atom_pass1(const nep_model *m, const nep_system *sys, const nep_neig
                 nep_chebyshev(m->bR, d, rcinv, fc, fcp, f, fp);
                 double *gd = gR_deriv + p * nR1;
                 for (int n = 0; n < nR1; ++n) {
-                    double g = 0.0, gp = 0.0;
-                    for (int k = 0; k < bR1; ++k) {
-                        g += c[n * bR1 + k] * f[k];
-                        gp += c[n * bR1 + k] * fp[k];
-                    }
+                    double g, gp;
+                    nep_channel_deriv(bR1, c + n * bR1, 1, f, fp, &g, &gp);
                     q[n] += g;
                     gd[n] = gp;
                 }
             } else {
                 nep_chebyshev_value(m->bR, d, rcinv, fc, f);
-                for (int n = 0; n < nR1; ++n) {
-                    double g = 0.0;
-                    for (int k = 0; k < bR1; ++k) g += c[n * bR1 + k] * f[k];
-                    q[n] += g;
-                }
+                for (int n = 0; n < nR1; ++n) q[n] += nep_channel(bR1, c + n * bR1, 1, f);
             }
         }
         /* angular (the first nang entries of i's list) */
@@ -401,15 +378,12 @@ static void atom_pass1(const nep_model *m, const nep_system *sys, const nep_neig
                 nep_chebyshev_value(m->bA, d, rcinv, fc, f);
             }
             for (int n = 0; n < nA1; ++n) {
-                double g = 0.0;
-                for (int k = 0; k < bA1; ++k) g += c[n * bA1 + k] * f[k];
+                const double g = nep_channel(bA1, c + n * bA1, 1, f);
                 double *sn = s + n * slen;
                 for (int kk = 0; kk < nabc; ++kk) sn[kk] += g * Y[kk];
                 if (want_forces) {
-                    double gp = 0.0;
-                    for (int k = 0; k < bA1; ++k) gp += c[n * bA1 + k] * fp[k];
                     gA_val[a * nA1 + n] = g;
-                    gA_deriv[a * nA1 + n] = gp;
+                    gA_deriv[a * nA1 + n] = nep_channel(bA1, c + n * bA1, 1, fp);
                 }
             }
             if (m->use_zbl) {
@@ -422,43 +396,21 @@ static void atom_pass1(const nep_model *m, const nep_system *sys, const nep_neig
     }
 
     /* descriptors: radial q[0..nR] are complete; angular blocks, l outer and n inner */
-    for (int n = 0; n < nA1; ++n) {
-        const double *sn = s + n * slen;
-        double ql[NEP_MAX_LMAX];
-        nep_q3b(L, sn, ql);
-        for (int l = 1; l <= L; ++l) q[nR1 + (l - 1) * nA1 + n] = ql[l - 1];
-        for (int v = 0; v < m->num_invariants; ++v)
-            q[nR1 + (L + v) * nA1 + n] = nep_invariant(m->invariant[v], sn);
-    }
+    for (int n = 0; n < nA1; ++n) nep_pack_angular(L, m->flags, m->nR, m->nA, n, s + n * slen, q, 1);
     for (int d = 0; d < D; ++d) q[d] *= m->q_scaler[d];
     if (descriptors) memcpy(descriptors + (size_t)i * D, q, (size_t)D * sizeof(double));
     energy_zbl[i] = uzbl;
     if (!energy_nn) return;
 
     /* network */
-    const int block = m->version == 3 ? 0 : ti;
-    const double *w0 = m->parameters + m->block_size * (size_t)block;
+    const double *w0 = m->parameters + m->layout.block_size * (size_t)nep_network_of_type(m->version, ti);
     const double *b0 = w0 + (size_t)m->N1 * D;
     const double *w1 = b0 + m->N1;
-    const double b1 = m->parameters[m->block_size * (size_t)m->num_networks];
     double Fp[NEP_MAX_DIM];
-    for (int d = 0; d < D; ++d) Fp[d] = 0.0;
-    double U = 0.0;
-    for (int h = 0; h < m->N1; ++h) {
-        const double *w = w0 + (size_t)h * D;
-        double x = 0.0;
-        for (int d = 0; d < D; ++d) x += w[d] * q[d];
-        const double a = tanh(x - b0[h]);
-        if (latent) latent[(size_t)i * m->N1 + h] = w1[h] * a;
-        U += w1[h] * a;
-        if (want_forces) {
-            const double y = w1[h] * (1.0 - a * a);
-            for (int d = 0; d < D; ++d) Fp[d] += y * w[d];
-        }
-    }
-    U -= b1;
-    if (m->version == 5) U -= w1[m->N1]; /* per-type bias beta_t follows w1 */
-    energy_nn[i] = U;
+    energy_nn[i] = nep_network_forward(D, m->N1, w0, b0, w1, m->parameters[m->layout.shared_bias],
+                                       m->version == 5 ? w1 + m->N1 : NULL, q, 1, NULL,
+                                       latent ? latent + (size_t)i * m->N1 : NULL, NULL,
+                                       want_forces ? Fp : NULL);
     if (!want_forces) return;
 
     /* dU/dq (unscaled) and G[n][kappa] = sum_d dU/dq_d dq_d/ds_{n,kappa} */
@@ -466,14 +418,9 @@ static void atom_pass1(const nep_model *m, const nep_system *sys, const nep_neig
     memcpy(Fp_radial + (size_t)i * nR1, Fp, (size_t)nR1 * sizeof(double));
     double *Gi = G + (size_t)i * nA1 * slen;
     for (int n = 0; n < nA1; ++n) {
-        const double *sn = s + n * slen;
         double *Gn = Gi + n * slen;
-        double dEdq[NEP_MAX_LMAX];
         for (int k = 0; k < slen; ++k) Gn[k] = 0.0;
-        for (int l = 1; l <= L; ++l) dEdq[l - 1] = Fp[nR1 + (l - 1) * nA1 + n];
-        nep_q3b_grad(L, sn, dEdq, Gn);
-        for (int v = 0; v < m->num_invariants; ++v)
-            nep_invariant_grad(m->invariant[v], sn, Fp[nR1 + (L + v) * nA1 + n], Gn);
+        nep_pack_angular_grad(L, m->flags, m->nR, m->nA, n, s + n * slen, Fp, 1, Gn);
     }
 }
 

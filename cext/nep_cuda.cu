@@ -24,6 +24,7 @@
 #include "nep.h"
 #include "nep_cuda.h"
 #include "nep_cuda_internal.cuh"
+#include "nep_layout.h"
 #include "nep_maths.h"
 
 NEPCU_DECLARE(nepcu_f64)
@@ -182,25 +183,23 @@ int fill_dims(const nep_model_spec *s, nepcu_dims *d)
     d->basis_radial = s->basis_radial;
     d->basis_angular = s->basis_angular;
     d->l_max = s->l_max;
-    int blocks = s->l_max;
-    for (int k = 0; k < 6; ++k) {
-        d->flags[k] = s->flags[k] != 0;
-        blocks += d->flags[k];
-    }
+    for (int k = 0; k < 6; ++k) d->flags[k] = s->flags[k] != 0;
+    nep_layout layout;
+    nep_layout_compute(s->version, s->num_types, s->n_max_radial, s->n_max_angular,
+                       s->basis_radial, s->basis_angular, s->l_max, d->flags, s->num_neurons,
+                       &layout);
     d->num_neurons = s->num_neurons;
-    d->dim = (s->n_max_radial + 1) + (s->n_max_angular + 1) * blocks;
+    d->dim = layout.dim;
     d->num_abc = (s->l_max + 1) * (s->l_max + 1) - 1;
     d->s_len = d->num_abc > NEP_MIN_S_LEN ? d->num_abc : NEP_MIN_S_LEN;
     d->use_zbl = s->use_zbl != 0;
-    d->block_size = (d->dim + 2) * d->num_neurons + (s->version == 5 ? 1 : 0);
-    d->num_networks = s->version == 3 ? 1 : s->num_types;
+    d->block_size = (int)layout.block_size;
+    d->num_networks = layout.num_networks;
+    d->shared_bias_index = (int)layout.shared_bias;
+    d->c_radial_offset = (int)layout.offset_radial;
+    d->c_angular_offset = (int)layout.offset_angular;
     const int T = s->num_types;
-    d->shared_bias_index = d->block_size * d->num_networks;
-    d->c_radial_offset = d->shared_bias_index + 1;
-    d->c_angular_offset =
-        d->c_radial_offset + T * T * (s->n_max_radial + 1) * (s->basis_radial + 1);
-    const size_t expected = (size_t)d->c_angular_offset +
-                            (size_t)T * T * (s->n_max_angular + 1) * (s->basis_angular + 1);
+    const size_t expected = layout.num_parameters;
     if (s->num_parameters != expected) return NEP_ERR_MODEL;
     if (!s->rc_radial || !s->rc_angular || !s->atomic_numbers || !s->parameters || !s->q_scaler)
         return NEP_ERR_ARGUMENT;
@@ -662,7 +661,29 @@ int nep_cuda_compute(nep_cuda_model *m, const nep_system *system, nep_outputs *o
     return rc != NEP_OK ? rc : status;
 }
 
-#define NEPCU_TRY(call, what)                                                                \
+} /* extern "C" */
+
+namespace {
+
+/* One nep_cuda_compute_batch call, passed through its steps: check, list, upload,
+ * evaluate, download. The host arrays are freed by batch_free whatever step fails. */
+struct batch {
+    int num_structs = 0, num_atoms = 0, total_bins = 0;
+    const nep_system *systems = nullptr;
+    bininfo *info = nullptr;  /* [S] binning lattice and atom range of every structure */
+    double *h_cells = nullptr; /* [S][9] */
+};
+
+void batch_free(batch *b)
+{
+    free(b->info);
+    free(b->h_cells);
+    b->info = nullptr;
+    b->h_cells = nullptr;
+}
+
+/* A CUDA failure inside a step: the list may be half built, so it is rebuilt next time. */
+#define NEPCU_CHECK(call, what)                                                              \
     do {                                                                                     \
         cudaError_t err_ = (call);                                                           \
         if (err_ != cudaSuccess) {                                                           \
@@ -671,26 +692,14 @@ int nep_cuda_compute(nep_cuda_model *m, const nep_system *system, nep_outputs *o
         }                                                                                    \
     } while (0)
 
-int nep_cuda_compute_batch(nep_cuda_model *m, int num_systems, const nep_system *systems,
-                           nep_outputs *outputs, int *statuses)
+/* Host checks, per structure, into st[]: the batch runs only when every structure is valid,
+ * so that a bad structure says so at once and costs no device time. */
+int check_systems(const nep_cuda_model *m, int num_systems, const nep_system *systems, int *st,
+                  long *total_atoms)
 {
-    last_error[0] = '\0';
-    if (!m || num_systems < 1 || !systems || !outputs) return NEP_ERR_ARGUMENT;
-    NEPCU_TRY(cudaSetDevice(m->device), "cudaSetDevice");
-    const nepcu_dims &dm = m->dims;
-    const int T = dm.num_types;
-    const nep_outputs &o0 = outputs[0];
-    const double cutoff = m->list_cutoff_base + m->skin;
-
-    /* ---- host checks, per structure */
+    const int T = m->dims.num_types;
     int first_bad = NEP_OK;
-    long total_atoms = 0;
-    int *st = statuses;
-    int local_status[1];
-    if (!st) {
-        st = num_systems == 1 ? local_status : (int *)malloc(sizeof(int) * num_systems);
-        if (!st) return NEP_ERR_NOMEM;
-    }
+    *total_atoms = 0;
     for (int s = 0; s < num_systems; ++s) {
         const nep_system &sys = systems[s];
         int code = NEP_OK;
@@ -706,88 +715,71 @@ int nep_cuda_compute_batch(nep_cuda_model *m, int num_systems, const nep_system 
         }
         st[s] = code;
         if (code != NEP_OK && first_bad == NEP_OK) first_bad = code;
-        total_atoms += sys.num_atoms;
+        *total_atoms += sys.num_atoms;
     }
-    if (total_atoms > (1L << 30)) {
-        if (st != statuses && st != local_status) free(st);
-        return NEP_ERR_ARGUMENT;
-    }
-    if (first_bad != NEP_OK) {
-        /* The batch runs only when every structure is valid: a bad structure says so at once
-         * and costs no device time. */
-        if (st != statuses && st != local_status) free(st);
-        return first_bad;
-    }
-    if (st != statuses && st != local_status) free(st);
-    const int N = (int)total_atoms;
-    const int S = num_systems;
+    return first_bad;
+}
 
-    /* ---- binning lattices */
-    bininfo *info = (bininfo *)calloc(S, sizeof(bininfo));
-    if (!info) return NEP_ERR_NOMEM;
-    int total_bins = 0, offset = 0;
-    for (int s = 0; s < S; ++s) {
+/* The binning lattice of every structure (host only). */
+int plan_bins(batch *b, double cutoff, int *statuses)
+{
+    b->info = (bininfo *)calloc(b->num_structs, sizeof(bininfo));
+    if (!b->info) return NEP_ERR_NOMEM;
+    int offset = 0;
+    for (int s = 0; s < b->num_structs; ++s) {
         int nbins = 0;
-        const int code = make_bininfo(&systems[s], cutoff, &info[s], &nbins);
+        const int code = make_bininfo(&b->systems[s], cutoff, &b->info[s], &nbins);
         if (code != NEP_OK) {
             if (statuses) statuses[s] = code;
-            free(info);
             if (!last_error[0])
                 snprintf(last_error, sizeof(last_error), "structure %d: cell too thin or singular", s);
             return code;
         }
-        info[s].bin_offset = total_bins;
-        info[s].atom_offset = offset;
-        info[s].num_atoms = systems[s].num_atoms;
-        total_bins += nbins;
-        offset += systems[s].num_atoms;
+        b->info[s].bin_offset = b->total_bins;
+        b->info[s].atom_offset = offset;
+        b->info[s].num_atoms = b->systems[s].num_atoms;
+        b->total_bins += nbins;
+        offset += b->systems[s].num_atoms;
     }
+    return NEP_OK;
+}
 
-    /* ---- does the current list still describe this batch? (before uploading positions) */
-    bool same_layout = m->list_valid && m->last_atoms == N && m->last_structs == S &&
-                       m->last_skin == m->skin;
-    for (int s = 0; same_layout && s < S; ++s) {
-        const nep_system &sys = systems[s];
+/* Does the current list still describe this batch (same structures, cells, pbc, types)? */
+bool same_layout(const nep_cuda_model *m, const batch *b)
+{
+    if (!(m->list_valid && m->last_atoms == b->num_atoms && m->last_structs == b->num_structs &&
+          m->last_skin == m->skin))
+        return false;
+    for (int s = 0; s < b->num_structs; ++s) {
+        const nep_system &sys = b->systems[s];
         if (m->last_counts[s] != sys.num_atoms || memcmp(m->last_cells + 9 * s, sys.cell, 72) ||
             m->last_pbc[3 * s] != sys.pbc[0] || m->last_pbc[3 * s + 1] != sys.pbc[1] ||
             m->last_pbc[3 * s + 2] != sys.pbc[2] ||
-            memcmp(m->last_types + info[s].atom_offset, sys.types, sizeof(int) * sys.num_atoms))
-            same_layout = false;
+            memcmp(m->last_types + b->info[s].atom_offset, sys.types, sizeof(int) * sys.num_atoms))
+            return false;
     }
+    return true;
+}
 
-    /* ---- upload positions, cells (and types when the layout changed) */
+/* Upload step: positions, cells and binning lattices (types go with a list rebuild). */
+int upload_positions(nep_cuda_model *m, batch *b)
+{
+    const int N = b->num_atoms, S = b->num_structs;
     if (m->h_pos_capacity < (size_t)N * 3 + 3) {
         if (m->h_pos) cudaFreeHost(m->h_pos);
         m->h_pos = nullptr;
         m->h_pos_capacity = 0;
         cudaError_t err = cudaMallocHost((void **)&m->h_pos, sizeof(double) * ((size_t)N * 3 + 3));
-        if (err != cudaSuccess) {
-            free(info);
-            return status_of(err, "pinned host buffer");
-        }
+        if (err != cudaSuccess) return status_of(err, "pinned host buffer");
         m->h_pos_capacity = (size_t)N * 3 + 3;
     }
-    double *h_cells = (double *)malloc(sizeof(double) * 9 * S);
-    if (!h_cells) {
-        free(info);
-        return NEP_ERR_NOMEM;
-    }
+    b->h_cells = (double *)malloc(sizeof(double) * 9 * S);
+    if (!b->h_cells) return NEP_ERR_NOMEM;
     for (int s = 0; s < S; ++s) {
-        memcpy(m->h_pos + 3 * (size_t)info[s].atom_offset, systems[s].positions,
-               sizeof(double) * 3 * systems[s].num_atoms);
-        memcpy(h_cells + 9 * s, systems[s].cell, sizeof(double) * 9);
+        memcpy(m->h_pos + 3 * (size_t)b->info[s].atom_offset, b->systems[s].positions,
+               sizeof(double) * 3 * b->systems[s].num_atoms);
+        memcpy(b->h_cells + 9 * s, b->systems[s].cell, sizeof(double) * 9);
     }
-    cudaError_t err = cudaSuccess;
-#define NEPCU_CHECK(call, what)                                                              \
-    do {                                                                                     \
-        err = (call);                                                                        \
-        if (err != cudaSuccess) {                                                            \
-            free(info);                                                                      \
-            free(h_cells);                                                                   \
-            m->list_valid = false;                                                           \
-            return status_of(err, what);                                                     \
-        }                                                                                    \
-    } while (0)
     const size_t Nz = N > 0 ? (size_t)N : 1;
     NEPCU_CHECK(reserve(&m->pos, sizeof(double) * 3 * Nz), "allocating positions");
     NEPCU_CHECK(reserve(&m->cells, sizeof(double) * 9 * S), "allocating cells");
@@ -797,164 +789,199 @@ int nep_cuda_compute_batch(nep_cuda_model *m, int num_systems, const nep_system 
     NEPCU_CHECK(reserve(&m->scratch, sizeof(int) * 4), "allocating flags");
     NEPCU_CHECK(cudaMemcpyAsync(m->pos.p, m->h_pos, sizeof(double) * 3 * N,
                                 cudaMemcpyHostToDevice, m->stream), "uploading positions");
-    NEPCU_CHECK(cudaMemcpyAsync(m->cells.p, h_cells, sizeof(double) * 9 * S,
+    NEPCU_CHECK(cudaMemcpyAsync(m->cells.p, b->h_cells, sizeof(double) * 9 * S,
                                 cudaMemcpyHostToDevice, m->stream), "uploading cells");
-    NEPCU_CHECK(cudaMemcpyAsync(m->binfo.p, info, sizeof(bininfo) * S, cudaMemcpyHostToDevice,
+    NEPCU_CHECK(cudaMemcpyAsync(m->binfo.p, b->info, sizeof(bininfo) * S, cudaMemcpyHostToDevice,
                                 m->stream), "uploading cells");
     NEPCU_CHECK(cudaMemsetAsync(m->struct_flags.p, 0, sizeof(int) * S, m->stream), "flags");
-    int *d_scratch = (int *)m->scratch.p; /* [0] moved flag, [1] max neighbour count */
-    const int threads = 128;
+    return NEP_OK;
+}
 
-    bool rebuild = !same_layout;
-    if (!rebuild && N > 0) {
-        /* Verlet criterion: rebuild once any atom moved more than half the skin */
-        NEPCU_CHECK(cudaMemsetAsync(d_scratch, 0, sizeof(int), m->stream), "flags");
-        const double half = 0.5 * m->skin;
-        NEPCU_LAUNCH(k_moved, blocks_for(N, threads), threads, m->stream,
-            N, (const double *)m->pos.p, (const double *)m->pos_build.p, half * half, d_scratch);
-        int moved = 0;
-        NEPCU_CHECK(cudaMemcpyAsync(&moved, d_scratch, sizeof(int), cudaMemcpyDeviceToHost,
-                                    m->stream), "neighbour list check");
-        NEPCU_CHECK(cudaStreamSynchronize(m->stream), "neighbour list check");
-        rebuild = moved != 0;
-    }
+const int list_threads = 128;
 
-    if (rebuild) {
-        m->list_valid = false;
-        /* types and structure index of every atom */
-        int *h_types = (int *)malloc(sizeof(int) * Nz);
-        int *h_struct = (int *)malloc(sizeof(int) * Nz);
-        if (!h_types || !h_struct) {
-            free(h_types);
-            free(h_struct);
-            free(info);
-            free(h_cells);
-            return NEP_ERR_NOMEM;
-        }
-        for (int s = 0; s < S; ++s)
-            for (int a = 0; a < systems[s].num_atoms; ++a) {
-                h_types[info[s].atom_offset + a] = systems[s].types[a];
-                h_struct[info[s].atom_offset + a] = s;
-            }
-        err = reserve(&m->types, sizeof(int) * Nz);
-        if (err == cudaSuccess) err = reserve(&m->struct_of_atom, sizeof(int) * Nz);
-        if (err == cudaSuccess)
-            err = cudaMemcpyAsync(m->types.p, h_types, sizeof(int) * N, cudaMemcpyHostToDevice,
-                                  m->stream);
-        if (err == cudaSuccess)
-            err = cudaMemcpyAsync(m->struct_of_atom.p, h_struct, sizeof(int) * N,
-                                  cudaMemcpyHostToDevice, m->stream);
-        if (err == cudaSuccess) err = cudaStreamSynchronize(m->stream);
-        /* remember the layout the list is built for */
-        if (err == cudaSuccess) {
-            free(m->last_types);
-            m->last_types = h_types;
-            h_types = nullptr;
-            free(m->last_counts);
-            free(m->last_cells);
-            free(m->last_pbc);
-            m->last_counts = (int *)malloc(sizeof(int) * S);
-            m->last_cells = (double *)malloc(sizeof(double) * 9 * S);
-            m->last_pbc = (int *)malloc(sizeof(int) * 3 * S);
-            if (!m->last_counts || !m->last_cells || !m->last_pbc) err = cudaErrorMemoryAllocation;
-            for (int s = 0; err == cudaSuccess && s < S; ++s) {
-                m->last_counts[s] = systems[s].num_atoms;
-                memcpy(m->last_cells + 9 * s, systems[s].cell, 72);
-                for (int k = 0; k < 3; ++k) m->last_pbc[3 * s + k] = systems[s].pbc[k];
-            }
-        }
+/* Verlet criterion: whether any atom moved more than half the skin since the last build. */
+int atoms_moved(nep_cuda_model *m, const batch *b, bool *moved)
+{
+    int *d_scratch = (int *)m->scratch.p; /* [0] moved flag */
+    const int N = b->num_atoms;
+    NEPCU_CHECK(cudaMemsetAsync(d_scratch, 0, sizeof(int), m->stream), "flags");
+    const double half = 0.5 * m->skin;
+    NEPCU_LAUNCH(k_moved, blocks_for(N, list_threads), list_threads, m->stream,
+        N, (const double *)m->pos.p, (const double *)m->pos_build.p, half * half, d_scratch);
+    int flag = 0;
+    NEPCU_CHECK(cudaMemcpyAsync(&flag, d_scratch, sizeof(int), cudaMemcpyDeviceToHost,
+                                m->stream), "neighbour list check");
+    NEPCU_CHECK(cudaStreamSynchronize(m->stream), "neighbour list check");
+    *moved = flag != 0;
+    return NEP_OK;
+}
+
+/* Types and structure index of every atom, uploaded and remembered as the list's layout. */
+int upload_types(nep_cuda_model *m, const batch *b)
+{
+    const int N = b->num_atoms, S = b->num_structs;
+    const size_t Nz = N > 0 ? (size_t)N : 1;
+    int *h_types = (int *)malloc(sizeof(int) * Nz);
+    int *h_struct = (int *)malloc(sizeof(int) * Nz);
+    if (!h_types || !h_struct) {
         free(h_types);
         free(h_struct);
-        NEPCU_CHECK(err, "uploading types");
-
-        /* cell list */
-        NEPCU_CHECK(reserve(&m->pos_build, sizeof(double) * 3 * Nz), "allocating list");
-        NEPCU_CHECK(reserve(&m->atom_bin, sizeof(int) * Nz), "allocating list");
-        NEPCU_CHECK(reserve(&m->atom_cell, sizeof(int4) * Nz), "allocating list");
-        NEPCU_CHECK(reserve(&m->atom_wrap, sizeof(int4) * Nz), "allocating list");
-        NEPCU_CHECK(reserve(&m->bin_count, sizeof(int) * (total_bins + 1)), "allocating list");
-        NEPCU_CHECK(reserve(&m->bin_start, sizeof(int) * (total_bins + 1)), "allocating list");
-        NEPCU_CHECK(reserve(&m->bin_fill, sizeof(int) * (total_bins + 1)), "allocating list");
-        NEPCU_CHECK(reserve(&m->bin_atoms, sizeof(int) * Nz), "allocating list");
-        NEPCU_CHECK(reserve(&m->nbr_count, sizeof(int) * Nz), "allocating list");
-        NEPCU_CHECK(cudaMemcpyAsync(m->pos_build.p, m->pos.p, sizeof(double) * 3 * N,
-                                    cudaMemcpyDeviceToDevice, m->stream), "list");
-        NEPCU_CHECK(cudaMemsetAsync(m->bin_count.p, 0, sizeof(int) * (total_bins + 1), m->stream),
-                    "list");
-        NEPCU_CHECK(cudaMemsetAsync(m->bin_fill.p, 0, sizeof(int) * (total_bins + 1), m->stream),
-                    "list");
-        if (N > 0)
-            NEPCU_LAUNCH(k_bin, blocks_for(N, threads), threads, m->stream,
-                N, (const double *)m->pos.p, (const int *)m->struct_of_atom.p,
-                (const bininfo *)m->binfo.p, (int *)m->atom_bin.p, (int4 *)m->atom_cell.p,
-                (int4 *)m->atom_wrap.p, (int *)m->bin_count.p);
-        int *h_bins = (int *)malloc(sizeof(int) * (total_bins + 1));
-        if (!h_bins) {
-            free(info);
-            free(h_cells);
-            return NEP_ERR_NOMEM;
-        }
-        err = cudaMemcpyAsync(h_bins, m->bin_count.p, sizeof(int) * total_bins,
-                              cudaMemcpyDeviceToHost, m->stream);
-        if (err == cudaSuccess) err = cudaStreamSynchronize(m->stream);
-        if (err == cudaSuccess) {
-            int run = 0;
-            for (int b = 0; b < total_bins; ++b) {
-                const int c = h_bins[b];
-                h_bins[b] = run;
-                run += c;
-            }
-            err = cudaMemcpyAsync(m->bin_start.p, h_bins, sizeof(int) * total_bins,
-                                  cudaMemcpyHostToDevice, m->stream);
-        }
-        if (err == cudaSuccess) err = cudaStreamSynchronize(m->stream);
-        free(h_bins);
-        NEPCU_CHECK(err, "building the cell list");
-        if (N > 0)
-            NEPCU_LAUNCH(k_fill, blocks_for(N, threads), threads, m->stream,
-                N, (const int *)m->atom_bin.p, (const int *)m->bin_start.p,
-                (int *)m->bin_fill.p, (int *)m->bin_atoms.p);
-
-        /* Verlet list: grow the capacity and rebuild until every atom fits */
-        if (m->max_neighbors < 16) m->max_neighbors = 64;
-        for (int attempt = 0; attempt < 3; ++attempt) {
-            const int MN = m->max_neighbors;
-            NEPCU_CHECK(reserve(&m->nbr, sizeof(int4) * (size_t)MN * Nz), "allocating list");
-            NEPCU_CHECK(reserve(&m->rev, sizeof(int) * (size_t)MN * Nz), "allocating list");
-            NEPCU_CHECK(cudaMemsetAsync(d_scratch + 1, 0, sizeof(int), m->stream), "list");
-            if (N > 0)
-                NEPCU_LAUNCH(k_build, blocks_for(N, threads), threads, m->stream,
-                    N, MN, cutoff * cutoff, (const double *)m->pos.p,
-                    (const int *)m->struct_of_atom.p, (const double *)m->cells.p,
-                    (const bininfo *)m->binfo.p, (const int4 *)m->atom_cell.p,
-                    (const int4 *)m->atom_wrap.p, (const int *)m->bin_start.p,
-                    (const int *)m->bin_count.p, (const int *)m->bin_atoms.p,
-                    (int4 *)m->nbr.p, (int *)m->nbr_count.p, d_scratch + 1);
-            int max_count = 0;
-            NEPCU_CHECK(cudaMemcpyAsync(&max_count, d_scratch + 1, sizeof(int),
-                                        cudaMemcpyDeviceToHost, m->stream), "list");
-            NEPCU_CHECK(cudaStreamSynchronize(m->stream), "building the neighbour list");
-            if (max_count <= MN) break;
-            m->max_neighbors = ((max_count + max_count / 8 + 8) / 8) * 8;
-            if (attempt == 2) {
-                free(info);
-                free(h_cells);
-                return fail(NEP_ERR_CUDA, "neighbour list did not converge");
-            }
-        }
-        if (N > 0)
-            NEPCU_LAUNCH(k_reverse, blocks_for(N, threads), threads, m->stream,
-                N, (const int *)m->struct_of_atom.p, (const int4 *)m->nbr.p,
-                (const int *)m->nbr_count.p, (int *)m->rev.p, (int *)m->struct_flags.p);
-        NEPCU_CHECK(cudaGetLastError(), "building the neighbour list");
-        m->builds += 1;
-        m->last_atoms = N;
-        m->last_structs = S;
-        m->last_skin = m->skin;
-        m->list_valid = true;
+        return NEP_ERR_NOMEM;
     }
+    for (int s = 0; s < S; ++s)
+        for (int a = 0; a < b->systems[s].num_atoms; ++a) {
+            h_types[b->info[s].atom_offset + a] = b->systems[s].types[a];
+            h_struct[b->info[s].atom_offset + a] = s;
+        }
+    cudaError_t err = reserve(&m->types, sizeof(int) * Nz);
+    if (err == cudaSuccess) err = reserve(&m->struct_of_atom, sizeof(int) * Nz);
+    if (err == cudaSuccess)
+        err = cudaMemcpyAsync(m->types.p, h_types, sizeof(int) * N, cudaMemcpyHostToDevice,
+                              m->stream);
+    if (err == cudaSuccess)
+        err = cudaMemcpyAsync(m->struct_of_atom.p, h_struct, sizeof(int) * N,
+                              cudaMemcpyHostToDevice, m->stream);
+    if (err == cudaSuccess) err = cudaStreamSynchronize(m->stream);
+    if (err == cudaSuccess) {
+        free(m->last_types);
+        m->last_types = h_types;
+        h_types = nullptr;
+        free(m->last_counts);
+        free(m->last_cells);
+        free(m->last_pbc);
+        m->last_counts = (int *)malloc(sizeof(int) * S);
+        m->last_cells = (double *)malloc(sizeof(double) * 9 * S);
+        m->last_pbc = (int *)malloc(sizeof(int) * 3 * S);
+        if (!m->last_counts || !m->last_cells || !m->last_pbc) err = cudaErrorMemoryAllocation;
+        for (int s = 0; err == cudaSuccess && s < S; ++s) {
+            m->last_counts[s] = b->systems[s].num_atoms;
+            memcpy(m->last_cells + 9 * s, b->systems[s].cell, 72);
+            for (int k = 0; k < 3; ++k) m->last_pbc[3 * s + k] = b->systems[s].pbc[k];
+        }
+    }
+    free(h_types);
+    free(h_struct);
+    NEPCU_CHECK(err, "uploading types");
+    return NEP_OK;
+}
 
-    /* ---- work buffers */
+/* The cell list: atoms binned, bins counted, prefix-summed on the host and filled. */
+int build_cell_list(nep_cuda_model *m, const batch *b)
+{
+    const int N = b->num_atoms, total_bins = b->total_bins;
+    const size_t Nz = N > 0 ? (size_t)N : 1;
+    NEPCU_CHECK(reserve(&m->pos_build, sizeof(double) * 3 * Nz), "allocating list");
+    NEPCU_CHECK(reserve(&m->atom_bin, sizeof(int) * Nz), "allocating list");
+    NEPCU_CHECK(reserve(&m->atom_cell, sizeof(int4) * Nz), "allocating list");
+    NEPCU_CHECK(reserve(&m->atom_wrap, sizeof(int4) * Nz), "allocating list");
+    NEPCU_CHECK(reserve(&m->bin_count, sizeof(int) * (total_bins + 1)), "allocating list");
+    NEPCU_CHECK(reserve(&m->bin_start, sizeof(int) * (total_bins + 1)), "allocating list");
+    NEPCU_CHECK(reserve(&m->bin_fill, sizeof(int) * (total_bins + 1)), "allocating list");
+    NEPCU_CHECK(reserve(&m->bin_atoms, sizeof(int) * Nz), "allocating list");
+    NEPCU_CHECK(reserve(&m->nbr_count, sizeof(int) * Nz), "allocating list");
+    NEPCU_CHECK(cudaMemcpyAsync(m->pos_build.p, m->pos.p, sizeof(double) * 3 * N,
+                                cudaMemcpyDeviceToDevice, m->stream), "list");
+    NEPCU_CHECK(cudaMemsetAsync(m->bin_count.p, 0, sizeof(int) * (total_bins + 1), m->stream),
+                "list");
+    NEPCU_CHECK(cudaMemsetAsync(m->bin_fill.p, 0, sizeof(int) * (total_bins + 1), m->stream),
+                "list");
+    if (N > 0)
+        NEPCU_LAUNCH(k_bin, blocks_for(N, list_threads), list_threads, m->stream,
+            N, (const double *)m->pos.p, (const int *)m->struct_of_atom.p,
+            (const bininfo *)m->binfo.p, (int *)m->atom_bin.p, (int4 *)m->atom_cell.p,
+            (int4 *)m->atom_wrap.p, (int *)m->bin_count.p);
+    int *h_bins = (int *)malloc(sizeof(int) * (total_bins + 1));
+    if (!h_bins) return NEP_ERR_NOMEM;
+    cudaError_t err = cudaMemcpyAsync(h_bins, m->bin_count.p, sizeof(int) * total_bins,
+                                      cudaMemcpyDeviceToHost, m->stream);
+    if (err == cudaSuccess) err = cudaStreamSynchronize(m->stream);
+    if (err == cudaSuccess) {
+        int run = 0;
+        for (int k = 0; k < total_bins; ++k) {
+            const int c = h_bins[k];
+            h_bins[k] = run;
+            run += c;
+        }
+        err = cudaMemcpyAsync(m->bin_start.p, h_bins, sizeof(int) * total_bins,
+                              cudaMemcpyHostToDevice, m->stream);
+    }
+    if (err == cudaSuccess) err = cudaStreamSynchronize(m->stream);
+    free(h_bins);
+    NEPCU_CHECK(err, "building the cell list");
+    if (N > 0)
+        NEPCU_LAUNCH(k_fill, blocks_for(N, list_threads), list_threads, m->stream,
+            N, (const int *)m->atom_bin.p, (const int *)m->bin_start.p,
+            (int *)m->bin_fill.p, (int *)m->bin_atoms.p);
+    return NEP_OK;
+}
+
+/* The Verlet list from the cell list: grow the capacity and rebuild until every atom fits,
+ * then the reverse slots. */
+int build_verlet_list(nep_cuda_model *m, const batch *b, double cutoff)
+{
+    const int N = b->num_atoms;
+    const size_t Nz = N > 0 ? (size_t)N : 1;
+    int *d_scratch = (int *)m->scratch.p; /* [1] max neighbour count */
+    if (m->max_neighbors < 16) m->max_neighbors = 64;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        const int MN = m->max_neighbors;
+        NEPCU_CHECK(reserve(&m->nbr, sizeof(int4) * (size_t)MN * Nz), "allocating list");
+        NEPCU_CHECK(reserve(&m->rev, sizeof(int) * (size_t)MN * Nz), "allocating list");
+        NEPCU_CHECK(cudaMemsetAsync(d_scratch + 1, 0, sizeof(int), m->stream), "list");
+        if (N > 0)
+            NEPCU_LAUNCH(k_build, blocks_for(N, list_threads), list_threads, m->stream,
+                N, MN, cutoff * cutoff, (const double *)m->pos.p,
+                (const int *)m->struct_of_atom.p, (const double *)m->cells.p,
+                (const bininfo *)m->binfo.p, (const int4 *)m->atom_cell.p,
+                (const int4 *)m->atom_wrap.p, (const int *)m->bin_start.p,
+                (const int *)m->bin_count.p, (const int *)m->bin_atoms.p,
+                (int4 *)m->nbr.p, (int *)m->nbr_count.p, d_scratch + 1);
+        int max_count = 0;
+        NEPCU_CHECK(cudaMemcpyAsync(&max_count, d_scratch + 1, sizeof(int),
+                                    cudaMemcpyDeviceToHost, m->stream), "list");
+        NEPCU_CHECK(cudaStreamSynchronize(m->stream), "building the neighbour list");
+        if (max_count <= MN) break;
+        m->max_neighbors = ((max_count + max_count / 8 + 8) / 8) * 8;
+        if (attempt == 2) return fail(NEP_ERR_CUDA, "neighbour list did not converge");
+    }
+    if (N > 0)
+        NEPCU_LAUNCH(k_reverse, blocks_for(N, list_threads), list_threads, m->stream,
+            N, (const int *)m->struct_of_atom.p, (const int4 *)m->nbr.p,
+            (const int *)m->nbr_count.p, (int *)m->rev.p, (int *)m->struct_flags.p);
+    NEPCU_CHECK(cudaGetLastError(), "building the neighbour list");
+    return NEP_OK;
+}
+
+/* List step: keep the list while the layout is the same and no atom moved more than half
+ * the skin; rebuild it otherwise. */
+int update_list(nep_cuda_model *m, const batch *b, bool layout_unchanged, double cutoff)
+{
+    bool rebuild = !layout_unchanged;
+    if (!rebuild && b->num_atoms > 0) {
+        const int code = atoms_moved(m, b, &rebuild);
+        if (code != NEP_OK) return code;
+    }
+    if (!rebuild) return NEP_OK;
+    m->list_valid = false;
+    int code = upload_types(m, b);
+    if (code == NEP_OK) code = build_cell_list(m, b);
+    if (code == NEP_OK) code = build_verlet_list(m, b, cutoff);
+    if (code != NEP_OK) return code;
+    m->builds += 1;
+    m->last_atoms = b->num_atoms;
+    m->last_structs = b->num_structs;
+    m->last_skin = m->skin;
+    m->list_valid = true;
+    return NEP_OK;
+}
+
+/* Evaluate step: work buffers for what outputs[0] asks (every structure asks the same), the
+ * kernels and the per-structure totals. */
+int evaluate_outputs(nep_cuda_model *m, const batch *b, const nep_outputs &o0)
+{
+    const nepcu_dims &dm = m->dims;
+    const int N = b->num_atoms;
+    const size_t Nz = N > 0 ? (size_t)N : 1;
     const bool want_virial = o0.virial || o0.virials;
     const bool want_zbl_parts = o0.forces_zbl || o0.virial_zbl;
     const bool need_forces = o0.forces || want_virial || want_zbl_parts;
@@ -985,7 +1012,7 @@ int nep_cuda_compute_batch(nep_cuda_model *m, int num_systems, const nep_system 
     nepcu_work w;
     memset(&w, 0, sizeof(w));
     w.num_atoms = N;
-    w.num_structs = S;
+    w.num_structs = b->num_structs;
     w.max_neighbors = MN;
     w.pos = (const double *)m->pos.p;
     w.types = (const int *)m->types.p;
@@ -1012,28 +1039,33 @@ int nep_cuda_compute_batch(nep_cuda_model *m, int num_systems, const nep_system 
     w.need_forces = need_forces;
     /* the ZBL virial needs the ZBL pair buffer and the ZBL gather */
     NEPCU_CHECK(m->im->evaluate(&dm, &m->dev, &w, m->stream), "running the kernels");
-    NEPCU_LAUNCH(k_totals, S, NEPCU_TOTALS_THREADS, m->stream, (const bininfo *)m->binfo.p, w.energy, w.virials,
-                                       w.energy_zbl, w.virials_zbl, (double *)m->totals.p);
+    NEPCU_LAUNCH(k_totals, b->num_structs, NEPCU_TOTALS_THREADS, m->stream,
+                 (const bininfo *)m->binfo.p, w.energy, w.virials, w.energy_zbl, w.virials_zbl,
+                 (double *)m->totals.p);
     NEPCU_CHECK(cudaGetLastError(), "summing totals");
+    return NEP_OK;
+}
 
-    /* ---- downloads: only what was asked for */
+/* Download step: only what was asked for, then the per-structure statuses and totals. */
+int download_outputs(nep_cuda_model *m, const batch *b, nep_outputs *outputs, int *statuses)
+{
+    const nepcu_dims &dm = m->dims;
+    const int S = b->num_structs;
     double *h_totals = (double *)malloc(sizeof(double) * 20 * S);
     int *h_flags = (int *)malloc(sizeof(int) * S);
     if (!h_totals || !h_flags) {
         free(h_totals);
         free(h_flags);
-        free(info);
-        free(h_cells);
         return NEP_ERR_NOMEM;
     }
-    err = cudaMemcpyAsync(h_totals, m->totals.p, sizeof(double) * 20 * S, cudaMemcpyDeviceToHost,
-                          m->stream);
+    cudaError_t err = cudaMemcpyAsync(h_totals, m->totals.p, sizeof(double) * 20 * S,
+                                      cudaMemcpyDeviceToHost, m->stream);
     if (err == cudaSuccess)
         err = cudaMemcpyAsync(h_flags, m->struct_flags.p, sizeof(int) * S,
                               cudaMemcpyDeviceToHost, m->stream);
     for (int s = 0; err == cudaSuccess && s < S; ++s) {
         const nep_outputs &o = outputs[s];
-        const size_t a = (size_t)info[s].atom_offset, n = (size_t)info[s].num_atoms;
+        const size_t a = (size_t)b->info[s].atom_offset, n = (size_t)b->info[s].num_atoms;
         if (n == 0) continue;
         struct {
             double *dst;
@@ -1081,9 +1113,53 @@ int nep_cuda_compute_batch(nep_cuda_model *m, int num_systems, const nep_system 
     }
     free(h_totals);
     free(h_flags);
-    free(info);
-    free(h_cells);
     return result;
+}
+
+#undef NEPCU_CHECK
+
+} // namespace
+
+extern "C" {
+
+int nep_cuda_compute_batch(nep_cuda_model *m, int num_systems, const nep_system *systems,
+                           nep_outputs *outputs, int *statuses)
+{
+    last_error[0] = '\0';
+    if (!m || num_systems < 1 || !systems || !outputs) return NEP_ERR_ARGUMENT;
+    cudaError_t err = cudaSetDevice(m->device);
+    if (err != cudaSuccess) {
+        m->list_valid = false;
+        return status_of(err, "cudaSetDevice");
+    }
+
+    /* check: every structure, before any device work */
+    long total_atoms = 0;
+    int local_status[1];
+    int *st = statuses;
+    if (!st) {
+        st = num_systems == 1 ? local_status : (int *)malloc(sizeof(int) * num_systems);
+        if (!st) return NEP_ERR_NOMEM;
+    }
+    const int first_bad = check_systems(m, num_systems, systems, st, &total_atoms);
+    if (st != statuses && st != local_status) free(st);
+    if (total_atoms > (1L << 30)) return NEP_ERR_ARGUMENT;
+    if (first_bad != NEP_OK) return first_bad;
+
+    batch b;
+    b.num_structs = num_systems;
+    b.num_atoms = (int)total_atoms;
+    b.systems = systems;
+    const double cutoff = m->list_cutoff_base + m->skin;
+    int code = plan_bins(&b, cutoff, statuses);
+    /* the layout is compared before the new positions are uploaded */
+    const bool layout_unchanged = code == NEP_OK && same_layout(m, &b);
+    if (code == NEP_OK) code = upload_positions(m, &b);
+    if (code == NEP_OK) code = update_list(m, &b, layout_unchanged, cutoff);
+    if (code == NEP_OK) code = evaluate_outputs(m, &b, outputs[0]);
+    if (code == NEP_OK) code = download_outputs(m, &b, outputs, statuses);
+    batch_free(&b);
+    return code;
 }
 
 } /* extern "C" */

@@ -9,9 +9,10 @@
  * atomics are used on results and the summation order is fixed by the (sorted) lists.
  */
 #include "nep.h"
+#include "nep_layout.h"
 #include "nep_maths.h"
 #include "nep_cuda_internal.cuh"
-#include "nep_cuda_maths.cuh"
+#include "nep_network.h"
 
 #ifndef NEP_CUDA_NS
 #error "compile with -DNEP_CUDA_NS=<namespace> and -DNEP_REAL=<float|double>"
@@ -27,6 +28,8 @@ typedef NEP_REAL real;
  * (GPUMD's basis_size limit is 19) held in per-thread arrays. */
 #define NEPCU_MAX_CHANNELS 20
 #define NEPCU_MAX_BASIS 20
+/* Longest descriptor: NEPCU_MAX_CHANNELS radial plus that many per angular block. */
+#define NEPCU_MAX_DIM (NEPCU_MAX_CHANNELS * (1 + NEP_MAX_L + 6))
 
 struct model_ptrs {
     const real *p, *q_scaler, *rc_radial, *rc_angular, *zbl_rows, *zbl_zizj, *zbl_ainv;
@@ -54,6 +57,16 @@ __device__ __forceinline__ void pair_vector(const double *__restrict__ pos, cons
                (double)e.z * cell[3 + c] + (double)e.w * cell[6 + c];
 }
 
+/* Slot `slot` of atom i's list: r_ij, the neighbour's type, and |r_ij|^2 returned. */
+__device__ __forceinline__ double slot_pair(const nepcu_work &w, const double *cell, int i,
+                                            int slot, double r[3], int *tj)
+{
+    const int4 e = w.nbr[(size_t)slot * w.num_atoms + i];
+    pair_vector(w.pos, cell, i, e, r);
+    *tj = w.types[e.x];
+    return r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
+}
+
 /* ------------------------------------------------------------------ descriptors */
 __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
 {
@@ -76,11 +89,9 @@ __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
     int num_ang = 0;
     for (int n = 0; n <= dm.n_max_radial; ++n) qr[n] = (real)0;
     for (int slot = 0; slot < count; ++slot) {
-        const int4 e = w.nbr[(size_t)slot * N + i];
         double r[3];
-        pair_vector(w.pos, cell, i, e, r);
-        const double d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
-        const int tj = w.types[e.x];
+        int tj;
+        const double d2 = slot_pair(w, cell, i, slot, r, &tj);
         const real rcA = m.rc_angular[ti * T + tj];
         if (d2 < (double)rcA * (double)rcA) {
             /* remember the angular pairs: the channel loops below visit only these */
@@ -94,48 +105,35 @@ __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
         real fc, fcp;
         nep_cutoff(d, rc, rcinv, &fc, &fcp);
         nep_chebyshev_value(bR, d, rcinv, fc, f);
-        for (int n = 0; n <= dm.n_max_radial; ++n) {
-            real g = (real)0;
-            for (int k = 0; k <= bR; ++k) g += cR[((n * (bR + 1) + k) * T + ti) * T + tj] * f[k];
-            qr[n] += g;
-        }
+        for (int n = 0; n <= dm.n_max_radial; ++n)
+            qr[n] += nep_channel(bR + 1, cR + nep_coefficient_index(n, 0, bR + 1, T, ti, tj),
+                                 (size_t)T * T, f);
     }
     for (int n = 0; n <= dm.n_max_radial; ++n) q[(size_t)n * N + i] = qr[n];
 
     /* angular channels, one at a time (GPUMD's order): s-vector, then its invariants */
     const int nA1 = dm.n_max_angular + 1, L = dm.l_max, K = dm.num_abc;
-    const int base = dm.n_max_radial + 1;
     for (int n = 0; n < nA1; ++n) {
         real s[NEP_NUM_ABC], Y[NEP_NUM_ABC];
         for (int k = 0; k < dm.s_len; ++k) s[k] = (real)0;
         for (int a = 0; a < num_ang; ++a) {
             const int slot = w.ang_slots[(size_t)a * N + i];
-            const int4 e = w.nbr[(size_t)slot * N + i];
             double r[3];
-            pair_vector(w.pos, cell, i, e, r);
-            const double d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
-            const int tj = w.types[e.x];
+            int tj;
+            const double d2 = slot_pair(w, cell, i, slot, r, &tj);
             const real rc = m.rc_angular[ti * T + tj];
             const double dd = sqrt(d2);
             const real d = (real)dd, rcinv = (real)1 / rc;
             real fc, fcp;
             nep_cutoff(d, rc, rcinv, &fc, &fcp);
             nep_chebyshev_value(bA, d, rcinv, fc, f);
-            real g = (real)0;
-            for (int k = 0; k <= bA; ++k) g += cA[((n * (bA + 1) + k) * T + ti) * T + tj] * f[k];
+            const real g = nep_channel(bA + 1, cA + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
+                                       (size_t)T * T, f);
             nep_sph(L, (real)(r[0] / dd), (real)(r[1] / dd), (real)(r[2] / dd), Y);
             for (int k = 0; k < K; ++k) s[k] += g * Y[k];
         }
         for (int k = 0; k < dm.s_len; ++k) sg[((size_t)n * dm.s_len + k) * N + i] = s[k];
-        real q3[NEP_MAX_L];
-        nep_q3b(L, s, q3);
-        for (int l = 0; l < L; ++l) q[(size_t)(base + l * nA1 + n) * N + i] = q3[l];
-        int block = L;
-        for (int which = 0; which < 6; ++which) {
-            if (!dm.flags[which]) continue;
-            q[(size_t)(base + block * nA1 + n) * N + i] = nep_invariant(which, s);
-            ++block;
-        }
+        nep_pack_angular(L, dm.flags, dm.n_max_radial, dm.n_max_angular, n, s, q + i, (size_t)N);
     }
     if (overlap) atomicOr(&w.struct_flags[w.struct_of_atom[i]], NEPCU_FLAG_OVERLAP);
 }
@@ -150,54 +148,33 @@ __global__ void k_network(nepcu_dims dm, model_ptrs m, nepcu_work w)
     if (i >= N) return;
     const int D = dm.dim, N1 = dm.num_neurons, ti = w.types[i];
     const real *q = (const real *)w.q;
-    const int net = dm.version == 3 ? 0 : ti;
-    const real *w0 = m.p + (size_t)net * dm.block_size;
+    const real *w0 = m.p + (size_t)nep_network_of_type(dm.version, ti) * dm.block_size;
     const real *b0 = w0 + (size_t)N1 * D;
     const real *w1 = b0 + N1;
-    real h[NEPCU_MAX_NEURONS];
-    real energy = -m.p[dm.shared_bias_index];
-    if (dm.version == 5) energy -= w1[N1];
-    for (int k = 0; k < N1; ++k) {
-        real x = (real)0;
-        for (int d = 0; d < D; ++d) x += w0[(size_t)k * D + d] * (q[(size_t)d * N + i] * m.q_scaler[d]);
-        const real hk = tanh(x - b0[k]);
-        energy += w1[k] * hk;
-        h[k] = hk;
-    }
-    w.energy[i] = (double)energy;
-    if (w.latent) /* calorine's (NEP_CPU's) latent space: w1_k h_k */
-        for (int k = 0; k < N1; ++k) w.latent[(size_t)i * N1 + k] = (double)(w1[k] * h[k]);
+    /* dU/dq before q_scaler, only when forces are wanted */
+    real dudq[NEPCU_MAX_DIM];
+    w.energy[i] = (double)nep_network_forward(
+        D, N1, w0, b0, w1, m.p[dm.shared_bias_index], dm.version == 5 ? w1 + N1 : NULL, q + i,
+        (size_t)N, m.q_scaler, w.latent ? w.latent + (size_t)i * N1 : NULL, NULL,
+        w.need_forces ? dudq : NULL);
     if (w.descriptors)
         for (int d = 0; d < D; ++d)
             w.descriptors[(size_t)i * D + d] = (double)(q[(size_t)d * N + i] * m.q_scaler[d]);
     if (!w.need_forces) return;
 
-    /* h[k] <- w1_k (1 - h_k^2): then dU/dq_d = q_scaler_d sum_k h[k] w0[k, d] */
-    for (int k = 0; k < N1; ++k) h[k] = w1[k] * ((real)1 - h[k] * h[k]);
+    for (int d = 0; d < D; ++d) dudq[d] *= m.q_scaler[d];
     real *fpr = (real *)w.fpr;
-    for (int d = 0; d <= dm.n_max_radial; ++d)
-        fpr[(size_t)d * N + i] = nepcu_dudq(w0, h, N1, D, d) * m.q_scaler[d];
+    for (int d = 0; d <= dm.n_max_radial; ++d) fpr[(size_t)d * N + i] = dudq[d];
 
     real *sg = (real *)w.sg;
-    const int nA1 = dm.n_max_angular + 1, L = dm.l_max, base = dm.n_max_radial + 1;
+    const int nA1 = dm.n_max_angular + 1, L = dm.l_max;
     for (int n = 0; n < nA1; ++n) {
-        real s[NEP_NUM_ABC], G[NEP_NUM_ABC], dEdq[NEP_MAX_L];
+        real s[NEP_NUM_ABC], G[NEP_NUM_ABC];
         for (int k = 0; k < dm.s_len; ++k) {
             s[k] = sg[((size_t)n * dm.s_len + k) * N + i];
             G[k] = (real)0;
         }
-        for (int l = 0; l < L; ++l) {
-            const int d = base + l * nA1 + n;
-            dEdq[l] = nepcu_dudq(w0, h, N1, D, d) * m.q_scaler[d];
-        }
-        nep_q3b_grad(L, s, dEdq, G);
-        int block = L;
-        for (int which = 0; which < 6; ++which) {
-            if (!dm.flags[which]) continue;
-            const int d = base + block * nA1 + n;
-            nep_invariant_grad(which, s, nepcu_dudq(w0, h, N1, D, d) * m.q_scaler[d], G);
-            ++block;
-        }
+        nep_pack_angular_grad(L, dm.flags, dm.n_max_radial, dm.n_max_angular, n, s, dudq, 1, G);
         for (int k = 0; k < dm.s_len; ++k) sg[((size_t)n * dm.s_len + k) * N + i] = G[k];
     }
 }
@@ -225,11 +202,9 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
     real f[NEPCU_MAX_BASIS], fp[NEPCU_MAX_BASIS];
 
     for (int slot = 0; slot < count; ++slot) {
-        const int4 e = w.nbr[(size_t)slot * N + i];
         double r[3];
-        pair_vector(w.pos, cell, i, e, r);
-        const double d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
-        const int tj = w.types[e.x];
+        int tj;
+        const double d2 = slot_pair(w, cell, i, slot, r, &tj);
         const int pair = ti * T + tj;
         const real rcR = m.rc_radial[pair], rcA = m.rc_angular[pair];
         const bool in_radial = d2 < (double)rcR * (double)rcR && d2 >= NEPCU_OVERLAP2;
@@ -256,12 +231,10 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
                 nep_cutoff(d, rcR, rcinv, &fc, &fcp);
                 nep_chebyshev(bR, d, rcinv, fc, fcp, f, fp);
                 real acc = (real)0;
-                for (int n = 0; n <= dm.n_max_radial; ++n) {
-                    real gp = (real)0;
-                    for (int k = 0; k <= bR; ++k)
-                        gp += cR[((n * (bR + 1) + k) * T + ti) * T + tj] * fp[k];
-                    acc += fpr[(size_t)n * N + i] * gp;
-                }
+                for (int n = 0; n <= dm.n_max_radial; ++n)
+                    acc += fpr[(size_t)n * N + i] *
+                           nep_channel(bR + 1, cR + nep_coefficient_index(n, 0, bR + 1, T, ti, tj),
+                                       (size_t)T * T, fp);
                 vx += acc * u[0];
                 vy += acc * u[1];
                 vzz += acc * u[2];
@@ -276,12 +249,9 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
                 real Hk[NEP_NUM_ABC], Kk[NEP_NUM_ABC];
                 for (int k = 0; k < K; ++k) Hk[k] = Kk[k] = (real)0;
                 for (int n = 0; n < nA1; ++n) {
-                    real g = (real)0, gp = (real)0;
-                    for (int k = 0; k <= bA; ++k) {
-                        const real c = cA[((n * (bA + 1) + k) * T + ti) * T + tj];
-                        g += c * f[k];
-                        gp += c * fp[k];
-                    }
+                    real g, gp;
+                    nep_channel_deriv(bA + 1, cA + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
+                                      (size_t)T * T, f, fp, &g, &gp);
                     for (int k = 0; k < K; ++k) {
                         const real G = sg[((size_t)n * dm.s_len + k) * N + i];
                         Hk[k] += gp * G;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "nep.h"
+#include "nep_layout.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -32,16 +33,6 @@ static inline int nep_resolve_threads(int requested, int work_items)
     return n < 1 ? 1 : n;
 }
 
-/* The sizes that follow from a model header (no pointers read). */
-typedef struct {
-    int num_blocks;          /* angular descriptor blocks: l_max plus the invariants that are on */
-    int dim;                 /* descriptor length D */
-    int num_networks;        /* 1 for nep3, num_types otherwise */
-    size_t block_size;       /* values per network block: (D + 2) N1, plus 1 for nep5 */
-    size_t offset_radial;    /* first radial coefficient (after the networks and shared bias) */
-    size_t offset_angular;   /* first angular coefficient */
-    size_t num_parameters;   /* the whole flat vector */
-} nep_layout;
 
 /* Checks the header fields of `spec` (version, sizes, limits) and fills `layout`:
  * NEP_OK, NEP_ERR_ARGUMENT, NEP_ERR_MODEL or NEP_ERR_UNSUPPORTED. */

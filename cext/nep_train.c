@@ -21,6 +21,7 @@
 
 #include "nep_internal.h"
 #include "nep_maths.h"
+#include "nep_network.h"
 #include "nep_neighbors.h"
 #include "nep_train_maths.h"
 
@@ -33,13 +34,9 @@
 
 typedef struct {
     const nep_model_spec *spec;
-    int T, nR, nA, bR, bA, L, N1, D, version;
+    nep_layout layout;          /* sizes and offsets (header fields are read from spec) */
     int num_kappa;              /* (L+1)^2 - 1 */
-    int num_blocks;             /* N_L */
     int inv_on[6];              /* the optional invariants that are on */
-    size_t block_size;          /* values per network block */
-    size_t num_network;         /* all network values including the shared bias */
-    size_t offset_radial, offset_angular, num_parameters;
     double rc_max;
     double rc_list[NEP_MAX_TYPES * NEP_MAX_TYPES]; /* max(radial, angular) pair cutoff */
     double w3[NEP_TRAIN_NUM_Y]; /* 3-body weights w'_kappa */
@@ -48,6 +45,7 @@ typedef struct {
 typedef struct {
     /* per-atom work arrays */
     double *q, *qdot, *lam, *mu;
+    double *hidden;                 /* [N1] hidden-layer activations h_k */
     double *s, *sdot, *sigma, *tau; /* [nA+1][NEP_TRAIN_NUM_Y] */
     double *gradient;               /* [P] this thread's sum, or NULL */
 } train_workspace;
@@ -63,29 +61,13 @@ static int model_init(const nep_model_spec *spec, train_model *m)
 {
     const int status = nep_model_spec_check(spec);
     if (status != NEP_OK) return status;
-    nep_layout layout;
-    nep_spec_layout(spec, &layout);
     memset(m, 0, sizeof(*m));
+    nep_spec_layout(spec, &m->layout);
     m->spec = spec;
-    m->T = spec->num_types;
-    m->nR = spec->n_max_radial;
-    m->nA = spec->n_max_angular;
-    m->bR = spec->basis_radial;
-    m->bA = spec->basis_angular;
-    m->L = spec->l_max;
-    m->N1 = spec->num_neurons;
-    m->version = spec->version;
-    m->num_kappa = (m->L + 1) * (m->L + 1) - 1;
-    m->num_blocks = layout.num_blocks;
+    m->num_kappa = nep_num_abc(spec->l_max);
     for (int k = 0; k < 6; ++k) m->inv_on[k] = spec->flags[k] != 0;
-    m->D = layout.dim;
-    m->block_size = layout.block_size;
-    m->num_network = layout.offset_radial;
-    m->offset_radial = layout.offset_radial;
-    m->offset_angular = layout.offset_angular;
-    m->num_parameters = layout.num_parameters;
     double rc_max = 0.0;
-    for (int k = 0; k < m->T * m->T; ++k) {
+    for (int k = 0; k < spec->num_types * spec->num_types; ++k) {
         m->rc_list[k] = fmax(spec->rc_radial[k], spec->rc_angular[k]);
         if (m->rc_list[k] > rc_max) rc_max = m->rc_list[k];
     }
@@ -102,6 +84,7 @@ static void workspace_free(train_workspace *ws)
     free(ws->qdot);
     free(ws->lam);
     free(ws->mu);
+    free(ws->hidden);
     free(ws->s);
     free(ws->sdot);
     free(ws->sigma);
@@ -113,17 +96,18 @@ static void workspace_free(train_workspace *ws)
 static int workspace_init(const train_model *m, int want_gradient, train_workspace *ws)
 {
     memset(ws, 0, sizeof(*ws));
-    const size_t ns = (size_t)(m->nA + 1) * NEP_TRAIN_NUM_Y;
-    ws->q = malloc(sizeof(double) * m->D);
-    ws->qdot = malloc(sizeof(double) * m->D);
-    ws->lam = malloc(sizeof(double) * m->D);
-    ws->mu = malloc(sizeof(double) * m->D);
+    const size_t ns = (size_t)(m->spec->n_max_angular + 1) * NEP_TRAIN_NUM_Y;
+    ws->q = malloc(sizeof(double) * m->layout.dim);
+    ws->qdot = malloc(sizeof(double) * m->layout.dim);
+    ws->lam = malloc(sizeof(double) * m->layout.dim);
+    ws->mu = malloc(sizeof(double) * m->layout.dim);
+    ws->hidden = malloc(sizeof(double) * m->spec->num_neurons);
     ws->s = malloc(sizeof(double) * ns);
     ws->sdot = malloc(sizeof(double) * ns);
     ws->sigma = malloc(sizeof(double) * ns);
     ws->tau = malloc(sizeof(double) * ns);
-    if (want_gradient) ws->gradient = calloc(m->num_parameters, sizeof(double));
-    if (!ws->q || !ws->qdot || !ws->lam || !ws->mu || !ws->s || !ws->sdot || !ws->sigma ||
+    if (want_gradient) ws->gradient = calloc(m->layout.num_parameters, sizeof(double));
+    if (!ws->q || !ws->qdot || !ws->lam || !ws->mu || !ws->hidden || !ws->s || !ws->sdot || !ws->sigma ||
         !ws->tau || (want_gradient && !ws->gradient)) {
         workspace_free(ws);
         return NEP_ERR_NOMEM;
@@ -146,7 +130,27 @@ static inline void radial_basis(double d, double rc, int nb, double *f, double *
     nep_chebyshev(nb, d, 1.0 / rc, fc, fcp, f, fp);
 }
 
-/* The pair perturbation delta r = a_j - a_i + B^T r. */
+/* One angular pair: the basis f_k, f_k' for cutoff rca, Y_kappa(u), its gradient with respect
+ * to r, dyr[kappa][c] = (dY/du_c - u_c (u . dY/du)) / d, and its derivative along the
+ * perturbation, ydot[kappa] = dyr[kappa] . delta. */
+static inline void angular_pair(int L, int bA, double d, double rca, const double *u,
+                                const double *delta, double *fk, double *fkp, double *y,
+                                double (*dyr)[3], double *ydot)
+{
+    double dy[3][NEP_TRAIN_NUM_Y];
+    radial_basis(d, rca, bA, fk, fkp);
+    nep_sph_grad(L, u[0], u[1], u[2], y, dy[0], dy[1], dy[2]);
+    for (int k = 0; k < nep_num_abc(L); ++k) {
+        const double ud = u[0] * dy[0][k] + u[1] * dy[1][k] + u[2] * dy[2][k];
+        double yd = 0.0;
+        for (int c = 0; c < 3; ++c) {
+            dyr[k][c] = (dy[c][k] - u[c] * ud) / d;
+            yd += dyr[k][c] * delta[c];
+        }
+        ydot[k] = yd;
+    }
+}
+
 /* One pair, as both passes need it: the distance d, the unit vector u, the perturbation
  * delta = a_j - a_i + B^T r (see the top of the file) and its radial part u . delta, returned. */
 static inline double pair_geometry(const double *r, const double *ai, const double *aj,
@@ -169,17 +173,19 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
     const int N = sys->num_atoms;
     if (N < 0 || (N > 0 && (!sys->types || !sys->positions))) return NEP_ERR_ARGUMENT;
     for (int i = 0; i < N; ++i) {
-        if (sys->types[i] < 0 || sys->types[i] >= m->T) return NEP_ERR_TYPE;
+        if (sys->types[i] < 0 || sys->types[i] >= spec->num_types) return NEP_ERR_TYPE;
         for (int c = 0; c < 3; ++c)
             if (!isfinite(sys->positions[3 * i + c])) return NEP_ERR_NONFINITE;
     }
     nep_neighbor_list list;
-    const int status = nep_neighbor_build(sys, m->T, m->rc_list, spec->rc_angular, m->rc_max, 1,
+    const int status = nep_neighbor_build(sys, spec->num_types, m->rc_list, spec->rc_angular, m->rc_max, 1,
                                           &list);
     if (status) return status;
 
-    const int T = m->T, D = m->D, N1 = m->N1, nR = m->nR, nA = m->nA, bR = m->bR, bA = m->bA;
-    const int K = m->num_kappa, L = m->L;
+    const int T = spec->num_types, D = m->layout.dim, N1 = spec->num_neurons;
+    const int nR = spec->n_max_radial, nA = spec->n_max_angular;
+    const int bR = spec->basis_radial, bA = spec->basis_angular;
+    const int K = m->num_kappa, L = spec->l_max, version = spec->version;
     const double *par = spec->parameters;
     const double *scaler = spec->q_scaler;
     double *grad = ws->gradient;
@@ -187,7 +193,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
     double energy = 0.0, virial[9] = {0};
     if (forces_out) memset(forces_out, 0, sizeof(double) * 3 * (size_t)N);
     double fk[NEP_MAX_BASIS], fkp[NEP_MAX_BASIS];
-    double y[NEP_TRAIN_NUM_Y], dy[3][NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3];
+    double y[NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3];
     double ydot[NEP_TRAIN_NUM_Y];
     double inv_grad[NEP_TRAIN_S_LEN], inv_hvp[NEP_TRAIN_S_LEN];
 
@@ -209,34 +215,21 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                 radial_basis(d, rcr, bR, fk, fkp);
                 for (int n = 0; n <= nR; ++n) {
                     const double *c =
-                        par + m->offset_radial + ((size_t)n * (bR + 1) * T + ti) * T + tj;
-                    double g = 0.0, gp = 0.0;
-                    for (int k = 0; k <= bR; ++k) {
-                        g += c[(size_t)k * T * T] * fk[k];
-                        gp += c[(size_t)k * T * T] * fkp[k];
-                    }
+                        par + m->layout.offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
+                    double g, gp;
+                    nep_channel_deriv(bR + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
                     ws->q[n] += g;
                     ws->qdot[n] += gp * ddot;
                 }
             }
             const double rca = spec->rc_angular[ti * T + tj];
             if (d < rca) {
-                radial_basis(d, rca, bA, fk, fkp);
-                nep_sph_grad(L, u[0], u[1], u[2], y, dy[0], dy[1], dy[2]);
-                for (int k = 0; k < K; ++k) {
-                    const double ud = u[0] * dy[0][k] + u[1] * dy[1][k] + u[2] * dy[2][k];
-                    double yd = 0.0;
-                    for (int c = 0; c < 3; ++c) yd += (dy[c][k] - u[c] * ud) / d * delta[c];
-                    ydot[k] = yd;
-                }
+                angular_pair(L, bA, d, rca, u, delta, fk, fkp, y, dyr, ydot);
                 for (int n = 0; n <= nA; ++n) {
                     const double *c =
-                        par + m->offset_angular + ((size_t)n * (bA + 1) * T + ti) * T + tj;
-                    double g = 0.0, gp = 0.0;
-                    for (int k = 0; k <= bA; ++k) {
-                        g += c[(size_t)k * T * T] * fk[k];
-                        gp += c[(size_t)k * T * T] * fkp[k];
-                    }
+                        par + m->layout.offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
+                    double g, gp;
+                    nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
                     double *sn = ws->s + (size_t)n * NEP_TRAIN_NUM_Y;
                     double *sdn = ws->sdot + (size_t)n * NEP_TRAIN_NUM_Y;
                     for (int k = 0; k < K; ++k) {
@@ -250,54 +243,45 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
         for (int n = 0; n <= nA; ++n) {
             const double *sn = ws->s + (size_t)n * NEP_TRAIN_NUM_Y;
             const double *sdn = ws->sdot + (size_t)n * NEP_TRAIN_NUM_Y;
+            nep_pack_angular(L, m->inv_on, nR, nA, n, sn, ws->q, 1);
+            /* qdot = dq/ds . sdot */
             for (int l = 1; l <= L; ++l) {
-                double qv = 0.0, qd = 0.0;
-                for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k) {
-                    qv += m->w3[k] * sn[k] * sn[k];
+                double qd = 0.0;
+                for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k)
                     qd += 2.0 * m->w3[k] * sn[k] * sdn[k];
-                }
-                const int index = (nR + 1) + (l - 1) * (nA + 1) + n;
-                ws->q[index] = qv;
-                ws->qdot[index] = qd;
+                ws->qdot[nep_angular_descriptor_index(nR, nA, l - 1, n)] = qd;
             }
             int block = L;
             for (int f = 0; f < 6; ++f) {
                 if (!m->inv_on[f]) continue;
-                const int index = (nR + 1) + block * (nA + 1) + n;
                 invariant_gradient(f, sn, inv_grad);
                 double qd = 0.0;
                 for (int k = 0; k < NEP_TRAIN_S_LEN; ++k) qd += inv_grad[k] * sdn[k];
-                ws->q[index] = nep_invariant(f, sn);
-                ws->qdot[index] = qd;
+                ws->qdot[nep_angular_descriptor_index(nR, nA, block, n)] = qd;
                 ++block;
             }
         }
         /* ---- network, its parameter gradient and the descriptor adjoints */
-        const int net = m->version == 3 ? 0 : ti;
-        const size_t w0_off = (size_t)net * m->block_size;
+        const size_t w0_off = (size_t)nep_network_of_type(version, ti) * m->layout.block_size;
         const double *w0 = par + w0_off;
         const double *b0 = w0 + (size_t)N1 * D;
         const double *w1 = b0 + N1;
-        double U = 0.0;
+        /* U and dU/dq (into mu, negated below) from the shared forward pass */
+        double U = nep_network_forward(D, N1, w0, b0, w1, par[m->layout.shared_bias],
+                                       version == 5 ? w1 + N1 : NULL, ws->q, 1, scaler, NULL,
+                                       ws->hidden, ws->mu);
         memset(ws->lam, 0, sizeof(double) * D);
-        memset(ws->mu, 0, sizeof(double) * D);
+        for (int d = 0; d < D; ++d) ws->mu[d] = -ws->mu[d];
+        /* its JVP along qdot: zdot_k = w0_k . (qdot q_scaler) */
         for (int k = 0; k < N1; ++k) {
             const double *wk = w0 + (size_t)k * D;
-            double z = -b0[k], zd = 0.0;
-            for (int d = 0; d < D; ++d) {
-                z += wk[d] * ws->q[d] * scaler[d];
-                zd += wk[d] * ws->qdot[d] * scaler[d];
-            }
-            const double h = tanh(z);
+            const double zd = nep_network_dot(D, wk, ws->qdot, 1, scaler);
+            const double h = ws->hidden[k];
             const double dh = 1.0 - h * h;
             const double e = w1[k] * dh;                 /* dU/dz_k */
             const double nf = -2.0 * w1[k] * h * dh * zd; /* d2U/dz_k^2 zdot_k */
             const double A = alpha * e - nf;              /* dPhi/dz_k */
-            U += w1[k] * h;
-            for (int d = 0; d < D; ++d) {
-                ws->lam[d] += A * wk[d];
-                ws->mu[d] -= e * wk[d];
-            }
+            for (int d = 0; d < D; ++d) ws->lam[d] += A * wk[d];
             if (grad) {
                 double *gw = grad + w0_off + (size_t)k * D;
                 for (int d = 0; d < D; ++d)
@@ -306,11 +290,9 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                 grad[w0_off + (size_t)N1 * D + N1 + k] += alpha * h - dh * zd;
             }
         }
-        U -= par[m->num_network - 1];
-        if (m->version == 5) U -= w1[N1];
         if (grad) {
-            grad[m->num_network - 1] -= alpha;
-            if (m->version == 5) grad[w0_off + (size_t)(D + 2) * N1] -= alpha;
+            grad[m->layout.shared_bias] -= alpha;
+            if (version == 5) grad[w0_off + (size_t)(D + 2) * N1] -= alpha;
         }
         energy += U;
         for (int d = 0; d < D; ++d) {
@@ -326,7 +308,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             double *sg = ws->sigma + (size_t)n * NEP_TRAIN_NUM_Y;
             double *ta = ws->tau + (size_t)n * NEP_TRAIN_NUM_Y;
             for (int l = 1; l <= L; ++l) {
-                const int index = (nR + 1) + (l - 1) * (nA + 1) + n;
+                const int index = nep_angular_descriptor_index(nR, nA, l - 1, n);
                 const double la = ws->lam[index], mu = ws->mu[index];
                 for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k) {
                     const double w2 = 2.0 * m->w3[k];
@@ -337,7 +319,7 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             int block = L;
             for (int f = 0; f < 6; ++f) {
                 if (!m->inv_on[f]) continue;
-                const int index = (nR + 1) + block * (nA + 1) + n;
+                const int index = nep_angular_descriptor_index(nR, nA, block, n);
                 const double la = ws->lam[index], mu = ws->mu[index];
                 invariant_gradient(f, sn, inv_grad);
                 const int size = nep_train_invariant_hvp(f, sn, sdn, inv_hvp);
@@ -359,10 +341,9 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             if (d < rcr) {
                 radial_basis(d, rcr, bR, fk, fkp);
                 for (int n = 0; n <= nR; ++n) {
-                    const size_t off = m->offset_radial + ((size_t)n * (bR + 1) * T + ti) * T + tj;
+                    const size_t off = m->layout.offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
                     const double *c = par + off;
-                    double gp = 0.0;
-                    for (int k = 0; k <= bR; ++k) gp += c[(size_t)k * T * T] * fkp[k];
+                    const double gp = nep_channel(bR + 1, c, (size_t)T * T, fkp);
                     const double dudq = -ws->mu[n];
                     for (int c3 = 0; c3 < 3; ++c3) v[c3] += dudq * gp * u[c3];
                     if (grad) {
@@ -374,25 +355,12 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
             }
             const double rca = spec->rc_angular[ti * T + tj];
             if (d < rca) {
-                radial_basis(d, rca, bA, fk, fkp);
-                nep_sph_grad(L, u[0], u[1], u[2], y, dy[0], dy[1], dy[2]);
-                for (int k = 0; k < K; ++k) {
-                    const double ud = u[0] * dy[0][k] + u[1] * dy[1][k] + u[2] * dy[2][k];
-                    double yd = 0.0;
-                    for (int c = 0; c < 3; ++c) {
-                        dyr[k][c] = (dy[c][k] - u[c] * ud) / d;
-                        yd += dyr[k][c] * delta[c];
-                    }
-                    ydot[k] = yd;
-                }
+                angular_pair(L, bA, d, rca, u, delta, fk, fkp, y, dyr, ydot);
                 for (int n = 0; n <= nA; ++n) {
-                    const size_t off = m->offset_angular + ((size_t)n * (bA + 1) * T + ti) * T + tj;
+                    const size_t off = m->layout.offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
                     const double *c = par + off;
-                    double g = 0.0, gp = 0.0;
-                    for (int k = 0; k <= bA; ++k) {
-                        g += c[(size_t)k * T * T] * fk[k];
-                        gp += c[(size_t)k * T * T] * fkp[k];
-                    }
+                    double g, gp;
+                    nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
                     const double *sg = ws->sigma + (size_t)n * NEP_TRAIN_NUM_Y;
                     const double *ta = ws->tau + (size_t)n * NEP_TRAIN_NUM_Y;
                     double tau_y = 0.0, sig = 0.0, tau_dy[3] = {0.0, 0.0, 0.0};
@@ -484,7 +452,7 @@ int nep_train_gradient(const nep_model_spec *spec, int num_systems, const nep_sy
                 virials ? virials + 9 * (size_t)s : NULL);
         }
         if (gradient) {
-            const size_t P = model.num_parameters;
+            const size_t P = model.layout.num_parameters;
             for (size_t k = 0; k < P; ++k) {
                 double sum = 0.0;
                 for (int t = 0; t < threads; ++t) sum += ws[t].gradient[k];

@@ -32,12 +32,22 @@ import numpy as np
 
 from .errors import EngineError
 
-# The output names of nep_outputs, in struct order, with their per-structure shapes
-# ("N" = number of atoms, "D" = descriptor length, "H" = hidden neurons).
-OUTPUT_NAMES = (
-    "energy", "energies", "forces", "virial", "virials", "descriptors", "latent",
-    "energy_zbl", "energies_zbl", "forces_zbl", "virial_zbl",
-)
+
+cdef extern from "nep_layout.h" nogil:
+    ctypedef struct nep_layout:
+        int num_blocks
+        int dim
+        int num_networks
+        size_t block_size
+        size_t shared_bias
+        size_t offset_radial
+        size_t offset_angular
+        size_t num_parameters
+    void nep_layout_compute(int version, int num_types, int n_max_radial, int n_max_angular,
+                            int basis_radial, int basis_angular, int l_max, const int *flags,
+                            int num_neurons, nep_layout *layout)
+
+include "_specs.pxi"
 
 
 def openmp_enabled():
@@ -55,40 +65,22 @@ def strerror(int status):
     return nep_strerror(status).decode()
 
 
-cdef double _dummy_output[9]
-
-
-cdef double *_out_ptr(object arr, str name, Py_ssize_t size) except? NULL:
-    """Data pointer of a C-contiguous float64 array of exactly ``size`` values, or NULL for None
-    (output not wanted). The size is checked here: the engine writes all ``size`` values."""
-    cdef double[::1] view
-    if arr is None:
-        return NULL
-    if (not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous or arr.dtype.char != "d"
-            or not arr.flags.writeable):
-        raise ValueError("outputs must be writable C-contiguous float64 arrays")
-    if arr.size != size:
-        raise ValueError(f"output {name!r} needs {size} values, got an array of {arr.size}")
-    view = arr.reshape(-1)
-    if view.shape[0] == 0:
-        return &_dummy_output[0]
-    return &view[0]
-
-
-cdef int _fill_outputs(nep_outputs *o, dict arrays, Py_ssize_t n, Py_ssize_t dim,
-                       Py_ssize_t neurons) except -1:
-    o.energy = _out_ptr(arrays.get("energy"), "energy", 1)
-    o.energies = _out_ptr(arrays.get("energies"), "energies", n)
-    o.forces = _out_ptr(arrays.get("forces"), "forces", 3 * n)
-    o.virial = _out_ptr(arrays.get("virial"), "virial", 9)
-    o.virials = _out_ptr(arrays.get("virials"), "virials", 9 * n)
-    o.descriptors = _out_ptr(arrays.get("descriptors"), "descriptors", n * dim)
-    o.latent = _out_ptr(arrays.get("latent"), "latent", n * neurons)
-    o.energy_zbl = _out_ptr(arrays.get("energy_zbl"), "energy_zbl", 1)
-    o.energies_zbl = _out_ptr(arrays.get("energies_zbl"), "energies_zbl", n)
-    o.forces_zbl = _out_ptr(arrays.get("forces_zbl"), "forces_zbl", 3 * n)
-    o.virial_zbl = _out_ptr(arrays.get("virial_zbl"), "virial_zbl", 9)
-    return 0
+def model_layout(int version, int num_types, int n_max_radial, int n_max_angular,
+                 int basis_radial, int basis_angular, int l_max, flags, int num_neurons):
+    """The parameter layout cext/nep_layout.h computes for a model header, as a dict (what
+    tests/test_layout.py holds model.py's own layout against)."""
+    cdef int c_flags[6]
+    cdef nep_layout layout
+    if len(flags) != 6:
+        raise ValueError("flags must have 6 entries")
+    for k in range(6):
+        c_flags[k] = 1 if flags[k] else 0
+    nep_layout_compute(version, num_types, n_max_radial, n_max_angular, basis_radial,
+                       basis_angular, l_max, c_flags, num_neurons, &layout)
+    return {"num_blocks": layout.num_blocks, "dim": layout.dim,
+            "num_networks": layout.num_networks, "block_size": layout.block_size,
+            "shared_bias": layout.shared_bias, "offset_radial": layout.offset_radial,
+            "offset_angular": layout.offset_angular, "num_parameters": layout.num_parameters}
 
 
 cdef int _dummy_type = 0
@@ -142,6 +134,7 @@ cdef class CoreModel:
                  const double[::1] q_scaler):
         cdef nep_model_spec spec
         cdef const double[:, :, ::1] zbl_view
+        cdef const double *zbl_ptr
         cdef int status
         if rc_radial.shape[0] != num_types or rc_radial.shape[1] != num_types:
             raise ValueError("rc_radial must be (T, T)")
@@ -149,39 +142,22 @@ cdef class CoreModel:
             raise ValueError("rc_angular must be (T, T)")
         if atomic_numbers.shape[0] != num_types:
             raise ValueError("atomic_numbers must have T entries")
-        if len(flags) != 6:
-            raise ValueError("flags must have 6 entries")
-        spec.version = version
-        spec.num_types = num_types
-        spec.n_max_radial = n_max_radial
-        spec.n_max_angular = n_max_angular
-        spec.basis_radial = basis_radial
-        spec.basis_angular = basis_angular
-        spec.l_max = l_max
-        for k in range(6):
-            spec.flags[k] = 1 if flags[k] else 0
-        spec.num_neurons = num_neurons
-        spec.rc_radial = &rc_radial[0, 0]
-        spec.rc_angular = &rc_angular[0, 0]
-        spec.atomic_numbers = &atomic_numbers[0]
-        if zbl is None:
-            spec.use_zbl = 0
-            spec.zbl = NULL
-        else:
+        zbl_ptr = NULL
+        if zbl is not None:
             zbl_view = zbl
             if (zbl_view.shape[0] != num_types or zbl_view.shape[1] != num_types
                     or zbl_view.shape[2] != 10):
                 raise ValueError("zbl table must be (T, T, 10)")
-            spec.use_zbl = 1
-            spec.zbl = &zbl_view[0, 0, 0]
-        spec.num_parameters = <size_t>parameters.shape[0]
+            zbl_ptr = &zbl_view[0, 0, 0]
+        _fill_spec(&spec, version, num_types, n_max_radial, n_max_angular, basis_radial,
+                   basis_angular, l_max, flags, num_neurons, &rc_radial[0, 0],
+                   &rc_angular[0, 0], &atomic_numbers[0], zbl_ptr, &parameters[0],
+                   <size_t>parameters.shape[0], &q_scaler[0])
         if spec.num_parameters != nep_model_spec_num_parameters(&spec):
             raise ValueError(
                 f"expected {nep_model_spec_num_parameters(&spec)} parameters, "
                 f"got {parameters.shape[0]}"
             )
-        spec.parameters = &parameters[0]
-        spec.q_scaler = &q_scaler[0]
         if self.ptr != NULL:  # __init__ called again on a live object
             nep_model_free(self.ptr)
             self.ptr = NULL

@@ -30,9 +30,9 @@ from ._nep_cuda cimport (
 
 from .errors import EngineError
 
-# The outputs of nep_outputs, by name, with their per-structure shapes (N atoms, D, N1).
-OUTPUTS = ("energy", "energies", "forces", "virial", "virials", "descriptors", "latent",
-           "energy_zbl", "energies_zbl", "forces_zbl", "virial_zbl")
+include "_specs.pxi"
+
+OUTPUTS = OUTPUT_NAMES  # the name this module has always exported
 
 cdef int NOMEM = 1
 
@@ -68,32 +68,6 @@ def _size_of(str name, int n, int dim, int neurons):
     if name == "descriptors":
         return n * dim
     return n * neurons
-
-
-cdef void _set_output(nep_outputs *o, str name, double[::1] buf):
-    cdef double *p = &buf[0] if buf.shape[0] > 0 else NULL
-    if name == "energy":
-        o.energy = p
-    elif name == "energies":
-        o.energies = p
-    elif name == "forces":
-        o.forces = p
-    elif name == "virial":
-        o.virial = p
-    elif name == "virials":
-        o.virials = p
-    elif name == "descriptors":
-        o.descriptors = p
-    elif name == "latent":
-        o.latent = p
-    elif name == "energy_zbl":
-        o.energy_zbl = p
-    elif name == "energies_zbl":
-        o.energies_zbl = p
-    elif name == "forces_zbl":
-        o.forces_zbl = p
-    elif name == "virial_zbl":
-        o.virial_zbl = p
 
 
 cdef class CudaModel:
@@ -134,24 +108,11 @@ cdef class CudaModel:
         cdef double[::1] params = np.ascontiguousarray(model.parameters, dtype=np.float64)
         cdef double[::1] scaler = np.ascontiguousarray(model.q_scaler, dtype=np.float64)
         memset(&spec, 0, sizeof(spec))
-        spec.version = model.version
-        spec.num_types = model.num_types
-        spec.n_max_radial = model.n_max_radial
-        spec.n_max_angular = model.n_max_angular
-        spec.basis_radial = model.basis_size_radial
-        spec.basis_angular = model.basis_size_angular
-        spec.l_max = model.l_max
-        for k in range(6):
-            spec.flags[k] = 1 if model.l_max_flags[k] else 0
-        spec.num_neurons = model.n_neurons
-        spec.rc_radial = &rcr[0]
-        spec.rc_angular = &rca[0]
-        spec.atomic_numbers = &z[0]
-        spec.use_zbl = 1 if table is not None else 0
-        spec.zbl = &zbl[0]
-        spec.parameters = &params[0]
-        spec.num_parameters = params.shape[0]
-        spec.q_scaler = &scaler[0]
+        _fill_spec(&spec, model.version, model.num_types, model.n_max_radial,
+                   model.n_max_angular, model.basis_size_radial, model.basis_size_angular,
+                   model.l_max, model.l_max_flags, model.n_neurons, &rcr[0], &rca[0], &z[0],
+                   &zbl[0] if table is not None else NULL, &params[0],
+                   <size_t>params.shape[0], &scaler[0])
         with nogil:
             status = nep_cuda_model_create(&spec, precision, device_id, &self.ptr)
         if status != NEP_OK:
@@ -257,7 +218,7 @@ cdef class CudaModel:
                             or not arr.flags.c_contiguous or arr.size != expected):
                         raise ValueError(f"output {name!r} of structure {s} must be a "
                                          f"C-contiguous float64 array of {expected} values")
-                    _set_output(&c_outputs[s], name, arr.reshape(-1))
+                _fill_outputs(&c_outputs[s], outputs[s], n, self.dim, self.num_neurons)
             with self._lock, nogil:
                 status = nep_cuda_compute_batch(self.ptr, <int>S, c_systems, c_outputs,
                                                 statuses)

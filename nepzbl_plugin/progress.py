@@ -2,7 +2,7 @@
 
 A feature that runs for a while takes ``progress``: ``None`` (the default: report nothing)
 or a callable ``progress(done, total, label)`` (``total`` may be ``None``); the ``nepzbl``
-commands pass one that draws tqdm bars (:class:`nepzbl_plugin.cli.progress.ProgressBars`).
+commands pass one that draws tqdm bars (:class:`nepzbl_plugin.cli._common.ProgressBars`).
 Nothing below the command line prints or draws.
 """
 

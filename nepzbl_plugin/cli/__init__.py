@@ -36,7 +36,10 @@ _COMMAND_MODULES = (
     "nepzbl_plugin.cli.audit",
     "nepzbl_plugin.cli.zbl",
     "nepzbl_plugin.cli.md",
+    "nepzbl_plugin.cli.al",
     "nepzbl_plugin.cli.demo",
+    "nepzbl_plugin.cli.analyze",
+    "nepzbl_plugin.cli.benchmark",  # not written yet: skipped while absent
 )
 
 _DESCRIPTION = """\

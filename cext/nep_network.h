@@ -1,0 +1,125 @@
+/*
+ * nepzbl: the per-atom assembly shared by the C engine (nep_core.c), the training gradient
+ * (nep_train.c) and the CUDA kernels (nep_cuda_kernels.cu): radial contraction, descriptor
+ * packing and its gradient, and the network forward pass with dU/dq.
+ *
+ * Header-only, C99 and CUDA, in NEP_REAL like nep_maths.h. Arrays the engines lay out
+ * differently are read through a stride: the CPU engines keep one atom's values contiguous
+ * (stride 1), the CUDA kernels keep atoms innermost (q[d * N + i], stride N).
+ */
+#ifndef NEPZBL_NEP_NETWORK_H
+#define NEPZBL_NEP_NETWORK_H
+
+#include "nep_layout.h"
+#include "nep_maths.h"
+
+/* ------------------------------------------------------------------ radial contraction */
+/* g = sum_k c[k * stride] f[k], k = 0..nb1-1: one channel of the radial (or angular) function
+ * from its Chebyshev basis; with fp in place of f, the channel's derivative. */
+NEP_HD NEP_REAL nep_channel(int nb1, const NEP_REAL *c, size_t stride, const NEP_REAL *f)
+{
+    NEP_REAL g = (NEP_REAL)0;
+    for (int k = 0; k < nb1; ++k) g += c[(size_t)k * stride] * f[k];
+    return g;
+}
+
+/* The channel and its derivative in one pass over the coefficients. */
+NEP_HD void nep_channel_deriv(int nb1, const NEP_REAL *c, size_t stride, const NEP_REAL *f,
+                              const NEP_REAL *fp, NEP_REAL *g, NEP_REAL *gp)
+{
+    NEP_REAL a = (NEP_REAL)0, b = (NEP_REAL)0;
+    for (int k = 0; k < nb1; ++k) {
+        const NEP_REAL ck = c[(size_t)k * stride];
+        a += ck * f[k];
+        b += ck * fp[k];
+    }
+    *g = a;
+    *gp = b;
+}
+
+/* ------------------------------------------------------------------ descriptor packing */
+/* The angular descriptors of channel n from its s-vector s: the L three-body invariants, then
+ * every optional invariant that is on (flags, enum nep_flag order), each written to
+ * q[nep_angular_descriptor_index(...) * stride]. */
+NEP_HD void nep_pack_angular(int L, const int *flags, int n_max_radial, int n_max_angular, int n,
+                             const NEP_REAL *s, NEP_REAL *q, size_t stride)
+{
+    NEP_REAL q3[NEP_MAX_L];
+    nep_q3b(L, s, q3);
+    for (int l = 0; l < L; ++l)
+        q[(size_t)nep_angular_descriptor_index(n_max_radial, n_max_angular, l, n) * stride] = q3[l];
+    int block = L;
+    for (int which = 0; which < 6; ++which) {
+        if (!flags[which]) continue;
+        q[(size_t)nep_angular_descriptor_index(n_max_radial, n_max_angular, block, n) * stride] =
+            nep_invariant(which, s);
+        ++block;
+    }
+}
+
+/* G[kappa] += sum_b dU/dq_b dq_b/ds_kappa over channel n's angular blocks, dU/dq (already
+ * multiplied by q_scaler) read from dudq[index * stride]: the adjoint of nep_pack_angular. */
+NEP_HD void nep_pack_angular_grad(int L, const int *flags, int n_max_radial, int n_max_angular,
+                                  int n, const NEP_REAL *s, const NEP_REAL *dudq, size_t stride,
+                                  NEP_REAL *G)
+{
+    NEP_REAL dEdq[NEP_MAX_L];
+    for (int l = 0; l < L; ++l)
+        dEdq[l] = dudq[(size_t)nep_angular_descriptor_index(n_max_radial, n_max_angular, l, n) * stride];
+    nep_q3b_grad(L, s, dEdq, G);
+    int block = L;
+    for (int which = 0; which < 6; ++which) {
+        if (!flags[which]) continue;
+        nep_invariant_grad(
+            which, s,
+            dudq[(size_t)nep_angular_descriptor_index(n_max_radial, n_max_angular, block, n) * stride],
+            G);
+        ++block;
+    }
+}
+
+/* ------------------------------------------------------------------ network */
+/* sum_d w[d] x_d with x_d = q[d * stride], times scale[d] when scale is not NULL (the CPU
+ * engine passes descriptors already scaled, the kernels and the trainer raw ones). */
+NEP_HD NEP_REAL nep_network_dot(int D, const NEP_REAL *w, const NEP_REAL *q, size_t stride,
+                                const NEP_REAL *scale)
+{
+    NEP_REAL x = (NEP_REAL)0;
+    if (scale)
+        for (int d = 0; d < D; ++d) x += w[d] * (q[(size_t)d * stride] * scale[d]);
+    else
+        for (int d = 0; d < D; ++d) x += w[d] * q[(size_t)d * stride];
+    return x;
+}
+
+/* One network block (w0 [N1][D] neuron-major, b0 [N1], w1 [N1]) on the descriptor x (read
+ * as in nep_network_dot): returns U = -b1 - beta + sum_k w1_k h_k, h_k = tanh(w0_k . x - b0_k),
+ * beta the nep5 per-type bias (NULL otherwise). Optional outputs (NULL = not wanted):
+ *   latent[k] = w1_k h_k (calorine's latent space), hidden[k] = h_k,
+ *   dudx[d]   = dU/dx_d = sum_k w1_k (1 - h_k^2) w0[k][d] (before q_scaler). */
+NEP_HD NEP_REAL nep_network_forward(int D, int N1, const NEP_REAL *w0, const NEP_REAL *b0,
+                                    const NEP_REAL *w1, NEP_REAL b1, const NEP_REAL *beta,
+                                    const NEP_REAL *q, size_t stride, const NEP_REAL *scale,
+                                    double *latent, NEP_REAL *hidden, NEP_REAL *dudx)
+{
+    if (dudx)
+        for (int d = 0; d < D; ++d) dudx[d] = (NEP_REAL)0;
+    /* the biases first, then the neurons: the order the CUDA engine has always summed in
+     * (its float32 results stay as they were; float64 ones moved by one rounding at most) */
+    NEP_REAL U = -b1;
+    if (beta) U -= *beta;
+    for (int k = 0; k < N1; ++k) {
+        const NEP_REAL *w = w0 + (size_t)k * D;
+        const NEP_REAL h = tanh(nep_network_dot(D, w, q, stride, scale) - b0[k]);
+        if (latent) latent[k] = (double)(w1[k] * h);
+        if (hidden) hidden[k] = h;
+        U += w1[k] * h;
+        if (dudx) {
+            const NEP_REAL y = w1[k] * ((NEP_REAL)1 - h * h);
+            for (int d = 0; d < D; ++d) dudx[d] += y * w[d];
+        }
+    }
+    return U;
+}
+
+#endif /* NEPZBL_NEP_NETWORK_H */
