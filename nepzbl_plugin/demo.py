@@ -3,7 +3,7 @@ minutes on a laptop.
 
 1. Build a small Cu-Ni alloy data set labelled by ASE's EMT calculator: hot MD frames (600 to
    1500 K) of 32-atom fcc cells, with no close contacts (every distance above 2.0 Å).
-2. Choose ZBL from these data (:func:`~nepzbl_plugin.zbl_from_data.suggest_zbl`).
+2. Choose ZBL from these data (:func:`~nepzbl_plugin.zbl.suggest_zbl`).
 3. Train a pure NEP and a NEP-ZBL model on the same data and budget.
 4. Audit both (dimer scans, the data's distances, a short hot-MD stress test) and show the
    difference on the terminal and in a PNG.
@@ -202,7 +202,7 @@ def run_demo(out_dir: str = "nepzbl-demo", *, num_structures: int = 60,
     from .audit.verdict import audit
     from .io.nep_txt import atomic_write_text
     from .io.xyz import write_train_xyz
-    from .zbl_from_data import suggest_zbl
+    from .zbl import suggest_zbl
 
     progress = progress or None
     log = log or (lambda *_: None)

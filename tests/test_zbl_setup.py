@@ -16,7 +16,7 @@ from nepzbl_plugin.io.nep_in import parse_nep_in, read_nep_in
 from nepzbl_plugin.io.xyz import read_train_xyz
 from nepzbl_plugin.model import Model
 from nepzbl_plugin.train.residual import zbl_predictions, zbl_residual, zbl_setup
-from nepzbl_plugin.zbl_from_data import suggest_zbl
+from nepzbl_plugin.zbl import suggest_zbl
 
 LLZO_IN = """type 4 Li La Zr O
 cutoff 6 4

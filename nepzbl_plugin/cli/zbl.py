@@ -84,7 +84,7 @@ def _run_suggest(args) -> int:
     import json
 
     from ..errors import NepzblError
-    from ..zbl_from_data import suggest_zbl
+    from ..zbl import suggest_zbl
 
     try:
         suggestion = suggest_zbl(args.data[0], args.types, form=args.form, margin=args.margin,
@@ -130,7 +130,7 @@ def _run_fit(args) -> int:
     from ..audit.dimer import read_dimer_file
     from ..errors import NepzblError
     from ..io.nep_txt import atomic_write_text
-    from ..zbl_from_data import fit_flexible_zbl, oracle_dimer_energies, suggest_zbl
+    from ..zbl import fit_flexible_zbl, oracle_dimer_energies, suggest_zbl
 
     species = list(args.types)
     dimers = {}
