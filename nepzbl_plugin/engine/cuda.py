@@ -91,7 +91,7 @@ class CudaEvaluator(EvaluatorBase):
                  device_id: int = 0, skin: float = 1.0):
         self.precision = check_precision(precision)
         self.model = load_model(model)
-        model_spec(self.model)  # the one support and parameter check, before any device work
+        spec = model_spec(self.model)  # the one conversion and support check
         self.device_id = int(device_id)
         self.device = "cuda"
         self._type_index = {symbol: t for t, symbol in enumerate(self.model.types)}
@@ -103,7 +103,7 @@ class CudaEvaluator(EvaluatorBase):
             raise CudaUnavailableError(
                 f"CUDA device {self.device_id} does not exist ({count} device(s) found)"
             )
-        self._gpu = cuda.CudaModel(self.model, PRECISIONS[precision], self.device_id)
+        self._gpu = cuda.CudaModel(spec, PRECISIONS[precision], self.device_id)
         self._gpu.set_skin(float(skin))
 
     # ------------------------------------------------------------------ information
