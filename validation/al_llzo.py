@@ -51,6 +51,15 @@ def _nep_in_text(with_zbl: bool) -> str:
 def write_config(folder: Path, *, with_zbl: bool, args) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "nep.in").write_text(_nep_in_text(with_zbl))
+    initial_model = None
+    if args.initial_models:
+        # the first model of an earlier run of this script (same data, same nep.in): saves its
+        # training and starts both variants from models whose audits are known
+        variant = "zbl" if with_zbl else "nozbl"
+        initial_model = Path(args.initial_models) / variant / "state" / "iter_000" / "nep.txt"
+        if not initial_model.is_file():
+            raise SystemExit(f"al_llzo: no first model at {initial_model}")
+        (folder / "initial_nep.txt").write_text(initial_model.read_text())
     ramps = PAPER_RAMPS[: args.iterations]
     iterations = "".join(
         f"\n[[iteration]]\nruns = {args.runs}\ntemperature = [{lo}, {hi}]\n" for lo, hi in ramps)
@@ -63,6 +72,7 @@ threads = {args.threads}
 [data]
 train = "{DATA / 'NEP25-ZBL' / 'train.xyz'}"
 nep_in = "nep.in"
+{'model = "initial_nep.txt"' if initial_model else ''}
 
 [oracle]
 calculator = "{DATA / 'NEPstd.txt'}"
@@ -72,6 +82,7 @@ steps = {args.md_steps}
 timestep = 1.0
 friction = 0.01
 sample_interval = {args.sample_interval}
+thermostat = "{args.thermostat}"
 {iterations}
 [selection]
 method = "{args.selection}"
@@ -149,6 +160,11 @@ def main(argv=None) -> int:
                         help="steps of 1 fs per run (default 1000; the paper: 500000)")
     parser.add_argument("--sample-interval", type=int, default=20,
                         help="steps between candidate frames (default 20)")
+    parser.add_argument("--thermostat", choices=("langevin", "bussi"), default="langevin",
+                        help="NVT thermostat of the MD runs (default langevin)")
+    parser.add_argument("--initial-models", default=None, metavar="FOLDER",
+                        help="start from the first models of an earlier run's --out FOLDER "
+                             "(FOLDER/<variant>/state/iter_000/nep.txt) instead of training them")
     parser.add_argument("--selection", choices=("fps", "maxvol"), default="fps")
     parser.add_argument("--min-distance", type=float, default=0.01,
                         help="FPS minimum distance (default 0.01, the paper's 0.008 to 0.01)")
