@@ -48,6 +48,16 @@ def _nep_in_text(with_zbl: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _steps_per_iteration(text, iterations: int) -> list[int]:
+    """``--md-steps``: one count for every iteration, or one per iteration ("2000,4000,8000")."""
+    values = [int(v) for v in str(text).split(",")]
+    if len(values) == 1:
+        values *= iterations
+    if len(values) < iterations or min(values) < 1:
+        raise SystemExit(f"al_llzo: --md-steps {text}: give one positive count or {iterations}")
+    return values[:iterations]
+
+
 def write_config(folder: Path, *, with_zbl: bool, args) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "nep.in").write_text(_nep_in_text(with_zbl))
@@ -61,8 +71,10 @@ def write_config(folder: Path, *, with_zbl: bool, args) -> Path:
             raise SystemExit(f"al_llzo: no first model at {initial_model}")
         (folder / "initial_nep.txt").write_text(initial_model.read_text())
     ramps = PAPER_RAMPS[: args.iterations]
+    steps = _steps_per_iteration(args.md_steps, len(ramps))
     iterations = "".join(
-        f"\n[[iteration]]\nruns = {args.runs}\ntemperature = [{lo}, {hi}]\n" for lo, hi in ramps)
+        f"\n[[iteration]]\nruns = {args.runs}\ntemperature = [{lo}, {hi}]\nsteps = {n}\n"
+        for (lo, hi), n in zip(ramps, steps))
     text = f"""\
 # written by validation/al_llzo.py: the paper's aggressive protocol, reduced for the CPU
 state = "state"
@@ -78,7 +90,6 @@ nep_in = "nep.in"
 calculator = "{DATA / 'NEPstd.txt'}"
 
 [md]
-steps = {args.md_steps}
 timestep = 1.0
 friction = 0.01
 sample_interval = {args.sample_interval}
@@ -156,8 +167,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="al_llzo", help="output folder (default al_llzo)")
     parser.add_argument("--iterations", type=int, default=3, help="1 to 3 (default 3)")
     parser.add_argument("--runs", type=int, default=4, help="MD runs per iteration (default 4)")
-    parser.add_argument("--md-steps", type=int, default=1000,
-                        help="steps of 1 fs per run (default 1000; the paper: 500000)")
+    parser.add_argument("--md-steps", default="1000",
+                        help="steps of 1 fs per run, one count or one per iteration "
+                             "(e.g. 2000,4000,8000; default 1000; the paper: 500000)")
     parser.add_argument("--sample-interval", type=int, default=20,
                         help="steps between candidate frames (default 20)")
     parser.add_argument("--thermostat", choices=("langevin", "bussi"), default="langevin",
