@@ -5,7 +5,7 @@ Example (``nepzbl al --example emt DIR`` writes a complete one)::
 
     state = "al-state"              # folder of the run (relative to this file)
     seed = 0
-    device = "cpu"                  # MD on "cpu", "cuda" or "auto"
+    device = "cpu"                  # MD engine: "cpu", "cuda" or "auto" (CUDA when present)
 
     [data]
     train = "train.xyz"             # the labelled start set (extended XYZ, energy and forces)
@@ -165,7 +165,7 @@ class ALConfig:
     audit: bool = True
     audit_hot_md: bool = False
     num_threads: int | None = None
-    device: str = "cpu"  # of the MD calculator: "cpu", "cuda" or "auto"
+    device: str = "cpu"  # of the MD engine evaluator: "cpu", "cuda" or "auto"
     raw: dict = field(default_factory=dict)
 
 
