@@ -43,11 +43,11 @@ typedef struct {
 } train_model;
 
 typedef struct {
-    /* per-atom work arrays */
+    /* per-atom work arrays, in one slab per thread (see workspace_init) */
     double *q, *qdot, *lam, *mu;
     double *hidden;                 /* [N1] hidden-layer activations h_k */
     double *s, *sdot, *sigma, *tau; /* [nA+1][NEP_TRAIN_NUM_Y] */
-    double *gradient;               /* [P] this thread's sum, or NULL */
+    double *slab;
 } train_workspace;
 
 size_t nep_train_num_parameters(const nep_model_spec *spec)
@@ -78,39 +78,35 @@ static int model_init(const nep_model_spec *spec, train_model *m)
     return NEP_OK;
 }
 
+/* Doubles of padding around every per-thread and per-block array: two cache lines, so that
+ * no two threads ever write into the same line (false sharing). */
+#define NEP_TRAIN_PAD 16
+
+static size_t padded(size_t count)
+{
+    return (count + 7) / 8 * 8 + NEP_TRAIN_PAD;
+}
+
 static void workspace_free(train_workspace *ws)
 {
-    free(ws->q);
-    free(ws->qdot);
-    free(ws->lam);
-    free(ws->mu);
-    free(ws->hidden);
-    free(ws->s);
-    free(ws->sdot);
-    free(ws->sigma);
-    free(ws->tau);
-    free(ws->gradient);
+    free(ws->slab);
     memset(ws, 0, sizeof(*ws));
 }
 
-static int workspace_init(const train_model *m, int want_gradient, train_workspace *ws)
+static int workspace_init(const train_model *m, train_workspace *ws)
 {
     memset(ws, 0, sizeof(*ws));
     const size_t ns = (size_t)(m->spec->n_max_angular + 1) * NEP_TRAIN_NUM_Y;
-    ws->q = malloc(sizeof(double) * m->layout.dim);
-    ws->qdot = malloc(sizeof(double) * m->layout.dim);
-    ws->lam = malloc(sizeof(double) * m->layout.dim);
-    ws->mu = malloc(sizeof(double) * m->layout.dim);
-    ws->hidden = malloc(sizeof(double) * m->spec->num_neurons);
-    ws->s = malloc(sizeof(double) * ns);
-    ws->sdot = malloc(sizeof(double) * ns);
-    ws->sigma = malloc(sizeof(double) * ns);
-    ws->tau = malloc(sizeof(double) * ns);
-    if (want_gradient) ws->gradient = calloc(m->layout.num_parameters, sizeof(double));
-    if (!ws->q || !ws->qdot || !ws->lam || !ws->mu || !ws->hidden || !ws->s || !ws->sdot || !ws->sigma ||
-        !ws->tau || (want_gradient && !ws->gradient)) {
-        workspace_free(ws);
-        return NEP_ERR_NOMEM;
+    const size_t D = (size_t)m->layout.dim, N1 = (size_t)m->spec->num_neurons;
+    ws->slab = malloc(sizeof(double) * (NEP_TRAIN_PAD + 4 * padded(D) + padded(N1) + 4 * padded(ns)));
+    if (!ws->slab) return NEP_ERR_NOMEM;
+    double *next = ws->slab + NEP_TRAIN_PAD;
+    double **arrays[9] = {&ws->q, &ws->qdot, &ws->lam, &ws->mu, &ws->hidden,
+                          &ws->s, &ws->sdot, &ws->sigma, &ws->tau};
+    const size_t sizes[9] = {D, D, D, D, N1, ns, ns, ns, ns};
+    for (int k = 0; k < 9; ++k) {
+        *arrays[k] = next;
+        next += padded(sizes[k]);
     }
     return NEP_OK;
 }
@@ -165,39 +161,32 @@ static inline double pair_geometry(const double *r, const double *ai, const doub
     return u[0] * delta[0] + u[1] * delta[1] + u[2] * delta[2];
 }
 
-static int compute_structure(const train_model *m, const nep_system *sys, double alpha,
-                             const double *fadj, const double *vadj, train_workspace *ws,
-                             double *energy_out, double *forces_out, double *virial_out)
+/* Atoms atom_begin .. atom_end - 1 of one structure whose neighbour list is `list`: the
+ * gradient contributions are added to `grad` (NULL: none), each atom's energy (its network
+ * energy and half of its ZBL pair energies) goes to atom_energy[i] and each pair's
+ * v = dU_i/dr_ij to pair_v[3 p] (the caller turns them into forces and virials). */
+static void compute_structure(const train_model *m, const nep_system *sys,
+                              const nep_neighbor_list *list_in, int atom_begin, int atom_end,
+                              double alpha, const double *fadj, const double *vadj,
+                              train_workspace *ws, double *grad, double *atom_energy,
+                              double *pair_v)
 {
     const nep_model_spec *spec = m->spec;
-    const int N = sys->num_atoms;
-    if (N < 0 || (N > 0 && (!sys->types || !sys->positions))) return NEP_ERR_ARGUMENT;
-    for (int i = 0; i < N; ++i) {
-        if (sys->types[i] < 0 || sys->types[i] >= spec->num_types) return NEP_ERR_TYPE;
-        for (int c = 0; c < 3; ++c)
-            if (!isfinite(sys->positions[3 * i + c])) return NEP_ERR_NONFINITE;
-    }
-    nep_neighbor_list list;
-    const int status = nep_neighbor_build(sys, spec->num_types, m->rc_list, spec->rc_angular, m->rc_max, 1,
-                                          &list);
-    if (status) return status;
-
+    const nep_neighbor_list list = *list_in;
     const int T = spec->num_types, D = m->layout.dim, N1 = spec->num_neurons;
     const int nR = spec->n_max_radial, nA = spec->n_max_angular;
     const int bR = spec->basis_radial, bA = spec->basis_angular;
     const int K = m->num_kappa, L = spec->l_max, version = spec->version;
     const double *par = spec->parameters;
     const double *scaler = spec->q_scaler;
-    double *grad = ws->gradient;
     const size_t ns = (size_t)(nA + 1) * NEP_TRAIN_NUM_Y;
-    double energy = 0.0, virial[9] = {0};
-    if (forces_out) memset(forces_out, 0, sizeof(double) * 3 * (size_t)N);
     double fk[NEP_MAX_BASIS], fkp[NEP_MAX_BASIS];
     double y[NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3];
     double ydot[NEP_TRAIN_NUM_Y];
     double inv_grad[NEP_TRAIN_S_LEN], inv_hvp[NEP_TRAIN_S_LEN];
 
-    for (int i = 0; i < N; ++i) {
+    for (int i = atom_begin; i < atom_end; ++i) {
+        double energy = 0.0;
         const int ti = sys->types[i];
         const double *ai = fadj ? fadj + 3 * i : NULL;
         memset(ws->q, 0, sizeof(double) * D);
@@ -387,20 +376,78 @@ static int compute_structure(const train_model *m, const nep_system *sys, double
                     for (int c3 = 0; c3 < 3; ++c3) v[c3] += 0.5 * dphi * u[c3];
                 }
             }
-            if (forces_out) {
-                for (int c3 = 0; c3 < 3; ++c3) {
-                    forces_out[3 * i + c3] += v[c3];
-                    forces_out[3 * j + c3] -= v[c3];
+            memcpy(pair_v + 3 * p, v, sizeof(v));
+        }
+        atom_energy[i] = energy;
+    }
+}
+
+/* The work of one call is split in waves of consecutive structures of about
+ * NEP_TRAIN_WAVE_ATOMS atoms (the neighbour lists and per-pair values of one wave are held at
+ * a time, which bounds the memory of a full-batch call on a large set). Within a wave:
+ *   1. neighbour lists, one structure per thread at a time (dynamic schedule);
+ *   2. the atoms of the wave, concatenated, in up to NEP_TRAIN_MAX_BLOCKS contiguous blocks
+ *      (a block may span structures), dynamically scheduled: each block adds its parameter
+ *      gradient into its own buffer and writes per-atom energies and per-pair dU_i/dr_ij,
+ *      so no two threads write the same memory and a slow thread holds up no other;
+ *   3. per structure: forces, virial and energy from the per-pair and per-atom values, in
+ *      the order of the serial code (bitwise the same forces and virials as one thread).
+ * At the end the block buffers are summed in block order (in parallel over parameters). The
+ * blocks depend only on the atom counts, never on the thread count, so the gradient is
+ * bitwise the same for any number of threads and any schedule. */
+#define NEP_TRAIN_WAVE_ATOMS 8192
+#define NEP_TRAIN_MAX_BLOCKS 64
+#define NEP_TRAIN_MIN_BLOCK_ATOMS 8
+/* At most this many doubles of block gradient buffers (fewer blocks for huge models). */
+#define NEP_TRAIN_MAX_BUFFER_DOUBLES ((size_t)1 << 23)
+
+/* Checks structure `sys` and builds its neighbour list: NEP_OK or the structure's error. */
+static int structure_list(const train_model *m, const nep_system *sys, nep_neighbor_list *list)
+{
+    const nep_model_spec *spec = m->spec;
+    const int N = sys->num_atoms;
+    memset(list, 0, sizeof(*list));
+    if (N < 0 || (N > 0 && (!sys->types || !sys->positions))) return NEP_ERR_ARGUMENT;
+    for (int i = 0; i < N; ++i) {
+        if (sys->types[i] < 0 || sys->types[i] >= spec->num_types) return NEP_ERR_TYPE;
+        for (int c = 0; c < 3; ++c)
+            if (!isfinite(sys->positions[3 * i + c])) return NEP_ERR_NONFINITE;
+    }
+    const int status = nep_neighbor_build(sys, spec->num_types, m->rc_list, spec->rc_angular,
+                                          m->rc_max, 1, list);
+    if (status) memset(list, 0, sizeof(*list));
+    return status;
+}
+
+/* Forces, virial and energy of one structure from its per-pair v = dU_i/dr_ij and per-atom
+ * energies, summed in the serial code's order. */
+static void structure_totals(const nep_neighbor_list *list, const double *pair_v,
+                             const double *atom_energy, double *energy, double *forces,
+                             double *virial)
+{
+    const int N = list->num_atoms;
+    if (energy) {
+        double e = 0.0;
+        for (int i = 0; i < N; ++i) e += atom_energy[i];
+        *energy = e;
+    }
+    if (forces) memset(forces, 0, sizeof(double) * 3 * (size_t)N);
+    double w[9] = {0};
+    for (int i = 0; i < N; ++i) {
+        for (size_t p = list->offset[i]; p < list->offset[i + 1]; ++p) {
+            const double *v = pair_v + 3 * p, *r = list->r + 3 * p;
+            if (forces) {
+                const int j = list->neighbor[p];
+                for (int c = 0; c < 3; ++c) {
+                    forces[3 * i + c] += v[c];
+                    forces[3 * j + c] -= v[c];
                 }
             }
             for (int a = 0; a < 3; ++a)
-                for (int b = 0; b < 3; ++b) virial[3 * a + b] -= r[a] * v[b];
+                for (int b = 0; b < 3; ++b) w[3 * a + b] -= r[a] * v[b];
         }
     }
-    nep_neighbor_free(&list);
-    if (energy_out) *energy_out = energy;
-    if (virial_out) memcpy(virial_out, virial, sizeof(virial));
-    return NEP_OK;
+    if (virial) memcpy(virial, w, sizeof(w));
 }
 
 int nep_train_gradient(const nep_model_spec *spec, int num_systems, const nep_system *systems,
@@ -412,50 +459,145 @@ int nep_train_gradient(const nep_model_spec *spec, int num_systems, const nep_sy
     train_model model;
     int status = model_init(spec, &model);
     if (status) return status;
+    const size_t P = model.layout.num_parameters, stride = padded(P);
+    int num_blocks = NEP_TRAIN_MAX_BLOCKS;
+    while (gradient && num_blocks > 1 && (size_t)num_blocks * stride > NEP_TRAIN_MAX_BUFFER_DOUBLES)
+        num_blocks /= 2;
+
+    /* atom offsets, waves, and the largest wave's sizes */
     size_t *offsets = malloc(sizeof(size_t) * ((size_t)num_systems + 1));
-    if (!offsets) return NEP_ERR_NOMEM;
+    int *wave_first = malloc(sizeof(int) * ((size_t)num_systems + 1));
+    if (!offsets || !wave_first) {
+        free(offsets);
+        free(wave_first);
+        return NEP_ERR_NOMEM;
+    }
     offsets[0] = 0;
+    int num_waves = 0, max_wave_systems = 1;
+    size_t max_wave_atoms = 1;
     for (int s = 0; s < num_systems; ++s) {
         if (systems[s].num_atoms < 0) {
             free(offsets);
+            free(wave_first);
             return NEP_ERR_ARGUMENT;
         }
         offsets[s + 1] = offsets[s] + (size_t)systems[s].num_atoms;
+        if (num_waves == 0 || offsets[s] - offsets[wave_first[num_waves - 1]] >= NEP_TRAIN_WAVE_ATOMS)
+            wave_first[num_waves++] = s;
     }
-    const int threads = nep_resolve_threads(num_threads, num_systems);
+    wave_first[num_waves] = num_systems;
+    for (int w = 0; w < num_waves; ++w) {
+        const int ns = wave_first[w + 1] - wave_first[w];
+        const size_t na = offsets[wave_first[w + 1]] - offsets[wave_first[w]];
+        if (ns > max_wave_systems) max_wave_systems = ns;
+        if (na > max_wave_atoms) max_wave_atoms = na;
+    }
+    int work_items = (int)((max_wave_atoms + NEP_TRAIN_MIN_BLOCK_ATOMS - 1) / NEP_TRAIN_MIN_BLOCK_ATOMS);
+    if (work_items > num_blocks) work_items = num_blocks;
+    if (work_items < max_wave_systems) work_items = max_wave_systems;
+    const int threads = nep_resolve_threads(num_threads, work_items);
+
     train_workspace *ws = calloc((size_t)threads, sizeof(train_workspace));
     int *local_status = calloc((size_t)num_systems + 1, sizeof(int));
-    if (!ws || !local_status) {
-        free(ws);
-        free(local_status);
-        free(offsets);
-        return NEP_ERR_NOMEM;
-    }
-    int alloc_failed = 0;
-    for (int t = 0; t < threads; ++t)
-        if (workspace_init(&model, gradient != NULL, &ws[t])) alloc_failed = 1;
-    if (!alloc_failed) {
+    nep_neighbor_list *lists = calloc((size_t)max_wave_systems, sizeof(nep_neighbor_list));
+    size_t *pair_base = malloc(sizeof(size_t) * ((size_t)max_wave_systems + 1));
+    double *atom_energy = malloc(sizeof(double) * max_wave_atoms);
+    double *block_gradient = gradient ? calloc((size_t)num_blocks * stride, sizeof(double)) : NULL;
+    double *pair_v = NULL;
+    size_t pair_v_size = 0;
+    int failed = !ws || !local_status || !lists || !pair_base || !atom_energy ||
+                 (gradient && !block_gradient);
+    for (int t = 0; !failed && t < threads; ++t)
+        if (workspace_init(&model, &ws[t])) failed = 1;
+
+    status = failed ? NEP_ERR_NOMEM : NEP_OK;
+    for (int w = 0; w < num_waves && status != NEP_ERR_NOMEM; ++w) {
+        const int s0 = wave_first[w], ns = wave_first[w + 1] - s0;
+        const size_t a0 = offsets[s0], na = offsets[s0 + ns] - a0;
+        int nb = (int)((na + NEP_TRAIN_MIN_BLOCK_ATOMS - 1) / NEP_TRAIN_MIN_BLOCK_ATOMS);
+        if (nb > num_blocks) nb = num_blocks;
+        if (nb < 1) nb = 1;
+        int wave_ok = 1;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static, 1) num_threads(threads)
+#pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
-        for (int s = 0; s < num_systems; ++s) {
+        {
             int t = 0;
 #ifdef _OPENMP
             t = omp_get_thread_num();
 #endif
-            const size_t off = offsets[s];
-            local_status[s] = compute_structure(
-                &model, &systems[s], alpha ? alpha[s] : 0.0,
-                force_adjoint ? force_adjoint + 3 * off : NULL,
-                virial_adjoint ? virial_adjoint + 9 * (size_t)s : NULL, &ws[t],
-                energy ? energy + s : NULL, forces ? forces + 3 * off : NULL,
-                virials ? virials + 9 * (size_t)s : NULL);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+            for (int k = 0; k < ns; ++k)
+                local_status[s0 + k] = structure_list(&model, &systems[s0 + k], &lists[k]);
+#ifdef _OPENMP
+#pragma omp single
+#endif
+            {
+                /* a failed structure stops the computation (its statuses are still filled) */
+                pair_base[0] = 0;
+                for (int k = 0; k < ns; ++k) {
+                    if (local_status[s0 + k] || status) wave_ok = 0;
+                    pair_base[k + 1] = pair_base[k] + lists[k].num_pairs;
+                }
+                if (wave_ok && pair_base[ns] * 3 > pair_v_size) {
+                    free(pair_v);
+                    pair_v_size = pair_base[ns] * 3 + pair_base[ns] * 3 / 4;
+                    pair_v = malloc(sizeof(double) * (pair_v_size ? pair_v_size : 1));
+                    if (!pair_v) {
+                        pair_v_size = 0;
+                        wave_ok = 0;
+                        status = NEP_ERR_NOMEM;
+                    }
+                }
+            }
+            if (wave_ok) {
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+                for (int b = 0; b < nb; ++b) {
+                    const size_t begin = na * (size_t)b / (size_t)nb, end = na * (size_t)(b + 1) / (size_t)nb;
+                    double *grad = block_gradient ? block_gradient + (size_t)b * stride + NEP_TRAIN_PAD / 2 : NULL;
+                    /* the structures this block overlaps, each for its atoms in the block */
+                    for (int k = 0; k < ns && begin < end; ++k) {
+                        const size_t first = offsets[s0 + k] - a0, last = offsets[s0 + k + 1] - a0;
+                        if (last <= begin || first >= end) continue;
+                        const int i0 = (int)((begin > first ? begin : first) - first);
+                        const int i1 = (int)((end < last ? end : last) - first);
+                        const size_t off = offsets[s0 + k];
+                        compute_structure(&model, &systems[s0 + k], &lists[k], i0, i1,
+                                          alpha ? alpha[s0 + k] : 0.0,
+                                          force_adjoint ? force_adjoint + 3 * off : NULL,
+                                          virial_adjoint ? virial_adjoint + 9 * (size_t)(s0 + k) : NULL,
+                                          &ws[t], grad, atom_energy + (off - a0),
+                                          pair_v + 3 * pair_base[k]);
+                    }
+                }
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+                for (int k = 0; k < ns; ++k) {
+                    const size_t off = offsets[s0 + k];
+                    structure_totals(&lists[k], pair_v + 3 * pair_base[k], atom_energy + (off - a0),
+                                     energy ? energy + s0 + k : NULL, forces ? forces + 3 * off : NULL,
+                                     virials ? virials + 9 * (size_t)(s0 + k) : NULL);
+                }
+            }
         }
+        for (int k = 0; k < ns; ++k) nep_neighbor_free(&lists[k]);
+        if (!wave_ok && status == NEP_OK) status = -1; /* a structure failed: see below */
+    }
+    if (status != NEP_ERR_NOMEM) {
         if (gradient) {
-            const size_t P = model.layout.num_parameters;
-            for (size_t k = 0; k < P; ++k) {
+            const long long num_parameters = (long long)P;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && P >= 4096)
+#endif
+            for (long long k = 0; k < num_parameters; ++k) {
                 double sum = 0.0;
-                for (int t = 0; t < threads; ++t) sum += ws[t].gradient[k];
+                for (int b = 0; b < num_blocks; ++b)
+                    sum += block_gradient[(size_t)b * stride + NEP_TRAIN_PAD / 2 + (size_t)k];
                 gradient[k] = sum;
             }
         }
@@ -464,12 +606,17 @@ int nep_train_gradient(const nep_model_spec *spec, int num_systems, const nep_sy
             if (statuses) statuses[s] = local_status[s];
             if (!status && local_status[s]) status = local_status[s];
         }
-    } else {
-        status = NEP_ERR_NOMEM;
     }
-    for (int t = 0; t < threads; ++t) workspace_free(&ws[t]);
+    if (ws)
+        for (int t = 0; t < threads; ++t) workspace_free(&ws[t]);
     free(ws);
     free(local_status);
+    free(lists);
+    free(pair_base);
+    free(atom_energy);
+    free(block_gradient);
+    free(pair_v);
     free(offsets);
+    free(wave_first);
     return status;
 }
