@@ -86,3 +86,41 @@ def test_a_bad_structure_among_good_ones_is_named(setup):
     for threads in (1, 2):
         with pytest.raises(EngineError, match=r"structure 1\b.*same position"):
             predict(model, batch, num_threads=threads)
+
+
+def test_cache_gives_the_uncached_bits(setup):
+    from nepzbl_plugin.train.gradient import TrainingCache
+
+    model, batch, (alpha, fa, B) = setup
+    off = batch.atom_offsets
+
+    def subset(indices):
+        atoms = np.concatenate([np.arange(off[i], off[i + 1]) for i in indices])
+        counts = off[np.add(indices, 1)] - off[indices]
+        return TrainingBatch(batch.types[atoms], batch.positions[atoms], batch.cells[indices],
+                             batch.pbc[indices], np.concatenate([[0], np.cumsum(counts)]),
+                             structure_ids=indices), atoms
+
+    cache = TrainingCache()
+    # new ids, kept ids, a repeated id within one call, and the whole set
+    for indices in ([4, 1], [1, 2, 6], [3, 3, 0], [0, 1, 2, 3, 4, 5, 6], [5, 1]):
+        indices = np.asarray(indices)
+        sub, atoms = subset(indices)
+        args = (alpha[indices], fa[atoms], B[indices])
+        for threads in (1, 2):
+            g, p = linear_functional_gradient(model, sub, *args, num_threads=threads,
+                                              return_predictions=True)
+            gc, pc = linear_functional_gradient(model, sub, *args, num_threads=threads,
+                                                return_predictions=True, cache=cache)
+            np.testing.assert_array_equal(gc, g)
+            np.testing.assert_array_equal(pc.forces, p.forces)
+            np.testing.assert_array_equal(pc.energy, p.energy)
+            np.testing.assert_array_equal(pc.virial, p.virial)
+    # another model with other cutoffs: the kept lists are dropped, not reused
+    other = random_model(version=4, flags=(2, 1, 0, 0, 0, 0), l_max=4, zbl="universal",
+                         seed=22, cutoffs=(3.6, 3.1), **SIZES)
+    sub, _ = subset(np.arange(batch.num_structures))
+    np.testing.assert_array_equal(predict(other, sub, cache=TrainingCache()).forces,
+                                  predict(other, sub).forces)
+    np.testing.assert_array_equal(predict(other, sub, cache=cache).forces,
+                                  predict(other, sub).forces)
