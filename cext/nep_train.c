@@ -601,7 +601,7 @@ static int train_run(nep_train_cache *cache, const int *ids, const nep_model_spe
     if (block_gradient) {
         const int nbz = num_blocks;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && (size_t)nbz * stride >= ((size_t)1 << 18))
 #endif
         for (int b = 0; b < nbz; ++b) memset(block_gradient + (size_t)b * stride, 0, sizeof(double) * stride);
     }
@@ -705,7 +705,7 @@ static int train_run(nep_train_cache *cache, const int *ids, const nep_model_spe
     if (gradient) {
         const long long num_parameters = (long long)P;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && P >= 4096)
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && (size_t)num_blocks * stride >= ((size_t)1 << 18))
 #endif
         for (long long k = 0; k < num_parameters; ++k) {
             double sum = 0.0;
