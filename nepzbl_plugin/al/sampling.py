@@ -80,17 +80,31 @@ def _force_field(engine, atoms):
 
 class _Sampler:
     """MD observer: every ``every`` steps, the frame (wrapped), its kinetic temperature and the
-    too-short verdict; stops the run when positions turn non-finite."""
+    too-short verdict; stops the run when positions turn non-finite.
+
+    The MD engine turns an exception inside the run into a stop reason (a model that blows up
+    is a finding); an exception of this observer or of the progress callback (a bug, an
+    interruption the caller asked for) is kept in ``error`` instead and raised again after the
+    run, so it is never mistaken for a failed run."""
 
     def __init__(self, every: int, planned: int, limits, result: MDRunResult, callback):
         self.every, self.planned, self.limits = every, planned, limits
         self.result, self.callback = result, callback
+        self.error: Exception | None = None
 
     def __call__(self, frame) -> str | None:
         if frame.step == 0:
             return None
         if not (np.all(np.isfinite(frame.positions)) and np.isfinite(frame.potential_energy)):
             return f"non-finite energy or positions at step {frame.step}"
+        try:
+            self._sample(frame)
+        except Exception as error:
+            self.error = error
+            return f"{type(error).__name__} in the sampler"
+        return None
+
+    def _sample(self, frame) -> None:
         atoms = frame.atoms(wrap=True)
         atoms.info = {"md_temperature_K": float(frame.temperature)}
         hit, shortest = too_short(atoms, self.limits)
@@ -100,7 +114,6 @@ class _Sampler:
         self.result.min_distances.append(shortest)
         if self.callback is not None:
             self.callback(len(self.result.frames), self.planned)
-        return None
 
 
 def run_md(atoms, engine, spec: MDRunSpec, limits: dict[tuple[str, str], float], *,
@@ -132,6 +145,8 @@ def run_md(atoms, engine, spec: MDRunSpec, limits: dict[tuple[str, str], float],
                            temperature=TemperatureSchedule.linear(spec.t_start, spec.t_end,
                                                                   steps),
                            tau_temperature=1.0 / spec.friction, seed=seed, observers=[sampler])
+    if sampler.error is not None:
+        raise sampler.error
     if outcome.stopped is not None:  # the model blew up: a finding of the run, not a crash
         result.aborted = outcome.stopped
     result.wall_seconds = outcome.wall_seconds
