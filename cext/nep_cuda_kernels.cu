@@ -180,8 +180,54 @@ __global__ void k_network(nepcu_dims dm, model_ptrs m, nepcu_work w)
 }
 
 /* ------------------------------------------------------------------ pair derivatives */
-/* v_ij = dU_i/dr_ij for every slot (radial + angular + ZBL), and the ZBL site energies.
- * With need_forces == 0 only the ZBL energies are computed. */
+/* v_ij = dU_i/dr_ij for every slot (radial + ZBL + angular), and the ZBL site energies.
+ * With need_forces == 0 only the ZBL energies are computed.
+ *
+ * Two passes, each thread writing only its own slots: the radial pass visits every slot of
+ * the Verlet list (radial cutoff + skin) and writes radial + ZBL; the angular pass visits only
+ * the slots k_descriptors found inside the angular cutoff (w.ang_slots, in list order) and adds
+ * the angular part. With a 4 A angular and a 6 A + 1 A-skin list that is about a fifth of the
+ * slots, and the angular work (Chebyshev derivatives, n_max_angular channels, the spherical
+ * harmonics contraction) dominated the old single pass. */
+__device__ __forceinline__ void angular_pair_derivative(const nepcu_dims &dm, const model_ptrs &m,
+                                                        const nepcu_work &w, int i, int ti,
+                                                        int tj, const double r[3], double d2,
+                                                        real out[3])
+{
+    const int N = w.num_atoms, T = dm.num_types;
+    const int bA = dm.basis_angular, nA1 = dm.n_max_angular + 1, K = dm.num_abc;
+    const real *cA = m.p + dm.c_angular_offset;
+    const real *sg = (const real *)w.sg;
+    const real rcA = m.rc_angular[ti * T + tj];
+    const double dd = sqrt(d2);
+    const real d = (real)dd;
+    const real u[3] = {(real)(r[0] / dd), (real)(r[1] / dd), (real)(r[2] / dd)};
+    real f[NEPCU_MAX_BASIS], fp[NEPCU_MAX_BASIS];
+    const real rcinv = (real)1 / rcA;
+    real fc, fcp;
+    nep_cutoff(d, rcA, rcinv, &fc, &fcp);
+    nep_chebyshev(bA, d, rcinv, fc, fcp, f, fp);
+    /* H_k = sum_n g_n' dU/ds_nk and K_k = sum_n g_n dU/ds_nk, so that one contraction gives
+     * sum_nk dU/ds_nk d(g_n Y_k)/dr_ij. */
+    real Hk[NEP_NUM_ABC], Kk[NEP_NUM_ABC];
+    for (int k = 0; k < K; ++k) Hk[k] = Kk[k] = (real)0;
+    for (int n = 0; n < nA1; ++n) {
+        real g, gp;
+        nep_channel_deriv(bA + 1, cA + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
+                          (size_t)T * T, f, fp, &g, &gp);
+        for (int k = 0; k < K; ++k) {
+            const real G = sg[((size_t)n * dm.s_len + k) * N + i];
+            Hk[k] += gp * G;
+            Kk[k] += g * G;
+        }
+    }
+    real hy, grad[3];
+    nep_sph_contract(dm.l_max, u[0], u[1], u[2], Hk, Kk, &hy, grad);
+    const real ug = u[0] * grad[0] + u[1] * grad[1] + u[2] * grad[2];
+    const real dinv = (real)1 / d;
+    for (int c = 0; c < 3; ++c) out[c] = hy * u[c] + (grad[c] - ug * u[c]) * dinv;
+}
+
 __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
 {
     const int N = w.num_atoms, MN = w.max_neighbors;
@@ -191,15 +237,12 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
     const double *cell = w.cells + 9 * w.struct_of_atom[i];
     const int count = w.nbr_count[i];
     const real *cR = m.p + dm.c_radial_offset;
-    const real *cA = m.p + dm.c_angular_offset;
     const real *fpr = (const real *)w.fpr;
-    const real *sg = (const real *)w.sg;
     real *v = (real *)w.v;
     real *vz = (real *)w.vz;
-    const int bR = dm.basis_radial, bA = dm.basis_angular;
-    const int nA1 = dm.n_max_angular + 1, L = dm.l_max, K = dm.num_abc;
+    const int bR = dm.basis_radial;
     double ezbl = 0.0;
-    real f[NEPCU_MAX_BASIS], fp[NEPCU_MAX_BASIS];
+    int num_ang = 0; /* angular slots met so far, in list order (as k_descriptors stored them) */
 
     for (int slot = 0; slot < count; ++slot) {
         double r[3];
@@ -227,7 +270,7 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
             }
             if (w.need_forces && in_radial) {
                 const real rcinv = (real)1 / rcR;
-                real fc, fcp;
+                real fc, fcp, f[NEPCU_MAX_BASIS], fp[NEPCU_MAX_BASIS];
                 nep_cutoff(d, rcR, rcinv, &fc, &fcp);
                 nep_chebyshev(bR, d, rcinv, fc, fcp, f, fp);
                 real acc = (real)0;
@@ -235,38 +278,12 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
                     acc += fpr[(size_t)n * N + i] *
                            nep_channel(bR + 1, cR + nep_coefficient_index(n, 0, bR + 1, T, ti, tj),
                                        (size_t)T * T, fp);
-                vx += acc * u[0];
-                vy += acc * u[1];
-                vzz += acc * u[2];
-            }
-            if (w.need_forces && in_angular) {
-                const real rcinv = (real)1 / rcA;
-                real fc, fcp;
-                nep_cutoff(d, rcA, rcinv, &fc, &fcp);
-                nep_chebyshev(bA, d, rcinv, fc, fcp, f, fp);
-                /* H_k = sum_n g_n' dU/ds_nk and K_k = sum_n g_n dU/ds_nk, so that one
-                 * contraction gives sum_nk dU/ds_nk d(g_n Y_k)/dr_ij. */
-                real Hk[NEP_NUM_ABC], Kk[NEP_NUM_ABC];
-                for (int k = 0; k < K; ++k) Hk[k] = Kk[k] = (real)0;
-                for (int n = 0; n < nA1; ++n) {
-                    real g, gp;
-                    nep_channel_deriv(bA + 1, cA + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
-                                      (size_t)T * T, f, fp, &g, &gp);
-                    for (int k = 0; k < K; ++k) {
-                        const real G = sg[((size_t)n * dm.s_len + k) * N + i];
-                        Hk[k] += gp * G;
-                        Kk[k] += g * G;
-                    }
-                }
-                real hy, grad[3];
-                nep_sph_contract(L, u[0], u[1], u[2], Hk, Kk, &hy, grad);
-                const real ug = u[0] * grad[0] + u[1] * grad[1] + u[2] * grad[2];
-                const real dinv = (real)1 / d;
-                vx += hy * u[0] + (grad[0] - ug * u[0]) * dinv;
-                vy += hy * u[1] + (grad[1] - ug * u[1]) * dinv;
-                vzz += hy * u[2] + (grad[2] - ug * u[2]) * dinv;
+                vx = acc * u[0];
+                vy = acc * u[1];
+                vzz = acc * u[2];
             }
         }
+        if (in_angular) num_ang += 1;
         if (w.need_forces) {
             v[(size_t)(0 * MN + slot) * N + i] = vx + zx;
             v[(size_t)(1 * MN + slot) * N + i] = vy + zy;
@@ -283,6 +300,18 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
         if (w.energy_zbl) w.energy_zbl[i] = ezbl;
     } else if (w.energy_zbl) {
         w.energy_zbl[i] = 0.0;
+    }
+    if (!w.need_forces) return;
+
+    /* angular pass: only the pairs inside the angular cutoff */
+    for (int a = 0; a < num_ang; ++a) {
+        const int slot = w.ang_slots[(size_t)a * N + i];
+        double r[3];
+        int tj;
+        const double d2 = slot_pair(w, cell, i, slot, r, &tj);
+        real va[3];
+        angular_pair_derivative(dm, m, w, i, ti, tj, r, d2, va);
+        for (int c = 0; c < 3; ++c) v[(size_t)(c * MN + slot) * N + i] += va[c];
     }
 }
 
