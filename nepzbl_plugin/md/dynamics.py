@@ -254,7 +254,19 @@ def run_md(
     thermalize
         Draw Maxwell-Boltzmann velocities at the starting temperature (default: when a
         temperature is given, or when ``atoms`` carries no velocities).
+
+    With :class:`EngineForces` on a CUDA evaluator the run goes to the device-resident loop
+    (:mod:`.cuda_loop`): the same integrator and outputs, with positions kept on the GPU
+    between the steps where an observer is due.
     """
+    from .cuda_loop import cuda_model_of, run_md_cuda
+
+    if cuda_model_of(forces) is not None:  # a CUDA evaluator: the device-resident loop
+        return run_md_cuda(atoms, forces, steps, timestep, ensemble=ensemble,
+                           temperature=temperature, pressure=pressure,
+                           tau_temperature=tau_temperature, tau_pressure=tau_pressure,
+                           compressibility=compressibility, seed=seed, observers=observers,
+                           progress=progress, thermalize=thermalize)
     if ensemble not in ENSEMBLES:
         raise MDSetupError(f"unknown ensemble {ensemble!r}; choose from {', '.join(ENSEMBLES)}")
     thermostat, barostat, anisotropic = ENSEMBLES[ensemble]
