@@ -96,7 +96,8 @@ struct nep_cuda_model {
     int max_neighbors = 0;
 
     dbuf pos, pos_build, types, struct_of_atom, cells, binfo, atom_bin, atom_cell, atom_wrap,
-        bin_count, bin_start, bin_fill, bin_atoms, nbr, nbr_count, rev, ang_slots, q, sg, fpr, v, vz,
+        bin_count, bin_start, bin_fill, bin_atoms, nbr, nbr_count, rev, ang_slots, ang_types,
+        ang_geom, q, sg, fpr, v, vz,
         energy, energy_zbl, forces, forces_zbl, virials, virials_zbl, descriptors, latent,
         struct_flags, totals, scratch;
 
@@ -122,7 +123,8 @@ size_t buffers_bytes(const nep_cuda_model *m)
     const dbuf *all[] = {&m->pos, &m->pos_build, &m->types, &m->struct_of_atom, &m->cells,
                          &m->binfo, &m->atom_bin, &m->atom_cell, &m->atom_wrap, &m->bin_count,
                          &m->bin_start, &m->bin_fill, &m->bin_atoms, &m->nbr, &m->nbr_count,
-                         &m->rev, &m->ang_slots, &m->q, &m->sg, &m->fpr, &m->v, &m->vz, &m->energy,
+                         &m->rev, &m->ang_slots, &m->ang_types, &m->ang_geom, &m->q, &m->sg,
+                         &m->fpr, &m->v, &m->vz, &m->energy,
                          &m->energy_zbl, &m->forces, &m->forces_zbl, &m->virials,
                          &m->virials_zbl, &m->descriptors, &m->latent, &m->struct_flags,
                          &m->totals, &m->scratch};
@@ -135,7 +137,8 @@ void free_buffers(nep_cuda_model *m)
 {
     dbuf *all[] = {&m->pos, &m->pos_build, &m->types, &m->struct_of_atom, &m->cells, &m->binfo,
                    &m->atom_bin, &m->atom_cell, &m->atom_wrap, &m->bin_count, &m->bin_start,
-                   &m->bin_fill, &m->bin_atoms, &m->nbr, &m->nbr_count, &m->rev, &m->ang_slots, &m->q, &m->sg,
+                   &m->bin_fill, &m->bin_atoms, &m->nbr, &m->nbr_count, &m->rev, &m->ang_slots,
+                   &m->ang_types, &m->ang_geom, &m->q, &m->sg,
                    &m->fpr, &m->v, &m->vz, &m->energy, &m->energy_zbl, &m->forces,
                    &m->forces_zbl, &m->virials, &m->virials_zbl, &m->descriptors, &m->latent,
                    &m->struct_flags, &m->totals, &m->scratch};
@@ -997,6 +1000,8 @@ int evaluate_outputs(nep_cuda_model *m, const batch *b, const nep_outputs &o0)
     const int MN = m->max_neighbors;
     NEPCU_CHECK(reserve(&m->q, R * dm.dim * Nz), "allocating descriptors");
     NEPCU_CHECK(reserve(&m->ang_slots, sizeof(int) * (size_t)MN * Nz), "allocating pairs");
+    NEPCU_CHECK(reserve(&m->ang_types, sizeof(int) * (size_t)MN * Nz), "allocating pairs");
+    NEPCU_CHECK(reserve(&m->ang_geom, R * 4 * (size_t)MN * Nz), "allocating pairs");
     NEPCU_CHECK(reserve(&m->sg, R * (dm.n_max_angular + 1) * dm.s_len * Nz), "allocating s");
     NEPCU_CHECK(reserve(&m->fpr, R * (dm.n_max_radial + 1) * Nz), "allocating gradients");
     NEPCU_CHECK(reserve(&m->energy, sizeof(double) * Nz), "allocating energies");
@@ -1029,6 +1034,8 @@ int evaluate_outputs(nep_cuda_model *m, const batch *b, const nep_outputs &o0)
     w.nbr_count = (const int *)m->nbr_count.p;
     w.rev = (const int *)m->rev.p;
     w.ang_slots = (int *)m->ang_slots.p;
+    w.ang_types = (int *)m->ang_types.p;
+    w.ang_geom = m->ang_geom.p;
     w.q = m->q.p;
     w.sg = m->sg.p;
     w.fpr = m->fpr.p;

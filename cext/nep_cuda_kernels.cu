@@ -67,6 +67,33 @@ __device__ __forceinline__ double slot_pair(const nepcu_work &w, const double *c
     return r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
 }
 
+/* Angular pair a of atom i: its slot, the neighbour's type and (d, u) in NEP_REAL, stored
+ * by k_descriptors as [c * MN + a][N] (coalesced across the atoms of a warp). */
+__device__ __forceinline__ void store_angular_pair(const nepcu_work &w, int i, int a, int slot,
+                                                   int tj, real d, real ux, real uy, real uz)
+{
+    const size_t N = (size_t)w.num_atoms, MN = (size_t)w.max_neighbors;
+    real *g = (real *)w.ang_geom;
+    w.ang_slots[a * N + i] = slot;
+    w.ang_types[a * N + i] = tj;
+    g[(0 * MN + a) * N + i] = d;
+    g[(1 * MN + a) * N + i] = ux;
+    g[(2 * MN + a) * N + i] = uy;
+    g[(3 * MN + a) * N + i] = uz;
+}
+
+__device__ __forceinline__ void load_angular_pair(const nepcu_work &w, int i, int a, int *tj,
+                                                  real *d, real u[3])
+{
+    const size_t N = (size_t)w.num_atoms, MN = (size_t)w.max_neighbors;
+    const real *__restrict__ g = (const real *)w.ang_geom;
+    *tj = w.ang_types[a * N + i];
+    *d = g[(0 * MN + a) * N + i];
+    u[0] = g[(1 * MN + a) * N + i];
+    u[1] = g[(2 * MN + a) * N + i];
+    u[2] = g[(3 * MN + a) * N + i];
+}
+
 /* ------------------------------------------------------------------ descriptors */
 __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
 {
@@ -94,9 +121,16 @@ __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
         const double d2 = slot_pair(w, cell, i, slot, r, &tj);
         const real rcA = m.rc_angular[ti * T + tj];
         if (d2 < (double)rcA * (double)rcA) {
-            /* remember the angular pairs: the channel loops below visit only these */
-            if (d2 < NEPCU_OVERLAP2) overlap = 1;
-            else w.ang_slots[(size_t)num_ang++ * N + i] = slot;
+            /* remember the angular pairs and their geometry (|r_ij| and r_ij/|r_ij| as the
+             * angular maths uses them): the channel loops below and k_pairs' angular pass
+             * visit only these and read them back instead of re-forming r_ij */
+            if (d2 < NEPCU_OVERLAP2) {
+                overlap = 1;
+            } else {
+                const double dd = sqrt(d2);
+                store_angular_pair(w, i, num_ang++, slot, tj, (real)dd, (real)(r[0] / dd),
+                                   (real)(r[1] / dd), (real)(r[2] / dd));
+            }
         }
         const real rc = m.rc_radial[ti * T + tj];
         if (!(d2 < (double)rc * (double)rc)) continue;
@@ -117,19 +151,17 @@ __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
         real s[NEP_NUM_ABC], Y[NEP_NUM_ABC];
         for (int k = 0; k < dm.s_len; ++k) s[k] = (real)0;
         for (int a = 0; a < num_ang; ++a) {
-            const int slot = w.ang_slots[(size_t)a * N + i];
-            double r[3];
             int tj;
-            const double d2 = slot_pair(w, cell, i, slot, r, &tj);
+            real d, u[3];
+            load_angular_pair(w, i, a, &tj, &d, u);
             const real rc = m.rc_angular[ti * T + tj];
-            const double dd = sqrt(d2);
-            const real d = (real)dd, rcinv = (real)1 / rc;
+            const real rcinv = (real)1 / rc;
             real fc, fcp;
             nep_cutoff(d, rc, rcinv, &fc, &fcp);
             nep_chebyshev_value(bA, d, rcinv, fc, f);
             const real g = nep_channel(bA + 1, cA + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
                                        (size_t)T * T, f);
-            nep_sph(L, (real)(r[0] / dd), (real)(r[1] / dd), (real)(r[2] / dd), Y);
+            nep_sph(L, u[0], u[1], u[2], Y);
             for (int k = 0; k < K; ++k) s[k] += g * Y[k];
         }
         for (int k = 0; k < dm.s_len; ++k) sg[((size_t)n * dm.s_len + k) * N + i] = s[k];
@@ -191,7 +223,7 @@ __global__ void k_network(nepcu_dims dm, model_ptrs m, nepcu_work w)
  * harmonics contraction) dominated the old single pass. */
 __device__ __forceinline__ void angular_pair_derivative(const nepcu_dims &dm, const model_ptrs &m,
                                                         const nepcu_work &w, int i, int ti,
-                                                        int tj, const double r[3], double d2,
+                                                        int tj, real d, const real u[3],
                                                         real out[3])
 {
     const int N = w.num_atoms, T = dm.num_types;
@@ -199,9 +231,6 @@ __device__ __forceinline__ void angular_pair_derivative(const nepcu_dims &dm, co
     const real *cA = m.p + dm.c_angular_offset;
     const real *sg = (const real *)w.sg;
     const real rcA = m.rc_angular[ti * T + tj];
-    const double dd = sqrt(d2);
-    const real d = (real)dd;
-    const real u[3] = {(real)(r[0] / dd), (real)(r[1] / dd), (real)(r[2] / dd)};
     real f[NEPCU_MAX_BASIS], fp[NEPCU_MAX_BASIS];
     const real rcinv = (real)1 / rcA;
     real fc, fcp;
@@ -306,11 +335,10 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
     /* angular pass: only the pairs inside the angular cutoff */
     for (int a = 0; a < num_ang; ++a) {
         const int slot = w.ang_slots[(size_t)a * N + i];
-        double r[3];
         int tj;
-        const double d2 = slot_pair(w, cell, i, slot, r, &tj);
-        real va[3];
-        angular_pair_derivative(dm, m, w, i, ti, tj, r, d2, va);
+        real d, u[3], va[3];
+        load_angular_pair(w, i, a, &tj, &d, u);
+        angular_pair_derivative(dm, m, w, i, ti, tj, d, u, va);
         for (int c = 0; c < 3; ++c) v[(size_t)(c * MN + slot) * N + i] += va[c];
     }
 }

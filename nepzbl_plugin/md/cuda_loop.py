@@ -292,7 +292,9 @@ def run_md_cuda(
     try:
         stopped = observe(fr, 0)
         while step < steps and stopped is None:
-            due = [steps, (step // progress_every + 1) * progress_every]
+            due = [steps]
+            if progress is not None:
+                due.append((step // progress_every + 1) * progress_every)
             due += [(step // obs.every + 1) * obs.every for obs in observers]
             stop_at = min(due)
             count = stop_at - step
