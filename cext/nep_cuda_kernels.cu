@@ -8,6 +8,8 @@
  * One thread per atom in every kernel; each thread writes only its own atom's outputs, so no
  * atomics are used on results and the summation order is fixed by the (sorted) lists.
  */
+#include <stdlib.h>
+
 #include "nep.h"
 #include "nep_layout.h"
 #include "nep_maths.h"
@@ -23,6 +25,15 @@ NEPCU_DECLARE(NEP_CUDA_NS)
 namespace NEP_CUDA_NS {
 
 typedef NEP_REAL real;
+
+/* Loops over the s-vector in a KMAX template: fully unrolled in the small instantiation (its
+ * arrays then live in registers), not unrolled in the generic one (unrolling 80-long arrays
+ * would take every register and spill). Ignored by the host emulation's compiler. */
+#ifdef __CUDACC__
+#define NEPCU_UNROLL _Pragma("unroll (KMAX <= 24 ? KMAX : 1)")
+#else
+#define NEPCU_UNROLL
+#endif
 
 /* Largest number of radial or angular channels (GPUMD's n_max limit is 19) and basis size
  * (GPUMD's basis_size limit is 19) held in per-thread arrays. */
@@ -95,6 +106,11 @@ __device__ __forceinline__ void load_angular_pair(const nepcu_work &w, int i, in
 }
 
 /* ------------------------------------------------------------------ descriptors */
+/* KMAX: the length of the per-thread s-vector arrays. Models with l_max <= 4 (num_abc <= 24 =
+ * NEP_MIN_S_LEN) run the KMAX = NEP_MIN_S_LEN instantiation, whose fully unrolled loops over k
+ * keep s, Y, H and K in registers; larger l_max runs KMAX = NEP_NUM_ABC (local memory). Both are
+ * the same source; see evaluate() for the choice. */
+template <int KMAX>
 __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
 {
     const int N = w.num_atoms;
@@ -148,8 +164,11 @@ __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
     /* angular channels, one at a time (GPUMD's order): s-vector, then its invariants */
     const int nA1 = dm.n_max_angular + 1, L = dm.l_max, K = dm.num_abc;
     for (int n = 0; n < nA1; ++n) {
-        real s[NEP_NUM_ABC], Y[NEP_NUM_ABC];
-        for (int k = 0; k < dm.s_len; ++k) s[k] = (real)0;
+        real s[KMAX], Y[KMAX];
+        const int SL = KMAX == NEP_MIN_S_LEN ? KMAX : dm.s_len;
+NEPCU_UNROLL
+        for (int k = 0; k < KMAX; ++k)
+            if (k < SL) s[k] = (real)0;
         for (int a = 0; a < num_ang; ++a) {
             int tj;
             real d, u[3];
@@ -162,9 +181,13 @@ __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
             const real g = nep_channel(bA + 1, cA + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
                                        (size_t)T * T, f);
             nep_sph(L, u[0], u[1], u[2], Y);
-            for (int k = 0; k < K; ++k) s[k] += g * Y[k];
+NEPCU_UNROLL
+            for (int k = 0; k < KMAX; ++k)
+                if (k < K) s[k] += g * Y[k];
         }
-        for (int k = 0; k < dm.s_len; ++k) sg[((size_t)n * dm.s_len + k) * N + i] = s[k];
+NEPCU_UNROLL
+        for (int k = 0; k < KMAX; ++k)
+            if (k < SL) sg[((size_t)n * SL + k) * N + i] = s[k];
         nep_pack_angular(L, dm.flags, dm.n_max_radial, dm.n_max_angular, n, s, q + i, (size_t)N);
     }
     if (overlap) atomicOr(&w.struct_flags[w.struct_of_atom[i]], NEPCU_FLAG_OVERLAP);
@@ -221,6 +244,7 @@ __global__ void k_network(nepcu_dims dm, model_ptrs m, nepcu_work w)
  * the angular part. With a 4 A angular and a 6 A + 1 A-skin list that is about a fifth of the
  * slots, and the angular work (Chebyshev derivatives, n_max_angular channels, the spherical
  * harmonics contraction) dominated the old single pass. */
+template <int KMAX>
 __device__ __forceinline__ void angular_pair_derivative(const nepcu_dims &dm, const model_ptrs &m,
                                                         const nepcu_work &w, int i, int ti,
                                                         int tj, real d, const real u[3],
@@ -238,13 +262,16 @@ __device__ __forceinline__ void angular_pair_derivative(const nepcu_dims &dm, co
     nep_chebyshev(bA, d, rcinv, fc, fcp, f, fp);
     /* H_k = sum_n g_n' dU/ds_nk and K_k = sum_n g_n dU/ds_nk, so that one contraction gives
      * sum_nk dU/ds_nk d(g_n Y_k)/dr_ij. */
-    real Hk[NEP_NUM_ABC], Kk[NEP_NUM_ABC];
-    for (int k = 0; k < K; ++k) Hk[k] = Kk[k] = (real)0;
+    real Hk[KMAX], Kk[KMAX];
+NEPCU_UNROLL
+    for (int k = 0; k < KMAX; ++k) Hk[k] = Kk[k] = (real)0;
     for (int n = 0; n < nA1; ++n) {
         real g, gp;
         nep_channel_deriv(bA + 1, cA + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
                           (size_t)T * T, f, fp, &g, &gp);
-        for (int k = 0; k < K; ++k) {
+NEPCU_UNROLL
+        for (int k = 0; k < KMAX; ++k) {
+            if (k >= K) continue;
             const real G = sg[((size_t)n * dm.s_len + k) * N + i];
             Hk[k] += gp * G;
             Kk[k] += g * G;
@@ -257,6 +284,7 @@ __device__ __forceinline__ void angular_pair_derivative(const nepcu_dims &dm, co
     for (int c = 0; c < 3; ++c) out[c] = hy * u[c] + (grad[c] - ug * u[c]) * dinv;
 }
 
+template <int KMAX>
 __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
 {
     const int N = w.num_atoms, MN = w.max_neighbors;
@@ -338,7 +366,7 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
         int tj;
         real d, u[3], va[3];
         load_angular_pair(w, i, a, &tj, &d, u);
-        angular_pair_derivative(dm, m, w, i, ti, tj, d, u, va);
+        angular_pair_derivative<KMAX>(dm, m, w, i, ti, tj, d, u, va);
         for (int c = 0; c < 3; ++c) v[(size_t)(c * MN + slot) * N + i] += va[c];
     }
 }
@@ -456,10 +484,24 @@ cudaError_t evaluate(const nepcu_dims *dims, const nepcu_model_dev *dev, const n
     const model_ptrs m = ptrs_of(dev);
     const int threads = 64; /* GPUMD's choice for these register-heavy kernels */
     const int blocks = (work->num_atoms + threads - 1) / threads;
-    NEPCU_LAUNCH(k_descriptors, blocks, threads, stream, *dims, m, *work);
+    /* register-resident s-vectors for l_max <= 4; NEPZBL_CUDA_GENERIC_ANGULAR=1 forces the
+     * generic instantiation (for A/B timing on a device) */
+    static const bool generic_forced = [] {
+        const char *e = getenv("NEPZBL_CUDA_GENERIC_ANGULAR");
+        return e != NULL && e[0] == '1';
+    }();
+    const bool small = dims->s_len == NEP_MIN_S_LEN && !generic_forced;
+    if (small)
+        NEPCU_LAUNCH(k_descriptors<NEP_MIN_S_LEN>, blocks, threads, stream, *dims, m, *work);
+    else
+        NEPCU_LAUNCH(k_descriptors<NEP_NUM_ABC>, blocks, threads, stream, *dims, m, *work);
     NEPCU_LAUNCH(k_network, blocks, threads, stream, *dims, m, *work);
-    if (work->need_forces || dims->use_zbl || work->energy_zbl)
-        NEPCU_LAUNCH(k_pairs, blocks, threads, stream, *dims, m, *work);
+    if (work->need_forces || dims->use_zbl || work->energy_zbl) {
+        if (small)
+            NEPCU_LAUNCH(k_pairs<NEP_MIN_S_LEN>, blocks, threads, stream, *dims, m, *work);
+        else
+            NEPCU_LAUNCH(k_pairs<NEP_NUM_ABC>, blocks, threads, stream, *dims, m, *work);
+    }
     if (work->need_forces) {
         NEPCU_LAUNCH(k_gather, blocks, threads, stream, *work, (const real *)work->v, work->forces,
                                                  work->virials);
