@@ -221,3 +221,34 @@ def test_device_observers_match_the_analysis_package(where, tmp_path_factory, tm
     cpu, gpu = out["stops"]["cpu"], out["stops"]["cuda"]
     assert cpu[1] is not None and "collapse" in cpu[1], cpu
     assert gpu == cpu, (gpu, cpu)
+
+
+_CLI = _PRELUDE + """
+import subprocess, sys
+from pathlib import Path
+
+model.write("nep.txt")
+structure().write("start.xyz")
+rows = {}
+for device in ("cpu", "cuda"):
+    done = subprocess.run([sys.executable, "-m", "nepzbl_plugin", "md", "nep.txt", "start.xyz",
+                           "--ensemble", "nve", "--temperature", "500", "--steps", "20",
+                           "--every", "5", "--seed", "3", "--device", device, "--out", device,
+                           "--no-progress"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows[device] = np.loadtxt(Path(device) / "thermo.txt")
+    frames = Path(device, "trajectory.xyz").read_text().count("Lattice=")
+    assert frames == 5, frames
+print("RESULT" + json.dumps({"thermo": float(np.abs(rows["cpu"] - rows["cuda"]).max()),
+                             "rows": len(rows["cuda"])}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", WHERE)
+def test_nepzbl_md_device_cuda_writes_the_cpu_outputs(where, tmp_path_factory, tmp_path):
+    """`nepzbl md --device cuda` goes through the device loop and writes the same thermo.txt
+    and trajectory.xyz as the CPU engine (NVE: equal to round-off)."""
+    out = _run(where, _CLI, tmp_path_factory, tmp_path)
+    assert out["rows"] == 5
+    assert out["thermo"] < 1e-6, out
