@@ -6,8 +6,8 @@
  * (nepcu_compute_resident), so positions never leave the GPU between samples.
  *
  * Determinism: every kernel writes only its own atom's values; sums over atoms go through a
- * fixed number of contiguous chunks (one thread each) and one thread adding the chunks in
- * order; the RDF histogram uses integer atomics and the minimum distances an atomic minimum on
+ * fixed number of contiguous ranges (a block tree each for the kinetic tensor, one thread each
+ * for the MSD) and then a fixed-order sum of the ranges; the RDF histogram uses integer atomics and the minimum distances an atomic minimum on
  * the bit patterns of non-negative doubles, both independent of the order.
  */
 #include <math.h>
@@ -27,8 +27,11 @@
 namespace {
 
 const int md_threads = 128;
-/* chunks of the fixed-order sums (kinetic tensor, MSD): enough threads to stream the atoms */
+/* chunks of the fixed-order MSD sums (one thread each; only at sample steps) */
 const int sum_chunks = 256;
+/* blocks of the kinetic tensor's sum (a block tree each, then one block over the blocks):
+ * run every step under Bussi, Berendsen and the barostats, so it streams coalesced */
+const int kinetic_blocks = 128;
 
 inline int blocks_for(int n, int threads) { return (n + threads - 1) / threads; }
 
@@ -87,18 +90,48 @@ __global__ void k_scale(int N, double alpha, double3 mu, double3 nu, double *vel
 }
 
 /* ------------------------------------------------------------------ fixed-order sums */
-/* partial[chunk][9] = sum over the chunk's atoms of m v_a v_b. */
-__global__ void k_kinetic_chunks(int N, int chunks, const double *mass, const double *vel,
+/* Fixed-shape tree over the threads of a block (as k_totals of nep_cuda.cu): the same order
+ * every launch. part[t][0..8] in, part[0][0..8] out. */
+__device__ __forceinline__ void block_tree9(double (*part)[9], int t)
+{
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+        if (t < stride)
+            for (int c = 0; c < 9; ++c) part[t][c] += part[t + stride][c];
+        __syncthreads();
+    }
+}
+
+/* partial[block][9] = sum over the block's contiguous range of atoms of m v_a v_b: threads
+ * stride through the range (coalesced), then the block's tree. */
+__global__ void k_kinetic_blocks(int N, int blocks, const double *mass, const double *vel,
                                  double *partial)
 {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= chunks) return;
-    const long lo = (long)N * c / chunks, hi = (long)N * (c + 1) / chunks;
+    __shared__ double part[NEPCU_TOTALS_THREADS][9];
+    const int b = blockIdx.x, t = threadIdx.x;
+    const long lo = (long)N * b / blocks, hi = (long)N * (b + 1) / blocks;
     double acc[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-    for (long i = lo; i < hi; ++i)
+    for (long i = lo + t; i < hi; i += blockDim.x)
         for (int a = 0; a < 3; ++a)
-            for (int b = 0; b < 3; ++b) acc[3 * a + b] += mass[i] * vel[3 * i + a] * vel[3 * i + b];
-    for (int k = 0; k < 9; ++k) partial[9 * c + k] = acc[k];
+            for (int c = 0; c < 3; ++c) acc[3 * a + c] += mass[i] * vel[3 * i + a] * vel[3 * i + c];
+    for (int c = 0; c < 9; ++c) part[t][c] = acc[c];
+    block_tree9(part, t);
+    if (t == 0)
+        for (int c = 0; c < 9; ++c) partial[9 * b + c] = part[0][c];
+}
+
+/* out[9] = sum of partial[blocks][9], one block, fixed order. */
+__global__ void k_kinetic_final(int blocks, const double *partial, double *out)
+{
+    __shared__ double part[NEPCU_TOTALS_THREADS][9];
+    const int t = threadIdx.x;
+    double acc[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (int b = t; b < blocks; b += blockDim.x)
+        for (int c = 0; c < 9; ++c) acc[c] += partial[9 * b + c];
+    for (int c = 0; c < 9; ++c) part[t][c] = acc[c];
+    block_tree9(part, t);
+    if (t == 0)
+        for (int c = 0; c < 9; ++c) out[c] = part[0][c];
 }
 
 /* partial[chunk][T][3] = sum over the chunk's atoms of type t of (x - x0)^2 per axis. */
@@ -312,9 +345,10 @@ int download_scalars(nep_cuda_md *md, double kinetic[9], bool totals)
     const int N = md->N;
     const cudaStream_t st = md->res.stream;
     double *partial = (double *)md->partial.p, *sums = (double *)md->sums.p;
-    NEPCU_LAUNCH(k_kinetic_chunks, blocks_for(sum_chunks, md_threads), md_threads, st, N,
-                 sum_chunks, (const double *)md->mass.p, (const double *)md->vel.p, partial);
-    NEPCU_LAUNCH(k_sum_chunks, 1, 32, st, sum_chunks, 9, (const double *)partial, sums);
+    NEPCU_LAUNCH(k_kinetic_blocks, kinetic_blocks, NEPCU_TOTALS_THREADS, st, N, kinetic_blocks,
+                 (const double *)md->mass.p, (const double *)md->vel.p, partial);
+    NEPCU_LAUNCH(k_kinetic_final, 1, NEPCU_TOTALS_THREADS, st, kinetic_blocks,
+                 (const double *)partial, sums);
     double host[20];
     MD_CHECK(cudaMemcpyAsync(kinetic, sums, sizeof(double) * 9, cudaMemcpyDeviceToHost, st),
              "downloading the kinetic energy");
@@ -465,7 +499,9 @@ int nep_cuda_md_create(nep_cuda_model *model, int N, const int *types, const dou
         if (err == cudaSuccess) err = ensure(&md->mass, sizeof(double) * N);
         if (err == cudaSuccess) err = ensure(&md->inv_mass, sizeof(double) * N);
         if (err == cudaSuccess)
-            err = ensure(&md->partial, sizeof(double) * sum_chunks * (3 * T > 9 ? 3 * T : 9));
+            err = ensure(&md->partial, sizeof(double) * (sum_chunks * 3 * T > 9 * kinetic_blocks
+                                                             ? sum_chunks * 3 * T
+                                                             : 9 * kinetic_blocks));
         if (err == cudaSuccess) err = ensure(&md->sums, sizeof(double) * (3 * T > 20 ? 3 * T : 20));
         if (err == cudaSuccess) err = ensure(&md->best, sizeof(unsigned long long) * T * T);
         if (err == cudaSuccess) err = cudaMemcpy(md->pos.p, positions, v3, cudaMemcpyHostToDevice);
