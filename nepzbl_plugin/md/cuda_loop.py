@@ -33,7 +33,7 @@ import numpy as np
 from ase import units
 
 from ..errors import NepzblError
-from .dynamics import (
+from .base import (
     BOLTZMANN,
     ENSEMBLES,
     GPA,
@@ -188,7 +188,7 @@ def run_md_cuda(
     thermalize: bool | None = None,
 ) -> MDResult:
     """:func:`~nepzbl_plugin.md.dynamics.run_md` on the device loop; same arguments and result
-    (``forces`` an :class:`~.dynamics.EngineForces` on a CUDA evaluator)."""
+    (``forces`` an ``EngineForces`` on a CUDA evaluator)."""
     from .._cuda import CudaMD
 
     gpu = cuda_model_of(forces)
