@@ -17,6 +17,7 @@ Prints one JSON object and writes it to ``--output``. Usage::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -25,7 +26,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if importlib.util.find_spec("nepzbl_plugin") is None:  # run from a checkout without PYTHONPATH
+    sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_gpu import SHARED, jiggled, llzo_supercell, time_steps  # noqa: E402
@@ -64,7 +66,7 @@ def nvt_wall(model, atoms, steps):
 
 
 def evaluate_rate(model, n_atoms, precision):
-    from nepzbl_plugin.cuda_engine import CudaEvaluator
+    from nepzbl_plugin.engine.cuda import CudaEvaluator
 
     atoms = llzo_supercell(n_atoms)
     ev = CudaEvaluator(model, precision=precision)
