@@ -3,13 +3,15 @@
 * ``drift``: NVE energy drift per atom over ``--nve-steps`` steps (default 10000, 1 fs) from a
   1000 K start, float32 and float64, against the CPU engine's drift over the same steps when
   ``--cpu-steps`` > 0 (the CPU run is shorter by default: its drift is reported per step too);
-* ``nvt``: wall time of ``--nvt-steps`` steps (default 100000 = 100 ps at 1 fs) of Bussi NVT at
-  1000 K on 12288 atoms, float32 (target: under 100 s; GPUMD about 112 s);
 * ``angular``: ``evaluate`` throughput at ``--ab-atoms`` atoms with the register-resident
   angular kernels and with the generic ones (NEPZBL_CUDA_GENERIC_ANGULAR=1, in a subprocess:
-  the switch is read once per process).
+  the switch is read once per process);
+* ``nvt`` (last: the longest part): wall time of ``--nvt-steps`` steps (default 100000 =
+  100 ps at 1 fs) of Bussi NVT at 1000 K on 12288 atoms, float32 (target: under 100 s; GPUMD
+  about 112 s).
 
-Prints one JSON object and writes it to ``--output``. Usage::
+Prints each part as JSON and rewrites ``--output`` after each, so a time limit keeps what
+was done. Usage::
 
     PYTHONPATH=. python benchmarks/bench_gpu_md.py --output gpu_md.json
 """
@@ -108,9 +110,7 @@ def main(argv=None):
             out["drift"]["cpu_float64"] = drift(args.model, atoms, "float64", "cpu",
                                                 args.cpu_steps)
         print(json.dumps(out["drift"], indent=1), flush=True)
-    if "nvt" in args.only:
-        out["nvt"] = nvt_wall(args.model, llzo_supercell(args.nvt_atoms), args.nvt_steps)
-        print(json.dumps(out["nvt"], indent=1), flush=True)
+        Path(args.output).write_text(json.dumps(out, indent=1) + "\n")  # kept if cut short
     if "angular" in args.only:
         out["angular"] = {}
         for label, generic in (("register", "0"), ("generic", "1")):
@@ -124,6 +124,10 @@ def main(argv=None):
                 out["angular"][f"{label}_{precision}"] = (float(value) if value else
                                                           done.stderr[-500:])
         print(json.dumps(out["angular"], indent=1), flush=True)
+        Path(args.output).write_text(json.dumps(out, indent=1) + "\n")
+    if "nvt" in args.only:
+        out["nvt"] = nvt_wall(args.model, llzo_supercell(args.nvt_atoms), args.nvt_steps)
+        print(json.dumps(out["nvt"], indent=1), flush=True)
     Path(args.output).write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.output}")
 
