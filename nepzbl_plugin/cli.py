@@ -31,6 +31,7 @@ _COMMAND_MODULES = (
     "nepzbl_plugin.demo",
     "nepzbl_plugin.benchmark_cli",
     "nepzbl_plugin.analysis.cli",
+    "nepzbl_plugin.train.learning_curve_cli",
 )
 
 _DESCRIPTION = """\

@@ -96,6 +96,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default=str(REPO / "validation" / "out" / "llzo_diffusivity"))
     parser.add_argument("--smoke", action="store_true", help="seconds-long plumbing check")
+    parser.add_argument("--reuse-npt", action="store_true",
+                        help="keep the NPT run already in --out (only NVT and the analysis)")
     parser.add_argument("--analyze-only", action="store_true",
                         help="only the MSD analysis of an existing --out")
     args = parser.parse_args(argv)
@@ -114,12 +116,14 @@ def main(argv=None) -> int:
     if not args.analyze_only:
         from ase.io import write
 
-        start = out / "start.xyz"
-        write(str(start), start_structure(DATA / "NEP25-ZBL" / "train.xyz"), format="extxyz")
-        began = time.perf_counter()
-        _nepzbl("md", str(model), str(start), "--ensemble", "npt-aniso", "--pressure", "0",
-                "--steps", str(args.npt_steps), "--out", str(out / "npt"), *common)
-        wall["npt_s"] = time.perf_counter() - began
+        if not (args.reuse_npt and (out / "npt" / "thermo.txt").is_file()):
+            start = out / "start.xyz"
+            write(str(start), start_structure(DATA / "NEP25-ZBL" / "train.xyz"),
+                  format="extxyz")
+            began = time.perf_counter()
+            _nepzbl("md", str(model), str(start), "--ensemble", "npt-aniso", "--pressure", "0",
+                    "--steps", str(args.npt_steps), "--out", str(out / "npt"), *common)
+            wall["npt_s"] = time.perf_counter() - began
         lengths = mean_cell_start(out / "npt", out / "nvt_start.xyz")
         print(f"mean NPT cell: a {lengths[0]:.4f} Å, b {lengths[1]:.4f} Å, c {lengths[2]:.4f} Å")
         began = time.perf_counter()
