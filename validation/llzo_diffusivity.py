@@ -20,7 +20,7 @@ Usage::
     python validation/llzo_diffusivity.py [--npt-steps 5000] [--nvt-steps 100000] [--every 50]
         [--threads 2] [--out out/llzo_diffusivity] [--smoke]
 
-``--smoke`` runs the same chain on 200 + 400 steps with a 100 fs window (seconds; for CI: it checks
+``--smoke`` runs the same chain on 100 + 200 steps with a 50 fs window (seconds; for CI: it checks
 the plumbing, not the number). ``--analyze-only`` re-runs step 5 on an existing output folder.
 """
 
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
                         help="only the MSD analysis of an existing --out")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.npt_steps, args.nvt_steps, args.every, args.window = 200, 400, 10, 100.0
+        args.npt_steps, args.nvt_steps, args.every, args.window = 100, 200, 10, 50.0
 
     model = DATA / "NEPstd.txt"
     if not model.is_file():
