@@ -10,9 +10,9 @@ permutation and in the training seed. Optionally each model runs a short MD and 
 diffusivity (:class:`DiffusivityProbe`), because "force RMSE does not reliably predict
 transport".
 
-Nothing here prints: progress goes through ``progress(event, **info)``, events ``"start"``
-(``total`` models), ``"model"`` (one :class:`LearningCurvePoint` finished, ``point``, ``done``)
-and ``"end"``; ``train_progress`` is passed to each :func:`~.trainer.train` unchanged.
+Nothing here prints: progress goes through the package's ``progress(done, total, label)``
+callback (:mod:`nepzbl_plugin.progress`), once per trained model, label ``"learning curve"``;
+``train_progress`` is passed to each :func:`~.trainer.train` unchanged.
 """
 
 from __future__ import annotations
@@ -202,7 +202,8 @@ def learning_curve(
     diffusivity
         A :class:`DiffusivityProbe` run with every trained model, or None.
     progress
-        ``progress(event, **info)``, see the module docstring; the default does nothing.
+        ``progress(done, total, "learning curve")`` before the first and after every model;
+        the default (None) does nothing.
     train_options
         Passed to :func:`~.trainer.train` (``epochs``, ``max_time``, ``optimizer``,
         ``batch_size``, ...); ``seed``, ``output_dir``, ``resume``, ``log`` are set here.
@@ -210,6 +211,7 @@ def learning_curve(
     from .trainer import predict, train
 
     progress = progress or _nothing
+    label = "learning curve"
     repeats = int(repeats)
     if repeats < 1:
         raise LearningCurveError(f"repeats must be at least 1, not {repeats}")
@@ -234,8 +236,8 @@ def learning_curve(
                                    "timestep_fs": diffusivity.timestep_fs,
                                    "species": diffusivity.species, "atoms":
                                    len(diffusivity.structure)}
-    progress("start", total=len(sizes) * repeats, sizes=sizes, repeats=repeats,
-             pool=len(pool), held_out=len(held))
+    total = len(sizes) * repeats
+    progress(0, total, label)
     points = []
     for repeat in range(repeats):
         run_seed = int(seed) + repeat
@@ -261,8 +263,7 @@ def learning_curve(
                 point.diffusivity_error_cm2_per_s = d_error
             point.wall_s = time.perf_counter() - began
             points.append(point)
-            progress("model", point=point, done=len(points))
-    progress("end")
+            progress(len(points), total, label)
     return LearningCurve(points=points, held_out_frames=len(held), pool_frames=len(pool),
                          settings=settings)
 

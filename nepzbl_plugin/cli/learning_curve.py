@@ -9,6 +9,8 @@ import math
 import sys
 from pathlib import Path
 
+from ._common import ProgressBars, positive_float, positive_int
+
 __all__ = ["register"]
 
 _HELP = """\
@@ -34,16 +36,6 @@ _TRAIN_OPTIONS = {"optimizer": "optimizer", "max_time": "max_time", "epochs": "e
                   "learning_rate": "learning_rate", "batch_size": "batch_size"}
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -54,25 +46,15 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "learning-curve", help="held-out RMSE (and diffusivity) against training-set size",
         description=_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("nep_in", metavar="NEP_IN", help="nep.in every model is trained with")
     p.add_argument("data", metavar="DATA", help="training frames (GPUMD's train.xyz format)")
-    p.add_argument("--sizes", type=_positive_int, nargs="+", required=True, metavar="N",
+    p.add_argument("--sizes", type=positive_int, nargs="+", required=True, metavar="N",
                    help="subset sizes in frames")
-    p.add_argument("--repeats", type=_positive_int, default=3,
+    p.add_argument("--repeats", type=positive_int, default=3,
                    help="models per size, each from its own seeded subset (default 3)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the split, the subsets and the training (default 0)")
@@ -88,20 +70,20 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", metavar="N", help="structures per mini-batch (>= 1)")
     p.add_argument("--diffusivity", metavar="STRUCTURE", default=None,
                    help="start structure (any ase.io.read format) of a short MD per model")
-    p.add_argument("--md-temperature", type=_positive_float, default=1000.0, metavar="K",
+    p.add_argument("--md-temperature", type=positive_float, default=1000.0, metavar="K",
                    help="MD temperature in K (default 1000)")
-    p.add_argument("--md-steps", type=_positive_int, default=2000,
+    p.add_argument("--md-steps", type=positive_int, default=2000,
                    help="MD steps per model (default 2000)")
-    p.add_argument("--md-dt", type=_positive_float, default=1.0, metavar="FS",
+    p.add_argument("--md-dt", type=positive_float, default=1.0, metavar="FS",
                    help="MD time step in fs (default 1)")
-    p.add_argument("--md-every", type=_positive_int, default=10,
+    p.add_argument("--md-every", type=positive_int, default=10,
                    help="steps between MSD frames (default 10)")
     p.add_argument("--md-species", default="Li", help="diffusing species (default Li)")
-    p.add_argument("--md-window", type=_positive_float, default=None, metavar="FS",
+    p.add_argument("--md-window", type=positive_float, default=None, metavar="FS",
                    help="MSD window in fs (default: run length / blocks)")
     p.add_argument("--md-blocks", type=int, default=2,
                    help="blocks for the diffusivity error (default 2)")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="engine threads of the MD (default: OpenMP's)")
     p.add_argument("--out", default="learning_curve", help="output folder (default ./learning_curve)")
     p.add_argument("--keep-models", action="store_true",
@@ -123,30 +105,6 @@ def _train_options(args) -> dict:
     if "max_time" in options:
         options["max_time"] = 60.0 * options["max_time"]  # minutes -> seconds
     return options
-
-
-class _Bar:
-    """tqdm over the models (stderr); nothing when not a terminal or --no-progress."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.bar = None
-
-    def __call__(self, event, **info):
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        if event == "start":
-            self.bar = tqdm(total=info["total"], unit="model", file=sys.stderr,
-                            desc="learning curve", dynamic_ncols=True)
-        elif event == "model" and self.bar is not None:
-            point = info["point"]
-            self.bar.set_postfix_str(f"n={point.size} r={point.repeat}: F "
-                                     f"{point.rmse_force_eV_per_A * 1e3:.1f} meV/Å")
-            self.bar.update(1)
-        elif event == "end" and self.bar is not None:
-            self.bar.close()
 
 
 def _fmt(mean, std, scale: float, digits: int) -> str:
@@ -184,7 +142,7 @@ def _run(args) -> int:
     from ..io.atomic import atomic_write_text
     from ..io.nep_in import read_nep_in
     from ..io.xyz import read_train_xyz
-    from .learning_curve import DiffusivityProbe, learning_curve, plot_learning_curve
+    from ..train.learning_curve import DiffusivityProbe, learning_curve, plot_learning_curve
 
     options = _train_options(args)  # bad values fail before any file is read
     nep_in = read_nep_in(args.nep_in)
@@ -207,10 +165,14 @@ def _run(args) -> int:
                                  blocks=args.md_blocks, threads=args.threads, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    progress = (None if args.no_progress or not sys.stderr.isatty()
+                else ProgressBars(unit="model"))
     curve = learning_curve(structures, nep_in, args.sizes, repeats=args.repeats, seed=args.seed,
                            held_out=held_out, held_out_fraction=args.held_out_fraction,
                            output_dir=out if args.keep_models else None, diffusivity=probe,
-                           progress=_Bar(not args.no_progress), **options)
+                           progress=progress, **options)
+    if progress is not None:
+        progress.close()
     result = curve.as_dict()
     result["nep_in"], result["data"] = str(args.nep_in), str(args.data)
     atomic_write_text(out / "learning_curve.txt", table_text(curve))

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import NepFormatError, NepzblError
-from .dynamics import ENSEMBLES, TemperatureSchedule
+from ..md.dynamics import ENSEMBLES, TemperatureSchedule
 
 __all__ = ["register"]
 
@@ -125,8 +125,8 @@ def _read_structure(path: str):
 
 def _run_md(args) -> int:
     from ..engine import Evaluator
-    from .dynamics import EngineForces, MDSetupError, run_md
-    from .observers import DistanceMonitor, ThermoLog, TrajectoryWriter
+    from ..md.dynamics import EngineForces, MDSetupError, run_md
+    from ..md.observers import DistanceMonitor, ThermoLog, TrajectoryWriter
 
     schedule = _schedule(args)
     thermostat, barostat, anisotropic = ENSEMBLES[args.ensemble]
@@ -146,7 +146,7 @@ def _run_md(args) -> int:
                tau_pressure=args.tau_p, compressibility=args.compressibility)
 
     if args.gpumd:
-        from .gpumd import write_gpumd_inputs
+        from ..md.gpumd import write_gpumd_inputs
 
         paths = write_gpumd_inputs(out, args.model, atoms, every=args.every, **run)
         print(f"GPUMD inputs: {', '.join(str(p) for p in paths)}")
@@ -232,7 +232,7 @@ def _report_gpumd_results(out: Path, args) -> None:
 
     from ..io.atomic import atomic_write_text
     from ..model import read_model
-    from .gpumd import read_gpumd_results, write_thermo_table
+    from ..md.gpumd import read_gpumd_results, write_thermo_table
 
     species = list(read_model(args.model).types)
     results = read_gpumd_results(out, every=args.every, timestep=args.dt, species=species)
