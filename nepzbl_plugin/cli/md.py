@@ -72,7 +72,11 @@ def register(subparsers) -> None:
     md.add_argument("--threads", type=_positive_int, default=None,
                     help="CPU threads of the engine (default: OpenMP's)")
     md.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
-                    help="engine device (default cpu)")
+                    help="engine device (default cpu); cuda runs the device-resident loop "
+                         "(positions stay on the GPU between --every samples)")
+    md.add_argument("--precision", choices=("float64", "float32"), default="float64",
+                    help="arithmetic of the CUDA engine (default float64; float32 is "
+                         "GPUMD's and faster); the CPU engine is always float64")
     md.add_argument("--tau-t", type=float, default=100.0,
                     help="thermostat coupling time in fs (default 100)")
     md.add_argument("--tau-p", type=float, default=1000.0,
@@ -165,7 +169,8 @@ def _run_md(args) -> int:
         return 0 if status == 0 else 1
 
     try:
-        evaluator = Evaluator(args.model, device=args.device, num_threads=args.threads)
+        evaluator = Evaluator(args.model, device=args.device, num_threads=args.threads,
+                              precision=args.precision)
     except RuntimeError as error:  # the engine's "CUDA not available"
         raise NepzblError(str(error)) from None
     try:
