@@ -24,6 +24,7 @@
 #include "nep.h"
 #include "nep_cuda.h"
 #include "nep_cuda_internal.cuh"
+#include "nep_cuda_resident.cuh"
 #include "nep_layout.h"
 #include "nep_maths.h"
 
@@ -95,7 +96,8 @@ struct nep_cuda_model {
     int max_neighbors = 0;
 
     dbuf pos, pos_build, types, struct_of_atom, cells, binfo, atom_bin, atom_cell, atom_wrap,
-        bin_count, bin_start, bin_fill, bin_atoms, nbr, nbr_count, rev, ang_slots, q, sg, fpr, v, vz,
+        bin_count, bin_start, bin_fill, bin_atoms, nbr, nbr_count, rev, ang_slots, ang_types,
+        ang_geom, q, sg, fpr, v, vz,
         energy, energy_zbl, forces, forces_zbl, virials, virials_zbl, descriptors, latent,
         struct_flags, totals, scratch;
 
@@ -121,7 +123,8 @@ size_t buffers_bytes(const nep_cuda_model *m)
     const dbuf *all[] = {&m->pos, &m->pos_build, &m->types, &m->struct_of_atom, &m->cells,
                          &m->binfo, &m->atom_bin, &m->atom_cell, &m->atom_wrap, &m->bin_count,
                          &m->bin_start, &m->bin_fill, &m->bin_atoms, &m->nbr, &m->nbr_count,
-                         &m->rev, &m->ang_slots, &m->q, &m->sg, &m->fpr, &m->v, &m->vz, &m->energy,
+                         &m->rev, &m->ang_slots, &m->ang_types, &m->ang_geom, &m->q, &m->sg,
+                         &m->fpr, &m->v, &m->vz, &m->energy,
                          &m->energy_zbl, &m->forces, &m->forces_zbl, &m->virials,
                          &m->virials_zbl, &m->descriptors, &m->latent, &m->struct_flags,
                          &m->totals, &m->scratch};
@@ -134,7 +137,8 @@ void free_buffers(nep_cuda_model *m)
 {
     dbuf *all[] = {&m->pos, &m->pos_build, &m->types, &m->struct_of_atom, &m->cells, &m->binfo,
                    &m->atom_bin, &m->atom_cell, &m->atom_wrap, &m->bin_count, &m->bin_start,
-                   &m->bin_fill, &m->bin_atoms, &m->nbr, &m->nbr_count, &m->rev, &m->ang_slots, &m->q, &m->sg,
+                   &m->bin_fill, &m->bin_atoms, &m->nbr, &m->nbr_count, &m->rev, &m->ang_slots,
+                   &m->ang_types, &m->ang_geom, &m->q, &m->sg,
                    &m->fpr, &m->v, &m->vz, &m->energy, &m->energy_zbl, &m->forces,
                    &m->forces_zbl, &m->virials, &m->virials_zbl, &m->descriptors, &m->latent,
                    &m->struct_flags, &m->totals, &m->scratch};
@@ -638,6 +642,7 @@ int nep_cuda_model_set_parameters(nep_cuda_model *m, const double *parameters)
 }
 
 int nep_cuda_model_dim(const nep_cuda_model *m) { return m ? m->dims.dim : 0; }
+int nep_cuda_model_num_types(const nep_cuda_model *m) { return m ? m->dims.num_types : 0; }
 int nep_cuda_model_num_neurons(const nep_cuda_model *m) { return m ? m->dims.num_neurons : 0; }
 int nep_cuda_model_precision(const nep_cuda_model *m) { return m ? m->precision : -1; }
 size_t nep_cuda_model_device_bytes(const nep_cuda_model *m)
@@ -762,7 +767,7 @@ bool same_layout(const nep_cuda_model *m, const batch *b)
 }
 
 /* Upload step: positions, cells and binning lattices (types go with a list rebuild). */
-int upload_positions(nep_cuda_model *m, batch *b)
+int upload_positions(nep_cuda_model *m, batch *b, bool positions_on_device = false)
 {
     const int N = b->num_atoms, S = b->num_structs;
     if (m->h_pos_capacity < (size_t)N * 3 + 3) {
@@ -776,8 +781,9 @@ int upload_positions(nep_cuda_model *m, batch *b)
     b->h_cells = (double *)malloc(sizeof(double) * 9 * S);
     if (!b->h_cells) return NEP_ERR_NOMEM;
     for (int s = 0; s < S; ++s) {
-        memcpy(m->h_pos + 3 * (size_t)b->info[s].atom_offset, b->systems[s].positions,
-               sizeof(double) * 3 * b->systems[s].num_atoms);
+        if (!positions_on_device)
+            memcpy(m->h_pos + 3 * (size_t)b->info[s].atom_offset, b->systems[s].positions,
+                   sizeof(double) * 3 * b->systems[s].num_atoms);
         memcpy(b->h_cells + 9 * s, b->systems[s].cell, sizeof(double) * 9);
     }
     const size_t Nz = N > 0 ? (size_t)N : 1;
@@ -787,8 +793,12 @@ int upload_positions(nep_cuda_model *m, batch *b)
     NEPCU_CHECK(reserve(&m->struct_flags, sizeof(int) * S), "allocating flags");
     NEPCU_CHECK(reserve(&m->totals, sizeof(double) * 20 * S), "allocating totals");
     NEPCU_CHECK(reserve(&m->scratch, sizeof(int) * 4), "allocating flags");
-    NEPCU_CHECK(cudaMemcpyAsync(m->pos.p, m->h_pos, sizeof(double) * 3 * N,
-                                cudaMemcpyHostToDevice, m->stream), "uploading positions");
+    if (positions_on_device) /* one structure whose positions already live on the device */
+        NEPCU_CHECK(cudaMemcpyAsync(m->pos.p, b->systems[0].positions, sizeof(double) * 3 * N,
+                                    cudaMemcpyDeviceToDevice, m->stream), "copying positions");
+    else
+        NEPCU_CHECK(cudaMemcpyAsync(m->pos.p, m->h_pos, sizeof(double) * 3 * N,
+                                    cudaMemcpyHostToDevice, m->stream), "uploading positions");
     NEPCU_CHECK(cudaMemcpyAsync(m->cells.p, b->h_cells, sizeof(double) * 9 * S,
                                 cudaMemcpyHostToDevice, m->stream), "uploading cells");
     NEPCU_CHECK(cudaMemcpyAsync(m->binfo.p, b->info, sizeof(bininfo) * S, cudaMemcpyHostToDevice,
@@ -990,6 +1000,8 @@ int evaluate_outputs(nep_cuda_model *m, const batch *b, const nep_outputs &o0)
     const int MN = m->max_neighbors;
     NEPCU_CHECK(reserve(&m->q, R * dm.dim * Nz), "allocating descriptors");
     NEPCU_CHECK(reserve(&m->ang_slots, sizeof(int) * (size_t)MN * Nz), "allocating pairs");
+    NEPCU_CHECK(reserve(&m->ang_types, sizeof(int) * (size_t)MN * Nz), "allocating pairs");
+    NEPCU_CHECK(reserve(&m->ang_geom, R * 4 * (size_t)MN * Nz), "allocating pairs");
     NEPCU_CHECK(reserve(&m->sg, R * (dm.n_max_angular + 1) * dm.s_len * Nz), "allocating s");
     NEPCU_CHECK(reserve(&m->fpr, R * (dm.n_max_radial + 1) * Nz), "allocating gradients");
     NEPCU_CHECK(reserve(&m->energy, sizeof(double) * Nz), "allocating energies");
@@ -1022,6 +1034,8 @@ int evaluate_outputs(nep_cuda_model *m, const batch *b, const nep_outputs &o0)
     w.nbr_count = (const int *)m->nbr_count.p;
     w.rev = (const int *)m->rev.p;
     w.ang_slots = (int *)m->ang_slots.p;
+    w.ang_types = (int *)m->ang_types.p;
+    w.ang_geom = m->ang_geom.p;
     w.q = m->q.p;
     w.sg = m->sg.p;
     w.fpr = m->fpr.p;
@@ -1163,3 +1177,54 @@ int nep_cuda_compute_batch(nep_cuda_model *m, int num_systems, const nep_system 
 }
 
 } /* extern "C" */
+
+/* ================================================================== device-resident entry
+ * For the device MD loop (nep_cuda_md.cu): one structure whose positions are a device array;
+ * types and cell are checked by the caller once. Nothing is downloaded and nothing waits but
+ * the Verlet check; the outputs stay in the model's device buffers (see nepcu_resident). */
+int nepcu_compute_resident(nep_cuda_model *m, const nep_system *system, int want_virial,
+                           nepcu_resident *out)
+{
+    last_error[0] = '\0';
+    if (!m || !system || !out) return NEP_ERR_ARGUMENT;
+    for (int k = 0; k < 9; ++k)
+        if (!(fabs(system->cell[k]) <= 1e10)) return NEP_ERR_NONFINITE;
+    batch b;
+    b.num_structs = 1;
+    b.num_atoms = system->num_atoms;
+    b.systems = system;
+    const double cutoff = m->list_cutoff_base + m->skin;
+    double energy = 0.0, virial[9];
+    nep_outputs o;
+    memset(&o, 0, sizeof(o));
+    o.energy = &energy;
+    o.forces = (double *)1; /* only tested for NULL by evaluate_outputs: forces wanted */
+    o.virial = want_virial ? virial : nullptr;
+    int code = plan_bins(&b, cutoff, nullptr);
+    const bool layout_unchanged = code == NEP_OK && same_layout(m, &b);
+    if (code == NEP_OK) code = upload_positions(m, &b, true);
+    if (code == NEP_OK) code = update_list(m, &b, layout_unchanged, cutoff);
+    if (code == NEP_OK) code = evaluate_outputs(m, &b, o);
+    batch_free(&b);
+    if (code != NEP_OK) return code;
+    out->num_atoms = system->num_atoms;
+    out->max_neighbors = m->max_neighbors;
+    out->list_cutoff = m->list_cutoff_base;
+    out->pos = (const double *)m->pos.p;
+    out->cell = (const double *)m->cells.p;
+    out->types = (const int *)m->types.p;
+    out->nbr = (const int4 *)m->nbr.p;
+    out->nbr_count = (const int *)m->nbr_count.p;
+    out->forces = (const double *)m->forces.p;
+    out->energies = (const double *)m->energy.p;
+    out->totals = (const double *)m->totals.p;
+    out->flags = (const int *)m->struct_flags.p;
+    out->stream = m->stream;
+    return NEP_OK;
+}
+
+int nepcu_resident_error(int code, const char *text)
+{
+    if (text) snprintf(last_error, sizeof(last_error), "%s", text);
+    return code;
+}

@@ -41,6 +41,7 @@ void nep_cuda_model_free(nep_cuda_model *model);
 /* Replace the flat parameter vector (same length as at creation). */
 int nep_cuda_model_set_parameters(nep_cuda_model *model, const double *parameters);
 int nep_cuda_model_dim(const nep_cuda_model *model);
+int nep_cuda_model_num_types(const nep_cuda_model *model);
 int nep_cuda_model_num_neurons(const nep_cuda_model *model);
 int nep_cuda_model_precision(const nep_cuda_model *model);
 /* Verlet skin in Angstrom (default 1.0; >= 0). Changing it forces a rebuild. */

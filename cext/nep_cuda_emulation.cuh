@@ -34,6 +34,23 @@ inline int4 make_int4(int x, int y, int z, int w) { return int4{x, y, z, w}; }
 inline int atomicAdd(int *p, int v) { const int old = *p; *p += v; return old; }
 inline int atomicOr(int *p, int v) { const int old = *p; *p |= v; return old; }
 inline int atomicMax(int *p, int v) { const int old = *p; if (v > old) *p = v; return old; }
+inline unsigned long long atomicAdd(unsigned long long *p, unsigned long long v)
+{
+    const unsigned long long old = *p;
+    *p += v;
+    return old;
+}
+inline unsigned long long atomicMin(unsigned long long *p, unsigned long long v)
+{
+    const unsigned long long old = *p;
+    if (v < old) *p = v;
+    return old;
+}
+
+struct double3 {
+    double x, y, z;
+};
+inline double3 make_double3(double x, double y, double z) { return double3{x, y, z}; }
 
 typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2 };

@@ -76,7 +76,9 @@ struct nepcu_work {
     const int4 *nbr;
     const int *nbr_count;         /* [N] */
     const int *rev;
-    int *ang_slots;               /* [slot * N + i]: i's slots inside the angular cutoff */
+    int *ang_slots;               /* [a * N + i]: i's slots inside the angular cutoff */
+    int *ang_types;               /* [a * N + i]: the neighbour's type of angular pair a */
+    void *ang_geom;               /* NEP_REAL [(c * MN + a) * N + i]: |r_ij|, then r_ij/|r_ij| */
     void *q, *sg, *fpr, *v, *vz;
     double *energy;      /* [N] always (NEP + ZBL per atom) */
     double *energy_zbl;  /* [N] or NULL */

@@ -8,6 +8,8 @@
  * One thread per atom in every kernel; each thread writes only its own atom's outputs, so no
  * atomics are used on results and the summation order is fixed by the (sorted) lists.
  */
+#include <stdlib.h>
+
 #include "nep.h"
 #include "nep_layout.h"
 #include "nep_maths.h"
@@ -23,6 +25,15 @@ NEPCU_DECLARE(NEP_CUDA_NS)
 namespace NEP_CUDA_NS {
 
 typedef NEP_REAL real;
+
+/* Loops over the s-vector in a KMAX template: fully unrolled in the small instantiation (its
+ * arrays then live in registers), not unrolled in the generic one (unrolling 80-long arrays
+ * would take every register and spill). Ignored by the host emulation's compiler. */
+#ifdef __CUDACC__
+#define NEPCU_UNROLL _Pragma("unroll (KMAX <= 24 ? KMAX : 1)")
+#else
+#define NEPCU_UNROLL
+#endif
 
 /* Largest number of radial or angular channels (GPUMD's n_max limit is 19) and basis size
  * (GPUMD's basis_size limit is 19) held in per-thread arrays. */
@@ -67,7 +78,39 @@ __device__ __forceinline__ double slot_pair(const nepcu_work &w, const double *c
     return r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
 }
 
+/* Angular pair a of atom i: its slot, the neighbour's type and (d, u) in NEP_REAL, stored
+ * by k_descriptors as [c * MN + a][N] (coalesced across the atoms of a warp). */
+__device__ __forceinline__ void store_angular_pair(const nepcu_work &w, int i, int a, int slot,
+                                                   int tj, real d, real ux, real uy, real uz)
+{
+    const size_t N = (size_t)w.num_atoms, MN = (size_t)w.max_neighbors;
+    real *g = (real *)w.ang_geom;
+    w.ang_slots[a * N + i] = slot;
+    w.ang_types[a * N + i] = tj;
+    g[(0 * MN + a) * N + i] = d;
+    g[(1 * MN + a) * N + i] = ux;
+    g[(2 * MN + a) * N + i] = uy;
+    g[(3 * MN + a) * N + i] = uz;
+}
+
+__device__ __forceinline__ void load_angular_pair(const nepcu_work &w, int i, int a, int *tj,
+                                                  real *d, real u[3])
+{
+    const size_t N = (size_t)w.num_atoms, MN = (size_t)w.max_neighbors;
+    const real *__restrict__ g = (const real *)w.ang_geom;
+    *tj = w.ang_types[a * N + i];
+    *d = g[(0 * MN + a) * N + i];
+    u[0] = g[(1 * MN + a) * N + i];
+    u[1] = g[(2 * MN + a) * N + i];
+    u[2] = g[(3 * MN + a) * N + i];
+}
+
 /* ------------------------------------------------------------------ descriptors */
+/* KMAX: the length of the per-thread s-vector arrays. Models with l_max <= 4 (num_abc <= 24 =
+ * NEP_MIN_S_LEN) run the KMAX = NEP_MIN_S_LEN instantiation, whose fully unrolled loops over k
+ * keep s, Y, H and K in registers; larger l_max runs KMAX = NEP_NUM_ABC (local memory). Both are
+ * the same source; see evaluate() for the choice. */
+template <int KMAX>
 __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
 {
     const int N = w.num_atoms;
@@ -94,9 +137,16 @@ __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
         const double d2 = slot_pair(w, cell, i, slot, r, &tj);
         const real rcA = m.rc_angular[ti * T + tj];
         if (d2 < (double)rcA * (double)rcA) {
-            /* remember the angular pairs: the channel loops below visit only these */
-            if (d2 < NEPCU_OVERLAP2) overlap = 1;
-            else w.ang_slots[(size_t)num_ang++ * N + i] = slot;
+            /* remember the angular pairs and their geometry (|r_ij| and r_ij/|r_ij| as the
+             * angular maths uses them): the channel loops below and k_pairs' angular pass
+             * visit only these and read them back instead of re-forming r_ij */
+            if (d2 < NEPCU_OVERLAP2) {
+                overlap = 1;
+            } else {
+                const double dd = sqrt(d2);
+                store_angular_pair(w, i, num_ang++, slot, tj, (real)dd, (real)(r[0] / dd),
+                                   (real)(r[1] / dd), (real)(r[2] / dd));
+            }
         }
         const real rc = m.rc_radial[ti * T + tj];
         if (!(d2 < (double)rc * (double)rc)) continue;
@@ -114,25 +164,30 @@ __global__ void k_descriptors(nepcu_dims dm, model_ptrs m, nepcu_work w)
     /* angular channels, one at a time (GPUMD's order): s-vector, then its invariants */
     const int nA1 = dm.n_max_angular + 1, L = dm.l_max, K = dm.num_abc;
     for (int n = 0; n < nA1; ++n) {
-        real s[NEP_NUM_ABC], Y[NEP_NUM_ABC];
-        for (int k = 0; k < dm.s_len; ++k) s[k] = (real)0;
+        real s[KMAX], Y[KMAX];
+        const int SL = KMAX == NEP_MIN_S_LEN ? KMAX : dm.s_len;
+NEPCU_UNROLL
+        for (int k = 0; k < KMAX; ++k)
+            if (k < SL) s[k] = (real)0;
         for (int a = 0; a < num_ang; ++a) {
-            const int slot = w.ang_slots[(size_t)a * N + i];
-            double r[3];
             int tj;
-            const double d2 = slot_pair(w, cell, i, slot, r, &tj);
+            real d, u[3];
+            load_angular_pair(w, i, a, &tj, &d, u);
             const real rc = m.rc_angular[ti * T + tj];
-            const double dd = sqrt(d2);
-            const real d = (real)dd, rcinv = (real)1 / rc;
+            const real rcinv = (real)1 / rc;
             real fc, fcp;
             nep_cutoff(d, rc, rcinv, &fc, &fcp);
             nep_chebyshev_value(bA, d, rcinv, fc, f);
             const real g = nep_channel(bA + 1, cA + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
                                        (size_t)T * T, f);
-            nep_sph(L, (real)(r[0] / dd), (real)(r[1] / dd), (real)(r[2] / dd), Y);
-            for (int k = 0; k < K; ++k) s[k] += g * Y[k];
+            nep_sph(L, u[0], u[1], u[2], Y);
+NEPCU_UNROLL
+            for (int k = 0; k < KMAX; ++k)
+                if (k < K) s[k] += g * Y[k];
         }
-        for (int k = 0; k < dm.s_len; ++k) sg[((size_t)n * dm.s_len + k) * N + i] = s[k];
+NEPCU_UNROLL
+        for (int k = 0; k < KMAX; ++k)
+            if (k < SL) sg[((size_t)n * SL + k) * N + i] = s[k];
         nep_pack_angular(L, dm.flags, dm.n_max_radial, dm.n_max_angular, n, s, q + i, (size_t)N);
     }
     if (overlap) atomicOr(&w.struct_flags[w.struct_of_atom[i]], NEPCU_FLAG_OVERLAP);
@@ -180,8 +235,56 @@ __global__ void k_network(nepcu_dims dm, model_ptrs m, nepcu_work w)
 }
 
 /* ------------------------------------------------------------------ pair derivatives */
-/* v_ij = dU_i/dr_ij for every slot (radial + angular + ZBL), and the ZBL site energies.
- * With need_forces == 0 only the ZBL energies are computed. */
+/* v_ij = dU_i/dr_ij for every slot (radial + ZBL + angular), and the ZBL site energies.
+ * With need_forces == 0 only the ZBL energies are computed.
+ *
+ * Two passes, each thread writing only its own slots: the radial pass visits every slot of
+ * the Verlet list (radial cutoff + skin) and writes radial + ZBL; the angular pass visits only
+ * the slots k_descriptors found inside the angular cutoff (w.ang_slots, in list order) and adds
+ * the angular part. With a 4 A angular and a 6 A + 1 A-skin list that is about a fifth of the
+ * slots, and the angular work (Chebyshev derivatives, n_max_angular channels, the spherical
+ * harmonics contraction) dominated the old single pass. */
+template <int KMAX>
+__device__ __forceinline__ void angular_pair_derivative(const nepcu_dims &dm, const model_ptrs &m,
+                                                        const nepcu_work &w, int i, int ti,
+                                                        int tj, real d, const real u[3],
+                                                        real out[3])
+{
+    const int N = w.num_atoms, T = dm.num_types;
+    const int bA = dm.basis_angular, nA1 = dm.n_max_angular + 1, K = dm.num_abc;
+    const real *cA = m.p + dm.c_angular_offset;
+    const real *sg = (const real *)w.sg;
+    const real rcA = m.rc_angular[ti * T + tj];
+    real f[NEPCU_MAX_BASIS], fp[NEPCU_MAX_BASIS];
+    const real rcinv = (real)1 / rcA;
+    real fc, fcp;
+    nep_cutoff(d, rcA, rcinv, &fc, &fcp);
+    nep_chebyshev(bA, d, rcinv, fc, fcp, f, fp);
+    /* H_k = sum_n g_n' dU/ds_nk and K_k = sum_n g_n dU/ds_nk, so that one contraction gives
+     * sum_nk dU/ds_nk d(g_n Y_k)/dr_ij. */
+    real Hk[KMAX], Kk[KMAX];
+NEPCU_UNROLL
+    for (int k = 0; k < KMAX; ++k) Hk[k] = Kk[k] = (real)0;
+    for (int n = 0; n < nA1; ++n) {
+        real g, gp;
+        nep_channel_deriv(bA + 1, cA + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
+                          (size_t)T * T, f, fp, &g, &gp);
+NEPCU_UNROLL
+        for (int k = 0; k < KMAX; ++k) {
+            if (k >= K) continue;
+            const real G = sg[((size_t)n * dm.s_len + k) * N + i];
+            Hk[k] += gp * G;
+            Kk[k] += g * G;
+        }
+    }
+    real hy, grad[3];
+    nep_sph_contract(dm.l_max, u[0], u[1], u[2], Hk, Kk, &hy, grad);
+    const real ug = u[0] * grad[0] + u[1] * grad[1] + u[2] * grad[2];
+    const real dinv = (real)1 / d;
+    for (int c = 0; c < 3; ++c) out[c] = hy * u[c] + (grad[c] - ug * u[c]) * dinv;
+}
+
+template <int KMAX>
 __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
 {
     const int N = w.num_atoms, MN = w.max_neighbors;
@@ -191,15 +294,12 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
     const double *cell = w.cells + 9 * w.struct_of_atom[i];
     const int count = w.nbr_count[i];
     const real *cR = m.p + dm.c_radial_offset;
-    const real *cA = m.p + dm.c_angular_offset;
     const real *fpr = (const real *)w.fpr;
-    const real *sg = (const real *)w.sg;
     real *v = (real *)w.v;
     real *vz = (real *)w.vz;
-    const int bR = dm.basis_radial, bA = dm.basis_angular;
-    const int nA1 = dm.n_max_angular + 1, L = dm.l_max, K = dm.num_abc;
+    const int bR = dm.basis_radial;
     double ezbl = 0.0;
-    real f[NEPCU_MAX_BASIS], fp[NEPCU_MAX_BASIS];
+    int num_ang = 0; /* angular slots met so far, in list order (as k_descriptors stored them) */
 
     for (int slot = 0; slot < count; ++slot) {
         double r[3];
@@ -227,7 +327,7 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
             }
             if (w.need_forces && in_radial) {
                 const real rcinv = (real)1 / rcR;
-                real fc, fcp;
+                real fc, fcp, f[NEPCU_MAX_BASIS], fp[NEPCU_MAX_BASIS];
                 nep_cutoff(d, rcR, rcinv, &fc, &fcp);
                 nep_chebyshev(bR, d, rcinv, fc, fcp, f, fp);
                 real acc = (real)0;
@@ -235,38 +335,12 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
                     acc += fpr[(size_t)n * N + i] *
                            nep_channel(bR + 1, cR + nep_coefficient_index(n, 0, bR + 1, T, ti, tj),
                                        (size_t)T * T, fp);
-                vx += acc * u[0];
-                vy += acc * u[1];
-                vzz += acc * u[2];
-            }
-            if (w.need_forces && in_angular) {
-                const real rcinv = (real)1 / rcA;
-                real fc, fcp;
-                nep_cutoff(d, rcA, rcinv, &fc, &fcp);
-                nep_chebyshev(bA, d, rcinv, fc, fcp, f, fp);
-                /* H_k = sum_n g_n' dU/ds_nk and K_k = sum_n g_n dU/ds_nk, so that one
-                 * contraction gives sum_nk dU/ds_nk d(g_n Y_k)/dr_ij. */
-                real Hk[NEP_NUM_ABC], Kk[NEP_NUM_ABC];
-                for (int k = 0; k < K; ++k) Hk[k] = Kk[k] = (real)0;
-                for (int n = 0; n < nA1; ++n) {
-                    real g, gp;
-                    nep_channel_deriv(bA + 1, cA + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
-                                      (size_t)T * T, f, fp, &g, &gp);
-                    for (int k = 0; k < K; ++k) {
-                        const real G = sg[((size_t)n * dm.s_len + k) * N + i];
-                        Hk[k] += gp * G;
-                        Kk[k] += g * G;
-                    }
-                }
-                real hy, grad[3];
-                nep_sph_contract(L, u[0], u[1], u[2], Hk, Kk, &hy, grad);
-                const real ug = u[0] * grad[0] + u[1] * grad[1] + u[2] * grad[2];
-                const real dinv = (real)1 / d;
-                vx += hy * u[0] + (grad[0] - ug * u[0]) * dinv;
-                vy += hy * u[1] + (grad[1] - ug * u[1]) * dinv;
-                vzz += hy * u[2] + (grad[2] - ug * u[2]) * dinv;
+                vx = acc * u[0];
+                vy = acc * u[1];
+                vzz = acc * u[2];
             }
         }
+        if (in_angular) num_ang += 1;
         if (w.need_forces) {
             v[(size_t)(0 * MN + slot) * N + i] = vx + zx;
             v[(size_t)(1 * MN + slot) * N + i] = vy + zy;
@@ -283,6 +357,17 @@ __global__ void k_pairs(nepcu_dims dm, model_ptrs m, nepcu_work w)
         if (w.energy_zbl) w.energy_zbl[i] = ezbl;
     } else if (w.energy_zbl) {
         w.energy_zbl[i] = 0.0;
+    }
+    if (!w.need_forces) return;
+
+    /* angular pass: only the pairs inside the angular cutoff */
+    for (int a = 0; a < num_ang; ++a) {
+        const int slot = w.ang_slots[(size_t)a * N + i];
+        int tj;
+        real d, u[3], va[3];
+        load_angular_pair(w, i, a, &tj, &d, u);
+        angular_pair_derivative<KMAX>(dm, m, w, i, ti, tj, d, u, va);
+        for (int c = 0; c < 3; ++c) v[(size_t)(c * MN + slot) * N + i] += va[c];
     }
 }
 
@@ -399,10 +484,24 @@ cudaError_t evaluate(const nepcu_dims *dims, const nepcu_model_dev *dev, const n
     const model_ptrs m = ptrs_of(dev);
     const int threads = 64; /* GPUMD's choice for these register-heavy kernels */
     const int blocks = (work->num_atoms + threads - 1) / threads;
-    NEPCU_LAUNCH(k_descriptors, blocks, threads, stream, *dims, m, *work);
+    /* register-resident s-vectors for l_max <= 4; NEPZBL_CUDA_GENERIC_ANGULAR=1 forces the
+     * generic instantiation (for A/B timing on a device) */
+    static const bool generic_forced = [] {
+        const char *e = getenv("NEPZBL_CUDA_GENERIC_ANGULAR");
+        return e != NULL && e[0] == '1';
+    }();
+    const bool small = dims->s_len == NEP_MIN_S_LEN && !generic_forced;
+    if (small)
+        NEPCU_LAUNCH(k_descriptors<NEP_MIN_S_LEN>, blocks, threads, stream, *dims, m, *work);
+    else
+        NEPCU_LAUNCH(k_descriptors<NEP_NUM_ABC>, blocks, threads, stream, *dims, m, *work);
     NEPCU_LAUNCH(k_network, blocks, threads, stream, *dims, m, *work);
-    if (work->need_forces || dims->use_zbl || work->energy_zbl)
-        NEPCU_LAUNCH(k_pairs, blocks, threads, stream, *dims, m, *work);
+    if (work->need_forces || dims->use_zbl || work->energy_zbl) {
+        if (small)
+            NEPCU_LAUNCH(k_pairs<NEP_MIN_S_LEN>, blocks, threads, stream, *dims, m, *work);
+        else
+            NEPCU_LAUNCH(k_pairs<NEP_NUM_ABC>, blocks, threads, stream, *dims, m, *work);
+    }
     if (work->need_forces) {
         NEPCU_LAUNCH(k_gather, blocks, threads, stream, *work, (const real *)work->v, work->forces,
                                                  work->virials);

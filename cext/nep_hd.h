@@ -12,4 +12,12 @@
 #define NEP_HD static inline
 #endif
 
+/* NEP_LOAD(p): a read of model coefficients or weights, which no kernel writes while it runs:
+ * through the read-only data cache (__ldg) in device code, a plain read elsewhere. */
+#if defined(__CUDA_ARCH__)
+#define NEP_LOAD(p) __ldg(p)
+#else
+#define NEP_LOAD(p) (*(p))
+#endif
+
 #endif

@@ -19,7 +19,7 @@
 NEP_HD NEP_REAL nep_channel(int nb1, const NEP_REAL *c, size_t stride, const NEP_REAL *f)
 {
     NEP_REAL g = (NEP_REAL)0;
-    for (int k = 0; k < nb1; ++k) g += c[(size_t)k * stride] * f[k];
+    for (int k = 0; k < nb1; ++k) g += NEP_LOAD(c + (size_t)k * stride) * f[k];
     return g;
 }
 
@@ -29,7 +29,7 @@ NEP_HD void nep_channel_deriv(int nb1, const NEP_REAL *c, size_t stride, const N
 {
     NEP_REAL a = (NEP_REAL)0, b = (NEP_REAL)0;
     for (int k = 0; k < nb1; ++k) {
-        const NEP_REAL ck = c[(size_t)k * stride];
+        const NEP_REAL ck = NEP_LOAD(c + (size_t)k * stride);
         a += ck * f[k];
         b += ck * fp[k];
     }
@@ -86,9 +86,9 @@ NEP_HD NEP_REAL nep_network_dot(int D, const NEP_REAL *w, const NEP_REAL *q, siz
 {
     NEP_REAL x = (NEP_REAL)0;
     if (scale)
-        for (int d = 0; d < D; ++d) x += w[d] * (q[(size_t)d * stride] * scale[d]);
+        for (int d = 0; d < D; ++d) x += NEP_LOAD(w + d) * (q[(size_t)d * stride] * scale[d]);
     else
-        for (int d = 0; d < D; ++d) x += w[d] * q[(size_t)d * stride];
+        for (int d = 0; d < D; ++d) x += NEP_LOAD(w + d) * q[(size_t)d * stride];
     return x;
 }
 
@@ -116,7 +116,7 @@ NEP_HD NEP_REAL nep_network_forward(int D, int N1, const NEP_REAL *w0, const NEP
         U += w1[k] * h;
         if (dudx) {
             const NEP_REAL y = w1[k] * ((NEP_REAL)1 - h * h);
-            for (int d = 0; d < D; ++d) dudx[d] += y * w[d];
+            for (int d = 0; d < D; ++d) dudx[d] += y * NEP_LOAD(w + d);
         }
     }
     return U;

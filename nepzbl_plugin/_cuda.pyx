@@ -26,6 +26,18 @@ from ._nep_cuda cimport (
     nep_cuda_model_set_parameters,
     nep_cuda_model_set_skin,
     nep_cuda_strerror,
+    nep_cuda_md,
+    nep_cuda_md_create,
+    nep_cuda_md_free,
+    nep_cuda_md_min_distances,
+    nep_cuda_md_msd,
+    nep_cuda_md_msd_origin,
+    nep_cuda_md_rdf_counts,
+    nep_cuda_md_rdf_sample,
+    nep_cuda_md_rdf_setup,
+    nep_cuda_md_run,
+    nep_cuda_md_settings,
+    nep_cuda_md_state,
 )
 
 from .errors import EngineError
@@ -232,3 +244,167 @@ cdef class CudaModel:
 def strerror(int status):
     """The message of a status code (with the CUDA detail of the last failure)."""
     return nep_cuda_strerror(status).decode()
+
+
+THERMOSTATS = {None: 0, "langevin": 1, "bussi": 2, "berendsen": 3}
+BAROSTATS = {None: 0, "berendsen": 1, "scr": 2}
+
+
+cdef class CudaMD:
+    """A velocity-Verlet run held on the GPU (cext/nep_cuda_md.h): positions, velocities,
+    forces and the neighbour list stay on the device between :meth:`run` calls; only what
+    :meth:`state` and the observers ask for is downloaded.
+
+    ``model`` is a :class:`CudaModel`, used exclusively by this run while it lives. Units are
+    ASE's (Angstrom, eV, amu, ASE time units; pressures in eV/Angstrom^3).
+    """
+
+    cdef nep_cuda_md *ptr
+    cdef readonly CudaModel model
+    cdef readonly int num_atoms, num_types
+    cdef int _rdf_bins
+
+    def __cinit__(self):
+        self.ptr = NULL
+        self._rdf_bins = 0
+
+    def __init__(self, CudaModel model, types, masses, positions, velocities, cell, pbc, *,
+                 double dt, thermostat=None, barostat=None, bint anisotropic=False, int dof=1,
+                 double dt_over_tau_t=0.0, double dt_over_tau_p=0.0, double beta=0.0,
+                 target_pressure=(0.0, 0.0, 0.0), double boltzmann=8.617333262e-05,
+                 unsigned long long seed=0):
+        cdef int[::1] t = np.ascontiguousarray(types, dtype=np.intc)
+        cdef double[::1] m = np.ascontiguousarray(masses, dtype=np.float64)
+        cdef double[:, ::1] x = np.ascontiguousarray(positions, dtype=np.float64).reshape(-1, 3)
+        cdef double[:, ::1] v = np.ascontiguousarray(velocities, dtype=np.float64).reshape(-1, 3)
+        cdef double[::1] h = np.ascontiguousarray(cell, dtype=np.float64).ravel()
+        cdef int[::1] p = np.ascontiguousarray([bool(b) for b in pbc], dtype=np.intc)
+        cdef nep_cuda_md_settings s
+        cdef int status, n = t.shape[0]
+        if not (m.shape[0] == n and x.shape[0] == n and v.shape[0] == n and h.shape[0] == 9
+                and p.shape[0] == 3):
+            raise ValueError("types, masses, positions and velocities must describe the same "
+                             "atoms; cell has 9 numbers and pbc 3")
+        if thermostat not in THERMOSTATS or barostat not in BAROSTATS:
+            raise ValueError(f"unknown thermostat {thermostat!r} or barostat {barostat!r}")
+        memset(&s, 0, sizeof(s))
+        s.dt = dt
+        s.thermostat = THERMOSTATS[thermostat]
+        s.barostat = BAROSTATS[barostat]
+        s.anisotropic = anisotropic
+        s.dof = dof
+        s.dt_over_tau_t = dt_over_tau_t
+        s.dt_over_tau_p = dt_over_tau_p
+        s.beta = beta
+        for k in range(3):
+            s.target_pressure[k] = float(np.broadcast_to(target_pressure, (3,))[k])
+        s.boltzmann = boltzmann
+        s.seed = seed
+        self.model = model
+        with model._lock:
+            status = nep_cuda_md_create(model.ptr, n, &t[0], &m[0], &x[0, 0], &v[0, 0], &h[0],
+                                        &p[0], &s, &self.ptr)
+        if status != NEP_OK:
+            self.ptr = NULL
+            _raise(status, "starting the device MD run")
+        self.num_atoms = n
+        self.num_types = model.num_types
+
+    def __dealloc__(self):
+        if self.ptr != NULL:
+            nep_cuda_md_free(self.ptr)
+            self.ptr = NULL
+
+    def run(self, int steps, targets=None):
+        """``steps`` steps; ``targets`` the target temperature (K) of each. Returns the steps
+        done; raises :class:`EngineError` (with the steps done as ``.steps_done``) on overlap,
+        non-finite energy or a CUDA failure."""
+        cdef double[::1] tt
+        cdef const double *tp = NULL
+        cdef int status, done = 0
+        if targets is not None:
+            tt = np.ascontiguousarray(targets, dtype=np.float64).ravel()
+            if tt.shape[0] < steps:
+                raise ValueError(f"need {steps} target temperatures, got {tt.shape[0]}")
+            if steps > 0:
+                tp = &tt[0]
+        with self.model._lock, nogil:
+            status = nep_cuda_md_run(self.ptr, steps, tp, &done)
+        if status != NEP_OK:
+            error = EngineError(f"device MD: {nep_cuda_strerror(status).decode()}")
+            error.steps_done = done
+            raise error
+        return done
+
+    def state(self):
+        """dict: positions (N, 3), velocities (N, 3) ASE units, cell (3, 3), energy (eV),
+        virial (3, 3) eV, kinetic (3, 3) = sum m v v (eV), step."""
+        positions = np.empty((self.num_atoms, 3))
+        velocities = np.empty((self.num_atoms, 3))
+        cell = np.empty((3, 3))
+        virial = np.empty((3, 3))
+        kinetic = np.empty((3, 3))
+        cdef double[:, ::1] x = positions, v = velocities, h = cell, w = virial, k = kinetic
+        cdef double energy = 0.0
+        cdef long step = 0
+        cdef int status
+        with self.model._lock, nogil:
+            status = nep_cuda_md_state(self.ptr, &x[0, 0], &v[0, 0], &h[0, 0], &energy,
+                                       &w[0, 0], &k[0, 0], &step)
+        if status != NEP_OK:
+            _raise(status, "downloading the MD state")
+        return dict(positions=positions, velocities=velocities, cell=cell, energy=energy,
+                    virial=virial, kinetic=kinetic, step=step)
+
+    def min_distances(self, double search):
+        """(T, T) shortest distance per ordered type pair below ``search`` Angstrom (inf if
+        none)."""
+        out = np.empty((self.num_types, self.num_types))
+        cdef double[:, ::1] o = out
+        cdef int status
+        with self.model._lock, nogil:
+            status = nep_cuda_md_min_distances(self.ptr, search, &o[0, 0])
+        if status != NEP_OK:
+            _raise(status, "minimum distances")
+        return out
+
+    def rdf_setup(self, double r_max, int bins):
+        """Clear the (T, T, bins) histogram of ordered pair distances below ``r_max``."""
+        cdef int status = nep_cuda_md_rdf_setup(self.ptr, r_max, bins)
+        if status != NEP_OK:
+            _raise(status, "RDF setup")
+        self._rdf_bins = bins
+
+    def rdf_sample(self):
+        cdef int status
+        with self.model._lock, nogil:
+            status = nep_cuda_md_rdf_sample(self.ptr)
+        if status != NEP_OK:
+            _raise(status, "RDF sample")
+
+    def rdf_counts(self):
+        """((T, T, bins) ordered pair counts, frames sampled)."""
+        out = np.empty((self.num_types, self.num_types, max(self._rdf_bins, 1)))
+        cdef double[:, :, ::1] o = out
+        cdef int status, frames = 0
+        with self.model._lock, nogil:
+            status = nep_cuda_md_rdf_counts(self.ptr, &o[0, 0, 0], &frames)
+        if status != NEP_OK:
+            _raise(status, "RDF counts")
+        return out, frames
+
+    def msd_origin(self):
+        cdef int status = nep_cuda_md_msd_origin(self.ptr)
+        if status != NEP_OK:
+            _raise(status, "MSD origin")
+
+    def msd(self):
+        """(T, 3) mean square displacement per type and axis from the origin, Angstrom^2."""
+        out = np.empty((self.num_types, 3))
+        cdef double[:, ::1] o = out
+        cdef int status
+        with self.model._lock, nogil:
+            status = nep_cuda_md_msd(self.ptr, &o[0, 0])
+        if status != NEP_OK:
+            _raise(status, "MSD")
+        return out

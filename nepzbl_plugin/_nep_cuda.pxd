@@ -14,6 +14,7 @@ cdef extern from "nep_cuda.h" nogil:
     void nep_cuda_model_free(nep_cuda_model *model)
     int nep_cuda_model_set_parameters(nep_cuda_model *model, const double *parameters)
     int nep_cuda_model_dim(const nep_cuda_model *model)
+    int nep_cuda_model_num_types(const nep_cuda_model *model)
     int nep_cuda_model_num_neurons(const nep_cuda_model *model)
     int nep_cuda_model_precision(const nep_cuda_model *model)
     int nep_cuda_model_set_skin(nep_cuda_model *model, double skin)
@@ -24,3 +25,36 @@ cdef extern from "nep_cuda.h" nogil:
                                const nep_system *systems, nep_outputs *outputs, int *statuses)
     const char *nep_cuda_strerror(int status)
     const char *nep_cuda_last_error()
+
+
+cdef extern from "nep_cuda_md.h" nogil:
+    ctypedef struct nep_cuda_md:
+        pass
+
+    ctypedef struct nep_cuda_md_settings:
+        double dt
+        int thermostat
+        int barostat
+        int anisotropic
+        int dof
+        double dt_over_tau_t
+        double dt_over_tau_p
+        double beta
+        double target_pressure[3]
+        double boltzmann
+        unsigned long long seed
+
+    int nep_cuda_md_create(nep_cuda_model *model, int num_atoms, const int *types,
+                           const double *masses, const double *positions,
+                           const double *velocities, const double *cell, const int *pbc,
+                           const nep_cuda_md_settings *settings, nep_cuda_md **out)
+    void nep_cuda_md_free(nep_cuda_md *md)
+    int nep_cuda_md_run(nep_cuda_md *md, int steps, const double *targets, int *done)
+    int nep_cuda_md_state(nep_cuda_md *md, double *positions, double *velocities, double *cell,
+                          double *energy, double *virial, double *kinetic, long *step)
+    int nep_cuda_md_min_distances(nep_cuda_md *md, double search, double *out)
+    int nep_cuda_md_rdf_setup(nep_cuda_md *md, double r_max, int bins)
+    int nep_cuda_md_rdf_sample(nep_cuda_md *md)
+    int nep_cuda_md_rdf_counts(nep_cuda_md *md, double *counts, int *frames)
+    int nep_cuda_md_msd_origin(nep_cuda_md *md)
+    int nep_cuda_md_msd(nep_cuda_md *md, double *out)

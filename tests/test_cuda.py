@@ -7,12 +7,7 @@ relative energy and 1e-5 relative force RMS.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
-import sysconfig
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -319,46 +314,12 @@ print("emulation ok")
 
 
 @pytest.mark.slow
-def test_cuda_sources_in_host_emulation(tmp_path):
+def test_cuda_sources_in_host_emulation(tmp_path_factory, tmp_path):
     """Compile the CUDA engine's own sources for the host (-DNEPCU_HOST_EMULATION: kernels
     as plain loops) and compare with the CPU engine, so that the CUDA sources are checked on
     machines without a GPU."""
-    if not (shutil.which("g++") and shutil.which("gcc") and shutil.which("cython")):
-        pytest.skip("needs g++, gcc and cython")
-    repo = Path(__file__).resolve().parents[1]
-    # The package as imported (installed in CI, the source tree in development): its Python
-    # files and the built CPU engine are reused, and only _cuda is replaced by the host build.
-    import nepzbl_plugin
+    from cuda_emulation import run_emulated
 
-    package = Path(nepzbl_plugin.__file__).resolve().parent
-    if not list(package.glob("_core*.so")):
-        pytest.skip("the CPU engine is not built")
-    cext = repo / "cext"
-    pkg = tmp_path / "pkg" / "nepzbl_plugin"
-    pkg.mkdir(parents=True)
-    for item in package.iterdir():
-        if not item.name.startswith("_cuda") and item.name != "__pycache__":
-            (pkg / item.name).symlink_to(item)
-    cxx = ["g++", "-O1", "-std=c++17", "-fPIC", "-x", "c++", "-DNEPCU_HOST_EMULATION",
-           f"-I{cext}", "-c"]
-    objects = []
-    for ns, real in (("nepcu_f64", "double"), ("nepcu_f32", "float")):
-        obj = tmp_path / f"{ns}.o"
-        subprocess.run(cxx + [f"-DNEP_REAL={real}", f"-DNEP_CUDA_NS={ns}",
-                              str(cext / "nep_cuda_kernels.cu"), "-o", str(obj)], check=True)
-        objects.append(str(obj))
-    host = tmp_path / "host.o"
-    subprocess.run(cxx + [str(cext / "nep_cuda.cu"), "-o", str(host)], check=True)
-    c_file = tmp_path / "_cuda.c"
-    subprocess.run(["cython", "-3", "-I", str(repo / "nepzbl_plugin"), "--module-name",
-                    "nepzbl_plugin._cuda", str(repo / "nepzbl_plugin" / "_cuda.pyx"), "-o",
-                    str(c_file)], check=True, capture_output=True)
-    so = pkg / ("_cuda" + sysconfig.get_config_var("EXT_SUFFIX"))
-    subprocess.run(["gcc", "-O1", "-fPIC", "-shared", f"-I{sysconfig.get_paths()['include']}",
-                    f"-I{cext}", str(c_file), str(host), *objects, "-lstdc++", "-lm", "-o",
-                    str(so)], check=True, capture_output=True)
-    result = subprocess.run([sys.executable, "-c", _EMULATION_CHECK], cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": str(tmp_path / "pkg")},
-                            capture_output=True, text=True, timeout=600)
+    result = run_emulated(tmp_path_factory, _EMULATION_CHECK, tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "emulation ok" in result.stdout

@@ -72,7 +72,11 @@ def register(subparsers) -> None:
     md.add_argument("--threads", type=_positive_int, default=None,
                     help="CPU threads of the engine (default: OpenMP's)")
     md.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
-                    help="engine device (default cpu)")
+                    help="engine device (default cpu); cuda runs the device-resident loop "
+                         "(positions stay on the GPU between --every samples)")
+    md.add_argument("--precision", choices=("float64", "float32"), default="float64",
+                    help="arithmetic of the CUDA engine (default float64; float32 is "
+                         "GPUMD's and faster); the CPU engine is always float64")
     md.add_argument("--tau-t", type=float, default=100.0,
                     help="thermostat coupling time in fs (default 100)")
     md.add_argument("--tau-p", type=float, default=1000.0,
@@ -160,10 +164,13 @@ def _run_md(args) -> int:
                    if (out / name).exists()]
         print(f"gpumd exited with status {status}; outputs in {out}: "
               f"{', '.join(outputs) or 'none'}")
+        if status == 0:
+            _report_gpumd_results(out, args)
         return 0 if status == 0 else 1
 
     try:
-        evaluator = Evaluator(args.model, device=args.device, num_threads=args.threads)
+        evaluator = Evaluator(args.model, device=args.device, num_threads=args.threads,
+                              precision=args.precision)
     except RuntimeError as error:  # the engine's "CUDA not available"
         raise NepzblError(str(error)) from None
     try:
@@ -221,3 +228,39 @@ def _run_md(args) -> int:
         print(f"  stopped early: {result.stopped}")
         return 1
     return 0
+
+
+def _report_gpumd_results(out: Path, args) -> None:
+    """Read GPUMD's thermo.out, msd.out and rdf.out back: thermo.txt in nepzbl's columns,
+    gpumd_results.json, and a summary with units."""
+    import json
+
+    from ..io.atomic import atomic_write_text
+    from ..model import read_model
+    from ..md.gpumd import read_gpumd_results, write_thermo_table
+
+    species = list(read_model(args.model).types)
+    results = read_gpumd_results(out, every=args.every, timestep=args.dt, species=species)
+    summary = {}
+    if results.thermo is not None and len(results.thermo):
+        path = write_thermo_table(out / "thermo.txt", results.thermo)
+        rows = results.thermo
+        summary["thermo"] = {"rows": int(len(rows)), "mean_T_K": float(rows[:, 2].mean()),
+                             "mean_P_GPa": float(rows[:, 6].mean())}
+        print(f"  thermo.out -> {path}: {len(rows)} rows, mean T {rows[:, 2].mean():.2f} K, "
+              f"mean P {rows[:, 6].mean():.4f} GPa")
+    diffusion = results.diffusion()
+    if diffusion is not None:
+        summary["msd"] = diffusion
+        axes = ", ".join(f"{x:.3e}" for x in diffusion["D_axis_cm2_per_s"])
+        print(f"  msd.out: D (all atoms of the msd group) {diffusion['D_cm2_per_s']:.3e} cm²/s "
+              f"(x, y, z: {axes} cm²/s; fit over the first half of a "
+              f"{diffusion['window_ps']:g} ps window)")
+    if results.rdf:
+        block = results.rdf[-1]
+        peaks = {name: float(block.r_A[int(g.argmax())]) for name, g in block.partial.items()}
+        summary["rdf_first_peak_A"] = peaks
+        shown = ", ".join(f"{name} {r:.3f} Å" for name, r in peaks.items()) or "none"
+        print(f"  rdf.out: {len(block.r_A)} bins to {block.r_A[-1]:.3f} Å; highest peak per "
+              f"pair: {shown}")
+    atomic_write_text(out / "gpumd_results.json", json.dumps(summary, indent=1) + "\n")

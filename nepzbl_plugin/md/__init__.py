@@ -6,6 +6,8 @@
 - :mod:`.observers`: minimum distances per pair, partial RDFs, knock-on collisions, thermo and
   trajectory output.
 - :mod:`.gpumd`: the same run as GPUMD's ``run.in`` and ``model.xyz``.
+- :mod:`.cuda_loop`: the device-resident loop ``run_md`` uses with a CUDA evaluator, and the
+  RDF / MSD observers it accumulates on the GPU (:class:`DeviceRDF`, :class:`DeviceMSD`).
 
 Units are ASE's: Angstrom, eV, amu, fs for times given to the user.
 """
@@ -13,6 +15,7 @@ Units are ASE's: Angstrom, eV, amu, fs for times given to the user.
 from __future__ import annotations
 
 from .ase_nvt import NVTResult, _thermalize, run_nvt
+from .cuda_loop import DeviceMSD, DeviceRDF
 from .dynamics import (
     ENSEMBLES,
     CalculatorForces,
@@ -40,4 +43,5 @@ from .observers import (
 __all__ = ["NVTResult", "KnockOns", "knock_on", "run_nvt", "partial_rdf_counts", "partial_rdf",
            "pair_min_distances", "ENSEMBLES", "TemperatureSchedule", "EngineForces",
            "CalculatorForces", "Frame", "MDResult", "MDSetupError", "run_md", "DistanceMonitor",
-           "ThermoLog", "TrajectoryWriter", "OutputExistsError", "THERMO_COLUMNS"]
+           "ThermoLog", "TrajectoryWriter", "OutputExistsError", "THERMO_COLUMNS", "DeviceRDF",
+           "DeviceMSD"]

@@ -22,72 +22,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 from ase import units
 
 from ..errors import NepzblError
+from .base import (
+    BOLTZMANN,
+    ENSEMBLES,
+    GPA,
+    Frame,
+    MDResult,
+    MDSetupError,
+    TemperatureSchedule,
+    _pressure_tensor,
+    _thermalize_velocities,
+)
 
 __all__ = ["ENSEMBLES", "TemperatureSchedule", "EngineForces", "CalculatorForces", "Frame",
            "MDResult", "run_md", "MDSetupError"]
-
-BOLTZMANN = units.kB  # eV/K
-GPA = units.GPa  # 1 GPa in eV/Angstrom^3
-
-# name -> (thermostat, barostat, anisotropic)
-ENSEMBLES = {
-    "nve": (None, None, False),
-    "nvt": ("bussi", None, False),
-    "nvt-bussi": ("bussi", None, False),
-    "nvt-langevin": ("langevin", None, False),
-    "nvt-berendsen": ("berendsen", None, False),
-    "npt": ("bussi", "scr", False),
-    "npt-scr": ("bussi", "scr", False),
-    "npt-aniso": ("bussi", "scr", True),
-    "npt-scr-aniso": ("bussi", "scr", True),
-    "npt-berendsen": ("berendsen", "berendsen", False),
-    "npt-berendsen-aniso": ("berendsen", "berendsen", True),
-}
-
-
-class MDSetupError(NepzblError, ValueError):
-    """Inconsistent MD settings (unknown ensemble, missing temperature, bad step count...)."""
-
-
-class TemperatureSchedule:
-    """Target temperature against the step: piecewise linear between ``(step, K)`` points,
-    constant before the first and after the last.
-
-    >>> TemperatureSchedule.linear(600, 1200, 1000)(500)
-    900.0
-    """
-
-    def __init__(self, points: Sequence[tuple[float, float]]):
-        points = sorted((float(s), float(t)) for s, t in points)
-        if not points:
-            raise MDSetupError("a temperature schedule needs at least one (step, K) point")
-        for _, t in points:
-            if not (np.isfinite(t) and t >= 0):
-                raise MDSetupError(f"temperatures must be finite and >= 0 K, not {t}")
-        self.steps = np.array([p[0] for p in points])
-        self.temperatures = np.array([p[1] for p in points])
-
-    @classmethod
-    def constant(cls, temperature: float) -> TemperatureSchedule:
-        return cls([(0, temperature)])
-
-    @classmethod
-    def linear(cls, start: float, end: float, steps: int) -> TemperatureSchedule:
-        """From ``start`` K at step 0 to ``end`` K at step ``steps``."""
-        return cls([(0, start), (steps, end)])
-
-    def __call__(self, step: float) -> float:
-        return float(np.interp(step, self.steps, self.temperatures))
-
-    @property
-    def is_constant(self) -> bool:
-        return bool(np.all(self.temperatures == self.temperatures[0]))
 
 
 class EngineForces:
@@ -128,69 +81,6 @@ class CalculatorForces:
         return energy, forces, virial
 
 
-@dataclass
-class Frame:
-    """The state an observer sees. Positions unwrapped (Angstrom), velocities in Angstrom/fs,
-    energies in eV, temperature in K, pressure tensor in GPa."""
-
-    step: int
-    time_fs: float
-    symbols: list
-    masses: np.ndarray
-    positions: np.ndarray
-    velocities_per_fs: np.ndarray
-    cell: np.ndarray
-    pbc: tuple
-    potential_energy: float
-    kinetic_energy: float
-    temperature: float
-    pressure_tensor: np.ndarray
-    target_temperature: float | None
-
-    @property
-    def pressure(self) -> float:
-        """Hydrostatic pressure, GPa."""
-        return float(np.trace(self.pressure_tensor) / 3.0)
-
-    def atoms(self, wrap: bool = False):
-        """An ``ase.Atoms`` of this frame (velocities included; positions unwrapped unless
-        ``wrap``)."""
-        from ase import Atoms
-
-        atoms = Atoms(self.symbols, positions=self.positions, cell=self.cell, pbc=self.pbc,
-                      masses=self.masses)
-        atoms.set_velocities(self.velocities_per_fs / units.fs)
-        if wrap:
-            atoms.wrap()
-        return atoms
-
-
-@dataclass
-class MDResult:
-    """What a run did. Times in fs, temperatures in K, pressures in GPa, energies in eV."""
-
-    steps_done: int
-    time_fs: float
-    wall_seconds: float
-    stopped: str | None  # why the run ended early (an observer, a blow-up), None if it did not
-    atoms: object  # final state: ase.Atoms, unwrapped positions, velocities
-    mean_temperature: float
-    mean_pressure: float
-    mean_potential_energy: float
-    energy_drift_per_atom: float  # (E_total end - E_total start) / N, eV/atom
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def atom_steps_per_second(self) -> float:
-        return len(self.atoms) * self.steps_done / self.wall_seconds if self.wall_seconds else 0.0
-
-
-def _pressure_tensor(masses, velocities, virial, volume) -> np.ndarray:
-    """(kinetic + virial) / V in eV/Angstrom^3; velocities in ASE units."""
-    kinetic = np.einsum("i,ia,ib->ab", masses, velocities, velocities)
-    return (kinetic + virial) / volume
-
-
 def _bussi_factor(kinetic: float, target: float, dof: int, dt_over_tau: float, rng) -> float:
     """Bussi, Donadio & Parrinello (2007): the factor that moves the kinetic energy one step of
     the stochastic rescaling towards the canonical distribution of ``target`` (= dof kT / 2)."""
@@ -202,11 +92,6 @@ def _bussi_factor(kinetic: float, target: float, dof: int, dt_over_tau: float, r
     new = (kinetic + (1.0 - decay) * (target * (others + r1 * r1) / dof - kinetic)
            + 2.0 * r1 * np.sqrt(kinetic * target / dof * (1.0 - decay) * decay))
     return float(np.sqrt(max(new, 0.0) / kinetic))
-
-
-def _thermalize_velocities(masses, temperature, rng) -> np.ndarray:
-    sigma = np.sqrt(BOLTZMANN * temperature / masses)[:, None]
-    return rng.standard_normal((masses.size, 3)) * sigma
 
 
 def run_md(
@@ -254,7 +139,19 @@ def run_md(
     thermalize
         Draw Maxwell-Boltzmann velocities at the starting temperature (default: when a
         temperature is given, or when ``atoms`` carries no velocities).
+
+    With :class:`EngineForces` on a CUDA evaluator the run goes to the device-resident loop
+    (:mod:`.cuda_loop`): the same integrator and outputs, with positions kept on the GPU
+    between the steps where an observer is due.
     """
+    from .cuda_loop import cuda_model_of, run_md_cuda
+
+    if cuda_model_of(forces) is not None:  # a CUDA evaluator: the device-resident loop
+        return run_md_cuda(atoms, forces, steps, timestep, ensemble=ensemble,
+                           temperature=temperature, pressure=pressure,
+                           tau_temperature=tau_temperature, tau_pressure=tau_pressure,
+                           compressibility=compressibility, seed=seed, observers=observers,
+                           progress=progress, thermalize=thermalize)
     if ensemble not in ENSEMBLES:
         raise MDSetupError(f"unknown ensemble {ensemble!r}; choose from {', '.join(ENSEMBLES)}")
     thermostat, barostat, anisotropic = ENSEMBLES[ensemble]

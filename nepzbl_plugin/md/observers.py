@@ -164,6 +164,11 @@ class DistanceMonitor:
         elif not isinstance(self.limits, dict):
             search = max(search, float(self.limits) + 0.5)
         distances = pair_min_distances(frame.atoms(wrap=True), self.species, search)
+        return self.check(frame, distances)
+
+    def check(self, frame, distances: dict[str, float]) -> str | None:
+        """Record one sample's {"A-B": Angstrom} (measured here or by the device MD loop) and
+        return the collapse reason when a pair is below its limit."""
         self.history.append((frame.step, distances))
         for pair, d in distances.items():
             limit = self._limit(pair)

@@ -1,0 +1,141 @@
+"""What the MD loops share: units, the ensembles, temperature schedules, the frame observers
+see and the result of a run (used by :mod:`.dynamics`, the CPU loop, and :mod:`.cuda_loop`,
+the device-resident one; :mod:`.dynamics` re-exports every public name)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase import units
+
+from ..errors import NepzblError
+
+__all__ = ["BOLTZMANN", "GPA", "ENSEMBLES", "MDSetupError", "TemperatureSchedule", "Frame",
+           "MDResult"]
+
+BOLTZMANN = units.kB  # eV/K
+GPA = units.GPa  # 1 GPa in eV/Angstrom^3
+
+# name -> (thermostat, barostat, anisotropic)
+ENSEMBLES = {
+    "nve": (None, None, False),
+    "nvt": ("bussi", None, False),
+    "nvt-bussi": ("bussi", None, False),
+    "nvt-langevin": ("langevin", None, False),
+    "nvt-berendsen": ("berendsen", None, False),
+    "npt": ("bussi", "scr", False),
+    "npt-scr": ("bussi", "scr", False),
+    "npt-aniso": ("bussi", "scr", True),
+    "npt-scr-aniso": ("bussi", "scr", True),
+    "npt-berendsen": ("berendsen", "berendsen", False),
+    "npt-berendsen-aniso": ("berendsen", "berendsen", True),
+}
+
+
+class MDSetupError(NepzblError, ValueError):
+    """Inconsistent MD settings (unknown ensemble, missing temperature, bad step count...)."""
+
+
+class TemperatureSchedule:
+    """Target temperature against the step: piecewise linear between ``(step, K)`` points,
+    constant before the first and after the last.
+
+    >>> TemperatureSchedule.linear(600, 1200, 1000)(500)
+    900.0
+    """
+
+    def __init__(self, points: Sequence[tuple[float, float]]):
+        points = sorted((float(s), float(t)) for s, t in points)
+        if not points:
+            raise MDSetupError("a temperature schedule needs at least one (step, K) point")
+        for _, t in points:
+            if not (np.isfinite(t) and t >= 0):
+                raise MDSetupError(f"temperatures must be finite and >= 0 K, not {t}")
+        self.steps = np.array([p[0] for p in points])
+        self.temperatures = np.array([p[1] for p in points])
+
+    @classmethod
+    def constant(cls, temperature: float) -> TemperatureSchedule:
+        return cls([(0, temperature)])
+
+    @classmethod
+    def linear(cls, start: float, end: float, steps: int) -> TemperatureSchedule:
+        """From ``start`` K at step 0 to ``end`` K at step ``steps``."""
+        return cls([(0, start), (steps, end)])
+
+    def __call__(self, step: float) -> float:
+        return float(np.interp(step, self.steps, self.temperatures))
+
+    @property
+    def is_constant(self) -> bool:
+        return bool(np.all(self.temperatures == self.temperatures[0]))
+
+
+@dataclass
+class Frame:
+    """The state an observer sees. Positions unwrapped (Angstrom), velocities in Angstrom/fs,
+    energies in eV, temperature in K, pressure tensor in GPa."""
+
+    step: int
+    time_fs: float
+    symbols: list
+    masses: np.ndarray
+    positions: np.ndarray
+    velocities_per_fs: np.ndarray
+    cell: np.ndarray
+    pbc: tuple
+    potential_energy: float
+    kinetic_energy: float
+    temperature: float
+    pressure_tensor: np.ndarray
+    target_temperature: float | None
+
+    @property
+    def pressure(self) -> float:
+        """Hydrostatic pressure, GPa."""
+        return float(np.trace(self.pressure_tensor) / 3.0)
+
+    def atoms(self, wrap: bool = False):
+        """An ``ase.Atoms`` of this frame (velocities included; positions unwrapped unless
+        ``wrap``)."""
+        from ase import Atoms
+
+        atoms = Atoms(self.symbols, positions=self.positions, cell=self.cell, pbc=self.pbc,
+                      masses=self.masses)
+        atoms.set_velocities(self.velocities_per_fs / units.fs)
+        if wrap:
+            atoms.wrap()
+        return atoms
+
+
+@dataclass
+class MDResult:
+    """What a run did. Times in fs, temperatures in K, pressures in GPa, energies in eV."""
+
+    steps_done: int
+    time_fs: float
+    wall_seconds: float
+    stopped: str | None  # why the run ended early (an observer, a blow-up), None if it did not
+    atoms: object  # final state: ase.Atoms, unwrapped positions, velocities
+    mean_temperature: float
+    mean_pressure: float
+    mean_potential_energy: float
+    energy_drift_per_atom: float  # (E_total end - E_total start) / N, eV/atom
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def atom_steps_per_second(self) -> float:
+        return len(self.atoms) * self.steps_done / self.wall_seconds if self.wall_seconds else 0.0
+
+
+def _pressure_tensor(masses, velocities, virial, volume) -> np.ndarray:
+    """(kinetic + virial) / V in eV/Angstrom^3; velocities in ASE units."""
+    kinetic = np.einsum("i,ia,ib->ab", masses, velocities, velocities)
+    return (kinetic + virial) / volume
+
+
+def _thermalize_velocities(masses, temperature, rng) -> np.ndarray:
+    sigma = np.sqrt(BOLTZMANN * temperature / masses)[:, None]
+    return rng.standard_normal((masses.size, 3)) * sigma
