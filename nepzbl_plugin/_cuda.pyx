@@ -235,3 +235,6 @@ cdef class CudaModel:
 def strerror(int status):
     """The message of a status code (with the CUDA detail of the last failure)."""
     return nep_cuda_strerror(status).decode()
+
+# The training objective on the GPU (CudaTrainingSet).
+include "_train_cuda.pxi"

@@ -239,8 +239,8 @@ class _Run:
     """Shared machinery of the three optimisers: evaluation, reports, checkpoints, outputs."""
 
     def __init__(self, model, train_structures, test_structures, settings, loss, output_dir,
-                 progress, log):
-        from ._backend import EngineBackend
+                 progress, log, device="cpu"):
+        from .cuda_backend import make_backend
 
         self.model = model
         self.settings = settings
@@ -251,14 +251,16 @@ class _Run:
         species = model.types
         self.train_labels = Labels.from_structures(train_structures, species)
         self.train_structures = train_structures
-        self.backend = EngineBackend(model, train_structures)
+        self.backend = make_backend(device, model, train_structures)
+        self.device = getattr(self.backend, "device", "cpu")
         self.test_structures = test_structures or []
         self.test_labels = (
             Labels.from_structures(self.test_structures, species) if self.test_structures
             else None
         )
         self.test_backend = (
-            EngineBackend(model, self.test_structures) if self.test_structures else None
+            make_backend(self.device, model, self.test_structures) if self.test_structures
+            else None
         )
         self.history = TrainingHistory()
         self.elapsed_before = 0.0
@@ -792,6 +794,7 @@ def train(
     resume: bool = True,
     progress=None,
     log=print,
+    device: str | None = None,
 ) -> tuple[Model, TrainingHistory]:
     """Train a NEP(-ZBL) model on GPUMD's loss.
 
@@ -830,6 +833,10 @@ def train(
         run with two phases (Adam, then L-BFGS) starts twice.
     log
         Called with one-line messages (``print`` by default; ``None`` for silence).
+    device
+        ``"auto"`` (the GPU when one is present and the CUDA extension is built), ``"cpu"``
+        or ``"cuda"``; overrides nep.in's ``device`` (default ``auto``). Both give the same
+        outputs, checkpoints and resume; a run may resume on the other device.
 
     Returns
     -------
@@ -955,7 +962,9 @@ def train(
                 global_mask=_global_mask(model))
     if params0 is not None:
         model.parameters[:] = params0
-    run = _Run(model, train_structures, test_structures, settings, loss, output, progress, log)
+    device = device or _nep_in_value(nep_in, "device") or "auto"
+    run = _Run(model, train_structures, test_structures, settings, loss, output, progress, log,
+               device=device)
     run.callback = callback
     if state is not None:
         run.elapsed_before = float(state[1].get("elapsed", 0.0))
@@ -973,6 +982,7 @@ def train(
     log(f"training {model.num_parameters} parameters with {settings.optimizer} on "
         f"{len(train_structures)} structures"
         + (f" ({len(test_structures)} test)" if test_structures else "")
+        + f" on the {'GPU' if run.device == 'cuda' else 'CPU'}"
         + (f", resuming in its L-BFGS phase at epoch {state[1]['step']}" if in_lbfgs else ""))
     log(describe_stopping(settings, "lbfgs" if in_lbfgs else None))
 

@@ -1,0 +1,162 @@
+# Training objective on the GPU (cext/nep_train_cuda.h). Included at the end of _cuda.pyx.
+# The Python API is nepzbl_plugin/train/cuda_backend.py; this layer only passes buffers through.
+from libc.stdlib cimport malloc, free
+
+cdef extern from "nep_train_cuda.h" nogil:
+    ctypedef struct nep_train_cuda:
+        pass
+
+    int nep_train_cuda_create(const nep_model_spec *spec, int num_systems,
+                              const nep_system *systems, int use_float64, nep_train_cuda **out,
+                              int *bad_system)
+    int nep_train_cuda_run(nep_train_cuda *handle, const double *parameters, int num_selected,
+                           const int *selected, const double *alpha, const double *force_adjoint,
+                           const double *virial_adjoint, double *gradient, double *energy,
+                           double *forces, double *virials)
+    size_t nep_train_cuda_device_bytes(const nep_train_cuda *handle)
+    size_t nep_train_cuda_num_parameters(const nep_train_cuda *handle)
+    size_t nep_train_cuda_num_pairs(const nep_train_cuda *handle)
+    const char *nep_train_cuda_last_error()
+    void nep_train_cuda_free(nep_train_cuda *handle)
+
+
+cdef const double *_tc_ptr(double[::1] arr):
+    return NULL if arr is None else &arr[0]
+
+
+cdef class CudaTrainingSet:
+    """A training set and a model header on the GPU: predictions and exact gradients of a
+    linear functional of them (see cext/nep_train_cuda.h).
+
+    Parameters
+    ----------
+    model
+        A :class:`nepzbl_plugin.Model` (its header, q_scaler and ZBL; parameters are passed
+        per call).
+    types, positions, cells, pbc, atom_offsets
+        The flattened structures (as :class:`nepzbl_plugin.train.gradient.TrainingBatch`).
+    float64
+        float64 arithmetic (for checks) instead of float32 products with float64 sums.
+    """
+
+    cdef nep_train_cuda *ptr
+    cdef readonly Py_ssize_t num_parameters, num_structures, num_atoms
+    cdef object _atom_offsets
+
+    def __cinit__(self):
+        self.ptr = NULL
+
+    def __init__(self, model, int[::1] types, double[:, ::1] positions,
+                 double[:, :, ::1] cells, int[:, ::1] pbc, long long[::1] atom_offsets,
+                 bint float64=False):
+        cdef nep_model_spec spec
+        cdef int status, k, s, bad = -1
+        if model.n_neurons_second > 0 or model.temperature:
+            raise EngineError("GPU training supports one-hidden-layer models without "
+                              "temperature input")
+        rc_r, rc_a = model.pair_cutoffs()
+        cdef double[::1] rcr = np.ascontiguousarray(rc_r, dtype=np.float64).ravel()
+        cdef double[::1] rca = np.ascontiguousarray(rc_a, dtype=np.float64).ravel()
+        cdef int[::1] z = np.ascontiguousarray(model.atomic_numbers, dtype=np.intc)
+        table = model.zbl_table()
+        cdef double[::1] zbl = np.ascontiguousarray(
+            table if table is not None else np.zeros(1), dtype=np.float64).ravel()
+        cdef double[::1] params = np.ascontiguousarray(model.parameters, dtype=np.float64)
+        cdef double[::1] scaler = np.ascontiguousarray(model.q_scaler, dtype=np.float64)
+        memset(&spec, 0, sizeof(spec))
+        _fill_spec(&spec, model.version, model.num_types, model.n_max_radial,
+                   model.n_max_angular, model.basis_size_radial, model.basis_size_angular,
+                   model.l_max, model.l_max_flags, model.n_neurons, &rcr[0], &rca[0], &z[0],
+                   &zbl[0] if table is not None else NULL, &params[0],
+                   <size_t>params.shape[0], &scaler[0])
+        cdef int num_systems = atom_offsets.shape[0] - 1
+        if num_systems < 0 or cells.shape[0] != num_systems or pbc.shape[0] != num_systems:
+            raise ValueError("atom_offsets, cells and pbc disagree on the number of structures")
+        cdef nep_system *systems = <nep_system *>malloc(sizeof(nep_system) * max(num_systems, 1))
+        if systems == NULL:
+            raise MemoryError()
+        for s in range(num_systems):
+            systems[s].num_atoms = <int>(atom_offsets[s + 1] - atom_offsets[s])
+            systems[s].types = &types[atom_offsets[s]] if systems[s].num_atoms > 0 else NULL
+            systems[s].positions = (&positions[atom_offsets[s], 0] if systems[s].num_atoms > 0
+                                    else NULL)
+            systems[s].cell = &cells[s, 0, 0]
+            for k in range(3):
+                systems[s].pbc[k] = pbc[s, k]
+        try:
+            with nogil:
+                status = nep_train_cuda_create(&spec, num_systems, systems, 1 if float64 else 0,
+                                               &self.ptr, &bad)
+        finally:
+            free(systems)
+        if status != NEP_OK:
+            self.ptr = NULL
+            where = f" (structure {bad})" if bad >= 0 else ""
+            detail = nep_train_cuda_last_error().decode()
+            message = f"uploading the training set{where}: {nep_cuda_strerror(status).decode()}"
+            if detail:
+                message += f" ({detail})"
+            if status == NOMEM:
+                raise MemoryError(message)
+            raise EngineError(message)
+        self.num_parameters = params.shape[0]
+        self.num_structures = num_systems
+        self.num_atoms = atom_offsets[num_systems] if num_systems > 0 else 0
+        self._atom_offsets = np.asarray(atom_offsets).copy()
+
+    def __dealloc__(self):
+        if self.ptr != NULL:
+            nep_train_cuda_free(self.ptr)
+            self.ptr = NULL
+
+    @property
+    def device_bytes(self):
+        """Device memory held, in bytes."""
+        return nep_train_cuda_device_bytes(self.ptr)
+
+    def run(self, double[::1] parameters, int[::1] selected, double[::1] alpha=None,
+            double[::1] force_adjoint=None, double[::1] virial_adjoint=None,
+            bint want_gradient=True):
+        """(gradient or None, energy (S,), forces (A, 3), virials (S, 9)) for structures
+        ``selected``; the adjoints are in selection order (None: zero)."""
+        cdef int status
+        cdef int n = selected.shape[0]
+        if parameters.shape[0] != self.num_parameters:
+            raise ValueError(f"expected {self.num_parameters} parameters, "
+                             f"got {parameters.shape[0]}")
+        sel = np.asarray(selected)
+        if n and (sel.min() < 0 or sel.max() >= self.num_structures):
+            raise ValueError("a selected structure is out of range")
+        atoms = int(np.sum(self._atom_offsets[sel + 1] - self._atom_offsets[sel])) if n else 0
+        if alpha is not None and alpha.shape[0] != n:
+            raise ValueError("alpha needs one value per selected structure")
+        if force_adjoint is not None and force_adjoint.shape[0] != 3 * atoms:
+            raise ValueError("force_adjoint needs 3 values per selected atom")
+        if virial_adjoint is not None and virial_adjoint.shape[0] != 9 * n:
+            raise ValueError("virial_adjoint needs 9 values per selected structure")
+        gradient = np.zeros(self.num_parameters) if want_gradient else None
+        energy, forces, virials = np.zeros(n), np.zeros(3 * atoms), np.zeros(9 * n)
+        cdef double[::1] g = gradient
+        cdef double[::1] e = energy
+        cdef double[::1] f = forces
+        cdef double[::1] w = virials
+        cdef const double *pa = _tc_ptr(alpha)
+        cdef const double *pf = _tc_ptr(force_adjoint)
+        cdef const double *pv = _tc_ptr(virial_adjoint)
+        cdef double *pg = <double *>_tc_ptr(g)
+        cdef double *pe = <double *>_tc_ptr(e) if n else NULL
+        cdef double *pff = <double *>_tc_ptr(f) if atoms else NULL
+        cdef double *pw = <double *>_tc_ptr(w) if n else NULL
+        cdef const int *ps = &selected[0] if n else NULL
+        with nogil:
+            status = nep_train_cuda_run(self.ptr, &parameters[0], n, ps, pa, pf, pv, pg, pe,
+                                        pff, pw)
+        if status != NEP_OK:
+            detail = nep_train_cuda_last_error().decode()
+            message = f"training on the GPU: {nep_cuda_strerror(status).decode()}"
+            if detail:
+                message += f" ({detail})"
+            if status == NOMEM:
+                raise MemoryError(message)
+            raise EngineError(message)
+        return gradient, energy, forces.reshape(atoms, 3), virials.reshape(n, 3, 3)
