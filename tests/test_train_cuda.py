@@ -229,3 +229,15 @@ def test_cpu_device_uses_the_engine_backend():
     assert isinstance(make_backend("cpu", model, []), EngineBackend)
     with pytest.raises(ValueError, match="device"):
         make_backend("tpu", model, [])
+
+
+@pytest.mark.gpu
+def test_gradient_matches_cpu_on_the_gpu():
+    """The same checks on a real device, with the installed CUDA extension."""
+    _run(REPO, _CHECK)
+
+
+@pytest.mark.gpu
+def test_cpu_and_gpu_runs_end_at_the_same_loss_on_the_gpu():
+    pytest.importorskip("ase")
+    _run(REPO, _TRAIN_CHECK, str(REPO / "tests"))
