@@ -104,6 +104,10 @@ struct nep_train_cuda {
     void *d_parameters = nullptr;
     int tile = 0;
     cudaStream_t stream = nullptr;
+    /* grow-only buffers of nep_train_cuda_predict_population */
+    void *pop_parameters = nullptr;
+    double *pop_out = nullptr;
+    size_t pop_parameters_bytes = 0, pop_out_bytes = 0;
     /* host staging */
     std::vector<int> selected_atoms;
     std::vector<double> staging, params_real_d;
@@ -432,7 +436,109 @@ int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_sele
     return NEP_OK;
 }
 
-size_t nep_train_cuda_device_bytes(const nep_train_cuda *h) { return h ? h->bytes : 0; }
+int nep_train_cuda_predict_population(nep_train_cuda *h, int population,
+                                      const double *parameters, int num_selected,
+                                      const int *selected, double *energy, double *forces,
+                                      double *virials)
+{
+    if (!h || population < 0 || (population > 0 && !parameters) || num_selected < 0 ||
+        (num_selected > 0 && !selected) || !energy || !forces || !virials)
+        return NEP_ERR_ARGUMENT;
+    nepct_args a = h->args;
+    const size_t P = a.num_parameters;
+    for (size_t k = 0; k < P * (size_t)population; ++k)
+        if (!isfinite(parameters[k])) return NEP_ERR_NONFINITE;
+    h->selected_atoms.clear();
+    for (int k = 0; k < num_selected; ++k) {
+        const int s = selected[k];
+        if (s < 0 || s >= h->num_systems) return NEP_ERR_ARGUMENT;
+        for (long long i = h->structure_offset[s]; i < h->structure_offset[s + 1]; ++i)
+            h->selected_atoms.push_back((int)i);
+    }
+    const int count = (int)h->selected_atoms.size();
+    const size_t per = 3 * (size_t)count + 10 * (size_t)num_selected; /* forces, energy, virials */
+    int status;
+    cudaStream_t st = h->stream;
+#define CHECK(call, what)                                                                      \
+    do {                                                                                       \
+        status = cuda_status((call), what);                                                    \
+        if (status) return status;                                                             \
+    } while (0)
+    /* grow the population buffers when needed (all work on the stream is finished here) */
+    const size_t pbytes = h->real * P * (size_t)population, obytes = sizeof(double) * per * population;
+    if (pbytes > h->pop_parameters_bytes) {
+        if (h->pop_parameters) cudaFree(h->pop_parameters);
+        h->pop_parameters = nullptr;
+        h->pop_parameters_bytes = 0;
+        CHECK(cudaMalloc(&h->pop_parameters, pbytes), "population parameters");
+        h->pop_parameters_bytes = pbytes;
+    }
+    if (obytes > h->pop_out_bytes) {
+        if (h->pop_out) cudaFree(h->pop_out);
+        h->pop_out = nullptr;
+        h->pop_out_bytes = 0;
+        void *d = nullptr;
+        CHECK(cudaMalloc(&d, obytes), "population outputs");
+        h->pop_out = (double *)d;
+        h->pop_out_bytes = obytes;
+    }
+    if (h->use_float64) {
+        CHECK(cudaMemcpyAsync(h->pop_parameters, parameters, pbytes, cudaMemcpyHostToDevice, st),
+              "parameters");
+    } else {
+        h->params_real_f.resize(P * (size_t)population);
+        for (size_t k = 0; k < P * (size_t)population; ++k) h->params_real_f[k] = (float)parameters[k];
+        CHECK(cudaMemcpyAsync(h->pop_parameters, h->params_real_f.data(), pbytes,
+                              cudaMemcpyHostToDevice, st), "parameters");
+    }
+    CHECK(cudaMemcpyAsync(h->d_selected_atoms, h->selected_atoms.data(), sizeof(int) * count,
+                          cudaMemcpyHostToDevice, st), "selection");
+    CHECK(cudaMemcpyAsync(h->d_selected, selected, sizeof(int) * num_selected,
+                          cudaMemcpyHostToDevice, st), "selection");
+    a.alpha = a.force_adjoint = a.virial_adjoint = nullptr;
+    a.rows = nullptr;
+    const int threads = 128;
+    /* one launch sequence for the whole population, one synchronisation at the end */
+    for (int k = 0; k < population; ++k) {
+        a.parameters = (const char *)h->pop_parameters + h->real * P * (size_t)k;
+        double *out = h->pop_out + per * (size_t)k;
+        for (int first = 0; first < count; first += h->tile) {
+            const int n = count - first < h->tile ? count - first : h->tile;
+            if (h->use_float64) nepct_f64::launch_atoms(a, first, n, st);
+            else nepct_f32::launch_atoms(a, first, n, st);
+        }
+        if (count > 0)
+            NEPCU_LAUNCH(forces_kernel, (count + threads - 1) / threads, threads, st, count,
+                         (const int *)h->d_selected_atoms, a.pair_offset, a.in_offset, a.in_pair,
+                         (const double *)a.v_pair, out);
+        if (num_selected > 0)
+            NEPCU_LAUNCH(totals_kernel, (num_selected + threads - 1) / threads, threads, st,
+                         num_selected, (const int *)h->d_selected,
+                         (const long long *)h->d_structure_offset, (const double *)a.e_atom,
+                         (const double *)a.w_atom, out + 3 * (size_t)count,
+                         out + 3 * (size_t)count + num_selected);
+    }
+    CHECK(cudaGetLastError(), "training kernels");
+    std::vector<double> &host = h->staging;
+    host.resize(per * (size_t)population);
+    CHECK(cudaMemcpyAsync(host.data(), h->pop_out, obytes, cudaMemcpyDeviceToHost, st), "outputs");
+    CHECK(cudaStreamSynchronize(st), "synchronize");
+#undef CHECK
+    for (int k = 0; k < population; ++k) {
+        const double *out = host.data() + per * (size_t)k;
+        memcpy(forces + 3 * (size_t)count * k, out, sizeof(double) * 3 * count);
+        memcpy(energy + (size_t)num_selected * k, out + 3 * (size_t)count,
+               sizeof(double) * num_selected);
+        memcpy(virials + 9 * (size_t)num_selected * k, out + 3 * (size_t)count + num_selected,
+               sizeof(double) * 9 * num_selected);
+    }
+    return NEP_OK;
+}
+
+size_t nep_train_cuda_device_bytes(const nep_train_cuda *h)
+{
+    return h ? h->bytes + h->pop_parameters_bytes + h->pop_out_bytes : 0;
+}
 size_t nep_train_cuda_num_parameters(const nep_train_cuda *h) { return h ? h->args.num_parameters : 0; }
 size_t nep_train_cuda_num_pairs(const nep_train_cuda *h) { return h ? h->num_pairs : 0; }
 const char *nep_train_cuda_last_error(void) { return train_error; }
@@ -441,6 +547,8 @@ void nep_train_cuda_free(nep_train_cuda *h)
 {
     if (!h) return;
     if (h->stream) cudaStreamDestroy(h->stream);
+    if (h->pop_parameters) cudaFree(h->pop_parameters);
+    if (h->pop_out) cudaFree(h->pop_out);
     for (void *p : h->owned) cudaFree(p);
     delete h;
 }

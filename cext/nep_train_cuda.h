@@ -47,6 +47,15 @@ int nep_train_cuda_run(nep_train_cuda *handle, const double *parameters, int num
                        const double *virial_adjoint, double *gradient, double *energy,
                        double *forces, double *virials);
 
+/* Predictions for a whole population of parameter vectors (SNES) in one launch sequence with
+ * one synchronisation: parameters [population][P]; structures as in nep_train_cuda_run;
+ * outputs energy [population][num_selected], forces [population][sum N][3],
+ * virials [population][num_selected][9] (all required). */
+int nep_train_cuda_predict_population(nep_train_cuda *handle, int population,
+                                      const double *parameters, int num_selected,
+                                      const int *selected, double *energy, double *forces,
+                                      double *virials);
+
 /* Device memory held (bytes), the number of parameters, atoms and pairs. */
 size_t nep_train_cuda_device_bytes(const nep_train_cuda *handle);
 size_t nep_train_cuda_num_parameters(const nep_train_cuda *handle);

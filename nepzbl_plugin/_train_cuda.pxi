@@ -13,6 +13,10 @@ cdef extern from "nep_train_cuda.h" nogil:
                            const int *selected, const double *alpha, const double *force_adjoint,
                            const double *virial_adjoint, double *gradient, double *energy,
                            double *forces, double *virials)
+    int nep_train_cuda_predict_population(nep_train_cuda *handle, int population,
+                                          const double *parameters, int num_selected,
+                                          const int *selected, double *energy, double *forces,
+                                          double *virials)
     size_t nep_train_cuda_device_bytes(const nep_train_cuda *handle)
     size_t nep_train_cuda_num_parameters(const nep_train_cuda *handle)
     size_t nep_train_cuda_num_pairs(const nep_train_cuda *handle)
@@ -160,3 +164,39 @@ cdef class CudaTrainingSet:
                 raise MemoryError(message)
             raise EngineError(message)
         return gradient, energy, forces.reshape(atoms, 3), virials.reshape(n, 3, 3)
+
+    def predict_population(self, double[:, ::1] parameters, int[::1] selected):
+        """(energy (K, S), forces (K, A, 3), virials (K, S, 3, 3)) of K parameter vectors
+        (rows of ``parameters``) for structures ``selected``, in one launch sequence."""
+        cdef int status
+        cdef int population = parameters.shape[0]
+        cdef int n = selected.shape[0]
+        if parameters.shape[1] != self.num_parameters:
+            raise ValueError(f"expected {self.num_parameters} parameters per row, "
+                             f"got {parameters.shape[1]}")
+        sel = np.asarray(selected)
+        if n and (sel.min() < 0 or sel.max() >= self.num_structures):
+            raise ValueError("a selected structure is out of range")
+        atoms = int(np.sum(self._atom_offsets[sel + 1] - self._atom_offsets[sel])) if n else 0
+        energy = np.zeros(max(population * n, 1))
+        forces = np.zeros(max(population * 3 * atoms, 1))
+        virials = np.zeros(max(population * 9 * n, 1))
+        cdef double[::1] e = energy
+        cdef double[::1] f = forces
+        cdef double[::1] w = virials
+        cdef const double *pp = &parameters[0, 0] if population else NULL
+        cdef const int *ps = &selected[0] if n else NULL
+        with nogil:
+            status = nep_train_cuda_predict_population(self.ptr, population, pp, n, ps, &e[0],
+                                                       &f[0], &w[0])
+        if status != NEP_OK:
+            detail = nep_train_cuda_last_error().decode()
+            message = f"training on the GPU: {nep_cuda_strerror(status).decode()}"
+            if detail:
+                message += f" ({detail})"
+            if status == NOMEM:
+                raise MemoryError(message)
+            raise EngineError(message)
+        return (energy[:population * n].reshape(population, n),
+                forces[:population * 3 * atoms].reshape(population, atoms, 3),
+                virials[:population * 9 * n].reshape(population, n, 3, 3))

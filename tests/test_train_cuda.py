@@ -94,6 +94,13 @@ for kw in variants:
         # reproducible bit for bit
         g3, _, _, _ = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
         assert np.array_equal(g, g3)
+        # a population in one call: each member as its own call
+        pop = params + 0.01 * rng.normal(size=(3, params.size))
+        pe, pf, pw = ts.predict_population(pop, sub)
+        for k in range(3):
+            _, e1, f1, w1 = ts.run(pop[k], sub, want_gradient=False)
+            assert np.array_equal(pe[k], e1) and np.array_equal(pf[k], f1), (kw, "population")
+            assert np.array_equal(pw[k], w1), (kw, "population virial")
     # finite differences of Phi = alpha.E + a.F + B:W in float64 (central, 1e-6 relative)
     ts = _cuda.CudaTrainingSet(model, batch.types, batch.positions, batch.cells, batch.pbc,
                                batch.atom_offsets, float64=True)
@@ -130,6 +137,13 @@ for device in ("cpu", "cuda"):
     assert history.records[-1].get("rmse_force_test") is not None
 rel = abs(losses["cuda"] - losses["cpu"]) / losses["cpu"]
 assert rel < 1e-4, losses
+# SNES: the population on the device in one call per generation, the same run
+snes = {}
+for device in ("cpu", "cuda"):
+    model, history = train(structures[:4], nep_in, optimizer="snes", seed=3, epochs=4,
+                           report_interval=2, resume=False, log=None, device=device)
+    snes[device] = history.records[-1]["loss"]
+assert abs(snes["cuda"] - snes["cpu"]) / snes["cpu"] < 1e-4, snes
 # the same outputs and checkpoint: half the run on the GPU, resumed on the CPU
 import tempfile
 from pathlib import Path

@@ -96,6 +96,13 @@ class CudaBackend:
             want_gradient=False)
         return Predictions(energy, forces, virial)
 
+    def predict_population(self, population, indices) -> list[Predictions]:
+        """Predictions of structures ``indices`` for every row of ``population`` (SNES), in
+        one launch sequence on the device."""
+        energy, forces, virial = self._set.predict_population(
+            np.ascontiguousarray(population, dtype=np.float64), self._selection(indices))
+        return [Predictions(energy[k], forces[k], virial[k]) for k in range(len(energy))]
+
     def gradient(self, params: np.ndarray, indices, adjoints: Adjoints) -> np.ndarray:
         """dL/dz = Σ α_s dE_s/dz + Σ a_si·dF_si/dz + Σ B_s:dW_s/dz + the regularisation."""
 

@@ -669,8 +669,13 @@ def _snes_loop(run: _Run, params: np.ndarray, state, mu0) -> tuple[np.ndarray, s
     bar = _progress_bar(run, generation)
     reason = ""
 
-    def evaluate(z, b) -> LossValue:
-        return run.loss.evaluate(labels_of[b], run.backend.predict(z, batches[b]), z)
+    def evaluate_population(population, b) -> list[LossValue]:
+        # the GPU backend evaluates the whole population in one launch sequence
+        many = getattr(run.backend, "predict_population", None)
+        predictions = (many(population, batches[b]) if many is not None
+                       else [run.backend.predict(z, batches[b]) for z in population])
+        return [run.loss.evaluate(labels_of[b], pred, z)
+                for pred, z in zip(predictions, population)]
 
     try:
         while True:
@@ -682,11 +687,13 @@ def _snes_loop(run: _Run, params: np.ndarray, state, mu0) -> tuple[np.ndarray, s
                 break
             population = snes.ask()
             losses = np.empty((s.population, run.model.num_types + 1))
-            for p, z in enumerate(population):
-                if s.full_batch:
-                    value = combine_full_batch([evaluate(z, b) for b in range(len(batches))])
-                else:
-                    value = evaluate(z, generation % len(batches))
+            if s.full_batch:
+                per_batch = [evaluate_population(population, b) for b in range(len(batches))]
+                values = [combine_full_batch([vb[p] for vb in per_batch])
+                          for p in range(len(population))]
+            else:
+                values = evaluate_population(population, generation % len(batches))
+            for p, value in enumerate(values):
                 losses[p] = value.total
             best_index = snes.tell(losses)
             if np.isfinite(losses[best_index, -1]):
