@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import resource
 import sys
 import time
@@ -51,7 +52,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from nepzbl_plugin.train.cli import TrainingProgressBar  # noqa: E402
-DATA = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data"
 
 LLZO_TARGET = {"energy": 0.60e-3, "force": 42.3e-3, "virial": 5.6e-3}
 PBTE_TARGET = {"energy": 0.41e-3, "force": 39.9e-3}
@@ -303,10 +304,11 @@ def bench_gpu(seconds, out, optimizer, peer_minutes):
     print(f"\nLLZO NEP25-ZBL on the GPU, {len(structures)} train / {len(held_out)} held-out "
           f"frames, {optimizer or 'default'} optimiser, budget {seconds:g} s, wall {wall:.1f} s "
           f"(start-up included; stop: {history.stop_reason})")
-    print(f"{'wall (s)':>9} {'step':>6} {'E (meV/atom)':>13} {'F (meV/Å)':>10} {'V (meV/atom)':>13}")
+    print(f"{'wall (s)':>9} {'step':>6} {'E (meV/atom)':>13} {'F (meV/Å)':>10} "
+          f"{'V (meV/atom)':>13}")
     for r in rows:
-        print(f"{r['time']:9.1f} {r['step']:6d} {r['energy'] * 1e3:13.3f} {r['force'] * 1e3:10.2f} "
-              f"{r['virial'] * 1e3:13.3f}")
+        print(f"{r['time']:9.1f} {r['step']:6d} {r['energy'] * 1e3:13.3f} "
+              f"{r['force'] * 1e3:10.2f} {r['virial'] * 1e3:13.3f}")
     print(f"optimiser steps per second: {steps / max(train_time, 1e-9):.1f} (target >= 100); "
           f"training-set device memory {backend.device_bytes / 2**20:.0f} MiB; GPU memory in "
           f"use {_gpu_memory_used_mib()} MiB")
@@ -384,7 +386,8 @@ def _peers_on_gpu(nep_in_path, held_out, target_force, peer_minutes, out):
                 print(f"torchnep: no model written within {budget:.0f} s")
             budget *= 2
         results["torchnep"] = found
-    print(f"\ntime to nepzbl's held-out force RMSE ({target_force * 1e3:.1f} meV/Å) on the same GPU:")
+    print(f"\ntime to nepzbl's held-out force RMSE ({target_force * 1e3:.1f} meV/Å) "
+          "on the same GPU:")
     for code, found in results.items():
         print(f"  {code:<14} " + (f"{found:.1f} s" if found is not None
                                   else f"not reached in {peer_minutes:g} min"))

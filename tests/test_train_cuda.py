@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from nepzbl_plugin.io.nep_in import parse_nep_in
 from nepzbl_plugin.errors import NepFormatError
+from nepzbl_plugin.io.nep_in import parse_nep_in
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,9 +77,8 @@ for kw in variants:
         err = np.abs(g - g_cpu).max() / scale
         assert err <= tol, (kw, float64, "gradient", err)
         ftol = 1e-10 if float64 else 1e-4
-        assert np.abs(e - p_cpu.energy).max() <= ftol * max(1, np.abs(p_cpu.energy).max()), (kw, float64)
-        assert np.abs(f - p_cpu.forces).max() <= ftol * max(1, np.abs(p_cpu.forces).max()), (kw, float64)
-        assert np.abs(w - p_cpu.virial).max() <= ftol * max(1, np.abs(p_cpu.virial).max()), (kw, float64)
+        for got, want in ((e, p_cpu.energy), (f, p_cpu.forces), (w, p_cpu.virial)):
+            assert np.abs(got - want).max() <= ftol * max(1, np.abs(want).max()), (kw, float64)
         # a subset in another order: the same numbers for those structures
         sub = np.array([2, 0], dtype=np.intc)
         off = batch.atom_offsets
@@ -204,7 +203,7 @@ def _build_emulated_package(tmp_path: Path) -> Path:
                  str(c_file)])
     running = [subprocess.Popen(job, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                for job in jobs]
-    for job, proc in zip(jobs, running):
+    for job, proc in zip(jobs, running, strict=True):
         out, _ = proc.communicate()
         assert proc.returncode == 0, (job, out.decode()[-3000:])
     so = pkg / ("_cuda" + sysconfig.get_config_var("EXT_SUFFIX"))

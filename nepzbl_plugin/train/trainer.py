@@ -675,7 +675,7 @@ def _snes_loop(run: _Run, params: np.ndarray, state, mu0) -> tuple[np.ndarray, s
         predictions = (many(population, batches[b]) if many is not None
                        else [run.backend.predict(z, batches[b]) for z in population])
         return [run.loss.evaluate(labels_of[b], pred, z)
-                for pred, z in zip(predictions, population)]
+                for pred, z in zip(predictions, population, strict=True)]
 
     try:
         while True:
