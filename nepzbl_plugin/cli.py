@@ -28,6 +28,7 @@ _COMMAND_MODULES = (
     "nepzbl_plugin.train.cli",
     "nepzbl_plugin.audit.cli",
     "nepzbl_plugin.md.cli",
+    "nepzbl_plugin.al.cli",
     "nepzbl_plugin.demo",
     "nepzbl_plugin.benchmark_cli",
     "nepzbl_plugin.analysis.cli",
