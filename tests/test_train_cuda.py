@@ -275,3 +275,23 @@ def test_gradient_matches_cpu_on_the_gpu():
 def test_cpu_and_gpu_runs_end_at_the_same_loss_on_the_gpu():
     pytest.importorskip("ase")
     assert "training run ok" in _run(_imported_package_root(), _TRAIN_CHECK, str(REPO / "tests"))
+
+
+def test_device_cuda_without_a_gpu_is_one_clear_error(tmp_path, capsys):
+    from nepzbl_plugin.cli import main
+    from nepzbl_plugin.train.cuda_backend import cuda_training_available
+
+    if cuda_training_available():
+        pytest.skip("a GPU is present")
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        from test_trainer import _structures, _write_inputs
+    finally:
+        sys.path.pop(0)
+    _write_inputs(tmp_path, _structures(3))
+    assert main(["train", str(tmp_path), "--no-progress", "--device", "cuda",
+                 "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cuda" in err[0].lower() and "Traceback" not in err[0]
+    assert main(["train", str(tmp_path), "--no-progress", "--device", "tpu"]) == 2
+    assert "--device" in capsys.readouterr().err
