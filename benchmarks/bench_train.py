@@ -288,7 +288,7 @@ def bench_gpu(seconds, out, optimizer, peer_minutes):
         snapshots.append((time.monotonic() - t0, record, model))
 
     model, history = train(structures, nep_in, output_dir=out, optimizer=optimizer,
-                           max_time=seconds, callback=callback, report_interval=1,
+                           max_time=seconds, callback=callback, report_interval=10,
                            device="cuda", log=None)
     wall = time.monotonic() - t0
     reached = None
