@@ -347,6 +347,22 @@ def test_cuda_sources_in_host_emulation(tmp_path):
         subprocess.run(cxx + [f"-DNEP_REAL={real}", f"-DNEP_CUDA_NS={ns}",
                               str(cext / "nep_cuda_kernels.cu"), "-o", str(obj)], check=True)
         objects.append(str(obj))
+    # the training objective (nep_train_cuda.h) is part of the same extension
+    for ns, real in (("nepct_f64", "double"), ("nepct_f32", "float")):
+        obj = tmp_path / f"{ns}.o"
+        subprocess.run(cxx + [f"-DNEP_REAL={real}", f"-DNEP_CUDA_NS={ns}",
+                              str(cext / "nep_train_cuda_kernels.cu"), "-o", str(obj)],
+                       check=True)
+        objects.append(str(obj))
+    for source in ("nep_train_cuda.cu",):
+        obj = tmp_path / (source + ".o")
+        subprocess.run(cxx + [str(cext / source), "-o", str(obj)], check=True)
+        objects.append(str(obj))
+    for source in ("nep_core.c", "nep_neighbors.c"):
+        obj = tmp_path / (source + ".o")
+        subprocess.run(["gcc", "-O1", "-std=c99", "-fPIC", f"-I{cext}", "-c",
+                        str(cext / source), "-o", str(obj)], check=True)
+        objects.append(str(obj))
     host = tmp_path / "host.o"
     subprocess.run(cxx + [str(cext / "nep_cuda.cu"), "-o", str(host)], check=True)
     c_file = tmp_path / "_cuda.c"
