@@ -4,7 +4,7 @@ For each size (LLZO garnet supercells of a 192-atom training frame: 192, 1536, 1
 and 786432 atoms) it measures the throughput of energy + forces + virial in atom-steps per
 second:
 
-* ``gpu_f32`` / ``gpu_f64``: :class:`nepzbl_plugin.cuda_engine.CudaEvaluator` (one MD-like step
+* ``gpu_f32`` / ``gpu_f64``: :class:`nepzbl_plugin.engine.cuda.CudaEvaluator` (one MD-like step
   per call: positions uploaded, Verlet list reused, E/F/W downloaded);
 * ``cpu``: the C engine (:class:`nepzbl_plugin.engine.Evaluator`, OpenMP threads);
 * ``calorine``: calorine's ``CPUNEP`` (NEP_CPU), only up to ``--calorine-max-atoms``;
@@ -38,8 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("nepzbl_plugin") is None:  # run from a checkout without PYTHONPATH
     sys.path.insert(0, str(REPO))
 
-from nepzbl_plugin.cuda_engine import CudaEvaluator, cuda_available  # noqa: E402
 from nepzbl_plugin.engine import Evaluator  # noqa: E402
+from nepzbl_plugin.engine.cuda import CudaEvaluator, cuda_available  # noqa: E402
 
 SHARED = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data" / "llzo"
 REPEATS = {192: 1, 1536: 2, 12288: 4, 98304: 8, 786432: 16}

@@ -51,7 +51,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from nepzbl_plugin.train.cli import TrainingProgressBar  # noqa: E402
+from nepzbl_plugin.cli.train import TrainingProgressBar  # noqa: E402
+
 DATA = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data"
 
 LLZO_TARGET = {"energy": 0.60e-3, "force": 42.3e-3, "virial": 5.6e-3}

@@ -22,7 +22,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # also in pyproject.toml and meson.build (tests/test_version.py)
 
 __all__ = [
     "Model",

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Thin Cython layer over the CUDA engine (cext/nep_cuda.h).
 
-Everything user-facing lives in :mod:`nepzbl_plugin.cuda_engine`; this module converts arrays,
+Everything user-facing lives in :mod:`nepzbl_plugin.engine.cuda`; this module converts arrays,
 owns the device model (freed in ``__dealloc__``) and turns status codes into exceptions:
 ``MemoryError`` for device or host allocation failures, :class:`EngineError` otherwise (its
 message names the CUDA error, e.g. "no CUDA device is available").
@@ -75,8 +75,10 @@ cdef class CudaModel:
 
     Parameters
     ----------
-    model
-        A :class:`nepzbl_plugin.Model` (nep3/nep4/nep5, one hidden layer, no temperature).
+    spec
+        The ``nep_model_spec`` fields of a supported model, as
+        :func:`nepzbl_plugin.engine.base.model_spec` makes them (the one conversion and support
+        check, shared with the CPU engine and the training gradient).
     precision
         0 for float64 throughout, 1 for float32 maths with float64 accumulation.
     device_id
@@ -92,35 +94,30 @@ cdef class CudaModel:
         self.ptr = NULL
         self._lock = threading.Lock()
 
-    def __init__(self, model, int precision=0, int device_id=0):
-        cdef nep_model_spec spec
+    def __init__(self, dict spec, int precision=0, int device_id=0):
+        cdef nep_model_spec c_spec
         cdef int status
-        if model.n_neurons_second > 0 or model.temperature:
-            raise EngineError("the CUDA engine evaluates one-hidden-layer models without "
-                              "temperature input")
-        rc_r, rc_a = model.pair_cutoffs()
-        cdef double[::1] rcr = np.ascontiguousarray(rc_r, dtype=np.float64).ravel()
-        cdef double[::1] rca = np.ascontiguousarray(rc_a, dtype=np.float64).ravel()
-        cdef int[::1] z = np.ascontiguousarray(model.atomic_numbers, dtype=np.intc)
-        table = model.zbl_table()
-        cdef double[::1] zbl = np.ascontiguousarray(
-            table if table is not None else np.zeros(1), dtype=np.float64).ravel()
-        cdef double[::1] params = np.ascontiguousarray(model.parameters, dtype=np.float64)
-        cdef double[::1] scaler = np.ascontiguousarray(model.q_scaler, dtype=np.float64)
-        memset(&spec, 0, sizeof(spec))
-        _fill_spec(&spec, model.version, model.num_types, model.n_max_radial,
-                   model.n_max_angular, model.basis_size_radial, model.basis_size_angular,
-                   model.l_max, model.l_max_flags, model.n_neurons, &rcr[0], &rca[0], &z[0],
-                   &zbl[0] if table is not None else NULL, &params[0],
+        cdef double[::1] rcr = spec["rc_radial"]
+        cdef double[::1] rca = spec["rc_angular"]
+        cdef int[::1] z = spec["atomic_numbers"]
+        zbl_values = spec["zbl"]
+        cdef double[::1] zbl = zbl_values if zbl_values is not None else np.zeros(1)
+        cdef double[::1] params = spec["parameters"]
+        cdef double[::1] scaler = spec["q_scaler"]
+        memset(&c_spec, 0, sizeof(c_spec))
+        _fill_spec(&c_spec, spec["version"], spec["num_types"], spec["n_max_radial"],
+                   spec["n_max_angular"], spec["basis_radial"], spec["basis_angular"],
+                   spec["l_max"], spec["flags"], spec["num_neurons"], &rcr[0], &rca[0], &z[0],
+                   &zbl[0] if zbl_values is not None else NULL, &params[0],
                    <size_t>params.shape[0], &scaler[0])
         with nogil:
-            status = nep_cuda_model_create(&spec, precision, device_id, &self.ptr)
+            status = nep_cuda_model_create(&c_spec, precision, device_id, &self.ptr)
         if status != NEP_OK:
             self.ptr = NULL
             _raise(status, "creating the CUDA model")
-        self.dim = model.descriptor_dim
-        self.num_neurons = model.n_neurons
-        self.num_types = model.num_types
+        self.dim = scaler.shape[0]
+        self.num_neurons = spec["num_neurons"]
+        self.num_types = spec["num_types"]
         self.precision = precision
         self.device_id = device_id
         self.num_parameters = params.shape[0]

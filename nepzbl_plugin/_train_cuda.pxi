@@ -34,9 +34,9 @@ cdef class CudaTrainingSet:
 
     Parameters
     ----------
-    model
-        A :class:`nepzbl_plugin.Model` (its header, q_scaler and ZBL; parameters are passed
-        per call).
+    spec
+        The model's ``nep_model_spec`` fields (:func:`nepzbl_plugin.engine.base.model_spec`:
+        header, q_scaler and ZBL; the parameters are passed per call).
     types, positions, cells, pbc, atom_offsets
         The flattened structures (as :class:`nepzbl_plugin.train.gradient.TrainingBatch`).
     float64
@@ -50,28 +50,23 @@ cdef class CudaTrainingSet:
     def __cinit__(self):
         self.ptr = NULL
 
-    def __init__(self, model, int[::1] types, double[:, ::1] positions,
+    def __init__(self, dict spec, int[::1] types, double[:, ::1] positions,
                  double[:, :, ::1] cells, int[:, ::1] pbc, long long[::1] atom_offsets,
                  bint float64=False):
-        cdef nep_model_spec spec
+        cdef nep_model_spec c_spec
         cdef int status, k, s, bad = -1
-        if model.n_neurons_second > 0 or model.temperature:
-            raise EngineError("GPU training supports one-hidden-layer models without "
-                              "temperature input")
-        rc_r, rc_a = model.pair_cutoffs()
-        cdef double[::1] rcr = np.ascontiguousarray(rc_r, dtype=np.float64).ravel()
-        cdef double[::1] rca = np.ascontiguousarray(rc_a, dtype=np.float64).ravel()
-        cdef int[::1] z = np.ascontiguousarray(model.atomic_numbers, dtype=np.intc)
-        table = model.zbl_table()
-        cdef double[::1] zbl = np.ascontiguousarray(
-            table if table is not None else np.zeros(1), dtype=np.float64).ravel()
-        cdef double[::1] params = np.ascontiguousarray(model.parameters, dtype=np.float64)
-        cdef double[::1] scaler = np.ascontiguousarray(model.q_scaler, dtype=np.float64)
-        memset(&spec, 0, sizeof(spec))
-        _fill_spec(&spec, model.version, model.num_types, model.n_max_radial,
-                   model.n_max_angular, model.basis_size_radial, model.basis_size_angular,
-                   model.l_max, model.l_max_flags, model.n_neurons, &rcr[0], &rca[0], &z[0],
-                   &zbl[0] if table is not None else NULL, &params[0],
+        cdef double[::1] rcr = spec["rc_radial"]
+        cdef double[::1] rca = spec["rc_angular"]
+        cdef int[::1] z = spec["atomic_numbers"]
+        zbl_values = spec["zbl"]
+        cdef double[::1] zbl = zbl_values if zbl_values is not None else np.zeros(1)
+        cdef double[::1] params = spec["parameters"]
+        cdef double[::1] scaler = spec["q_scaler"]
+        memset(&c_spec, 0, sizeof(c_spec))
+        _fill_spec(&c_spec, spec["version"], spec["num_types"], spec["n_max_radial"],
+                   spec["n_max_angular"], spec["basis_radial"], spec["basis_angular"],
+                   spec["l_max"], spec["flags"], spec["num_neurons"], &rcr[0], &rca[0], &z[0],
+                   &zbl[0] if zbl_values is not None else NULL, &params[0],
                    <size_t>params.shape[0], &scaler[0])
         cdef int num_systems = atom_offsets.shape[0] - 1
         if num_systems < 0 or cells.shape[0] != num_systems or pbc.shape[0] != num_systems:
@@ -89,7 +84,7 @@ cdef class CudaTrainingSet:
                 systems[s].pbc[k] = pbc[s, k]
         try:
             with nogil:
-                status = nep_train_cuda_create(&spec, num_systems, systems, 1 if float64 else 0,
+                status = nep_train_cuda_create(&c_spec, num_systems, systems, 1 if float64 else 0,
                                                &self.ptr, &bad)
         finally:
             free(systems)

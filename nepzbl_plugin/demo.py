@@ -1,8 +1,9 @@
-"""``nepzbl demo``: why ZBL matters, in a few minutes on a laptop.
+"""The demo behind ``nepzbl demo`` (:mod:`nepzbl_plugin.cli.demo`): why ZBL matters, in a few
+minutes on a laptop.
 
 1. Build a small Cu-Ni alloy data set labelled by ASE's EMT calculator: hot MD frames (600 to
    1500 K) of 32-atom fcc cells, with no close contacts (every distance above 2.0 Å).
-2. Choose ZBL from these data (:func:`~nepzbl_plugin.zbl_from_data.suggest_zbl`).
+2. Choose ZBL from these data (:func:`~nepzbl_plugin.zbl.suggest_zbl`).
 3. Train a pure NEP and a NEP-ZBL model on the same data and budget.
 4. Audit both (dimer scans, the data's distances, a short hot-MD stress test) and show the
    difference on the terminal and in a PNG.
@@ -13,7 +14,6 @@ training needs :func:`nepzbl_plugin.train.train`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from dataclasses import dataclass
@@ -22,8 +22,8 @@ import numpy as np
 
 from .md import _thermalize
 
-__all__ = ["generate_alloy_data", "demo_nep_in", "compare_reports", "run_demo", "register",
-           "CLOSE_CONTACT"]
+__all__ = ["generate_alloy_data", "demo_nep_in", "compare_reports", "run_demo", "CLOSE_CONTACT",
+           "DEMO_EPOCHS"]
 
 DEMO_EPOCHS = 200  # per model; 20 epochs took 15 s on the shared 2-core development machine
 CLOSE_CONTACT = 2.0  # Angstrom: frames with a shorter distance are dropped (Cu-Ni NN ~2.5 Å)
@@ -54,7 +54,7 @@ def generate_alloy_data(
     steps_between: int = 20,
     timestep: float = 2.0,
     seed: int = 0,
-    progress: bool = False,
+    progress=None,
 ) -> list:
     """EMT-labelled Cu-Ni training structures from hot Langevin MD, without close contacts.
 
@@ -63,7 +63,8 @@ def generate_alloy_data(
     steps of ``timestep`` fs after a short equilibration. Frames with any distance below
     :data:`CLOSE_CONTACT` are skipped. Returns a list of
     :class:`~nepzbl_plugin.io.xyz.TrainingStructure` (energy, forces, virial; ``info``
-    carries the temperature).
+    carries the temperature). ``progress``: ``None`` or ``progress(done, total, label)``
+    after each saved frame.
     """
     from ase import units
     from ase.build import bulk
@@ -77,11 +78,6 @@ def generate_alloy_data(
         per_run[k] += 1
     a0 = (1 - ni_fraction) * LATTICE["Cu"] + ni_fraction * LATTICE["Ni"]
     structures = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=num_structures, desc="EMT data", unit="frame", leave=False)
     for temperature, count in zip(temperatures, per_run, strict=True):
         atoms = bulk("Cu", "fcc", a=a0, cubic=True).repeat(repeat)
         symbols = np.where(rng.random(len(atoms)) < ni_fraction, "Ni", "Cu")
@@ -103,10 +99,8 @@ def generate_alloy_data(
                 continue
             structures.append(_to_structure(atoms, temperature, f"emt_md_{temperature:g}K"))
             saved += 1
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+            if progress:
+                progress(len(structures), num_structures, "EMT data")
     return structures
 
 
@@ -187,7 +181,7 @@ def _rmse(model, structures) -> tuple[float, float]:
 
 def run_demo(out_dir: str = "nepzbl-demo", *, num_structures: int = 60,
              train_epochs: int = DEMO_EPOCHS, md_steps: int = 1000, rattle: float = 0.4,
-             seed: int = 0, progress: bool = True, log=print) -> dict:
+             seed: int = 0, progress=None, train_progress=None, log=None) -> dict:
     """The whole demo; returns a summary dict (also written as ``summary.json``).
 
     Each model trains for ``train_epochs`` epochs (a step budget, not a wall-clock one, so the
@@ -196,6 +190,10 @@ def run_demo(out_dir: str = "nepzbl-demo", *, num_structures: int = 60,
     The hot-MD stress test runs ``md_steps`` of 1 fs at 1.2 x the data's hottest temperature
     on a 128-atom cell started from a frame rattled by ``rattle`` Å (a thermal spike, see
     ``docs/audit.md``): the pure NEP's atoms fall onto each other, the NEP-ZBL's do not.
+
+    ``progress``: ``None`` or ``progress(done, total, label)`` for the data, dimer scans and MD;
+    ``train_progress``: the trainer's ``progress`` (see :func:`nepzbl_plugin.train.train`);
+    ``log``: called with each line of the report (``None``: silence).
     """
     import json
 
@@ -204,11 +202,12 @@ def run_demo(out_dir: str = "nepzbl-demo", *, num_structures: int = 60,
     from .audit.verdict import audit
     from .io.nep_txt import atomic_write_text
     from .io.xyz import write_train_xyz
-    from .zbl_from_data import suggest_zbl
+    from .zbl import suggest_zbl
 
+    progress = progress or None
+    log = log or (lambda *_: None)
     try:
         from .train import train
-        from .train.cli import TrainingProgressBar
     except ImportError as error:  # the trainer is a separate part of the package
         raise RuntimeError(f"the demo needs nepzbl's trainer: {error}") from error
 
@@ -237,7 +236,7 @@ def run_demo(out_dir: str = "nepzbl-demo", *, num_structures: int = 60,
         log(f"[3/4] training {label} ({train_epochs} epochs)")
         nep_in = demo_nep_in(zbl)
         model, _history = train(train_set, nep_in, test, seed=seed, epochs=train_epochs,
-                                progress=TrainingProgressBar() if progress else None,
+                                progress=train_progress,
                                 log=lambda *a, **k: None)
         path = os.path.join(out_dir, f"{label.lower().replace('-', '_')}.txt")
         model.write(path)
@@ -275,53 +274,3 @@ def run_demo(out_dir: str = "nepzbl-demo", *, num_structures: int = 60,
     atomic_write_text(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=1) + "\n")
     log(f"done in {summary['seconds']:.0f} s; files in {out_dir}/")
     return summary
-
-
-_DESCRIPTION = """\
-Why ZBL matters, in a few minutes on a laptop:
-
-1. build a small Cu-Ni alloy data set labelled by ASE's EMT calculator: hot MD frames (600 to
-   1500 K) of 32-atom fcc cells, with no close contacts (every distance above 2.0 Å);
-2. choose ZBL from these data (as `nepzbl zbl suggest` does);
-3. train a pure NEP and a NEP-ZBL model on the same data for the same number of epochs;
-4. audit both (dimer scans, the data's distances, a short hot-MD stress test) and show the
-   difference on the terminal and in demo_dimers.png.
-
-Everything is written to the --out folder (nep.txt files, audit JSON, summary.json)."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "demo", help="train a pure NEP and a NEP-ZBL on EMT Cu-Ni data and audit both",
-        description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="nepzbl-demo", help="output folder (default nepzbl-demo)")
-    parser.add_argument("--structures", type=int, default=60,
-                        help="number of EMT frames (default 60)")
-    parser.add_argument("--epochs", type=_positive_int, default=DEMO_EPOCHS,
-                        help=f"training epochs per model (default {DEMO_EPOCHS}; a step "
-                        "budget, so the same seed gives the same models everywhere)")
-    parser.add_argument("--md-steps", type=int, default=1000,
-                        help="hot-MD stress-test steps of 1 fs (default 1000)")
-    parser.add_argument("--rattle", type=float, default=0.4,
-                        help="stress-test start rattled by this much, Å (default 0.4; 0: off)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.set_defaults(func=_run)
-
-
-def _run(args) -> int:
-    import sys
-
-    run_demo(args.out, num_structures=args.structures, train_epochs=args.epochs,
-             md_steps=args.md_steps, rattle=args.rattle, seed=args.seed,
-             progress=sys.stderr.isatty())
-    return 0

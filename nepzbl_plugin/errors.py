@@ -7,8 +7,8 @@ raises :class:`NepFormatError`, which names the file, the 1-based line and the p
 from __future__ import annotations
 
 __all__ = [
-    "NepzblError", "NepFormatError", "UnsupportedModelError", "EngineError", "FileError",
-    "InputError",
+    "NepzblError", "NepFormatError", "UnsupportedModelError", "EngineError",
+    "CudaUnavailableError", "FileError", "InputError",
 ]
 
 
@@ -46,6 +46,10 @@ class UnsupportedModelError(NepFormatError):
 
 class EngineError(NepzblError, RuntimeError):
     """The C or CUDA engine refused an input (overlapping atoms, bad cell, ...)."""
+
+
+class CudaUnavailableError(EngineError):
+    """The CUDA engine was asked for, but it is not built or there is no usable GPU."""
 
 
 class FileError(NepzblError, OSError):

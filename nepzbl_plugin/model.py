@@ -24,53 +24,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .elements import COVALENT_RADII, atomic_number
-
-__all__ = ["Model", "ZBLSettings", "read_model", "UNIVERSAL_ZBL_COEFFICIENTS"]
-
-# (A_k, B_k) of the universal ZBL screening function, k = 1..4.
-UNIVERSAL_ZBL_COEFFICIENTS = (
-    (0.18175, 3.1998),
-    (0.50986, 0.94229),
-    (0.28022, 0.4029),
-    (0.02817, 0.20162),
+from . import layout
+from .elements import atomic_number
+from .io.nep_in import NepIn
+from .io.nep_txt import (
+    format_nep_txt_fields,
+    parse_nep_txt_fields,
+    read_nep_txt_fields,
+    write_nep_txt_fields,
 )
+from .layout import FLAG_NAMES, UNIVERSAL_ZBL_COEFFICIENTS, ZBLSettings, pair_index
 
-FLAG_NAMES = ("q222", "q1111", "q112", "q123", "q233", "q134")
-
-
-@dataclass
-class ZBLSettings:
-    """The ZBL part of a model.
-
-    ``mode`` is ``"universal"`` (``zbl r_inner r_outer``), ``"typewise"``
-    (``zbl r_inner r_outer factor``: inner radius 0, per-pair outer radius
-    ``min(factor * (R_cov,a + R_cov,b), r_outer)``) or ``"flexible"`` (``zbl 0 0`` with
-    ``flexible`` holding 10 values per unordered type pair: r_inner, r_outer, A1, B1, ..., A4, B4).
-    """
-
-    mode: str
-    inner: float
-    outer: float
-    factor: float | None = None
-    flexible: np.ndarray | None = None  # (T(T+1)/2, 10)
-
-    def __post_init__(self):
-        if self.mode not in ("universal", "typewise", "flexible"):
-            raise ValueError(f"unknown ZBL mode {self.mode!r}")
-        if self.mode == "flexible":
-            if self.flexible is None:
-                raise ValueError("flexible ZBL needs its table of 10 values per type pair")
-            self.flexible = np.array(self.flexible, dtype=np.float64, ndmin=2)
-        if self.mode == "typewise" and self.factor is None:
-            raise ValueError("typewise ZBL needs a factor")
-
-
-def pair_index(t1: int, t2: int, num_types: int) -> int:
-    """Position of the unordered pair (t1, t2) in GPUMD's flexible-ZBL block."""
-    a, b = min(t1, t2), max(t1, t2)
-    return a * num_types - a * (a - 1) // 2 + (b - a)
-
+__all__ = [
+    "Model", "ZBLSettings", "read_model", "parse_nep_txt", "read_nep_txt", "format_nep_txt",
+    "write_nep_txt", "UNIVERSAL_ZBL_COEFFICIENTS", "FLAG_NAMES", "pair_index",
+]
 
 @dataclass(eq=False)
 class Model:
@@ -139,24 +107,29 @@ class Model:
         ``header`` takes every field of :class:`Model` except ``parameters`` and ``q_scaler``
         (for example from :meth:`nepzbl_plugin.io.nep_in.NepIn.model_header_kwargs`).
         """
-        probe = cls.__new__(cls)
-        probe.version = header["version"]
-        probe.types = list(header["types"])
-        probe.temperature = header.get("temperature", False)
-        probe.n_max_radial = header["n_max_radial"]
-        probe.n_max_angular = header["n_max_angular"]
-        probe.basis_size_radial = header["basis_size_radial"]
-        probe.basis_size_angular = header["basis_size_angular"]
-        probe.l_max = header["l_max"]
-        flags = tuple(int(f) for f in header["l_max_flags"])
-        probe.l_max_flags = flags + (0,) * (6 - len(flags))
-        probe.n_neurons = header["n_neurons"]
-        probe.n_neurons_second = header.get("n_neurons_second", 0)
+        dim = layout.descriptor_dim(header["n_max_radial"], header["n_max_angular"],
+                                    header["l_max"], header["l_max_flags"],
+                                    header.get("temperature", False))
         return cls(
-            parameters=np.zeros(probe.num_parameters),
-            q_scaler=np.zeros(probe.descriptor_dim),
+            parameters=np.zeros(layout.num_parameters(**header)),
+            q_scaler=np.zeros(dim),
             **header,
         )
+
+    @classmethod
+    def from_nep_in(cls, nep: NepIn) -> Model:
+        """The model a ``nep.in`` trains, with every parameter and q_scaler value 0."""
+        return cls.empty(**nep.model_header_kwargs())
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> Model:
+        """A model from the plain field dict :mod:`nepzbl_plugin.io.nep_txt` reads."""
+        return cls(**fields)
+
+    def fields(self) -> dict:
+        """The fields of this model as a plain dict (arrays shared, not copied), as
+        :mod:`nepzbl_plugin.io.nep_txt` writes them."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     # ------------------------------------------------------------------ derived sizes
     @property
@@ -175,39 +148,34 @@ class Model:
     @property
     def num_angular_blocks(self) -> int:
         """N_L: the L three-body blocks plus every enabled invariant."""
-        return self.l_max + sum(self.flags_on)
+        return layout.num_angular_blocks(self.l_max, self.l_max_flags)
 
     @property
     def descriptor_dim(self) -> int:
         """D = (nR+1) + (nA+1) N_L (+1 for temperature models)."""
-        dim = (self.n_max_radial + 1) + (self.n_max_angular + 1) * self.num_angular_blocks
-        return dim + (1 if self.temperature else 0)
+        return layout.descriptor_dim(self.n_max_radial, self.n_max_angular, self.l_max,
+                                     self.l_max_flags, self.temperature)
 
     @property
     def num_networks(self) -> int:
-        return 1 if self.version == 3 else self.num_types
+        return layout.num_networks(self.version, self.num_types)
 
     @property
     def network_block_size(self) -> int:
         """Values per network block (w0, b0, w1 and, for nep5, beta)."""
-        D, N1, N2 = self.descriptor_dim, self.n_neurons, self.n_neurons_second
-        if N2 > 0:
-            size = (D + 1) * N1 + (N1 + 2) * N2
-        else:
-            size = (D + 2) * N1
-        return size + (1 if self.version == 5 else 0)
+        return layout.network_block_size(self.version, self.descriptor_dim, self.n_neurons,
+                                         self.n_neurons_second)
 
     @property
     def num_network_parameters(self) -> int:
-        return self.network_block_size * self.num_networks + 1
+        return layout.num_network_parameters(self.version, self.num_types, self.descriptor_dim,
+                                             self.n_neurons, self.n_neurons_second)
 
     @property
     def num_descriptor_parameters(self) -> int:
-        T = self.num_types
-        return T * T * (
-            (self.n_max_radial + 1) * (self.basis_size_radial + 1)
-            + (self.n_max_angular + 1) * (self.basis_size_angular + 1)
-        )
+        return layout.num_descriptor_parameters(self.num_types, self.n_max_radial,
+                                                self.n_max_angular, self.basis_size_radial,
+                                                self.basis_size_angular)
 
     @property
     def num_parameters(self) -> int:
@@ -303,41 +271,13 @@ class Model:
     def pair_cutoffs(self) -> tuple[np.ndarray, np.ndarray]:
         """(radial, angular) pair cutoffs, each (T, T): the mean of the two per-type values,
         or for historic typewise models min(f (R_cov,a + R_cov,b), rc)."""
-        rr = 0.5 * (self.radial_cutoffs[:, None] + self.radial_cutoffs[None, :])
-        ra = 0.5 * (self.angular_cutoffs[:, None] + self.angular_cutoffs[None, :])
-        if self.typewise_cutoff_factors is not None:
-            rcov = np.array([COVALENT_RADII[z - 1] for z in self.atomic_numbers])
-            rsum = rcov[:, None] + rcov[None, :]
-            f_r, f_a = self.typewise_cutoff_factors
-            if f_r > 0:
-                rr = np.minimum(f_r * rsum, rr)
-            if f_a > 0:
-                ra = np.minimum(f_a * rsum, ra)
-        return np.ascontiguousarray(rr), np.ascontiguousarray(ra)
+        return layout.pair_cutoffs(self.atomic_numbers, self.radial_cutoffs,
+                                   self.angular_cutoffs, self.typewise_cutoff_factors)
 
     def zbl_table(self) -> np.ndarray | None:
         """The ZBL set-up resolved per ordered type pair: (T, T, 10) with r_inner, r_outer,
         A1, B1, ..., A4, B4; ``None`` without ZBL."""
-        if self.zbl is None:
-            return None
-        T = self.num_types
-        table = np.zeros((T, T, 10))
-        universal = np.array(UNIVERSAL_ZBL_COEFFICIENTS).ravel()
-        z = self.atomic_numbers
-        for a in range(T):
-            for b in range(T):
-                if self.zbl.mode == "flexible":
-                    table[a, b] = self.zbl.flexible[pair_index(a, b, T)]
-                elif self.zbl.mode == "typewise":
-                    rsum = COVALENT_RADII[z[a] - 1] + COVALENT_RADII[z[b] - 1]
-                    table[a, b, 0] = 0.0
-                    table[a, b, 1] = min(self.zbl.factor * rsum, self.zbl.outer)
-                    table[a, b, 2:] = universal
-                else:
-                    table[a, b, 0] = self.zbl.inner
-                    table[a, b, 1] = self.zbl.outer
-                    table[a, b, 2:] = universal
-        return table
+        return layout.zbl_table(self.atomic_numbers, self.zbl)
 
     @property
     def max_cutoff(self) -> float:
@@ -347,8 +287,7 @@ class Model:
     # ------------------------------------------------------------------ conveniences
     @property
     def model_token(self) -> str:
-        token = f"nep{self.version}" + ("_zbl" if self.zbl is not None else "")
-        return token + ("_temperature" if self.temperature else "")
+        return layout.model_token(self.version, self.zbl is not None, self.temperature)
 
     def copy(self) -> Model:
         """A deep copy (parameters, q_scaler and the ZBL table are copied)."""
@@ -475,110 +414,35 @@ class Model:
                                  f"{table[a, b, 0]:.4g} A, outer {table[a, b, 1]:.4g} A")
         return "\n".join(lines)
 
-    # ------------------------------------------------------------------ calorine
-    def to_calorine(self):
-        """This model as a ``calorine.nep.model.Model`` (calorine 4.1 holds NEP4 only).
-
-        The conversion goes through a lossless temporary ``nep.txt`` read by calorine's
-        ``read_model``, so the result is exactly what calorine makes of our file.
-        """
-        import os
-        import tempfile
-
-        from calorine.nep import read_model as calorine_read_model
-
-        from .errors import UnsupportedModelError
-
-        if self.version != 4:
-            raise UnsupportedModelError("<calorine Model>", None,
-                                        f"calorine 4.1 holds NEP4 models only, not NEP"
-                                        f"{self.version}")
-        fd, tmp = tempfile.mkstemp(suffix=".txt", prefix="nepzbl-")
-        os.close(fd)
-        try:
-            self.write(tmp, precision="full")
-            return calorine_read_model(tmp)
-        finally:
-            os.unlink(tmp)
-
-    @classmethod
-    def from_calorine(cls, cmodel) -> Model:
-        """Convert a ``calorine.nep.model.Model`` (potential or temperature, NEP4)."""
-        from .errors import UnsupportedModelError
-
-        where = "<calorine Model>"
-        if cmodel.model_type not in ("potential", "temperature") or getattr(cmodel, "vdw",
-                                                                              False):
-            raise UnsupportedModelError(where, None, f"calorine model of type "
-                                                     f"{cmodel.model_type!r} is not a plain "
-                                                     "potential")
-        types = list(cmodel.types)
-        T = len(types)
-        ann = cmodel.ann_parameters
-        values = []
-        for s in types:
-            values += [np.asarray(v, dtype=np.float64).ravel() for v in ann[s].values()]
-        bias = "b2" if cmodel.n_neuron_second_layer else "b1"
-        values.append(np.atleast_1d(np.float64(ann[bias])))
-        nR, bR = cmodel.n_max_radial, cmodel.n_basis_radial
-        nA, bA = cmodel.n_max_angular, cmodel.n_basis_angular
-        c_r = np.empty((nR + 1, bR + 1, T, T))
-        c_a = np.empty((nA + 1, bA + 1, T, T))
-        for i, si in enumerate(types):
-            for j, sj in enumerate(types):
-                c_r[:, :, i, j] = cmodel.radial_descriptor_weights[(si, sj)]
-                c_a[:, :, i, j] = cmodel.angular_descriptor_weights[(si, sj)]
-        values += [c_r.ravel(), c_a.ravel()]
-        zbl = None
-        if cmodel.zbl is not None:
-            inner, outer = (float(v) for v in cmodel.zbl)
-            if inner == 0 and outer == 0:
-                rows = []
-                for a in range(T):
-                    for b in range(a, T):
-                        pars = cmodel.zbl_parameters
-                        key = (types[a], types[b])
-                        row = pars[key] if key in pars else pars[(types[b], types[a])]
-                        rows.append(np.asarray(row, dtype=np.float64))
-                zbl = ZBLSettings("flexible", 0.0, 0.0, flexible=np.array(rows))
-            elif cmodel.zbl_typewise_cutoff_factor is not None:
-                zbl = ZBLSettings("typewise", inner, outer,
-                                  factor=float(cmodel.zbl_typewise_cutoff_factor))
-            else:
-                zbl = ZBLSettings("universal", inner, outer)
-        return cls(
-            version=int(cmodel.version),
-            types=types,
-            radial_cutoffs=cmodel.radial_cutoff,
-            angular_cutoffs=cmodel.angular_cutoff,
-            n_max_radial=nR,
-            n_max_angular=nA,
-            basis_size_radial=bR,
-            basis_size_angular=bA,
-            l_max=cmodel.l_max_3b,
-            l_max_flags=(cmodel.l_max_4b, cmodel.l_max_5b, cmodel.has_q_112, cmodel.has_q_123,
-                         cmodel.has_q_233, cmodel.has_q_134),
-            n_neurons=cmodel.n_neuron,
-            parameters=np.concatenate(values),
-            q_scaler=np.asarray(cmodel.q_scaler, dtype=np.float64),
-            zbl=zbl,
-            max_neighbors_radial=int(cmodel.max_neighbors_radial or 0),
-            max_neighbors_angular=int(cmodel.max_neighbors_angular or 0),
-            n_neurons_second=int(cmodel.n_neuron_second_layer or 0),
-            temperature=cmodel.model_type == "temperature",
-            metadata={"source": "calorine"},
-        )
-
     def write(self, path, *, precision: str = "gpumd") -> None:
         """Write a ``nep.txt`` atomically. ``precision="gpumd"`` writes values with ``%15.7e``
         as GPUMD's ``nep`` does; ``"full"`` writes 17 significant digits (round-trip exact)."""
-        from .io.nep_txt import write_nep_txt
-
         write_nep_txt(self, path, precision=precision)
 
 
 def read_model(path) -> Model:
     """Read a ``nep.txt`` (any nep3/nep4/nep5 potential, with or without ZBL)."""
-    from .io.nep_txt import read_nep_txt
-
     return read_nep_txt(path)
+
+
+def read_nep_txt(path) -> Model:
+    """Read a ``nep.txt``; see :func:`nepzbl_plugin.io.nep_txt.read_nep_txt_fields`."""
+    return Model.from_fields(read_nep_txt_fields(path))
+
+
+def parse_nep_txt(text: str, path="<string>") -> Model:
+    """Parse the text of a ``nep.txt`` (``path`` names it in errors)."""
+    return Model.from_fields(parse_nep_txt_fields(text, path))
+
+
+def format_nep_txt(model: Model, *, precision: str = "gpumd", allow_legacy: bool = False,
+                   **kwargs) -> str:
+    """The ``nep.txt`` text of ``model``; see
+    :func:`nepzbl_plugin.io.nep_txt.format_nep_txt_fields`."""
+    return format_nep_txt_fields(model.fields(), precision=precision, allow_legacy=allow_legacy,
+                                 **kwargs)
+
+
+def write_nep_txt(model: Model, path, precision: str = "gpumd", **kwargs) -> None:
+    """Write ``model`` as a ``nep.txt`` atomically."""
+    write_nep_txt_fields(model.fields(), path, precision=precision, **kwargs)

@@ -11,7 +11,7 @@ from ase.calculators.fd import calculate_numerical_stress
 from ase.io import read
 from conftest import shared_file
 
-import nepzbl_plugin.engine as engine_module
+import nepzbl_plugin.engine.base as engine_module
 from nepzbl_plugin import CPUNEP, NEP, read_model
 from nepzbl_plugin import nep as nepfun
 from nepzbl_plugin.testing import random_model

@@ -62,7 +62,7 @@ def test_user_errors_are_one_clean_line(capsys, tmp_path):
 def test_missing_command_modules_are_skipped(monkeypatch):
     monkeypatch.setattr(
         cli, "_COMMAND_MODULES",
-        ("nepzbl_plugin.cli_basic", "nepzbl_plugin.no_such_module",
+        ("nepzbl_plugin.cli.info", "nepzbl_plugin.no_such_module",
          "nepzbl_plugin.no_such_package.cli"),
     )
     parser = cli.build_parser()
@@ -80,7 +80,7 @@ def test_broken_command_module_propagates(monkeypatch):
             return None
 
     monkeypatch.setattr(sys, "meta_path", [Finder(), *sys.meta_path])
-    monkeypatch.setattr(cli, "_COMMAND_MODULES", ("nepzbl_plugin.cli_basic", broken))
+    monkeypatch.setattr(cli, "_COMMAND_MODULES", ("nepzbl_plugin.cli.info", broken))
     with pytest.raises(ModuleNotFoundError, match="some_dependency"):
         cli.build_parser()
 
@@ -94,7 +94,7 @@ def test_command_modules_can_register(monkeypatch, capsys):
 
     module.register = register
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setattr(cli, "_COMMAND_MODULES", ("nepzbl_plugin.cli_basic", module.__name__))
+    monkeypatch.setattr(cli, "_COMMAND_MODULES", ("nepzbl_plugin.cli.info", module.__name__))
     status, out, _ = _run(capsys, "hello")
     assert (status, out) == (3, "hello\n")
 

@@ -20,8 +20,8 @@ from ase import Atoms
 from ase.build import bulk
 from conftest import shared_file
 
-from nepzbl_plugin.cuda_engine import CudaEvaluator, CudaUnavailableError, cuda_available
 from nepzbl_plugin.engine import Evaluator
+from nepzbl_plugin.engine.cuda import CudaEvaluator, CudaUnavailableError, cuda_available
 from nepzbl_plugin.errors import EngineError
 from nepzbl_plugin.testing import random_model
 
@@ -130,7 +130,7 @@ def _assert_matches(gpu: dict, cpu: dict, energy_rel=1e-10, atol=1e-9):
 
 # ---------------------------------------------------------------------- without a GPU
 def test_import_never_needs_a_gpu():
-    import nepzbl_plugin.cuda_engine as cuda_engine
+    import nepzbl_plugin.engine.cuda as cuda_engine
 
     assert isinstance(cuda_engine.cuda_available(), bool)
     assert cuda_engine.device_count() >= 0
@@ -163,7 +163,7 @@ def test_auto_falls_back_to_cpu():
 
 def test_missing_extension_is_a_clear_error(monkeypatch):
     import nepzbl_plugin
-    import nepzbl_plugin.cuda_engine as cuda_engine
+    import nepzbl_plugin.engine.cuda as cuda_engine
 
     monkeypatch.setitem(sys.modules, "nepzbl_plugin._cuda", None)  # as if never built
     monkeypatch.delattr(nepzbl_plugin, "_cuda", raising=False)
@@ -293,7 +293,7 @@ _EMULATION_CHECK = """
 import numpy as np
 from ase.build import bulk
 from nepzbl_plugin import _cuda
-from nepzbl_plugin.cuda_engine import CudaEvaluator
+from nepzbl_plugin.engine.cuda import CudaEvaluator
 from nepzbl_plugin.engine import Evaluator
 from nepzbl_plugin.testing import random_model
 

@@ -16,7 +16,7 @@ from nepzbl_plugin.demo import (
     generate_alloy_data,
     run_demo,
 )
-from nepzbl_plugin.zbl_from_data import suggest_zbl
+from nepzbl_plugin.zbl import suggest_zbl
 
 SHORT = np.round(np.arange(10, 601, 5) * 0.01, 2)  # a coarser dimer grid keeps tests fast
 

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from nepzbl_plugin.errors import NepFormatError
 from nepzbl_plugin.io.nep_in import format_nep_in, parse_nep_in
-from nepzbl_plugin.io.nep_txt import format_nep_txt, parse_nep_txt
-from nepzbl_plugin.model import Model
+from nepzbl_plugin.model import Model, format_nep_txt, parse_nep_txt
 from nepzbl_plugin.testing import random_model
 
 FUZZ = settings(max_examples=200, deadline=None,
@@ -109,7 +108,7 @@ def test_nep_in_mutations(data):
     try:
         nep = parse_nep_in(text, path="nep.in")
         nep.model_header_kwargs()
-        model = nep.empty_model()
+        model = Model.from_nep_in(nep)
         l1, l2 = nep.resolved_lambdas(model.num_parameters)
     except NepFormatError as err:
         assert err.path == "nep.in"

@@ -10,6 +10,7 @@ import pytest
 
 from nepzbl_plugin.io.nep_in import parse_nep_in, read_nep_in
 from nepzbl_plugin.io.xyz import TrainingStructure, read_train_xyz
+from nepzbl_plugin.model import Model
 from nepzbl_plugin.neighbours import max_neighbour_counts, set_neighbour_counts
 from nepzbl_plugin.testing import random_model
 
@@ -75,7 +76,7 @@ def test_nepzbl_train_writes_the_datas_largest_counts(tmp_path, name, gpumd):
         shutil.copy(folder / f, tmp_path / f)
     nep_in = read_nep_in(tmp_path / "nep.in")
     structures = read_train_xyz(tmp_path / "train.xyz", species=nep_in.types)
-    brute = _ase_counts(nep_in.empty_model(), structures)
+    brute = _ase_counts(Model.from_nep_in(nep_in), structures)
     # GPUMD's own models trained on these data carry the same counts (PbTe_NEP4.txt: 73 8;
     # the paper's NEP25-ZBL: 95 29)
     assert brute == gpumd

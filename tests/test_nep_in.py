@@ -43,7 +43,7 @@ def test_defaults_are_gpumd_defaults():
 def test_pbte_input_and_default_lambdas():
     nep = read_nep_in(shared_file("pbte", "nep.in"))
     assert nep.generation == 20000 and nep.explicit == {"type", "generation"}
-    model = nep.empty_model()
+    model = Model.from_nep_in(nep)
     # defaults n_max 6 6, basis 6 6, l_max 4 (q222): the header of GPUMD's PbTe model
     assert model.num_parameters == 3033 and model.descriptor_dim == 42
     l1, l2 = nep.resolved_lambdas()
@@ -125,7 +125,7 @@ def test_flexible_zbl_from_zbl_in(tmp_path):
     (tmp_path / "zbl.in").write_text("\n".join(" ".join(repr(float(v)) for v in r) for r in table))
     nep = read_nep_in(tmp_path / "nep.in")
     np.testing.assert_array_equal(nep.flexible_zbl, table)
-    model = nep.empty_model()
+    model = Model.from_nep_in(nep)
     assert model.zbl.mode == "flexible"
     np.testing.assert_array_equal(model.zbl_table()[0, 2], table[2])
     out = tmp_path / "out"

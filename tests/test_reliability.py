@@ -372,7 +372,7 @@ def test_output_arrays_of_the_wrong_size_are_refused_before_the_engine_writes():
 
 # ---------------------------------------------------------------- 4. huge files
 def _model_text(**kwargs):
-    from nepzbl_plugin.io.nep_txt import format_nep_txt
+    from nepzbl_plugin.model import format_nep_txt
     from nepzbl_plugin.testing import random_model
 
     kwargs.setdefault("types", ("Te", "Pb"))
@@ -384,7 +384,7 @@ def _model_text(**kwargs):
 def test_huge_sparse_file_fails_at_line_one_with_a_short_message(tmp_path, reader):
     from nepzbl_plugin.errors import NepFormatError
     from nepzbl_plugin.io.nep_in import read_nep_in
-    from nepzbl_plugin.io.nep_txt import read_nep_txt
+    from nepzbl_plugin.model import read_nep_txt
 
     path = tmp_path / "big"
     with open(path, "wb") as handle:  # 2 GB of NUL bytes, taking no disk space
@@ -399,7 +399,7 @@ def test_huge_sparse_file_fails_at_line_one_with_a_short_message(tmp_path, reade
 def test_huge_token_is_cut_in_the_message(tmp_path, reader):
     from nepzbl_plugin.errors import NepFormatError
     from nepzbl_plugin.io.nep_in import read_nep_in
-    from nepzbl_plugin.io.nep_txt import read_nep_txt
+    from nepzbl_plugin.model import read_nep_txt
 
     path = tmp_path / "file"
     path.write_text("x" * 5000 + "\n")
@@ -411,7 +411,7 @@ def test_huge_token_is_cut_in_the_message(tmp_path, reader):
 
 def test_nep_txt_with_millions_of_extra_lines_stops_at_the_first(tmp_path):
     from nepzbl_plugin.errors import NepFormatError
-    from nepzbl_plugin.io.nep_txt import read_nep_txt
+    from nepzbl_plugin.model import read_nep_txt
 
     text = _model_text()
     path = tmp_path / "nep.txt"
@@ -441,7 +441,7 @@ def test_nep_in_zbl_beyond_angular_cutoff_is_refused(tmp_path):
 
 def test_nep_txt_zbl_beyond_angular_cutoff_and_equal_radii_are_refused():
     from nepzbl_plugin.errors import NepFormatError
-    from nepzbl_plugin.io.nep_txt import parse_nep_txt
+    from nepzbl_plugin.model import parse_nep_txt
 
     text = _model_text(zbl="universal")
     lines = text.split("\n")
@@ -455,7 +455,7 @@ def test_nep_txt_zbl_beyond_angular_cutoff_and_equal_radii_are_refused():
 # ---------------------------------------------------------------- 7. nep.txt cut in its last value
 def test_nep_txt_cut_inside_its_last_value_is_detected(tmp_path):
     from nepzbl_plugin.errors import NepFormatError
-    from nepzbl_plugin.io.nep_txt import read_nep_txt
+    from nepzbl_plugin.model import read_nep_txt
 
     text = _model_text()
     path = tmp_path / "nep.txt"

@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 _CHECK = r'''
 import numpy as np
 from nepzbl_plugin import _cuda
+from nepzbl_plugin.engine.base import model_spec
 from nepzbl_plugin.testing import random_model
 from nepzbl_plugin.train.gradient import TrainingBatch, linear_functional_gradient
 from nepzbl_plugin.train.cuda_backend import CudaBackend, make_backend
@@ -71,8 +72,8 @@ for kw in variants:
     scale = np.abs(g_cpu).max()
     sel = np.arange(S, dtype=np.intc)
     for float64, tol in ((True, 1e-10), (False, 1e-4)):
-        ts = _cuda.CudaTrainingSet(model, batch.types, batch.positions, batch.cells, batch.pbc,
-                                   batch.atom_offsets, float64=float64)
+        ts = _cuda.CudaTrainingSet(model_spec(model), batch.types, batch.positions,
+                                   batch.cells, batch.pbc, batch.atom_offsets, float64=float64)
         g, e, f, w = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
         err = np.abs(g - g_cpu).max() / scale
         assert err <= tol, (kw, float64, "gradient", err)
@@ -101,8 +102,8 @@ for kw in variants:
             assert np.array_equal(pe[k], e1) and np.array_equal(pf[k], f1), (kw, "population")
             assert np.array_equal(pw[k], w1), (kw, "population virial")
     # finite differences of Phi = alpha.E + a.F + B:W in float64 (central, 1e-6 relative)
-    ts = _cuda.CudaTrainingSet(model, batch.types, batch.positions, batch.cells, batch.pbc,
-                               batch.atom_offsets, float64=True)
+    ts = _cuda.CudaTrainingSet(model_spec(model), batch.types, batch.positions, batch.cells,
+                               batch.pbc, batch.atom_offsets, float64=True)
     g, _, _, _ = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
     def phi(z):
         _, e, f, w = ts.run(z, sel, want_gradient=False)

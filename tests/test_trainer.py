@@ -13,7 +13,7 @@ from nepzbl_plugin.cli import main
 from nepzbl_plugin.io import gpumd_outputs as go
 from nepzbl_plugin.io.nep_in import parse_nep_in
 from nepzbl_plugin.io.xyz import TrainingStructure, read_train_xyz, write_train_xyz
-from nepzbl_plugin.model import read_model
+from nepzbl_plugin.model import Model, read_model
 from nepzbl_plugin.testing import random_model
 from nepzbl_plugin.train import TrainingDiverged, train
 from nepzbl_plugin.train._backend import EngineBackend
@@ -79,7 +79,7 @@ def _write_inputs(directory: Path, structures, extra=""):
 
 def test_full_loss_gradient_matches_finite_differences(data):
     nep_in, structures = data
-    model = nep_in.empty_model()
+    model = Model.from_nep_in(nep_in)
     rng = np.random.default_rng(1)
     model.q_scaler[:] = rng.uniform(0.3, 1.0, model.descriptor_dim)
     params = rng.normal(0, 0.5, model.num_parameters)
@@ -241,7 +241,7 @@ def test_residual_command_subtracts_zbl(tmp_path, data, capsys):
     assert "ZBL adds" in out and "removes" in out and "force (eV/Å)" in out
     assert "ZBL fraction" not in out and "Li-O" in out
     residual = read_train_xyz(tmp_path / "train_minus_zbl.xyz")
-    zbl_model = parse_nep_in(NEP_IN).empty_model()
+    zbl_model = Model.from_nep_in(parse_nep_in(NEP_IN))
     zbl = gradient_predict(zbl_model, TrainingBatch.from_structures(structures[:5], ["Li", "O"]))
     for k in range(5):
         assert residual[k].energy == pytest.approx(structures[k].energy - zbl.energy[k],

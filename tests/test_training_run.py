@@ -118,7 +118,7 @@ def test_run_says_how_it_stops_and_reports_progress_with_a_total(data):
 def test_progress_bar_runs_to_the_nearer_limit():
     import io
 
-    from nepzbl_plugin.train.cli import TrainingProgressBar
+    from nepzbl_plugin.cli.train import TrainingProgressBar
 
     bar = TrainingProgressBar(file=io.StringIO())
     bar("start", phase="Adam", unit="epoch", initial=0, total=100, max_time=60.0, elapsed=0.0)

@@ -13,7 +13,7 @@ from nepzbl_plugin.audit.zbl import UNIVERSAL, zbl_energy
 from nepzbl_plugin.elements import COVALENT_RADII, atomic_number
 from nepzbl_plugin.io.nep_in import parse_nep_in, read_nep_in, read_zbl_in
 from nepzbl_plugin.model import Model, ZBLSettings, pair_index
-from nepzbl_plugin.zbl_from_data import (
+from nepzbl_plugin.zbl import (
     fit_flexible_zbl,
     oracle_dimer_energies,
     suggest_zbl,
@@ -260,7 +260,7 @@ def test_cli_suggest_typewise_that_cannot_fit_is_one_line(tmp_path, capsys):
 def test_fit_refuses_dimer_curves_that_are_not_zbl_like(tmp_path, capsys):
     from nepzbl_plugin.audit.dimer import DimerCurve
     from nepzbl_plugin.cli import main
-    from nepzbl_plugin.zbl_from_data import ZBLChoiceError
+    from nepzbl_plugin.zbl import ZBLChoiceError
 
     # a soft, EMT-like exponential wall: a few eV at 0.1 Å where ZBL gives thousands
     r = np.round(np.arange(10, 61) * 0.01, 2)

@@ -14,8 +14,9 @@ from nepzbl_plugin.audit.distances import min_pair_distances
 from nepzbl_plugin.cli import main
 from nepzbl_plugin.io.nep_in import parse_nep_in, read_nep_in
 from nepzbl_plugin.io.xyz import read_train_xyz
+from nepzbl_plugin.model import Model
 from nepzbl_plugin.train.residual import zbl_predictions, zbl_residual, zbl_setup
-from nepzbl_plugin.zbl_from_data import suggest_zbl
+from nepzbl_plugin.zbl import suggest_zbl
 
 LLZO_IN = """type 4 Li La Zr O
 cutoff 6 4
@@ -96,7 +97,7 @@ def test_zbl_setup_universal_inside_the_data(llzo):
     assert setup.pairs["Li-O"] == (pytest.approx(1.2783), pytest.approx(2.5566),
                                    pytest.approx(dmin["Li-O"]))
     labels = np.concatenate([s.forces.ravel() for s in llzo])
-    zbl = zbl_predictions(nep_in.empty_model(), llzo).forces.ravel()
+    zbl = zbl_predictions(Model.from_nep_in(nep_in), llzo).forces.ravel()
     assert setup.force_variance_fraction == pytest.approx(zbl.var() / labels.var())
     assert setup.force_variance_fraction > 1.0  # ZBL forces outweigh the labels
 
@@ -129,7 +130,7 @@ def test_train_states_zbl_and_warns(tmp_path, capsys):
 
 # ------------------------------------------------------------------ residual
 def test_residual_spreads_per_pair(llzo):
-    model = parse_nep_in(LLZO_IN).empty_model()
+    model = Model.from_nep_in(parse_nep_in(LLZO_IN))
     _, report = zbl_residual(model, llzo)
     labels = np.concatenate([s.forces.ravel() for s in llzo])
     zbl = zbl_predictions(model, llzo).forces.ravel()

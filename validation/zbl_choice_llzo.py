@@ -36,7 +36,7 @@ DATA = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data" / 
 
 def _nep_in_variant(name):
     from nepzbl_plugin.io.nep_in import read_nep_in
-    from nepzbl_plugin.zbl_from_data import suggest_zbl
+    from nepzbl_plugin.zbl import suggest_zbl
 
     nep_in = read_nep_in(DATA / "NEP25-ZBL" / "nep.in")
     if name == "paper":

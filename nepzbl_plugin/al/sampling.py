@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..analysis.pairs import pair_min_distances as pair_min_distances_by_name
 from .config import MDRunSpec
 
 __all__ = ["MDRunResult", "run_md", "pair_min_distances", "too_short"]
@@ -45,22 +46,12 @@ class MDRunResult:
 
 def pair_min_distances(atoms, cutoff: float) -> dict[tuple[str, str], float]:
     """Shortest distance (Å, periodic images included) per unordered pair of species present
-    closer than ``cutoff``; keys are sorted (A, B) tuples."""
-    from ase.neighborlist import neighbor_list
-
-    i, j, d = neighbor_list("ijd", atoms, cutoff)
-    out: dict[tuple[str, str], float] = {}
-    if d.size == 0:
-        return out
-    symbols = np.array(atoms.get_chemical_symbols())
-    a, b = symbols[i], symbols[j]
-    keys = np.where(a <= b, np.char.add(np.char.add(a, "|"), b),
-                    np.char.add(np.char.add(b, "|"), a))
-    for key in np.unique(keys):
-        mask = keys == key
-        first, second = key.split("|")
-        out[(first, second)] = float(d[mask].min())
-    return out
+    closer than ``cutoff``; keys are sorted (A, B) tuples (the numbers of
+    :func:`nepzbl_plugin.analysis.pairs.pair_min_distances`)."""
+    species = sorted(set(atoms.get_chemical_symbols()))
+    distances = pair_min_distances_by_name(atoms, species, cutoff)
+    return {tuple(name.split("-")): value for name, value in distances.items()
+            if np.isfinite(value)}
 
 
 def too_short(atoms, limits: dict[tuple[str, str], float]) -> tuple[bool, float]:

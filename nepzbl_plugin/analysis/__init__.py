@@ -1,7 +1,7 @@
 """Analyses of structures and MD trajectories, as freud-style objects: ``compute(...)`` (or
 ``accumulate(...)``) fills them, results are properties that raise
 :class:`~nepzbl_plugin.analysis._base.NotComputedError` until then. Nothing here prints;
-``nepzbl analyze`` (:mod:`nepzbl_plugin.analysis.cli`) prints and draws.
+``nepzbl analyze`` (:mod:`nepzbl_plugin.cli.analyze`) prints and draws.
 
 * :mod:`.pairs`: pair names and minimum distances per species pair.
 * :mod:`.rdf`: partial radial distribution functions.

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..elements import atomic_number
+from ..progress import with_progress
 from .zbl import universal_zbl_energy, zbl_energy_from_row
 
 __all__ = [
@@ -229,21 +230,17 @@ def dimer_scan(
     return DimerCurve((a, b), r, energy, force, energy_nep, energy_zbl)
 
 
-def scan_pairs(calc, species, distances=None, *, zbl_table=None, split=True, progress=False):
+def scan_pairs(calc, species, distances=None, *, zbl_table=None, split=True, progress=None):
     """:func:`dimer_scan` for every unordered pair of ``species``; returns {"A-B": DimerCurve}.
 
     ``zbl_table`` is :meth:`Model.zbl_table` (T, T, 10) with types in the order of ``species``;
-    ``split=False`` leaves the curves unsplit (a model without ZBL).
+    ``split=False`` leaves the curves unsplit (a model without ZBL). ``progress``: ``None`` or
+    ``progress(done, total, label)`` after each pair (:mod:`nepzbl_plugin.progress`).
     """
     species = list(species)
     pairs = species_pairs(species)
-    iterator = pairs
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(pairs, desc="dimer scans", unit="pair", leave=False)
     curves = {}
-    for a, b in iterator:
+    for a, b in with_progress(pairs, progress, "dimer scans"):
         row = None
         if zbl_table is not None:
             row = zbl_table[species.index(a), species.index(b)]

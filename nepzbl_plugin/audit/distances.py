@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..analysis.pairs import pair_min_distances
 from .dimer import pair_name
 
 __all__ = [
@@ -77,8 +78,6 @@ def min_pair_distances(structures, species=None, cutoff: float = DISTANCE_SEARCH
     the species of the data in order of first appearance); None when no such pair is closer than
     ``cutoff``.
     """
-    from ase.neighborlist import neighbor_list
-
     frames = load_structures(structures)
     if species is None:
         species = []
@@ -86,29 +85,8 @@ def min_pair_distances(structures, species=None, cutoff: float = DISTANCE_SEARCH
             for s in atoms.get_chemical_symbols():
                 if s not in species:
                     species.append(s)
-    species = list(species)
-    index = {s: k for k, s in enumerate(species)}
-    T = len(species)
-    best = np.full((T, T), np.inf)
-    for atoms in frames:
-        if len(atoms) < 2 and not atoms.pbc.any():
-            continue
-        i, j, d = neighbor_list("ijd", atoms, cutoff)
-        if d.size == 0:
-            continue
-        symbols = atoms.get_chemical_symbols()
-        known = np.array([s in index for s in symbols])
-        types = np.array([index.get(s, -1) for s in symbols])
-        keep = known[i] & known[j]
-        ti, tj, d = types[i[keep]], types[j[keep]], d[keep]
-        a, b = np.minimum(ti, tj), np.maximum(ti, tj)
-        np.minimum.at(best, (a, b), d)
-    out = {}
-    for p in range(T):
-        for q in range(p, T):
-            value = best[p, q]
-            out[pair_name(species[p], species[q])] = float(value) if np.isfinite(value) else None
-    return out
+    distances = pair_min_distances(frames, list(species), cutoff)
+    return {name: value if np.isfinite(value) else None for name, value in distances.items()}
 
 
 def data_temperature(structures) -> tuple[float | None, str]:

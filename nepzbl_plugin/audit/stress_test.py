@@ -272,7 +272,7 @@ def _start_structure(structures, min_atoms: int):
 
 
 def stress_test(calc, structures, settings: StressTestSettings | None = None, *,
-                data_min_distances: dict | None = None, progress: bool = True,
+                data_min_distances: dict | None = None, progress=None,
                 species=None) -> StressTestResult:
     """Run the hot-MD stress test with any ASE calculator.
 

@@ -153,7 +153,7 @@ def audit(
     wall_fraction: float = WALL_FRACTION,
     relative_tolerance: float = RELATIVE_TOLERANCE,
     hot_md=True,
-    progress: bool = False,
+    progress=None,
 ) -> AuditReport:
     """Audit a model, or any ASE calculator, for collapse.
 

@@ -1,7 +1,7 @@
 """The ZBL pair energy of ``nep-reference.md`` section 3, vectorised over distances.
 
 Used by the audit to split dimer curves into NEP and ZBL parts when the calculator cannot, and by
-:mod:`nepzbl_plugin.zbl_from_data` to fit flexible ZBL coefficients.
+:mod:`nepzbl_plugin.zbl` to fit flexible ZBL coefficients.
 """
 
 from __future__ import annotations

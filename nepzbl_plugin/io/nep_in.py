@@ -24,7 +24,8 @@ import numpy as np
 
 from ..elements import COVALENT_RADII, atomic_number
 from ..errors import NepFormatError, UnsupportedModelError
-from ..model import Model, ZBLSettings
+from ..layout import ZBLSettings
+from ..layout import num_parameters as layout_num_parameters
 from ._lines import FileLines, short_repr
 from .nep_txt import MAX_FLEXIBLE_ZBL_TYPES, atomic_write_text
 
@@ -129,7 +130,8 @@ class NepIn:
         return ZBLSettings("universal", self.zbl / 2, self.zbl)
 
     def model_header_kwargs(self) -> dict:
-        """Keyword arguments for :meth:`nepzbl_plugin.model.Model.empty`: everything needed to
+        """Keyword arguments for :meth:`nepzbl_plugin.model.Model.empty` (what
+        :meth:`~nepzbl_plugin.model.Model.from_nep_in` uses): everything needed to
         build the (untrained) model this input describes."""
         if self.model_type in (1, 2):
             kind = "dipole" if self.model_type == 1 else "polarizability"
@@ -161,13 +163,9 @@ class NepIn:
             temperature=self.model_type == 3,
         )
 
-    def empty_model(self) -> Model:
-        """The model this input trains, with every parameter and q_scaler value 0."""
-        return Model.empty(**self.model_header_kwargs())
-
     def num_parameters(self) -> int:
         """N_par of the model this input trains."""
-        return self.empty_model().num_parameters
+        return layout_num_parameters(**self.model_header_kwargs())
 
     def resolved_lambdas(self, num_parameters: int | None = None) -> tuple[float, float]:
         """(lambda_1, lambda_2) with GPUMD's default sqrt(N_par * 1e-6 / T) for unset ones."""

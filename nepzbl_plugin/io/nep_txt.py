@@ -7,6 +7,11 @@ file must hold exactly as many values as the header asks for. Any problem raises
 wrong. Valid GPUMD models that are not plain potentials (dipole, polarizability, charge, vdW)
 raise :class:`~nepzbl_plugin.errors.UnsupportedModelError`.
 
+The reader returns, and the writer takes, plain data: the fields of
+:class:`~nepzbl_plugin.model.Model` as a dict (``nepzbl_plugin.model`` builds the object;
+``read_model``, ``Model.write`` and ``nepzbl_plugin.model.read_nep_txt`` are the usual entry
+points).
+
 Historic header forms (section 1.4) are read and upgraded; the writer always writes the current
 form. A file GPUMD wrote is reproduced byte for byte by ``write_nep_txt(read_nep_txt(f), out)``.
 
@@ -28,11 +33,21 @@ import numpy as np
 
 from ..elements import atomic_number
 from ..errors import NepFormatError, UnsupportedModelError
-from ..model import Model, ZBLSettings, pair_index
+from ..layout import (
+    ZBLSettings,
+    descriptor_dim,
+    model_token,
+    num_parameters,
+    pair_cutoffs,
+    pair_index,
+    zbl_table,
+)
 from ._lines import FileLines, short_repr
 from .atomic import atomic_write_text
 
-__all__ = ["read_nep_txt", "parse_nep_txt", "write_nep_txt", "format_nep_txt"]
+__all__ = [
+    "read_nep_txt_fields", "parse_nep_txt_fields", "write_nep_txt_fields", "format_nep_txt_fields",
+]
 
 # Fixed typewise factors of the 6- and 7-token historic cutoff forms (section 1.4).
 _HISTORIC_RADIAL_FACTOR = 2.5
@@ -75,8 +90,9 @@ class _Reader:
         return int(token)
 
 
-def read_nep_txt(path) -> Model:
-    """Read a ``nep.txt`` file.
+def read_nep_txt_fields(path) -> dict:
+    """Read a ``nep.txt`` file as plain data (:meth:`nepzbl_plugin.model.Model.from_fields`
+    builds the model; :func:`nepzbl_plugin.model.read_model` does both).
 
     Parameters
     ----------
@@ -85,8 +101,9 @@ def read_nep_txt(path) -> Model:
 
     Returns
     -------
-    Model
-        ``metadata`` holds ``path``, ``cutoff_form`` (``"uniform"``, ``"per_type"``,
+    dict
+        The fields of :class:`~nepzbl_plugin.model.Model` by name; ``metadata`` holds
+        ``path``, ``cutoff_form`` (``"uniform"``, ``"per_type"``,
         ``"legacy2"``, ``"legacy6"``, ``"legacy7"`` or ``"legacy8"``) and ``zbl_form``.
 
     Raises
@@ -98,13 +115,13 @@ def read_nep_txt(path) -> Model:
     """
     path = Path(path)
     source = FileLines(path)
-    model = _parse_lines(iter(source), path)
+    fields = _parse_lines(iter(source), path)
     if not source.ends_with_newline:
         # A file cut while being copied or written ends inside its last value, which then
         # reads as another number; GPUMD ends every line with a newline.
         raise NepFormatError(path, source.count, "the file ends without a final newline: it was "
                              "cut (the last value may be incomplete)")
-    return model
+    return fields
 
 
 class _Lines:
@@ -148,12 +165,12 @@ class _Lines:
         return self._lines[start : start + count]
 
 
-def parse_nep_txt(text: str, path="<string>") -> Model:
+def parse_nep_txt_fields(text: str, path="<string>") -> dict:
     """Parse the text of a ``nep.txt`` file; ``path`` is used only in error messages."""
     return _parse_lines(iter(text.split("\n")), path)
 
 
-def _parse_lines(source, path) -> Model:
+def _parse_lines(source, path) -> dict:
     rd = _Reader(path)
     lines = _Lines(source)
     # Trailing blank lines (and the empty string after a final newline) are tolerated.
@@ -371,15 +388,11 @@ def _parse_lines(source, path) -> Model:
             zbl = ZBLSettings(mode=zbl_form, inner=inner, outer=outer, factor=factor)
 
     # ---------------------------------------------------------------- values
-    probe = Model.__new__(Model)  # sizes only; the real object is built below
-    probe.version, probe.types, probe.temperature = version, types, temperature
-    probe.n_max_radial, probe.n_max_angular = n_max
-    probe.basis_size_radial, probe.basis_size_angular = basis
-    probe.l_max = l_max
-    probe.l_max_flags = flags + (0,) * (6 - len(flags))
-    probe.n_neurons, probe.n_neurons_second = n1, n2
-    num_par = probe.num_parameters
-    dim = probe.descriptor_dim
+    num_par = num_parameters(version=version, types=types, n_max_radial=n_max[0],
+                             n_max_angular=n_max[1], basis_size_radial=basis[0],
+                             basis_size_angular=basis[1], l_max=l_max, l_max_flags=flags,
+                             n_neurons=n1, n_neurons_second=n2, temperature=temperature)
+    dim = descriptor_dim(n_max[0], n_max[1], l_max, flags, temperature)
     num_pairs = num_types * (num_types + 1) // 2
     num_zbl = 10 * num_pairs if flexible else 0
     expected = num_par + dim + num_zbl
@@ -427,7 +440,7 @@ def _parse_lines(source, path) -> Model:
                                                f"{row[1]:g}")
         zbl = ZBLSettings(mode="flexible", inner=0.0, outer=0.0, flexible=table)
 
-    model = Model(
+    fields = dict(
         version=version,
         types=types,
         radial_cutoffs=radial,
@@ -451,21 +464,24 @@ def _parse_lines(source, path) -> Model:
     )
     if zbl is not None:
         flexible_line = header_lines + num_par + dim + 1
-        _check_zbl_inside_angular(model, rd, zbl_line, flexible_line if flexible else None)
-    return model
+        _check_zbl_inside_angular(fields, rd, zbl_line, flexible_line if flexible else None)
+    return fields
 
 
-def _check_zbl_inside_angular(model: Model, rd: _Reader, zbl_line: int, flexible_line) -> None:
+def _check_zbl_inside_angular(fields: dict, rd: _Reader, zbl_line: int, flexible_line) -> None:
     """ZBL pairs come from the angular neighbour list: an outer radius beyond the pair's
     angular cutoff would cut the ZBL energy off abruptly there (a jump, not a switch)."""
-    table = model.zbl_table()
-    _, angular = model.pair_cutoffs()
-    T = model.num_types
+    numbers = [atomic_number(s) for s in fields["types"]]
+    table = zbl_table(numbers, fields["zbl"])
+    T = len(numbers)
+    radial, angular = (np.broadcast_to(np.asarray(fields[k], dtype=np.float64), (T,))
+                       for k in ("radial_cutoffs", "angular_cutoffs"))
+    _, angular = pair_cutoffs(numbers, radial, angular, fields["typewise_cutoff_factors"])
     for a in range(T):
         for b in range(a, T):
             outer, cutoff = table[a, b, 1], angular[a, b]
             if outer > cutoff + 1e-9:
-                pair = f"{model.types[a]}-{model.types[b]}"
+                pair = f"{fields['types'][a]}-{fields['types'][b]}"
                 line = zbl_line
                 if flexible_line is not None:
                     line = flexible_line + 10 * pair_index(a, b, T) + 1  # its r_outer
@@ -495,19 +511,19 @@ def _fmt_header(value: float, precision: str) -> str:
     return text
 
 
-def format_nep_txt(model: Model, *, precision: str = "gpumd", allow_legacy: bool = False,
-                   path="<string>") -> str:
-    """The text of ``model`` in the current GPUMD ``nep.txt`` format.
+def format_nep_txt_fields(fields: dict, *, precision: str = "gpumd",
+                          allow_legacy: bool = False, path="<string>") -> str:
+    """The text of a model, given as plain data, in the current GPUMD ``nep.txt`` format.
 
     Parameters
     ----------
-    model
-        The model.
+    fields
+        The fields of :class:`~nepzbl_plugin.model.Model` by name (its ``fields()``).
     precision
         ``"gpumd"``: values as ``%15.7e`` (8 significant digits), as GPUMD writes them;
         ``"full"``: the shortest text that reads back to the identical float64 (lossless).
     allow_legacy
-        Historic typewise NEP cutoffs (:attr:`Model.typewise_cutoff_factors`) cannot be
+        Historic typewise NEP cutoffs (the ``typewise_cutoff_factors`` field) cannot be
         expressed in the current format; with ``allow_legacy=True`` they are written in the
         2024-08..2025-12 8-token cutoff form (which current GPUMD and NEP_CPU reject).
     path
@@ -515,25 +531,27 @@ def format_nep_txt(model: Model, *, precision: str = "gpumd", allow_legacy: bool
     """
     if precision not in ("gpumd", "full"):
         raise ValueError(f"precision must be 'gpumd' or 'full', not {precision!r}")
-    for name, arr in (("parameters", model.parameters), ("q_scaler", model.q_scaler)):
+    for name, arr in (("parameters", fields["parameters"]), ("q_scaler", fields["q_scaler"])):
         if not np.all(np.isfinite(arr)):
             bad = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise NepFormatError(path, None, f"cannot write a model with non-finite "
                                              f"{name} (index {bad})")
-    legacy = model.typewise_cutoff_factors is not None
+    legacy = fields["typewise_cutoff_factors"] is not None
     if legacy and not allow_legacy:
         raise NepFormatError(
             path, None,
             "this model uses historic typewise NEP cutoffs (factors "
-            f"{model.typewise_cutoff_factors}), which the current nep.txt format cannot "
+            f"{fields['typewise_cutoff_factors']}), which the current nep.txt format cannot "
             "express; pass allow_legacy=True to write the old 8-token cutoff line",
         )
     h = lambda v: _fmt_header(v, precision)  # noqa: E731
-    out = [f"{model.model_token} {model.num_types} " + "".join(f"{s} " for s in model.types)]
-    zbl = model.zbl
+    types = fields["types"]
+    token = model_token(fields["version"], fields["zbl"] is not None, fields["temperature"])
+    out = [f"{token} {len(types)} " + "".join(f"{s} " for s in types)]
+    zbl = fields["zbl"]
     if zbl is not None:
         if zbl.mode == "flexible":
-            if model.num_types > MAX_FLEXIBLE_ZBL_TYPES:
+            if len(fields["types"]) > MAX_FLEXIBLE_ZBL_TYPES:
                 raise NepFormatError(path, None, f"flexible ZBL supports at most "
                                                  f"{MAX_FLEXIBLE_ZBL_TYPES} species")
             out.append("zbl 0 0")
@@ -541,14 +559,14 @@ def format_nep_txt(model: Model, *, precision: str = "gpumd", allow_legacy: bool
             out.append(f"zbl {h(zbl.inner)} {h(zbl.outer)} {h(zbl.factor)}")
         else:
             out.append(f"zbl {h(zbl.inner)} {h(zbl.outer)}")
-    rc_r, rc_a = model.radial_cutoffs, model.angular_cutoffs
+    rc_r, rc_a = fields["radial_cutoffs"], fields["angular_cutoffs"]
     uniform = bool(np.all(rc_r == rc_r[0]) and np.all(rc_a == rc_a[0]))
-    counts = f"{int(model.max_neighbors_radial)} {int(model.max_neighbors_angular)}"
+    counts = f"{int(fields['max_neighbors_radial'])} {int(fields['max_neighbors_angular'])}"
     if legacy:
         if not uniform:
             raise NepFormatError(path, None, "the historic typewise cutoff form needs uniform "
                                              "cutoffs")
-        f_r, f_a = model.typewise_cutoff_factors
+        f_r, f_a = fields["typewise_cutoff_factors"]
         f_zbl = zbl.factor if zbl is not None and zbl.mode == "typewise" else -1
         out.append(f"cutoff {h(rc_r[0])} {h(rc_a[0])} {counts} {h(f_r)} {h(f_a)} {h(f_zbl)}")
     elif uniform:
@@ -556,15 +574,15 @@ def format_nep_txt(model: Model, *, precision: str = "gpumd", allow_legacy: bool
     else:
         pairs = " ".join(f"{h(a)} {h(b)}" for a, b in zip(rc_r, rc_a, strict=True))
         out.append(f"cutoff {pairs} {counts}")
-    out.append(f"n_max {model.n_max_radial} {model.n_max_angular}")
-    out.append(f"basis_size {model.basis_size_radial} {model.basis_size_angular}")
-    flags = list(model.l_max_flags) + [0] * 6
+    out.append(f"n_max {fields['n_max_radial']} {fields['n_max_angular']}")
+    out.append(f"basis_size {fields['basis_size_radial']} {fields['basis_size_angular']}")
+    flags = list(fields["l_max_flags"]) + [0] * 6
     written = [2 if flags[0] else 0] + [1 if f else 0 for f in flags[1:6]]
     while len(written) > 2 and written[-1] == 0:
         written.pop()
-    out.append("l_max " + " ".join(str(v) for v in [model.l_max, *written]))
-    out.append(f"ANN {model.n_neurons} {model.n_neurons_second}")
-    values = [model.parameters, model.q_scaler]
+    out.append("l_max " + " ".join(str(v) for v in [fields["l_max"], *written]))
+    out.append(f"ANN {fields['n_neurons']} {fields['n_neurons_second']}")
+    values = [fields["parameters"], fields["q_scaler"]]
     if zbl is not None and zbl.mode == "flexible":
         values.append(np.asarray(zbl.flexible, dtype=np.float64).ravel())
     allv = np.concatenate(values)
@@ -577,12 +595,13 @@ def format_nep_txt(model: Model, *, precision: str = "gpumd", allow_legacy: bool
     return "\n".join(out) + "\n" + body + "\n"
 
 
-def write_nep_txt(model: Model, path, precision: str = "gpumd", *,
-                  allow_legacy: bool = False) -> None:
-    """Write ``model`` to ``path`` atomically (temporary file in the same folder, then
-    ``os.replace``). See :func:`format_nep_txt` for ``precision`` and ``allow_legacy``."""
+def write_nep_txt_fields(fields: dict, path, precision: str = "gpumd", *,
+                         allow_legacy: bool = False) -> None:
+    """Write a model given as plain data to ``path`` atomically (temporary file in the same
+    folder, then ``os.replace``). See :func:`format_nep_txt_fields` for ``precision`` and
+    ``allow_legacy``."""
     path = Path(path)
-    text = format_nep_txt(model, precision=precision, allow_legacy=allow_legacy, path=path)
+    text = format_nep_txt_fields(fields, precision=precision, allow_legacy=allow_legacy, path=path)
     atomic_write_text(path, text)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..progress import with_progress
 from .observers import KnockOns, knock_on, pair_min_distances, partial_rdf, partial_rdf_counts
 
 __all__ = ["NVTResult", "run_nvt"]
@@ -73,7 +74,7 @@ def run_nvt(
     rdf_r_max: float = 1.5,
     rdf_bins: int = 150,
     seed: int = 42,
-    progress: bool = True,
+    progress=None,
     stop_on_collapse: bool = False,
     species=None,
     knock_ons: KnockOns | None = None,
@@ -97,6 +98,8 @@ def run_nvt(
         pairs not named use the smallest one given), or than one number for all pairs.
     rdf_r_max, rdf_bins
         Range and resolution of the partial RDF accumulated over all samples.
+    progress
+        ``None`` (default) or ``progress(done, total, label)`` after each sample.
     stop_on_collapse
         End the run at the first collapsed sample.
     species
@@ -161,11 +164,7 @@ def run_nvt(
     counts = None
     aborted = None
     n_samples = max(1, steps // sample_interval)
-    iterator = range(n_samples)
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, desc=f"NVT {temperature:.0f} K", unit="sample", leave=False)
+    iterator = with_progress(range(n_samples), progress, f"NVT {temperature:.0f} K")
     start = time.perf_counter()
     done = 0
     distances = None  # of the latest sample, taken at the current positions

@@ -15,41 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.pairs import pair_key as _pair_key  # noqa: F401 (md's name for it)
+from ..analysis.pairs import pair_min_distances
 from ..errors import NepzblError
 from ..io.atomic import atomic_write_text
 
 __all__ = ["KnockOns", "knock_on", "partial_rdf_counts", "partial_rdf", "pair_min_distances",
            "DistanceMonitor", "ThermoLog", "TrajectoryWriter", "OutputExistsError",
            "THERMO_COLUMNS"]
-
-
-def _pair_key(a: str, b: str, species: list[str]) -> str:
-    if species.index(a) > species.index(b):
-        a, b = b, a
-    return f"{a}-{b}"
-
-
-def pair_min_distances(atoms, species, cutoff: float) -> dict[str, float]:
-    """Shortest distance per unordered pair (periodic images included); ``inf`` when no pair of
-    that kind is closer than ``cutoff``."""
-    from ase.neighborlist import neighbor_list
-
-    species = list(species)
-    out = {_pair_key(a, b, species): np.inf for i, a in enumerate(species) for b in species[i:]}
-    i, j, d = neighbor_list("ijd", atoms, cutoff)
-    if d.size == 0:
-        return out
-    index = {s: k for k, s in enumerate(species)}
-    types = np.array([index[s] for s in atoms.get_chemical_symbols()])
-    ti, tj = types[i], types[j]
-    lo, hi = np.minimum(ti, tj), np.maximum(ti, tj)
-    T = len(species)
-    best = np.full((T, T), np.inf)
-    np.minimum.at(best, (lo, hi), d)
-    for p in range(T):
-        for q in range(p, T):
-            out[f"{species[p]}-{species[q]}"] = float(best[p, q])
-    return out
 
 
 def partial_rdf_counts(atoms, species, r_max: float, bins: int) -> dict[str, np.ndarray]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import EngineError
+from ..errors import CudaUnavailableError
 from ._backend import EngineBackend, _Flat
 from .loss import Adjoints, Predictions
 
@@ -30,11 +30,11 @@ def _cuda_module():
     try:
         from .. import _cuda
     except ImportError as err:
-        raise EngineError("GPU training needs the CUDA extension (nepzbl_plugin._cuda), "
-                          f"which is not built: {err}") from None
+        raise CudaUnavailableError("GPU training needs the CUDA extension "
+                                   f"(nepzbl_plugin._cuda), which is not built: {err}") from None
     if not hasattr(_cuda, "CudaTrainingSet"):
-        raise EngineError("the CUDA extension was built without the training kernels; "
-                          "rebuild nepzbl")
+        raise CudaUnavailableError("the CUDA extension was built without the training "
+                                   "kernels; rebuild nepzbl")
     return _cuda
 
 
@@ -42,7 +42,7 @@ def cuda_training_available() -> bool:
     """True when the CUDA extension has the training kernels and sees a device."""
     try:
         return _cuda_module().device_count() > 0
-    except EngineError:
+    except CudaUnavailableError:
         return False
 
 
@@ -76,8 +76,10 @@ class CudaBackend:
             [_Flat(st, self.model.types, k) for k, st in enumerate(self.structures)]
         )
         self._offsets = flat.atom_offsets
-        self._set = cuda.CudaTrainingSet(self.model, flat.types, flat.positions, flat.cells,
-                                         flat.pbc, flat.atom_offsets,
+        from ..engine.base import model_spec
+
+        self._set = cuda.CudaTrainingSet(model_spec(self.model), flat.types, flat.positions,
+                                         flat.cells, flat.pbc, flat.atom_offsets,
                                          float64=precision == "float64")
         self._cpu = None
 
@@ -144,5 +146,5 @@ def make_backend(device: str, model, structures, precision: str = "float32"):
     if device == "cpu" or (device == "auto" and not cuda_training_available()):
         return EngineBackend(model, structures)
     if device == "cuda" and _cuda_module().device_count() < 1:
-        raise EngineError("device cuda: no CUDA device is available")
+        raise CudaUnavailableError("device cuda: no CUDA device is available")
     return CudaBackend(model, structures, precision=precision)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import EngineError, UnsupportedModelError
+from ..engine.base import model_spec
+from ..errors import EngineError
 
 __all__ = [
     "TrainingBatch",
@@ -29,6 +30,7 @@ __all__ = [
     "predict",
     "model_spec",
 ]
+
 
 def _core():
     from .. import _core
@@ -140,42 +142,6 @@ class GradientPredictions:
     energy: np.ndarray
     forces: np.ndarray
     virial: np.ndarray
-
-
-def model_spec(model, parameters=None) -> dict:
-    """The nep_model_spec fields (cext/nep.h) of a :class:`~nepzbl_plugin.model.Model`."""
-    if model.temperature:
-        raise UnsupportedModelError(model.metadata.get("path"), None,
-                                    "temperature models have no training gradients")
-    if model.n_neurons_second > 0:
-        raise UnsupportedModelError(model.metadata.get("path"), None,
-                                    "two hidden layers have no training gradients")
-    rc_r, rc_a = model.pair_cutoffs()
-    zbl = model.zbl_table()
-    params = model.parameters if parameters is None else parameters
-    params = np.ascontiguousarray(params, dtype=np.float64)
-    if params.shape != (model.num_parameters,):
-        raise ValueError(f"expected {model.num_parameters} parameters, got {params.shape}")
-    if not np.all(np.isfinite(params)):
-        raise ValueError("parameters must be finite")
-    return {
-        "version": int(model.version),
-        "num_types": int(model.num_types),
-        "n_max_radial": int(model.n_max_radial),
-        "n_max_angular": int(model.n_max_angular),
-        "basis_radial": int(model.basis_size_radial),
-        "basis_angular": int(model.basis_size_angular),
-        "l_max": int(model.l_max),
-        "flags": [1 if f else 0 for f in model.flags_on],
-        "num_neurons": int(model.n_neurons),
-        "rc_radial": np.ascontiguousarray(rc_r, dtype=np.float64).ravel(),
-        "rc_angular": np.ascontiguousarray(rc_a, dtype=np.float64).ravel(),
-        "atomic_numbers": np.asarray(model.atomic_numbers, dtype=np.int32),
-        "use_zbl": 0 if zbl is None else 1,
-        "zbl": None if zbl is None else np.ascontiguousarray(zbl, dtype=np.float64).ravel(),
-        "parameters": params,
-        "q_scaler": np.ascontiguousarray(model.q_scaler, dtype=np.float64),
-    }
 
 
 def _as_batch(batch, model) -> TrainingBatch:

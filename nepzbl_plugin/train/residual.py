@@ -13,6 +13,7 @@ import dataclasses
 
 import numpy as np
 
+from ..model import Model
 from .loss import Predictions, virial_six
 
 __all__ = ["zbl_residual", "ResidualReport", "PairResidual", "zbl_predictions", "zbl_setup",
@@ -264,7 +265,7 @@ def zbl_setup(nep_in, structures, *, force_variance: bool = True) -> ZBLSetup | 
     else:
         source = (f"{zbl_line}: universal ZBL, {settings.inner:g} to {settings.outer:g} Å for "
                   "every pair (no zbl.in beside nep.in)")
-    model = nep_in.empty_model()
+    model = Model.from_nep_in(nep_in)
     table = model.zbl_table()
     _, angular = model.pair_cutoffs()
     T = model.num_types

@@ -182,13 +182,6 @@ def loss_weights_from_nep_in(nep_in, num_types: int) -> LossWeights:
     )
 
 
-def empty_model_from_nep_in(nep_in) -> Model:
-    """A model with nep.in's header and every parameter 0."""
-    if hasattr(nep_in, "empty_model"):
-        return nep_in.empty_model()
-    return Model.empty(**nep_in.model_header_kwargs())
-
-
 def check_header(model: Model, reference: Model, what: str) -> None:
     """Raise ValueError naming every header field where ``model`` differs from nep.in."""
     problems = []
@@ -239,8 +232,12 @@ class _Run:
     """Shared machinery of the three optimisers: evaluation, reports, checkpoints, outputs."""
 
     def __init__(self, model, train_structures, test_structures, settings, loss, output_dir,
-                 progress, log, device="cpu"):
-        from .cuda_backend import make_backend
+                 progress, log, backend=None, device="cpu"):
+        if backend is None:
+            from .cuda_backend import make_backend
+
+            def backend(model, structures):
+                return make_backend(device, model, structures)
 
         self.model = model
         self.settings = settings
@@ -251,7 +248,7 @@ class _Run:
         species = model.types
         self.train_labels = Labels.from_structures(train_structures, species)
         self.train_structures = train_structures
-        self.backend = make_backend(device, model, train_structures)
+        self.backend = backend(model, train_structures)
         self.device = getattr(self.backend, "device", "cpu")
         self.test_structures = test_structures or []
         self.test_labels = (
@@ -259,8 +256,7 @@ class _Run:
             else None
         )
         self.test_backend = (
-            make_backend(self.device, model, self.test_structures) if self.test_structures
-            else None
+            backend(model, self.test_structures) if self.test_structures else None
         )
         self.history = TrainingHistory()
         self.elapsed_before = 0.0
@@ -722,13 +718,15 @@ def _snes_loop(run: _Run, params: np.ndarray, state, mu0) -> tuple[np.ndarray, s
 
 
 # ------------------------------------------------------------------------------------ API
-def predict(model: Model, structures, output_dir=None, *, which: str = "train"):
+def predict(model: Model, structures, output_dir=None, *, which: str = "train", backend=None):
     """GPUMD's prediction mode: evaluate ``structures`` with ``model``, write
-    ``*_<which>.out`` (no shift, no training), return the predictions and RMSEs."""
-    from ._backend import EngineBackend
+    ``*_<which>.out`` (no shift, no training), return the predictions and RMSEs.
+    ``backend``: as for :func:`train`."""
+    if backend is None:
+        from ._backend import EngineBackend as backend
 
     labels = Labels.from_structures(structures, model.types)
-    backend = EngineBackend(model, structures)
+    backend = backend(model, structures)
     run_pred = []
     for i in range(0, len(structures), 64):
         run_pred.append(backend.predict(model.parameters, range(i, min(len(structures), i + 64))))
@@ -800,7 +798,8 @@ def train(
     callback=None,
     resume: bool = True,
     progress=None,
-    log=print,
+    log=None,
+    backend=None,
     device: str | None = None,
 ) -> tuple[Model, TrainingHistory]:
     """Train a NEP(-ZBL) model on GPUMD's loss.
@@ -839,9 +838,17 @@ def train(
         ``elapsed``), ``"report"`` (``step``, ``record``, ``elapsed``) and ``"end"``; a
         run with two phases (Adam, then L-BFGS) starts twice.
     log
-        Called with one-line messages (``print`` by default; ``None`` for silence).
+        Called with one-line messages (``None``, the default: silence; ``nepzbl train``
+        passes ``print``).
+    backend
+        Where predictions and gradients are computed: a callable ``backend(model, structures)``
+        returning an object with ``predict(params, indices)``, ``gradient(params, indices,
+        adjoints)`` and ``descriptors(indices, model=None)`` (see
+        :class:`~nepzbl_plugin.train._backend.EngineBackend`). ``None`` (default): chosen by
+        ``device``.
     device
-        ``"auto"`` (the GPU when one is present and the CUDA extension is built), ``"cpu"``
+        Used when ``backend`` is None: ``"auto"`` (the GPU when one is present and the CUDA
+        extension is built; :class:`~nepzbl_plugin.train.cuda_backend.CudaBackend`), ``"cpu"``
         or ``"cuda"``; overrides nep.in's ``device`` (default ``auto``). Both give the same
         outputs, checkpoints and resume; a run may resume on the other device.
 
@@ -862,7 +869,7 @@ def train(
         progress = None
     if progress is not None and not callable(progress):
         raise TypeError("progress must be None or a callable progress(event, **info), e.g. "
-                        "nepzbl_plugin.train.cli.TrainingProgressBar()")
+                        "nepzbl_plugin.cli.train.TrainingProgressBar()")
     if isinstance(nep_in, (str, Path)):
         from ..io.nep_in import read_nep_in
 
@@ -877,7 +884,7 @@ def train(
     for note in settings.notes:
         log(note)
 
-    model = empty_model_from_nep_in(nep_in)
+    model = Model.from_nep_in(nep_in)
     species = list(model.types)
     # Fails early and clearly on species not in nep.in, missing forces or energies.
     Labels.from_structures(train_structures, species)
@@ -897,7 +904,8 @@ def train(
             raise ValueError("prediction 1 needs output_dir, the folder holding nep.txt")
         existing = read_model(Path(output_dir) / "nep.txt")
         check_header(existing, model, str(Path(output_dir) / "nep.txt"))
-        _, rmse = predict(existing, train_structures, output_dir, which="train")
+        _, rmse = predict(existing, train_structures, output_dir, which="train",
+                                 backend=backend)
         history = TrainingHistory(stop_reason="prediction")
         history.records.append({"step": 0, "time": 0.0, "rmse_energy_train": rmse["energy"],
                                 "rmse_force_train": rmse["force"],
@@ -971,7 +979,7 @@ def train(
         model.parameters[:] = params0
     device = device or _nep_in_value(nep_in, "device") or "auto"
     run = _Run(model, train_structures, test_structures, settings, loss, output, progress, log,
-               device=device)
+               backend, device=device)
     run.callback = callback
     if state is not None:
         run.elapsed_before = float(state[1].get("elapsed", 0.0))

@@ -73,12 +73,12 @@ def _progress(quiet: bool):
 
 
 def _run(args) -> int:
+    from ..al.config import load_config
+    from ..al.loop import export_selected, format_table, import_labels, run_active_learning
     from ..errors import NepzblError
-    from .config import load_config
-    from .loop import export_selected, format_table, import_labels, run_active_learning
 
     if args.example:
-        from .example import write_example
+        from ..al.example import write_example
 
         path = write_example(*args.example)
         print(f"wrote {path} (with nep.in and train.xyz); run: nepzbl al {path}")

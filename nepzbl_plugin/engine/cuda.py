@@ -1,12 +1,14 @@
 """The CUDA engine behind ``Evaluator(model, device="cuda")``.
 
->>> from nepzbl_plugin.cuda_engine import CudaEvaluator, cuda_available  # doctest: +SKIP
->>> ev = CudaEvaluator("nep.txt", precision="float32")                  # doctest: +SKIP
->>> out = ev.evaluate(atoms, ("energy", "forces", "virial"))            # doctest: +SKIP
+>>> from nepzbl_plugin.engine import CudaEvaluator, cuda_available   # doctest: +SKIP
+>>> ev = CudaEvaluator("nep.txt", precision="float32")              # doctest: +SKIP
+>>> out = ev.evaluate(atoms, ("energy", "forces", "virial"))        # doctest: +SKIP
 
-:class:`CudaEvaluator` has the CPU :class:`~nepzbl_plugin.engine.Evaluator`'s contract: the same
-``evaluate`` / ``evaluate_many`` / ``update_parameters`` methods, the same properties and the same
-return dict (it reuses the Evaluator's structure conversion and output allocation). float64
+:class:`CudaEvaluator` implements the contract of
+:class:`~nepzbl_plugin.engine.base.EvaluatorBase`, as the CPU
+:class:`~nepzbl_plugin.engine.Evaluator` does: the same ``evaluate`` / ``evaluate_many`` /
+``update_parameters`` methods, the same properties, the same return dict and the same default
+precision (float64). float64
 agrees with the CPU engine to rounding; float32 evaluates the descriptor, network and pair
 maths in float32 and accumulates per-atom outputs and totals in float64, as GPUMD does.
 
@@ -21,22 +23,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import Evaluator, System, _check_supported, _load_model
-from .errors import EngineError
-from .model import Model
+from ..errors import CudaUnavailableError, EngineError
+from ..model import Model
+from .base import (
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    EvaluatorBase,
+    System,
+    check_precision,
+    load_model,
+    model_spec,
+)
 
 __all__ = ["CudaEvaluator", "CudaUnavailableError", "cuda_available", "device_count"]
-
-_PRECISIONS = {"float64": 0, "float32": 1}
-
-
-class CudaUnavailableError(EngineError):
-    """The CUDA engine was asked for, but it is not built or there is no usable GPU."""
 
 
 def _cuda_module():
     try:
-        from . import _cuda
+        from .. import _cuda
     except ImportError as exc:
         raise CudaUnavailableError(
             "nepzbl's CUDA engine is not built in this installation (no nvcc at build time, "
@@ -58,7 +62,7 @@ def cuda_available() -> bool:
     return device_count() > 0
 
 
-class CudaEvaluator:
+class CudaEvaluator(EvaluatorBase):
     """Evaluate a NEP / NEP-ZBL model on a CUDA GPU.
 
     Parameters
@@ -66,8 +70,9 @@ class CudaEvaluator:
     model
         A :class:`Model` (copied) or the path of a ``nep.txt``.
     precision
-        ``"float32"`` (default; float64 accumulation of per-atom outputs and totals) or
-        ``"float64"`` (everything in float64, matching the CPU engine to rounding).
+        ``"float64"`` (default, as for :class:`~nepzbl_plugin.engine.Evaluator`: everything
+        in float64, matching the CPU engine to rounding) or ``"float32"`` (GPUMD's choice:
+        float32 maths, float64 accumulation of per-atom outputs and totals; faster).
     device_id
         The CUDA device to use.
     skin
@@ -82,19 +87,11 @@ class CudaEvaluator:
         The device ran out of memory.
     """
 
-    # The CPU Evaluator's input conversion and output allocation, reused as they are: they
-    # read only ``self.model`` and ``self._type_index``.
-    system = Evaluator.system
-    _allocate = Evaluator._allocate
-    _finish = staticmethod(Evaluator._finish)
-
-    def __init__(self, model: Model | str | Path, precision: str = "float32",
+    def __init__(self, model: Model | str | Path, precision: str = DEFAULT_PRECISION,
                  device_id: int = 0, skin: float = 1.0):
-        if precision not in _PRECISIONS:
-            raise ValueError(f"precision must be 'float32' or 'float64', not {precision!r}")
-        self.model = _load_model(model)
-        _check_supported(self.model)
-        self.precision = precision
+        self.precision = check_precision(precision)
+        self.model = load_model(model)
+        spec = model_spec(self.model)  # the one conversion and support check
         self.device_id = int(device_id)
         self.device = "cuda"
         self._type_index = {symbol: t for t, symbol in enumerate(self.model.types)}
@@ -106,7 +103,7 @@ class CudaEvaluator:
             raise CudaUnavailableError(
                 f"CUDA device {self.device_id} does not exist ({count} device(s) found)"
             )
-        self._gpu = cuda.CudaModel(self.model, _PRECISIONS[precision], self.device_id)
+        self._gpu = cuda.CudaModel(spec, PRECISIONS[precision], self.device_id)
         self._gpu.set_skin(float(skin))
 
     # ------------------------------------------------------------------ information
@@ -143,18 +140,11 @@ class CudaEvaluator:
         )
         for k, status in enumerate(statuses):
             if status != 0:
-                from ._cuda import strerror
+                from .._cuda import strerror
 
                 where = f"structure {k}" if len(systems) > 1 else "CUDA evaluation"
                 raise EngineError(f"{where}: {strerror(status)}")
         return [self._finish(a) for a in arrays]
 
-    def update_parameters(self, parameters) -> None:
-        """Replace the flat parameter vector (GPUMD order, same length); :attr:`model` follows."""
-        p = np.ascontiguousarray(parameters, dtype=np.float64).reshape(-1)
-        if p.shape != (self.model.num_parameters,):
-            raise ValueError(f"expected {self.model.num_parameters} parameters, got {p.size}")
-        if not np.all(np.isfinite(p)):
-            raise ValueError("parameters must be finite")
-        self._gpu.set_parameters(p)
-        self.model.parameters[:] = p
+    def _set_parameters(self, parameters: np.ndarray) -> None:
+        self._gpu.set_parameters(parameters)

@@ -1,6 +1,9 @@
 """The ``nepzbl`` command line.
 
-Subcommands live in the modules of :data:`_COMMAND_MODULES`. Each provides
+One module per command (``nepzbl_plugin.cli.<command>``), listed in :data:`_COMMAND_MODULES`.
+A command module parses its options, calls the feature (``train``, ``audit``, ``md``, ...) and
+prints; it is the only code of the package that prints or draws progress bars
+(``docs/architecture.md``). Each provides
 ``register(subparsers)``, which adds its parsers with ``set_defaults(func=...)``; ``func(args)``
 returns the exit status (``None`` means 0). A module that does not exist yet is skipped; any
 other import error propagates, so a broken module is noticed at once.
@@ -18,20 +21,25 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import NepzblError
+from .. import __version__
+from ..errors import NepzblError
 
 __all__ = ["main", "build_parser"]
 
 _COMMAND_MODULES = (
-    "nepzbl_plugin.cli_basic",
-    "nepzbl_plugin.train.cli",
-    "nepzbl_plugin.audit.cli",
-    "nepzbl_plugin.md.cli",
-    "nepzbl_plugin.al.cli",
-    "nepzbl_plugin.demo",
-    "nepzbl_plugin.benchmark_cli",
-    "nepzbl_plugin.analysis.cli",
+    "nepzbl_plugin.cli.info",
+    "nepzbl_plugin.cli.convert",
+    "nepzbl_plugin.cli.model",
+    "nepzbl_plugin.cli.example",
+    "nepzbl_plugin.cli.train",
+    "nepzbl_plugin.cli.residual",
+    "nepzbl_plugin.cli.audit",
+    "nepzbl_plugin.cli.zbl",
+    "nepzbl_plugin.cli.md",
+    "nepzbl_plugin.cli.al",
+    "nepzbl_plugin.cli.demo",
+    "nepzbl_plugin.cli.analyze",
+    "nepzbl_plugin.cli.benchmark",  # not written yet: skipped while absent
 )
 
 _DESCRIPTION = """\

@@ -1,4 +1,4 @@
-"""``nepzbl train`` and ``nepzbl residual``."""
+"""``nepzbl train``: GPUMD-compatible training from nep.in + train.xyz."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import NepzblError
 
-__all__ = ["register"]
+__all__ = ["register", "TrainingProgressBar", "TrainingInputError"]
 
 _TRAIN_HELP = """\
 Train a NEP(-ZBL) model from DIR/nep.in and DIR/train.xyz (DIR/test.xyz is optional), as
@@ -51,22 +51,6 @@ def register(subparsers) -> None:
                    help="ignore an existing restart checkpoint and start again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_train)
-
-    r = subparsers.add_parser(
-        "residual", help="write labels minus ZBL and how much spread ZBL adds and removes",
-        description="Subtract the ZBL part of the model described by DIR/nep.in from the "
-        "labels of DIR/train.xyz, write the result as an extended XYZ and print the spread "
-        "(standard deviation) of energy (eV/atom), forces (eV/Å) and virials (eV/atom): of the "
-        "labels, what ZBL adds (its own spread) and removes (the part along the labels), and "
-        "what is left; then the same for the forces per species pair, with the pairs whose ZBL "
-        "acts inside the data's distances flagged.",
-    )
-    r.add_argument("directory", nargs="?", default=".", metavar="DIR",
-                   help="folder with nep.in (with a zbl line) and train.xyz (default: .)")
-    r.add_argument("--input", default="train.xyz", help="structures file in DIR")
-    r.add_argument("--output", default="train_minus_zbl.xyz",
-                   help="output file in DIR (default: train_minus_zbl.xyz)")
-    r.set_defaults(func=_run_residual)
 
 
 class TrainingInputError(NepzblError, ValueError):
@@ -153,7 +137,7 @@ class TrainingProgressBar:
         self._refresh()
 
     def _report(self, step, record, elapsed):
-        from .trainer import format_rmse
+        from ..train.trainer import format_rmse
 
         self.step, self.elapsed = step, elapsed
         self.rmse = "train RMSE " + format_rmse(record)
@@ -179,8 +163,8 @@ def _read_inputs(directory: Path, input_name="train.xyz"):
 def _run_train(args) -> int:
     import signal
 
-    from ..model import read_model
-    from .trainer import check_header, format_rmse, predict, train
+    from ..model import Model, read_model
+    from ..train.trainer import check_header, format_rmse, predict, train
 
     options = _checked_options(args)  # bad values fail before any file is read
     directory = Path(args.directory)
@@ -189,7 +173,7 @@ def _run_train(args) -> int:
         model_path = directory / "nep.txt"
         model = read_model(model_path)
         try:
-            check_header(model, nep_in.empty_model(), str(model_path))
+            check_header(model, Model.from_nep_in(nep_in), str(model_path))
         except ValueError as err:
             raise TrainingInputError(str(err)) from None
         _, rmse = predict(model, train_structures, directory, which="train")
@@ -220,6 +204,7 @@ def _run_train(args) -> int:
             max_time=None if max_time is None else 60.0 * max_time,
             polish_after=0 if args.adam_only else None,
             progress=None if args.no_progress else TrainingProgressBar(),
+            log=print,
             **options,
         )
     except NepzblError:
@@ -243,7 +228,7 @@ def _print_zbl_setup(nep_in, structures) -> None:
     """State which ZBL the run trains with, per pair and from where, and warn loudly when it
     switches inside distances the training data contain (issue: a flexible 'zbl' line copied
     without its zbl.in silently means universal ZBL)."""
-    from .residual import zbl_setup
+    from ..train.residual import zbl_setup
 
     setup = zbl_setup(nep_in, structures)
     if setup is None:
@@ -260,19 +245,3 @@ def _print_zbl_setup(nep_in, structures) -> None:
               "and the network has to learn to cancel them. 'nepzbl zbl suggest train.xyz' "
               "proposes radii below the data; a flexible 'zbl' line needs its zbl.in beside "
               "nep.in. 'nepzbl residual' shows the effect per pair.")
-
-
-def _run_residual(args) -> int:
-    from ..io.xyz import write_train_xyz
-    from .residual import zbl_residual
-
-    directory = Path(args.directory)
-    nep_in, structures, _ = _read_inputs(directory, args.input)
-    model = nep_in.empty_model()
-    if model.zbl is None:
-        raise TrainingInputError(f"{directory / 'nep.in'} has no `zbl` line: nothing to subtract")
-    residual, report = zbl_residual(model, structures)
-    write_train_xyz(directory / args.output, residual)
-    print(report.table())
-    print(f"wrote {directory / args.output} ({len(residual)} structures, labels minus ZBL)")
-    return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._base import AnalysisError
+from ..analysis._base import AnalysisError
 
 __all__ = ["register"]
 
@@ -227,7 +227,7 @@ def _png_path(args, source: str, what: str) -> Path | None:
 
 
 def _frames(args):
-    from ._base import read_frames
+    from ..analysis._base import read_frames
 
     if args.skip < 0:
         raise AnalysisError(f"--skip must be >= 0, not {args.skip}")
@@ -240,8 +240,8 @@ def _error(value: float | None, digits: str = ".2g") -> str:
 
 # ---------------------------------------------------------------------------- commands
 def _cmd_rdf(args) -> int:
-    from .plots import plot_rdf
-    from .rdf import RDF
+    from ..analysis.plots import plot_rdf
+    from ..analysis.rdf import RDF
 
     frames = _frames(args)
     rdf = RDF(args.r_max, args.bins, args.species).compute(frames)
@@ -266,8 +266,8 @@ def _cmd_rdf(args) -> int:
 
 
 def _cmd_msd(args) -> int:
-    from .msd import MSD
-    from .plots import plot_msd
+    from ..analysis.msd import MSD
+    from ..analysis.plots import plot_msd
 
     frames = _frames(args)
     dt = args.dt_frame * args.every if args.dt_frame is not None else None
@@ -353,8 +353,8 @@ def _read_arrhenius_points(args) -> tuple[list, list, list]:
 
 
 def _cmd_arrhenius(args) -> int:
-    from .arrhenius import Arrhenius
-    from .plots import plot_arrhenius
+    from ..analysis.arrhenius import Arrhenius
+    from ..analysis.plots import plot_arrhenius
 
     T, D, E = _read_arrhenius_points(args)
     errors = E if E and all(e is not None and e > 0 for e in E) else None
@@ -381,8 +381,8 @@ def _cmd_arrhenius(args) -> int:
 
 def _lattice_input(args):
     """(temperatures (F,), cells (F, 3, 3) or lengths (F, 3), where T came from)."""
+    from ..analysis.lattice import TEMPERATURE_INFO_KEYS
     from ..errors import NepFormatError
-    from .lattice import TEMPERATURE_INFO_KEYS
 
     path = Path(args.trajectory)
     first = path.read_text().split("\n", 1)[0].strip()
@@ -426,8 +426,8 @@ def _lattice_input(args):
 
 
 def _cmd_lattice(args) -> int:
-    from .lattice import LatticeTemperature
-    from .plots import plot_lattice
+    from ..analysis.lattice import LatticeTemperature
+    from ..analysis.plots import plot_lattice
 
     T, cells, source = _lattice_input(args)
     lattice = LatticeTemperature(args.repeat, args.c_axis, args.bin_width,
@@ -458,9 +458,9 @@ def _cmd_lattice(args) -> int:
 def _cmd_locality(args) -> int:
     from ase.io import read
 
+    from ..analysis.locality import Locality, locality_radius
+    from ..analysis.plots import plot_locality
     from ..calculators import NEP
-    from .locality import Locality, locality_radius
-    from .plots import plot_locality
 
     calculator = NEP(args.model, num_threads=args.threads)
     atoms = read(args.structure, index=0)
@@ -494,8 +494,8 @@ def _cmd_locality(args) -> int:
 
 
 def _cmd_descriptors(args) -> int:
-    from .descriptors import DescriptorMap, nep_descriptors, soap_descriptors
-    from .plots import plot_descriptor_map
+    from ..analysis.descriptors import DescriptorMap, nep_descriptors, soap_descriptors
+    from ..analysis.plots import plot_descriptor_map
 
     mapper = DescriptorMap(args.method)  # refuses umap without umap-learn before any work
     frames = _frames(args)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import NepFormatError, NepzblError
-from .dynamics import ENSEMBLES, TemperatureSchedule
+from ..md.dynamics import ENSEMBLES, TemperatureSchedule
 
 __all__ = ["register"]
 
@@ -125,8 +125,8 @@ def _read_structure(path: str):
 
 def _run_md(args) -> int:
     from ..engine import Evaluator
-    from .dynamics import EngineForces, MDSetupError, run_md
-    from .observers import DistanceMonitor, ThermoLog, TrajectoryWriter
+    from ..md.dynamics import EngineForces, MDSetupError, run_md
+    from ..md.observers import DistanceMonitor, ThermoLog, TrajectoryWriter
 
     schedule = _schedule(args)
     thermostat, barostat, anisotropic = ENSEMBLES[args.ensemble]
@@ -146,7 +146,7 @@ def _run_md(args) -> int:
                tau_pressure=args.tau_p, compressibility=args.compressibility)
 
     if args.gpumd:
-        from .gpumd import write_gpumd_inputs
+        from ..md.gpumd import write_gpumd_inputs
 
         paths = write_gpumd_inputs(out, args.model, atoms, every=args.every, **run)
         print(f"GPUMD inputs: {', '.join(str(p) for p in paths)}")

@@ -1,0 +1,67 @@
+"""What several command modules share: option types and the tqdm progress bars they pass to
+the features (which report through a plain callback, :mod:`nepzbl_plugin.progress`)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+__all__ = ["positive_float", "positive_int", "weight", "ProgressBars"]
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def weight(text: str) -> float:
+    value = positive_float(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"GPUMD needs 0 < weight <= 100, got {text}")
+    return value
+
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+class ProgressBars:
+    """A ``progress(done, total, label)`` callback drawing one tqdm bar per label on stderr
+    (the bar of a label closes when the next label starts or when it is complete)."""
+
+    def __init__(self, file=None, unit: str = "it"):
+        self.file = sys.stderr if file is None else file
+        self.unit = unit
+        self.label = None
+        self.bar = None
+
+    def __call__(self, done: int, total: int | None, label: str = "") -> None:
+        from tqdm import tqdm
+
+        if label != self.label or self.bar is None:
+            self.close()
+            self.label = label
+            self.bar = tqdm(total=total, desc=label, unit=self.unit, leave=False,
+                            file=self.file)
+        self.bar.update(done - self.bar.n)
+        if total is not None and done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self.label = None

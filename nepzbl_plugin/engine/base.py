@@ -1,0 +1,250 @@
+"""The one evaluator contract both engines implement, and what they share.
+
+* :class:`System`: one structure in model type indices (the engines' input).
+* :func:`model_spec`: the single conversion of a :class:`~nepzbl_plugin.model.Model` into the
+  fields of ``nep_model_spec`` (``cext/nep.h``), with the single check of what the engines
+  support (:func:`check_supported`). The CPU engine, the CUDA engine and the training gradient
+  all go through it.
+* :class:`EvaluatorBase`: structure conversion (``ase.Atoms`` -> :class:`System`), output
+  allocation, the finiteness check and the parameter checks; an engine adds ``evaluate``,
+  ``evaluate_many`` and ``_set_parameters``.
+
+Defaults are shared too: :data:`DEFAULT_PRECISION` (float64, the CPU engine's numbers) and
+:class:`~nepzbl_plugin.errors.CudaUnavailableError` whenever CUDA is asked for and absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EngineError, UnsupportedModelError
+from ..model import Model, read_model
+
+__all__ = [
+    "System", "PROPERTIES", "PRECISIONS", "DEFAULT_PRECISION", "EvaluatorBase", "load_model",
+    "check_supported", "check_parameters", "model_spec",
+]
+
+# Properties evaluate() understands; "zbl" adds energy_zbl, energies_zbl, forces_zbl, virial_zbl.
+PROPERTIES = ("energy", "energies", "forces", "virial", "virials", "descriptors", "latent", "zbl")
+ZBL_OUTPUTS = ("energy_zbl", "energies_zbl", "forces_zbl", "virial_zbl")
+
+# Arithmetic of the CUDA engine (the CPU engine always computes in float64); the value is the
+# code the CUDA extension takes.
+PRECISIONS = {"float64": 0, "float32": 1}
+DEFAULT_PRECISION = "float64"
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be 'float64' or 'float32', not {precision!r}")
+    return precision
+
+
+@dataclass
+class System:
+    """One structure in model type indices.
+
+    Parameters
+    ----------
+    types
+        (N,) type index of each atom, 0..T-1 in the order of the model's element list.
+    positions
+        (N, 3) Cartesian positions in Angstrom.
+    cell
+        (3, 3) cell, rows a, b, c, in Angstrom. Rows of open (non-periodic) directions are not
+        used and may be zero.
+    pbc
+        Periodicity of each cell direction.
+    """
+
+    types: np.ndarray
+    positions: np.ndarray
+    cell: np.ndarray
+    pbc: tuple[bool, bool, bool] = (True, True, True)
+
+    def __post_init__(self):
+        self.types = np.ascontiguousarray(self.types, dtype=np.intc).reshape(-1)
+        self.positions = np.ascontiguousarray(self.positions, dtype=np.float64).reshape(-1, 3)
+        self.cell = np.ascontiguousarray(self.cell, dtype=np.float64).reshape(3, 3)
+        pbc = np.broadcast_to(np.asarray(self.pbc, dtype=bool), (3,))
+        self.pbc = tuple(bool(p) for p in pbc)
+        if self.positions.shape[0] != self.types.shape[0]:
+            raise ValueError(
+                f"{self.types.shape[0]} types but {self.positions.shape[0]} positions"
+            )
+
+    def __len__(self) -> int:
+        return int(self.types.shape[0])
+
+
+def load_model(model) -> Model:
+    """A private copy of ``model`` (a :class:`Model`) or the model read from a path."""
+    if isinstance(model, Model):
+        return model.copy()
+    if isinstance(model, (str, Path)):
+        return read_model(model)
+    raise TypeError(f"expected a Model or a path to a nep.txt, got {type(model).__name__}")
+
+
+def check_supported(model: Model) -> None:
+    """Raise :class:`UnsupportedModelError` for a model no nepzbl engine evaluates."""
+    where = model.metadata.get("path", "<model>") if isinstance(model.metadata, dict) else "<model>"
+    if model.temperature:
+        raise UnsupportedModelError(
+            where, None, "temperature-dependent NEP models are not evaluated by nepzbl's engines"
+        )
+    if model.n_neurons_second > 0:
+        raise UnsupportedModelError(
+            where, None, "NEP models with two hidden layers (ANN N1 N2, N2 > 0) are not evaluated"
+        )
+
+
+def check_parameters(model: Model, parameters) -> np.ndarray:
+    """``parameters`` as a contiguous float64 vector of the model's length, all finite."""
+    p = np.ascontiguousarray(parameters, dtype=np.float64).reshape(-1)
+    if p.shape != (model.num_parameters,):
+        raise ValueError(f"expected {model.num_parameters} parameters, got {p.size}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("parameters must be finite")
+    return p
+
+
+def model_spec(model: Model, parameters=None) -> dict:
+    """The ``nep_model_spec`` fields (``cext/nep.h``) of a supported :class:`Model`.
+
+    ``parameters`` replaces the model's own vector (checked by :func:`check_parameters`).
+    Arrays are contiguous and of the C types the extensions take.
+    """
+    check_supported(model)
+    rc_r, rc_a = model.pair_cutoffs()
+    zbl = model.zbl_table()
+    params = check_parameters(model, model.parameters if parameters is None else parameters)
+    return {
+        "version": int(model.version),
+        "num_types": int(model.num_types),
+        "n_max_radial": int(model.n_max_radial),
+        "n_max_angular": int(model.n_max_angular),
+        "basis_radial": int(model.basis_size_radial),
+        "basis_angular": int(model.basis_size_angular),
+        "l_max": int(model.l_max),
+        "flags": [1 if f else 0 for f in model.flags_on],
+        "num_neurons": int(model.n_neurons),
+        "rc_radial": np.ascontiguousarray(rc_r, dtype=np.float64).ravel(),
+        "rc_angular": np.ascontiguousarray(rc_a, dtype=np.float64).ravel(),
+        "atomic_numbers": np.ascontiguousarray(model.atomic_numbers, dtype=np.intc),
+        "use_zbl": 0 if zbl is None else 1,
+        # (T, T, 10) flattened: per pair of types, GPUMD's ZBL switch and fitted coefficients
+        "zbl": None if zbl is None else np.ascontiguousarray(zbl, dtype=np.float64).ravel(),
+        "parameters": params,
+        "q_scaler": np.ascontiguousarray(model.q_scaler, dtype=np.float64),
+    }
+
+
+class EvaluatorBase:
+    """What every engine shares: input conversion, output allocation and checks.
+
+    A subclass sets :attr:`model` (its own copy, checked by :func:`check_supported`) and
+    implements ``evaluate``, ``evaluate_many`` and ``_set_parameters``.
+    """
+
+    model: Model
+
+    # ------------------------------------------------------------------ inputs
+    def system(self, structure) -> System:
+        """Convert an ``ase.Atoms`` (species mapped by symbol) or a :class:`System`."""
+        if isinstance(structure, System):
+            if len(structure) and (
+                structure.types.min() < 0 or structure.types.max() >= self.model.num_types
+            ):
+                raise ValueError(
+                    f"atom types must be 0..{self.model.num_types - 1} for this model"
+                )
+            return structure
+        try:
+            numbers = np.asarray(structure.numbers)
+        except AttributeError:
+            raise TypeError(
+                f"expected ase.Atoms or nepzbl System, got {type(structure).__name__}"
+            ) from None
+        table = self.__dict__.get("_type_of_number")
+        if table is None:
+            # atomic number -> type index (-1: not in the model), built once
+            table = np.full(256, -1, dtype=np.intc)
+            for t, z in enumerate(self.model.atomic_numbers):
+                table[z] = t
+            self.__dict__["_type_of_number"] = table
+        types = table[np.clip(numbers, 0, 255)]
+        if len(types) and types.min() < 0:
+            from ase.data import chemical_symbols
+
+            bad = int(numbers[np.argmax(types < 0)])
+            name = chemical_symbols[bad] if 0 <= bad < len(chemical_symbols) else str(bad)
+            raise ValueError(
+                f"species {name!r} is not in the model (species: "
+                f"{', '.join(self.model.types)})"
+            )
+        return System(types, structure.get_positions(), structure.cell.array, structure.pbc)
+
+    def _allocate(self, n: int, properties: Iterable[str]) -> dict[str, np.ndarray]:
+        D, N1 = self.model.descriptor_dim, self.model.n_neurons
+        shapes = {
+            "energy": (1,), "energies": (n,), "forces": (n, 3), "virial": (3, 3),
+            "virials": (n, 3, 3), "descriptors": (n, D), "latent": (n, N1),
+            "energy_zbl": (1,), "energies_zbl": (n,), "forces_zbl": (n, 3),
+            "virial_zbl": (3, 3),
+        }
+        arrays = {}
+        for name in properties:
+            if name == "zbl":
+                for z in ZBL_OUTPUTS:
+                    arrays[z] = np.zeros(shapes[z])
+            elif name in shapes:
+                arrays[name] = np.zeros(shapes[name])
+            else:
+                raise ValueError(
+                    f"unknown property {name!r}; choose from {', '.join(PROPERTIES)}"
+                )
+        return arrays
+
+    @staticmethod
+    def _check_finite(out: dict, where: str = "") -> dict:
+        """Never return inf or NaN silently: finite inputs with extreme parameters (|w| near
+        1e308) overflow inside the network."""
+        for name, value in out.items():
+            if not np.all(np.isfinite(value)):
+                raise EngineError(
+                    f"{where}the engine computed a non-finite {name} (inf or NaN): the model's "
+                    "parameters are far outside any trained model's range (see 'nepzbl info')"
+                )
+        return out
+
+    @staticmethod
+    def _finish(arrays: dict[str, np.ndarray]) -> dict:
+        out = dict(arrays)
+        for key in ("energy", "energy_zbl"):
+            if key in out:
+                out[key] = float(out[key][0])
+        return out
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, structure, properties: Sequence[str] = ("energy", "forces", "virial")
+                 ) -> dict:
+        raise NotImplementedError
+
+    def evaluate_many(self, structures: Sequence, properties: Sequence[str] = (
+            "energy", "forces", "virial")) -> list[dict]:
+        raise NotImplementedError
+
+    def _set_parameters(self, parameters: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def update_parameters(self, parameters) -> None:
+        """Replace the flat parameter vector (GPUMD order, same length); :attr:`model` follows."""
+        p = check_parameters(self.model, parameters)
+        self._set_parameters(p)
+        self.model.parameters[:] = p
