@@ -21,9 +21,10 @@
  *
  * The model is given as a nep_model_spec (nep.h); only spec->parameters is read per call,
  * so a trainer can change the vector between calls without rebuilding anything.
- * Structures are evaluated in parallel (one structure per thread at a time, static
- * schedule, per-thread gradient buffers summed in thread order: for a given thread count
- * the result is bitwise reproducible).
+ * Work is parallel over atoms: the atoms of all structures of a call are cut into fixed
+ * blocks (a block may span structures) that threads take dynamically; every block adds into
+ * its own gradient buffer and the buffers are summed in block order. The blocks depend on the
+ * atom counts only, so the result is bitwise the same for every thread count and every run.
  */
 #ifndef NEPZBL_NEP_TRAIN_H
 #define NEPZBL_NEP_TRAIN_H
@@ -62,6 +63,26 @@ int nep_train_gradient(const nep_model_spec *spec, int num_systems, const nep_sy
                        const double *alpha, const double *force_adjoint,
                        const double *virial_adjoint, double *gradient, double *energy,
                        double *forces, double *virials, int *statuses, int num_threads);
+
+/* A trainer's state between calls: the neighbour lists of the structures it has seen (they
+ * do not depend on the parameters) and the work arrays, so that repeated calls on the same
+ * structures neither rebuild lists nor allocate. One call at a time uses a cache (a second
+ * concurrent call runs uncached). Its memory is that of every cached neighbour list. */
+typedef struct nep_train_cache nep_train_cache;
+
+nep_train_cache *nep_train_cache_create(void);
+void nep_train_cache_free(nep_train_cache *cache);
+
+/* nep_train_gradient with a cache. structure_ids[S] names each structure with a stable id
+ * (>= 0): the caller promises that an id always denotes the same types, positions, cell and
+ * pbc. A list is built on an id's first use and kept; a spec with other cutoffs or types
+ * drops the kept lists. cache == NULL: no cache (ids ignored). */
+int nep_train_gradient_cached(nep_train_cache *cache, const int *structure_ids,
+                              const nep_model_spec *spec, int num_systems,
+                              const nep_system *systems, const double *alpha,
+                              const double *force_adjoint, const double *virial_adjoint,
+                              double *gradient, double *energy, double *forces,
+                              double *virials, int *statuses, int num_threads);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,32 @@ cdef extern from "nep_train.h" nogil:
                            const double *force_adjoint, const double *virial_adjoint,
                            double *gradient, double *energy, double *forces, double *virials,
                            int *statuses, int num_threads)
+    ctypedef struct nep_train_cache:
+        pass
+    nep_train_cache *nep_train_cache_create()
+    void nep_train_cache_free(nep_train_cache *cache)
+    int nep_train_gradient_cached(nep_train_cache *cache, const int *structure_ids,
+                                  const nep_model_spec *spec, int num_systems,
+                                  const nep_system *systems, const double *alpha,
+                                  const double *force_adjoint, const double *virial_adjoint,
+                                  double *gradient, double *energy, double *forces,
+                                  double *virials, int *statuses, int num_threads)
+
+
+cdef class TrainCache:
+    """Neighbour lists and work arrays kept between training-gradient calls
+    (nep_train_cache in cext/nep_train.h). Pass it with stable structure ids: an id must
+    always denote the same structure (types, positions, cell, pbc)."""
+    cdef nep_train_cache *ptr
+
+    def __cinit__(self):
+        self.ptr = nep_train_cache_create()
+        if self.ptr == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        nep_train_cache_free(self.ptr)
+        self.ptr = NULL
 
 
 cdef const double *_train_ptr(double[::1] arr):
@@ -25,12 +51,15 @@ def train_gradient(dict spec, int[::1] types, double[:, ::1] positions, double[:
                    int[:, ::1] pbc, long long[::1] atom_offsets, double[::1] alpha,
                    double[::1] force_adjoint, double[::1] virial_adjoint, double[::1] gradient,
                    double[::1] energy, double[::1] forces, double[::1] virials,
-                   int[::1] statuses, int num_threads):
+                   int[::1] statuses, int num_threads, TrainCache cache=None,
+                   int[::1] structure_ids=None):
     """Call nep_train_gradient (see cext/nep_train.h) on flattened structures.
 
     ``spec`` holds the nep_model_spec fields as Python ints and C-contiguous numpy arrays
     (float64, atomic numbers int32). Output arrays may be None (not wanted); they are
-    allocated by the caller. Returns the C status (0 = NEP_OK).
+    allocated by the caller. With a :class:`TrainCache`, ``structure_ids`` (one stable id
+    >= 0 per structure) name the structures whose neighbour lists it keeps. Returns the C
+    status (0 = NEP_OK).
     """
     cdef nep_model_spec c_spec
     cdef double[::1] rc_radial = spec["rc_radial"]
@@ -75,6 +104,12 @@ def train_gradient(dict spec, int[::1] types, double[:, ::1] positions, double[:
     _train_check_size(virials, 9 * num_systems)
     if statuses is not None and statuses.shape[0] != num_systems:
         raise ValueError("statuses must have one value per structure")
+    if (cache is None) != (structure_ids is None):
+        raise ValueError("a cache needs structure_ids and structure_ids need a cache")
+    if structure_ids is not None and structure_ids.shape[0] != num_systems:
+        raise ValueError("structure_ids must have one value per structure")
+    cdef nep_train_cache *p_cache = NULL if cache is None else cache.ptr
+    cdef const int *p_ids = NULL if (structure_ids is None or num_systems == 0) else &structure_ids[0]
     cdef nep_system *systems = <nep_system *>malloc(sizeof(nep_system) * max(num_systems, 1))
     if systems == NULL:
         raise MemoryError()
@@ -95,9 +130,9 @@ def train_gradient(dict spec, int[::1] types, double[:, ::1] positions, double[:
     cdef int *p_status = NULL if statuses is None else &statuses[0]
     try:
         with nogil:
-            status = nep_train_gradient(&c_spec, num_systems, systems, p_alpha, p_fadj, p_vadj,
-                                        p_grad, p_energy, p_forces, p_virials, p_status,
-                                        num_threads)
+            status = nep_train_gradient_cached(p_cache, p_ids, &c_spec, num_systems, systems,
+                                               p_alpha, p_fadj, p_vadj, p_grad, p_energy,
+                                               p_forces, p_virials, p_status, num_threads)
     finally:
         free(systems)
     return status

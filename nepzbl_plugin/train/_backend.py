@@ -63,8 +63,10 @@ class EngineBackend:
     """Predictions and gradients for one model and one list of structures.
 
     Predictions and gradients both come from the training code of
-    :mod:`nepzbl_plugin.train.gradient` (one C call, exact, parallel over structures), so the
-    gradient is the derivative of exactly the predicted values.
+    :mod:`nepzbl_plugin.train.gradient` (one C call, exact, parallel over atoms), so the
+    gradient is the derivative of exactly the predicted values. A
+    :class:`~nepzbl_plugin.train.gradient.TrainingCache` keeps every structure's neighbour
+    list and the work arrays between calls (structure ids: indices into ``structures``).
 
     Parameters
     ----------
@@ -78,7 +80,7 @@ class EngineBackend:
     """
 
     def __init__(self, model, structures, num_threads: int = 0):
-        from .gradient import TrainingBatch
+        from .gradient import TrainingBatch, TrainingCache
 
         self.model = model.copy()
         self.structures = list(structures)
@@ -86,8 +88,10 @@ class EngineBackend:
         full = TrainingBatch.from_structures(
             [_Flat(st, self.model.types, k) for k, st in enumerate(self.structures)]
         )
+        full.structure_ids = np.arange(full.num_structures, dtype=np.int32)
         self._full = full
         self._cache: dict[tuple, object] = {}
+        self._training_cache = TrainingCache()
 
     def _batch(self, indices):
         from .gradient import TrainingBatch
@@ -102,7 +106,8 @@ class EngineBackend:
                 else np.zeros(0, np.int64)
             counts = off[idx + 1] - off[idx]
             batch = TrainingBatch(full.types[atoms], full.positions[atoms], full.cells[idx],
-                                  full.pbc[idx], np.concatenate([[0], np.cumsum(counts)]))
+                                  full.pbc[idx], np.concatenate([[0], np.cumsum(counts)]),
+                                  structure_ids=idx)
             if len(self._cache) < 64:  # fixed batches (SNES, full batch) hit; others pass
                 self._cache[key] = batch
         return batch
@@ -112,7 +117,8 @@ class EngineBackend:
         from .gradient import predict
 
         p = predict(self.model, self._batch(indices), self.num_threads,
-                    parameters=np.ascontiguousarray(params, dtype=np.float64))
+                    parameters=np.ascontiguousarray(params, dtype=np.float64),
+                    cache=self._training_cache)
         return Predictions(p.energy, p.forces, p.virial)
 
     def gradient(self, params: np.ndarray, indices, adjoints: Adjoints) -> np.ndarray:
@@ -123,6 +129,7 @@ class EngineBackend:
             self.model, self._batch(indices), adjoints.energy, adjoints.forces,
             adjoints.virial, self.num_threads,
             parameters=np.ascontiguousarray(params, dtype=np.float64),
+            cache=self._training_cache,
         )
         return np.asarray(g, dtype=np.float64) + adjoints.regularisation
 

@@ -8,9 +8,12 @@ positive, the engine's convention) and adjoint weights alpha_s, a_si, B_s,
 over the flat parameter vector z (:attr:`Model.parameters`, GPUMD order). With the
 adjoints dL/dE, dL/dF and dL/dW of a loss L this is dL/dz. The C code (``cext/nep_train.c``)
 is exact (forward-over-reverse differentiation, no finite differences) and runs in parallel
-over structures; the same call also returns the predictions.
+over atoms; the same call also returns the predictions.
 
-Build a :class:`TrainingBatch` once per set of structures and reuse it for every call.
+Build a :class:`TrainingBatch` once per set of structures and reuse it for every call. A
+trainer that calls again and again on subsets of one fixed set of structures also keeps a
+:class:`TrainingCache` and gives each batch the ``structure_ids`` of its structures in that
+set: neighbour lists are then built once per structure, not once per call.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ..errors import EngineError
 
 __all__ = [
     "TrainingBatch",
+    "TrainingCache",
     "GradientPredictions",
     "linear_functional_gradient",
     "predict",
@@ -54,6 +58,9 @@ class TrainingBatch:
         (S, 3) int32, nonzero for periodic directions.
     atom_offsets
         (S + 1,) int64: structure s owns atoms atom_offsets[s]:atom_offsets[s+1].
+    structure_ids
+        (S,) int32 stable ids of the structures for a :class:`TrainingCache` (an id always
+        denotes the same structure), or None.
     """
 
     types: np.ndarray
@@ -61,6 +68,7 @@ class TrainingBatch:
     cells: np.ndarray
     pbc: np.ndarray
     atom_offsets: np.ndarray
+    structure_ids: np.ndarray | None = None
 
     def __post_init__(self):
         self.types = np.ascontiguousarray(self.types, dtype=np.int32).reshape(-1)
@@ -76,6 +84,10 @@ class TrainingBatch:
             raise ValueError("atom_offsets must start at 0 and not decrease")
         if self.types.size != self.atom_offsets[-1] or self.positions.shape[0] != self.types.size:
             raise ValueError("types/positions do not match atom_offsets")
+        if self.structure_ids is not None:
+            self.structure_ids = np.ascontiguousarray(self.structure_ids, dtype=np.int32)
+            if self.structure_ids.shape != (S,) or np.any(self.structure_ids < 0):
+                raise ValueError(f"structure_ids must be {S} ids >= 0")
 
     @property
     def num_structures(self) -> int:
@@ -134,6 +146,33 @@ class TrainingBatch:
         )
 
 
+class TrainingCache:
+    """State kept between gradient calls on one fixed set of structures: the neighbour list
+    of every structure seen (they do not depend on the parameters), the work arrays, and the
+    model's header fields. Used with batches that carry ``structure_ids``; the model's
+    header, cutoffs, ZBL and q_scaler must not change while the cache is in use (only the
+    parameter vector may). Memory: about 28 bytes per neighbour pair of every structure
+    seen."""
+
+    def __init__(self):
+        self._core_cache = _core().TrainCache()
+        self._model = None
+        self._spec = None
+
+    def spec(self, model, parameters) -> dict:
+        """model_spec(model, parameters), the header part built once per model."""
+        if self._model is not model:
+            self._spec = model_spec(model)
+            self._model = model
+        params = model.parameters if parameters is None else parameters
+        params = np.ascontiguousarray(params, dtype=np.float64)
+        if params.shape != (model.num_parameters,):
+            raise ValueError(f"expected {model.num_parameters} parameters, got {params.shape}")
+        if not np.isfinite(params).all():
+            raise ValueError("parameters must be finite")
+        return {**self._spec, "parameters": params}
+
+
 @dataclass
 class GradientPredictions:
     """Predictions of a gradient call: energy (S,) eV, forces (A, 3) eV/Angstrom in the
@@ -164,9 +203,11 @@ def _vector(value, size, what) -> np.ndarray | None:
 
 
 def _run(model, batch, alpha, force_adjoint, virial_adjoint, want_gradient, parameters,
-         num_threads):
+         num_threads, cache=None):
     batch = _as_batch(batch, model)
-    spec = model_spec(model, parameters)
+    if cache is not None and batch.structure_ids is None:
+        cache = None  # no ids: nothing to key the kept lists on
+    spec = model_spec(model, parameters) if cache is None else cache.spec(model, parameters)
     S, A = batch.num_structures, int(batch.atom_offsets[-1])
     alpha = _vector(alpha, S, "alpha")
     force_adjoint = _vector(force_adjoint, 3 * A, "force_adjoint")
@@ -177,7 +218,8 @@ def _run(model, batch, alpha, force_adjoint, virial_adjoint, want_gradient, para
     status = _core().train_gradient(
         spec, batch.types, batch.positions, batch.cells, batch.pbc, batch.atom_offsets,
         alpha, force_adjoint, virial_adjoint, gradient, energy, forces, virials, statuses,
-        int(num_threads),
+        int(num_threads), None if cache is None else cache._core_cache,
+        None if cache is None else batch.structure_ids,
     )
     if status != 0:
         bad = np.flatnonzero(statuses)
@@ -189,7 +231,8 @@ def _run(model, batch, alpha, force_adjoint, virial_adjoint, want_gradient, para
 
 def linear_functional_gradient(model, batch, alpha=None, force_adjoint=None,
                                virial_adjoint=None, num_threads: int = 0, *,
-                               parameters=None, return_predictions: bool = False):
+                               parameters=None, return_predictions: bool = False,
+                               cache: TrainingCache | None = None):
     """dPhi/dz for Phi = sum_s alpha_s E_s + sum_si a_si . F_si + sum_s B_s : W_s.
 
     Parameters
@@ -207,11 +250,13 @@ def linear_functional_gradient(model, batch, alpha=None, force_adjoint=None,
         (S, 3, 3) or (S, 9) virial adjoints B_s (row-major, ``B:W = sum_ab B_ab W_ab``), or
         None.
     num_threads
-        OpenMP threads over structures (<= 0: the default).
+        OpenMP threads (<= 0: the default); the result does not depend on it.
     parameters
         The flat parameter vector z; default ``model.parameters``.
     return_predictions
         Also return the :class:`GradientPredictions` of the same call (no extra cost).
+    cache
+        A :class:`TrainingCache` for a batch with ``structure_ids`` (else ignored).
 
     Returns
     -------
@@ -219,10 +264,12 @@ def linear_functional_gradient(model, batch, alpha=None, force_adjoint=None,
     ``return_predictions=True``.
     """
     gradient, predictions = _run(model, batch, alpha, force_adjoint, virial_adjoint, True,
-                                 parameters, num_threads)
+                                 parameters, num_threads, cache)
     return (gradient, predictions) if return_predictions else gradient
 
 
-def predict(model, batch, num_threads: int = 0, *, parameters=None) -> GradientPredictions:
-    """Energies, forces and virials from the training code's own forward pass."""
-    return _run(model, batch, None, None, None, False, parameters, num_threads)[1]
+def predict(model, batch, num_threads: int = 0, *, parameters=None,
+            cache: TrainingCache | None = None) -> GradientPredictions:
+    """Energies, forces and virials from the training code's own forward pass (``cache``: as
+    for :func:`linear_functional_gradient`)."""
+    return _run(model, batch, None, None, None, False, parameters, num_threads, cache)[1]
