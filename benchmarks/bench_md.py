@@ -96,6 +96,13 @@ def main(argv=None) -> int:
         raw_rates.append(raw())
         md_rates.append(md())
     best_raw, best_md = max(raw_rates), max(md_rates)
+    import datetime
+    import platform
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# machine: {platform.machine()}, {os.cpu_count()} logical CPUs, Python "
+          f"{platform.python_version()}, {datetime.datetime.now():%Y-%m-%d %H:%M}, "
+          f"load average {load:.1f} at the end")
     print(f"# {description}; {args.threads} threads; {args.steps} steps x {args.repeats}, best")
     print("| loop | atom-steps/s | ms/step |")
     print("|---|---:|---:|")

@@ -39,6 +39,7 @@ _COMMAND_MODULES = (
     "nepzbl_plugin.cli.al",
     "nepzbl_plugin.cli.demo",
     "nepzbl_plugin.cli.analyze",
+    "nepzbl_plugin.cli.learning_curve",
     "nepzbl_plugin.cli.benchmark",  # not written yet: skipped while absent
 )
 

@@ -160,6 +160,8 @@ def _run_md(args) -> int:
                    if (out / name).exists()]
         print(f"gpumd exited with status {status}; outputs in {out}: "
               f"{', '.join(outputs) or 'none'}")
+        if status == 0:
+            _report_gpumd_results(out, args)
         return 0 if status == 0 else 1
 
     try:
@@ -221,3 +223,39 @@ def _run_md(args) -> int:
         print(f"  stopped early: {result.stopped}")
         return 1
     return 0
+
+
+def _report_gpumd_results(out: Path, args) -> None:
+    """Read GPUMD's thermo.out, msd.out and rdf.out back: thermo.txt in nepzbl's columns,
+    gpumd_results.json, and a summary with units."""
+    import json
+
+    from ..io.atomic import atomic_write_text
+    from ..model import read_model
+    from ..md.gpumd import read_gpumd_results, write_thermo_table
+
+    species = list(read_model(args.model).types)
+    results = read_gpumd_results(out, every=args.every, timestep=args.dt, species=species)
+    summary = {}
+    if results.thermo is not None and len(results.thermo):
+        path = write_thermo_table(out / "thermo.txt", results.thermo)
+        rows = results.thermo
+        summary["thermo"] = {"rows": int(len(rows)), "mean_T_K": float(rows[:, 2].mean()),
+                             "mean_P_GPa": float(rows[:, 6].mean())}
+        print(f"  thermo.out -> {path}: {len(rows)} rows, mean T {rows[:, 2].mean():.2f} K, "
+              f"mean P {rows[:, 6].mean():.4f} GPa")
+    diffusion = results.diffusion()
+    if diffusion is not None:
+        summary["msd"] = diffusion
+        axes = ", ".join(f"{x:.3e}" for x in diffusion["D_axis_cm2_per_s"])
+        print(f"  msd.out: D (all atoms of the msd group) {diffusion['D_cm2_per_s']:.3e} cm²/s "
+              f"(x, y, z: {axes} cm²/s; fit over the first half of a "
+              f"{diffusion['window_ps']:g} ps window)")
+    if results.rdf:
+        block = results.rdf[-1]
+        peaks = {name: float(block.r_A[int(g.argmax())]) for name, g in block.partial.items()}
+        summary["rdf_first_peak_A"] = peaks
+        shown = ", ".join(f"{name} {r:.3f} Å" for name, r in peaks.items()) or "none"
+        print(f"  rdf.out: {len(block.r_A)} bins to {block.r_A[-1]:.3f} Å; highest peak per "
+              f"pair: {shown}")
+    atomic_write_text(out / "gpumd_results.json", json.dumps(summary, indent=1) + "\n")

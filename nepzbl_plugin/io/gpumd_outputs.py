@@ -1,5 +1,6 @@
 """GPUMD's training output files: ``loss.out``, ``energy_*.out``, ``force_*.out``,
-``virial_*.out`` and ``stress_*.out`` (``../shared/docs/nep-reference.md`` section 4.8).
+``virial_*.out`` and ``stress_*.out`` (``../shared/docs/nep-reference.md`` section 4.8), and
+its MD outputs ``thermo.out``, ``msd.out``, ``rdf.out`` (layouts at the end of this file).
 
 Conventions (all as written by GPUMD's ``nep``):
 
@@ -47,6 +48,12 @@ __all__ = [
     "read_stress_out",
     "write_stress_out",
     "virial_to_stress_gpa",
+    "ThermoOut",
+    "MsdOut",
+    "RdfOut",
+    "read_thermo_out",
+    "read_msd_out",
+    "read_rdf_out",
 ]
 
 #: eV/Angstrom^3 -> GPa, the factor GPUMD uses for stress_*.out.
@@ -366,3 +373,185 @@ def virial_to_stress_gpa(virial_per_atom, num_atoms, volume) -> np.ndarray:
     virial_per_atom = np.asarray(virial_per_atom, dtype=np.float64)
     scale = np.asarray(num_atoms, dtype=np.float64) / np.asarray(volume, dtype=np.float64)
     return virial_per_atom * scale[:, None] * PRESSURE_UNIT_CONVERSION
+
+
+# ---------------------------------------------------------------------------------------------
+# GPUMD's MD outputs (``gpumd``): thermo.out, msd.out, rdf.out.
+#
+# Column layouts as GPUMD documents them (doc/gpumd/output_files/*.rst) and writes them:
+#
+# * ``thermo.out`` (``dump_thermo N``), one row per sample, no header: ``T K U Px Py Pz Pyz Pxz
+#   Pxy`` then the box: ``Lx Ly Lz`` (12 columns, orthogonal box) or ``ax ay az bx by bz cx cy
+#   cz`` (18 columns, triclinic). T in K, K and U (kinetic, potential energy of the whole system)
+#   in eV, pressures in GPa, box in Angstrom. GPUMD before 3.x wrote no shear pressures (9 or
+#   15 columns); those are read too, with shear pressures NaN.
+# * ``msd.out`` (``compute_msd``): ``t MSDx MSDy MSDz SDCx SDCy SDCz`` with the correlation time
+#   t in ps, MSD in Angstrom^2 and the running self-diffusion coefficient SDC = d(MSD)/dt / 2 in
+#   Angstrom^2/ps; wider rows (1 + 6 G columns) are read as G groups of those six columns.
+#   Each ``run`` appends its own block, whose time starts again at 0.
+# * ``rdf.out`` (``compute_rdf``): a ``#radius total type_A_B ...`` header (GPUMD >= 4.9 names
+#   every pair of type indices; older files have no header and optional pair columns), then
+#   rows ``r g_total g_AB ...`` with r the bin centre in Angstrom. Each ``run`` appends a
+#   header and its block.
+@dataclass
+class ThermoOut:
+    """``thermo.out`` rows: ``temperature_K`` (n,), ``kinetic_eV`` (n,), ``potential_eV`` (n,),
+    ``pressure_GPa`` (n, 6) in GPUMD's order xx yy zz yz xz xy, ``cell`` (n, 3, 3) Angstrom
+    (rows a, b, c)."""
+
+    temperature_K: np.ndarray
+    kinetic_eV: np.ndarray
+    potential_eV: np.ndarray
+    pressure_GPa: np.ndarray
+    cell: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.temperature_K.size)
+
+
+@dataclass
+class MsdOut:
+    """One run's ``msd.out`` block: ``time_ps`` (n,), ``msd_A2`` (groups, n, 3) and
+    ``sdc_A2_per_ps`` (groups, n, 3), axes x y z."""
+
+    time_ps: np.ndarray
+    msd_A2: np.ndarray
+    sdc_A2_per_ps: np.ndarray
+
+    def diffusion_cm2_per_s(self, group: int = 0, fit_fraction: float = 0.5):
+        """(D, (Dx, Dy, Dz)) in cm^2/s from a straight line (with intercept) through the MSD over
+        the first ``fit_fraction`` of the correlation window: D_axis = slope / 2, D = sum of
+        the slopes / 6 (the NEP-ZBL paper's convention: 25 ps of a 50 ps window)."""
+        count = max(2, int(round(fit_fraction * self.time_ps.size)))
+        if self.time_ps.size < 2:
+            raise NepFormatError("msd.out", None, "needs at least two correlation times")
+        t = self.time_ps[:count]
+        slopes = np.array([np.polyfit(t, self.msd_A2[group, :count, axis], 1)[0]
+                           for axis in range(3)])
+        to_cm2_per_s = 1e-4  # Angstrom^2/ps -> cm^2/s
+        return float(slopes.sum() / 6.0 * to_cm2_per_s), tuple(slopes / 2.0 * to_cm2_per_s)
+
+
+@dataclass
+class RdfOut:
+    """One run's ``rdf.out`` block: ``r_A`` (bins,), ``total`` (bins,) and ``partial`` {name:
+    (bins,)}, names as in the header (``type_0_1``) or, given the species, ``"Li-O"``."""
+
+    r_A: np.ndarray
+    total: np.ndarray
+    partial: dict
+
+
+def _numeric_rows(path, lines, header_prefix: str | None = None):
+    """[(line number, values)] of the non-empty lines; header lines ('#...') returned as
+    (line number, text) with values None."""
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("#"):
+            rows.append((number, text))
+            continue
+        try:
+            values = [float(x) for x in text.split()]
+        except ValueError:
+            raise NepFormatError(path, number, f"expected numbers, found {text[:60]!r}") from None
+        rows.append((number, values))
+    if not rows:
+        raise NepFormatError(path, None, "no data rows")
+    return rows
+
+
+def read_thermo_out(path) -> ThermoOut:
+    """Read GPUMD's ``thermo.out`` (see the layout above)."""
+    rows = [(n, v) for n, v in _numeric_rows(path, _read_lines(path)) if not isinstance(v, str)]
+    width = len(rows[0][1])
+    if width not in (9, 12, 15, 18):
+        raise NepFormatError(path, rows[0][0], f"expected 12 or 18 columns (T K U Px Py Pz Pyz "
+                             f"Pxz Pxy and the box), found {width}")
+    for number, values in rows:
+        if len(values) != width:
+            raise NepFormatError(path, number, f"expected {width} columns like line "
+                                 f"{rows[0][0]}, found {len(values)}")
+    data = np.array([v for _, v in rows], dtype=float)
+    shear = width in (12, 18)
+    pressure = np.full((len(data), 6), np.nan)
+    pressure[:, :3] = data[:, 3:6]
+    if shear:
+        pressure[:, 3:] = data[:, 6:9]
+    box = data[:, 9:] if shear else data[:, 6:]
+    if box.shape[1] == 3:
+        cell = np.zeros((len(data), 3, 3))
+        cell[:, [0, 1, 2], [0, 1, 2]] = box
+    else:
+        cell = box.reshape(-1, 3, 3)
+    return ThermoOut(temperature_K=data[:, 0], kinetic_eV=data[:, 1], potential_eV=data[:, 2],
+                     pressure_GPa=pressure, cell=cell)
+
+
+def read_msd_out(path) -> list[MsdOut]:
+    """Read GPUMD's ``msd.out``: one :class:`MsdOut` per run block (time restarting at 0)."""
+    rows = [(n, v) for n, v in _numeric_rows(path, _read_lines(path)) if not isinstance(v, str)]
+    width = len(rows[0][1])
+    if width < 7 or (width - 1) % 6:
+        raise NepFormatError(path, rows[0][0], f"expected 7 columns (t MSDx MSDy MSDz SDCx SDCy "
+                             f"SDCz) or 1 + 6 per group, found {width}")
+    blocks, current = [], []
+    for number, values in rows:
+        if len(values) != width:
+            raise NepFormatError(path, number, f"expected {width} columns, found {len(values)}")
+        if current and values[0] <= current[-1][0]:
+            blocks.append(current)
+            current = []
+        current.append(values)
+    blocks.append(current)
+    out = []
+    for block in blocks:
+        data = np.array(block, dtype=float)
+        groups = data[:, 1:].reshape(len(data), -1, 6).transpose(1, 0, 2)
+        out.append(MsdOut(time_ps=data[:, 0], msd_A2=groups[:, :, :3].copy(),
+                          sdc_A2_per_ps=groups[:, :, 3:].copy()))
+    return out
+
+
+def read_rdf_out(path, species=None) -> list[RdfOut]:
+    """Read GPUMD's ``rdf.out``: one :class:`RdfOut` per run block. With ``species`` (the
+    model's types in order), pair columns ``type_i_j`` are named ``"A-B"``."""
+    blocks, names, current = [], None, []
+
+    def close():
+        if current:
+            data = np.array(current, dtype=float)
+            columns = names or ["radius", "total"] + [f"column_{k}" for k in
+                                                      range(3, data.shape[1] + 1)]
+            partial = {}
+            for k, name in enumerate(columns[2:], start=2):
+                match = re.fullmatch(r"type_(\d+)_(\d+)", name)
+                if match and species is not None:
+                    i, j = int(match.group(1)), int(match.group(2))
+                    if max(i, j) >= len(species):
+                        raise NepFormatError(path, None, f"{name}: type index beyond the "
+                                             f"{len(species)} species {list(species)}")
+                    name = f"{species[i]}-{species[j]}"
+                partial[name] = data[:, k]
+            blocks.append(RdfOut(r_A=data[:, 0], total=data[:, 1], partial=partial))
+
+    width = None
+    for number, values in _numeric_rows(path, _read_lines(path)):
+        if isinstance(values, str):
+            close()
+            current = []
+            names = values.lstrip("#").split()
+            width = len(names)
+            continue
+        if width is None:
+            width = len(values)
+        if len(values) != width or width < 2:
+            raise NepFormatError(path, number, f"expected {width} columns (radius, total, "
+                                 f"pairs), found {len(values)}")
+        current.append(values)
+    close()
+    if not blocks:
+        raise NepFormatError(path, None, "no data rows")
+    return blocks

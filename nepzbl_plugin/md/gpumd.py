@@ -9,6 +9,7 @@ accumulates the mean square displacement itself.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ import numpy as np
 from ..io.atomic import atomic_write_bytes, atomic_write_text
 from .dynamics import ENSEMBLES, MDSetupError, TemperatureSchedule
 
-__all__ = ["gpumd_run_in", "gpumd_model_xyz", "write_gpumd_inputs"]
+__all__ = ["gpumd_run_in", "gpumd_model_xyz", "write_gpumd_inputs", "GpumdResults",
+           "read_gpumd_results", "thermo_rows_from_gpumd", "write_thermo_table"]
 
 _THERMOSTATS = {"bussi": "nvt_bdp", "langevin": "nvt_lan", "berendsen": "nvt_ber"}
 _BAROSTATS = {"scr": "npt_scr", "berendsen": "npt_ber"}
@@ -123,3 +125,85 @@ def write_gpumd_inputs(folder, model_path, atoms, **run) -> list[Path]:
     atomic_write_text(paths[1], gpumd_model_xyz(atoms))
     atomic_write_bytes(paths[2], Path(model_path).read_bytes())
     return paths
+
+
+@dataclass
+class GpumdResults:
+    """What a ``gpumd`` run left in its folder, in nepzbl's terms (None where the file is
+    absent): ``thermo`` rows in :data:`~.observers.THERMO_COLUMNS` order, ``msd`` (the
+    :class:`~nepzbl_plugin.io.gpumd_outputs.MsdOut` of each run block), ``rdf`` (the
+    :class:`~nepzbl_plugin.io.gpumd_outputs.RdfOut` of each run block, pairs named A-B)."""
+
+    thermo: np.ndarray | None
+    msd: list | None
+    rdf: list | None
+
+    def diffusion(self) -> dict | None:
+        """D and D per axis (cm^2/s) of the first msd block, fitted over the first half of
+        its window (D = slope / 6)."""
+        if not self.msd:
+            return None
+        total, axes = self.msd[0].diffusion_cm2_per_s()
+        return {"D_cm2_per_s": total, "D_axis_cm2_per_s": list(axes),
+                "window_ps": float(self.msd[0].time_ps[-1])}
+
+
+def thermo_rows_from_gpumd(thermo, every: int, timestep: float) -> np.ndarray:
+    """``thermo.out`` as rows of :data:`~.observers.THERMO_COLUMNS`: GPUMD samples after steps
+    every, 2 every, ... (``(step + 1) % every == 0``), times in fs."""
+    from .observers import THERMO_COLUMNS
+
+    n = len(thermo)
+    rows = np.empty((n, len(THERMO_COLUMNS)))
+    steps = np.arange(1, n + 1) * int(every)
+    cells = thermo.cell
+    lengths = np.linalg.norm(cells, axis=2)
+
+    def angle(u, v):
+        cosine = np.einsum("ij,ij->i", u, v) / (np.linalg.norm(u, axis=1)
+                                                * np.linalg.norm(v, axis=1))
+        return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+
+    rows[:, 0] = steps
+    rows[:, 1] = steps * float(timestep)
+    rows[:, 2] = thermo.temperature_K
+    rows[:, 3] = thermo.potential_eV
+    rows[:, 4] = thermo.kinetic_eV
+    rows[:, 5] = thermo.potential_eV + thermo.kinetic_eV
+    rows[:, 6] = thermo.pressure_GPa[:, :3].mean(axis=1)
+    rows[:, 7:10] = thermo.pressure_GPa[:, :3]
+    rows[:, 10:13] = lengths
+    rows[:, 13] = angle(cells[:, 1], cells[:, 2])
+    rows[:, 14] = angle(cells[:, 0], cells[:, 2])
+    rows[:, 15] = angle(cells[:, 0], cells[:, 1])
+    rows[:, 16] = np.abs(np.linalg.det(cells))
+    rows[:, 17:26] = cells.reshape(n, 9)
+    return rows
+
+
+def read_gpumd_results(folder, *, every: int, timestep: float, species=None) -> GpumdResults:
+    """Read ``thermo.out``, ``msd.out`` and ``rdf.out`` of a finished ``gpumd`` run in
+    ``folder`` (the ``dump_thermo`` interval ``every`` in steps, ``timestep`` in fs, the
+    model's ``species`` in order to name the RDF pairs)."""
+    from ..io.gpumd_outputs import read_msd_out, read_rdf_out, read_thermo_out
+
+    folder = Path(folder)
+    thermo = msd = rdf = None
+    if (folder / "thermo.out").is_file():
+        thermo = thermo_rows_from_gpumd(read_thermo_out(folder / "thermo.out"), every, timestep)
+    if (folder / "msd.out").is_file():
+        msd = read_msd_out(folder / "msd.out")
+    if (folder / "rdf.out").is_file():
+        rdf = read_rdf_out(folder / "rdf.out", species=species)
+    return GpumdResults(thermo=thermo, msd=msd, rdf=rdf)
+
+
+def write_thermo_table(path, rows) -> Path:
+    """Write rows of :data:`~.observers.THERMO_COLUMNS` as nepzbl's ``thermo.txt``."""
+    from .observers import THERMO_COLUMNS
+
+    lines = ["# " + " ".join(THERMO_COLUMNS)]
+    for row in rows:
+        lines.append(f"{int(row[0])} " + " ".join(f"{x:.10g}" for x in row[1:]))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return Path(path)
