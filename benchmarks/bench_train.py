@@ -496,7 +496,8 @@ def bench_scaling(threads, rounds, seconds):
     n = len(structures)
     rng = np.random.default_rng(settings.seed)
     perm = rng.permutation(n)
-    minibatches = [np.sort(perm[k:k + settings.batch_size]) for k in range(0, n, settings.batch_size)]
+    size = settings.batch_size
+    minibatches = [np.sort(perm[k:k + size]) for k in range(0, n, size)]
     cases = {f"Adam, batches of {settings.batch_size}": minibatches,
              f"full batch ({n})": [np.arange(n)]}
     backends = {t: EngineBackend(model, structures, num_threads=t) for t in threads}
