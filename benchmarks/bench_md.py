@@ -61,8 +61,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from nepzbl_plugin.engine import Evaluator, System
-    from nepzbl_plugin.md import (DistanceMonitor, EngineForces, ThermoLog, TrajectoryWriter,
-                                  run_md)
+    from nepzbl_plugin.md import DistanceMonitor, EngineForces, ThermoLog, TrajectoryWriter, run_md
 
     model, atoms, description = build()
     evaluator = Evaluator(model, num_threads=args.threads)

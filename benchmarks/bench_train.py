@@ -19,7 +19,20 @@
   settings: 4 structures per batch for LLZO) and, separately, on the full set (the L-BFGS
   phase). The load average is printed, as other processes bias the numbers.
 
-Each prints a table (time, RMSEs) and writes a PNG of RMSE vs wall time next to its outputs.
+* ``gpu``: the issue-14 GPU targets on one H200: LLZO NEP25-ZBL trained on the GPU
+  (``--device cuda``, float32 products and float64 sums) with a report every epoch; the first
+  wall time (start-up included) at which the held-out RMSEs are below all three targets
+  within 20 s, the optimiser steps per second and the device memory of the training set.
+  Then neppo and TorchNEP (when installed) on the same GPU: the wall time each needs to reach
+  nepzbl's held-out force RMSE (runs of doubling length up to ``--peer-minutes``).
+* ``gpu-epoch``: a 2000-structure, 192-atom set (LLZO frames, randomly displaced): the time of
+  one epoch (every structure's predictions and gradient once, in batches of ``batch_size``)
+  and the device memory on the GPU, against the CPU trainer's epoch time (``--threads``,
+  measured on 100 structures and scaled); target at least 20 times the CPU rate.
+
+``--device`` (auto, cpu, cuda) chooses where ``llzo``, ``pbte``, ``memory`` and
+``llzo-peers`` train. Each prints a table (time, RMSEs) and writes a PNG of RMSE vs wall time
+next to its outputs.
 
 Usage::
 
@@ -27,6 +40,8 @@ Usage::
     PYTHONPATH=. python benchmarks/bench_train.py pbte [--minutes 20]
     PYTHONPATH=. python benchmarks/bench_train.py memory [--minutes 3]
     PYTHONPATH=. python benchmarks/bench_train.py llzo-peers [--minutes 5]
+    PYTHONPATH=. python benchmarks/bench_train.py gpu [--seconds 20] [--peer-minutes 5]
+    PYTHONPATH=. python benchmarks/bench_train.py gpu-epoch [--threads 16]
     PYTHONPATH=. python benchmarks/bench_train.py scaling [--threads 1,2] [--rounds 5]
                                                           [--seconds 3]
 """
@@ -47,11 +62,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from nepzbl_plugin.cli.train import TrainingProgressBar  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data"
 
 LLZO_TARGET = {"energy": 0.60e-3, "force": 42.3e-3, "virial": 5.6e-3}
 PBTE_TARGET = {"energy": 0.41e-3, "force": 39.9e-3}
 MILESTONES_MIN = (1, 2, 5, 10, 15, 20, 30, 45, 60)
+DEVICE = ["auto"]  # --device
 
 
 def _read(nep_in_path, xyz_paths):
@@ -110,7 +126,8 @@ def bench_llzo(minutes, out, optimizer):
     latest = [None]
     t0 = time.monotonic()
     model, history = train(structures, nep_in, output_dir=out, optimizer=optimizer,
-                           max_time=60 * minutes, callback=callback, progress=TrainingProgressBar())
+                           max_time=60 * minutes, callback=callback, progress=TrainingProgressBar(),
+                           device=DEVICE[0])
     wall = time.monotonic() - t0
     if latest[0] is not None and (not snapshots or snapshots[-1][0] is not latest[0][0]):
         snapshots.append(latest[0])
@@ -143,7 +160,7 @@ def bench_pbte(minutes, out, optimizer):
     nep_in, structures = _read(DATA / "pbte/nep.in", [DATA / "pbte/train.xyz"])
     t0 = time.monotonic()
     _, history = train(structures, nep_in, output_dir=out, optimizer=optimizer,
-                       max_time=60 * minutes, progress=TrainingProgressBar())
+                       max_time=60 * minutes, progress=TrainingProgressBar(), device=DEVICE[0])
     wall = time.monotonic() - t0
     print(f"\nPbTe, {len(structures)} frames, total wall {wall:.0f} s "
           f"(stop: {history.stop_reason})")
@@ -174,14 +191,14 @@ def bench_memory(minutes, out, optimizer):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     t0 = time.monotonic()
     train(structures, nep_in, output_dir=out, optimizer=optimizer, max_time=60 * minutes,
-          progress=TrainingProgressBar())
+          progress=TrainingProgressBar(), device=DEVICE[0])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"\n2000 x 192-atom set: peak resident memory {peak:.2f} GB "
           f"({before:.2f} GB before training; wall {time.monotonic() - t0:.0f} s); "
           f"target < 8 GB: {'MET' if peak < 8 else 'NOT met'}")
 
 
-def _neppo_run(directory: Path, nep_in_text: str, steps: int) -> float:
+def _neppo_run(directory: Path, nep_in_text: str, steps: int, device: str = "cpu") -> float:
     """Train with neppo's GPUMD-style runner for ``steps`` steps; returns the wall time."""
     import logging
 
@@ -193,7 +210,7 @@ def _neppo_run(directory: Path, nep_in_text: str, steps: int) -> float:
     lines += [f"generation {steps}", f"output_interval {steps}", "seed 42"]
     (directory / "nep.in").write_text("\n".join(lines) + "\n")
     t0 = time.monotonic()
-    run(directory, device="cpu")
+    run(directory, device=device)
     return time.monotonic() - t0
 
 
@@ -212,7 +229,8 @@ def bench_llzo_peers(minutes, out, optimizer):
 
     t0 = time.monotonic()
     model, history = train(structures, nep_in, output_dir=out / "nepzbl",
-                           optimizer=optimizer, max_time=budget, progress=TrainingProgressBar())
+                           optimizer=optimizer, max_time=budget, progress=TrainingProgressBar(),
+                           device=DEVICE[0])
     wall = time.monotonic() - t0
     _, rmse = predict(model, held_out)
     results["nepzbl"] = (wall, history.records[-1]["step"], rmse)
@@ -247,6 +265,185 @@ def bench_llzo_peers(minutes, out, optimizer):
               f"{rmse['force'] * 1e3:10.2f} {rmse['virial'] * 1e3:13.3f}")
 
 
+def _llzo_sets():
+    nep_in_path = DATA / "llzo/NEP25-ZBL/nep.in"
+    nep_in, structures = _read(nep_in_path, [DATA / "llzo/NEP25-ZBL/train.xyz"])
+    _, held_out = _read(nep_in_path, sorted((DATA / "llzo/validation").glob("*.xyz")))
+    return nep_in_path, nep_in, structures, held_out
+
+
+def _gpu_memory_used_mib() -> float | None:
+    """Device-wide memory in use (MiB) from nvidia-smi, or None."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used",
+                              "--format=csv,noheader,nounits"], capture_output=True,
+                             text=True, timeout=10).stdout.split()
+        return float(out[0])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def bench_gpu(seconds, out, optimizer, peer_minutes):
+    """Time to the held-out targets on the GPU, steps/s, device memory; peers on the GPU."""
+    from nepzbl_plugin.train import predict, train
+    from nepzbl_plugin.train.cuda_backend import CudaBackend
+
+    nep_in_path, nep_in, structures, held_out = _llzo_sets()
+    snapshots = []
+    t0 = time.monotonic()
+
+    def callback(record, model):
+        snapshots.append((time.monotonic() - t0, record, model))
+
+    model, history = train(structures, nep_in, output_dir=out, optimizer=optimizer,
+                           max_time=seconds, callback=callback, report_interval=10,
+                           device="cuda", log=None)
+    wall = time.monotonic() - t0
+    reached = None
+    rows = []
+    for when, record, snap in snapshots:
+        _, rmse = predict(snap, held_out)
+        rows.append({"time": when, "step": record["step"], **rmse})
+        if reached is None and all(rmse[k] < LLZO_TARGET[k] for k in LLZO_TARGET):
+            reached = rows[-1]
+    steps = history.records[-1]["step"] if history.records else 0
+    train_time = history.records[-1]["time"] if history.records else wall
+    backend = CudaBackend(model, structures)
+    print(f"\nLLZO NEP25-ZBL on the GPU, {len(structures)} train / {len(held_out)} held-out "
+          f"frames, {optimizer or 'default'} optimiser, budget {seconds:g} s, wall {wall:.1f} s "
+          f"(start-up included; stop: {history.stop_reason})")
+    print(f"{'wall (s)':>9} {'step':>6} {'E (meV/atom)':>13} {'F (meV/Å)':>10} "
+          f"{'V (meV/atom)':>13}")
+    for r in rows:
+        print(f"{r['time']:9.1f} {r['step']:6d} {r['energy'] * 1e3:13.3f} "
+              f"{r['force'] * 1e3:10.2f} {r['virial'] * 1e3:13.3f}")
+    print(f"optimiser steps per second: {steps / max(train_time, 1e-9):.1f} (target >= 100); "
+          f"training-set device memory {backend.device_bytes / 2**20:.0f} MiB; GPU memory in "
+          f"use {_gpu_memory_used_mib()} MiB")
+    print("held-out targets (0.60 meV/atom, 42.3 meV/Å, 5.6 meV/atom) within 20 s: "
+          + (f"MET at {reached['time']:.1f} s" if reached and reached["time"] <= 20 else "NOT met"))
+    if rows:
+        _plot(rows, Path(out) / "bench_gpu.png", "LLZO NEP25-ZBL held-out RMSE (GPU)",
+              [("energy", "meV/atom"), ("force", "meV/Å"), ("virial", "meV/atom")], LLZO_TARGET)
+    target_force = rows[-1]["force"] if rows else None
+    if target_force is None:
+        return
+    _peers_on_gpu(nep_in_path, held_out, target_force, peer_minutes, Path(out))
+
+
+def _peers_on_gpu(nep_in_path, held_out, target_force, peer_minutes, out):
+    """neppo and TorchNEP on the GPU: runs of doubling length until the held-out force RMSE
+    reaches ``target_force`` or ``peer_minutes`` are spent."""
+    import shutil
+    import subprocess
+
+    from nepzbl_plugin.model import read_model
+    from nepzbl_plugin.train import predict
+
+    text = nep_in_path.read_text()
+    results = {}
+    try:
+        import neppo
+    except ImportError:
+        print("neppo is not installed: not measured")
+    else:
+        run_dir = out / "neppo"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(DATA / "llzo/NEP25-ZBL/train.xyz", run_dir / "train.xyz")
+        spent, steps, found = 0.0, 50, None
+        while spent < 60 * peer_minutes and found is None:
+            wall = _neppo_run(run_dir, text, steps, device="cuda")
+            spent += wall
+            _, rmse = predict(read_model(run_dir / "nep.txt"), held_out)
+            print(f"neppo {neppo.__version__}: {steps} steps, {wall:.1f} s, held-out F "
+                  f"{rmse['force'] * 1e3:.1f} meV/Å")
+            if rmse["force"] <= target_force:
+                found = wall
+            steps *= 2
+        results[f"neppo {neppo.__version__}"] = found
+    try:
+        import torchnep  # noqa: F401
+    except ImportError:
+        print("torchnep is not installed: not measured")
+    else:
+        run_dir = out / "torchnep"
+        budget, found = 10.0, None
+        while budget <= 60 * peer_minutes and found is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir(parents=True)
+            shutil.copy(nep_in_path, run_dir / "nep.in")
+            shutil.copy(DATA / "llzo/NEP25-ZBL/train.xyz", run_dir / "train.xyz")
+            script = ("from torchnep import train_nep; train_nep('nep.in', 'train.xyz', "
+                      "output_dir='output', valid_ratio=0.0)")
+            t0 = time.monotonic()
+            try:
+                subprocess.run([sys.executable, "-c", script], cwd=run_dir, timeout=budget,
+                               capture_output=True)
+            except subprocess.TimeoutExpired:
+                pass
+            wall = time.monotonic() - t0
+            models = sorted((run_dir / "output").glob("nep*.txt"),
+                            key=lambda path: path.stat().st_mtime)
+            if models:
+                _, rmse = predict(read_model(models[-1]), held_out)
+                print(f"torchnep: {wall:.1f} s, {models[-1].name}, held-out F "
+                      f"{rmse['force'] * 1e3:.1f} meV/Å")
+                if rmse["force"] <= target_force:
+                    found = wall
+            else:
+                print(f"torchnep: no model written within {budget:.0f} s")
+            budget *= 2
+        results["torchnep"] = found
+    print(f"\ntime to nepzbl's held-out force RMSE ({target_force * 1e3:.1f} meV/Å) "
+          "on the same GPU:")
+    for code, found in results.items():
+        print(f"  {code:<14} " + (f"{found:.1f} s" if found is not None
+                                  else f"not reached in {peer_minutes:g} min"))
+
+
+def bench_gpu_epoch(threads, out):
+    """One epoch of a 2000 x 192-atom set on the GPU against the CPU trainer."""
+    from nepzbl_plugin.train._backend import EngineBackend
+    from nepzbl_plugin.train.cuda_backend import CudaBackend
+    from nepzbl_plugin.train.loss import Adjoints
+    from nepzbl_plugin.train.trainer import empty_model_from_nep_in
+
+    nep_in, base = _read(DATA / "llzo/NEP25-ZBL/nep.in", [DATA / "llzo/NEP25-ZBL/train.xyz"])
+    rng = np.random.default_rng(0)
+    structures = []
+    for k in range(2000):
+        st = base[k % len(base)]
+        structures.append(dataclasses.replace(
+            st, positions=st.positions + rng.normal(0, 0.02, st.positions.shape)))
+    atoms = sum(len(st.symbols) for st in structures)
+    model = empty_model_from_nep_in(nep_in)
+    model.parameters[:] = rng.normal(0, 0.1, model.num_parameters)
+    batch = nep_in.batch_size or 25
+
+    def epoch(backend, count):
+        t0 = time.monotonic()
+        for first in range(0, count, batch):
+            idx = list(range(first, min(count, first + batch)))
+            pred = backend.predict(model.parameters, idx)
+            adj = Adjoints(np.ones(len(idx)), np.ones_like(pred.forces),
+                           np.ones((len(idx), 3, 3)), np.zeros(model.num_parameters))
+            backend.gradient(model.parameters, idx, adj)
+        return time.monotonic() - t0
+
+    t0 = time.monotonic()
+    gpu = CudaBackend(model, structures)
+    upload = time.monotonic() - t0
+    epoch(gpu, batch)  # warm-up
+    gpu_epoch = epoch(gpu, len(structures))
+    cpu = EngineBackend(model, structures[:100], num_threads=threads)
+    cpu_epoch = epoch(cpu, 100) * len(structures) / 100
+    print(f"\n2000 x 192-atom set ({atoms} atoms), batches of {batch}: GPU epoch "
+          f"{gpu_epoch:.2f} s (upload and neighbour lists {upload:.1f} s once), device memory "
+          f"{gpu.device_bytes / 2**30:.2f} GiB (GPU in use {_gpu_memory_used_mib()} MiB); CPU "
+          f"{threads} threads {cpu_epoch:.1f} s per epoch (100 structures, scaled): "
+          f"{cpu_epoch / gpu_epoch:.1f} times (target >= 20)")
 def _scaling_setup():
     """Model, loss, labels and structures of LLZO NEP25-ZBL as
     :func:`nepzbl_plugin.train.train` prepares them."""
@@ -299,7 +496,8 @@ def bench_scaling(threads, rounds, seconds):
     n = len(structures)
     rng = np.random.default_rng(settings.seed)
     perm = rng.permutation(n)
-    minibatches = [np.sort(perm[k:k + settings.batch_size]) for k in range(0, n, settings.batch_size)]
+    size = settings.batch_size
+    minibatches = [np.sort(perm[k:k + size]) for k in range(0, n, size)]
     cases = {f"Adam, batches of {settings.batch_size}": minibatches,
              f"full batch ({n})": [np.arange(n)]}
     backends = {t: EngineBackend(model, structures, num_threads=t) for t in threads}
@@ -341,21 +539,29 @@ def bench_scaling(threads, rounds, seconds):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("case", choices=("llzo", "pbte", "memory", "llzo-peers", "scaling"))
+    parser.add_argument("case", choices=("llzo", "pbte", "memory", "llzo-peers", "scaling",
+                                         "gpu", "gpu-epoch"))
     parser.add_argument("--minutes", type=float, default=None,
                         help="training wall time in minutes (default 20; memory: 3)")
     parser.add_argument("--out", default=None, help="output folder (default bench_train_CASE)")
     parser.add_argument("--optimizer", default=None, help="adam (default), lbfgs or snes")
-    parser.add_argument("--threads", default="1,2",
-                        help="scaling: comma-separated thread counts (default 1,2)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where llzo/pbte/memory/llzo-peers train (default auto)")
+    parser.add_argument("--threads", default=None,
+                        help="scaling: comma-separated thread counts (default 1,2); gpu-epoch: "
+                             "CPU threads of the comparison (default 16)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="scaling: interleaved rounds per thread count (default 5)")
-    parser.add_argument("--seconds", type=float, default=3.0,
-                        help="scaling: seconds per measurement (default 3)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="scaling: seconds per measurement (default 3); gpu: training "
+                             "budget in seconds (default 20)")
+    parser.add_argument("--peer-minutes", type=float, default=5.0,
+                        help="gpu: the most each peer may train, in minutes (default 5)")
     args = parser.parse_args(argv)
+    DEVICE[0] = args.device
     if args.case == "scaling":
-        threads = [int(t) for t in args.threads.split(",")]
-        bench_scaling(threads, args.rounds, args.seconds)
+        threads = [int(t) for t in (args.threads or "1,2").split(",")]
+        bench_scaling(threads, args.rounds, args.seconds if args.seconds is not None else 3.0)
         return
     minutes = args.minutes if args.minutes is not None else {"memory": 3, "llzo-peers": 5}.get(
         args.case, 20)
@@ -363,8 +569,14 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("nepzbl_restart.*"):
         old.unlink()  # a benchmark always starts afresh
-    {"llzo": bench_llzo, "pbte": bench_pbte, "memory": bench_memory,
-     "llzo-peers": bench_llzo_peers}[args.case](minutes, out, args.optimizer)
+    if args.case == "gpu":
+        bench_gpu(args.seconds if args.seconds is not None else 20.0, out, args.optimizer,
+                  args.peer_minutes)
+    elif args.case == "gpu-epoch":
+        bench_gpu_epoch(int(args.threads or 16), out)
+    else:
+        {"llzo": bench_llzo, "pbte": bench_pbte, "memory": bench_memory,
+         "llzo-peers": bench_llzo_peers}[args.case](minutes, out, args.optimizer)
 
 
 if __name__ == "__main__":

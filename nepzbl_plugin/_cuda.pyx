@@ -408,3 +408,7 @@ cdef class CudaMD:
         if status != NEP_OK:
             _raise(status, "MSD")
         return out
+
+
+# The training objective on the GPU (CudaTrainingSet).
+include "_train_cuda.pxi"

@@ -40,23 +40,38 @@ def emulated_package(tmp_path_factory) -> Path:
             (pkg / item.name).symlink_to(item)
     cxx = ["g++", "-O1", "-std=c++17", "-fPIC", "-x", "c++", "-DNEPCU_HOST_EMULATION",
            f"-I{cext}", "-c"]
-    objects = []
-    for ns, real in (("nepcu_f64", "double"), ("nepcu_f32", "float")):
+    jobs, objects = [], []
+    # the kernels compiled once per precision, as meson does
+    for source, ns, real in (("nep_cuda_kernels.cu", "nepcu_f64", "double"),
+                             ("nep_cuda_kernels.cu", "nepcu_f32", "float"),
+                             ("nep_train_cuda_kernels.cu", "nepct_f64", "double"),
+                             ("nep_train_cuda_kernels.cu", "nepct_f32", "float")):
         obj = base / f"{ns}.o"
-        subprocess.run(cxx + [f"-DNEP_REAL={real}", f"-DNEP_CUDA_NS={ns}",
-                              str(cext / "nep_cuda_kernels.cu"), "-o", str(obj)], check=True)
+        jobs.append(cxx + [f"-DNEP_REAL={real}", f"-DNEP_CUDA_NS={ns}", str(cext / source),
+                           "-o", str(obj)])
         objects.append(str(obj))
-    # every precision-free CUDA source (the host side, the MD loop, ...)
-    for source in sorted(cext.glob("nep_cuda*.cu")):
-        if source.name == "nep_cuda_kernels.cu":
+    # every precision-free CUDA source (the host side, the MD loop, the training host side)
+    for source in sorted([*cext.glob("nep_cuda*.cu"), *cext.glob("nep_train_cuda*.cu")]):
+        if source.name.endswith("_kernels.cu"):
             continue
         obj = base / f"{source.stem}.o"
-        subprocess.run(cxx + [str(source), "-o", str(obj)], check=True)
+        jobs.append(cxx + [str(source), "-o", str(obj)])
+        objects.append(str(obj))
+    # the training host side builds its neighbour lists with the C engine
+    for source in ("nep_core.c", "nep_neighbors.c"):
+        obj = base / (source + ".o")
+        jobs.append(["gcc", "-O1", "-std=c99", "-fPIC", f"-I{cext}", "-c", str(cext / source),
+                     "-o", str(obj)])
         objects.append(str(obj))
     c_file = base / "_cuda.c"
-    subprocess.run(["cython", "-3", "-I", str(REPO / "nepzbl_plugin"), "--module-name",
-                    "nepzbl_plugin._cuda", str(REPO / "nepzbl_plugin" / "_cuda.pyx"), "-o",
-                    str(c_file)], check=True, capture_output=True)
+    jobs.append(["cython", "-3", "-I", str(REPO / "nepzbl_plugin"), "--module-name",
+                 "nepzbl_plugin._cuda", str(REPO / "nepzbl_plugin" / "_cuda.pyx"), "-o",
+                 str(c_file)])
+    running = [subprocess.Popen(job, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               for job in jobs]
+    for job, proc in zip(jobs, running, strict=True):
+        out, _ = proc.communicate()
+        assert proc.returncode == 0, (job, out.decode()[-3000:])
     so = pkg / ("_cuda" + sysconfig.get_config_var("EXT_SUFFIX"))
     subprocess.run(["gcc", "-O1", "-fPIC", "-shared", f"-I{sysconfig.get_paths()['include']}",
                     f"-I{cext}", str(c_file), *objects, "-lstdc++", "-lm", "-o", str(so)],

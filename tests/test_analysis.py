@@ -10,9 +10,21 @@ from ase import Atoms
 from ase.build import bulk, molecule
 
 from nepzbl_plugin.analysis import (
-    MSD, RDF, AnalysisError, Arrhenius, DescriptorMap, LatticeTemperature, Locality,
-    MinPairDistances, NotComputedError, nernst_einstein, pair_key, pair_min_distances,
-    pair_names, pca, unwrap,
+    MSD,
+    RDF,
+    AnalysisError,
+    Arrhenius,
+    DescriptorMap,
+    LatticeTemperature,
+    Locality,
+    MinPairDistances,
+    NotComputedError,
+    nernst_einstein,
+    pair_key,
+    pair_min_distances,
+    pair_names,
+    pca,
+    unwrap,
 )
 from nepzbl_plugin.analysis._base import KB_EV_PER_K
 from nepzbl_plugin.analysis.msd import msd_per_axis
@@ -73,7 +85,7 @@ def test_pair_min_distances_over_frames_and_accumulator():
         min_pair_distances(frames, species, 4.0)
     running = MinPairDistances(species, 4.0)
     with pytest.raises(NotComputedError):
-        running.distances
+        _ = running.distances
     for atoms in frames:
         running.accumulate(atoms)
     assert running.distances == ours

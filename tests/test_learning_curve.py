@@ -14,8 +14,12 @@ from nepzbl_plugin.cli import main
 from nepzbl_plugin.io.nep_in import parse_nep_in
 from nepzbl_plugin.io.xyz import write_train_xyz
 from nepzbl_plugin.model import read_model
-from nepzbl_plugin.train.learning_curve import (DiffusivityProbe, LearningCurveError,
-                                                learning_curve, split_held_out)
+from nepzbl_plugin.train.learning_curve import (
+    DiffusivityProbe,
+    LearningCurveError,
+    learning_curve,
+    split_held_out,
+)
 from nepzbl_plugin.train.trainer import predict
 
 QUICK = {"optimizer": "adam", "epochs": 3}

@@ -21,9 +21,9 @@ Usage::
         [--threads 2] [--out out/llzo_diffusivity] [--smoke]
 
 ``--smoke`` runs the same chain on 100 + 200 steps with a 50 fs window (seconds; for CI: it checks
-the plumbing, not the number). ``--analyze-only`` re-runs step 5 on an existing output folder (on the complete frames of the
-production run so far when it has not finished; ``--nvt-steps`` should then say how many steps
-those frames hold, for the summary).
+the plumbing, not the number). ``--analyze-only`` re-runs step 5 on an existing output folder
+(on the complete frames of the production run so far when it has not finished; ``--nvt-steps``
+should then say how many steps those frames hold, for the summary).
 """
 
 from __future__ import annotations

@@ -89,8 +89,8 @@ def _power_lines(power) -> list[str]:
     if not power or not power["pairs"]:
         return []
     target = _percent(power["miss_target"])
-    lines = [f"MD power, per pair with a collapse path (an estimate from the path barrier that "
-             f"ignores the neighbours, docs/audit.md):"]
+    lines = ["MD power, per pair with a collapse path (an estimate from the path barrier that "
+             "ignores the neighbours, docs/audit.md):"]
     for pair, p in power["pairs"].items():
         need = p["collisions_for_miss_target"]
         text = (f"  {pair:<8}{p['collisions']:>3} collisions"

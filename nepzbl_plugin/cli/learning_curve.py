@@ -85,7 +85,8 @@ def register(subparsers) -> None:
                    help="blocks for the diffusivity error (default 2)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="engine threads of the MD (default: OpenMP's)")
-    p.add_argument("--out", default="learning_curve", help="output folder (default ./learning_curve)")
+    p.add_argument("--out", default="learning_curve",
+                   help="output folder (default ./learning_curve)")
     p.add_argument("--keep-models", action="store_true",
                    help="write every model's training files into --out/n<SIZE>_r<REPEAT>/")
     p.add_argument("--json", action="store_true",
@@ -158,7 +159,8 @@ def _run(args) -> int:
         try:
             start = read(args.diffusivity, index=-1)
         except Exception as err:  # ASE raises many types for unreadable files
-            raise NepFormatError(args.diffusivity, None, f"cannot read a structure: {err}")
+            raise NepFormatError(args.diffusivity, None,
+                                 f"cannot read a structure: {err}") from None
         probe = DiffusivityProbe(start, args.md_temperature, steps=args.md_steps,
                                  timestep_fs=args.md_dt, every=args.md_every,
                                  species=args.md_species, window_fs=args.md_window,
@@ -188,10 +190,12 @@ def _run(args) -> int:
            f"{'virial (meV/atom)':>18}" + ("  D (cm²/s)" if has_d else "")
     print(head)
     for row in curve.summary():
-        line = (f"{row['size']:>7} {row['repeats']:>7}  "
-                f"{_fmt(row['rmse_energy_eV_per_atom_mean'], row['rmse_energy_eV_per_atom_std'], 1e3, 3):>18}  "
-                f"{_fmt(row['rmse_force_eV_per_A_mean'], row['rmse_force_eV_per_A_std'], 1e3, 2):>16}  "
-                f"{_fmt(row['rmse_virial_eV_per_atom_mean'], row['rmse_virial_eV_per_atom_std'], 1e3, 3):>18}")
+        energy = _fmt(row["rmse_energy_eV_per_atom_mean"], row["rmse_energy_eV_per_atom_std"],
+                      1e3, 3)
+        force = _fmt(row["rmse_force_eV_per_A_mean"], row["rmse_force_eV_per_A_std"], 1e3, 2)
+        virial = _fmt(row["rmse_virial_eV_per_atom_mean"], row["rmse_virial_eV_per_atom_std"],
+                      1e3, 3)
+        line = f"{row['size']:>7} {row['repeats']:>7}  {energy:>18}  {force:>16}  {virial:>18}"
         if has_d:
             mean, std = row["diffusivity_cm2_per_s_mean"], row["diffusivity_cm2_per_s_std"]
             line += "  n/a" if mean is None else f"  {mean:.3e} ± {std:.1e}"

@@ -236,8 +236,8 @@ def _report_gpumd_results(out: Path, args) -> None:
     import json
 
     from ..io.atomic import atomic_write_text
-    from ..model import read_model
     from ..md.gpumd import read_gpumd_results, write_thermo_table
+    from ..model import read_model
 
     species = list(read_model(args.model).types)
     results = read_gpumd_results(out, every=args.every, timestep=args.dt, species=species)

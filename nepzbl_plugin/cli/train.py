@@ -42,6 +42,9 @@ def register(subparsers) -> None:
     p.add_argument("--seed", metavar="N", help="random seed (same seed, same run)")
     p.add_argument("--target-force-rmse", metavar="EV_PER_A",
                    help="stop once the train force RMSE is below this (eV/Å)")
+    p.add_argument("--device", metavar="{auto,cpu,cuda}",
+                   help="where to train: the GPU when one is present (auto, the default), or "
+                        "forced; overrides nep.in's device")
     p.add_argument("--adam-only", action="store_true",
                    help="Adam until its own stopping rule, without the L-BFGS phase")
     p.add_argument("--fresh", action="store_true",
@@ -58,7 +61,7 @@ class TrainingInputError(NepzblError, ValueError):
 _OPTION_KEYWORDS = {
     "optimizer": "optimizer", "max_time": "max_time", "epochs": "epochs",
     "learning_rate": "learning_rate", "batch_size": "batch_size", "seed": "seed",
-    "target_force_rmse": "target_force_rmse",
+    "target_force_rmse": "target_force_rmse", "device": "device",
 }
 
 

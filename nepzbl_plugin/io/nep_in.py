@@ -2,7 +2,7 @@
 
 Every GPUMD keyword is accepted with GPUMD's defaults and range checks, plus nepzbl's own
 trainer keywords (``optimizer``, ``max_time``, ``learning_rate``, ``epochs``, ``batch_size``,
-``seed``, ``target_force_rmse``). Any problem raises
+``seed``, ``target_force_rmse``, ``device``). Any problem raises
 :class:`~nepzbl_plugin.errors.NepFormatError` naming the file, the line, the keyword and why.
 
 Differences from GPUMD, on purpose:
@@ -33,6 +33,8 @@ __all__ = ["NepIn", "read_nep_in", "parse_nep_in", "write_nep_in", "read_zbl_in"
            "OPTIMIZERS", "check_option"]
 
 OPTIMIZERS = ("adam", "lbfgs", "snes")
+# where `nepzbl train` runs: the GPU when one is present (auto), or forced
+DEVICES = ("auto", "cpu", "cuda")
 _FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INT_RE = re.compile(r"[+-]?\d+")
 
@@ -98,6 +100,7 @@ class NepIn:
     batch_size: int | None = None  # structures per Adam step
     seed: int | None = None
     target_force_rmse: float | None = None  # eV/Angstrom
+    device: str | None = None  # auto, cpu or cuda
     flexible_zbl: np.ndarray | None = None  # (T(T+1)/2, 10) from zbl.in
     explicit: set[str] = field(default_factory=set)
     lines: dict[str, int] = field(default_factory=dict)
@@ -327,6 +330,13 @@ def _k_optimizer(nep, ln):
     nep.optimizer = ln.args[0]
 
 
+def _k_device(nep, ln):
+    ln.count(1)
+    if ln.args[0] not in DEVICES:
+        raise ln.error(f"expected one of {', '.join(DEVICES)}, found {short_repr(ln.args[0])}")
+    nep.device = ln.args[0]
+
+
 def _int_key(name, low=None, high=None):
     def handler(nep, ln):
         ln.count(1)
@@ -406,6 +416,7 @@ _HANDLERS = {
     "batch_size": _int_key("batch_size", 1, None),
     "seed": _int_key("seed", 0, None),
     "target_force_rmse": _float_key("target_force_rmse", positive=True),
+    "device": _k_device,
 }
 _ALIASES = {"mode": "model_type"}
 # Keywords GPUMD's nep no longer accepts, and what replaced them.
@@ -569,6 +580,7 @@ def format_nep_in(nep: NepIn) -> str:
         "force_delta", "population", "generation", "output_interval", "output_descriptor",
         "import_q_scaler", "vdw", "charge_vdw", "initial_para", "sigma0", "optimizer",
         "max_time", "learning_rate", "epochs", "batch_size", "seed", "target_force_rmse",
+        "device",
     ]
     for name in simple:
         value = getattr(nep, name)

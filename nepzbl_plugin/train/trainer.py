@@ -232,9 +232,12 @@ class _Run:
     """Shared machinery of the three optimisers: evaluation, reports, checkpoints, outputs."""
 
     def __init__(self, model, train_structures, test_structures, settings, loss, output_dir,
-                 progress, log, backend=None):
+                 progress, log, backend=None, device="cpu"):
         if backend is None:
-            from ._backend import EngineBackend as backend
+            from .cuda_backend import make_backend
+
+            def backend(model, structures):
+                return make_backend(device, model, structures)
 
         self.model = model
         self.settings = settings
@@ -246,6 +249,7 @@ class _Run:
         self.train_labels = Labels.from_structures(train_structures, species)
         self.train_structures = train_structures
         self.backend = backend(model, train_structures)
+        self.device = getattr(self.backend, "device", "cpu")
         self.test_structures = test_structures or []
         self.test_labels = (
             Labels.from_structures(self.test_structures, species) if self.test_structures
@@ -661,8 +665,13 @@ def _snes_loop(run: _Run, params: np.ndarray, state, mu0) -> tuple[np.ndarray, s
     bar = _progress_bar(run, generation)
     reason = ""
 
-    def evaluate(z, b) -> LossValue:
-        return run.loss.evaluate(labels_of[b], run.backend.predict(z, batches[b]), z)
+    def evaluate_population(population, b) -> list[LossValue]:
+        # the GPU backend evaluates the whole population in one launch sequence
+        many = getattr(run.backend, "predict_population", None)
+        predictions = (many(population, batches[b]) if many is not None
+                       else [run.backend.predict(z, batches[b]) for z in population])
+        return [run.loss.evaluate(labels_of[b], pred, z)
+                for pred, z in zip(predictions, population, strict=True)]
 
     try:
         while True:
@@ -674,11 +683,13 @@ def _snes_loop(run: _Run, params: np.ndarray, state, mu0) -> tuple[np.ndarray, s
                 break
             population = snes.ask()
             losses = np.empty((s.population, run.model.num_types + 1))
-            for p, z in enumerate(population):
-                if s.full_batch:
-                    value = combine_full_batch([evaluate(z, b) for b in range(len(batches))])
-                else:
-                    value = evaluate(z, generation % len(batches))
+            if s.full_batch:
+                per_batch = [evaluate_population(population, b) for b in range(len(batches))]
+                values = [combine_full_batch([vb[p] for vb in per_batch])
+                          for p in range(len(population))]
+            else:
+                values = evaluate_population(population, generation % len(batches))
+            for p, value in enumerate(values):
                 losses[p] = value.total
             best_index = snes.tell(losses)
             if np.isfinite(losses[best_index, -1]):
@@ -789,6 +800,7 @@ def train(
     progress=None,
     log=None,
     backend=None,
+    device: str | None = None,
 ) -> tuple[Model, TrainingHistory]:
     """Train a NEP(-ZBL) model on GPUMD's loss.
 
@@ -832,9 +844,13 @@ def train(
         Where predictions and gradients are computed: a callable ``backend(model, structures)``
         returning an object with ``predict(params, indices)``, ``gradient(params, indices,
         adjoints)`` and ``descriptors(indices, model=None)`` (see
-        :class:`~nepzbl_plugin.train._backend.EngineBackend`). ``None`` (default): the CPU
-        engine's :class:`~nepzbl_plugin.train._backend.EngineBackend`; a GPU training backend
-        plugs in here.
+        :class:`~nepzbl_plugin.train._backend.EngineBackend`). ``None`` (default): chosen by
+        ``device``.
+    device
+        Used when ``backend`` is None: ``"auto"`` (the GPU when one is present and the CUDA
+        extension is built; :class:`~nepzbl_plugin.train.cuda_backend.CudaBackend`), ``"cpu"``
+        or ``"cuda"``; overrides nep.in's ``device`` (default ``auto``). Both give the same
+        outputs, checkpoints and resume; a run may resume on the other device.
 
     Returns
     -------
@@ -961,8 +977,9 @@ def train(
                 global_mask=_global_mask(model))
     if params0 is not None:
         model.parameters[:] = params0
+    device = device or _nep_in_value(nep_in, "device") or "auto"
     run = _Run(model, train_structures, test_structures, settings, loss, output, progress, log,
-               backend)
+               backend, device=device)
     run.callback = callback
     if state is not None:
         run.elapsed_before = float(state[1].get("elapsed", 0.0))
@@ -980,6 +997,7 @@ def train(
     log(f"training {model.num_parameters} parameters with {settings.optimizer} on "
         f"{len(train_structures)} structures"
         + (f" ({len(test_structures)} test)" if test_structures else "")
+        + f" on the {'GPU' if run.device == 'cuda' else 'CPU'}"
         + (f", resuming in its L-BFGS phase at epoch {state[1]['step']}" if in_lbfgs else ""))
     log(describe_stopping(settings, "lbfgs" if in_lbfgs else None))
 

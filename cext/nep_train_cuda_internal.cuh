@@ -1,0 +1,62 @@
+/*
+ * Internal interface between the host side of the CUDA training objective (nep_train_cuda.cu)
+ * and its kernels (nep_train_cuda_kernels.cu, compiled once per precision into the namespaces
+ * nepct_f64 and nepct_f32). Precision-dependent buffers are void pointers here.
+ *
+ * Device layouts (A atoms of the whole training set, all structures concatenated; P pairs):
+ *   pairs      pair_offset[A + 1] (CSR, per atom, in the C engine's neighbour-list order),
+ *              neighbor[P] (global atom index), r[P][3] double (r_j(image) - r_i, Angstrom);
+ *              built once on the host by nep_neighbor_build: positions never change in training
+ *   incoming   in_offset[A + 1], in_pair[P]: the pairs whose neighbour is the atom, in pair
+ *              order, so that forces are gathered (no atomics, reproducible sums)
+ *   per atom   e_atom[A] double, w_atom[A][9] double; per pair v[P][3] double (dU_i/dr_ij)
+ *   gradient   rows[tile][num_parameters] double: one row per atom of the current tile, each
+ *              thread adding only to its own row; a column kernel then sums the rows in
+ *              order into the float64 gradient (deterministic, no float atomics)
+ */
+#ifndef NEPZBL_NEP_TRAIN_CUDA_INTERNAL_CUH
+#define NEPZBL_NEP_TRAIN_CUDA_INTERNAL_CUH
+
+#include <stddef.h>
+
+#include "nep_cuda_internal.cuh" /* NEPCU_LAUNCH, the host emulation, cudaError_t */
+
+/* Length of one channel's s-vector in the work arrays: (L+1)^2 - 1 for L = 8 (NEP_NUM_ABC). */
+#define NEPCT_NUM_Y 80
+
+struct nepct_args {
+    /* model header */
+    int version, num_types, dim, num_neurons, n_max_radial, n_max_angular;
+    int basis_radial, basis_angular, l_max, num_abc, flags[6], use_zbl;
+    size_t num_parameters, block_size, shared_bias, offset_radial, offset_angular;
+    int scratch_len; /* NEP_REAL values of one thread's work arrays */
+    /* model arrays: rc [T*T] and atomic numbers as given, the rest in NEP_REAL */
+    const double *rc_radial, *rc_angular;
+    const int *atomic_numbers;
+    const void *parameters, *q_scaler, *zbl; /* zbl: [T*T][10] or NULL */
+    /* the training set (uploaded once) */
+    const int *types, *atom_structure;
+    const long long *pair_offset, *in_offset, *in_pair;
+    const int *neighbor;
+    const double *r;
+    /* this call: selected atoms (global indices) and the adjoints (NULL = zero), indexed by
+     * global atom / structure */
+    const int *selected_atoms;
+    const double *alpha, *force_adjoint, *virial_adjoint;
+    /* work and outputs */
+    void *scratch;   /* [tile][scratch_len] NEP_REAL */
+    double *rows;    /* [tile][num_parameters], or NULL for predictions only */
+    double *e_atom, *w_atom, *v_pair;
+};
+
+#define NEPCT_DECLARE(ns)                                                                   \
+    namespace ns {                                                                          \
+    size_t real_size();                                                                     \
+    /* atoms selected_atoms[first .. first + count) of the call, one thread each */         \
+    void launch_atoms(const nepct_args &args, int first, int count, cudaStream_t stream);   \
+    }
+NEPCT_DECLARE(nepct_f64)
+NEPCT_DECLARE(nepct_f32)
+#undef NEPCT_DECLARE
+
+#endif

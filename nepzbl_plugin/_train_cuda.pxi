@@ -1,0 +1,197 @@
+# Training objective on the GPU (cext/nep_train_cuda.h). Included at the end of _cuda.pyx.
+# The Python API is nepzbl_plugin/train/cuda_backend.py; this layer only passes buffers through.
+from libc.stdlib cimport malloc, free
+
+cdef extern from "nep_train_cuda.h" nogil:
+    ctypedef struct nep_train_cuda:
+        pass
+
+    int nep_train_cuda_create(const nep_model_spec *spec, int num_systems,
+                              const nep_system *systems, int use_float64, nep_train_cuda **out,
+                              int *bad_system)
+    int nep_train_cuda_run(nep_train_cuda *handle, const double *parameters, int num_selected,
+                           const int *selected, const double *alpha, const double *force_adjoint,
+                           const double *virial_adjoint, double *gradient, double *energy,
+                           double *forces, double *virials)
+    int nep_train_cuda_predict_population(nep_train_cuda *handle, int population,
+                                          const double *parameters, int num_selected,
+                                          const int *selected, double *energy, double *forces,
+                                          double *virials)
+    size_t nep_train_cuda_device_bytes(const nep_train_cuda *handle)
+    size_t nep_train_cuda_num_parameters(const nep_train_cuda *handle)
+    size_t nep_train_cuda_num_pairs(const nep_train_cuda *handle)
+    const char *nep_train_cuda_last_error()
+    void nep_train_cuda_free(nep_train_cuda *handle)
+
+
+cdef const double *_tc_ptr(double[::1] arr):
+    return NULL if arr is None else &arr[0]
+
+
+cdef class CudaTrainingSet:
+    """A training set and a model header on the GPU: predictions and exact gradients of a
+    linear functional of them (see cext/nep_train_cuda.h).
+
+    Parameters
+    ----------
+    spec
+        The model's ``nep_model_spec`` fields (:func:`nepzbl_plugin.engine.base.model_spec`:
+        header, q_scaler and ZBL; the parameters are passed per call).
+    types, positions, cells, pbc, atom_offsets
+        The flattened structures (as :class:`nepzbl_plugin.train.gradient.TrainingBatch`).
+    float64
+        float64 arithmetic (for checks) instead of float32 products with float64 sums.
+    """
+
+    cdef nep_train_cuda *ptr
+    cdef readonly Py_ssize_t num_parameters, num_structures, num_atoms
+    cdef object _atom_offsets
+
+    def __cinit__(self):
+        self.ptr = NULL
+
+    def __init__(self, dict spec, int[::1] types, double[:, ::1] positions,
+                 double[:, :, ::1] cells, int[:, ::1] pbc, long long[::1] atom_offsets,
+                 bint float64=False):
+        cdef nep_model_spec c_spec
+        cdef int status, k, s, bad = -1
+        cdef double[::1] rcr = spec["rc_radial"]
+        cdef double[::1] rca = spec["rc_angular"]
+        cdef int[::1] z = spec["atomic_numbers"]
+        zbl_values = spec["zbl"]
+        cdef double[::1] zbl = zbl_values if zbl_values is not None else np.zeros(1)
+        cdef double[::1] params = spec["parameters"]
+        cdef double[::1] scaler = spec["q_scaler"]
+        memset(&c_spec, 0, sizeof(c_spec))
+        _fill_spec(&c_spec, spec["version"], spec["num_types"], spec["n_max_radial"],
+                   spec["n_max_angular"], spec["basis_radial"], spec["basis_angular"],
+                   spec["l_max"], spec["flags"], spec["num_neurons"], &rcr[0], &rca[0], &z[0],
+                   &zbl[0] if zbl_values is not None else NULL, &params[0],
+                   <size_t>params.shape[0], &scaler[0])
+        cdef int num_systems = atom_offsets.shape[0] - 1
+        if num_systems < 0 or cells.shape[0] != num_systems or pbc.shape[0] != num_systems:
+            raise ValueError("atom_offsets, cells and pbc disagree on the number of structures")
+        cdef nep_system *systems = <nep_system *>malloc(sizeof(nep_system) * max(num_systems, 1))
+        if systems == NULL:
+            raise MemoryError()
+        for s in range(num_systems):
+            systems[s].num_atoms = <int>(atom_offsets[s + 1] - atom_offsets[s])
+            systems[s].types = &types[atom_offsets[s]] if systems[s].num_atoms > 0 else NULL
+            systems[s].positions = (&positions[atom_offsets[s], 0] if systems[s].num_atoms > 0
+                                    else NULL)
+            systems[s].cell = &cells[s, 0, 0]
+            for k in range(3):
+                systems[s].pbc[k] = pbc[s, k]
+        try:
+            with nogil:
+                status = nep_train_cuda_create(&c_spec, num_systems, systems, 1 if float64 else 0,
+                                               &self.ptr, &bad)
+        finally:
+            free(systems)
+        if status != NEP_OK:
+            self.ptr = NULL
+            where = f" (structure {bad})" if bad >= 0 else ""
+            detail = nep_train_cuda_last_error().decode()
+            message = f"uploading the training set{where}: {nep_cuda_strerror(status).decode()}"
+            if detail:
+                message += f" ({detail})"
+            if status == NOMEM:
+                raise MemoryError(message)
+            raise EngineError(message)
+        self.num_parameters = params.shape[0]
+        self.num_structures = num_systems
+        self.num_atoms = atom_offsets[num_systems] if num_systems > 0 else 0
+        self._atom_offsets = np.asarray(atom_offsets).copy()
+
+    def __dealloc__(self):
+        if self.ptr != NULL:
+            nep_train_cuda_free(self.ptr)
+            self.ptr = NULL
+
+    @property
+    def device_bytes(self):
+        """Device memory held, in bytes."""
+        return nep_train_cuda_device_bytes(self.ptr)
+
+    def run(self, double[::1] parameters, int[::1] selected, double[::1] alpha=None,
+            double[::1] force_adjoint=None, double[::1] virial_adjoint=None,
+            bint want_gradient=True):
+        """(gradient or None, energy (S,), forces (A, 3), virials (S, 9)) for structures
+        ``selected``; the adjoints are in selection order (None: zero)."""
+        cdef int status
+        cdef int n = selected.shape[0]
+        if parameters.shape[0] != self.num_parameters:
+            raise ValueError(f"expected {self.num_parameters} parameters, "
+                             f"got {parameters.shape[0]}")
+        sel = np.asarray(selected)
+        if n and (sel.min() < 0 or sel.max() >= self.num_structures):
+            raise ValueError("a selected structure is out of range")
+        atoms = int(np.sum(self._atom_offsets[sel + 1] - self._atom_offsets[sel])) if n else 0
+        if alpha is not None and alpha.shape[0] != n:
+            raise ValueError("alpha needs one value per selected structure")
+        if force_adjoint is not None and force_adjoint.shape[0] != 3 * atoms:
+            raise ValueError("force_adjoint needs 3 values per selected atom")
+        if virial_adjoint is not None and virial_adjoint.shape[0] != 9 * n:
+            raise ValueError("virial_adjoint needs 9 values per selected structure")
+        gradient = np.zeros(self.num_parameters) if want_gradient else None
+        energy, forces, virials = np.zeros(n), np.zeros(3 * atoms), np.zeros(9 * n)
+        cdef double[::1] g = gradient
+        cdef double[::1] e = energy
+        cdef double[::1] f = forces
+        cdef double[::1] w = virials
+        cdef const double *pa = _tc_ptr(alpha)
+        cdef const double *pf = _tc_ptr(force_adjoint)
+        cdef const double *pv = _tc_ptr(virial_adjoint)
+        cdef double *pg = <double *>_tc_ptr(g)
+        cdef double *pe = <double *>_tc_ptr(e) if n else NULL
+        cdef double *pff = <double *>_tc_ptr(f) if atoms else NULL
+        cdef double *pw = <double *>_tc_ptr(w) if n else NULL
+        cdef const int *ps = &selected[0] if n else NULL
+        with nogil:
+            status = nep_train_cuda_run(self.ptr, &parameters[0], n, ps, pa, pf, pv, pg, pe,
+                                        pff, pw)
+        if status != NEP_OK:
+            detail = nep_train_cuda_last_error().decode()
+            message = f"training on the GPU: {nep_cuda_strerror(status).decode()}"
+            if detail:
+                message += f" ({detail})"
+            if status == NOMEM:
+                raise MemoryError(message)
+            raise EngineError(message)
+        return gradient, energy, forces.reshape(atoms, 3), virials.reshape(n, 3, 3)
+
+    def predict_population(self, double[:, ::1] parameters, int[::1] selected):
+        """(energy (K, S), forces (K, A, 3), virials (K, S, 3, 3)) of K parameter vectors
+        (rows of ``parameters``) for structures ``selected``, in one launch sequence."""
+        cdef int status
+        cdef int population = parameters.shape[0]
+        cdef int n = selected.shape[0]
+        if parameters.shape[1] != self.num_parameters:
+            raise ValueError(f"expected {self.num_parameters} parameters per row, "
+                             f"got {parameters.shape[1]}")
+        sel = np.asarray(selected)
+        if n and (sel.min() < 0 or sel.max() >= self.num_structures):
+            raise ValueError("a selected structure is out of range")
+        atoms = int(np.sum(self._atom_offsets[sel + 1] - self._atom_offsets[sel])) if n else 0
+        energy = np.zeros(max(population * n, 1))
+        forces = np.zeros(max(population * 3 * atoms, 1))
+        virials = np.zeros(max(population * 9 * n, 1))
+        cdef double[::1] e = energy
+        cdef double[::1] f = forces
+        cdef double[::1] w = virials
+        cdef const double *pp = &parameters[0, 0] if population else NULL
+        cdef const int *ps = &selected[0] if n else NULL
+        with nogil:
+            status = nep_train_cuda_predict_population(self.ptr, population, pp, n, ps, &e[0],
+                                                       &f[0], &w[0])
+        if status != NEP_OK:
+            detail = nep_train_cuda_last_error().decode()
+            message = f"training on the GPU: {nep_cuda_strerror(status).decode()}"
+            if detail:
+                message += f" ({detail})"
+            if status == NOMEM:
+                raise MemoryError(message)
+            raise EngineError(message)
+        return (energy[:population * n].reshape(population, n),
+                forces[:population * 3 * atoms].reshape(population, atoms, 3),
+                virials[:population * 9 * n].reshape(population, n, 3, 3))

@@ -1,0 +1,150 @@
+"""Training on a CUDA GPU: the same predictions and exact gradients as
+:class:`~nepzbl_plugin.train._backend.EngineBackend`, from kernels on the device
+(``cext/nep_train_cuda.h``).
+
+The training set is uploaded once, with its neighbour lists and pair vectors (they do not
+depend on the parameters); a call uploads the parameter vector and the adjoints of the
+structures it names. float32 (the default) computes every per-atom product in float and sums
+energies, forces, virials and the gradient in float64 in a fixed order, so a call is
+reproducible bit for bit; ``precision="float64"`` is for checks.
+
+:func:`make_backend` picks the backend for ``train(device=...)``: ``"cpu"``, ``"cuda"`` (a
+clear error without a GPU) or ``"auto"`` (the GPU when one is present).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CudaUnavailableError
+from ._backend import EngineBackend, _Flat
+from .loss import Adjoints, Predictions
+
+__all__ = ["CudaBackend", "cuda_training_available", "make_backend", "DEVICES"]
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("float32", "float64")
+
+
+def _cuda_module():
+    try:
+        from .. import _cuda
+    except ImportError as err:
+        raise CudaUnavailableError("GPU training needs the CUDA extension "
+                                   f"(nepzbl_plugin._cuda), which is not built: {err}") from None
+    if not hasattr(_cuda, "CudaTrainingSet"):
+        raise CudaUnavailableError("the CUDA extension was built without the training "
+                                   "kernels; rebuild nepzbl")
+    return _cuda
+
+
+def cuda_training_available() -> bool:
+    """True when the CUDA extension has the training kernels and sees a device."""
+    try:
+        return _cuda_module().device_count() > 0
+    except CudaUnavailableError:
+        return False
+
+
+class CudaBackend:
+    """Predictions and gradients for one model and one list of structures, on the GPU.
+
+    Parameters
+    ----------
+    model
+        The :class:`~nepzbl_plugin.model.Model` (header, q_scaler and ZBL); its parameters are
+        replaced by each call's vector.
+    structures
+        Training structures (``symbols``, ``positions``, ``cell``), periodic in every
+        direction as in GPUMD's trainer.
+    precision
+        ``"float32"`` (float products, float64 sums) or ``"float64"``.
+    """
+
+    device = "cuda"
+
+    def __init__(self, model, structures, precision: str = "float32"):
+        from .gradient import TrainingBatch
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        cuda = _cuda_module()
+        self.model = model.copy()
+        self.structures = list(structures)
+        self.precision = precision
+        flat = TrainingBatch.from_structures(
+            [_Flat(st, self.model.types, k) for k, st in enumerate(self.structures)]
+        )
+        self._offsets = flat.atom_offsets
+        from ..engine.base import model_spec
+
+        self._set = cuda.CudaTrainingSet(model_spec(self.model), flat.types, flat.positions,
+                                         flat.cells, flat.pbc, flat.atom_offsets,
+                                         float64=precision == "float64")
+        self._cpu = None
+
+    @property
+    def device_bytes(self) -> int:
+        """Device memory the training set and the work buffers hold, in bytes."""
+        return int(self._set.device_bytes)
+
+    def _selection(self, indices) -> np.ndarray:
+        return np.ascontiguousarray(np.fromiter((int(i) for i in indices), dtype=np.intc))
+
+    def predict(self, params: np.ndarray, indices) -> Predictions:
+        """Energies, forces and virials of structures ``indices`` (in that order)."""
+        _, energy, forces, virial = self._set.run(
+            np.ascontiguousarray(params, dtype=np.float64), self._selection(indices),
+            want_gradient=False)
+        return Predictions(energy, forces, virial)
+
+    def predict_population(self, population, indices) -> list[Predictions]:
+        """Predictions of structures ``indices`` for every row of ``population`` (SNES), in
+        one launch sequence on the device."""
+        energy, forces, virial = self._set.predict_population(
+            np.ascontiguousarray(population, dtype=np.float64), self._selection(indices))
+        return [Predictions(energy[k], forces[k], virial[k]) for k in range(len(energy))]
+
+    def gradient(self, params: np.ndarray, indices, adjoints: Adjoints) -> np.ndarray:
+        """dL/dz = Σ α_s dE_s/dz + Σ a_si·dF_si/dz + Σ B_s:dW_s/dz + the regularisation."""
+
+        def flat(value):
+            if value is None:
+                return None
+            return np.ascontiguousarray(value, dtype=np.float64).ravel()
+
+        g, _, _, _ = self._set.run(
+            np.ascontiguousarray(params, dtype=np.float64), self._selection(indices),
+            flat(adjoints.energy), flat(adjoints.forces), flat(adjoints.virial),
+            want_gradient=True)
+        return g + adjoints.regularisation
+
+    def value_and_predictions(self, params, indices, adjoints: Adjoints):
+        """The gradient and the predictions of the same call (for checks)."""
+        g, energy, forces, virial = self._set.run(
+            np.ascontiguousarray(params, dtype=np.float64), self._selection(indices),
+            np.ascontiguousarray(adjoints.energy, dtype=np.float64).ravel(),
+            np.ascontiguousarray(adjoints.forces, dtype=np.float64).ravel(),
+            np.ascontiguousarray(adjoints.virial, dtype=np.float64).ravel())
+        return g, Predictions(energy, forces, virial)
+
+    def descriptors(self, indices, model=None) -> list[np.ndarray]:
+        """Per-atom descriptors (scaled by the model's q_scaler), from the CPU engine: they
+        are needed once, for the q_scaler and the initial parameters."""
+        if self._cpu is None:
+            self._cpu = EngineBackend(self.model, self.structures)
+        return self._cpu.descriptors(indices, model)
+
+
+def make_backend(device: str, model, structures, precision: str = "float32"):
+    """The training backend for ``device`` ("auto", "cpu" or "cuda")."""
+    device = (device or "auto").lower()
+    if device == "gpu":
+        device = "cuda"
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
+    if device == "cpu" or (device == "auto" and not cuda_training_available()):
+        return EngineBackend(model, structures)
+    if device == "cuda" and _cuda_module().device_count() < 1:
+        raise CudaUnavailableError("device cuda: no CUDA device is available")
+    return CudaBackend(model, structures, precision=precision)

@@ -1,0 +1,247 @@
+"""The GPU training objective (cext/nep_train_cuda*.cu) and its backend, checked without a
+GPU: the CUDA sources are compiled for the host (-DNEPCU_HOST_EMULATION, kernels as plain
+loops) and compared with the CPU gradient (cext/nep_train.c) in one subprocess.
+
+Tolerances: float64 1e-10 relative to the gradient's largest entry (both are exact; only the
+summation order differs), float32 1e-4 (float products, float64 sums). On a machine with a
+GPU the same checks run on the device (marked ``gpu``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nepzbl_plugin.errors import NepFormatError
+from nepzbl_plugin.io.nep_in import parse_nep_in
+
+REPO = Path(__file__).resolve().parents[1]
+
+_CHECK = r'''
+import numpy as np
+from nepzbl_plugin import _cuda
+from nepzbl_plugin.engine.base import model_spec
+from nepzbl_plugin.testing import random_model
+from nepzbl_plugin.train.gradient import TrainingBatch, linear_functional_gradient
+from nepzbl_plugin.train.cuda_backend import CudaBackend, make_backend
+from nepzbl_plugin.train._backend import EngineBackend
+from nepzbl_plugin.train.loss import Adjoints
+
+rng = np.random.default_rng(5)
+
+
+def structures(types, n, seed):
+    r = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        size = 5.5 + r.uniform(0, 0.5)
+        natoms = 6 + k
+        while True:
+            pos = r.uniform(0, size, (natoms, 3))
+            d = pos[:, None] - pos[None]
+            d -= size * np.round(d / size)
+            if (np.linalg.norm(d, axis=-1) + 10 * np.eye(natoms)).min() > 1.0:
+                break
+        cell = np.eye(3) * size + r.normal(0, 0.15, (3, 3))
+        out.append((r.integers(0, len(types), natoms).astype(np.int32), pos, cell))
+    return out
+
+
+variants = [
+    dict(version=3, flags=(0,) * 6, l_max=4),
+    dict(version=4, zbl="universal", flags=(2, 1, 0, 0, 0, 0), l_max=4),
+    dict(version=5, zbl="flexible", flags=(1, 1, 1, 1, 1, 1), l_max=6),
+    dict(version=4, zbl="universal", flags=(0,) * 6, l_max=8),
+]
+for kw in variants:
+    model = random_model(types=("Li", "La", "O"), seed=2, n_max=(3, 2), basis=(5, 4),
+                         neurons=6, cutoffs=(4.5, 3.5), **kw)
+    batch = TrainingBatch.from_structures(structures(model.types, 4, 1))
+    S, A = batch.num_structures, int(batch.atom_offsets[-1])
+    alpha = rng.normal(size=S)
+    fadj = rng.normal(size=(A, 3))
+    vadj = rng.normal(size=(S, 9))
+    params = model.parameters.copy()
+    g_cpu, p_cpu = linear_functional_gradient(model, batch, alpha, fadj, vadj,
+                                              parameters=params, return_predictions=True)
+    scale = np.abs(g_cpu).max()
+    sel = np.arange(S, dtype=np.intc)
+    for float64, tol in ((True, 1e-10), (False, 1e-4)):
+        ts = _cuda.CudaTrainingSet(model_spec(model), batch.types, batch.positions,
+                                   batch.cells, batch.pbc, batch.atom_offsets, float64=float64)
+        g, e, f, w = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
+        err = np.abs(g - g_cpu).max() / scale
+        assert err <= tol, (kw, float64, "gradient", err)
+        ftol = 1e-10 if float64 else 1e-4
+        for got, want in ((e, p_cpu.energy), (f, p_cpu.forces), (w, p_cpu.virial)):
+            assert np.abs(got - want).max() <= ftol * max(1, np.abs(want).max()), (kw, float64)
+        # a subset in another order: the same numbers for those structures
+        sub = np.array([2, 0], dtype=np.intc)
+        off = batch.atom_offsets
+        atoms = np.concatenate([np.arange(off[s], off[s + 1]) for s in sub])
+        g2, e2, f2, w2 = ts.run(params, sub, alpha[sub], fadj[atoms].ravel(), vadj[sub].ravel())
+        assert np.array_equal(e2, e[sub]) and np.array_equal(f2, f[atoms]), (kw, "subset")
+        sub_batch = TrainingBatch.from_structures(
+            [structures(model.types, 4, 1)[s] for s in sub])
+        g2_cpu = linear_functional_gradient(model, sub_batch, alpha[sub], fadj[atoms],
+                                            vadj[sub], parameters=params)
+        assert np.abs(g2 - g2_cpu).max() <= tol * np.abs(g2_cpu).max(), (kw, "subset gradient")
+        # reproducible bit for bit
+        g3, _, _, _ = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
+        assert np.array_equal(g, g3)
+        # a population in one call: each member as its own call
+        pop = params + 0.01 * rng.normal(size=(3, params.size))
+        pe, pf, pw = ts.predict_population(pop, sub)
+        for k in range(3):
+            _, e1, f1, w1 = ts.run(pop[k], sub, want_gradient=False)
+            assert np.array_equal(pe[k], e1) and np.array_equal(pf[k], f1), (kw, "population")
+            assert np.array_equal(pw[k], w1), (kw, "population virial")
+    # finite differences of Phi = alpha.E + a.F + B:W in float64 (central, 1e-6 relative)
+    ts = _cuda.CudaTrainingSet(model_spec(model), batch.types, batch.positions, batch.cells,
+                               batch.pbc, batch.atom_offsets, float64=True)
+    g, _, _, _ = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
+    def phi(z):
+        _, e, f, w = ts.run(z, sel, want_gradient=False)
+        return alpha @ e + np.sum(fadj * f) + np.sum(vadj * w.reshape(S, 9))
+    for k in rng.choice(params.size, 6, replace=False):
+        h = 1e-5 * max(1.0, abs(params[k]))
+        zp, zm = params.copy(), params.copy()
+        zp[k] += h
+        zm[k] -= h
+        fd = (phi(zp) - phi(zm)) / (2 * h)
+        assert abs(fd - g[k]) <= 1e-6 * max(1.0, abs(fd)), (kw, "finite difference", k, fd, g[k])
+print("training emulation ok")  # (also printed on a real GPU)
+'''
+
+_TRAIN_CHECK = r'''
+import numpy as np
+import sys
+sys.path.insert(0, sys.argv[1])
+from test_trainer import _structures, NEP_IN
+from nepzbl_plugin.io.nep_in import parse_nep_in
+from nepzbl_plugin.train import train
+
+structures = _structures()
+nep_in = parse_nep_in(NEP_IN)
+losses = {}
+for device in ("cpu", "cuda"):
+    model, history = train(structures[:4], nep_in, structures[4:], optimizer="adam", seed=3,
+                           epochs=8, batch_size=2, report_interval=4, polish_after=0,
+                           resume=False, log=None, device=device)
+    losses[device] = history.records[-1]["loss"]
+    assert history.records[-1].get("rmse_force_test") is not None
+rel = abs(losses["cuda"] - losses["cpu"]) / losses["cpu"]
+assert rel < 1e-4, losses
+# SNES: the population on the device in one call per generation, the same run
+snes = {}
+for device in ("cpu", "cuda"):
+    model, history = train(structures[:4], nep_in, optimizer="snes", seed=3, epochs=4,
+                           report_interval=2, resume=False, log=None, device=device)
+    snes[device] = history.records[-1]["loss"]
+assert abs(snes["cuda"] - snes["cpu"]) / snes["cpu"] < 1e-4, snes
+# the same outputs and checkpoint: half the run on the GPU, resumed on the CPU
+import tempfile
+from pathlib import Path
+with tempfile.TemporaryDirectory() as folder:
+    common = dict(optimizer="adam", seed=3, batch_size=2, report_interval=4, polish_after=0,
+                  output_dir=folder, log=None)
+    train(structures[:4], nep_in, structures[4:], epochs=4, device="cuda", **common)
+    names = {p.name for p in Path(folder).iterdir()}
+    for name in ("nep.txt", "loss.out", "energy_train.out", "force_train.out",
+                 "energy_test.out", "nepzbl_restart.json"):
+        assert name in names, (name, names)
+    model, history = train(structures[:4], nep_in, structures[4:], epochs=8, device="cpu",
+                           **common)
+    resumed = history.records[-1]["loss"]
+assert abs(resumed - losses["cpu"]) / losses["cpu"] < 1e-4, (resumed, losses)
+print("training run ok", losses, resumed)
+'''
+
+
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory):
+    from cuda_emulation import emulated_package
+
+    return emulated_package(tmp_path_factory)
+
+
+def _run(emulated, script, *args):
+    result = subprocess.run([sys.executable, "-c", script, *args], cwd=emulated,
+                            env={**os.environ, "PYTHONPATH": str(emulated)},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_gradient_matches_cpu_in_host_emulation(emulated):
+    """float64 to 1e-10 and float32 to 1e-4 of the CPU gradient for nep3/4/5, every
+    optional invariant, l_max 4/6/8, both ZBL forms; predictions; subsets; reproducibility;
+    finite differences."""
+    assert "training emulation ok" in _run(emulated, _CHECK)
+
+
+@pytest.mark.slow
+def test_cpu_and_gpu_runs_end_at_the_same_loss(emulated):
+    """The same seed on the CPU and on the (emulated) GPU: the same loss within float32."""
+    pytest.importorskip("ase")
+    assert "training run ok" in _run(emulated, _TRAIN_CHECK, str(REPO / "tests"))
+
+
+def test_device_keyword():
+    assert parse_nep_in("type 1 H\ndevice cuda\n").device == "cuda"
+    assert parse_nep_in("type 1 H\n").device is None
+    with pytest.raises(NepFormatError, match="device"):
+        parse_nep_in("type 1 H\ndevice tpu\n")
+
+
+def test_cpu_device_uses_the_engine_backend():
+    from nepzbl_plugin.testing import random_model
+    from nepzbl_plugin.train._backend import EngineBackend
+    from nepzbl_plugin.train.cuda_backend import make_backend
+
+    model = random_model(types=("Li", "O"), seed=1)
+    assert isinstance(make_backend("cpu", model, []), EngineBackend)
+    with pytest.raises(ValueError, match="device"):
+        make_backend("tpu", model, [])
+
+
+def _imported_package_root() -> Path:
+    import nepzbl_plugin
+
+    return Path(nepzbl_plugin.__file__).resolve().parents[1]
+
+
+@pytest.mark.gpu
+def test_gradient_matches_cpu_on_the_gpu():
+    """The same checks on a real device, with the CUDA extension as imported."""
+    assert "training emulation ok" in _run(_imported_package_root(), _CHECK)
+
+
+@pytest.mark.gpu
+def test_cpu_and_gpu_runs_end_at_the_same_loss_on_the_gpu():
+    pytest.importorskip("ase")
+    assert "training run ok" in _run(_imported_package_root(), _TRAIN_CHECK, str(REPO / "tests"))
+
+
+def test_device_cuda_without_a_gpu_is_one_clear_error(tmp_path, capsys):
+    from nepzbl_plugin.cli import main
+    from nepzbl_plugin.train.cuda_backend import cuda_training_available
+
+    if cuda_training_available():
+        pytest.skip("a GPU is present")
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        from test_trainer import _structures, _write_inputs
+    finally:
+        sys.path.pop(0)
+    _write_inputs(tmp_path, _structures(3))
+    assert main(["train", str(tmp_path), "--no-progress", "--device", "cuda",
+                 "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cuda" in err[0].lower() and "Traceback" not in err[0]
+    assert main(["train", str(tmp_path), "--no-progress", "--device", "tpu"]) == 2
+    assert "--device" in capsys.readouterr().err
