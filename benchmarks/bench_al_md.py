@@ -52,8 +52,8 @@ def cases():
 def ase_langevin(atoms, calc, spec, limits, seed):
     """The replaced path: ASE Langevin on the calculator, the ramp's value per stretch."""
     from ase import units
-    from ase.md.langevin import Langevin
     from ase.md import velocitydistribution
+    from ase.md.langevin import Langevin
 
     from nepzbl_plugin.al.sampling import too_short
 

@@ -74,7 +74,7 @@ def write_config(folder: Path, *, with_zbl: bool, args) -> Path:
     steps = _steps_per_iteration(args.md_steps, len(ramps))
     iterations = "".join(
         f"\n[[iteration]]\nruns = {args.runs}\ntemperature = [{lo}, {hi}]\nsteps = {n}\n"
-        for (lo, hi), n in zip(ramps, steps))
+        for (lo, hi), n in zip(ramps, steps, strict=True))
     text = f"""\
 # written by validation/al_llzo.py: the paper's aggressive protocol, reduced for the CPU
 state = "state"
