@@ -99,6 +99,9 @@ def test_emt_example_end_to_end(tmp_path, capsys):
     assert (state / "iterations.png").stat().st_size > 1000
     assert (state / "iter_002" / "nep.txt").is_file()
     assert (state / "iter_002" / "audit.json").is_file()
+    # the MD ran on the current model's engine evaluator (EMT only labels)
+    run = json.loads((state / "iter_001" / "md_run_00.json").read_text())
+    assert run["device"] == "cpu" and run["md"]["thermostat"] == "langevin"
     # the labels are EMT's
     from ase.calculators.emt import EMT
 
@@ -294,6 +297,9 @@ temperature = 300
     ('device = "tpu"\n' + _GOOD, "device", "'cpu', 'cuda' or 'auto'"),
     ("surprise = 1\n" + _GOOD, "surprise", "unknown key"),
     (_GOOD + "runs = 0\n", "iteration[1].runs", "at least 1"),
+    (_GOOD + "thermostat = \"nose\"\n", "iteration[1].thermostat", "langevin, bussi"),
+    (_GOOD.replace("[data]", "[md]\nthermostat = 3\n[data]"), "md.thermostat",
+     "non-empty string"),
 ])
 def test_config_errors_name_the_file_and_key(tmp_path, body, key, words):
     path = _config_text(tmp_path, body)
@@ -379,6 +385,31 @@ def test_md_run_that_blows_up_counts_the_missing_frames():
     assert result.aborted and len(result.frames) < result.planned == 8
     assert result.num_failed == result.planned - len(result.frames)
     assert result.failure_ratio == pytest.approx(result.num_failed / 8)
+
+
+@pytest.mark.parametrize("thermostat", ["langevin", "bussi"])
+def test_md_on_the_engine_evaluator_is_the_calculators_trajectory(thermostat):
+    """The loop drives MD with the model's engine evaluator (EngineForces, arrays in and out);
+    the same run through the ASE calculator of the same model (CalculatorForces) is the same
+    trajectory, and the target temperature follows the linear ramp."""
+    from nepzbl_plugin.al import run_md
+    from nepzbl_plugin.al.config import MDRunSpec
+    from nepzbl_plugin.calculators import NEP
+    from nepzbl_plugin.engine import Evaluator
+    from nepzbl_plugin.testing import random_model
+
+    model = random_model(types=("Cu", "Ni"), cutoffs=(4.0, 3.5), seed=2, scale=0.3)
+    spec = MDRunSpec(300.0, 900.0, steps=30, timestep=1.0, friction=0.05, sample_interval=10,
+                     thermostat=thermostat)
+    limits = {("Cu", "Cu"): 1.0, ("Cu", "Ni"): 1.0, ("Ni", "Ni"): 1.0}
+    engine = run_md(_cu_cell(), Evaluator(model), spec, limits, seed=5)
+    calculator = run_md(_cu_cell(), NEP(model), spec, limits, seed=5)
+    assert engine.aborted is None and len(engine.frames) == engine.planned == 3
+    for a, b in zip(engine.frames, calculator.frames, strict=True):
+        np.testing.assert_allclose(a.positions, b.positions, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(engine.temperatures, calculator.temperatures, rtol=1e-9)
+    assert engine.failure_ratio == 0.0
+    assert all(1.5 < d < 2.7 for d in engine.min_distances)
 
 
 def test_collapse_limits_are_the_audits():

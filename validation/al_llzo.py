@@ -48,12 +48,33 @@ def _nep_in_text(with_zbl: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _steps_per_iteration(text, iterations: int) -> list[int]:
+    """``--md-steps``: one count for every iteration, or one per iteration ("2000,4000,8000")."""
+    values = [int(v) for v in str(text).split(",")]
+    if len(values) == 1:
+        values *= iterations
+    if len(values) < iterations or min(values) < 1:
+        raise SystemExit(f"al_llzo: --md-steps {text}: give one positive count or {iterations}")
+    return values[:iterations]
+
+
 def write_config(folder: Path, *, with_zbl: bool, args) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "nep.in").write_text(_nep_in_text(with_zbl))
+    initial_model = None
+    if args.initial_models:
+        # the first model of an earlier run of this script (same data, same nep.in): saves its
+        # training and starts both variants from models whose audits are known
+        variant = "zbl" if with_zbl else "nozbl"
+        initial_model = Path(args.initial_models) / variant / "state" / "iter_000" / "nep.txt"
+        if not initial_model.is_file():
+            raise SystemExit(f"al_llzo: no first model at {initial_model}")
+        (folder / "initial_nep.txt").write_text(initial_model.read_text())
     ramps = PAPER_RAMPS[: args.iterations]
+    steps = _steps_per_iteration(args.md_steps, len(ramps))
     iterations = "".join(
-        f"\n[[iteration]]\nruns = {args.runs}\ntemperature = [{lo}, {hi}]\n" for lo, hi in ramps)
+        f"\n[[iteration]]\nruns = {args.runs}\ntemperature = [{lo}, {hi}]\nsteps = {n}\n"
+        for (lo, hi), n in zip(ramps, steps, strict=True))
     text = f"""\
 # written by validation/al_llzo.py: the paper's aggressive protocol, reduced for the CPU
 state = "state"
@@ -63,15 +84,16 @@ threads = {args.threads}
 [data]
 train = "{DATA / 'NEP25-ZBL' / 'train.xyz'}"
 nep_in = "nep.in"
+{'model = "initial_nep.txt"' if initial_model else ''}
 
 [oracle]
 calculator = "{DATA / 'NEPstd.txt'}"
 
 [md]
-steps = {args.md_steps}
 timestep = 1.0
 friction = 0.01
 sample_interval = {args.sample_interval}
+thermostat = "{args.thermostat}"
 {iterations}
 [selection]
 method = "{args.selection}"
@@ -145,10 +167,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="al_llzo", help="output folder (default al_llzo)")
     parser.add_argument("--iterations", type=int, default=3, help="1 to 3 (default 3)")
     parser.add_argument("--runs", type=int, default=4, help="MD runs per iteration (default 4)")
-    parser.add_argument("--md-steps", type=int, default=1000,
-                        help="steps of 1 fs per run (default 1000; the paper: 500000)")
+    parser.add_argument("--md-steps", default="1000",
+                        help="steps of 1 fs per run, one count or one per iteration "
+                             "(e.g. 2000,4000,8000; default 1000; the paper: 500000)")
     parser.add_argument("--sample-interval", type=int, default=20,
                         help="steps between candidate frames (default 20)")
+    parser.add_argument("--thermostat", choices=("langevin", "bussi"), default="langevin",
+                        help="NVT thermostat of the MD runs (default langevin)")
+    parser.add_argument("--initial-models", default=None, metavar="FOLDER",
+                        help="start from the first models of an earlier run's --out FOLDER "
+                             "(FOLDER/<variant>/state/iter_000/nep.txt) instead of training them")
     parser.add_argument("--selection", choices=("fps", "maxvol"), default="fps")
     parser.add_argument("--min-distance", type=float, default=0.01,
                         help="FPS minimum distance (default 0.01, the paper's 0.008 to 0.01)")

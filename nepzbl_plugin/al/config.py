@@ -5,7 +5,7 @@ Example (``nepzbl al --example emt DIR`` writes a complete one)::
 
     state = "al-state"              # folder of the run (relative to this file)
     seed = 0
-    device = "cpu"                  # MD on "cpu", "cuda" or "auto"
+    device = "cpu"                  # MD engine: "cpu", "cuda" or "auto" (CUDA when present)
 
     [data]
     train = "train.xyz"             # the labelled start set (extended XYZ, energy and forces)
@@ -18,7 +18,8 @@ Example (``nepzbl al --example emt DIR`` writes a complete one)::
     [md]                            # defaults of every MD run
     steps = 200                     # steps per run
     timestep = 1.0                  # fs
-    friction = 0.01                 # 1/fs (Langevin)
+    thermostat = "langevin"         # "langevin" or "bussi" (NVT, target ramped linearly)
+    friction = 0.01                 # 1/fs: Langevin friction; 1/friction is the coupling time
     sample_interval = 10            # steps between candidate frames
 
     [[iteration]]                   # one table per iteration
@@ -100,7 +101,8 @@ def read_toml(path) -> dict:
 
 @dataclass
 class MDRunSpec:
-    """One MD run: a Langevin ramp from ``t_start`` to ``t_end`` K over ``steps`` steps."""
+    """One MD run: NVT with the target ramped linearly from ``t_start`` to ``t_end`` K over
+    ``steps`` steps; Langevin or Bussi (``thermostat``) with coupling time 1 / ``friction``."""
 
     t_start: float
     t_end: float
@@ -108,6 +110,7 @@ class MDRunSpec:
     timestep: float = 1.0  # fs
     friction: float = 0.01  # 1/fs
     sample_interval: int = 10  # steps between candidate frames
+    thermostat: str = "langevin"  # or "bussi"
 
     @property
     def length_ps(self) -> float:
@@ -116,7 +119,7 @@ class MDRunSpec:
     def as_dict(self) -> dict:
         return {"temperature_K": [self.t_start, self.t_end], "steps": self.steps,
                 "timestep_fs": self.timestep, "friction_per_fs": self.friction,
-                "sample_interval": self.sample_interval}
+                "sample_interval": self.sample_interval, "thermostat": self.thermostat}
 
 
 @dataclass
@@ -162,8 +165,18 @@ class ALConfig:
     audit: bool = True
     audit_hot_md: bool = False
     num_threads: int | None = None
-    device: str = "cpu"  # of the MD calculator: "cpu", "cuda" or "auto"
+    device: str = "cpu"  # of the MD engine evaluator: "cpu", "cuda" or "auto"
     raw: dict = field(default_factory=dict)
+
+
+THERMOSTATS = ("langevin", "bussi")
+
+
+def _thermostat(reader, table, name, default) -> str:
+    value = reader.string(table, name.rsplit(".", 1)[-1], name, default)
+    if value not in THERMOSTATS:
+        raise reader.error(name, f"must be one of {', '.join(THERMOSTATS)}, not {value!r}")
+    return value
 
 
 _TOP_KEYS = {"state", "seed", "threads", "device", "data", "oracle", "md", "iteration", "selection",
@@ -171,8 +184,9 @@ _TOP_KEYS = {"state", "seed", "threads", "device", "data", "oracle", "md", "iter
 _SECTION_KEYS = {
     "data": {"train", "nep_in", "model"},
     "oracle": {"calculator"},
-    "md": {"steps", "timestep", "friction", "sample_interval"},
-    "iteration": {"runs", "temperature", "steps", "timestep", "friction", "sample_interval"},
+    "md": {"steps", "timestep", "friction", "sample_interval", "thermostat"},
+    "iteration": {"runs", "temperature", "steps", "timestep", "friction", "sample_interval",
+                  "thermostat"},
     "selection": {"method", "min_distance", "max_frames", "grade_threshold"},
     "filter": {"fraction"},
     "training": {"min_new_frames", "epochs", "max_time", "fine_tune", "optimizer",
@@ -313,6 +327,7 @@ def parse_config(data: dict, path) -> ALConfig:
         "friction": reader.number(md, "friction", "md.friction", 0.01, positive=True),
         "sample_interval": reader.number(md, "sample_interval", "md.sample_interval", 10,
                                          integer=True, low=1),
+        "thermostat": _thermostat(reader, md, "md.thermostat", "langevin"),
     }
     entries = data.get("iteration")
     if entries is None:
@@ -338,6 +353,8 @@ def parse_config(data: dict, path) -> ALConfig:
             "sample_interval": reader.number(entry, "sample_interval",
                                              f"{prefix}.sample_interval",
                                              defaults["sample_interval"], integer=True, low=1),
+            "thermostat": _thermostat(reader, entry, f"{prefix}.thermostat",
+                                      defaults["thermostat"]),
         }
         iterations.append(IterationSpec([MDRunSpec(t_start, t_end, **settings)
                                          for _ in range(runs)]))

@@ -205,26 +205,27 @@ def _audit_summary(report: dict) -> dict:
 
 
 def _md_phase(config: ALConfig, k: int, model_path: Path, data, limits, callback) -> list[dict]:
-    from ..calculators import NEP
+    from ..engine import Evaluator
 
     folder = _iter_dir(config, k)
     spec = config.iterations[k - 1]
-    calc = None
+    evaluator = None  # the current model drives the MD, whatever the oracle is
     summaries = []
     for r, run_spec in enumerate(spec.runs):
         json_path = folder / f"md_run_{r:02d}.json"
         if json_path.is_file():
             summaries.append(_read_json(json_path))
             continue
-        if calc is None:
-            calc = NEP(str(model_path), device=config.device, num_threads=config.num_threads)
+        if evaluator is None:
+            evaluator = Evaluator(model_path, device=config.device,
+                                  num_threads=config.num_threads)
         start_index = int(np.random.default_rng(_seed(config, k, 1000 + r)).integers(len(data)))
         start = time.perf_counter()
 
         def progress(done, total, r=r):
             callback("md_progress", {"iteration": k, "run": r, "done": done, "total": total})
 
-        result = run_md(data[start_index].to_atoms(), calc, run_spec, limits,
+        result = run_md(data[start_index].to_atoms(), evaluator, run_spec, limits,
                         seed=_seed(config, k, r), callback=progress)
         frames = [_structure_from_atoms(f) for f in result.frames]
         _write_xyz(folder / f"md_run_{r:02d}.xyz", frames)
@@ -233,6 +234,7 @@ def _md_phase(config: ALConfig, k: int, model_path: Path, data, limits, callback
                    "planned": result.planned, "num_failed": result.num_failed,
                    "failure_ratio": result.failure_ratio, "aborted": result.aborted,
                    "min_distance_A": result.min_distances,
+                   "device": evaluator.device, "md_wall_s": result.wall_seconds,
                    "wall_s": time.perf_counter() - start}
         _write_json(json_path, summary)
         summaries.append(summary)

@@ -1,9 +1,10 @@
 """The MD of an active-learning iteration: one run explores, the frames it samples are the
 candidates, and frames with too-short distances are filtered and counted.
 
-:func:`run_md` is the one place the loop calls MD; switching to another engine (nepzbl's own MD
-package, the GPU loop) means changing only it. Today it is ASE's Langevin driven by nepzbl's
-calculator, with the target temperature ramped linearly between samples.
+:func:`run_md` is the one place the loop calls MD. It runs the array MD engine
+(:func:`nepzbl_plugin.md.run_md`) on the current model's engine evaluator through
+:class:`~nepzbl_plugin.md.EngineForces`: no ASE calculator per step, and with ``device =
+"cuda"`` the CUDA evaluator (and the device-resident loop where the md package has one).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class MDRunResult:
     aborted: str | None = None
     temperatures: list[float] = field(default_factory=list)  # kinetic T per sample, K
     min_distances: list[float] = field(default_factory=list)  # shortest pair per sample, Å
+    wall_seconds: float = 0.0  # of the MD itself
 
     @property
     def num_failed(self) -> int:
@@ -64,61 +66,88 @@ def too_short(atoms, limits: dict[tuple[str, str], float]) -> tuple[bool, float]
     return hit, float(shortest)
 
 
-def _thermalize(atoms, temperature: float, rng) -> None:
-    from ase.md import velocitydistribution as vd
+def _force_field(engine, atoms):
+    """An MD force field from an engine :class:`~nepzbl_plugin.engine.Evaluator` (the C or CUDA
+    engine, arrays in and out), an ASE calculator, or a force-field callable as it is."""
+    from ..md import CalculatorForces, EngineForces
 
-    if hasattr(vd, "thermalize_momenta"):
-        vd.thermalize_momenta(atoms, temperature, rng=rng)
-    else:
-        vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    if hasattr(engine, "evaluate") and hasattr(engine, "system"):
+        return EngineForces(engine, atoms)
+    if hasattr(engine, "get_potential_energy"):
+        return CalculatorForces(engine, atoms)
+    return engine
 
 
-def run_md(atoms, calc, spec: MDRunSpec, limits: dict[tuple[str, str], float], *,
+class _Sampler:
+    """MD observer: every ``every`` steps, the frame (wrapped), its kinetic temperature and the
+    too-short verdict; stops the run when positions turn non-finite.
+
+    The MD engine turns an exception inside the run into a stop reason (a model that blows up
+    is a finding); an exception of this observer or of the progress callback (a bug, an
+    interruption the caller asked for) is kept in ``error`` instead and raised again after the
+    run, so it is never mistaken for a failed run."""
+
+    def __init__(self, every: int, planned: int, limits, result: MDRunResult, callback):
+        self.every, self.planned, self.limits = every, planned, limits
+        self.result, self.callback = result, callback
+        self.error: Exception | None = None
+
+    def __call__(self, frame) -> str | None:
+        if frame.step == 0:
+            return None
+        if not (np.all(np.isfinite(frame.positions)) and np.isfinite(frame.potential_energy)):
+            return f"non-finite energy or positions at step {frame.step}"
+        try:
+            self._sample(frame)
+        except Exception as error:
+            self.error = error
+            return f"{type(error).__name__} in the sampler"
+        return None
+
+    def _sample(self, frame) -> None:
+        atoms = frame.atoms(wrap=True)
+        atoms.info = {"md_temperature_K": float(frame.temperature)}
+        hit, shortest = too_short(atoms, self.limits)
+        self.result.frames.append(atoms)
+        self.result.failed.append(bool(hit))
+        self.result.temperatures.append(float(frame.temperature))
+        self.result.min_distances.append(shortest)
+        if self.callback is not None:
+            self.callback(len(self.result.frames), self.planned)
+
+
+def run_md(atoms, engine, spec: MDRunSpec, limits: dict[tuple[str, str], float], *,
            seed: int = 0, callback=None) -> MDRunResult:
-    """Langevin MD from ``atoms`` (copied) with ``calc``, the target temperature ramped linearly
-    from ``spec.t_start`` to ``spec.t_end`` K; a frame every ``spec.sample_interval`` steps.
+    """NVT MD from ``atoms`` (not modified) through :func:`nepzbl_plugin.md.run_md`, the target
+    temperature ramped linearly from ``spec.t_start`` to ``spec.t_end`` K over the run
+    (Langevin or Bussi, ``spec.thermostat``, coupling time 1 / ``spec.friction``); a frame every
+    ``spec.sample_interval`` steps.
+
+    ``engine`` is the current model's :class:`~nepzbl_plugin.engine.Evaluator` (driven through
+    :class:`~nepzbl_plugin.md.EngineForces`; a CUDA evaluator runs on the GPU), an ASE
+    calculator (:class:`~nepzbl_plugin.md.CalculatorForces`) or any force-field callable.
 
     A frame is *too short* when some pair is closer than its limit in ``limits`` ({(A, B): Å},
     sorted species). The run continues after such frames (as a production run would); it ends
-    early only when energies or positions turn non-finite or the calculator raises.
+    early only when energies or positions turn non-finite or the force field raises.
     ``callback(done_samples, planned_samples)`` after each sample.
     """
-    from ase import units
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import Stationary
+    from ..md import TemperatureSchedule
+    from ..md import run_md as run_dynamics
 
-    atoms = atoms.copy()
-    atoms.calc = calc
-    rng = np.random.default_rng(seed)
-    _thermalize(atoms, spec.t_start, rng)
-    Stationary(atoms)
-    dyn = Langevin(atoms, spec.timestep * units.fs, temperature_K=spec.t_start,
-                   friction=spec.friction / units.fs, fixcm=False, rng=rng)
     planned = max(1, spec.steps // spec.sample_interval)
+    steps = planned * spec.sample_interval
     result = MDRunResult(frames=[], failed=[], planned=planned)
-    for sample in range(planned):
-        # the target of this stretch: the ramp's value at its midpoint
-        fraction = (sample + 0.5) / planned
-        dyn.set_temperature(temperature_K=spec.t_start + fraction * (spec.t_end - spec.t_start))
-        try:
-            dyn.run(spec.sample_interval)
-            energy = atoms.get_potential_energy()
-            finite = np.isfinite(energy) and np.all(np.isfinite(atoms.positions))
-        except Exception as error:  # the model blew up: a finding of the run, not a crash
-            result.aborted = f"{type(error).__name__}: {error}"
-            break
-        if not finite:
-            result.aborted = "non-finite energy or positions"
-            break
-        frame = atoms.copy()
-        frame.calc = None
-        frame.wrap()
-        frame.info = {"md_temperature_K": float(atoms.get_temperature())}
-        hit, shortest = too_short(frame, limits)
-        result.frames.append(frame)
-        result.failed.append(bool(hit))
-        result.temperatures.append(float(atoms.get_temperature()))
-        result.min_distances.append(shortest)
-        if callback is not None:
-            callback(sample + 1, planned)
+    sampler = _Sampler(spec.sample_interval, planned, limits, result, callback)
+    ensemble = {"langevin": "nvt-langevin", "bussi": "nvt-bussi"}[spec.thermostat]
+    outcome = run_dynamics(atoms, _force_field(engine, atoms), steps, spec.timestep,
+                           ensemble=ensemble,
+                           temperature=TemperatureSchedule.linear(spec.t_start, spec.t_end,
+                                                                  steps),
+                           tau_temperature=1.0 / spec.friction, seed=seed, observers=[sampler])
+    if sampler.error is not None:
+        raise sampler.error
+    if outcome.stopped is not None:  # the model blew up: a finding of the run, not a crash
+        result.aborted = outcome.stopped
+    result.wall_seconds = outcome.wall_seconds
     return result
