@@ -26,8 +26,6 @@ from nepzbl_plugin.al import (
 from nepzbl_plugin.al.example import write_example
 from nepzbl_plugin.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 # ------------------------------------------------------------------------------ helpers
 def _example(directory: Path, **changes) -> Path:
@@ -152,7 +150,10 @@ run_active_learning(load_config(sys.argv[1]), callback=callback)
 def test_resume_after_kill_9_gives_the_same_data(reference, tmp_path, event, iteration):
     _, expected = reference
     config_path = _example(tmp_path, **_LEAN)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    import nepzbl_plugin
+
+    # the package as imported: installed in CI (the tree has no built extensions there)
+    env = dict(os.environ, PYTHONPATH=str(Path(nepzbl_plugin.__file__).resolve().parents[1]))
     done = subprocess.run([sys.executable, "-c", _KILLER, str(config_path), event,
                            str(iteration)], env=env, cwd=tmp_path, capture_output=True)
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()

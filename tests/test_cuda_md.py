@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from cuda_emulation import run_emulated
 
-REPO = Path(__file__).resolve().parents[1]
 # "emulated": the CUDA sources built for the host (everywhere); "device": the installed
 # extension on a real GPU (skipped without one, see conftest.py)
 WHERE = ["emulated", pytest.param("device", marks=pytest.mark.gpu)]
@@ -27,7 +26,11 @@ def _run(where, script, tmp_path_factory, tmp_path):
     if where == "emulated":
         result = run_emulated(tmp_path_factory, script, tmp_path)
     else:
-        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+        import nepzbl_plugin
+
+        # the package as imported: installed in CI, the tree in development
+        root = str(Path(nepzbl_plugin.__file__).resolve().parents[1])
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path,
                                 env={**os.environ, "PYTHONPATH": path}, capture_output=True,
                                 text=True, timeout=900)

@@ -20,8 +20,6 @@ from nepzbl_plugin.io.nep_in import parse_nep_in
 from nepzbl_plugin.train import train
 from nepzbl_plugin.train.trainer import settings_from_nep_in
 
-ROOT = Path(__file__).resolve().parents[1]
-
 # Every keyword of GPUMD's current nep (src/main_nep/parameters.cu, parse_one_keyword).
 GPUMD_KEYWORDS = """\
 type 2 Li O
@@ -166,10 +164,14 @@ def test_data_without_virials_show_na_and_no_virial_panel(tmp_path, data):
 def test_sigterm_and_sigint_checkpoint_and_write_every_output(tmp_path, data, signum):
     _, structures = data
     _write_inputs(tmp_path, structures)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    import nepzbl_plugin
+
+    # the package as imported: installed in CI (the tree has no built extensions there)
+    env = dict(os.environ, PYTHONPATH=str(Path(nepzbl_plugin.__file__).resolve().parents[1]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "nepzbl_plugin", "train", str(tmp_path), "--epochs", "100000",
-         "--no-progress"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--no-progress"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)  # cwd: `python -m` puts it first on sys.path, before the package as imported
     deadline = time.monotonic() + 120
     while not (tmp_path / "loss.out").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
