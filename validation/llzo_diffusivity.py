@@ -29,9 +29,10 @@ should then say how many steps those frames hold, for the summary).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,15 +46,22 @@ TOLERANCE = 0.20
 
 
 def _nepzbl(*args: str) -> str:
-    command = [sys.executable, "-m", "nepzbl_plugin", *args]
+    """Run one ``nepzbl`` command in this process (the package as imported: installed, or the
+    tree on PYTHONPATH) and return what it printed."""
+    try:
+        from nepzbl_plugin.cli import main
+    except ImportError:  # run from a checkout without PYTHONPATH
+        sys.path.insert(0, str(REPO))
+        from nepzbl_plugin.cli import main
+
     print("$ nepzbl " + " ".join(args), flush=True)
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    sys.stdout.write(done.stdout)
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr)
-        raise SystemExit(f"nepzbl {args[0]} failed with status {done.returncode}")
-    return done.stdout
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(list(args))
+    sys.stdout.write(printed.getvalue())
+    if status:
+        raise SystemExit(f"nepzbl {args[0]} failed with status {status}")
+    return printed.getvalue()
 
 
 def start_structure(path: Path):
