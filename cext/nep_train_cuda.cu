@@ -169,24 +169,10 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
                        spec->num_neurons, &layout);
     const int T = spec->num_types;
     nepct_args &a = h->args;
-    a.version = spec->version;
-    a.num_types = T;
-    a.dim = layout.dim;
-    a.num_neurons = spec->num_neurons;
-    a.n_max_radial = spec->n_max_radial;
-    a.n_max_angular = spec->n_max_angular;
-    a.basis_radial = spec->basis_radial;
-    a.basis_angular = spec->basis_angular;
-    a.l_max = spec->l_max;
-    a.num_abc = (spec->l_max + 1) * (spec->l_max + 1) - 1;
-    for (int k = 0; k < 6; ++k) a.flags[k] = spec->flags[k] != 0;
-    a.use_zbl = spec->use_zbl;
-    a.num_parameters = layout.num_parameters;
-    a.block_size = layout.block_size;
-    a.shared_bias = layout.shared_bias;
-    a.offset_radial = layout.offset_radial;
-    a.offset_angular = layout.offset_angular;
-    a.scratch_len = 4 * layout.dim + spec->num_neurons + 4 * (spec->n_max_angular + 1) * NEPCT_NUM_Y;
+    nep_train_atom_model_fill(spec, &a.model);
+    size_t scratch_len = 0;
+    for (int k = 0; k < NEP_TRAIN_NUM_WORK; ++k) scratch_len += nep_train_work_length(&a.model, k);
+    a.scratch_len = (int)scratch_len;
     h->real = h->use_float64 ? nepct_f64::real_size() : nepct_f32::real_size();
 
     /* neighbour lists, once, on the host (the C engine's own builder and order) */
@@ -247,9 +233,9 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
         if (status) return status;                                                             \
         a.field = (const type *)d;                                                             \
     } while (0)
-    UP(rc_radial, double, spec->rc_radial, (size_t)T * T);
-    UP(rc_angular, double, spec->rc_angular, (size_t)T * T);
-    UP(atomic_numbers, int, spec->atomic_numbers, (size_t)T);
+    UP(model.rc_radial, double, spec->rc_radial, (size_t)T * T);
+    UP(model.rc_angular, double, spec->rc_angular, (size_t)T * T);
+    UP(model.atomic_numbers, int, spec->atomic_numbers, (size_t)T);
     UP(types, int, types.data(), A);
     UP(atom_structure, int, atom_structure.data(), A);
     UP(pair_offset, long long, pair_offset.data(), A + 1);
@@ -286,18 +272,18 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     ALLOC(h->d_forces, double, 3 * A);
     ALLOC(h->d_energy, double, S);
     ALLOC(h->d_virials, double, 9 * S);
-    ALLOC(h->d_gradient, double, a.num_parameters);
+    ALLOC(h->d_gradient, double, a.model.num_parameters);
     ALLOC(a.e_atom, double, A);
     ALLOC(a.w_atom, double, 9 * A);
     ALLOC(a.v_pair, double, 3 * P);
-    status = dalloc(h, &h->d_parameters, h->real * a.num_parameters, "parameters");
+    status = dalloc(h, &h->d_parameters, h->real * a.model.num_parameters, "parameters");
     if (status) return status;
     a.parameters = h->d_parameters;
-    size_t tile = ROWS_BUDGET / (sizeof(double) * (a.num_parameters ? a.num_parameters : 1));
+    size_t tile = ROWS_BUDGET / (sizeof(double) * (a.model.num_parameters ? a.model.num_parameters : 1));
     if (tile < 32) tile = 32;
     if (tile > A) tile = A > 0 ? A : 1;
     h->tile = (int)tile;
-    ALLOC(a.rows, double, tile * a.num_parameters);
+    ALLOC(a.rows, double, tile * a.model.num_parameters);
     status = dalloc(h, &a.scratch, h->real * tile * (size_t)a.scratch_len, "scratch");
     if (status) return status;
 #undef ALLOC
@@ -335,7 +321,7 @@ int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_sele
     if (!h || !parameters || num_selected < 0 || (num_selected > 0 && !selected))
         return NEP_ERR_ARGUMENT;
     nepct_args a = h->args;
-    const size_t P = a.num_parameters;
+    const size_t P = a.model.num_parameters;
     for (size_t k = 0; k < P; ++k)
         if (!isfinite(parameters[k])) return NEP_ERR_NONFINITE;
     /* the selected atoms, and the adjoints scattered to global indices */
@@ -445,7 +431,7 @@ int nep_train_cuda_predict_population(nep_train_cuda *h, int population,
         (num_selected > 0 && !selected) || !energy || !forces || !virials)
         return NEP_ERR_ARGUMENT;
     nepct_args a = h->args;
-    const size_t P = a.num_parameters;
+    const size_t P = a.model.num_parameters;
     for (size_t k = 0; k < P * (size_t)population; ++k)
         if (!isfinite(parameters[k])) return NEP_ERR_NONFINITE;
     h->selected_atoms.clear();
@@ -539,7 +525,7 @@ size_t nep_train_cuda_device_bytes(const nep_train_cuda *h)
 {
     return h ? h->bytes + h->pop_parameters_bytes + h->pop_out_bytes : 0;
 }
-size_t nep_train_cuda_num_parameters(const nep_train_cuda *h) { return h ? h->args.num_parameters : 0; }
+size_t nep_train_cuda_num_parameters(const nep_train_cuda *h) { return h ? h->args.model.num_parameters : 0; }
 size_t nep_train_cuda_num_pairs(const nep_train_cuda *h) { return h ? h->num_pairs : 0; }
 const char *nep_train_cuda_last_error(void) { return train_error; }
 
