@@ -313,6 +313,24 @@ int nep_train_cuda_create(const nep_model_spec *spec, int num_systems, const nep
     return NEP_OK;
 }
 
+/* Checks the num_values parameter values (NEP_ERR_NONFINITE) and the selected structures
+ * (NEP_ERR_ARGUMENT), and lists the atoms of the selected structures, in order, in
+ * h->selected_atoms (global indices). */
+static int select_atoms(nep_train_cuda *h, const double *parameters, size_t num_values,
+                        int num_selected, const int *selected)
+{
+    for (size_t k = 0; k < num_values; ++k)
+        if (!isfinite(parameters[k])) return NEP_ERR_NONFINITE;
+    h->selected_atoms.clear();
+    for (int k = 0; k < num_selected; ++k) {
+        const int s = selected[k];
+        if (s < 0 || s >= h->num_systems) return NEP_ERR_ARGUMENT;
+        for (long long i = h->structure_offset[s]; i < h->structure_offset[s + 1]; ++i)
+            h->selected_atoms.push_back((int)i);
+    }
+    return NEP_OK;
+}
+
 int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_selected,
                        const int *selected, const double *alpha, const double *force_adjoint,
                        const double *virial_adjoint, double *gradient, double *energy,
@@ -322,18 +340,9 @@ int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_sele
         return NEP_ERR_ARGUMENT;
     nepct_args a = h->args;
     const size_t P = a.model.num_parameters;
-    for (size_t k = 0; k < P; ++k)
-        if (!isfinite(parameters[k])) return NEP_ERR_NONFINITE;
-    /* the selected atoms, and the adjoints scattered to global indices */
-    h->selected_atoms.clear();
-    for (int k = 0; k < num_selected; ++k) {
-        const int s = selected[k];
-        if (s < 0 || s >= h->num_systems) return NEP_ERR_ARGUMENT;
-        for (long long i = h->structure_offset[s]; i < h->structure_offset[s + 1]; ++i)
-            h->selected_atoms.push_back((int)i);
-    }
+    int status = select_atoms(h, parameters, P, num_selected, selected);
+    if (status) return status;
     const int count = (int)h->selected_atoms.size();
-    int status;
     cudaStream_t st = h->stream;
 #define CHECK(call, what)                                                                      \
     do {                                                                                       \
@@ -432,18 +441,10 @@ int nep_train_cuda_predict_population(nep_train_cuda *h, int population,
         return NEP_ERR_ARGUMENT;
     nepct_args a = h->args;
     const size_t P = a.model.num_parameters;
-    for (size_t k = 0; k < P * (size_t)population; ++k)
-        if (!isfinite(parameters[k])) return NEP_ERR_NONFINITE;
-    h->selected_atoms.clear();
-    for (int k = 0; k < num_selected; ++k) {
-        const int s = selected[k];
-        if (s < 0 || s >= h->num_systems) return NEP_ERR_ARGUMENT;
-        for (long long i = h->structure_offset[s]; i < h->structure_offset[s + 1]; ++i)
-            h->selected_atoms.push_back((int)i);
-    }
+    int status = select_atoms(h, parameters, P * (size_t)population, num_selected, selected);
+    if (status) return status;
     const int count = (int)h->selected_atoms.size();
     const size_t per = 3 * (size_t)count + 10 * (size_t)num_selected; /* forces, energy, virials */
-    int status;
     cudaStream_t st = h->stream;
 #define CHECK(call, what)                                                                      \
     do {                                                                                       \
