@@ -364,10 +364,7 @@ static int train_run(nep_train_cache *cache, const int *ids, const nep_model_spe
 #pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
         {
-            int t = 0;
-#ifdef _OPENMP
-            t = omp_get_thread_num();
-#endif
+            const int t = nep_thread_id();
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
