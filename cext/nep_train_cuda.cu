@@ -313,6 +313,13 @@ int nep_train_cuda_create(const nep_model_spec *spec, int num_systems, const nep
     return NEP_OK;
 }
 
+/* A CUDA runtime call of the functions below: on failure, its error (cuda_status) is returned. */
+#define CHECK(call, what)                                                                      \
+    do {                                                                                       \
+        status = cuda_status((call), what);                                                    \
+        if (status) return status;                                                             \
+    } while (0)
+
 /* Checks the num_values parameter values (NEP_ERR_NONFINITE) and the selected structures
  * (NEP_ERR_ARGUMENT), and lists the atoms of the selected structures, in order, in
  * h->selected_atoms (global indices). */
@@ -331,6 +338,30 @@ static int select_atoms(nep_train_cuda *h, const double *parameters, size_t num_
     return NEP_OK;
 }
 
+/* Uploads num_values parameter values to dst in the handle's precision, then the selection
+ * (h->selected_atoms from select_atoms, and the selected structures), on h->stream. */
+static int upload_inputs(nep_train_cuda *h, void *dst, const double *parameters,
+                         size_t num_values, int num_selected, const int *selected)
+{
+    int status;
+    cudaStream_t st = h->stream;
+    if (h->use_float64) {
+        CHECK(cudaMemcpyAsync(dst, parameters, sizeof(double) * num_values, cudaMemcpyHostToDevice,
+                              st), "parameters");
+    } else {
+        h->params_real_f.resize(num_values);
+        for (size_t k = 0; k < num_values; ++k) h->params_real_f[k] = (float)parameters[k];
+        CHECK(cudaMemcpyAsync(dst, h->params_real_f.data(), sizeof(float) * num_values,
+                              cudaMemcpyHostToDevice, st), "parameters");
+    }
+    CHECK(cudaMemcpyAsync(h->d_selected_atoms, h->selected_atoms.data(),
+                          sizeof(int) * h->selected_atoms.size(), cudaMemcpyHostToDevice, st),
+          "selection");
+    CHECK(cudaMemcpyAsync(h->d_selected, selected, sizeof(int) * num_selected,
+                          cudaMemcpyHostToDevice, st), "selection");
+    return NEP_OK;
+}
+
 int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_selected,
                        const int *selected, const double *alpha, const double *force_adjoint,
                        const double *virial_adjoint, double *gradient, double *energy,
@@ -344,24 +375,8 @@ int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_sele
     if (status) return status;
     const int count = (int)h->selected_atoms.size();
     cudaStream_t st = h->stream;
-#define CHECK(call, what)                                                                      \
-    do {                                                                                       \
-        status = cuda_status((call), what);                                                    \
-        if (status) return status;                                                             \
-    } while (0)
-    if (h->use_float64) {
-        CHECK(cudaMemcpyAsync(h->d_parameters, parameters, sizeof(double) * P,
-                              cudaMemcpyHostToDevice, st), "parameters");
-    } else {
-        h->params_real_f.resize(P);
-        for (size_t k = 0; k < P; ++k) h->params_real_f[k] = (float)parameters[k];
-        CHECK(cudaMemcpyAsync(h->d_parameters, h->params_real_f.data(), sizeof(float) * P,
-                              cudaMemcpyHostToDevice, st), "parameters");
-    }
-    CHECK(cudaMemcpyAsync(h->d_selected_atoms, h->selected_atoms.data(), sizeof(int) * count,
-                          cudaMemcpyHostToDevice, st), "selection");
-    CHECK(cudaMemcpyAsync(h->d_selected, selected, sizeof(int) * num_selected,
-                          cudaMemcpyHostToDevice, st), "selection");
+    status = upload_inputs(h, h->d_parameters, parameters, P, num_selected, selected);
+    if (status) return status;
     std::vector<double> &stage = h->staging;
     a.alpha = a.force_adjoint = a.virial_adjoint = nullptr;
     const size_t S = (size_t)h->num_systems;
@@ -427,7 +442,6 @@ int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_sele
         CHECK(cudaMemcpyAsync(virials, h->d_virials, sizeof(double) * 9 * num_selected,
                               cudaMemcpyDeviceToHost, st), "virials");
     CHECK(cudaStreamSynchronize(st), "synchronize");
-#undef CHECK
     return NEP_OK;
 }
 
@@ -446,11 +460,6 @@ int nep_train_cuda_predict_population(nep_train_cuda *h, int population,
     const int count = (int)h->selected_atoms.size();
     const size_t per = 3 * (size_t)count + 10 * (size_t)num_selected; /* forces, energy, virials */
     cudaStream_t st = h->stream;
-#define CHECK(call, what)                                                                      \
-    do {                                                                                       \
-        status = cuda_status((call), what);                                                    \
-        if (status) return status;                                                             \
-    } while (0)
     /* grow the population buffers when needed (all work on the stream is finished here) */
     const size_t pbytes = h->real * P * (size_t)population, obytes = sizeof(double) * per * population;
     if (pbytes > h->pop_parameters_bytes) {
@@ -469,19 +478,9 @@ int nep_train_cuda_predict_population(nep_train_cuda *h, int population,
         h->pop_out = (double *)d;
         h->pop_out_bytes = obytes;
     }
-    if (h->use_float64) {
-        CHECK(cudaMemcpyAsync(h->pop_parameters, parameters, pbytes, cudaMemcpyHostToDevice, st),
-              "parameters");
-    } else {
-        h->params_real_f.resize(P * (size_t)population);
-        for (size_t k = 0; k < P * (size_t)population; ++k) h->params_real_f[k] = (float)parameters[k];
-        CHECK(cudaMemcpyAsync(h->pop_parameters, h->params_real_f.data(), pbytes,
-                              cudaMemcpyHostToDevice, st), "parameters");
-    }
-    CHECK(cudaMemcpyAsync(h->d_selected_atoms, h->selected_atoms.data(), sizeof(int) * count,
-                          cudaMemcpyHostToDevice, st), "selection");
-    CHECK(cudaMemcpyAsync(h->d_selected, selected, sizeof(int) * num_selected,
-                          cudaMemcpyHostToDevice, st), "selection");
+    status = upload_inputs(h, h->pop_parameters, parameters, P * (size_t)population, num_selected,
+                           selected);
+    if (status) return status;
     a.alpha = a.force_adjoint = a.virial_adjoint = nullptr;
     a.rows = nullptr;
     const int threads = 128;
