@@ -669,10 +669,7 @@ static int compute_one(const nep_model *m, const nep_system *sys, nep_outputs *o
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
         {
-            int tid = 0;
-#ifdef _OPENMP
-            tid = omp_get_thread_num();
-#endif
+            const int tid = nep_thread_id();
             double *base = scratch + per_thread * (size_t)tid;
             accumulators acc;
             acc.forces = base;

@@ -19,6 +19,16 @@
 #define NEP_MAX_BASIS 32    /* basis_size + 1 */
 #define NEP_MAX_DIM (NEP_MAX_CHANNELS + NEP_MAX_CHANNELS * (NEP_MAX_LMAX + 6))
 
+/* The calling thread's number in the enclosing OpenMP team (0 outside one, or without OpenMP). */
+static inline int nep_thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 /* The thread count for `work_items` independent items: `requested` when positive, else
  * OpenMP's default; 1 without OpenMP; never more than the items (nor below 1). */
 static inline int nep_resolve_threads(int requested, int work_items)

@@ -1,17 +1,9 @@
 /*
  * Exact parameter gradients of a linear functional of NEP(-ZBL) predictions; see
- * nep_train.h for the interface and the method. Maths: nep_maths.h (shared with the
- * engines) and the invariants' Hessian-vector products in nep_train_maths.h.
- *
- * Per atom i, with the pair perturbation delta r_ij = a_j - a_i + B^T r_ij:
- *   pass 1 (neighbours): descriptor q_i and its directional derivative qdot_i (radial q, the
- *           angular s-vectors s and sdot, then the invariants P(s) and grad P . sdot);
- *   network: U_i, dU/dq, the Hessian-vector product along qdot, the network-parameter
- *           gradient of Phi_i = alpha U_i - dU_i/dq . qdot_i, and the adjoints
- *           lambda = dPhi/dq, mu = dPhi/dqdot (= -dU/dq);
- *   pass 2 (neighbours): forces and virial (dU_i/dr_ij), and the descriptor-coefficient
- *           gradient through q and qdot (sigma = dPhi/ds, tau = dPhi/dsdot per channel).
- * Neighbours come from nep_neighbors.h (the engine's cell list), one list per structure.
+ * nep_train.h for the interface and the method. The per-atom maths (two passes over the
+ * neighbours around the network and its adjoints) is nep_train_atom.h, shared with the CUDA
+ * training kernels; this file holds the CPU scheduling around it. Neighbours come from
+ * nep_neighbors.h (the engine's cell list), one list per structure.
  */
 #include "nep_train.h"
 
@@ -20,13 +12,12 @@
 #include <string.h>
 
 #include "nep_internal.h"
-#include "nep_maths.h"
-#include "nep_network.h"
 #include "nep_neighbors.h"
-#include "nep_train_maths.h"
+#include "nep_train_atom.h"
 
-#define NEP_TRAIN_NUM_Y NEP_NUM_ABC /* (L+1)^2 - 1 for L = 8 */
-#define NEP_TRAIN_S_LEN NEP_MIN_S_LEN /* s entries the invariants read */
+#if NEP_TRAIN_MAX_BASIS < NEP_MAX_BASIS
+#error "nep_train_atom.h: NEP_TRAIN_MAX_BASIS is below the engine's NEP_MAX_BASIS"
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -35,18 +26,15 @@
 typedef struct {
     const nep_model_spec *spec;
     nep_layout layout;          /* sizes and offsets (header fields are read from spec) */
-    int num_kappa;              /* (L+1)^2 - 1 */
-    int inv_on[6];              /* the optional invariants that are on */
+    nep_train_atom_model atom;  /* the header as the per-atom maths reads it */
     double rc_max;
     double rc_list[NEP_MAX_TYPES * NEP_MAX_TYPES]; /* max(radial, angular) pair cutoff */
-    double w3[NEP_TRAIN_NUM_Y]; /* 3-body weights w'_kappa */
 } train_model;
 
 typedef struct {
-    /* per-atom work arrays, in one padded slab per thread (see workspace_carve) */
-    double *q, *qdot, *lam, *mu;
-    double *hidden;                 /* [N1] hidden-layer activations h_k */
-    double *s, *sdot, *sigma, *tau; /* [nA+1][NEP_TRAIN_NUM_Y] */
+    /* per-atom work arrays (NEP_TRAIN_WORK_* order, nep_train_atom.h), in one padded slab per
+     * thread (see workspace_carve) */
+    double *work[NEP_TRAIN_NUM_WORK];
 } train_workspace;
 
 size_t nep_train_num_parameters(const nep_model_spec *spec)
@@ -63,17 +51,13 @@ static int model_init(const nep_model_spec *spec, train_model *m)
     memset(m, 0, sizeof(*m));
     nep_spec_layout(spec, &m->layout);
     m->spec = spec;
-    m->num_kappa = nep_num_abc(spec->l_max);
-    for (int k = 0; k < 6; ++k) m->inv_on[k] = spec->flags[k] != 0;
+    nep_train_atom_model_fill(spec, &m->atom);
     double rc_max = 0.0;
     for (int k = 0; k < spec->num_types * spec->num_types; ++k) {
         m->rc_list[k] = fmax(spec->rc_radial[k], spec->rc_angular[k]);
         if (m->rc_list[k] > rc_max) rc_max = m->rc_list[k];
     }
     m->rc_max = rc_max;
-    for (int l = 1; l <= NEP_MAX_L; ++l)
-        for (int k = 0; k <= 2 * l; ++k)
-            m->w3[l * l - 1 + k] = (k == 0 ? 1.0 : 2.0) * nep_c3b(l * l - 1 + k);
     return NEP_OK;
 }
 
@@ -89,295 +73,39 @@ static size_t padded(size_t count)
 /* Doubles of one thread's work arrays (see workspace_carve). */
 static size_t workspace_doubles(const train_model *m)
 {
-    const size_t ns = (size_t)(m->spec->n_max_angular + 1) * NEP_TRAIN_NUM_Y;
-    const size_t D = (size_t)m->layout.dim, N1 = (size_t)m->spec->num_neurons;
-    return NEP_TRAIN_PAD + 4 * padded(D) + padded(N1) + 4 * padded(ns);
+    size_t total = NEP_TRAIN_PAD;
+    for (int k = 0; k < NEP_TRAIN_NUM_WORK; ++k) total += padded(nep_train_work_length(&m->atom, k));
+    return total;
 }
 
 /* Points the work arrays of `ws` into `slab` (workspace_doubles(m) doubles). */
 static void workspace_carve(const train_model *m, double *slab, train_workspace *ws)
 {
-    const size_t ns = (size_t)(m->spec->n_max_angular + 1) * NEP_TRAIN_NUM_Y;
-    const size_t D = (size_t)m->layout.dim, N1 = (size_t)m->spec->num_neurons;
     double *next = slab + NEP_TRAIN_PAD;
-    double **arrays[9] = {&ws->q, &ws->qdot, &ws->lam, &ws->mu, &ws->hidden,
-                          &ws->s, &ws->sdot, &ws->sigma, &ws->tau};
-    const size_t sizes[9] = {D, D, D, D, N1, ns, ns, ns, ns};
-    for (int k = 0; k < 9; ++k) {
-        *arrays[k] = next;
-        next += padded(sizes[k]);
+    for (int k = 0; k < NEP_TRAIN_NUM_WORK; ++k) {
+        ws->work[k] = next;
+        next += padded(nep_train_work_length(&m->atom, k));
     }
 }
 
-/* The s-gradient of optional invariant `which` into grad[0 .. NEP_TRAIN_S_LEN). */
-static void invariant_gradient(int which, const double *s, double *grad)
-{
-    memset(grad, 0, sizeof(double) * NEP_TRAIN_S_LEN);
-    nep_invariant_grad(which, s, 1.0, grad);
-}
-
-/* f_k(d) and f_k'(d), k = 0..nb, for cutoff rc. */
-static inline void radial_basis(double d, double rc, int nb, double *f, double *fp)
-{
-    double fc, fcp;
-    nep_cutoff(d, rc, 1.0 / rc, &fc, &fcp);
-    nep_chebyshev(nb, d, 1.0 / rc, fc, fcp, f, fp);
-}
-
-/* One angular pair: the basis f_k, f_k' for cutoff rca, Y_kappa(u), its gradient with respect
- * to r, dyr[kappa][c] = (dY/du_c - u_c (u . dY/du)) / d, and its derivative along the
- * perturbation, ydot[kappa] = dyr[kappa] . delta. */
-static inline void angular_pair(int L, int bA, double d, double rca, const double *u,
-                                const double *delta, double *fk, double *fkp, double *y,
-                                double (*dyr)[3], double *ydot)
-{
-    double dy[3][NEP_TRAIN_NUM_Y];
-    radial_basis(d, rca, bA, fk, fkp);
-    nep_sph_grad(L, u[0], u[1], u[2], y, dy[0], dy[1], dy[2]);
-    for (int k = 0; k < nep_num_abc(L); ++k) {
-        const double ud = u[0] * dy[0][k] + u[1] * dy[1][k] + u[2] * dy[2][k];
-        double yd = 0.0;
-        for (int c = 0; c < 3; ++c) {
-            dyr[k][c] = (dy[c][k] - u[c] * ud) / d;
-            yd += dyr[k][c] * delta[c];
-        }
-        ydot[k] = yd;
-    }
-}
-
-/* One pair, as both passes need it: the distance d, the unit vector u, the perturbation
- * delta = a_j - a_i + B^T r (see the top of the file) and its radial part u . delta, returned. */
-static inline double pair_geometry(const double *r, const double *ai, const double *aj,
-                                   const double *B, double *d, double *u, double *delta)
-{
-    *d = sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]);
-    for (int b = 0; b < 3; ++b) {
-        u[b] = r[b] / *d;
-        delta[b] = (aj ? aj[b] : 0.0) - (ai ? ai[b] : 0.0);
-        if (B) delta[b] += B[b] * r[0] + B[3 + b] * r[1] + B[6 + b] * r[2];
-    }
-    return u[0] * delta[0] + u[1] * delta[1] + u[2] * delta[2];
-}
-
-/* Atoms atom_begin .. atom_end - 1 of one structure whose neighbour list is `list`: the
- * gradient contributions are added to `grad` (NULL: none), each atom's energy (its network
- * energy and half of its ZBL pair energies) goes to atom_energy[i] and each pair's
- * v = dU_i/dr_ij to pair_v[3 p] (the caller turns them into forces and virials). */
+/* Atoms atom_begin .. atom_end - 1 of one structure whose neighbour list is `list`
+ * (nep_train_atom, nep_train_atom.h): the gradient contributions are added to `grad` (NULL:
+ * none), each atom's energy (its network energy and half of its ZBL pair energies) goes to
+ * atom_energy[i] and each pair's v = dU_i/dr_ij to pair_v[3 p] (the caller turns them into
+ * forces and virials). */
 static void compute_structure(const train_model *m, const nep_system *sys,
-                              const nep_neighbor_list *list_in, int atom_begin, int atom_end,
+                              const nep_neighbor_list *list, int atom_begin, int atom_end,
                               double alpha, const double *fadj, const double *vadj,
                               train_workspace *ws, double *grad, double *atom_energy,
                               double *pair_v)
 {
     const nep_model_spec *spec = m->spec;
-    const nep_neighbor_list list = *list_in;
-    const int T = spec->num_types, D = m->layout.dim, N1 = spec->num_neurons;
-    const int nR = spec->n_max_radial, nA = spec->n_max_angular;
-    const int bR = spec->basis_radial, bA = spec->basis_angular;
-    const int K = m->num_kappa, L = spec->l_max, version = spec->version;
-    const double *par = spec->parameters;
-    const double *scaler = spec->q_scaler;
-    const size_t ns = (size_t)(nA + 1) * NEP_TRAIN_NUM_Y;
-    double fk[NEP_MAX_BASIS], fkp[NEP_MAX_BASIS];
-    double y[NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3];
-    double ydot[NEP_TRAIN_NUM_Y];
-    double inv_grad[NEP_TRAIN_S_LEN], inv_hvp[NEP_TRAIN_S_LEN];
-
-    for (int i = atom_begin; i < atom_end; ++i) {
-        double energy = 0.0;
-        const int ti = sys->types[i];
-        const double *ai = fadj ? fadj + 3 * i : NULL;
-        memset(ws->q, 0, sizeof(double) * D);
-        memset(ws->qdot, 0, sizeof(double) * D);
-        memset(ws->s, 0, sizeof(double) * ns);
-        memset(ws->sdot, 0, sizeof(double) * ns);
-        /* ---- pass 1: descriptors and their directional derivatives */
-        for (size_t p = list.offset[i]; p < list.offset[i + 1]; ++p) {
-            const int j = list.neighbor[p], tj = sys->types[j];
-            const double *r = list.r + 3 * p;
-            double d, u[3], delta[3];
-            const double ddot = pair_geometry(r, ai, fadj ? fadj + 3 * j : NULL, vadj, &d, u, delta);
-            const double rcr = spec->rc_radial[ti * T + tj];
-            if (d < rcr) {
-                radial_basis(d, rcr, bR, fk, fkp);
-                for (int n = 0; n <= nR; ++n) {
-                    const double *c =
-                        par + m->layout.offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
-                    double g, gp;
-                    nep_channel_deriv(bR + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
-                    ws->q[n] += g;
-                    ws->qdot[n] += gp * ddot;
-                }
-            }
-            const double rca = spec->rc_angular[ti * T + tj];
-            if (d < rca) {
-                angular_pair(L, bA, d, rca, u, delta, fk, fkp, y, dyr, ydot);
-                for (int n = 0; n <= nA; ++n) {
-                    const double *c =
-                        par + m->layout.offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
-                    double g, gp;
-                    nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
-                    double *sn = ws->s + (size_t)n * NEP_TRAIN_NUM_Y;
-                    double *sdn = ws->sdot + (size_t)n * NEP_TRAIN_NUM_Y;
-                    for (int k = 0; k < K; ++k) {
-                        sn[k] += g * y[k];
-                        sdn[k] += gp * ddot * y[k] + g * ydot[k];
-                    }
-                }
-            }
-        }
-        /* invariants */
-        for (int n = 0; n <= nA; ++n) {
-            const double *sn = ws->s + (size_t)n * NEP_TRAIN_NUM_Y;
-            const double *sdn = ws->sdot + (size_t)n * NEP_TRAIN_NUM_Y;
-            nep_pack_angular(L, m->inv_on, nR, nA, n, sn, ws->q, 1);
-            /* qdot = dq/ds . sdot */
-            for (int l = 1; l <= L; ++l) {
-                double qd = 0.0;
-                for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k)
-                    qd += 2.0 * m->w3[k] * sn[k] * sdn[k];
-                ws->qdot[nep_angular_descriptor_index(nR, nA, l - 1, n)] = qd;
-            }
-            int block = L;
-            for (int f = 0; f < 6; ++f) {
-                if (!m->inv_on[f]) continue;
-                invariant_gradient(f, sn, inv_grad);
-                double qd = 0.0;
-                for (int k = 0; k < NEP_TRAIN_S_LEN; ++k) qd += inv_grad[k] * sdn[k];
-                ws->qdot[nep_angular_descriptor_index(nR, nA, block, n)] = qd;
-                ++block;
-            }
-        }
-        /* ---- network, its parameter gradient and the descriptor adjoints */
-        const size_t w0_off = (size_t)nep_network_of_type(version, ti) * m->layout.block_size;
-        const double *w0 = par + w0_off;
-        const double *b0 = w0 + (size_t)N1 * D;
-        const double *w1 = b0 + N1;
-        /* U and dU/dq (into mu, negated below) from the shared forward pass */
-        double U = nep_network_forward(D, N1, w0, b0, w1, par[m->layout.shared_bias],
-                                       version == 5 ? w1 + N1 : NULL, ws->q, 1, scaler, NULL,
-                                       ws->hidden, ws->mu);
-        memset(ws->lam, 0, sizeof(double) * D);
-        for (int d = 0; d < D; ++d) ws->mu[d] = -ws->mu[d];
-        /* its JVP along qdot: zdot_k = w0_k . (qdot q_scaler) */
-        for (int k = 0; k < N1; ++k) {
-            const double *wk = w0 + (size_t)k * D;
-            const double zd = nep_network_dot(D, wk, ws->qdot, 1, scaler);
-            const double h = ws->hidden[k];
-            const double dh = 1.0 - h * h;
-            const double e = w1[k] * dh;                 /* dU/dz_k */
-            const double nf = -2.0 * w1[k] * h * dh * zd; /* d2U/dz_k^2 zdot_k */
-            const double A = alpha * e - nf;              /* dPhi/dz_k */
-            for (int d = 0; d < D; ++d) ws->lam[d] += A * wk[d];
-            if (grad) {
-                double *gw = grad + w0_off + (size_t)k * D;
-                for (int d = 0; d < D; ++d)
-                    gw[d] += A * ws->q[d] * scaler[d] - e * ws->qdot[d] * scaler[d];
-                grad[w0_off + (size_t)N1 * D + k] -= A;
-                grad[w0_off + (size_t)N1 * D + N1 + k] += alpha * h - dh * zd;
-            }
-        }
-        if (grad) {
-            grad[m->layout.shared_bias] -= alpha;
-            if (version == 5) grad[w0_off + (size_t)(D + 2) * N1] -= alpha;
-        }
-        energy += U;
-        for (int d = 0; d < D; ++d) {
-            ws->lam[d] *= scaler[d];
-            ws->mu[d] *= scaler[d];
-        }
-        /* angular adjoints sigma = dPhi/ds and tau = dPhi/dsdot per channel */
-        memset(ws->sigma, 0, sizeof(double) * ns);
-        memset(ws->tau, 0, sizeof(double) * ns);
-        for (int n = 0; n <= nA; ++n) {
-            const double *sn = ws->s + (size_t)n * NEP_TRAIN_NUM_Y;
-            const double *sdn = ws->sdot + (size_t)n * NEP_TRAIN_NUM_Y;
-            double *sg = ws->sigma + (size_t)n * NEP_TRAIN_NUM_Y;
-            double *ta = ws->tau + (size_t)n * NEP_TRAIN_NUM_Y;
-            for (int l = 1; l <= L; ++l) {
-                const int index = nep_angular_descriptor_index(nR, nA, l - 1, n);
-                const double la = ws->lam[index], mu = ws->mu[index];
-                for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k) {
-                    const double w2 = 2.0 * m->w3[k];
-                    sg[k] += la * w2 * sn[k] + mu * w2 * sdn[k];
-                    ta[k] += mu * w2 * sn[k];
-                }
-            }
-            int block = L;
-            for (int f = 0; f < 6; ++f) {
-                if (!m->inv_on[f]) continue;
-                const int index = nep_angular_descriptor_index(nR, nA, block, n);
-                const double la = ws->lam[index], mu = ws->mu[index];
-                invariant_gradient(f, sn, inv_grad);
-                const int size = nep_train_invariant_hvp(f, sn, sdn, inv_hvp);
-                for (int k = 0; k < size && k < K; ++k) {
-                    sg[k] += la * inv_grad[k] + mu * inv_hvp[k];
-                    ta[k] += mu * inv_grad[k];
-                }
-                ++block;
-            }
-        }
-        /* ---- pass 2: pair derivatives (forces, virial) and coefficient gradients */
-        for (size_t p = list.offset[i]; p < list.offset[i + 1]; ++p) {
-            const int j = list.neighbor[p], tj = sys->types[j];
-            const double *r = list.r + 3 * p;
-            double d, u[3], delta[3];
-            const double ddot = pair_geometry(r, ai, fadj ? fadj + 3 * j : NULL, vadj, &d, u, delta);
-            double v[3] = {0.0, 0.0, 0.0}; /* dU_i/dr_ij */
-            const double rcr = spec->rc_radial[ti * T + tj];
-            if (d < rcr) {
-                radial_basis(d, rcr, bR, fk, fkp);
-                for (int n = 0; n <= nR; ++n) {
-                    const size_t off = m->layout.offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
-                    const double *c = par + off;
-                    const double gp = nep_channel(bR + 1, c, (size_t)T * T, fkp);
-                    const double dudq = -ws->mu[n];
-                    for (int c3 = 0; c3 < 3; ++c3) v[c3] += dudq * gp * u[c3];
-                    if (grad) {
-                        const double la = ws->lam[n], mud = ws->mu[n] * ddot;
-                        for (int k = 0; k <= bR; ++k)
-                            grad[off + (size_t)k * T * T] += la * fk[k] + mud * fkp[k];
-                    }
-                }
-            }
-            const double rca = spec->rc_angular[ti * T + tj];
-            if (d < rca) {
-                angular_pair(L, bA, d, rca, u, delta, fk, fkp, y, dyr, ydot);
-                for (int n = 0; n <= nA; ++n) {
-                    const size_t off = m->layout.offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
-                    const double *c = par + off;
-                    double g, gp;
-                    nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
-                    const double *sg = ws->sigma + (size_t)n * NEP_TRAIN_NUM_Y;
-                    const double *ta = ws->tau + (size_t)n * NEP_TRAIN_NUM_Y;
-                    double tau_y = 0.0, sig = 0.0, tau_dy[3] = {0.0, 0.0, 0.0};
-                    for (int k = 0; k < K; ++k) {
-                        tau_y += ta[k] * y[k];
-                        sig += sg[k] * y[k] + ta[k] * ydot[k];
-                        tau_dy[0] += ta[k] * dyr[k][0];
-                        tau_dy[1] += ta[k] * dyr[k][1];
-                        tau_dy[2] += ta[k] * dyr[k][2];
-                    }
-                    /* dU/ds = -tau */
-                    for (int c3 = 0; c3 < 3; ++c3) v[c3] -= gp * tau_y * u[c3] + g * tau_dy[c3];
-                    if (grad) {
-                        const double tyd = tau_y * ddot;
-                        for (int k = 0; k <= bA; ++k)
-                            grad[off + (size_t)k * T * T] += fk[k] * sig + fkp[k] * tyd;
-                    }
-                }
-                if (spec->use_zbl) {
-                    double phi, dphi;
-                    nep_zbl_pair(d, spec->atomic_numbers[ti], spec->atomic_numbers[tj],
-                                 spec->zbl + 10 * (size_t)(ti * T + tj), &phi, &dphi);
-                    energy += 0.5 * phi;
-                    for (int c3 = 0; c3 < 3; ++c3) v[c3] += 0.5 * dphi * u[c3];
-                }
-            }
-            memcpy(pair_v + 3 * p, v, sizeof(v));
-        }
-        atom_energy[i] = energy;
-    }
+    for (int i = atom_begin; i < atom_end; ++i)
+        atom_energy[i] = nep_train_atom(&m->atom, spec->parameters, spec->q_scaler, spec->zbl,
+                                        sys->types[i], list->offset[i], list->offset[i + 1],
+                                        list->neighbor, list->r, sys->types,
+                                        fadj ? fadj + 3 * i : NULL, fadj, vadj, alpha, ws->work,
+                                        grad, pair_v, NULL);
 }
 
 /* The work of one call is split in waves of consecutive structures of about
@@ -636,10 +364,7 @@ static int train_run(nep_train_cache *cache, const int *ids, const nep_model_spe
 #pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
         {
-            int t = 0;
-#ifdef _OPENMP
-            t = omp_get_thread_num();
-#endif
+            const int t = nep_thread_id();
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif

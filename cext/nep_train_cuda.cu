@@ -169,24 +169,10 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
                        spec->num_neurons, &layout);
     const int T = spec->num_types;
     nepct_args &a = h->args;
-    a.version = spec->version;
-    a.num_types = T;
-    a.dim = layout.dim;
-    a.num_neurons = spec->num_neurons;
-    a.n_max_radial = spec->n_max_radial;
-    a.n_max_angular = spec->n_max_angular;
-    a.basis_radial = spec->basis_radial;
-    a.basis_angular = spec->basis_angular;
-    a.l_max = spec->l_max;
-    a.num_abc = (spec->l_max + 1) * (spec->l_max + 1) - 1;
-    for (int k = 0; k < 6; ++k) a.flags[k] = spec->flags[k] != 0;
-    a.use_zbl = spec->use_zbl;
-    a.num_parameters = layout.num_parameters;
-    a.block_size = layout.block_size;
-    a.shared_bias = layout.shared_bias;
-    a.offset_radial = layout.offset_radial;
-    a.offset_angular = layout.offset_angular;
-    a.scratch_len = 4 * layout.dim + spec->num_neurons + 4 * (spec->n_max_angular + 1) * NEPCT_NUM_Y;
+    nep_train_atom_model_fill(spec, &a.model);
+    size_t scratch_len = 0;
+    for (int k = 0; k < NEP_TRAIN_NUM_WORK; ++k) scratch_len += nep_train_work_length(&a.model, k);
+    a.scratch_len = (int)scratch_len;
     h->real = h->use_float64 ? nepct_f64::real_size() : nepct_f32::real_size();
 
     /* neighbour lists, once, on the host (the C engine's own builder and order) */
@@ -247,9 +233,9 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
         if (status) return status;                                                             \
         a.field = (const type *)d;                                                             \
     } while (0)
-    UP(rc_radial, double, spec->rc_radial, (size_t)T * T);
-    UP(rc_angular, double, spec->rc_angular, (size_t)T * T);
-    UP(atomic_numbers, int, spec->atomic_numbers, (size_t)T);
+    UP(model.rc_radial, double, spec->rc_radial, (size_t)T * T);
+    UP(model.rc_angular, double, spec->rc_angular, (size_t)T * T);
+    UP(model.atomic_numbers, int, spec->atomic_numbers, (size_t)T);
     UP(types, int, types.data(), A);
     UP(atom_structure, int, atom_structure.data(), A);
     UP(pair_offset, long long, pair_offset.data(), A + 1);
@@ -286,18 +272,18 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     ALLOC(h->d_forces, double, 3 * A);
     ALLOC(h->d_energy, double, S);
     ALLOC(h->d_virials, double, 9 * S);
-    ALLOC(h->d_gradient, double, a.num_parameters);
+    ALLOC(h->d_gradient, double, a.model.num_parameters);
     ALLOC(a.e_atom, double, A);
     ALLOC(a.w_atom, double, 9 * A);
     ALLOC(a.v_pair, double, 3 * P);
-    status = dalloc(h, &h->d_parameters, h->real * a.num_parameters, "parameters");
+    status = dalloc(h, &h->d_parameters, h->real * a.model.num_parameters, "parameters");
     if (status) return status;
     a.parameters = h->d_parameters;
-    size_t tile = ROWS_BUDGET / (sizeof(double) * (a.num_parameters ? a.num_parameters : 1));
+    size_t tile = ROWS_BUDGET / (sizeof(double) * (a.model.num_parameters ? a.model.num_parameters : 1));
     if (tile < 32) tile = 32;
     if (tile > A) tile = A > 0 ? A : 1;
     h->tile = (int)tile;
-    ALLOC(a.rows, double, tile * a.num_parameters);
+    ALLOC(a.rows, double, tile * a.model.num_parameters);
     status = dalloc(h, &a.scratch, h->real * tile * (size_t)a.scratch_len, "scratch");
     if (status) return status;
 #undef ALLOC
@@ -327,6 +313,55 @@ int nep_train_cuda_create(const nep_model_spec *spec, int num_systems, const nep
     return NEP_OK;
 }
 
+/* A CUDA runtime call of the functions below: on failure, its error (cuda_status) is returned. */
+#define CHECK(call, what)                                                                      \
+    do {                                                                                       \
+        status = cuda_status((call), what);                                                    \
+        if (status) return status;                                                             \
+    } while (0)
+
+/* Checks the num_values parameter values (NEP_ERR_NONFINITE) and the selected structures
+ * (NEP_ERR_ARGUMENT), and lists the atoms of the selected structures, in order, in
+ * h->selected_atoms (global indices). */
+static int select_atoms(nep_train_cuda *h, const double *parameters, size_t num_values,
+                        int num_selected, const int *selected)
+{
+    for (size_t k = 0; k < num_values; ++k)
+        if (!isfinite(parameters[k])) return NEP_ERR_NONFINITE;
+    h->selected_atoms.clear();
+    for (int k = 0; k < num_selected; ++k) {
+        const int s = selected[k];
+        if (s < 0 || s >= h->num_systems) return NEP_ERR_ARGUMENT;
+        for (long long i = h->structure_offset[s]; i < h->structure_offset[s + 1]; ++i)
+            h->selected_atoms.push_back((int)i);
+    }
+    return NEP_OK;
+}
+
+/* Uploads num_values parameter values to dst in the handle's precision, then the selection
+ * (h->selected_atoms from select_atoms, and the selected structures), on h->stream. */
+static int upload_inputs(nep_train_cuda *h, void *dst, const double *parameters,
+                         size_t num_values, int num_selected, const int *selected)
+{
+    int status;
+    cudaStream_t st = h->stream;
+    if (h->use_float64) {
+        CHECK(cudaMemcpyAsync(dst, parameters, sizeof(double) * num_values, cudaMemcpyHostToDevice,
+                              st), "parameters");
+    } else {
+        h->params_real_f.resize(num_values);
+        for (size_t k = 0; k < num_values; ++k) h->params_real_f[k] = (float)parameters[k];
+        CHECK(cudaMemcpyAsync(dst, h->params_real_f.data(), sizeof(float) * num_values,
+                              cudaMemcpyHostToDevice, st), "parameters");
+    }
+    CHECK(cudaMemcpyAsync(h->d_selected_atoms, h->selected_atoms.data(),
+                          sizeof(int) * h->selected_atoms.size(), cudaMemcpyHostToDevice, st),
+          "selection");
+    CHECK(cudaMemcpyAsync(h->d_selected, selected, sizeof(int) * num_selected,
+                          cudaMemcpyHostToDevice, st), "selection");
+    return NEP_OK;
+}
+
 int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_selected,
                        const int *selected, const double *alpha, const double *force_adjoint,
                        const double *virial_adjoint, double *gradient, double *energy,
@@ -335,38 +370,13 @@ int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_sele
     if (!h || !parameters || num_selected < 0 || (num_selected > 0 && !selected))
         return NEP_ERR_ARGUMENT;
     nepct_args a = h->args;
-    const size_t P = a.num_parameters;
-    for (size_t k = 0; k < P; ++k)
-        if (!isfinite(parameters[k])) return NEP_ERR_NONFINITE;
-    /* the selected atoms, and the adjoints scattered to global indices */
-    h->selected_atoms.clear();
-    for (int k = 0; k < num_selected; ++k) {
-        const int s = selected[k];
-        if (s < 0 || s >= h->num_systems) return NEP_ERR_ARGUMENT;
-        for (long long i = h->structure_offset[s]; i < h->structure_offset[s + 1]; ++i)
-            h->selected_atoms.push_back((int)i);
-    }
+    const size_t P = a.model.num_parameters;
+    int status = select_atoms(h, parameters, P, num_selected, selected);
+    if (status) return status;
     const int count = (int)h->selected_atoms.size();
-    int status;
     cudaStream_t st = h->stream;
-#define CHECK(call, what)                                                                      \
-    do {                                                                                       \
-        status = cuda_status((call), what);                                                    \
-        if (status) return status;                                                             \
-    } while (0)
-    if (h->use_float64) {
-        CHECK(cudaMemcpyAsync(h->d_parameters, parameters, sizeof(double) * P,
-                              cudaMemcpyHostToDevice, st), "parameters");
-    } else {
-        h->params_real_f.resize(P);
-        for (size_t k = 0; k < P; ++k) h->params_real_f[k] = (float)parameters[k];
-        CHECK(cudaMemcpyAsync(h->d_parameters, h->params_real_f.data(), sizeof(float) * P,
-                              cudaMemcpyHostToDevice, st), "parameters");
-    }
-    CHECK(cudaMemcpyAsync(h->d_selected_atoms, h->selected_atoms.data(), sizeof(int) * count,
-                          cudaMemcpyHostToDevice, st), "selection");
-    CHECK(cudaMemcpyAsync(h->d_selected, selected, sizeof(int) * num_selected,
-                          cudaMemcpyHostToDevice, st), "selection");
+    status = upload_inputs(h, h->d_parameters, parameters, P, num_selected, selected);
+    if (status) return status;
     std::vector<double> &stage = h->staging;
     a.alpha = a.force_adjoint = a.virial_adjoint = nullptr;
     const size_t S = (size_t)h->num_systems;
@@ -432,7 +442,6 @@ int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_sele
         CHECK(cudaMemcpyAsync(virials, h->d_virials, sizeof(double) * 9 * num_selected,
                               cudaMemcpyDeviceToHost, st), "virials");
     CHECK(cudaStreamSynchronize(st), "synchronize");
-#undef CHECK
     return NEP_OK;
 }
 
@@ -445,25 +454,12 @@ int nep_train_cuda_predict_population(nep_train_cuda *h, int population,
         (num_selected > 0 && !selected) || !energy || !forces || !virials)
         return NEP_ERR_ARGUMENT;
     nepct_args a = h->args;
-    const size_t P = a.num_parameters;
-    for (size_t k = 0; k < P * (size_t)population; ++k)
-        if (!isfinite(parameters[k])) return NEP_ERR_NONFINITE;
-    h->selected_atoms.clear();
-    for (int k = 0; k < num_selected; ++k) {
-        const int s = selected[k];
-        if (s < 0 || s >= h->num_systems) return NEP_ERR_ARGUMENT;
-        for (long long i = h->structure_offset[s]; i < h->structure_offset[s + 1]; ++i)
-            h->selected_atoms.push_back((int)i);
-    }
+    const size_t P = a.model.num_parameters;
+    int status = select_atoms(h, parameters, P * (size_t)population, num_selected, selected);
+    if (status) return status;
     const int count = (int)h->selected_atoms.size();
     const size_t per = 3 * (size_t)count + 10 * (size_t)num_selected; /* forces, energy, virials */
-    int status;
     cudaStream_t st = h->stream;
-#define CHECK(call, what)                                                                      \
-    do {                                                                                       \
-        status = cuda_status((call), what);                                                    \
-        if (status) return status;                                                             \
-    } while (0)
     /* grow the population buffers when needed (all work on the stream is finished here) */
     const size_t pbytes = h->real * P * (size_t)population, obytes = sizeof(double) * per * population;
     if (pbytes > h->pop_parameters_bytes) {
@@ -482,19 +478,9 @@ int nep_train_cuda_predict_population(nep_train_cuda *h, int population,
         h->pop_out = (double *)d;
         h->pop_out_bytes = obytes;
     }
-    if (h->use_float64) {
-        CHECK(cudaMemcpyAsync(h->pop_parameters, parameters, pbytes, cudaMemcpyHostToDevice, st),
-              "parameters");
-    } else {
-        h->params_real_f.resize(P * (size_t)population);
-        for (size_t k = 0; k < P * (size_t)population; ++k) h->params_real_f[k] = (float)parameters[k];
-        CHECK(cudaMemcpyAsync(h->pop_parameters, h->params_real_f.data(), pbytes,
-                              cudaMemcpyHostToDevice, st), "parameters");
-    }
-    CHECK(cudaMemcpyAsync(h->d_selected_atoms, h->selected_atoms.data(), sizeof(int) * count,
-                          cudaMemcpyHostToDevice, st), "selection");
-    CHECK(cudaMemcpyAsync(h->d_selected, selected, sizeof(int) * num_selected,
-                          cudaMemcpyHostToDevice, st), "selection");
+    status = upload_inputs(h, h->pop_parameters, parameters, P * (size_t)population, num_selected,
+                           selected);
+    if (status) return status;
     a.alpha = a.force_adjoint = a.virial_adjoint = nullptr;
     a.rows = nullptr;
     const int threads = 128;
@@ -539,7 +525,7 @@ size_t nep_train_cuda_device_bytes(const nep_train_cuda *h)
 {
     return h ? h->bytes + h->pop_parameters_bytes + h->pop_out_bytes : 0;
 }
-size_t nep_train_cuda_num_parameters(const nep_train_cuda *h) { return h ? h->args.num_parameters : 0; }
+size_t nep_train_cuda_num_parameters(const nep_train_cuda *h) { return h ? h->args.model.num_parameters : 0; }
 size_t nep_train_cuda_num_pairs(const nep_train_cuda *h) { return h ? h->num_pairs : 0; }
 const char *nep_train_cuda_last_error(void) { return train_error; }
 

@@ -20,19 +20,14 @@
 #include <stddef.h>
 
 #include "nep_cuda_internal.cuh" /* NEPCU_LAUNCH, the host emulation, cudaError_t */
-
-/* Length of one channel's s-vector in the work arrays: (L+1)^2 - 1 for L = 8 (NEP_NUM_ABC). */
-#define NEPCT_NUM_Y 80
+#include "nep_train_atom.h"      /* nep_train_atom_model, the per-atom maths */
 
 struct nepct_args {
-    /* model header */
-    int version, num_types, dim, num_neurons, n_max_radial, n_max_angular;
-    int basis_radial, basis_angular, l_max, num_abc, flags[6], use_zbl;
-    size_t num_parameters, block_size, shared_bias, offset_radial, offset_angular;
+    /* model header, as the shared per-atom maths reads it (rc_* and atomic_numbers: device
+     * copies, as given) */
+    nep_train_atom_model model;
     int scratch_len; /* NEP_REAL values of one thread's work arrays */
-    /* model arrays: rc [T*T] and atomic numbers as given, the rest in NEP_REAL */
-    const double *rc_radial, *rc_angular;
-    const int *atomic_numbers;
+    /* model arrays in NEP_REAL */
     const void *parameters, *q_scaler, *zbl; /* zbl: [T*T][10] or NULL */
     /* the training set (uploaded once) */
     const int *types, *atom_structure;

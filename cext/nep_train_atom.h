@@ -1,0 +1,394 @@
+/*
+ * nepzbl: the per-atom maths of the exact training gradient, written once and called by the
+ * CPU gradient (nep_train.c, NEP_REAL = double) and the CUDA training kernels
+ * (nep_train_cuda_kernels.cu, NEP_REAL = double or float). The method is in nep_train.h; per
+ * atom i, with the pair perturbation delta r_ij = a_j - a_i + B^T r_ij:
+ *   pass 1 (neighbours): descriptor q_i and its directional derivative qdot_i (radial q, the
+ *           angular s-vectors s and sdot, then the invariants P(s) and grad P . sdot);
+ *   network: U_i, dU/dq, the Hessian-vector product along qdot, the network-parameter
+ *           gradient of Phi_i = alpha U_i - dU_i/dq . qdot_i, and the adjoints
+ *           lambda = dPhi/dq, mu = dPhi/dqdot (= -dU/dq), then the angular adjoints
+ *           sigma = dPhi/ds, tau = dPhi/dsdot per channel;
+ *   pass 2 (neighbours): the pair derivatives dU_i/dr_ij (forces, virial) and the
+ *           descriptor-coefficient gradient through q and qdot.
+ * Every product is NEP_REAL; the sums that leave the atom (energy, pair derivatives, virial,
+ * gradient) are double.
+ *
+ * Header-only, C99 and CUDA, through NEP_HD like nep_maths.h and nep_network.h.
+ */
+#ifndef NEPZBL_NEP_TRAIN_ATOM_H
+#define NEPZBL_NEP_TRAIN_ATOM_H
+
+#include <stddef.h>
+
+#include "nep.h"
+#include "nep_layout.h"
+#include "nep_maths.h"
+#include "nep_network.h"
+#include "nep_train_maths.h"
+
+#define NEP_TRAIN_NUM_Y NEP_NUM_ABC     /* s entries per channel: (L+1)^2 - 1 for L = 8 */
+#define NEP_TRAIN_S_LEN NEP_MIN_S_LEN   /* s entries the invariants read */
+#define NEP_TRAIN_MAX_BASIS 32          /* basis size + 1 */
+
+/* The model header the per-atom maths reads: precision-independent, filled on the host by
+ * nep_train_atom_model_fill (the CUDA side then points rc_* and atomic_numbers at device
+ * copies). */
+typedef struct {
+    int version, num_types, dim, num_neurons, n_max_radial, n_max_angular;
+    int basis_radial, basis_angular, l_max, num_abc;
+    int flags[6]; /* the optional invariants that are on (0 or 1) */
+    int use_zbl;
+    size_t num_parameters, block_size, shared_bias, offset_radial, offset_angular;
+    const double *rc_radial, *rc_angular; /* [T][T] */
+    const int *atomic_numbers;            /* [T] */
+} nep_train_atom_model;
+
+/* One atom's work arrays (NEP_TRAIN_WORK_* order): q, qdot, lambda, mu [dim]; hidden [N1];
+ * s, sdot, sigma, tau [(n_max_angular + 1) NEP_TRAIN_NUM_Y]. */
+enum {
+    NEP_TRAIN_WORK_Q,
+    NEP_TRAIN_WORK_QDOT,
+    NEP_TRAIN_WORK_LAMBDA,
+    NEP_TRAIN_WORK_MU,
+    NEP_TRAIN_WORK_HIDDEN,
+    NEP_TRAIN_WORK_S,
+    NEP_TRAIN_WORK_SDOT,
+    NEP_TRAIN_WORK_SIGMA,
+    NEP_TRAIN_WORK_TAU,
+    NEP_TRAIN_NUM_WORK
+};
+
+/* Length of work array `which` (values). */
+NEP_HD size_t nep_train_work_length(const nep_train_atom_model *m, int which)
+{
+    if (which <= NEP_TRAIN_WORK_MU) return (size_t)m->dim;
+    if (which == NEP_TRAIN_WORK_HIDDEN) return (size_t)m->num_neurons;
+    return (size_t)(m->n_max_angular + 1) * NEP_TRAIN_NUM_Y;
+}
+
+/* The header fields of `spec` (which nep_model_spec_check accepted). */
+static inline void nep_train_atom_model_fill(const nep_model_spec *spec, nep_train_atom_model *m)
+{
+    nep_layout layout;
+    nep_layout_compute(spec->version, spec->num_types, spec->n_max_radial, spec->n_max_angular,
+                       spec->basis_radial, spec->basis_angular, spec->l_max, spec->flags,
+                       spec->num_neurons, &layout);
+    m->version = spec->version;
+    m->num_types = spec->num_types;
+    m->dim = layout.dim;
+    m->num_neurons = spec->num_neurons;
+    m->n_max_radial = spec->n_max_radial;
+    m->n_max_angular = spec->n_max_angular;
+    m->basis_radial = spec->basis_radial;
+    m->basis_angular = spec->basis_angular;
+    m->l_max = spec->l_max;
+    m->num_abc = nep_num_abc(spec->l_max);
+    for (int k = 0; k < 6; ++k) m->flags[k] = spec->flags[k] != 0;
+    m->use_zbl = spec->use_zbl;
+    m->num_parameters = layout.num_parameters;
+    m->block_size = layout.block_size;
+    m->shared_bias = layout.shared_bias;
+    m->offset_radial = layout.offset_radial;
+    m->offset_angular = layout.offset_angular;
+    m->rc_radial = spec->rc_radial;
+    m->rc_angular = spec->rc_angular;
+    m->atomic_numbers = spec->atomic_numbers;
+}
+
+/* 3-body weight w'_kappa = (1 or 2) C3B_kappa of kappa = l^2 - 1 + m (1 for m = 0). */
+NEP_HD NEP_REAL nep_train_w3(int l, int kappa)
+{
+    return (NEP_REAL)((kappa == l * l - 1 ? 1.0 : 2.0) * (double)nep_c3b(kappa));
+}
+
+/* f_k(d) and f_k'(d), k = 0..nb, for cutoff rc. */
+NEP_HD void nep_train_radial_basis(NEP_REAL d, NEP_REAL rc, int nb, NEP_REAL *f, NEP_REAL *fp)
+{
+    NEP_REAL fc, fcp;
+    nep_cutoff(d, rc, (NEP_REAL)1 / rc, &fc, &fcp);
+    nep_chebyshev(nb, d, (NEP_REAL)1 / rc, fc, fcp, f, fp);
+}
+
+/* The s-gradient of optional invariant `which` into grad[0 .. NEP_TRAIN_S_LEN). */
+NEP_HD void nep_train_invariant_grad(int which, const NEP_REAL *s, NEP_REAL *grad)
+{
+    for (int k = 0; k < NEP_TRAIN_S_LEN; ++k) grad[k] = (NEP_REAL)0;
+    nep_invariant_grad(which, s, (NEP_REAL)1, grad);
+}
+
+/* The Hessian-vector product of optional invariant `which` along v; returns the entries
+ * written. The generated tables are double, so NEP_REAL goes through double copies (exact
+ * for double). */
+NEP_HD int nep_train_invariant_hvp_real(int which, const NEP_REAL *s, const NEP_REAL *v,
+                                        NEP_REAL *hvp)
+{
+    double sd[NEP_TRAIN_S_LEN], vd[NEP_TRAIN_S_LEN], hd[NEP_TRAIN_S_LEN];
+    for (int k = 0; k < NEP_TRAIN_S_LEN; ++k) {
+        sd[k] = (double)s[k];
+        vd[k] = (double)v[k];
+    }
+    const int size = nep_train_invariant_hvp(which, sd, vd, hd);
+    for (int k = 0; k < size; ++k) hvp[k] = (NEP_REAL)hd[k];
+    return size;
+}
+
+/* One pair, as both passes need it: the distance d, the unit vector u, the perturbation
+ * delta = a_j - a_i + B^T r (formed in double; ai, aj, B may be NULL: zero) and its radial
+ * part u . delta, returned. */
+NEP_HD NEP_REAL nep_train_pair_geometry(const double *r, const double *ai, const double *aj,
+                                        const double *B, NEP_REAL *d, NEP_REAL *u,
+                                        NEP_REAL *delta)
+{
+    const NEP_REAL rr[3] = {(NEP_REAL)r[0], (NEP_REAL)r[1], (NEP_REAL)r[2]};
+    *d = sqrt(rr[0] * rr[0] + rr[1] * rr[1] + rr[2] * rr[2]);
+    NEP_REAL ddot = (NEP_REAL)0;
+    for (int b = 0; b < 3; ++b) {
+        u[b] = rr[b] / *d;
+        double db = (aj ? aj[b] : 0.0) - (ai ? ai[b] : 0.0);
+        if (B) db += B[b] * r[0] + B[3 + b] * r[1] + B[6 + b] * r[2];
+        delta[b] = (NEP_REAL)db;
+        ddot += u[b] * delta[b];
+    }
+    return ddot;
+}
+
+/* Y_kappa(u), its gradient with respect to r, dyr[kappa][c] = (dY/du_c - u_c (u . dY/du)) / d,
+ * and its derivative along the perturbation, ydot[kappa] = dyr[kappa] . delta. */
+NEP_HD void nep_train_angular_pair(int L, NEP_REAL d, const NEP_REAL *u, const NEP_REAL *delta,
+                                   NEP_REAL *y, NEP_REAL (*dyr)[3], NEP_REAL *ydot)
+{
+    NEP_REAL dy[3][NEP_TRAIN_NUM_Y];
+    nep_sph_grad(L, u[0], u[1], u[2], y, dy[0], dy[1], dy[2]);
+    for (int k = 0; k < nep_num_abc(L); ++k) {
+        const NEP_REAL ud = u[0] * dy[0][k] + u[1] * dy[1][k] + u[2] * dy[2][k];
+        NEP_REAL yd = (NEP_REAL)0;
+        for (int c = 0; c < 3; ++c) {
+            dyr[k][c] = (dy[c][k] - u[c] * ud) / d;
+            yd += dyr[k][c] * delta[c];
+        }
+        ydot[k] = yd;
+    }
+}
+
+/* Atom i of type ti, whose pairs are p0 .. p1 - 1 of a neighbour list (neighbor[p], r[3 p]
+ * = r_j - r_i; types[j] the neighbours' types). par, scaler and zbl ([T*T][10], or NULL) are
+ * the model arrays in NEP_REAL; ai = a_i and fadj (a_j = fadj + 3 j) the force adjoint, B
+ * the virial adjoint (each NULL: zero), alpha the energy weight. Adds the gradient
+ * contributions to grad (NULL: none), writes v = dU_i/dr_ij to pair_v[3 p], subtracts
+ * r_ij (x) v from virial[9] (NULL: not formed) and returns the atom's energy (its network
+ * energy and half of its ZBL pair energies). */
+NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
+                             const NEP_REAL *scaler, const NEP_REAL *zbl, int ti, size_t p0,
+                             size_t p1, const int *neighbor, const double *r_pairs,
+                             const int *types, const double *ai, const double *fadj,
+                             const double *B, double alpha, NEP_REAL *const *work, double *grad,
+                             double *pair_v, double *virial)
+{
+    const int T = m->num_types, D = m->dim, N1 = m->num_neurons;
+    const int nR = m->n_max_radial, nA = m->n_max_angular;
+    const int bR = m->basis_radial, bA = m->basis_angular, L = m->l_max, K = m->num_abc;
+    const size_t ns = (size_t)(nA + 1) * NEP_TRAIN_NUM_Y;
+    NEP_REAL *q = work[NEP_TRAIN_WORK_Q], *qdot = work[NEP_TRAIN_WORK_QDOT];
+    NEP_REAL *lam = work[NEP_TRAIN_WORK_LAMBDA], *mu = work[NEP_TRAIN_WORK_MU];
+    NEP_REAL *hidden = work[NEP_TRAIN_WORK_HIDDEN];
+    NEP_REAL *s = work[NEP_TRAIN_WORK_S], *sdot = work[NEP_TRAIN_WORK_SDOT];
+    NEP_REAL *sigma = work[NEP_TRAIN_WORK_SIGMA], *tau = work[NEP_TRAIN_WORK_TAU];
+    NEP_REAL fk[NEP_TRAIN_MAX_BASIS], fkp[NEP_TRAIN_MAX_BASIS];
+    NEP_REAL y[NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3], ydot[NEP_TRAIN_NUM_Y];
+    NEP_REAL inv_grad[NEP_TRAIN_S_LEN], inv_hvp[NEP_TRAIN_S_LEN];
+    for (int d = 0; d < D; ++d) q[d] = qdot[d] = (NEP_REAL)0;
+    for (size_t k = 0; k < ns; ++k) s[k] = sdot[k] = (NEP_REAL)0;
+
+    /* ---- pass 1: descriptors and their directional derivatives */
+    for (size_t p = p0; p < p1; ++p) {
+        const int j = neighbor[p], tj = types[j];
+        NEP_REAL d, u[3], delta[3];
+        const NEP_REAL ddot = nep_train_pair_geometry(r_pairs + 3 * p, ai,
+                                                      fadj ? fadj + 3 * (size_t)j : NULL, B, &d,
+                                                      u, delta);
+        const NEP_REAL rcr = (NEP_REAL)m->rc_radial[ti * T + tj];
+        if (d < rcr) {
+            nep_train_radial_basis(d, rcr, bR, fk, fkp);
+            for (int n = 0; n <= nR; ++n) {
+                const NEP_REAL *c = par + m->offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
+                NEP_REAL g, gp;
+                nep_channel_deriv(bR + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
+                q[n] += g;
+                qdot[n] += gp * ddot;
+            }
+        }
+        const NEP_REAL rca = (NEP_REAL)m->rc_angular[ti * T + tj];
+        if (d < rca) {
+            nep_train_radial_basis(d, rca, bA, fk, fkp);
+            nep_train_angular_pair(L, d, u, delta, y, dyr, ydot);
+            for (int n = 0; n <= nA; ++n) {
+                const NEP_REAL *c = par + m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
+                NEP_REAL g, gp;
+                nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
+                NEP_REAL *sn = s + (size_t)n * NEP_TRAIN_NUM_Y, *sdn = sdot + (size_t)n * NEP_TRAIN_NUM_Y;
+                for (int k = 0; k < K; ++k) {
+                    sn[k] += g * y[k];
+                    sdn[k] += gp * ddot * y[k] + g * ydot[k];
+                }
+            }
+        }
+    }
+    /* invariants and their directional derivatives qdot = dq/ds . sdot */
+    for (int n = 0; n <= nA; ++n) {
+        const NEP_REAL *sn = s + (size_t)n * NEP_TRAIN_NUM_Y, *sdn = sdot + (size_t)n * NEP_TRAIN_NUM_Y;
+        nep_pack_angular(L, m->flags, nR, nA, n, sn, q, 1);
+        for (int l = 1; l <= L; ++l) {
+            NEP_REAL qd = (NEP_REAL)0;
+            for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k)
+                qd += (NEP_REAL)2 * nep_train_w3(l, k) * sn[k] * sdn[k];
+            qdot[nep_angular_descriptor_index(nR, nA, l - 1, n)] = qd;
+        }
+        int block = L;
+        for (int f = 0; f < 6; ++f) {
+            if (!m->flags[f]) continue;
+            nep_train_invariant_grad(f, sn, inv_grad);
+            NEP_REAL qd = (NEP_REAL)0;
+            for (int k = 0; k < NEP_TRAIN_S_LEN; ++k) qd += inv_grad[k] * sdn[k];
+            qdot[nep_angular_descriptor_index(nR, nA, block, n)] = qd;
+            ++block;
+        }
+    }
+
+    /* ---- network, its parameter gradient and the descriptor adjoints */
+    const size_t w0_off = (size_t)nep_network_of_type(m->version, ti) * m->block_size;
+    const NEP_REAL *w0 = par + w0_off;
+    const NEP_REAL *b0 = w0 + (size_t)N1 * D;
+    const NEP_REAL *w1 = b0 + N1;
+    /* U and dU/dq (into mu, negated below) from the shared forward pass */
+    const NEP_REAL U = nep_network_forward(D, N1, w0, b0, w1, par[m->shared_bias],
+                                           m->version == 5 ? w1 + N1 : NULL, q, 1, scaler, NULL,
+                                           hidden, mu);
+    for (int d = 0; d < D; ++d) {
+        lam[d] = (NEP_REAL)0;
+        mu[d] = -mu[d];
+    }
+    /* its JVP along qdot: zdot_k = w0_k . (qdot q_scaler) */
+    const NEP_REAL alpha_r = (NEP_REAL)alpha;
+    for (int k = 0; k < N1; ++k) {
+        const NEP_REAL *wk = w0 + (size_t)k * D;
+        const NEP_REAL zd = nep_network_dot(D, wk, qdot, 1, scaler);
+        const NEP_REAL h = hidden[k];
+        const NEP_REAL dh = (NEP_REAL)1 - h * h;
+        const NEP_REAL e = w1[k] * dh;                         /* dU/dz_k */
+        const NEP_REAL nf = (NEP_REAL)(-2) * w1[k] * h * dh * zd; /* d2U/dz_k^2 zdot_k */
+        const NEP_REAL A = alpha_r * e - nf;                   /* dPhi/dz_k */
+        for (int d = 0; d < D; ++d) lam[d] += A * wk[d];
+        if (grad) {
+            double *gw = grad + w0_off + (size_t)k * D;
+            for (int d = 0; d < D; ++d) gw[d] += (double)(A * q[d] * scaler[d] - e * qdot[d] * scaler[d]);
+            grad[w0_off + (size_t)N1 * D + k] -= (double)A;
+            grad[w0_off + (size_t)N1 * D + N1 + k] += (double)(alpha_r * h - dh * zd);
+        }
+    }
+    if (grad) {
+        grad[m->shared_bias] -= alpha;
+        if (m->version == 5) grad[w0_off + (size_t)(D + 2) * N1] -= alpha;
+    }
+    double energy = (double)U;
+    for (int d = 0; d < D; ++d) {
+        lam[d] *= scaler[d];
+        mu[d] *= scaler[d];
+    }
+    /* angular adjoints sigma = dPhi/ds and tau = dPhi/dsdot per channel */
+    for (size_t k = 0; k < ns; ++k) sigma[k] = tau[k] = (NEP_REAL)0;
+    for (int n = 0; n <= nA; ++n) {
+        const NEP_REAL *sn = s + (size_t)n * NEP_TRAIN_NUM_Y, *sdn = sdot + (size_t)n * NEP_TRAIN_NUM_Y;
+        NEP_REAL *sg = sigma + (size_t)n * NEP_TRAIN_NUM_Y, *ta = tau + (size_t)n * NEP_TRAIN_NUM_Y;
+        for (int l = 1; l <= L; ++l) {
+            const int index = nep_angular_descriptor_index(nR, nA, l - 1, n);
+            const NEP_REAL la = lam[index], mi = mu[index];
+            for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k) {
+                const NEP_REAL w2 = (NEP_REAL)2 * nep_train_w3(l, k);
+                sg[k] += la * w2 * sn[k] + mi * w2 * sdn[k];
+                ta[k] += mi * w2 * sn[k];
+            }
+        }
+        int block = L;
+        for (int f = 0; f < 6; ++f) {
+            if (!m->flags[f]) continue;
+            const int index = nep_angular_descriptor_index(nR, nA, block, n);
+            const NEP_REAL la = lam[index], mi = mu[index];
+            nep_train_invariant_grad(f, sn, inv_grad);
+            const int size = nep_train_invariant_hvp_real(f, sn, sdn, inv_hvp);
+            for (int k = 0; k < size && k < K; ++k) {
+                sg[k] += la * inv_grad[k] + mi * inv_hvp[k];
+                ta[k] += mi * inv_grad[k];
+            }
+            ++block;
+        }
+    }
+
+    /* ---- pass 2: pair derivatives (forces, virial) and coefficient gradients */
+    for (size_t p = p0; p < p1; ++p) {
+        const int j = neighbor[p], tj = types[j];
+        const double *r = r_pairs + 3 * p;
+        NEP_REAL d, u[3], delta[3];
+        const NEP_REAL ddot = nep_train_pair_geometry(r, ai, fadj ? fadj + 3 * (size_t)j : NULL,
+                                                      B, &d, u, delta);
+        NEP_REAL v[3] = {(NEP_REAL)0, (NEP_REAL)0, (NEP_REAL)0}; /* dU_i/dr_ij */
+        const NEP_REAL rcr = (NEP_REAL)m->rc_radial[ti * T + tj];
+        if (d < rcr) {
+            nep_train_radial_basis(d, rcr, bR, fk, fkp);
+            for (int n = 0; n <= nR; ++n) {
+                const size_t off = m->offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
+                const NEP_REAL gp = nep_channel(bR + 1, par + off, (size_t)T * T, fkp);
+                const NEP_REAL dudq = -mu[n];
+                for (int c3 = 0; c3 < 3; ++c3) v[c3] += dudq * gp * u[c3];
+                if (grad) {
+                    const NEP_REAL la = lam[n], mud = mu[n] * ddot;
+                    for (int k = 0; k <= bR; ++k)
+                        grad[off + (size_t)k * T * T] += (double)(la * fk[k] + mud * fkp[k]);
+                }
+            }
+        }
+        const NEP_REAL rca = (NEP_REAL)m->rc_angular[ti * T + tj];
+        if (d < rca) {
+            nep_train_radial_basis(d, rca, bA, fk, fkp);
+            nep_train_angular_pair(L, d, u, delta, y, dyr, ydot);
+            for (int n = 0; n <= nA; ++n) {
+                const size_t off = m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
+                NEP_REAL g, gp;
+                nep_channel_deriv(bA + 1, par + off, (size_t)T * T, fk, fkp, &g, &gp);
+                const NEP_REAL *sg = sigma + (size_t)n * NEP_TRAIN_NUM_Y;
+                const NEP_REAL *ta = tau + (size_t)n * NEP_TRAIN_NUM_Y;
+                NEP_REAL tau_y = (NEP_REAL)0, sig = (NEP_REAL)0;
+                NEP_REAL tau_dy[3] = {(NEP_REAL)0, (NEP_REAL)0, (NEP_REAL)0};
+                for (int k = 0; k < K; ++k) {
+                    tau_y += ta[k] * y[k];
+                    sig += sg[k] * y[k] + ta[k] * ydot[k];
+                    tau_dy[0] += ta[k] * dyr[k][0];
+                    tau_dy[1] += ta[k] * dyr[k][1];
+                    tau_dy[2] += ta[k] * dyr[k][2];
+                }
+                /* dU/ds = -tau */
+                for (int c3 = 0; c3 < 3; ++c3) v[c3] -= gp * tau_y * u[c3] + g * tau_dy[c3];
+                if (grad) {
+                    const NEP_REAL tyd = tau_y * ddot;
+                    for (int k = 0; k <= bA; ++k)
+                        grad[off + (size_t)k * T * T] += (double)(fk[k] * sig + fkp[k] * tyd);
+                }
+            }
+            if (m->use_zbl) {
+                NEP_REAL phi, dphi;
+                nep_zbl_pair(d, m->atomic_numbers[ti], m->atomic_numbers[tj],
+                             zbl ? zbl + 10 * (size_t)(ti * T + tj) : NULL, &phi, &dphi);
+                energy += 0.5 * (double)phi;
+                for (int c3 = 0; c3 < 3; ++c3) v[c3] += (NEP_REAL)0.5 * dphi * u[c3];
+            }
+        }
+        double *vp = pair_v + 3 * p;
+        for (int c3 = 0; c3 < 3; ++c3) vp[c3] = (double)v[c3];
+        if (virial)
+            for (int a = 0; a < 3; ++a)
+                for (int b = 0; b < 3; ++b) virial[3 * a + b] -= r[a] * (double)v[b];
+    }
+    return energy;
+}
+
+#endif
