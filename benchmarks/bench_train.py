@@ -447,6 +447,7 @@ def bench_gpu_epoch(threads, out):
 def _scaling_setup():
     """Model, loss, labels and structures of LLZO NEP25-ZBL as
     :func:`nepzbl_plugin.train.train` prepares them."""
+    from nepzbl_plugin.model import Model
     from nepzbl_plugin.train import trainer as T
     from nepzbl_plugin.train.initialise import initialise_parameters
     from nepzbl_plugin.train.loss import Labels, Loss
@@ -458,7 +459,7 @@ def _scaling_setup():
     nep_in, structures = _read(nep_in_path, [DATA / "llzo/NEP25-ZBL/train.xyz"])
     name = f"LLZO NEP25-ZBL ({len(structures)} structures)"
     settings = T.settings_from_nep_in(nep_in, len(structures))
-    model = T.empty_model_from_nep_in(nep_in)
+    model = Model.from_nep_in(nep_in)
     model.q_scaler[:] = compute_q_scaler(model, structures, initial_para=settings.initial_para)
     model.parameters[:] = initialise_parameters(model, structures, seed=settings.seed)
     weights = T.loss_weights_from_nep_in(nep_in, model.num_types).resolved(model.num_parameters)
