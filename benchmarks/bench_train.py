@@ -408,7 +408,7 @@ def bench_gpu_epoch(threads, out):
     from nepzbl_plugin.train._backend import EngineBackend
     from nepzbl_plugin.train.cuda_backend import CudaBackend
     from nepzbl_plugin.train.loss import Adjoints
-    from nepzbl_plugin.train.trainer import empty_model_from_nep_in
+    from nepzbl_plugin.model import Model
 
     nep_in, base = _read(DATA / "llzo/NEP25-ZBL/nep.in", [DATA / "llzo/NEP25-ZBL/train.xyz"])
     rng = np.random.default_rng(0)
@@ -418,7 +418,7 @@ def bench_gpu_epoch(threads, out):
         structures.append(dataclasses.replace(
             st, positions=st.positions + rng.normal(0, 0.02, st.positions.shape)))
     atoms = sum(len(st.symbols) for st in structures)
-    model = empty_model_from_nep_in(nep_in)
+    model = Model.from_nep_in(nep_in)
     model.parameters[:] = rng.normal(0, 0.1, model.num_parameters)
     batch = nep_in.batch_size or 25
 
