@@ -35,6 +35,7 @@ from .base import (
     MDResult,
     MDSetupError,
     TemperatureSchedule,
+    _checked_run,
     _pressure_tensor,
     _thermalize_velocities,
 )
@@ -152,27 +153,9 @@ def run_md(
                            tau_temperature=tau_temperature, tau_pressure=tau_pressure,
                            compressibility=compressibility, seed=seed, observers=observers,
                            progress=progress, thermalize=thermalize)
-    if ensemble not in ENSEMBLES:
-        raise MDSetupError(f"unknown ensemble {ensemble!r}; choose from {', '.join(ENSEMBLES)}")
-    thermostat, barostat, anisotropic = ENSEMBLES[ensemble]
-    steps = int(steps)
-    if steps < 0:
-        raise MDSetupError(f"steps must be >= 0, not {steps}")
-    if not (timestep > 0 and np.isfinite(timestep)):
-        raise MDSetupError(f"the time step must be a positive number of fs, not {timestep}")
-    if temperature is None and thermostat is not None:
-        raise MDSetupError(f"ensemble {ensemble} needs a temperature")
-    if temperature is not None and not isinstance(temperature, TemperatureSchedule):
-        temperature = TemperatureSchedule.constant(temperature)
-    target_pressure = np.broadcast_to(np.asarray(pressure, dtype=float), (3,)) * GPA
-    if barostat is not None:
-        if not all(atoms.pbc):
-            raise MDSetupError("NPT needs a cell periodic in all three directions")
-        if not (compressibility > 0 and tau_pressure > 0):
-            raise MDSetupError("NPT needs a positive compressibility and pressure coupling time")
-    if thermostat is not None and not tau_temperature > 0:
-        raise MDSetupError("the temperature coupling time must be positive")
-    beta = compressibility / GPA  # Angstrom^3 / eV
+    thermostat, barostat, anisotropic, steps, temperature, target_pressure, beta = _checked_run(
+        atoms, ensemble, steps, timestep, temperature, pressure, tau_temperature, tau_pressure,
+        compressibility)
     rng = np.random.default_rng(seed)
 
     n = len(atoms)
