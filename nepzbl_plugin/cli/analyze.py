@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis._base import AnalysisError
+from ._common import positive_float, positive_int
 
 __all__ = ["register"]
 
@@ -23,26 +24,6 @@ Analyses of structures and MD trajectories (extended XYZ, e.g. the trajectory.xy
 'nepzbl md'): partial RDFs, MSD and diffusion coefficients, Arrhenius fits, lattice parameters
 against temperature, the locality test of a model, and descriptor maps. Every analysis prints
 numbers with units, writes a PNG and has --json."""
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
 
 
 def _charge(text: str) -> tuple[str, float]:
@@ -66,7 +47,7 @@ def _common(parser, what: str) -> None:
 def _trajectory_options(parser) -> None:
     parser.add_argument("--skip", type=int, default=0,
                         help="leave out this many frames at the start (equilibration; default 0)")
-    parser.add_argument("--every", type=_count, default=1,
+    parser.add_argument("--every", type=positive_int, default=1,
                         help="use every N-th frame after --skip (default 1)")
 
 
@@ -82,8 +63,9 @@ def register(subparsers) -> None:
                        description="Partial RDFs g_AB(r) of every species pair, averaged over "
                                    "the frames; normalised so that an ideal gas gives 1.")
     p.add_argument("trajectory", help="extended XYZ file (one or more frames)")
-    p.add_argument("--r-max", type=_positive, default=6.0, help="largest distance, Å (default 6)")
-    p.add_argument("--bins", type=_count, default=200, help="number of bins (default 200)")
+    p.add_argument("--r-max", type=positive_float, default=6.0,
+                   help="largest distance, Å (default 6)")
+    p.add_argument("--bins", type=positive_int, default=200, help="number of bins (default 200)")
     p.add_argument("--species", nargs="+", default=None,
                    help="order that names the pairs (A-B, A first; default: order in the file)")
     _trajectory_options(p)
@@ -102,15 +84,15 @@ def register(subparsers) -> None:
     p.add_argument("--species", nargs="+", default=None,
                    help="species to analyse (default: all; the first is reported at the top "
                         "level of --json)")
-    p.add_argument("--dt-frame", type=_positive, default=None, metavar="FS",
+    p.add_argument("--dt-frame", type=positive_float, default=None, metavar="FS",
                    help="time between frames in fs (default: from the frames' info time_fs)")
-    p.add_argument("--window", type=_positive, default=None, metavar="FS",
+    p.add_argument("--window", type=positive_float, default=None, metavar="FS",
                    help="longest lag in fs (default: trajectory length / blocks)")
     p.add_argument("--blocks", type=int, default=5,
                    help="blocks for the uncertainty (default 5; at least 2 must hold a window)")
     p.add_argument("--remove-drift", action="store_true",
                    help="subtract the drift of the centre of all atoms")
-    p.add_argument("--temperature", type=_positive, default=None, metavar="K",
+    p.add_argument("--temperature", type=positive_float, default=None, metavar="K",
                    help="temperature of the run, K (recorded, and needed for --charge)")
     p.add_argument("--charge", type=_charge, nargs="+", default=None, metavar="SPECIES=Q",
                    help="formal charges (e) for the Nernst-Einstein conductivity, e.g. Li=1")
@@ -127,7 +109,7 @@ def register(subparsers) -> None:
     p.add_argument("inputs", nargs="*", help="tables or msd JSON files")
     p.add_argument("--point", nargs="+", default=[], metavar="T,D[,ERR]",
                    help="points given directly (T in K, D and its error in cm²/s)")
-    p.add_argument("--room-temperature", type=_positive, default=300.0, metavar="K",
+    p.add_argument("--room-temperature", type=positive_float, default=300.0, metavar="K",
                    help="extrapolate to this temperature, K (default 300)")
     _common(p, "arrhenius plot")
     p.set_defaults(func=_cmd_arrhenius)
@@ -140,13 +122,14 @@ def register(subparsers) -> None:
                     "(temperature from an info key, --ramp, or the kinetic temperature of the "
                     "momenta) or a text table with columns T/K a b c (Å).")
     p.add_argument("trajectory", help="extended XYZ trajectory or a T a b c table")
-    p.add_argument("--repeat", type=_count, nargs=3, default=(1, 1, 1), metavar=("N1", "N2", "N3"),
+    p.add_argument("--repeat", type=positive_int, nargs=3, default=(1, 1, 1),
+                   metavar=("N1", "N2", "N3"),
                    help="conventional cells along the cell vectors (default 1 1 1)")
     p.add_argument("--c-axis", type=int, choices=(0, 1, 2), default=2,
                    help="index of the tetragonal c axis (default 2)")
-    p.add_argument("--bin-width", type=_positive, default=25.0, metavar="K",
+    p.add_argument("--bin-width", type=positive_float, default=25.0, metavar="K",
                    help="temperature bin width, K (default 25)")
-    p.add_argument("--tolerance", type=_positive, default=0.005,
+    p.add_argument("--tolerance", type=positive_float, default=0.005,
                    help="|c/a - 1| at or below which a bin counts as cubic (default 0.005)")
     p.add_argument("--temperature-key", default=None,
                    help="info key holding the temperature in K (default: the first of "
@@ -168,14 +151,15 @@ def register(subparsers) -> None:
     p.add_argument("--center", type=int, default=0, help="index of the central atom (default 0)")
     p.add_argument("--radii", type=float, nargs="+", default=None, metavar="R",
                    help="radii in Å (default: 0.5 to 2 x cutoff + 1 in steps of 0.5)")
-    p.add_argument("--amplitude", type=_positive, default=0.1,
+    p.add_argument("--amplitude", type=positive_float, default=0.1,
                    help="largest displacement, Å (default 0.1)")
-    p.add_argument("--samples", type=_count, default=8,
+    p.add_argument("--samples", type=positive_int, default=8,
                    help="configurations per radius (default 8)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--repeat", type=_count, nargs=3, default=(1, 1, 1), metavar=("N1", "N2", "N3"),
+    p.add_argument("--repeat", type=positive_int, nargs=3, default=(1, 1, 1),
+                   metavar=("N1", "N2", "N3"),
                    help="repeat the structure (the cell must hold the largest sphere)")
-    p.add_argument("--threads", type=_count, default=None, help="engine threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="engine threads")
     _common(p, "locality plot")
     p.set_defaults(func=_cmd_locality)
 
@@ -191,8 +175,9 @@ def register(subparsers) -> None:
     p.add_argument("--method", choices=("pca", "umap"), default="pca",
                    help="projection (default pca)")
     p.add_argument("--species", nargs="+", default=None, help="map only these species")
-    p.add_argument("--soap-r-cut", type=_positive, default=5.0, help="SOAP cutoff, Å (default 5)")
-    p.add_argument("--soap-n-max", type=_count, default=6, help="SOAP n_max (default 6)")
+    p.add_argument("--soap-r-cut", type=positive_float, default=5.0,
+                   help="SOAP cutoff, Å (default 5)")
+    p.add_argument("--soap-n-max", type=positive_int, default=6, help="SOAP n_max (default 6)")
     p.add_argument("--soap-l-max", type=int, default=4, help="SOAP l_max (default 4)")
     _trajectory_options(p)
     _common(p, "descriptors map")

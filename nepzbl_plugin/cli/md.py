@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import NepFormatError, NepzblError
 from ..md.dynamics import ENSEMBLES, TemperatureSchedule
+from ._common import positive_int
 
 __all__ = ["register"]
 
@@ -35,13 +36,6 @@ Example: nepzbl md nep.txt POSCAR --ensemble nvt --temperature 600 --temperature
          --steps 100000 --dt 1 --every 1000 --out heat"""
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def register(subparsers) -> None:
     md = subparsers.add_parser(
         "md", help="molecular dynamics (NVE, NVT, NPT, temperature ramps) or GPUMD input",
@@ -63,13 +57,13 @@ def register(subparsers) -> None:
                          "default 0)")
     md.add_argument("--steps", type=int, default=1000, help="MD steps (default 1000)")
     md.add_argument("--dt", type=float, default=1.0, help="time step in fs (default 1)")
-    md.add_argument("--every", type=_positive_int, default=100,
+    md.add_argument("--every", type=positive_int, default=100,
                     help="steps between thermo rows and trajectory frames (default 100)")
     md.add_argument("--out", default="md", help="output folder (default ./md)")
     md.add_argument("--overwrite", action="store_true",
                     help="replace thermo.txt and trajectory.xyz already in --out")
     md.add_argument("--seed", type=int, default=None, help="random seed (velocities, thermostat)")
-    md.add_argument("--threads", type=_positive_int, default=None,
+    md.add_argument("--threads", type=positive_int, default=None,
                     help="CPU threads of the engine (default: OpenMP's)")
     md.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                     help="engine device (default cpu); cuda runs the device-resident loop "
@@ -86,7 +80,7 @@ def register(subparsers) -> None:
     md.add_argument("--min-distance", type=float, default=0.5,
                     help="stop when any two atoms come closer than this, Å (default 0.5; "
                          "0: off)")
-    md.add_argument("--check-every", type=_positive_int, default=None,
+    md.add_argument("--check-every", type=positive_int, default=None,
                     help="steps between minimum-distance checks (default --every)")
     md.add_argument("--gpumd", action="store_true",
                     help="write run.in, model.xyz and nep.txt for GPUMD into --out (and run "
