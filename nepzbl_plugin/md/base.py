@@ -168,3 +168,36 @@ def _checked_run(atoms, ensemble, steps, timestep, temperature, pressure, tau_te
         raise MDSetupError("the temperature coupling time must be positive")
     beta = compressibility / GPA  # Angstrom^3 / eV
     return thermostat, barostat, anisotropic, steps, temperature, target_pressure, beta
+
+
+def _starting_state(atoms, temperature, thermostat, thermalize, rng):
+    """The state both loops start from, with the same generator calls in the same order (so a
+    seed gives the same run on the CPU and the device): (symbols, masses, positions, cell, pbc,
+    velocities in ASE units, degrees of freedom)."""
+    n = len(atoms)
+    symbols = atoms.get_chemical_symbols()
+    masses = atoms.get_masses().astype(float)
+    positions = np.array(atoms.get_positions(), dtype=float)
+    cell = np.array(atoms.cell.array, dtype=float)
+    pbc = tuple(bool(p) for p in atoms.pbc)
+    velocities = np.array(atoms.get_velocities(), dtype=float)
+    if thermalize is None:
+        thermalize = temperature is not None or not np.any(velocities)
+    if thermalize and temperature is not None:
+        velocities = _thermalize_velocities(masses, temperature(0), rng)
+    # no drift of the centre of mass (Langevin noise brings some back; that is physical there)
+    velocities -= (masses @ velocities) / masses.sum()
+    dof = max(3 * n - (0 if thermostat == "langevin" else 3), 1)
+    if thermalize and temperature is not None and n > 1:
+        kinetic = 0.5 * float(np.sum(masses[:, None] * velocities ** 2))
+        if kinetic > 0:  # exactly the starting temperature, as GPUMD's `velocity` does
+            velocities *= np.sqrt(0.5 * dof * BOLTZMANN * temperature(0) / kinetic)
+    return symbols, masses, positions, cell, pbc, velocities, dof
+
+
+def _checked_observers(observers) -> list:
+    observers = list(observers)
+    for obs in observers:
+        if int(getattr(obs, "every", 0)) < 1:
+            raise MDSetupError(f"observer {type(obs).__name__} needs every >= 1")
+    return observers

@@ -40,9 +40,10 @@ from .base import (
     MDResult,
     MDSetupError,
     TemperatureSchedule,
+    _checked_observers,
     _checked_run,
     _pressure_tensor,
-    _thermalize_velocities,
+    _starting_state,
 )
 from .observers import DistanceMonitor, _pair_key, partial_rdf_counts
 
@@ -199,28 +200,10 @@ def run_md_cuda(
         compressibility)
     rng = np.random.default_rng(seed)
 
-    # the starting state exactly as run_md makes it (same generator calls, same order)
+    symbols, masses, positions, cell, pbc, velocities, dof = _starting_state(
+        atoms, temperature, thermostat, thermalize, rng)
     n = len(atoms)
-    symbols = atoms.get_chemical_symbols()
-    masses = atoms.get_masses().astype(float)
-    positions = np.array(atoms.get_positions(), dtype=float)
-    cell = np.array(atoms.cell.array, dtype=float)
-    pbc = tuple(bool(p) for p in atoms.pbc)
-    velocities = np.array(atoms.get_velocities(), dtype=float)
-    if thermalize is None:
-        thermalize = temperature is not None or not np.any(velocities)
-    if thermalize and temperature is not None:
-        velocities = _thermalize_velocities(masses, temperature(0), rng)
-    velocities -= (masses @ velocities) / masses.sum()
-    dof = max(3 * n - (0 if thermostat == "langevin" else 3), 1)
-    if thermalize and temperature is not None and n > 1:
-        kinetic = 0.5 * float(np.sum(masses[:, None] * velocities ** 2))
-        if kinetic > 0:
-            velocities *= np.sqrt(0.5 * dof * BOLTZMANN * temperature(0) / kinetic)
-    observers = list(observers)
-    for obs in observers:
-        if int(getattr(obs, "every", 0)) < 1:
-            raise MDSetupError(f"observer {type(obs).__name__} needs every >= 1")
+    observers = _checked_observers(observers)
     # the Philox key: the seed given, or one drawn from the same generator
     key = int(seed) & (2**64 - 1) if seed is not None else int(rng.integers(0, 2**63))
 

@@ -35,9 +35,10 @@ from .base import (
     MDResult,
     MDSetupError,
     TemperatureSchedule,
+    _checked_observers,
     _checked_run,
     _pressure_tensor,
-    _thermalize_velocities,
+    _starting_state,
 )
 
 __all__ = ["ENSEMBLES", "TemperatureSchedule", "EngineForces", "CalculatorForces", "Frame",
@@ -158,32 +159,14 @@ def run_md(
         compressibility)
     rng = np.random.default_rng(seed)
 
+    symbols, masses, positions, cell, pbc, velocities, dof = _starting_state(
+        atoms, temperature, thermostat, thermalize, rng)
     n = len(atoms)
-    symbols = atoms.get_chemical_symbols()
-    masses = atoms.get_masses().astype(float)
     inv_mass = (1.0 / masses)[:, None]
-    positions = np.array(atoms.get_positions(), dtype=float)
-    cell = np.array(atoms.cell.array, dtype=float)
-    pbc = tuple(bool(p) for p in atoms.pbc)
-    velocities = np.array(atoms.get_velocities(), dtype=float)
-    if thermalize is None:
-        thermalize = temperature is not None or not np.any(velocities)
-    if thermalize and temperature is not None:
-        velocities = _thermalize_velocities(masses, temperature(0), rng)
-    # no drift of the centre of mass (Langevin noise brings some back; that is physical there)
-    velocities -= (masses @ velocities) / masses.sum()
-    dof = max(3 * n - (0 if thermostat == "langevin" else 3), 1)
-    if thermalize and temperature is not None and n > 1:
-        kinetic = 0.5 * float(np.sum(masses[:, None] * velocities ** 2))
-        if kinetic > 0:  # exactly the starting temperature, as GPUMD's `velocity` does
-            velocities *= np.sqrt(0.5 * dof * BOLTZMANN * temperature(0) / kinetic)
 
     dt = timestep * units.fs
     dt_over_tau_t = timestep / tau_temperature if thermostat else 0.0
-    observers = list(observers)
-    for obs in observers:
-        if int(getattr(obs, "every", 0)) < 1:
-            raise MDSetupError(f"observer {type(obs).__name__} needs every >= 1")
+    observers = _checked_observers(observers)
 
     def evaluate():
         energy, f, w = forces(positions, cell)
