@@ -15,7 +15,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["max_neighbour_counts", "neighbour_counts", "set_neighbour_counts"]
+__all__ = ["max_neighbour_counts", "neighbour_counts", "set_neighbour_counts",
+           "estimate_neighbour_counts", "GPUMD_MAX_NEIGHBORS"]
+
+GPUMD_MAX_NEIGHBORS = 819  # GPUMD refuses a larger radial count
+_DENSE_NUMBER_DENSITY = 0.15  # atoms per A^3: denser than almost every solid
 
 
 def _image_shifts(cell: np.ndarray, cutoff: float) -> np.ndarray:
@@ -78,3 +82,14 @@ def set_neighbour_counts(model, *structure_sets: Iterable) -> tuple[int, int]:
         model.max_neighbors_radial = max(1, radial)
         model.max_neighbors_angular = max(1, angular)
     return int(model.max_neighbors_radial), int(model.max_neighbors_angular)
+
+
+def estimate_neighbour_counts(model) -> tuple[int, int]:
+    """Generous radial and angular neighbour counts for a model whose file has none: the atoms
+    within the largest pair cutoffs at a number density of 0.15 per A^3 (denser than almost
+    every solid), the radial count capped at GPUMD's limit of 819."""
+    radial, angular = (float(np.max(c)) for c in model.pair_cutoffs())
+    count = [
+        math.ceil(4.0 / 3.0 * math.pi * rc**3 * _DENSE_NUMBER_DENSITY) for rc in (radial, angular)
+    ]
+    return min(count[0], GPUMD_MAX_NEIGHBORS), min(count[1], GPUMD_MAX_NEIGHBORS)

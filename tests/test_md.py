@@ -374,3 +374,35 @@ def test_cli_md_help(capsys):
         main(["md", "--help"])
     assert exit_.value.code == 0
     assert "--ensemble" in capsys.readouterr().out
+
+
+def test_gpumd_export_writes_a_model_gpumd_runs(tmp_path):
+    """GPUMD runs neither nep3 nor a cutoff line without neighbour counts: the export upgrades
+    the one exactly and estimates the other, and says so; a model GPUMD runs is copied as is."""
+    from nepzbl_plugin.md.gpumd import write_gpumd_inputs
+    from nepzbl_plugin.model import read_model
+    from nepzbl_plugin.neighbours import estimate_neighbour_counts
+    from nepzbl_plugin.testing import random_model
+
+    atoms = bulk("Li", "bcc", a=3.5, cubic=True).repeat(2)
+    old = random_model(version=3, types=("Li", "O"), seed=3)
+    old.max_neighbors_radial = old.max_neighbors_angular = 0
+    old.write(tmp_path / "nep3.txt")
+    lines = []
+    paths = write_gpumd_inputs(tmp_path / "a", tmp_path / "nep3.txt", atoms, log=lines.append,
+                               ensemble="nve", steps=10, timestep=1.0,
+                               temperature=None, every=5)
+    written = read_model(paths[2])
+    assert written.version == 4
+    assert (written.max_neighbors_radial, written.max_neighbors_angular) == \
+        estimate_neighbour_counts(old)
+    assert len(lines) == 2 and "nep4" in lines[0] and "neighbour counts" in lines[1]
+
+    new = random_model(version=4, types=("Li", "O"), seed=3)
+    new.max_neighbors_radial, new.max_neighbors_angular = 40, 20
+    new.write(tmp_path / "nep4.txt")
+    lines.clear()
+    paths = write_gpumd_inputs(tmp_path / "b", tmp_path / "nep4.txt", atoms, log=lines.append,
+                               ensemble="nve", steps=10, timestep=1.0,
+                               temperature=None, every=5)
+    assert paths[2].read_bytes() == (tmp_path / "nep4.txt").read_bytes() and not lines

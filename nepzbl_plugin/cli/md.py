@@ -146,7 +146,9 @@ def _run_md(args) -> int:
     if args.gpumd:
         from ..md.gpumd import write_gpumd_inputs
 
-        paths = write_gpumd_inputs(out, args.model, atoms, every=args.every, **run)
+        paths = write_gpumd_inputs(out, args.model, atoms, every=args.every,
+                                   log=lambda line: print(f"nepzbl: note: {line}", file=sys.stderr),
+                                   **run)
         print(f"GPUMD inputs: {', '.join(str(p) for p in paths)}")
         gpumd = shutil.which("gpumd")
         if gpumd is None:

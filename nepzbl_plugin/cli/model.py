@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
-import numpy as np
-
 from ..errors import NepzblError
+from ..neighbours import GPUMD_MAX_NEIGHBORS, estimate_neighbour_counts
 from ._common import positive_float
 
 __all__ = ["register", "estimate_neighbour_counts"]
@@ -17,8 +15,6 @@ __all__ = ["register", "estimate_neighbour_counts"]
 _ZBL_OUTER_RANGE = (1.0, 4.0)
 _TYPEWISE_FACTOR_MIN = 0.5
 # GPUMD MD refuses MN_R > 819; 0.15 atoms/A^3 is denser than nearly every solid.
-_GPUMD_MAX_NEIGHBORS = 819
-_DENSE_NUMBER_DENSITY = 0.15
 
 
 def register(subparsers) -> None:
@@ -135,23 +131,12 @@ def _cmd_model(args) -> int:
     return 0
 
 
-def estimate_neighbour_counts(model) -> tuple[int, int]:
-    """Generous radial and angular neighbour counts for a model whose file has none: the atoms
-    within the largest pair cutoffs at a number density of 0.15 per A^3 (denser than almost
-    every solid), the radial count capped at GPUMD's limit of 819."""
-    radial, angular = (float(np.max(c)) for c in model.pair_cutoffs())
-    count = [
-        math.ceil(4.0 / 3.0 * math.pi * rc**3 * _DENSE_NUMBER_DENSITY) for rc in (radial, angular)
-    ]
-    return min(count[0], _GPUMD_MAX_NEIGHBORS), min(count[1], _GPUMD_MAX_NEIGHBORS)
-
-
 def _set_neighbour_counts(model, requested) -> None:
     if requested is not None:
-        if min(requested) < 1 or requested[0] > _GPUMD_MAX_NEIGHBORS:
+        if min(requested) < 1 or requested[0] > GPUMD_MAX_NEIGHBORS:
             raise NepzblError(
                 f"--max-neighbors must be >= 1 (GPUMD: MN_R <= "
-                f"{_GPUMD_MAX_NEIGHBORS}), got {requested[0]} {requested[1]}"
+                f"{GPUMD_MAX_NEIGHBORS}), got {requested[0]} {requested[1]}"
             )
         model.max_neighbors_radial, model.max_neighbors_angular = requested
     elif model.max_neighbors_radial <= 0 or model.max_neighbors_angular <= 0:

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..io.atomic import atomic_write_bytes, atomic_write_text
+from ..model import read_model
+from ..neighbours import estimate_neighbour_counts
 from .dynamics import ENSEMBLES, MDSetupError, TemperatureSchedule
 
 __all__ = ["gpumd_run_in", "gpumd_model_xyz", "write_gpumd_inputs", "GpumdResults",
@@ -107,9 +109,15 @@ def gpumd_model_xyz(atoms) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_gpumd_inputs(folder, model_path, atoms, **run) -> list[Path]:
-    """Write ``run.in``, ``model.xyz`` and ``nep.txt`` (a copy of ``model_path``) into
-    ``folder``; ``run`` as for :func:`gpumd_run_in`. Returns the paths written."""
+def write_gpumd_inputs(folder, model_path, atoms, log=None, **run) -> list[Path]:
+    """Write ``run.in``, ``model.xyz`` and ``nep.txt`` into ``folder``; ``run`` as for
+    :func:`gpumd_run_in`. Returns the paths written.
+
+    ``nep.txt`` is a copy of ``model_path`` when GPUMD runs it as it is. Current GPUMD runs only
+    nep4/nep5 and sizes its neighbour lists from the cutoff line's counts, so a nep3 model is
+    written upgraded (exactly, :meth:`Model.to_nep4`) and a model without counts gets the
+    generous estimate of :func:`~nepzbl_plugin.neighbours.estimate_neighbour_counts`; ``log``
+    (a callable taking one line, default none) is told of either."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     atoms = atoms.copy()
@@ -123,7 +131,23 @@ def write_gpumd_inputs(folder, model_path, atoms, **run) -> list[Path]:
     paths = [folder / "run.in", folder / "model.xyz", folder / "nep.txt"]
     atomic_write_text(paths[0], gpumd_run_in(model_name="nep.txt", **run))
     atomic_write_text(paths[1], gpumd_model_xyz(atoms))
-    atomic_write_bytes(paths[2], Path(model_path).read_bytes())
+    model = read_model(model_path)
+    changes = []
+    if model.version == 3:
+        model = model.to_nep4()
+        changes.append("upgraded nep3 to nep4 (current GPUMD runs no nep3)")
+    if model.max_neighbors_radial <= 0 or model.max_neighbors_angular <= 0:
+        counts = estimate_neighbour_counts(model)
+        model.max_neighbors_radial, model.max_neighbors_angular = counts
+        changes.append(f"the model has no neighbour counts; wrote estimates {counts[0]} "
+                       f"{counts[1]} (GPUMD sizes its neighbour lists with them)")
+    if changes:
+        model.write(paths[2])
+        for change in changes:
+            if log is not None:
+                log(f"{paths[2]}: {change}")
+    else:
+        atomic_write_bytes(paths[2], Path(model_path).read_bytes())
     return paths
 
 
