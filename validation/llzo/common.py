@@ -19,6 +19,7 @@ and writes the report.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -172,6 +173,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, {gpu_name() or 'no GPU'}"
 
 
+@functools.lru_cache(maxsize=None)
 def gpu_name() -> str | None:
     """The GPU nepzbl's CUDA engine would use, or None."""
     import_package()
