@@ -169,9 +169,9 @@ def rows(result: dict, ctx) -> list[dict]:
             continue
         worst = min(mine, key=lambda r: r["min_distance_A"] or np.inf)
         below = [r for r in mine if (r["min_distance_A"] or np.inf) < SHORT_A]
-        out.append({"quantity": f"{model}: pairs below 1.5 Å, "
-                                f"{min(r['temperature_K'] for r in mine):g} to "
-                                f"{max(r['temperature_K'] for r in mine):g} K",
+        temps = sorted({r["temperature_K"] for r in mine})
+        span = f"{temps[0]:g} K" if len(temps) == 1 else f"{temps[0]:g} to {temps[-1]:g} K"
+        out.append({"quantity": f"{model}: pairs below 1.5 Å, {span}",
                     "paper": "none up to 1300 K",
                     "ours": ("none" if not below else
                              f"{len(below)} of {len(mine)} runs") +

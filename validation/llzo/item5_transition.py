@@ -32,9 +32,9 @@ SETTINGS = {
     "smoke": {"models": MODELS, "supercell": [1, 1, 1], "T_low_K": 600.0, "T_high_K": 1200.0,
               "eq_steps": 10, "ramp_steps": 30, "every": 5, "check_every": 5,
               "bin_width_K": 100.0, "tolerance": 0.01},
-    # 192 atoms, 20 ps per ramp (30 K/ps)
+    # 192 atoms, 15 ps per ramp (40 K/ps)
     "cpu": {"models": MODELS, "supercell": [1, 1, 1], "T_low_K": 600.0, "T_high_K": 1200.0,
-            "eq_steps": 2000, "ramp_steps": 20000, "every": 20, "check_every": 50,
+            "eq_steps": 2000, "ramp_steps": 15000, "every": 20, "check_every": 50,
             "bin_width_K": 50.0, "tolerance": 0.01},
     # 12288 atoms, 1 ns per ramp (0.6 K/ps) on the GPU
     "paper": {"models": MODELS, "supercell": [4, 4, 4], "T_low_K": 600.0, "T_high_K": 1200.0,

@@ -3,8 +3,8 @@
 :func:`md_run` does, for one (model, T):
 
 1. anisotropic NPT (stochastic cell rescaling, Bussi thermostat) at T and 0 GPa from
-   :func:`common.start_structure` (the nearly cubic 192-atom frame, repeated to the size's
-   supercell);
+   :func:`common.start_structure` (the nearly cubic 192-atom frame, or with
+   ``start="tetragonal"`` the most tetragonal one, repeated to the size's supercell);
 2. the last NPT frame scaled to the mean a, b, c of the second half of the NPT run;
 3. NVT (Bussi) at T from fresh Maxwell-Boltzmann velocities: unwrapped positions every
    ``every`` steps (``trajectory.npz``), partial RDFs every ``rdf_every`` steps, the shortest
@@ -45,8 +45,8 @@ MD_SETTINGS = {
     "smoke": {"supercell": [1, 1, 1], "npt_steps": 20, "nvt_steps": 40, "every": 5,
               "rdf_every": 10, "check_every": 5, "window_fs": 15.0, "blocks": 2,
               "rdf_r_max": 6.0, "rdf_bins": 300, "save_species": None},
-    # 192 atoms, 3 ps NPT + 20 ps NVT (about 100 s per run on one core)
-    "cpu": {"supercell": [1, 1, 1], "npt_steps": 3000, "nvt_steps": 20000, "every": 50,
+    # 192 atoms, 2 ps NPT + 20 ps NVT (about 100 s per run on a free core)
+    "cpu": {"supercell": [1, 1, 1], "npt_steps": 2000, "nvt_steps": 20000, "every": 50,
             "rdf_every": 100, "check_every": 50, "window_fs": 4000.0, "blocks": 5,
             "rdf_r_max": 6.0, "rdf_bins": 300, "save_species": None},
     # the paper: 12288 atoms (4x4x4), two 50 ps windows of NVT after 20 ps of NPT (GPU)
@@ -60,8 +60,12 @@ ABORT_A = 0.05  # closer than this: the run stops
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def run_folder(ctx, model_name: str, temperature_K: float) -> Path:
-    return Path(ctx.out) / "md" / f"{model_name}_{temperature_K:g}K"
+STARTS = ("cubic", "tetragonal")  # which frame of common.start_structure a run starts from
+
+
+def run_folder(ctx, model_name: str, temperature_K: float, start: str = "cubic") -> Path:
+    suffix = "" if start == "cubic" else f"_{start}"
+    return Path(ctx.out) / "md" / f"{model_name}_{temperature_K:g}K{suffix}"
 
 
 def run_seed(seed: int, *names) -> int:
@@ -98,41 +102,47 @@ def _plain(value):
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
-def _job(ctx, model_name: str, temperature_K: float) -> dict:
+def _job(ctx, model_name: str, temperature_K: float, start: str = "cubic") -> dict:
     """What a worker needs for one run (plain data: a worker cannot take the context)."""
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {', '.join(STARTS)}, not {start!r}")
     settings = dict(MD_SETTINGS[ctx.size])
     settings.update(temperature_K=float(temperature_K), timestep_fs=TIMESTEP_FS,
                     seed=run_seed(ctx.seed, model_name, temperature_K),
                     collapse_A=COLLAPSE_A, abort_A=ABORT_A)
+    if start != "cubic":
+        settings["start"] = start
     return {"model": model_name, "model_path": str(ctx.model(model_name)),
-            "temperature_K": float(temperature_K),
-            "folder": str(run_folder(ctx, model_name, temperature_K)),
+            "temperature_K": float(temperature_K), "start": start,
+            "folder": str(run_folder(ctx, model_name, temperature_K, start)),
             "settings": settings, "device": ctx.device, "threads": 1}
 
 
-def md_run(ctx, model_name: str, temperature_K: float) -> dict:
-    """The summary of the run of ``model_name`` at ``temperature_K`` (run now unless cached);
+def md_run(ctx, model_name: str, temperature_K: float, start: str = "cubic") -> dict:
+    """The summary of the run of ``model_name`` at ``temperature_K`` from the ``start`` frame
+    (nearly cubic, or the most tetragonal one) (run now unless cached);
     ``{"status": "not_run", "note": ...}`` when the model does not exist yet (item 2)."""
     try:
-        job = _job(ctx, model_name, temperature_K)
+        job = _job(ctx, model_name, temperature_K, start)
     except common.ItemNotRun as error:
-        return _not_run(model_name, temperature_K, error)
+        return _not_run(model_name, temperature_K, error, start)
     job["threads"] = None if ctx.device == "cuda" else ctx.threads
     summary = run_job(job)
     _log_run(ctx, summary)
     return summary
 
 
-def _not_run(model_name, temperature_K, error) -> dict:
-    return {"model": model_name, "temperature_K": float(temperature_K), "status": "not_run",
-            "note": str(error)}
+def _not_run(model_name, temperature_K, error, start="cubic") -> dict:
+    return {"model": model_name, "temperature_K": float(temperature_K), "start": start,
+            "status": "not_run", "note": str(error)}
 
 
 def _log_run(ctx, summary: dict) -> None:
     if summary.get("cached_now"):
         return
     d = summary.get("msd", {}).get("D_cm2_per_s")
-    text = (f"md {summary['model']} {summary['temperature_K']:g} K: {summary['status']}, "
+    start = "" if summary.get("start", "cubic") == "cubic" else f" ({summary['start']} start)"
+    text = (f"md {summary['model']} {summary['temperature_K']:g} K{start}: {summary['status']}, "
             f"min distance {summary.get('min_distance_A', float('nan')):.2f} Å")
     if d is not None:
         text += f", D_Li {d:.2e} ± {summary['msd']['D_error_cm2_per_s']:.1e} cm²/s"
@@ -141,20 +151,22 @@ def _log_run(ctx, summary: dict) -> None:
 
 
 def md_runs(ctx, pairs) -> list[dict]:
-    """Summaries of the runs ``[(model, T), ...]`` (same order), the missing ones run with
-    ``ctx.threads`` worker processes on the CPU, one after the other on the GPU."""
-    pairs = [(m, float(t)) for m, t in pairs]
+    """Summaries of the runs ``[(model, T), ...]`` or ``[(model, T, start), ...]`` (same
+    order), the missing ones run with ``ctx.threads`` worker processes on the CPU, one after the
+    other on the GPU."""
+    pairs = [(p[0], float(p[1]), p[2] if len(p) > 2 else "cubic") for p in pairs]
     summaries: dict = {}
     jobs = []
-    for model_name, temperature in dict.fromkeys(pairs):
+    for model_name, temperature, start in dict.fromkeys(pairs):
+        key = (model_name, temperature, start)
         try:
-            job = _job(ctx, model_name, temperature)
+            job = _job(ctx, model_name, temperature, start)
         except common.ItemNotRun as error:
-            summaries[(model_name, temperature)] = _not_run(model_name, temperature, error)
+            summaries[key] = _not_run(model_name, temperature, error, start)
             continue
         cached = _cached(Path(job["folder"]), job["settings"])
         if cached is not None:
-            summaries[(model_name, temperature)] = cached
+            summaries[key] = dict(cached, start=start)
         else:
             jobs.append(job)
     if jobs:
@@ -162,7 +174,7 @@ def md_runs(ctx, pairs) -> list[dict]:
                 f"({ctx.device}, {min(ctx.threads, len(jobs)) if ctx.device == 'cpu' else 1} "
                 "at a time)")
     for summary in parallel(ctx, run_job, jobs):
-        summaries[(summary["model"], summary["temperature_K"])] = summary
+        summaries[(summary["model"], summary["temperature_K"], summary["start"])] = summary
         _log_run(ctx, summary)
     return [summaries[pair] for pair in pairs]
 
@@ -264,7 +276,7 @@ def run_job(job: dict) -> dict:
     folder = Path(job["folder"])
     cached = _cached(folder, job["settings"])
     if cached is not None:
-        return dict(cached, cached_now=True)
+        return dict(cached, cached_now=True, start=job["settings"].get("start", "cubic"))
     folder.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     try:
@@ -273,6 +285,7 @@ def run_job(job: dict) -> dict:
         summary = {"status": "failed", "stopped": f"{type(error).__name__}: {error}",
                    "steps_done": 0, "atoms": 0}
     summary.update(model=job["model"], temperature_K=job["temperature_K"],
+                   start=job["settings"].get("start", "cubic"),
                    settings=job["settings"], device=job["device"],
                    wall_s=time.perf_counter() - began)
     md_wall = sum(summary.get(part, {}).get("wall_s", 0.0) for part in ("npt", "nvt"))
@@ -288,7 +301,8 @@ def _run(job: dict, folder: Path) -> dict:
 
     s = job["settings"]
     T = job["temperature_K"]
-    atoms = common.start_structure(cubic=True).repeat(tuple(s["supercell"]))
+    cubic = s.get("start", "cubic") == "cubic"
+    atoms = common.start_structure(cubic=cubic).repeat(tuple(s["supercell"]))
     evaluator = _evaluator(job)
     out = {"atoms": len(atoms), "steps_done": 0, "stopped": None}
 
