@@ -83,8 +83,9 @@ class Context:
 
     # -- settings and folders -------------------------------------------------------------
     def settings(self, item) -> dict:
-        """The ``SETTINGS`` of ``item`` (a module) at this size."""
-        return dict(item.SETTINGS[self.size])
+        """The ``SETTINGS`` of ``item`` (a module, or its ``SETTINGS`` dict) at this size."""
+        settings = item if isinstance(item, dict) else item.SETTINGS
+        return dict(settings[self.size])
 
     def item_dir(self, number: int) -> Path:
         """Raw outputs of item ``number`` (created)."""
