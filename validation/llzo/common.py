@@ -25,9 +25,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -174,7 +174,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, {gpu_name() or 'no GPU'}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gpu_name() -> str | None:
     """The GPU nepzbl's CUDA engine would use, or None."""
     import_package()

@@ -10,7 +10,6 @@ wall at short range). It costs seconds at every size.
 from __future__ import annotations
 
 import numpy as np
-
 from common import DATA, md_table
 
 NUMBER = 1
