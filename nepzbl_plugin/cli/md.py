@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import NepFormatError, NepzblError
 from ..md.dynamics import ENSEMBLES, TemperatureSchedule
-from ._common import positive_int
+from ._common import ProgressBars, positive_int
 
 __all__ = ["register"]
 
@@ -123,7 +123,7 @@ def _read_structure(path: str):
 
 def _run_md(args) -> int:
     from ..engine import Evaluator
-    from ..md.dynamics import EngineForces, MDSetupError, run_md
+    from ..md.dynamics import EngineForces, run_md
     from ..md.observers import DistanceMonitor, ThermoLog, TrajectoryWriter
 
     schedule = _schedule(args)
@@ -186,23 +186,20 @@ def _run_md(args) -> int:
         monitor = DistanceMonitor(args.min_distance, every=args.check_every or args.every)
         observers.append(monitor)
 
-    bar = None
-    progress = None
+    bars = None
     if not args.no_progress and sys.stderr.isatty():
-        from tqdm import tqdm
+        bars = ProgressBars(unit="step")
+    label = f"MD {args.ensemble}"
 
-        bar = tqdm(total=args.steps, unit="step", desc=f"MD {args.ensemble}", file=sys.stderr)
-
-        def progress(step, total):
-            bar.update(step - bar.n)
+    def progress(step, total):
+        if bars is not None:
+            bars(step, total, label)
     try:
         result = run_md(atoms, forces, seed=args.seed, observers=observers, progress=progress,
                         **run)
-    except MDSetupError:
-        raise
     finally:
-        if bar is not None:
-            bar.close()
+        if bars is not None:
+            bars.close()
 
     n = len(atoms)
     print(f"nepzbl md: {args.ensemble}, {n} atoms, {result.steps_done} of {args.steps} steps "

@@ -25,9 +25,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -83,8 +83,9 @@ class Context:
 
     # -- settings and folders -------------------------------------------------------------
     def settings(self, item) -> dict:
-        """The ``SETTINGS`` of ``item`` (a module) at this size."""
-        return dict(item.SETTINGS[self.size])
+        """The ``SETTINGS`` of ``item`` (a module, or its ``SETTINGS`` dict) at this size."""
+        settings = item if isinstance(item, dict) else item.SETTINGS
+        return dict(settings[self.size])
 
     def item_dir(self, number: int) -> Path:
         """Raw outputs of item ``number`` (created)."""
@@ -173,7 +174,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, {gpu_name() or 'no GPU'}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gpu_name() -> str | None:
     """The GPU nepzbl's CUDA engine would use, or None."""
     import_package()

@@ -45,7 +45,13 @@ ITEMS = {
 
 
 def load_item(number: int):
-    return importlib.import_module(ITEMS[number])
+    """The module of item ``number``, or None while it is not written."""
+    try:
+        return importlib.import_module(ITEMS[number])
+    except ModuleNotFoundError as error:
+        if error.name != ITEMS[number]:
+            raise
+        return None
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -58,6 +64,8 @@ def _atomic_write(path: Path, text: str) -> None:
 def run_item(number: int, ctx: common.Context) -> dict:
     """Run one item and save its record; returns the record."""
     item = load_item(number)
+    if item is None:
+        raise common.ItemNotRun(f"{ITEMS[number]}.py is not written yet")
     ctx.log(f"== item {number}: {item.TITLE} ({ctx.size})")
     t0 = time.monotonic()
     result = item.run(ctx)
@@ -98,6 +106,11 @@ def _wall(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 600 else f"{seconds / 60:.0f} min"
 
 
+def _cell(text) -> str:
+    """Table cell text: a "|" would end the cell."""
+    return str(text).replace("|", "\\|")
+
+
 def write_report(ctx: common.Context) -> Path:
     """REPORT.md from every saved result of this size."""
     import nepzbl_plugin
@@ -130,14 +143,17 @@ def write_report(ctx: common.Context) -> Path:
     for number in ITEMS:
         item = load_item(number)
         record = done.get(number)
+        if item is None:
+            lines.append(f"| {number} | {ITEMS[number]} | | not written yet | | |")
+            continue
         if record is None:
             lines.append(f"| {number} | {item.TITLE} | | not run at this size | | |")
             sections += [f"## {number}. {item.TITLE}", "", "Not run at this size.", ""]
             continue
         for i, row in enumerate(item.rows(record["result"], ctx)):
             wall = _wall(record["wall_s"]) if i == 0 else ""
-            lines.append(f"| {number} | {row['quantity']} | {row['paper']} | {row['ours']} | "
-                         f"{row['run']} | {wall} |")
+            cells = [_cell(row[key]) for key in ("quantity", "paper", "ours", "run")]
+            lines.append(f"| {number} | " + " | ".join(cells) + f" | {wall} |")
         sections += [f"## {number}. {item.TITLE}", "",
                      f"*{_wall(record['wall_s'])}, finished {record['finished']}.*", "",
                      item.section(record["result"], ctx).rstrip(), ""]
