@@ -97,8 +97,8 @@ def ramp_job(job: dict) -> dict:
               "stopped": None}
     atoms = common.start_structure(cubic=False).repeat(tuple(s["supercell"]))
     record["start_cell_A"] = atoms.cell.lengths().tolist()
-    evaluator = md_grid._evaluator(job)
-    monitor = md_grid._distance_monitor(s["check_every"])
+    evaluator = md_grid.evaluator_for(job)
+    monitor = md_grid.distance_recorder(s["check_every"])
     stages = [("equilibration", TemperatureSchedule.constant(s["T_low_K"]), s["eq_steps"]),
               ("heating", TemperatureSchedule.linear(s["T_low_K"], s["T_high_K"],
                                                       s["ramp_steps"]), s["ramp_steps"]),
@@ -115,7 +115,7 @@ def ramp_job(job: dict) -> dict:
             record["stopped"] = f"{name}: {type(error).__name__}: {error}"
             break
         rows = log.rows
-        column = md_grid._column
+        column = md_grid.thermo_column
         record["stages"][name] = {
             "step": rows[:, column("step")].tolist(),
             "target_T_K": [schedule(step) for step in rows[:, column("step")]],
@@ -137,7 +137,7 @@ def ramp_job(job: dict) -> dict:
                   wall_s=time.perf_counter() - began,
                   atom_steps_per_s=len(atoms) * steps_done / md_wall if md_wall else 0.0)
     record["status"] = "collapsed" if record["collapse"] else "ok"
-    md_grid._write_json(folder / "ramp.json", record)
+    md_grid.write_json(folder / "ramp.json", record)
     return record
 
 

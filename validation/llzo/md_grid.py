@@ -85,7 +85,8 @@ def _cached(folder: Path, settings: dict) -> dict | None:
     return summary if summary.get("settings") == settings else None
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
+    """``data`` as indented JSON, atomically (numpy numbers and arrays as plain ones)."""
     common.import_package()
     from nepzbl_plugin.io.atomic import atomic_write_text
 
@@ -243,7 +244,7 @@ class _Trajectory:
         atomic_write_bytes(path, buffer.getvalue())
 
 
-def _distance_monitor(check_every: int):
+def distance_recorder(check_every: int):
     """A DistanceMonitor that records every pair's shortest distance and stops the run only
     below ABORT_A (it subclasses DistanceMonitor so that the device loop measures on the GPU)."""
     from nepzbl_plugin.md import DistanceMonitor
@@ -262,7 +263,8 @@ def _distance_monitor(check_every: int):
     return Recorder(limits=COLLAPSE_A, every=check_every, search=3.0)
 
 
-def _evaluator(job):
+def evaluator_for(job):
+    """The engine a job asks for: CUDA, or the CPU with ``threads`` threads."""
     from nepzbl_plugin.engine import Evaluator
 
     if job["device"] == "cuda":
@@ -291,7 +293,7 @@ def run_job(job: dict) -> dict:
     md_wall = sum(summary.get(part, {}).get("wall_s", 0.0) for part in ("npt", "nvt"))
     summary["atom_steps_per_s"] = (summary["atoms"] * summary["steps_done"] / md_wall
                                    if md_wall > 0 else 0.0)  # MD only, not the set-up
-    _write_json(folder / "summary.json", summary)
+    write_json(folder / "summary.json", summary)
     return summary
 
 
@@ -303,18 +305,18 @@ def _run(job: dict, folder: Path) -> dict:
     T = job["temperature_K"]
     cubic = s.get("start", "cubic") == "cubic"
     atoms = common.start_structure(cubic=cubic).repeat(tuple(s["supercell"]))
-    evaluator = _evaluator(job)
+    evaluator = evaluator_for(job)
     out = {"atoms": len(atoms), "steps_done": 0, "stopped": None}
 
     # 1. anisotropic NPT at T and 0 GPa
-    npt_monitor = _distance_monitor(s["check_every"])
+    npt_monitor = distance_recorder(s["check_every"])
     npt_log = ThermoLog(None, every=s["every"])
     npt = run_md(atoms, EngineForces(evaluator, atoms), s["npt_steps"], TIMESTEP_FS,
                  ensemble="npt-aniso", temperature=T, pressure=0.0, seed=s["seed"],
                  observers=[npt_log, npt_monitor])
     out["steps_done"] += npt.steps_done
     half = npt_log.rows[len(npt_log.rows) // 2:]
-    lengths = half[:, [_column(n) for n in ("a_A", "b_A", "c_A")]].mean(axis=0)
+    lengths = half[:, [thermo_column(n) for n in ("a_A", "b_A", "c_A")]].mean(axis=0)
     out["npt"] = {"steps": npt.steps_done, "mean_T_K": npt.mean_temperature,
                   "mean_P_GPa": npt.mean_pressure, "wall_s": npt.wall_seconds,
                   "mean_cell_A": lengths.tolist(), "stopped": npt.stopped}
@@ -327,7 +329,7 @@ def _run(job: dict, folder: Path) -> dict:
         start.wrap()
         start.set_cell(np.diag(lengths), scale_atoms=True)
         start.set_velocities(np.zeros((len(start), 3)))
-        nvt_monitor = _distance_monitor(s["check_every"])
+        nvt_monitor = distance_recorder(s["check_every"])
         nvt_log = ThermoLog(None, every=s["every"])
         nvt = run_md(start, EngineForces(evaluator, start), s["nvt_steps"], TIMESTEP_FS,
                      ensemble="nvt", temperature=T, seed=s["seed"] + 1,
@@ -364,7 +366,8 @@ def _run(job: dict, folder: Path) -> dict:
     return out
 
 
-def _column(name: str) -> int:
+def thermo_column(name: str) -> int:
+    """Index of ``name`` in a ThermoLog row."""
     from nepzbl_plugin.md import THERMO_COLUMNS
 
     return THERMO_COLUMNS.index(name)
