@@ -49,12 +49,11 @@ def paper_activation_energy() -> float:
     return float(np.log(d10 / d8) / ((1 / 800 - 1 / 1000) / KB_EV_PER_K))
 
 
-def c_over_a(lengths) -> float:
-    """c / a of a cell: c the axis that differs most from the mean of the two others."""
+def spread(lengths) -> float:
+    """(longest - shortest) / mean of a, b, c: 0 for a cubic cell, about 0.035 for tetragonal
+    LLZO (the 192-atom cells here are often orthorhombic, where c/a is ambiguous)."""
     lengths = np.asarray(lengths, dtype=float)
-    deviation = [abs(lengths[i] - np.delete(lengths, i).mean()) for i in range(3)]
-    k = int(np.argmax(deviation))
-    return float(lengths[k] / np.delete(lengths, k).mean())
+    return float((lengths.max() - lengths.min()) / lengths.mean())
 
 
 def target_range(T: float):
@@ -82,7 +81,7 @@ def run(ctx) -> dict:
             within = bool(low <= d <= high)
         cell = summary.get("npt", {}).get("mean_cell_A")
         points.append({"model": summary["model"], "temperature_K": T, "start": summary["start"],
-                       "c_over_a": c_over_a(cell) if cell else None,
+                       "cell_spread": spread(cell) if cell else None,
                        "status": summary["status"], "D_cm2_per_s": d,
                        "D_error_cm2_per_s": msd.get("D_error_cm2_per_s"),
                        "D_axis_cm2_per_s": msd.get("D_axis_cm2_per_s"),
@@ -249,8 +248,8 @@ def rows(result: dict, ctx) -> list[dict]:
         phases = _fit_text(result["arrhenius_paper_phases"].get(model))
         if cubic is None and phases is None:
             continue
-        ours = "; ".join(t for t in (f"cubic start {cubic}" if cubic else None,
-                                     f"tetragonal below {result['tetragonal_below_K']:g} K "
+        ours = "; ".join(t for t in (f"cubic starts {cubic}" if cubic else None,
+                                     f"tetragonal start below {result['tetragonal_below_K']:g} K "
                                      f"{phases}" if phases else None) if t)
         out.append({"quantity": f"Ea, {model}",
                     "paper": f"{result['paper_Ea_implied_eV']:.2f} eV (implied by its two D)",
@@ -282,16 +281,17 @@ def section(result: dict, ctx) -> str:
         table.append([p["model"], f"{p['temperature_K']:g}", p["start"],
                       common.fmt(p["nvt_mean_T_K"], ".0f"),
                       " x ".join(f"{x:.3f}" for x in cell) if cell else "–",
-                      common.fmt(p["c_over_a"], ".3f"),
+                      common.fmt(100 * p["cell_spread"], ".1f") if p["cell_spread"] is not None
+                      else "–",
                       _d_text(p), f"{paper[0]:.2g} to {paper[1]:.2g}" if paper else "–",
                       common.fmt(p["msd_end_A2"], ".2f"), common.fmt(p["wall_s"], ".0f")])
     lines += [common.md_table(["model", "T (K)", "start", "mean T (K)", "mean NPT cell (Å)",
-                               "c/a", "D_Li", "paper (cm²/s)", "MSD at window end (Å²)",
+                               "spread of a, b, c (%)", "D_Li", "paper (cm²/s)", "MSD at window end (Å²)",
                                "wall (s)"], table), ""]
     fits = []
     for m in result["arrhenius"]:
         for name, table_of_fits in (("cubic start", result["arrhenius"]),
-                                    (f"tetragonal start below {below:g} K",
+                                    (f"tetragonal start below {below:g} K, cubic above",
                                      result["arrhenius_paper_phases"])):
             f = table_of_fits.get(m)
             if f and f.get("Ea_eV") is not None:
