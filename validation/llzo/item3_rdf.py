@@ -97,6 +97,7 @@ def run(ctx) -> dict:
     _figure(ctx, summaries, s)
     return {"models": [m for m in s["models"] if m not in not_run],
             "temperatures_K": s["temperatures_K"], "runs": runs, "not_run": not_run,
+            "md_core_s": sum(r["wall_s"] or 0.0 for r in runs),
             "md": md_grid.MD_SETTINGS[ctx.size], "figure": FIGURE}
 
 
@@ -227,6 +228,7 @@ def section(result: dict, ctx) -> str:
                       common.fmt(r["short_range"]["Li-La"]["min_distance_A"], ".2f"),
                       f"{common.fmt(r['min_distance_A'], '.2f')} ({r['min_distance_pair']})",
                       common.fmt(r["wall_s"], ".0f")])
+    lines += [md_grid.cost_text(len(runs), result.get("md_core_s")), ""]
     lines += [common.md_table(
         ["model", "T (K)", "mean T (K)", "status", "max g Li-Li < 1.5 Å", "max g Li-La < 1.5 Å",
          "min Li-Li (Å)", "min Li-La (Å)", "shortest (Å, pair)", "wall (s)"], table), ""]

@@ -106,6 +106,7 @@ def run(ctx) -> dict:
             "arrhenius_paper_phases": arrhenius_phases,
             "tetragonal_below_K": s["tetragonal_below_K"],
             "not_run": not_run, "paper_Ea_implied_eV": paper_activation_energy(),
+            "md_core_s": sum(p["wall_s"] or 0.0 for p in points),
             "md": md_grid.MD_SETTINGS[ctx.size], "tolerance": TOLERANCE,
             "figures": [FIGURE_MSD, FIGURE_ARRHENIUS]}
 
@@ -285,6 +286,7 @@ def section(result: dict, ctx) -> str:
                       else "–",
                       _d_text(p), f"{paper[0]:.2g} to {paper[1]:.2g}" if paper else "–",
                       common.fmt(p["msd_end_A2"], ".2f"), common.fmt(p["wall_s"], ".0f")])
+    lines += [md_grid.cost_text(len(result["points"]), result.get("md_core_s")), ""]
     lines += [common.md_table(["model", "T (K)", "start", "mean T (K)", "mean NPT cell (Å)",
                                "spread of a, b, c (%)", "D_Li", "paper (cm²/s)", "MSD at window end (Å²)",
                                "wall (s)"], table), ""]

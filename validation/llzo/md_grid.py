@@ -63,6 +63,15 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
 STARTS = ("cubic", "tetragonal")  # which frame of common.start_structure a run starts from
 
 
+def cost_text(runs: int, core_seconds: float | None) -> str:
+    """One line for a report: what the MD runs of an item cost, cached or not."""
+    if core_seconds is None:
+        return ""
+    return (f"*MD: {runs} runs, {core_seconds / 60:.0f} core-minutes when they ran (one core "
+            "each, as many at a time as --threads; saved under out/, so that a rerun of the "
+            "report, or another item at the same model and T, reuses them).*")
+
+
 def run_folder(ctx, model_name: str, temperature_K: float, start: str = "cubic") -> Path:
     suffix = "" if start == "cubic" else f"_{start}"
     return Path(ctx.out) / "md" / f"{model_name}_{temperature_K:g}K{suffix}"
