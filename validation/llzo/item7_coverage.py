@@ -218,7 +218,7 @@ def _plot(ctx, maps, results, own, threshold, model_name) -> str:
         ax.hist(r["_distances"], bins=bins, histtype="step", density=True,
                 color=colours.get(label), label=label)
     ax.axvline(threshold, color="k", ls="--", lw=0.8, label="threshold (95th percentile)")
-    ax.set_xlabel("distance to the nearest training Li environment (descriptor units)")
+    ax.set_xlabel("distance to nearest training Li environment")
     ax.set_ylabel("density")
     ax.legend(fontsize=6)
     fig.tight_layout()
@@ -274,10 +274,22 @@ def section(result, ctx) -> str:
         "of the variance" + ("; UMAP is shown as well." if result["umap"] else
                              "; UMAP was not run (umap-learn is not installed)."),
         "",
-        "Reading: the 25 configurations (192 atoms, up to 1200 K in the paper's AL start set) "
-        "cover the held-out MD environments to the degree the table says; the hotter the set, "
-        "the farther its tails reach beyond the training cloud. This is the perspective's point "
-        "that a small training set is judged by where production MD goes, not by its own RMSE: "
-        "the environments outside the threshold are where the model extrapolates.",
+        _reading(result),
     ]
     return "\n".join(lines)
+
+
+def _reading(result) -> str:
+    held = [(int("".join(c for c in k if c.isdigit())), v["covered_fraction"])
+            for k, v in result["sets"].items() if k.startswith("held-out")]
+    held.sort()
+    falling = all(a[1] >= b[1] for a, b in zip(held, held[1:]))
+    text = ("Reading: " + ", ".join(f"{100 * f:.0f} %" for _, f in held) + " of the held-out "
+            "Li environments at " + ", ".join(f"{t} K" for t, _ in held) + " lie within the "
+            "training set's own spread; ")
+    text += ("coverage falls as the temperature rises, " if falling else
+             "coverage does not fall steadily with the temperature, ")
+    text += ("and the environments beyond the threshold are where the model extrapolates. "
+             "This is the perspective's point that a small training set is judged by where "
+             "production MD goes, not by its own RMSE.")
+    return text
