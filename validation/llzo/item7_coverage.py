@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 import common
+import numpy as np
 
 NUMBER = 7
 TITLE = "Descriptor coverage of the 25 training configurations"
@@ -188,11 +187,11 @@ def _plot(ctx, maps, results, own, threshold, model_name) -> str:
     fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 4.2))
     colours = {}
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (method, descriptor_map) in zip(axes, maps.items()):
+    for ax, (method, descriptor_map) in zip(axes, maps.items(), strict=False):
         groups = descriptor_map.by_species()
         order = [k for k in groups if not k.startswith("training")] + \
             [k for k in groups if k.startswith("training")]
-        for i, label in enumerate(order):
+        for label in order:
             colours.setdefault(label, "k" if label.startswith("training")
                                else palette[len(colours) % len(palette)])
             xy = groups[label]
@@ -235,8 +234,9 @@ def rows(result, ctx) -> list[dict]:
     out = [{"quantity": "Li environments of the held-out frames within the training set's "
                         "own nearest-neighbour distance",
             "paper": "–", "ours": text,
-            "run": f"{result['model']} descriptors, {sum(v['li_environments'] for v in held.values())}"
-                   f" held-out and {result['training_li']} training Li"}]
+            "run": f"{result['model']} descriptors, "
+                   f"{sum(v['li_environments'] for v in held.values())} held-out and "
+                   f"{result['training_li']} training Li"}]
     for label, v in md.items():
         out.append({"quantity": f"same, {label}", "paper": "–",
                     "ours": f"{100 * v['covered_fraction']:.0f} %",
@@ -283,7 +283,7 @@ def _reading(result) -> str:
     held = [(int("".join(c for c in k if c.isdigit())), v["covered_fraction"])
             for k, v in result["sets"].items() if k.startswith("held-out")]
     held.sort()
-    falling = all(a[1] >= b[1] for a, b in zip(held, held[1:]))
+    falling = all(a[1] >= b[1] for a, b in zip(held, held[1:], strict=False))
     text = ("Reading: " + ", ".join(f"{100 * f:.0f} %" for _, f in held) + " of the held-out "
             "Li environments at " + ", ".join(f"{t} K" for t, _ in held) + " lie within the "
             "training set's own spread; ")
