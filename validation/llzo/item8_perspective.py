@@ -247,6 +247,43 @@ def run(ctx) -> dict:
 
 
 # -- report ---------------------------------------------------------------------------------
+def _learning_reading(summary: dict, probe) -> str:
+    sizes = sorted(summary)
+    force = [summary[s]["rmse_force_eV_per_A_mean"] for s in sizes]
+    falling = all(a >= b for a, b in zip(force, force[1:], strict=False))
+    text = (f"The held-out force RMSE goes from {1e3 * force[0]:.0f} meV/Å ({sizes[0]} "
+            f"configurations) to {1e3 * force[-1]:.0f} meV/Å ({sizes[-1]}), "
+            + ("falling with every step in size" if falling else "not monotonically") + ".")
+    if probe:
+        d = [summary[s]["diffusivity_cm2_per_s_mean"] for s in sizes]
+        finite = [x for x in d if x is not None and np.isfinite(x)]
+        if finite:
+            text += (f" The diffusivity moves between {min(finite):.1e} and {max(finite):.1e} "
+                     "cm²/s with no trend that follows the force RMSE; a run this short gives D "
+                     "to up to tens of per cent (the block errors), so at this size it tells "
+                     "only that the models diffuse Li at the paper's order of magnitude")
+            text += (" and none collapsed." if len(finite) == len(d) else
+                     f"; {len(d) - len(finite)} run(s) stopped early (D not a number).")
+    return text
+
+
+def _threads_reading(rows: list[dict]) -> str:
+    by = {}
+    for r in rows:
+        if r["engine"].startswith("nepzbl CPU"):
+            by.setdefault(r["atoms"], {})[r["engine"]] = r["atom_steps_per_s"]
+    slower = [n for n, engines in by.items() if len(engines) > 1
+              and min(engines, key=engines.get).endswith("cores")]
+    if not slower:
+        return ("More cores were faster at every size, as they should be on an idle "
+                "machine.")
+    return ("On this loaded machine the run on every core was *slower* than on one core at "
+            f"{', '.join(str(n) for n in sorted(slower))} atoms: OpenMP threads that wait for "
+            "a core another job holds cost more than they bring, the more so the less work a "
+            "step has (192 atoms). This is why items 6 and 8 train and run MD with one engine "
+            "thread per process on the CPU; the one-core rows are this machine's real speed.")
+
+
 def _budget(settings) -> str:
     parts = []
     if settings.get("train_epochs"):
@@ -306,14 +343,20 @@ def section(result, ctx) -> str:
     settings = ctx.settings(SETTINGS)
     lc = result["learning_curve"]
     summary = _summary_by_size(result)
+    errors = {}
+    for point in lc["points"]:
+        if point.get("diffusivity_error_cm2_per_s") is not None:
+            errors.setdefault(point["size"], []).append(point["diffusivity_error_cm2_per_s"])
     table = []
     for size, row in summary.items():
         v = row["rmse_virial_eV_per_atom_mean"]
+        d_error = np.mean(errors[size]) if size in errors else None
         table.append([size, row["repeats"],
                       f"{1e3 * row['rmse_energy_eV_per_atom_mean']:.2f}",
                       f"{1e3 * row['rmse_force_eV_per_A_mean']:.1f}",
                       common.fmt(None if v is None else 1e3 * v, ".2f"),
-                      common.fmt(row["diffusivity_cm2_per_s_mean"], ".2e")])
+                      common.fmt(row["diffusivity_cm2_per_s_mean"], ".2e")
+                      + ("" if d_error is None else f" ± {d_error:.1e}")])
     probe = lc.get("diffusivity_probe")
     loc = result["locality"]
     radii = loc["radii_angstrom"]
@@ -339,9 +382,12 @@ def section(result, ctx) -> str:
            f"the paper: {PAPER_D_1000K[0]:.1e} to {PAPER_D_1000K[1]:.1e} on 12288 atoms over "
            "50 ps)." if probe else "; the diffusivity probe was not run at this size."),
         "",
-        common.md_table(["frames", "repeats", "energy", "force", "virial", "D (cm²/s)"], table),
+        common.md_table(["frames", "repeats", "energy", "force", "virial",
+                         "D ± block error (cm²/s)"], table),
         "",
         ctx.figure_link(lc["figure"], "held-out RMSE against training frames"),
+        "",
+        _learning_reading(summary, probe),
         "",
         "The perspective's point is that a data set is judged by how its errors fall with its "
         "size, and that force RMSE alone does not predict transport. Item 2's NEP25-ZBL (the "
@@ -388,6 +434,8 @@ def section(result, ctx) -> str:
         "shared the machine: the absolute numbers are lower bounds).",
         "",
         common.md_table(["engine", "atoms", "steps", "wall (s)", "atom-steps/s"], speed_table),
+        "",
+        _threads_reading(speed_rows),
         "",
         ctx.figure_link(result["speed"]["figure"], "MD speed against the atom count"),
         "",
