@@ -15,6 +15,7 @@ import argparse
 import concurrent.futures
 import json
 import multiprocessing
+import os
 import shutil
 import sys
 import time
@@ -87,9 +88,13 @@ def _shortest_distances(state: Path, iteration: int) -> list[float | None]:
 
 
 def run_variant(name: str, folder: str, settings: dict, threads: int, seed: int,
-                device: str) -> dict:
-    """One variant's active learning in ``folder``; runs in a worker process on the CPU, so
-    it logs by printing (one line per event, as run.py's log does)."""
+                device: str, worker: bool = False) -> dict:
+    """One variant's active learning in ``folder``; runs in a worker process on the CPU
+    (``worker``), so it logs by printing (one line per event, as run.py's log does)."""
+    if worker:
+        # the AL trainings take OpenMP's default (every core): cap it to this worker's share
+        # before the engine loads, or two workers oversubscribe the cores
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     common.import_package()
     from nepzbl_plugin.al import load_config, run_active_learning
 
@@ -161,7 +166,8 @@ def run(ctx) -> dict:
         ctx.log(f"[6] both variants side by side, {threads} engine thread(s) each")
         spawn = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(len(jobs), mp_context=spawn) as pool:
-            futures = {name: pool.submit(run_variant, *job, threads, ctx.seed, ctx.device)
+            futures = {name: pool.submit(run_variant, *job, threads, ctx.seed, ctx.device,
+                                         True)
                        for name, job in jobs.items()}
             variants = {name: f.result() for name, f in futures.items()}
     else:
