@@ -80,6 +80,7 @@ def write_config(folder: Path, *, with_zbl: bool, args) -> Path:
 state = "state"
 seed = {args.seed}
 threads = {args.threads}
+device = "{getattr(args, 'device', 'cpu')}"
 
 [data]
 train = "{DATA / 'NEP25-ZBL' / 'train.xyz'}"
