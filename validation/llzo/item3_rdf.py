@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 import common
 import md_grid
+import numpy as np
 
 NUMBER = 3
 TITLE = "Partial RDFs from 600 to 1300 K: the collapse of NEP802"
@@ -169,8 +168,8 @@ def rows(result: dict, ctx) -> list[dict]:
         paper = PAPER_NEP802_LILI.get(T)
         out.append({"quantity": f"NEP802 Li-Li g(r) peak below 1.5 Å, {T} K",
                     "paper": "–" if paper is None else f"{paper:g} (at 0.13 Å)",
-                    "ours": _g_text(r["short_range"]["Li-Li"])
-                    + f"; shortest Li-Li {common.fmt(r['short_range']['Li-Li']['min_distance_A'], '.2f', 'Å')}",
+                    "ours": _g_text(r["short_range"]["Li-Li"]) + "; shortest Li-Li "
+                    + common.fmt(r["short_range"]["Li-Li"]["min_distance_A"], ".2f", "Å"),
                     "run": _run_text(result)})
     if nep802:
         hottest = max(nep802, key=lambda r: r["temperature_K"])
@@ -200,7 +199,7 @@ def rows(result: dict, ctx) -> list[dict]:
                     f"{common.fmt(worst['min_distance_A'], '.2f', 'Å')} "
                     f"({worst['min_distance_pair']})",
                     "run": _run_text(result)})
-    for model, note in result["not_run"].items():
+    for model in result["not_run"]:
         out.append({"quantity": f"{model}: RDFs", "paper": "none below 1.5 Å",
                     "ours": "not run (model missing: item 2)", "run": ""})
     return out
@@ -286,9 +285,9 @@ def section(result: dict, ctx) -> str:
                       f"{md['check_every']} steps, NPT and NVT, the starting frame included) is "
                       f"{common.fmt(shortest['min_distance_A'], '.2f', 'Å')} "
                       f"({shortest['min_distance_pair']}, {shortest['model']} at "
-                      f"{shortest['temperature_K']:g} K): brief thermal approaches, too rare for the "
-                      "RDF's samples, and far from the collapsed pairs of the paper (0.13 Å, "
-                      "0.34 Å).", ""]
+                      f"{shortest['temperature_K']:g} K): brief thermal approaches, too rare "
+                      "for the RDF's samples, and far from the collapsed pairs of the paper "
+                      "(0.13 Å, 0.34 Å).", ""]
     if ctx.size == "smoke":
         lines += ["*smoke size: tens of steps, the plumbing only; the numbers mean nothing.*"]
     return "\n".join(lines)

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 import common
 import md_grid
+import numpy as np
 
 NUMBER = 4
 TITLE = "Li diffusivity at 800 and 1000 K, Arrhenius activation energy"
@@ -141,11 +140,11 @@ def _figures(ctx, summaries, points, arrhenius, s) -> None:
     if not with_msd:
         return
     models = [m for m in s["models"] if any(x["model"] == m for x in with_msd)]
-    colours = dict(zip(models, plt.cm.tab10(np.arange(len(models)))))
+    colours = dict(zip(models, plt.cm.tab10(np.arange(len(models))), strict=True))
     temperatures = s["temperatures_K"]
     fig, axes = plt.subplots(1, len(temperatures), figsize=(4.2 * len(temperatures), 3.8),
                              squeeze=False)
-    for ax, T in zip(axes[0], temperatures):
+    for ax, T in zip(axes[0], temperatures, strict=True):
         for x in with_msd:
             if x["temperature_K"] != float(T):
                 continue
@@ -288,8 +287,8 @@ def section(result: dict, ctx) -> str:
                       common.fmt(p["msd_end_A2"], ".2f"), common.fmt(p["wall_s"], ".0f")])
     lines += [md_grid.cost_text(len(result["points"]), result.get("md_core_s")), ""]
     lines += [common.md_table(["model", "T (K)", "start", "mean T (K)", "mean NPT cell (Å)",
-                               "spread of a, b, c (%)", "D_Li", "paper (cm²/s)", "MSD at window end (Å²)",
-                               "wall (s)"], table), ""]
+                               "spread of a, b, c (%)", "D_Li", "paper (cm²/s)",
+                               "MSD at window end (Å²)", "wall (s)"], table), ""]
     fits = []
     for m in result["arrhenius"]:
         for name, table_of_fits in (("cubic start", result["arrhenius"]),

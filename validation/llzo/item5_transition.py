@@ -20,10 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 import common
 import md_grid
+import numpy as np
 
 NUMBER = 5
 TITLE = "Tetragonal-to-cubic transition on heating and cooling (600 to 1200 K)"
@@ -56,7 +55,8 @@ def run(ctx) -> dict:
             not_run[model] = str(error)
             continue
         folder = ctx.item_dir(NUMBER) / model
-        settings = dict(s, models=None, seed=md_grid.run_seed(ctx.seed, "ramp", model))
+        settings = dict(s, models=None, seed=md_grid.run_seed(ctx.seed, "ramp", model),
+                        model_sha256=md_grid.model_digest(path))
         cached = _cached(folder, settings)
         if cached is not None:
             results[model] = cached
@@ -221,7 +221,7 @@ def _figure(ctx, analysed: dict, s: dict) -> None:
             tc = data["transition_temperature_K"]
             label = f"{name}: " + (f"{tc:.0f} K" if tc else "no transition")
             top.plot(T, data["c_over_a"], line, color=colour, marker=".", label=label)
-            for key, marker in zip(("a_angstrom", "b_angstrom", "c_angstrom"), "os^"):
+            for key, marker in zip(("a_angstrom", "b_angstrom", "c_angstrom"), "os^", strict=True):
                 bottom.plot(T, data[key], line, color=colour, marker=marker, ms=3, lw=0.8,
                             label=f"{key[0]} ({name})" if column == 0 else None)
             if tc:

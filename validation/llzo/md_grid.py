@@ -28,6 +28,7 @@ same (model, T) share one run.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -35,9 +36,8 @@ import time
 import zlib
 from pathlib import Path
 
-import numpy as np
-
 import common
+import numpy as np
 
 #: run lengths per size, shared by every item (1 fs steps)
 MD_SETTINGS = {
@@ -112,6 +112,11 @@ def _plain(value):
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
+def model_digest(path) -> str:
+    """The first 16 hex digits of the SHA-256 of a model file."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def _job(ctx, model_name: str, temperature_K: float, start: str = "cubic") -> dict:
     """What a worker needs for one run (plain data: a worker cannot take the context)."""
     if start not in STARTS:
@@ -122,6 +127,8 @@ def _job(ctx, model_name: str, temperature_K: float, start: str = "cubic") -> di
                     collapse_A=COLLAPSE_A, abort_A=ABORT_A)
     if start != "cubic":
         settings["start"] = start
+    # the model's bytes are part of the key: a retrained NEP25-ZBL must not reuse old runs
+    settings["model_sha256"] = model_digest(ctx.model(model_name))
     return {"model": model_name, "model_path": str(ctx.model(model_name)),
             "temperature_K": float(temperature_K), "start": start,
             "folder": str(run_folder(ctx, model_name, temperature_K, start)),
