@@ -63,3 +63,14 @@ def test_report_only_marks_items_not_run(runner, tmp_path, capsys):
     assert runner.main(["--size", "smoke", "--out", str(tmp_path), "--report-only"]) == 0
     report = (tmp_path / "REPORT.md").read_text()
     assert report.count("Not run at this size.") == len(runner.ITEMS)
+
+
+@pytest.mark.skipif(not (SHARED / "NEPstd.txt").is_file(), reason="LLZO data not present")
+def test_paper_size_refuses_to_start_without_a_gpu(runner, tmp_path, capsys):
+    import common
+
+    if common.gpu_name() is not None:
+        pytest.skip("a GPU is present")
+    assert runner.main(["--size", "paper", "--out", str(tmp_path)]) == 2
+    assert "needs a GPU" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()

@@ -191,6 +191,11 @@ def main(argv=None) -> int:
     if args.threads < 1:
         parser.error("--threads must be at least 1")
     common.import_package()
+    if args.size == "paper" and not args.report_only and common.gpu_name() is None:
+        # 12288-atom runs of 100 ps and more: days on a CPU
+        print("run.py: --size paper needs a GPU for nepzbl's CUDA engine and found none; "
+              "use --size cpu", file=sys.stderr)
+        return 2
     out = args.out or HERE / "out" / args.size
     report_dir = args.report_dir or (out if args.size == "smoke" else HERE)
     ctx = common.Context(size=args.size, out=out, report_dir=report_dir, threads=args.threads,
