@@ -41,6 +41,8 @@ def test_smoke_runs_every_item_and_writes_the_report(runner, tmp_path, capsys):
     # no item is missing from the summary table or left without a section
     assert "| not run at this size |" not in report and "not written yet" not in report
     assert "Not run at this size." not in report
+    verdicts = report.split("## Verdict at this size")[1].split("## Summary")[0]
+    assert all(f"\n{n}. " in verdicts for n in runner.ITEMS)
     # item 1 reproduces the paper's Li-Li curves even on the coarse smoke grid
     dimers = json.loads((tmp_path / "results" / "item1.json").read_text())["result"]["models"]
     assert dimers["NEPstd"]["li_li_max_abs_dE_eV"] < 1e-5

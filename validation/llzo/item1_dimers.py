@@ -140,3 +140,21 @@ def section(result, ctx) -> str:
         "",
         ctx.figure_link("item1_dimers.png", "dimer curves of every pair"),
     ])
+
+
+def verdict(result, ctx) -> str:
+    models = result["models"]
+    same = all((m["paper_barrier_eV"] is None) == (m["pairs"]["Li-Li"]["barrier_eV"] is None)
+               and (m["paper_barrier_eV"] is None
+                    or abs(m["paper_barrier_eV"] - m["pairs"]["Li-Li"]["barrier_eV"]) < 1.5e-3)
+               for m in models.values())
+    worst = max(m["li_li_max_abs_dE_eV"] for m in models.values())
+    barriers = ", ".join(
+        f"{name} {_barrier(li['barrier_eV'], li['breakdown_distance_A'])}"
+        for name, li in ((name, m["pairs"]["Li-Li"]) for name, m in models.items()))
+    paths = "; ".join(
+        f"{name}: collapse paths in {sum(p['collapse_path'] for p in m['pairs'].values())} of "
+        f"{len(m['pairs'])} pairs" for name, m in models.items())
+    return (("**Reproduced.** " if same else "**Differs.** ")
+            + f"Li-Li curves equal the paper's files to {worst:.0e} eV; barriers {barriers}. "
+            f"{paths}.")

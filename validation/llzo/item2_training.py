@@ -229,3 +229,15 @@ def section(result, ctx) -> str:
         "",
         ctx.figure_link("item2_training.png", "held-out RMSE against training wall time"),
     ])
+
+
+def verdict(result, ctx) -> str:
+    paper = result["variants"]["paper_zbl"]
+    ours = result["variants"]["suggested_zbl"]
+    beats = all(paper["held_out_meV"][k] < PAPER_HELD_OUT_MEV[k] for k in UNITS)
+    where = f"{paper['threads']} CPU cores" if paper["device"] == "cpu" else paper["device"]
+    return (("**Beaten.** " if beats else "**Not reached.** ")
+            + f"NEP25-ZBL from the paper's input: held-out {_triple(paper['held_out_meV'])} "
+            f"against the paper's {_triple(PAPER_HELD_OUT_MEV, (2, 1, 1))} (meV/atom, meV/Å, "
+            f"meV/atom) after {paper['steps']} epochs ({paper['wall_s'] / 60:.0f} min on {where}); "
+            f"with the suggested ZBL {_triple(ours['held_out_meV'])}.")

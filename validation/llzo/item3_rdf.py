@@ -291,3 +291,18 @@ def section(result: dict, ctx) -> str:
     if ctx.size == "smoke":
         lines += ["*smoke size: tens of steps, the plumbing only; the numbers mean nothing.*"]
     return "\n".join(lines)
+
+
+def verdict(result, ctx) -> str:
+    runs = result["runs"]
+    nep802 = [r for r in runs if r["model"] == "NEP802"]
+    collapsed = [r for r in nep802 if r["status"] != "ok"]
+    zbl = [r for r in runs if r["model"] != "NEP802"]
+    zbl_bad = [r for r in zbl if r["status"] != "ok"]
+    atoms = runs[0]["atoms"] if runs else 0
+    first = ("**Reproduced.** " if collapsed and not zbl_bad else
+             "**Not reproduced at this size.** " if not collapsed else "**Differs.** ")
+    return (first + f"NEP802 collapsed in {len(collapsed)} of {len(nep802)} runs "
+            f"({atoms} atoms; the paper's peak needs its 12288-atom runs or the audit's "
+            f"knock-on test, item 1/validation README); the ZBL models in {len(zbl_bad)} of "
+            f"{len(zbl)} (paper: none).")

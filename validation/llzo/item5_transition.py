@@ -353,3 +353,18 @@ def section(result: dict, ctx) -> str:
     if ctx.size == "smoke":
         lines += ["*smoke size: tens of steps, the plumbing only; the numbers mean nothing.*"]
     return "\n".join(lines)
+
+
+def verdict(result, ctx) -> str:
+    hits = []
+    for model, a in result["analysis"].items():
+        heating = (a.get("heating") or {}).get("transition_temperature_K")
+        cooling = (a.get("cooling") or {}).get("transition_temperature_K")
+        if heating and 780 <= heating <= 1015 and cooling and 775 <= cooling <= 975:
+            hits.append(model)
+    size = result.get("settings", {}).get("supercell", [1, 1, 1])
+    atoms = 192 * size[0] * size[1] * size[2]
+    return (("**Reproduced** for " + ", ".join(hits) + "." if hits else
+             "**Not resolved at this size.**")
+            + f" {atoms}-atom cells and fast ramps: the cell's a, b, c fluctuate by a third "
+            "of the tetragonal distortion; the paper's 12288 atoms and slow ramps are needed.")

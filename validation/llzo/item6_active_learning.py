@@ -343,3 +343,16 @@ def _milli(value):
 
 def _check_list(checks: dict) -> str:
     return ", ".join(f"{k}: {v}" for k, v in checks.items())
+
+
+def verdict(result, ctx) -> str:
+    zbl, nozbl = result["variants"]["zbl"], result["variants"]["nozbl"]
+    worst_zbl = max(r["failure_ratio"] for r in zbl["records"])
+    worst_nozbl = max(r["failure_ratio"] for r in nozbl["records"])
+    contrast = worst_nozbl > 0 and worst_zbl == 0
+    return (("**Reproduced.** " if contrast else "**Half reproduced at this size.** ")
+            + f"With ZBL the failure ratio stays at {100 * worst_zbl:.0f} % (paper 0 %); "
+            f"without ZBL at most {100 * worst_nozbl:.1f} % (paper 19.9 % and 57.9 %)"
+            + ("" if contrast else ": the short 192-atom runs reach a collision energy too low "
+               "for the barriers of item 1, while the last model without ZBL fails the audit")
+            + ".")

@@ -293,3 +293,10 @@ def _reading(result) -> str:
              "This is the perspective's point that a small training set is judged by where "
              "production MD goes, not by its own RMSE.")
     return text
+
+
+def verdict(result, ctx) -> str:
+    covered = ", ".join(f"{name} {100 * s['covered_fraction']:.0f} %"
+                        for name, s in result["sets"].items() if "covered_fraction" in s)
+    return ("**Measured** (the paper shows the map only). Li environments within the 25 "
+            f"configurations' own spread: {covered}.")

@@ -450,3 +450,16 @@ def section(result, ctx) -> str:
            "a GPU adds the device loop (and GPUMD, when installed) up to about 10^6 atoms."),
     ]
     return "\n".join(lines)
+
+
+def verdict(result, ctx) -> str:
+    points = result["learning_curve"]["summary"]
+    forces = [1e3 * p["rmse_force_eV_per_A_mean"] for p in points]
+    locality = result["locality"]
+    radius, cutoff = locality["apparent_radius_angstrom"], locality["cutoff_angstrom"]
+    best = max(result["speed"]["rows"], key=lambda r: r["atom_steps_per_s"])
+    return ("**Checked.** Held-out force RMSE " + " → ".join(f"{f:.0f}" for f in forces)
+            + f" meV/Å from {points[0]['size']} to {points[-1]['size']} configurations; forces "
+            f"independent of atoms beyond {radius:g} Å (2 x cutoff = {2 * cutoff:g} Å); MD up to "
+            f"{best['atom_steps_per_s']:.2g} atom-steps/s ({best['engine']}, "
+            f"{best['atoms']} atoms).")

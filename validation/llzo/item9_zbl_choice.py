@@ -226,3 +226,15 @@ def _transport(result) -> str:
             "between runs (item 4: one model started from two frames at 800 K differs by a "
             "factor of 2 to 7), so no change of transport is established at this size; the "
             "paper size decides.")
+
+
+def verdict(result, ctx) -> str:
+    hp = result["variants"]["paper_zbl"]["held_out_meV"]
+    hs = result["variants"]["suggested_zbl"]["held_out_meV"]
+    safe = all(e["audit"]["safe"] for e in result["variants"].values())
+    return (("**Better and as safe.** " if safe and hs["force"] < hp["force"] else
+             "**See the section.** ")
+            + f"The ZBL from the data: held-out force RMSE {hs['force']:.1f} against "
+            f"{hp['force']:.1f} meV/Å ({100 * (hs['force'] / hp['force'] - 1):+.0f} %), audit "
+            + ("safe for both" if safe else "not safe for both")
+            + "; transport not distinguishable at this size.")

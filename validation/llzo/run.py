@@ -134,12 +134,16 @@ def write_report(ctx: common.Context) -> Path:
         f"report written {_now()}",
         f"- wall time of the items: {_wall(total)} in all",
         "",
+        "## Verdict at this size",
+        "",
+        "VERDICTS",
+        "",
         "## Summary: the paper against nepzbl",
         "",
         "| item | quantity | paper | nepzbl | run | wall |",
         "|---:|---|---|---|---|---:|",
     ]
-    sections = []
+    sections, verdicts = [], []
     for number in ITEMS:
         item = load_item(number)
         record = done.get(number)
@@ -150,6 +154,8 @@ def write_report(ctx: common.Context) -> Path:
             lines.append(f"| {number} | {item.TITLE} | | not run at this size | | |")
             sections += [f"## {number}. {item.TITLE}", "", "Not run at this size.", ""]
             continue
+        if hasattr(item, "verdict"):
+            verdicts.append(f"{number}. {item.TITLE}: {item.verdict(record['result'], ctx)}")
         for i, row in enumerate(item.rows(record["result"], ctx)):
             wall = _wall(record["wall_s"]) if i == 0 else ""
             cells = [_cell(row[key]) for key in ("quantity", "paper", "ours", "run")]
@@ -157,6 +163,8 @@ def write_report(ctx: common.Context) -> Path:
         sections += [f"## {number}. {item.TITLE}", "",
                      f"*{_wall(record['wall_s'])}, finished {record['finished']}.*", "",
                      item.section(record["result"], ctx).rstrip(), ""]
+    verdict_text = "\n".join(verdicts) if verdicts else "No item has run at this size."
+    lines[lines.index("VERDICTS")] = verdict_text
     text = "\n".join(lines + [""] + sections).rstrip() + "\n"
     path = ctx.report_dir / "REPORT.md"
     _atomic_write(path, text)
