@@ -457,9 +457,11 @@ def verdict(result, ctx) -> str:
     forces = [1e3 * p["rmse_force_eV_per_A_mean"] for p in points]
     locality = result["locality"]
     radius, cutoff = locality["apparent_radius_angstrom"], locality["cutoff_angstrom"]
-    best = max(result["speed"]["rows"], key=lambda r: r["atom_steps_per_s"])
+    best = max(result["speed"]["rows"], key=lambda r: r["atom_steps_per_s"] or 0.0)
+    independent = (f"forces independent of atoms beyond {radius:g} Å" if radius is not None
+                   else "forces still depend on the farthest atoms moved")
     return ("**Checked.** Held-out force RMSE " + " → ".join(f"{f:.0f}" for f in forces)
-            + f" meV/Å from {points[0]['size']} to {points[-1]['size']} configurations; forces "
-            f"independent of atoms beyond {radius:g} Å (2 x cutoff = {2 * cutoff:g} Å); MD up to "
+            + f" meV/Å from {points[0]['size']} to {points[-1]['size']} configurations; "
+            f"{independent} (2 x cutoff = {2 * cutoff:g} Å); MD up to "
             f"{best['atom_steps_per_s']:.2g} atom-steps/s ({best['engine']}, "
             f"{best['atoms']} atoms).")
