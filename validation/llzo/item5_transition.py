@@ -26,7 +26,8 @@ import numpy as np
 
 NUMBER = 5
 TITLE = "Tetragonal-to-cubic transition on heating and cooling (600 to 1200 K)"
-MODELS = ["NEPstd", "NEP802", "NEP802-ZBL", "NEP25-ZBL"]
+# NEP25-ZBL-suggested: item 9 follows the ZBL chosen from the data through this item too
+MODELS = ["NEPstd", "NEP802", "NEP802-ZBL", "NEP25-ZBL", "NEP25-ZBL-suggested"]
 SETTINGS = {
     "smoke": {"models": MODELS, "supercell": [1, 1, 1], "T_low_K": 600.0, "T_high_K": 1200.0,
               "eq_steps": 10, "ramp_steps": 30, "every": 5, "check_every": 5,

@@ -97,9 +97,22 @@ def _from_item(ctx, number: int) -> dict:
     result = record["result"]
     if number == 5:
         ran = set(result.get("models", []))
+        temperatures = {}
+        for name in MODELS.values():
+            analysis = result.get("analysis", {}).get(name)
+            if analysis:
+                temperatures[name] = {
+                    way: (analysis.get(way) or {}).get("transition_temperature_K")
+                    for way in ("heating", "cooling")}
+        return {"models_present": {name: name in ran for name in MODELS.values()},
+                "transition_K": temperatures}
     else:
         ran = {"NEP25-ZBL"} if "zbl" in result.get("variants", {}) else set()
     return {"models_present": {name: name in ran for name in MODELS.values()}}
+
+
+def _kelvin(value) -> str:
+    return "none in range" if value is None else f"{value:.0f} K"
 
 
 def _d(entry: dict | None) -> str:
@@ -177,8 +190,14 @@ def section(result, ctx) -> str:
             others.append(f"{label}: {info['note']}.")
         else:
             missing = [n for n, present in info["models_present"].items() if not present]
-            others.append(f"{label} ran " + ("both models; see its section." if not missing else
-                                             f"without {', '.join(missing)} at this size."))
+            text = f"{label} ran " + ("both models" if not missing else
+                                      f"without {', '.join(missing)} at this size")
+            if info.get("transition_K") and not missing:
+                text += ": tetragonal-to-cubic on heating / cubic-to-tetragonal on cooling " + \
+                    "; ".join(f"{name} {_kelvin(t['heating'])} / {_kelvin(t['cooling'])}"
+                              for name, t in info["transition_K"].items())
+                text += " (paper 880-915 K / 875 K; item 5 says what 192 atoms can resolve)"
+            others.append(text + ".")
     return "\n".join([
         "Both models come from item 2 (same nep.in but for the ZBL lines, same seed and budget).",
         "",
