@@ -44,9 +44,12 @@ SETTINGS = {
                   initial_seconds=1200.0, finetune_seconds=300.0),
 }
 
-VARIANTS = {"zbl": "with ZBL (zbl 1.8)", "nozbl": "without ZBL"}
+# "suggested": the ZBL nepzbl zbl suggest reads from the data (item 9 follows it through here)
+VARIANTS = {"zbl": "with ZBL (zbl 1.8)", "nozbl": "without ZBL",
+            "suggested": "with the ZBL of zbl suggest"}
 #: the paper's Tables S3 (with ZBL) and S4 (the same iterations without): failure ratio, %
-PAPER_FAILURE = {"zbl": [0.0, 0.0, 0.0], "nozbl": [None, 19.9, 57.9]}
+PAPER_FAILURE = {"zbl": [0.0, 0.0, 0.0], "nozbl": [None, 19.9, 57.9],
+                 "suggested": [None, None, None]}
 PAPER_FINAL_SIZE = {"zbl": 207}
 NU_ATTEMPT = 1e13  # 1/s: the audit's attempt frequency of E* = k_B T ln(nu N t)
 BOLTZMANN = 8.617333262e-5  # eV/K
@@ -87,6 +90,22 @@ def _shortest_distances(state: Path, iteration: int) -> list[float | None]:
     return out
 
 
+def _use_suggested_zbl(folder: Path) -> None:
+    """Replace the ZBL of the nep.in al_llzo wrote by what ``nepzbl zbl suggest`` proposes
+    for the 25 configurations (a flexible ZBL: its table goes into zbl.in beside nep.in)."""
+    from nepzbl_plugin.io.nep_in import read_nep_in
+    from nepzbl_plugin.zbl import suggest_zbl
+
+    nep_in = read_nep_in(common.DATA / "NEP25-ZBL" / "nep.in")
+    suggestion = suggest_zbl(str(common.DATA / "NEP25-ZBL" / "train.xyz"), species=nep_in.types,
+                             angular_cutoff=float(min(nep_in.angular_cutoffs)))
+    kept = [line for line in (folder / "nep.in").read_text().splitlines()
+            if not line.split() or line.split()[0] not in ("zbl", "use_typewise_cutoff_zbl")]
+    (folder / "nep.in").write_text("\n".join(kept + suggestion.nep_in_lines()) + "\n")
+    if suggestion.form == "flexible":
+        (folder / "zbl.in").write_text(suggestion.zbl_in_text())
+
+
 def run_variant(name: str, folder: str, settings: dict, threads: int, seed: int,
                 device: str, worker: bool = False) -> dict:
     """One variant's active learning in ``folder``; runs in a worker process on the CPU
@@ -106,7 +125,9 @@ def run_variant(name: str, folder: str, settings: dict, threads: int, seed: int,
     def log(message: str) -> None:
         print(message, flush=True)
     # a state folder of other settings would resume into a mix: start it afresh
-    config_path = al_llzo.write_config(folder, with_zbl=name == "zbl", args=args)
+    config_path = al_llzo.write_config(folder, with_zbl=name != "nozbl", args=args)
+    if name == "suggested":
+        _use_suggested_zbl(folder)
     text = config_path.read_text()
     previous = folder / "state" / "config.toml"
     if previous.is_file() and previous.read_text() != text:
@@ -161,9 +182,9 @@ def run(ctx) -> dict:
     folder = ctx.item_dir(NUMBER)
     jobs = {name: (name, str(folder / name), settings) for name in VARIANTS}
     if ctx.device == "cpu" and ctx.threads >= 2:
-        # side by side, half the cores each: the same wall time runs both variants
-        threads = ctx.threads // 2
-        ctx.log(f"[6] both variants side by side, {threads} engine thread(s) each")
+        # side by side, a share of the cores each: the same wall time runs every variant
+        threads = max(1, ctx.threads // len(jobs))
+        ctx.log(f"[6] {len(jobs)} variants side by side, {threads} engine thread(s) each")
         spawn = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(len(jobs), mp_context=spawn) as pool:
             futures = {name: pool.submit(run_variant, *job, threads, ctx.seed, ctx.device,
@@ -196,14 +217,15 @@ def _plot(ctx, variants) -> str:
 
     name = "item6_active_learning.png"
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.8))
-    colours = {"zbl": "tab:blue", "nozbl": "tab:red"}
+    colours = {"zbl": "tab:blue", "nozbl": "tab:red", "suggested": "tab:green"}
     for variant, result in variants.items():
         its = [r["iteration"] for r in result["records"]]
         left.plot(its, [100 * r["failure_ratio"] for r in result["records"]], "o-",
                   color=colours[variant], label=f"nepzbl, {VARIANTS[variant]}")
         paper = [(i + 1, v) for i, v in enumerate(PAPER_FAILURE[variant]) if v is not None]
-        left.plot(*zip(*paper, strict=True), "s--", mfc="none", color=colours[variant],
-                  label=f"paper, {VARIANTS[variant]}")
+        if paper:
+            left.plot(*zip(*paper, strict=True), "s--", mfc="none", color=colours[variant],
+                      label=f"paper, {VARIANTS[variant]}")
         sizes = [25] + [r["training_size"] for r in result["records"]]
         right.plot(range(len(sizes)), sizes, "o-", color=colours[variant],
                    label=f"nepzbl, {VARIANTS[variant]}")

@@ -106,9 +106,16 @@ def _from_item(ctx, number: int) -> dict:
                     for way in ("heating", "cooling")}
         return {"models_present": {name: name in ran for name in MODELS.values()},
                 "transition_K": temperatures}
-    else:
-        ran = {"NEP25-ZBL"} if "zbl" in result.get("variants", {}) else set()
-    return {"models_present": {name: name in ran for name in MODELS.values()}}
+    variants = result.get("variants", {})
+    keys = {"NEP25-ZBL": "zbl", "NEP25-ZBL-suggested": "suggested"}
+    failures = {name: [r["failure_ratio"] for r in variants[key]["records"]]
+                for name, key in keys.items() if key in variants}
+    return {"models_present": {name: name in failures for name in MODELS.values()},
+            "failure_ratio": failures,
+            "final_size": {name: variants[key]["final_size"] for name, key in keys.items()
+                           if key in variants},
+            "last_audit_safe": {name: variants[key]["last_audit_safe"]
+                                for name, key in keys.items() if key in variants}}
 
 
 def _kelvin(value) -> str:
@@ -197,6 +204,13 @@ def section(result, ctx) -> str:
                     "; ".join(f"{name} {_kelvin(t['heating'])} / {_kelvin(t['cooling'])}"
                               for name, t in info["transition_K"].items())
                 text += " (paper 880-915 K / 875 K; item 5 says what 192 atoms can resolve)"
+            if info.get("failure_ratio") and not missing:
+                label = {"NEP25-ZBL": "zbl 1.8", "NEP25-ZBL-suggested": "zbl suggest"}
+                text += ": failure ratio per iteration " + "; ".join(
+                    f"{label[name]} " + " / ".join(f"{100 * f:.1f}" for f in ratios)
+                    + f" %, final set {info['final_size'][name]}, last audit "
+                    + ("safe" if info["last_audit_safe"][name] else "UNSAFE")
+                    for name, ratios in info["failure_ratio"].items())
             others.append(text + ".")
     return "\n".join([
         "Both models come from item 2 (same nep.in but for the ZBL lines, same seed and budget).",
