@@ -266,7 +266,11 @@ def rows(result, ctx) -> list[dict]:
                 f"{zbl['final_size']} configurations, audit "
                 f"{_verdict(zbl['last_audit_safe'])}; without ZBL "
                 f"{result['variants']['nozbl']['final_size']}, audit "
-                f"{_verdict(result['variants']['nozbl']['last_audit_safe'])}",
+                f"{_verdict(result['variants']['nozbl']['last_audit_safe'])}"
+                + ("" if "suggested" not in result["variants"] else
+                   f"; with the ZBL of zbl suggest "
+                   f"{result['variants']['suggested']['final_size']}, audit "
+                   f"{_verdict(result['variants']['suggested']['last_audit_safe'])}"),
                 "run": f"FPS min distance {settings['min_distance']:g}, retrain from "
                        f"{settings['min_new']} new frames"})
     return out
