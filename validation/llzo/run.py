@@ -132,7 +132,8 @@ def write_report(ctx: common.Context) -> Path:
         f"- machine: {common.machine()}; {ctx.threads} cores used",
         f"- nepzbl {getattr(nepzbl_plugin, '__version__', '?')}, commit {_commit()}; "
         f"report written {_now()}",
-        f"- wall time of the items: {_wall(total)} in all",
+        f"- wall time of the items: {_wall(total)} in all, as last run (an item that reused "
+        "saved MD runs counts only its analysis; each section states what its MD cost)",
         "",
         "## Verdict at this size",
         "",
