@@ -23,7 +23,6 @@ Run the two variants as two processes to train them side by side on a 2-core mac
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -35,25 +34,14 @@ DATA = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data" / 
 
 
 def _nep_in_variant(name):
-    from nepzbl_plugin.io.nep_in import read_nep_in
-    from nepzbl_plugin.zbl import suggest_zbl
+    """The nep.in of a variant and a description of its ZBL: item 2 of the LLZO report
+    (``validation/llzo/item2_training.py``) builds both."""
+    folder = str(REPO / "validation" / "llzo")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    from item2_training import nep_in_variant
 
-    nep_in = read_nep_in(DATA / "NEP25-ZBL" / "nep.in")
-    if name == "paper":
-        return nep_in, "universal zbl 1.8 (inner 0.9 Å)"
-    suggestion = suggest_zbl(str(DATA / "NEP25-ZBL" / "train.xyz"), species=nep_in.types,
-                             angular_cutoff=float(min(nep_in.angular_cutoffs)))
-    if suggestion.form == "flexible":
-        nep_in = dataclasses.replace(nep_in, zbl=suggestion.zbl_value,
-                                     flexible_zbl=suggestion.table())
-    elif suggestion.form == "typewise":
-        nep_in = dataclasses.replace(nep_in, zbl=suggestion.zbl_value,
-                                     use_typewise_cutoff_zbl=True,
-                                     typewise_cutoff_zbl_factor=suggestion.factor)
-    else:
-        nep_in = dataclasses.replace(nep_in, zbl=suggestion.zbl_value)
-    radii = ", ".join(f"{k} {v:.2f} Å" for k, v in suggestion.outer.items())
-    return nep_in, f"{suggestion.form} ZBL from the data (outer radii {radii})"
+    return nep_in_variant({"paper": "paper_zbl", "suggested": "suggested_zbl"}[name])
 
 
 def run_variant(name, minutes, md_steps, out):

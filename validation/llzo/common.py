@@ -161,6 +161,43 @@ def start_structure(cubic: bool = True):
     return atoms
 
 
+def write_text(path, text: str) -> None:
+    """``text`` into ``path`` atomically (nepzbl's own writer), its folder created."""
+    import_package()
+    from nepzbl_plugin.io.atomic import atomic_write_text
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+
+
+def write_json(path, data: dict) -> None:
+    """``data`` as indented JSON, atomically (numpy numbers and arrays as plain ones)."""
+    write_text(path, json.dumps(data, indent=1, default=_plain) + "\n")
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def suggested_zbl():
+    """The paper's NEP25-ZBL ``nep.in`` and what ``nepzbl zbl suggest`` proposes for its 25
+    configurations (radii below each pair's shortest distance in the data)."""
+    import_package()
+    from nepzbl_plugin.io.nep_in import read_nep_in
+    from nepzbl_plugin.zbl import suggest_zbl
+
+    nep_in = read_nep_in(DATA / "NEP25-ZBL" / "nep.in")
+    suggestion = suggest_zbl(str(DATA / "NEP25-ZBL" / "train.xyz"), species=nep_in.types,
+                             angular_cutoff=float(min(nep_in.angular_cutoffs)))
+    return nep_in, suggestion
+
+
 def machine() -> str:
     """One line naming this machine for the report."""
     cpu = platform.processor() or platform.machine()

@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from common import DATA, TRAINED_MODELS, md_table
+from common import DATA, TRAINED_MODELS, md_table, suggested_zbl
 
 NUMBER = 2
 TITLE = "NEP25-ZBL trained by nepzbl from the paper's 25 configurations"
@@ -41,13 +41,11 @@ def nep_in_variant(variant: str):
     """The paper's nep.in (``paper_zbl``) or it with the ZBL suggested from the data
     (``suggested_zbl``), and a description of the ZBL."""
     from nepzbl_plugin.io.nep_in import read_nep_in
-    from nepzbl_plugin.zbl import suggest_zbl
 
-    nep_in = read_nep_in(DATA / "NEP25-ZBL" / "nep.in")
     if variant == "paper_zbl":
-        return nep_in, "universal `zbl 1.8` (switching 0.9 to 1.8 Å), the paper's"
-    suggestion = suggest_zbl(str(DATA / "NEP25-ZBL" / "train.xyz"), species=nep_in.types,
-                             angular_cutoff=float(min(nep_in.angular_cutoffs)))
+        return (read_nep_in(DATA / "NEP25-ZBL" / "nep.in"),
+                "universal `zbl 1.8` (switching 0.9 to 1.8 Å), the paper's")
+    nep_in, suggestion = suggested_zbl()
     if suggestion.form == "flexible":
         nep_in = dataclasses.replace(nep_in, zbl=suggestion.zbl_value,
                                      flexible_zbl=suggestion.table())
@@ -150,11 +148,11 @@ def _plot(results: dict, path) -> None:
         ax.legend(fontsize=7)
     fig.suptitle("NEP25-ZBL: held-out RMSE (120 frames, 600-1200 K) during training")
     fig.tight_layout()
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(temporary, dpi=110)
+    from nepzbl_plugin.io.atomic import atomic_temporary_path
+
+    with atomic_temporary_path(path, suffix=".png") as temporary:
+        fig.savefig(temporary, dpi=110)
     plt.close(fig)
-    temporary.replace(path)
 
 
 def _triple(values: dict, digits=(3, 1, 2)) -> str:

@@ -139,7 +139,7 @@ def ramp_job(job: dict) -> dict:
                   wall_s=time.perf_counter() - began,
                   atom_steps_per_s=len(atoms) * steps_done / md_wall if md_wall else 0.0)
     record["status"] = "collapsed" if record["collapse"] else "ok"
-    md_grid.write_json(folder / "ramp.json", record)
+    common.write_json(folder / "ramp.json", record)
     return record
 
 

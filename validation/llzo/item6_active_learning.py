@@ -93,12 +93,7 @@ def _shortest_distances(state: Path, iteration: int) -> list[float | None]:
 def _use_suggested_zbl(folder: Path) -> None:
     """Replace the ZBL of the nep.in al_llzo wrote by what ``nepzbl zbl suggest`` proposes
     for the 25 configurations (a flexible ZBL: its table goes into zbl.in beside nep.in)."""
-    from nepzbl_plugin.io.nep_in import read_nep_in
-    from nepzbl_plugin.zbl import suggest_zbl
-
-    nep_in = read_nep_in(common.DATA / "NEP25-ZBL" / "nep.in")
-    suggestion = suggest_zbl(str(common.DATA / "NEP25-ZBL" / "train.xyz"), species=nep_in.types,
-                             angular_cutoff=float(min(nep_in.angular_cutoffs)))
+    _, suggestion = common.suggested_zbl()
     kept = [line for line in (folder / "nep.in").read_text().splitlines()
             if not line.split() or line.split()[0] not in ("zbl", "use_typewise_cutoff_zbl")]
     (folder / "nep.in").write_text("\n".join(kept + suggestion.nep_in_lines()) + "\n")

@@ -94,24 +94,6 @@ def _cached(folder: Path, settings: dict) -> dict | None:
     return summary if summary.get("settings") == settings else None
 
 
-def write_json(path: Path, data: dict) -> None:
-    """``data`` as indented JSON, atomically (numpy numbers and arrays as plain ones)."""
-    common.import_package()
-    from nepzbl_plugin.io.atomic import atomic_write_text
-
-    atomic_write_text(path, json.dumps(data, indent=1, default=_plain) + "\n")
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
-
-
 def model_digest(path) -> str:
     """The first 16 hex digits of the SHA-256 of a model file."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
@@ -309,7 +291,7 @@ def run_job(job: dict) -> dict:
     md_wall = sum(summary.get(part, {}).get("wall_s", 0.0) for part in ("npt", "nvt"))
     summary["atom_steps_per_s"] = (summary["atoms"] * summary["steps_done"] / md_wall
                                    if md_wall > 0 else 0.0)  # MD only, not the set-up
-    write_json(folder / "summary.json", summary)
+    common.write_json(folder / "summary.json", summary)
     return summary
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
-import json
 import os
 import subprocess
 import sys
@@ -54,13 +53,6 @@ def load_item(number: int):
         return None
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def run_item(number: int, ctx: common.Context) -> dict:
     """Run one item and save its record; returns the record."""
     item = load_item(number)
@@ -72,21 +64,9 @@ def run_item(number: int, ctx: common.Context) -> dict:
     wall = time.monotonic() - t0
     record = {"item": number, "title": item.TITLE, "size": ctx.size, "wall_s": wall,
               "settings": ctx.settings(item), "finished": _now(), "result": result}
-    _atomic_write(ctx.result_path(number), json.dumps(record, indent=1, default=_json_default))
+    common.write_json(ctx.result_path(number), record)
     ctx.log(f"== item {number} done in {wall:.0f} s")
     return record
-
-
-def _json_default(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def _now() -> str:
@@ -168,7 +148,7 @@ def write_report(ctx: common.Context) -> Path:
     lines[lines.index("VERDICTS")] = verdict_text
     text = "\n".join(lines + [""] + sections).rstrip() + "\n"
     path = ctx.report_dir / "REPORT.md"
-    _atomic_write(path, text)
+    common.write_text(path, text)
     return path
 
 
