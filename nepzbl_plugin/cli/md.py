@@ -186,14 +186,9 @@ def _run_md(args) -> int:
         monitor = DistanceMonitor(args.min_distance, every=args.check_every or args.every)
         observers.append(monitor)
 
-    bars = None
-    if not args.no_progress and sys.stderr.isatty():
-        bars = ProgressBars(unit="step")
+    bars = ProgressBars(unit="step") if not args.no_progress and sys.stderr.isatty() else None
     label = f"MD {args.ensemble}"
-
-    def progress(step, total):
-        if bars is not None:
-            bars(step, total, label)
+    progress = None if bars is None else (lambda step, total: bars(step, total, label))
     try:
         result = run_md(atoms, forces, seed=args.seed, observers=observers, progress=progress,
                         **run)

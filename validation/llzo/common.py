@@ -99,6 +99,16 @@ class Context:
         folder.mkdir(parents=True, exist_ok=True)
         return folder / name
 
+    def save_figure(self, fig, name: str) -> Path:
+        """Save a matplotlib figure as ``figures/name`` atomically (nepzbl's writer)."""
+        import_package()
+        from nepzbl_plugin.io.atomic import atomic_temporary_path
+
+        path = self.figure(name)
+        with atomic_temporary_path(path, suffix=".png") as temporary:
+            fig.savefig(temporary, dpi=110)
+        return path
+
     def figure_link(self, name: str, caption: str) -> str:
         """Markdown that shows ``figures/name`` in REPORT.md."""
         return f"![{caption}](figures/{name})"

@@ -122,11 +122,11 @@ def run(ctx) -> dict:
         h = r["held_out_meV"]
         ctx.log(f"{v}: {r['steps']} steps in {r['wall_s']:.0f} s ({r['device']}); held-out "
                 f"{h['energy']:.3f} meV/atom, {h['force']:.2f} meV/Å, {h['virial']:.3f} meV/atom")
-    _plot(results, ctx.figure("item2_training.png"))
+    _plot(results, ctx, "item2_training.png")
     return {"variants": results, "names": {v: n for n, v in TRAINED_MODELS.items()}}
 
 
-def _plot(results: dict, path) -> None:
+def _plot(results: dict, ctx, name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,10 +148,7 @@ def _plot(results: dict, path) -> None:
         ax.legend(fontsize=7)
     fig.suptitle("NEP25-ZBL: held-out RMSE (120 frames, 600-1200 K) during training")
     fig.tight_layout()
-    from nepzbl_plugin.io.atomic import atomic_temporary_path
-
-    with atomic_temporary_path(path, suffix=".png") as temporary:
-        fig.savefig(temporary, dpi=110)
+    ctx.save_figure(fig, name)
     plt.close(fig)
 
 

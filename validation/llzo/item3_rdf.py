@@ -139,7 +139,7 @@ def _figure(ctx, summaries, s) -> None:
     fig.suptitle(f"Partial RDFs ({done[0]['atoms']} atoms, NVT); grey: below {SHORT_A} Å, "
                  "where the paper's NEP802 shows collapsed pairs", fontsize=10)
     fig.tight_layout()
-    fig.savefig(ctx.figure(FIGURE), dpi=110)
+    ctx.save_figure(fig, FIGURE)
     plt.close(fig)
 
 

@@ -166,7 +166,7 @@ def _figures(ctx, summaries, points, arrhenius, s) -> None:
         ax.set_title(f"{T:g} K (grey: fit range)", fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(ctx.figure(FIGURE_MSD), dpi=110)
+    ctx.save_figure(fig, FIGURE_MSD)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -203,7 +203,7 @@ def _figures(ctx, summaries, points, arrhenius, s) -> None:
     ax.set_title(f"Li diffusivity, {with_msd[0]['atoms']} atoms", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(ctx.figure(FIGURE_ARRHENIUS), dpi=110)
+    ctx.save_figure(fig, FIGURE_ARRHENIUS)
     plt.close(fig)
 
 

@@ -241,7 +241,7 @@ def _figure(ctx, analysed: dict, s: dict) -> None:
     fig.suptitle(f"Lattice against temperature ({atoms} atoms, {s['ramp_steps'] / 1000:g} ps per "
                  f"ramp, bins of {s['bin_width_K']:g} K)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(ctx.figure(FIGURE), dpi=110)
+    ctx.save_figure(fig, FIGURE)
     plt.close(fig)
 
 

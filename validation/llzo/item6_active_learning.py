@@ -236,7 +236,7 @@ def _plot(ctx, variants) -> str:
     right.legend(fontsize=7)
     fig.suptitle(f"LLZO aggressive active learning ({ctx.size} size)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(ctx.figure(name), dpi=110)
+    ctx.save_figure(fig, name)
     plt.close(fig)
     return name
 

@@ -221,7 +221,7 @@ def _plot(ctx, maps, results, own, threshold, model_name) -> str:
     ax.set_ylabel("density")
     ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(ctx.figure(name), dpi=110)
+    ctx.save_figure(fig, name)
     plt.close(fig)
     return name
 

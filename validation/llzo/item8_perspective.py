@@ -231,7 +231,7 @@ def _plot_speed(ctx, rows, name) -> None:
     ax.set_title("NVT MD of LLZO with NEP802-ZBL", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(ctx.figure(name), dpi=110)
+    ctx.save_figure(fig, name)
     plt.close(fig)
 
 
