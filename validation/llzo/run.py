@@ -47,8 +47,8 @@ def load_item(number: int):
     """The module of item ``number``, or None while it is not written."""
     try:
         return importlib.import_module(ITEMS[number])
-    except ModuleNotFoundError as error:  # the item, or a module it needs, is not written yet
-        if error.name != ITEMS[number] and error.name not in ("md_grid",):
+    except ModuleNotFoundError as error:  # the item is not written yet
+        if error.name != ITEMS[number]:
             raise
         return None
 
