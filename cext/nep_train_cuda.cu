@@ -16,6 +16,7 @@
 
 #include "nep_layout.h"
 #include "nep_train_cuda_internal.cuh"
+#include "nep_train_loss.h"
 
 extern "C" {
 #include "nep_neighbors.h"
@@ -81,6 +82,191 @@ __global__ void columns_kernel(size_t num_parameters, int count, const double *r
     gradient[k] = sum;
 }
 
+/* Where a loss evaluation finds its inputs: the predictions of `count` candidates (energy,
+ * forces and virials of candidate k at k * stride), the selection, the labels and weights. */
+struct loss_args {
+    int T, num_selected, count;
+    size_t stride;
+    const double *energy, *forces, *virials;
+    const int *selected, *selected_atoms, *parameter_types;
+    const long long *selection_offset, *structure_offset;
+    const double *ref_energy, *ref_virial, *ref_forces, *force_weight, *weight, *energy_weight;
+    const int *has_virial;
+    const unsigned char *contains, *global_mask;
+    double lambda_e, lambda_f, lambda_v, lambda_shear, lambda_1, lambda_2;
+    const double *z; /* the candidates' parameters [count][num_parameters], double */
+    size_t num_parameters;
+    double *per_structure; /* [count][num_selected][NEP_LOSS_STRUCTURE_LENGTH] */
+    double *records;       /* [count][NEP_LOSS_LENGTH(T)] */
+};
+
+/* Thread (k, j): the per-structure quantities of selected structure j for candidate k. */
+__global__ void loss_structures_kernel(const loss_args a)
+{
+    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (long long)a.count * a.num_selected) return;
+    const int k = (int)(t / a.num_selected), j = (int)(t % a.num_selected);
+    const int s = a.selected[j];
+    const long long first = a.selection_offset[j], g = a.structure_offset[s];
+    const size_t off = (size_t)k * a.stride;
+    nep_loss_structure(a.structure_offset[s + 1] - g, a.energy[off + j],
+                       a.virials + off + 9 * (size_t)j, a.forces + off + 3 * (size_t)first,
+                       a.ref_energy[s], a.ref_virial + 6 * (size_t)s, a.has_virial[s],
+                       a.ref_forces + 3 * (size_t)g, a.force_weight + g, a.weight[s],
+                       a.lambda_shear,
+                       a.per_structure + ((size_t)k * a.num_selected + j) * NEP_LOSS_STRUCTURE_LENGTH);
+}
+
+/* Thread (k, t): every term of type t for candidate k, summed over the structures and the
+ * parameters in order (each thread recomputes the shift: a few flops a structure, no
+ * synchronisation, the same bits in every thread); thread t = T also writes the scalars. */
+__global__ void loss_types_kernel(const loss_args a)
+{
+    const int T = a.T, types = T + 1;
+    const long long id = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (id >= (long long)a.count * types) return;
+    const int k = (int)(id / types), t = (int)(id % types);
+    const int S = a.num_selected;
+    const double *q = a.per_structure + (size_t)k * S * NEP_LOSS_STRUCTURE_LENGTH;
+    double sum_eps = 0.0, sum_eps_delta = 0.0;
+    for (int j = 0; j < S; ++j) {
+        const double eps = a.energy_weight[a.selected[j]];
+        sum_eps += eps;
+        sum_eps_delta += eps * q[j * NEP_LOSS_STRUCTURE_LENGTH + NEP_LOSS_S_DELTA];
+    }
+    const double shift = sum_eps > 0.0 ? sum_eps_delta / sum_eps : 0.0;
+    double e_sum = 0.0, f_sum = 0.0, v_sum = 0.0, frames = 0.0, atoms = 0.0, vframes = 0.0;
+    double sum_r = 0.0, e_rmse = 0.0, f_rmse = 0.0, v_rmse = 0.0;
+    for (int j = 0; j < S; ++j) {
+        const int s = a.selected[j];
+        const double *qs = q + (size_t)j * NEP_LOSS_STRUCTURE_LENGTH;
+        const double eps = a.energy_weight[s], w = a.weight[s];
+        const double d = qs[NEP_LOSS_S_DELTA] - shift;
+        const double n = (double)(a.structure_offset[s + 1] - a.structure_offset[s]);
+        sum_r += w * w * eps * d;
+        e_rmse += eps * d * d;
+        f_rmse += qs[NEP_LOSS_S_FORCE];
+        v_rmse += qs[NEP_LOSS_S_VIRIAL];
+        if (!a.contains[(size_t)s * types + t]) continue;
+        e_sum += w * w * eps * d * d;
+        frames += 1.0;
+        f_sum += qs[NEP_LOSS_S_FORCE_W];
+        atoms += n;
+        if (a.has_virial[s]) {
+            v_sum += qs[NEP_LOSS_S_VIRIAL_W];
+            vframes += 1.0;
+        }
+    }
+    const double x_e = frames > 0.0 ? e_sum / frames : 0.0;
+    const double x_f = atoms > 0.0 ? f_sum / (3.0 * atoms) : 0.0;
+    const double x_v = vframes > 0.0 ? v_sum / (6.0 * vframes) : 0.0;
+    /* the regularisation of type t */
+    const double *z = a.z + (size_t)k * a.num_parameters;
+    const double np = (double)a.num_parameters;
+    const double divisor = t == T ? np : np / T;
+    double l1 = 0.0, l2 = 0.0;
+    for (size_t p = 0; p < a.num_parameters; ++p) {
+        const bool mine = t == T ? !a.global_mask[p] : a.parameter_types[p] == t;
+        if (!mine) continue;
+        l1 += fabs(z[p]);
+        l2 += z[p] * z[p];
+    }
+    double *rec = a.records + (size_t)k * NEP_LOSS_LENGTH(T);
+    const double L1 = a.lambda_1 * l1 / divisor, L2 = a.lambda_2 * nep_loss_root(l2 / divisor);
+    const double Le = a.lambda_e * nep_loss_root(x_e), Lf = a.lambda_f * nep_loss_root(x_f);
+    const double Lv = a.lambda_v * nep_loss_root(x_v);
+    rec[NEP_LOSS_BLOCK(T, NEP_LOSS_TOTAL, t)] = L1 + L2 + Le + Lf + Lv;
+    rec[NEP_LOSS_BLOCK(T, NEP_LOSS_L1, t)] = L1;
+    rec[NEP_LOSS_BLOCK(T, NEP_LOSS_L2, t)] = L2;
+    rec[NEP_LOSS_BLOCK(T, NEP_LOSS_ENERGY, t)] = Le;
+    rec[NEP_LOSS_BLOCK(T, NEP_LOSS_FORCE, t)] = Lf;
+    rec[NEP_LOSS_BLOCK(T, NEP_LOSS_VIRIAL, t)] = Lv;
+    if (t != T) return;
+    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_SHIFT)] = shift;
+    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_RMSE_E)] = S > 0 ? sqrt(e_rmse / S) : 0.0;
+    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_RMSE_F)] = atoms > 0.0 ? sqrt(f_rmse / (3.0 * atoms)) : 0.0;
+    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_RMSE_V)] = vframes > 0.0 ? sqrt(v_rmse / (6.0 * vframes)) : 0.0;
+    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_X_E)] = x_e;
+    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_X_F)] = x_f;
+    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_X_V)] = x_v;
+    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_SUM_R)] = sum_r;
+    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_SUM_EPS)] = sum_eps;
+    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_NUM_VIRIAL)] = vframes;
+    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_NUM_ATOMS)] = atoms;
+    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_NORM)] = nep_loss_root(l2 / np);
+}
+
+/* Thread j: dL(T)/dE and dL(T)/dW of selected structure j (candidate 0), stored by global
+ * structure index, where the gradient kernel reads them. */
+__global__ void adjoint_structures_kernel(const loss_args a, double *alpha, double *virial_adjoint)
+{
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= a.num_selected) return;
+    const int s = a.selected[j];
+    const double *qs = a.per_structure + (size_t)j * NEP_LOSS_STRUCTURE_LENGTH;
+    const double *scalars = a.records + NEP_LOSS_SCALAR(a.T, 0);
+    const double n = (double)(a.structure_offset[s + 1] - a.structure_offset[s]);
+    alpha[s] = nep_loss_energy_adjoint(qs[NEP_LOSS_S_DELTA], a.energy_weight[s], a.weight[s], n,
+                                       a.num_selected, scalars, a.lambda_e);
+    nep_loss_virial_adjoint(qs + NEP_LOSS_S_WBAR, a.has_virial[s], a.weight[s], n, scalars,
+                            a.lambda_v, a.lambda_shear, virial_adjoint + 9 * (size_t)s);
+}
+
+/* Thread t: dL(T)/dF of the t-th selected atom (candidate 0), stored by global atom index. */
+__global__ void adjoint_atoms_kernel(const loss_args a, int num_atoms, double *force_adjoint)
+{
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= num_atoms) return;
+    const int i = a.selected_atoms[t];
+    const double k = nep_loss_force_adjoint_factor(a.records + NEP_LOSS_SCALAR(a.T, 0), a.lambda_f);
+    for (int c = 0; c < 3; ++c)
+        force_adjoint[3 * (size_t)i + c] =
+            k * a.force_weight[i] * (a.forces[3 * (size_t)t + c] - a.ref_forces[3 * (size_t)i + c]);
+}
+
+/* Thread p: adds the regularisation's gradient to gradient[p]; raises *bad when the loss or
+ * the gradient is not finite. */
+__global__ void regularisation_kernel(const loss_args a, double *gradient, int *bad)
+{
+    const size_t p = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= a.num_parameters) return;
+    const double *rec = a.records;
+    const double g = gradient[p] + nep_loss_regularisation_gradient(
+        a.z[p], a.global_mask[p], rec[NEP_LOSS_SCALAR(a.T, NEP_LOSS_NORM)],
+        (double)a.num_parameters, a.lambda_1, a.lambda_2);
+    gradient[p] = g;
+    if (!isfinite(g) || (p == 0 && !isfinite(rec[NEP_LOSS_BLOCK(a.T, NEP_LOSS_TOTAL, a.T)])))
+        atomicOr(bad, 1);
+}
+
+/* Thread p: one Adam (AdamW) update of z[p] with gradient[p], unless *bad. The scalars are the
+ * host optimiser's (nepzbl_plugin/train/optimizers.py), in its order of operations. */
+__global__ void adam_kernel(size_t num_parameters, const double *gradient, const int *bad,
+                            const unsigned char *decay, double *z, double *m, double *v,
+                            double learning_rate, double beta1, double beta2, double eps,
+                            double weight_decay, double bias1, double bias2)
+{
+    const size_t p = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= num_parameters || *bad) return;
+    const double g = gradient[p];
+    const double mp = m[p] * beta1 + (1.0 - beta1) * g;
+    const double vp = v[p] * beta2 + (1.0 - beta2) * g * g;
+    m[p] = mp;
+    v[p] = vp;
+    double zp = z[p];
+    if (weight_decay > 0.0 && decay[p]) zp *= 1.0 - learning_rate * weight_decay;
+    z[p] = zp - learning_rate * (mp / bias1) / (sqrt(vp / bias2) + eps);
+}
+
+/* The double parameter vector in the kernels' precision. */
+__global__ void to_real_kernel(size_t n, const double *z, void *out, int use_float64)
+{
+    const size_t p = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= n) return;
+    if (use_float64) ((double *)out)[p] = z[p];
+    else ((float *)out)[p] = (float)z[p];
+}
+
 template <typename T> struct dvec {
     T *p = nullptr;
     size_t n = 0;
@@ -95,6 +281,7 @@ struct nep_train_cuda {
     int num_systems = 0;
     size_t num_atoms = 0, num_pairs = 0, bytes = 0;
     std::vector<long long> structure_offset; /* host copy */
+    std::vector<int> types;                  /* host copy, every atom */
     std::vector<void *> owned;               /* every device allocation */
     /* device buffers the calls fill */
     int *d_selected_atoms = nullptr, *d_selected = nullptr;
@@ -108,7 +295,19 @@ struct nep_train_cuda {
     void *pop_parameters = nullptr;
     double *pop_out = nullptr;
     size_t pop_parameters_bytes = 0, pop_out_bytes = 0;
+    /* the loss on the device (nep_train_cuda_set_loss): labels by global structure / atom */
+    int has_loss = 0;
+    loss_args loss{};
+    long long *d_selection_offset = nullptr; /* [S + 1] first atom of each selected structure */
+    double *d_z = nullptr, *d_z_call = nullptr; /* resident (Adam) and per-call parameters */
+    double *d_m = nullptr, *d_v = nullptr;
+    unsigned char *d_decay = nullptr;
+    int *d_bad = nullptr;
+    /* grow-only buffers of the loss: per-structure quantities, records, population z */
+    double *loss_scratch = nullptr, *loss_records = nullptr, *pop_z = nullptr;
+    size_t loss_scratch_bytes = 0, loss_records_bytes = 0, pop_z_bytes = 0;
     /* host staging */
+    std::vector<long long> selection_offset;
     std::vector<int> selected_atoms;
     std::vector<double> staging, params_real_d;
     std::vector<float> params_real_f;
@@ -214,6 +413,7 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
         h->structure_offset.push_back((long long)types.size());
     }
     const size_t A = types.size(), P = neighbor.size();
+    h->types = types;
     h->num_systems = num_systems;
     h->num_atoms = A;
     h->num_pairs = P;
@@ -266,6 +466,7 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     } while (0)
     ALLOC(h->d_selected_atoms, int, A);
     ALLOC(h->d_selected, int, S);
+    ALLOC(h->d_selection_offset, long long, S + 1);
     ALLOC(h->d_alpha, double, S);
     ALLOC(h->d_fadj, double, 3 * A);
     ALLOC(h->d_vadj, double, 9 * S);
@@ -329,12 +530,30 @@ static int select_atoms(nep_train_cuda *h, const double *parameters, size_t num_
     for (size_t k = 0; k < num_values; ++k)
         if (!isfinite(parameters[k])) return NEP_ERR_NONFINITE;
     h->selected_atoms.clear();
+    h->selection_offset.assign(1, 0);
     for (int k = 0; k < num_selected; ++k) {
         const int s = selected[k];
         if (s < 0 || s >= h->num_systems) return NEP_ERR_ARGUMENT;
         for (long long i = h->structure_offset[s]; i < h->structure_offset[s + 1]; ++i)
             h->selected_atoms.push_back((int)i);
+        h->selection_offset.push_back((long long)h->selected_atoms.size());
     }
+    return NEP_OK;
+}
+
+/* Uploads the selection of select_atoms: its atoms, the structures and their atom offsets. */
+static int upload_selection(nep_train_cuda *h, int num_selected, const int *selected)
+{
+    int status;
+    cudaStream_t st = h->stream;
+    CHECK(cudaMemcpyAsync(h->d_selected_atoms, h->selected_atoms.data(),
+                          sizeof(int) * h->selected_atoms.size(), cudaMemcpyHostToDevice, st),
+          "selection");
+    CHECK(cudaMemcpyAsync(h->d_selected, selected, sizeof(int) * num_selected,
+                          cudaMemcpyHostToDevice, st), "selection");
+    CHECK(cudaMemcpyAsync(h->d_selection_offset, h->selection_offset.data(),
+                          sizeof(long long) * (num_selected + 1), cudaMemcpyHostToDevice, st),
+          "selection");
     return NEP_OK;
 }
 
@@ -354,11 +573,39 @@ static int upload_inputs(nep_train_cuda *h, void *dst, const double *parameters,
         CHECK(cudaMemcpyAsync(dst, h->params_real_f.data(), sizeof(float) * num_values,
                               cudaMemcpyHostToDevice, st), "parameters");
     }
-    CHECK(cudaMemcpyAsync(h->d_selected_atoms, h->selected_atoms.data(),
-                          sizeof(int) * h->selected_atoms.size(), cudaMemcpyHostToDevice, st),
-          "selection");
-    CHECK(cudaMemcpyAsync(h->d_selected, selected, sizeof(int) * num_selected,
-                          cudaMemcpyHostToDevice, st), "selection");
+    return upload_selection(h, num_selected, selected);
+}
+
+/* One pass of the per-atom kernel over the h->selected_atoms (count), tile by tile, on the
+ * stream: with a.rows set the gradient is added to h->d_gradient (zeroed by the caller). Then
+ * the forces, the energies and the virials of the selection into the given device arrays. */
+static int atoms_pass(nep_train_cuda *h, nepct_args a, int count, int num_selected,
+                      double *forces, double *energy, double *virials)
+{
+    int status;
+    cudaStream_t st = h->stream;
+    const size_t P = a.model.num_parameters;
+    const int threads = 128;
+    for (int first = 0; first < count; first += h->tile) {
+        const int n = count - first < h->tile ? count - first : h->tile;
+        if (a.rows) CHECK(cudaMemsetAsync(a.rows, 0, sizeof(double) * P * (size_t)n, st), "rows");
+        if (h->use_float64) nepct_f64::launch_atoms(a, first, n, st);
+        else nepct_f32::launch_atoms(a, first, n, st);
+        CHECK(cudaGetLastError(), "training kernel");
+        if (a.rows)
+            NEPCU_LAUNCH(columns_kernel, (unsigned)((P + threads - 1) / threads), threads, st, P, n,
+                         (const double *)a.rows, h->d_gradient);
+    }
+    if (count > 0)
+        NEPCU_LAUNCH(forces_kernel, (count + threads - 1) / threads, threads, st, count,
+                     (const int *)h->d_selected_atoms, a.pair_offset, a.in_offset, a.in_pair,
+                     (const double *)a.v_pair, forces);
+    if (num_selected > 0)
+        NEPCU_LAUNCH(totals_kernel, (num_selected + threads - 1) / threads, threads, st,
+                     num_selected, (const int *)h->d_selected,
+                     (const long long *)h->d_structure_offset, (const double *)a.e_atom,
+                     (const double *)a.w_atom, energy, virials);
+    CHECK(cudaGetLastError(), "training kernels");
     return NEP_OK;
 }
 
@@ -407,28 +654,8 @@ int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_sele
     }
     if (gradient) CHECK(cudaMemsetAsync(h->d_gradient, 0, sizeof(double) * P, st), "gradient");
     else a.rows = nullptr;
-    for (int first = 0; first < count; first += h->tile) {
-        const int n = count - first < h->tile ? count - first : h->tile;
-        if (gradient) CHECK(cudaMemsetAsync(a.rows, 0, sizeof(double) * P * (size_t)n, st), "rows");
-        if (h->use_float64) nepct_f64::launch_atoms(a, first, n, st);
-        else nepct_f32::launch_atoms(a, first, n, st);
-        CHECK(cudaGetLastError(), "training kernel");
-        if (gradient) {
-            const int threads = 128;
-            NEPCU_LAUNCH(columns_kernel, (unsigned)((P + threads - 1) / threads), threads, st, P, n,
-                         (const double *)a.rows, h->d_gradient);
-        }
-    }
-    const int threads = 128;
-    if (count > 0)
-        NEPCU_LAUNCH(forces_kernel, (count + threads - 1) / threads, threads, st, count,
-                     (const int *)h->d_selected_atoms, a.pair_offset, a.in_offset, a.in_pair,
-                     (const double *)a.v_pair, h->d_forces);
-    if (num_selected > 0)
-        NEPCU_LAUNCH(totals_kernel, (num_selected + threads - 1) / threads, threads, st,
-                     num_selected, (const int *)h->d_selected, (const long long *)h->d_structure_offset,
-                     (const double *)a.e_atom, (const double *)a.w_atom, h->d_energy, h->d_virials);
-    CHECK(cudaGetLastError(), "training kernels");
+    status = atoms_pass(h, a, count, num_selected, h->d_forces, h->d_energy, h->d_virials);
+    if (status) return status;
     if (gradient)
         CHECK(cudaMemcpyAsync(gradient, h->d_gradient, sizeof(double) * P, cudaMemcpyDeviceToHost, st),
               "gradient");
@@ -445,6 +672,57 @@ int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_sele
     return NEP_OK;
 }
 
+/* A grow-only device buffer: *p holds at least `bytes` afterwards (all work on the stream is
+ * finished when this is called, so the old buffer may go). */
+static int grow(void **p, size_t *have, size_t bytes, const char *what)
+{
+    if (bytes <= *have) return NEP_OK;
+    if (*p) cudaFree(*p);
+    *p = nullptr;
+    *have = 0;
+    const int status = cuda_status(cudaMalloc(p, bytes), what);
+    if (status) return status;
+    *have = bytes;
+    return NEP_OK;
+}
+
+/* The predictions of a whole population, launched on the stream (no synchronisation): candidate
+ * k's forces, energies and virials at h->pop_out + k * (*per), in that order. The population's
+ * parameters (double, [population][P]) are checked and uploaded in the kernels' precision. */
+static int population_pass(nep_train_cuda *h, int population, const double *parameters,
+                           int num_selected, const int *selected, int *count_out, size_t *per_out)
+{
+    nepct_args a = h->args;
+    const size_t P = a.model.num_parameters;
+    int status = select_atoms(h, parameters, P * (size_t)population, num_selected, selected);
+    if (status) return status;
+    const int count = (int)h->selected_atoms.size();
+    const size_t per = 3 * (size_t)count + 10 * (size_t)num_selected; /* forces, energy, virials */
+    CHECK(cudaStreamSynchronize(h->stream), "synchronize");
+    status = grow(&h->pop_parameters, &h->pop_parameters_bytes, h->real * P * (size_t)population,
+                  "population parameters");
+    if (status) return status;
+    status = grow((void **)&h->pop_out, &h->pop_out_bytes, sizeof(double) * per * population,
+                  "population outputs");
+    if (status) return status;
+    status = upload_inputs(h, h->pop_parameters, parameters, P * (size_t)population, num_selected,
+                           selected);
+    if (status) return status;
+    a.alpha = a.force_adjoint = a.virial_adjoint = nullptr;
+    a.rows = nullptr;
+    /* one launch sequence for the whole population */
+    for (int k = 0; k < population; ++k) {
+        a.parameters = (const char *)h->pop_parameters + h->real * P * (size_t)k;
+        double *out = h->pop_out + per * (size_t)k;
+        status = atoms_pass(h, a, count, num_selected, out, out + 3 * (size_t)count,
+                            out + 3 * (size_t)count + num_selected);
+        if (status) return status;
+    }
+    *count_out = count;
+    *per_out = per;
+    return NEP_OK;
+}
+
 int nep_train_cuda_predict_population(nep_train_cuda *h, int population,
                                       const double *parameters, int num_selected,
                                       const int *selected, double *energy, double *forces,
@@ -453,63 +731,16 @@ int nep_train_cuda_predict_population(nep_train_cuda *h, int population,
     if (!h || population < 0 || (population > 0 && !parameters) || num_selected < 0 ||
         (num_selected > 0 && !selected) || !energy || !forces || !virials)
         return NEP_ERR_ARGUMENT;
-    nepct_args a = h->args;
-    const size_t P = a.model.num_parameters;
-    int status = select_atoms(h, parameters, P * (size_t)population, num_selected, selected);
+    int count = 0;
+    size_t per = 0;
+    int status = population_pass(h, population, parameters, num_selected, selected, &count, &per);
     if (status) return status;
-    const int count = (int)h->selected_atoms.size();
-    const size_t per = 3 * (size_t)count + 10 * (size_t)num_selected; /* forces, energy, virials */
     cudaStream_t st = h->stream;
-    /* grow the population buffers when needed (all work on the stream is finished here) */
-    const size_t pbytes = h->real * P * (size_t)population, obytes = sizeof(double) * per * population;
-    if (pbytes > h->pop_parameters_bytes) {
-        if (h->pop_parameters) cudaFree(h->pop_parameters);
-        h->pop_parameters = nullptr;
-        h->pop_parameters_bytes = 0;
-        CHECK(cudaMalloc(&h->pop_parameters, pbytes), "population parameters");
-        h->pop_parameters_bytes = pbytes;
-    }
-    if (obytes > h->pop_out_bytes) {
-        if (h->pop_out) cudaFree(h->pop_out);
-        h->pop_out = nullptr;
-        h->pop_out_bytes = 0;
-        void *d = nullptr;
-        CHECK(cudaMalloc(&d, obytes), "population outputs");
-        h->pop_out = (double *)d;
-        h->pop_out_bytes = obytes;
-    }
-    status = upload_inputs(h, h->pop_parameters, parameters, P * (size_t)population, num_selected,
-                           selected);
-    if (status) return status;
-    a.alpha = a.force_adjoint = a.virial_adjoint = nullptr;
-    a.rows = nullptr;
-    const int threads = 128;
-    /* one launch sequence for the whole population, one synchronisation at the end */
-    for (int k = 0; k < population; ++k) {
-        a.parameters = (const char *)h->pop_parameters + h->real * P * (size_t)k;
-        double *out = h->pop_out + per * (size_t)k;
-        for (int first = 0; first < count; first += h->tile) {
-            const int n = count - first < h->tile ? count - first : h->tile;
-            if (h->use_float64) nepct_f64::launch_atoms(a, first, n, st);
-            else nepct_f32::launch_atoms(a, first, n, st);
-        }
-        if (count > 0)
-            NEPCU_LAUNCH(forces_kernel, (count + threads - 1) / threads, threads, st, count,
-                         (const int *)h->d_selected_atoms, a.pair_offset, a.in_offset, a.in_pair,
-                         (const double *)a.v_pair, out);
-        if (num_selected > 0)
-            NEPCU_LAUNCH(totals_kernel, (num_selected + threads - 1) / threads, threads, st,
-                         num_selected, (const int *)h->d_selected,
-                         (const long long *)h->d_structure_offset, (const double *)a.e_atom,
-                         (const double *)a.w_atom, out + 3 * (size_t)count,
-                         out + 3 * (size_t)count + num_selected);
-    }
-    CHECK(cudaGetLastError(), "training kernels");
     std::vector<double> &host = h->staging;
     host.resize(per * (size_t)population);
-    CHECK(cudaMemcpyAsync(host.data(), h->pop_out, obytes, cudaMemcpyDeviceToHost, st), "outputs");
+    CHECK(cudaMemcpyAsync(host.data(), h->pop_out, sizeof(double) * per * population,
+                          cudaMemcpyDeviceToHost, st), "outputs");
     CHECK(cudaStreamSynchronize(st), "synchronize");
-#undef CHECK
     for (int k = 0; k < population; ++k) {
         const double *out = host.data() + per * (size_t)k;
         memcpy(forces + 3 * (size_t)count * k, out, sizeof(double) * 3 * count);
@@ -521,9 +752,284 @@ int nep_train_cuda_predict_population(nep_train_cuda *h, int population,
     return NEP_OK;
 }
 
+/* ---------------------------------------------------------------- the loss on the device */
+
+int nep_train_cuda_set_loss(nep_train_cuda *h, const nep_train_cuda_labels *L)
+{
+    if (!h || !L || h->has_loss) return NEP_ERR_ARGUMENT;
+    const size_t S = (size_t)h->num_systems, A = h->num_atoms;
+    const size_t P = h->args.model.num_parameters;
+    const int T = h->args.model.num_types;
+    if ((S && (!L->energy || !L->virial || !L->has_virial || !L->weight || !L->energy_weight)) ||
+        (A && !L->forces) || !L->type_weight || (P && (!L->parameter_types || !L->global_mask)))
+        return NEP_ERR_ARGUMENT;
+    for (size_t p = 0; p < P; ++p)
+        if (L->parameter_types[p] < 0 || L->parameter_types[p] > T) return NEP_ERR_ARGUMENT;
+    loss_args &l = h->loss;
+    l.T = T;
+    l.lambda_e = L->lambda_e;
+    l.lambda_f = L->lambda_f;
+    l.lambda_v = L->lambda_v;
+    l.lambda_shear = L->lambda_shear;
+    l.lambda_1 = L->lambda_1;
+    l.lambda_2 = L->lambda_2;
+    l.num_parameters = P;
+    /* force weights and which types each structure contains: once, on the host */
+    std::vector<double> c(A);
+    std::vector<unsigned char> contains(S * (T + 1), 0);
+    for (size_t s = 0; s < S; ++s) {
+        contains[s * (T + 1) + T] = 1;
+        for (long long i = h->structure_offset[s]; i < h->structure_offset[s + 1]; ++i) {
+            const int t = h->types[i];
+            contains[s * (T + 1) + t] = 1;
+            c[i] = nep_loss_force_weight(L->weight[s], L->type_weight[t], L->forces + 3 * i,
+                                         L->force_delta);
+        }
+    }
+    void *d;
+    int status;
+#define UP(field, type, host, n)                                                               \
+    do {                                                                                       \
+        status = upload(h, &d, (host), sizeof(type) * (n), #field);                            \
+        if (status) return status;                                                             \
+        l.field = (const type *)d;                                                             \
+    } while (0)
+    UP(ref_energy, double, L->energy, S);
+    UP(ref_virial, double, L->virial, 6 * S);
+    UP(has_virial, int, L->has_virial, S);
+    UP(weight, double, L->weight, S);
+    UP(energy_weight, double, L->energy_weight, S);
+    UP(ref_forces, double, L->forces, 3 * A);
+    UP(force_weight, double, c.data(), A);
+    UP(contains, unsigned char, contains.data(), S * (T + 1));
+    UP(parameter_types, int, L->parameter_types, P);
+    UP(global_mask, unsigned char, L->global_mask, P);
+#undef UP
+#define ALLOC(ptr, type, n)                                                                    \
+    do {                                                                                       \
+        status = dalloc(h, &d, sizeof(type) * (n), #ptr);                                      \
+        if (status) return status;                                                             \
+        ptr = (type *)d;                                                                       \
+    } while (0)
+    ALLOC(h->d_z, double, P);
+    ALLOC(h->d_z_call, double, P);
+    ALLOC(h->d_m, double, P);
+    ALLOC(h->d_v, double, P);
+    ALLOC(h->d_decay, unsigned char, P);
+    ALLOC(h->d_bad, int, 1);
+#undef ALLOC
+    l.structure_offset = h->d_structure_offset;
+    l.selected = h->d_selected;
+    l.selected_atoms = h->d_selected_atoms;
+    l.selection_offset = h->d_selection_offset;
+    h->has_loss = 1;
+    return NEP_OK;
+}
+
+size_t nep_train_cuda_loss_length(const nep_train_cuda *h)
+{
+    return h ? (size_t)NEP_LOSS_LENGTH(h->args.model.num_types) : 0;
+}
+
+/* The loss of `count` candidates whose predictions are on the device (energy, forces, virials
+ * of candidate k at k * stride) and whose parameters are z [count][P] (double): launched on the
+ * stream, the records in h->loss_records. Returns the arguments for the adjoint kernels. */
+static int launch_loss(nep_train_cuda *h, int count, int num_selected, size_t stride,
+                       const double *energy, const double *forces, const double *virials,
+                       const double *z, loss_args *out)
+{
+    int status;
+    loss_args l = h->loss;
+    l.count = count;
+    l.num_selected = num_selected;
+    l.stride = stride;
+    l.energy = energy;
+    l.forces = forces;
+    l.virials = virials;
+    l.z = z;
+    const size_t R = (size_t)NEP_LOSS_LENGTH(l.T);
+    status = grow((void **)&h->loss_scratch, &h->loss_scratch_bytes,
+                  sizeof(double) * NEP_LOSS_STRUCTURE_LENGTH * (size_t)count * (num_selected + 1),
+                  "loss work");
+    if (status) return status;
+    status = grow((void **)&h->loss_records, &h->loss_records_bytes,
+                  sizeof(double) * R * (size_t)count, "loss records");
+    if (status) return status;
+    l.per_structure = h->loss_scratch;
+    l.records = h->loss_records;
+    const int threads = 64;
+    const long long n1 = (long long)count * num_selected, n2 = (long long)count * (l.T + 1);
+    if (n1 > 0) NEPCU_LAUNCH(loss_structures_kernel, (unsigned)((n1 + threads - 1) / threads), threads, h->stream, l);
+    NEPCU_LAUNCH(loss_types_kernel, (unsigned)((n2 + threads - 1) / threads), threads, h->stream, l);
+    CHECK(cudaGetLastError(), "loss kernels");
+    *out = l;
+    return NEP_OK;
+}
+
+/* Predictions, loss and (gradient) its exact gradient dL(T)/dz for the parameters d_z (double,
+ * on the device) and the selection of select_atoms (uploaded here), all on the stream: the
+ * record in h->loss_records, the gradient in h->d_gradient, *h->d_bad raised when the loss or
+ * the gradient is not finite. */
+static int loss_and_gradient(nep_train_cuda *h, const double *d_z, int num_selected,
+                             const int *selected, bool gradient)
+{
+    int status;
+    cudaStream_t st = h->stream;
+    nepct_args a = h->args;
+    const size_t P = a.model.num_parameters;
+    const int count = (int)h->selected_atoms.size();
+    const int threads = 128;
+    status = upload_selection(h, num_selected, selected);
+    if (status) return status;
+    if (P) NEPCU_LAUNCH(to_real_kernel, (unsigned)((P + threads - 1) / threads), threads, st, P, d_z,
+                        h->d_parameters, h->use_float64);
+    a.alpha = a.force_adjoint = a.virial_adjoint = nullptr;
+    a.rows = nullptr;
+    status = atoms_pass(h, a, count, num_selected, h->d_forces, h->d_energy, h->d_virials);
+    if (status) return status;
+    loss_args l;
+    status = launch_loss(h, 1, num_selected, 0, h->d_energy, h->d_forces, h->d_virials, d_z, &l);
+    if (status) return status;
+    if (!gradient) return NEP_OK;
+    if (num_selected > 0)
+        NEPCU_LAUNCH(adjoint_structures_kernel, (num_selected + threads - 1) / threads, threads, st, l,
+                     h->d_alpha, h->d_vadj);
+    if (count > 0)
+        NEPCU_LAUNCH(adjoint_atoms_kernel, (count + threads - 1) / threads, threads, st, l, count,
+                     h->d_fadj);
+    a = h->args;
+    a.alpha = h->d_alpha;
+    a.force_adjoint = h->d_fadj;
+    a.virial_adjoint = h->d_vadj;
+    CHECK(cudaMemsetAsync(h->d_gradient, 0, sizeof(double) * P, st), "gradient");
+    CHECK(cudaMemsetAsync(h->d_bad, 0, sizeof(int), st), "flag");
+    status = atoms_pass(h, a, count, num_selected, h->d_forces, h->d_energy, h->d_virials);
+    if (status) return status;
+    if (P) NEPCU_LAUNCH(regularisation_kernel, (unsigned)((P + threads - 1) / threads), threads, st, l,
+                        h->d_gradient, h->d_bad);
+    CHECK(cudaGetLastError(), "gradient kernels");
+    return NEP_OK;
+}
+
+int nep_train_cuda_loss_gradient(nep_train_cuda *h, const double *parameters, int num_selected,
+                                 const int *selected, double *record, double *gradient)
+{
+    if (!h || !h->has_loss || !parameters || !record || num_selected < 0 ||
+        (num_selected > 0 && !selected))
+        return NEP_ERR_ARGUMENT;
+    const size_t P = h->args.model.num_parameters;
+    int status = select_atoms(h, parameters, P, num_selected, selected);
+    if (status) return status;
+    cudaStream_t st = h->stream;
+    CHECK(cudaMemcpyAsync(h->d_z_call, parameters, sizeof(double) * P, cudaMemcpyHostToDevice, st),
+          "parameters");
+    status = loss_and_gradient(h, h->d_z_call, num_selected, selected, gradient != nullptr);
+    if (status) return status;
+    CHECK(cudaMemcpyAsync(record, h->loss_records, sizeof(double) * nep_train_cuda_loss_length(h),
+                          cudaMemcpyDeviceToHost, st), "loss");
+    if (gradient)
+        CHECK(cudaMemcpyAsync(gradient, h->d_gradient, sizeof(double) * P, cudaMemcpyDeviceToHost, st),
+              "gradient");
+    CHECK(cudaStreamSynchronize(st), "synchronize");
+    return NEP_OK;
+}
+
+int nep_train_cuda_population_loss(nep_train_cuda *h, int population, const double *parameters,
+                                   int num_selected, const int *selected, double *records)
+{
+    if (!h || !h->has_loss || population < 0 || (population > 0 && !parameters) ||
+        num_selected < 0 || (num_selected > 0 && !selected) || (population > 0 && !records))
+        return NEP_ERR_ARGUMENT;
+    if (population == 0) return NEP_OK;
+    const size_t P = h->args.model.num_parameters;
+    int count = 0;
+    size_t per = 0;
+    int status = population_pass(h, population, parameters, num_selected, selected, &count, &per);
+    if (status) return status;
+    cudaStream_t st = h->stream;
+    CHECK(cudaStreamSynchronize(st), "synchronize");
+    status = grow((void **)&h->pop_z, &h->pop_z_bytes, sizeof(double) * P * (size_t)population,
+                  "population parameters");
+    if (status) return status;
+    CHECK(cudaMemcpyAsync(h->pop_z, parameters, sizeof(double) * P * (size_t)population,
+                          cudaMemcpyHostToDevice, st), "population parameters");
+    loss_args l;
+    status = launch_loss(h, population, num_selected, per, h->pop_out + 3 * (size_t)count,
+                         h->pop_out, h->pop_out + 3 * (size_t)count + num_selected, h->pop_z, &l);
+    if (status) return status;
+    CHECK(cudaMemcpyAsync(records, h->loss_records,
+                          sizeof(double) * nep_train_cuda_loss_length(h) * (size_t)population,
+                          cudaMemcpyDeviceToHost, st), "losses");
+    CHECK(cudaStreamSynchronize(st), "synchronize");
+    return NEP_OK;
+}
+
+int nep_train_cuda_adam_start(nep_train_cuda *h, const double *parameters, const double *m,
+                              const double *v, const unsigned char *decay_mask)
+{
+    if (!h || !h->has_loss || !parameters || !m || !v || !decay_mask) return NEP_ERR_ARGUMENT;
+    const size_t P = h->args.model.num_parameters;
+    for (size_t p = 0; p < P; ++p)
+        if (!isfinite(parameters[p]) || !isfinite(m[p]) || !isfinite(v[p])) return NEP_ERR_NONFINITE;
+    int status;
+    cudaStream_t st = h->stream;
+    CHECK(cudaMemcpyAsync(h->d_z, parameters, sizeof(double) * P, cudaMemcpyHostToDevice, st), "parameters");
+    CHECK(cudaMemcpyAsync(h->d_m, m, sizeof(double) * P, cudaMemcpyHostToDevice, st), "adam m");
+    CHECK(cudaMemcpyAsync(h->d_v, v, sizeof(double) * P, cudaMemcpyHostToDevice, st), "adam v");
+    CHECK(cudaMemcpyAsync(h->d_decay, decay_mask, P, cudaMemcpyHostToDevice, st), "decay mask");
+    CHECK(cudaStreamSynchronize(st), "synchronize");
+    return NEP_OK;
+}
+
+int nep_train_cuda_adam_step(nep_train_cuda *h, int num_selected, const int *selected,
+                             const nep_train_cuda_adam *adam, double *record, int *updated)
+{
+    if (!h || !h->has_loss || !adam || !record || !updated || num_selected < 0 ||
+        (num_selected > 0 && !selected))
+        return NEP_ERR_ARGUMENT;
+    const size_t P = h->args.model.num_parameters;
+    int status = select_atoms(h, nullptr, 0, num_selected, selected);
+    if (status) return status;
+    status = loss_and_gradient(h, h->d_z, num_selected, selected, true);
+    if (status) return status;
+    cudaStream_t st = h->stream;
+    const int threads = 128;
+    if (P)
+        NEPCU_LAUNCH(adam_kernel, (unsigned)((P + threads - 1) / threads), threads, st, P,
+                     (const double *)h->d_gradient, (const int *)h->d_bad,
+                     (const unsigned char *)h->d_decay, h->d_z, h->d_m, h->d_v,
+                     adam->learning_rate, adam->beta1, adam->beta2, adam->eps, adam->weight_decay,
+                     adam->bias1, adam->bias2);
+    CHECK(cudaGetLastError(), "adam kernel");
+    int bad = 0;
+    CHECK(cudaMemcpyAsync(record, h->loss_records, sizeof(double) * nep_train_cuda_loss_length(h),
+                          cudaMemcpyDeviceToHost, st), "loss");
+    CHECK(cudaMemcpyAsync(&bad, h->d_bad, sizeof(int), cudaMemcpyDeviceToHost, st), "flag");
+    CHECK(cudaStreamSynchronize(st), "synchronize");
+    *updated = !bad;
+    return NEP_OK;
+}
+
+int nep_train_cuda_adam_state(nep_train_cuda *h, double *parameters, double *m, double *v)
+{
+    if (!h || !h->has_loss) return NEP_ERR_ARGUMENT;
+    const size_t P = h->args.model.num_parameters;
+    int status;
+    cudaStream_t st = h->stream;
+    if (parameters)
+        CHECK(cudaMemcpyAsync(parameters, h->d_z, sizeof(double) * P, cudaMemcpyDeviceToHost, st), "parameters");
+    if (m) CHECK(cudaMemcpyAsync(m, h->d_m, sizeof(double) * P, cudaMemcpyDeviceToHost, st), "adam m");
+    if (v) CHECK(cudaMemcpyAsync(v, h->d_v, sizeof(double) * P, cudaMemcpyDeviceToHost, st), "adam v");
+    CHECK(cudaStreamSynchronize(st), "synchronize");
+    return NEP_OK;
+}
+#undef CHECK
+
 size_t nep_train_cuda_device_bytes(const nep_train_cuda *h)
 {
-    return h ? h->bytes + h->pop_parameters_bytes + h->pop_out_bytes : 0;
+    return h ? h->bytes + h->pop_parameters_bytes + h->pop_out_bytes + h->loss_scratch_bytes +
+                   h->loss_records_bytes + h->pop_z_bytes
+             : 0;
 }
 size_t nep_train_cuda_num_parameters(const nep_train_cuda *h) { return h ? h->args.model.num_parameters : 0; }
 size_t nep_train_cuda_num_pairs(const nep_train_cuda *h) { return h ? h->num_pairs : 0; }
@@ -535,6 +1041,9 @@ void nep_train_cuda_free(nep_train_cuda *h)
     if (h->stream) cudaStreamDestroy(h->stream);
     if (h->pop_parameters) cudaFree(h->pop_parameters);
     if (h->pop_out) cudaFree(h->pop_out);
+    if (h->loss_scratch) cudaFree(h->loss_scratch);
+    if (h->loss_records) cudaFree(h->loss_records);
+    if (h->pop_z) cudaFree(h->pop_z);
     for (void *p : h->owned) cudaFree(p);
     delete h;
 }

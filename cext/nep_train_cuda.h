@@ -56,6 +56,67 @@ int nep_train_cuda_predict_population(nep_train_cuda *handle, int population,
                                       const int *selected, double *energy, double *forces,
                                       double *virials);
 
+/* ------------------------------------------------------------------ the loss on the device
+ * With the labels and GPUMD's loss weights uploaded once (nep_train_cuda_set_loss), a training
+ * step never leaves the device: predictions, the loss of nep_train_loss.h, its adjoints, the
+ * gradient and the optimiser's update. A loss record is NEP_LOSS_LENGTH(T) doubles
+ * (nep_train_loss.h): L(t), L1(t), L2(t), the energy, force and virial terms for t = 0..T,
+ * then the shift and the RMSEs. */
+typedef struct {
+    /* per structure, in the order given to create (S of them) */
+    const double *energy;        /* [S] total reference energy, eV */
+    const double *virial;        /* [S][6] reference virial xx yy zz xy yz zx, eV (any value
+                                    where has_virial is 0) */
+    const int *has_virial;       /* [S] */
+    const double *weight;        /* [S] structure weight w */
+    const double *energy_weight; /* [S] energy weight epsilon */
+    const double *forces;        /* [sum N][3] reference forces, eV/A */
+    /* GPUMD's weights (nep.in keywords of the same names; lambda_1/2 resolved) */
+    double lambda_e, lambda_f, lambda_v, lambda_shear, lambda_1, lambda_2, force_delta;
+    const double *type_weight;          /* [T] */
+    const int *parameter_types;         /* [P] 0..T (T: the global bias) */
+    const unsigned char *global_mask;   /* [P] 1: left out of the t = T regularisation */
+} nep_train_cuda_labels;
+
+/* Uploads the labels and weights (once per handle). NEP_ERR_ARGUMENT on a missing array, a
+ * parameter type outside 0..T or a second call. */
+int nep_train_cuda_set_loss(nep_train_cuda *handle, const nep_train_cuda_labels *labels);
+
+/* NEP_LOSS_LENGTH(T): the doubles of one loss record. */
+size_t nep_train_cuda_loss_length(const nep_train_cuda *handle);
+
+/* The loss record of `parameters` [P] on the selected structures, and (gradient not NULL) its
+ * exact gradient dL(T)/dz [P], regularisation included: predictions, loss, adjoints and
+ * gradient in one call with one synchronisation (the L-BFGS step). */
+int nep_train_cuda_loss_gradient(nep_train_cuda *handle, const double *parameters,
+                                 int num_selected, const int *selected, double *record,
+                                 double *gradient);
+
+/* The loss records [population][length] of every row of parameters [population][P] (SNES): the
+ * predictions and the losses in one launch sequence; only the records come back. */
+int nep_train_cuda_population_loss(nep_train_cuda *handle, int population,
+                                   const double *parameters, int num_selected,
+                                   const int *selected, double *records);
+
+/* Adam (AdamW) with its state on the device. The scalars are the host optimiser's:
+ * bias1 = 1 - beta1^step, bias2 = 1 - beta2^step of the step being made. */
+typedef struct {
+    double learning_rate, beta1, beta2, eps, weight_decay, bias1, bias2;
+} nep_train_cuda_adam;
+
+/* Uploads the parameters, the moments m and v [P] and the decay mask [P] (1: decays). */
+int nep_train_cuda_adam_start(nep_train_cuda *handle, const double *parameters, const double *m,
+                              const double *v, const unsigned char *decay_mask);
+
+/* One step on the selected structures: the loss record of the parameters before the update
+ * into record; *updated is 0 (and nothing changed) when the loss or the gradient is not
+ * finite. One synchronisation; only the record and the flag come back. */
+int nep_train_cuda_adam_step(nep_train_cuda *handle, int num_selected, const int *selected,
+                             const nep_train_cuda_adam *adam, double *record, int *updated);
+
+/* Downloads the parameters, m and v (each may be NULL). */
+int nep_train_cuda_adam_state(nep_train_cuda *handle, double *parameters, double *m, double *v);
+
 /* Device memory held (bytes), the number of parameters, atoms and pairs. */
 size_t nep_train_cuda_device_bytes(const nep_train_cuda *handle);
 size_t nep_train_cuda_num_parameters(const nep_train_cuda *handle);

@@ -17,6 +17,36 @@ cdef extern from "nep_train_cuda.h" nogil:
                                           const double *parameters, int num_selected,
                                           const int *selected, double *energy, double *forces,
                                           double *virials)
+    ctypedef struct nep_train_cuda_labels:
+        const double *energy
+        const double *virial
+        const int *has_virial
+        const double *weight
+        const double *energy_weight
+        const double *forces
+        double lambda_e, lambda_f, lambda_v, lambda_shear, lambda_1, lambda_2, force_delta
+        const double *type_weight
+        const int *parameter_types
+        const unsigned char *global_mask
+
+    ctypedef struct nep_train_cuda_adam:
+        double learning_rate, beta1, beta2, eps, weight_decay, bias1, bias2
+
+    int nep_train_cuda_set_loss(nep_train_cuda *handle, const nep_train_cuda_labels *labels)
+    size_t nep_train_cuda_loss_length(const nep_train_cuda *handle)
+    int nep_train_cuda_loss_gradient(nep_train_cuda *handle, const double *parameters,
+                                     int num_selected, const int *selected, double *record,
+                                     double *gradient)
+    int nep_train_cuda_population_loss(nep_train_cuda *handle, int population,
+                                       const double *parameters, int num_selected,
+                                       const int *selected, double *records)
+    int nep_train_cuda_adam_start(nep_train_cuda *handle, const double *parameters,
+                                  const double *m, const double *v,
+                                  const unsigned char *decay_mask)
+    int nep_train_cuda_adam_step(nep_train_cuda *handle, int num_selected, const int *selected,
+                                 const nep_train_cuda_adam *adam, double *record, int *updated)
+    int nep_train_cuda_adam_state(nep_train_cuda *handle, double *parameters, double *m,
+                                  double *v)
     size_t nep_train_cuda_device_bytes(const nep_train_cuda *handle)
     size_t nep_train_cuda_num_parameters(const nep_train_cuda *handle)
     size_t nep_train_cuda_num_pairs(const nep_train_cuda *handle)
@@ -26,6 +56,19 @@ cdef extern from "nep_train_cuda.h" nogil:
 
 cdef const double *_tc_ptr(double[::1] arr):
     return NULL if arr is None else &arr[0]
+
+
+cdef _tc_check(int status, str what):
+    """Raises the error of a failed nep_train_cuda call (MemoryError for allocations)."""
+    if status == NEP_OK:
+        return
+    detail = nep_train_cuda_last_error().decode()
+    message = f"{what}: {nep_cuda_strerror(status).decode()}"
+    if detail:
+        message += f" ({detail})"
+    if status == NOMEM:
+        raise MemoryError(message)
+    raise EngineError(message)
 
 
 cdef class CudaTrainingSet:
@@ -195,3 +238,121 @@ cdef class CudaTrainingSet:
         return (energy[:population * n].reshape(population, n),
                 forces[:population * 3 * atoms].reshape(population, atoms, 3),
                 virials[:population * 9 * n].reshape(population, n, 3, 3))
+
+    # ------------------------------------------------------------ the loss on the device
+    @property
+    def loss_length(self):
+        """Doubles in one loss record (cext/nep_train_loss.h)."""
+        return nep_train_cuda_loss_length(self.ptr)
+
+    def _check_selection(self, int[::1] selected):
+        sel = np.asarray(selected)
+        if selected.shape[0] and (sel.min() < 0 or sel.max() >= self.num_structures):
+            raise ValueError("a selected structure is out of range")
+
+    def set_loss(self, double[::1] energy, double[:, ::1] virial, int[::1] has_virial,
+                 double[::1] weight, double[::1] energy_weight, double[:, ::1] forces,
+                 double lambda_e, double lambda_f, double lambda_v, double lambda_shear,
+                 double lambda_1, double lambda_2, double force_delta, double[::1] type_weight,
+                 int[::1] parameter_types, unsigned char[::1] global_mask):
+        """Uploads the labels of every structure (in the order given to the constructor) and
+        GPUMD's loss weights, once."""
+        cdef nep_train_cuda_labels labels
+        cdef Py_ssize_t S = self.num_structures, A = self.num_atoms, P = self.num_parameters
+        if (energy.shape[0] != S or virial.shape[0] != S or virial.shape[1] != 6
+                or has_virial.shape[0] != S or weight.shape[0] != S
+                or energy_weight.shape[0] != S):
+            raise ValueError(f"the labels need one value (six for the virial) per structure ({S})")
+        if forces.shape[0] != A or forces.shape[1] != 3:
+            raise ValueError(f"the labels need forces of shape ({A}, 3)")
+        if parameter_types.shape[0] != P or global_mask.shape[0] != P:
+            raise ValueError(f"parameter_types and global_mask need {P} values")
+        labels.energy = &energy[0] if S else NULL
+        labels.virial = &virial[0, 0] if S else NULL
+        labels.has_virial = &has_virial[0] if S else NULL
+        labels.weight = &weight[0] if S else NULL
+        labels.energy_weight = &energy_weight[0] if S else NULL
+        labels.forces = &forces[0, 0] if A else NULL
+        labels.lambda_e, labels.lambda_f, labels.lambda_v = lambda_e, lambda_f, lambda_v
+        labels.lambda_shear, labels.lambda_1, labels.lambda_2 = lambda_shear, lambda_1, lambda_2
+        labels.force_delta = force_delta
+        labels.type_weight = &type_weight[0]
+        labels.parameter_types = &parameter_types[0] if P else NULL
+        labels.global_mask = &global_mask[0] if P else NULL
+        _tc_check(nep_train_cuda_set_loss(self.ptr, &labels), "uploading the training labels")
+
+    def loss_gradient(self, double[::1] parameters, int[::1] selected, bint want_gradient=True):
+        """(loss record, dL(T)/dz or None) of ``parameters`` on structures ``selected``."""
+        cdef int status
+        cdef int n = selected.shape[0]
+        if parameters.shape[0] != self.num_parameters:
+            raise ValueError(f"expected {self.num_parameters} parameters, "
+                             f"got {parameters.shape[0]}")
+        self._check_selection(selected)
+        record = np.zeros(self.loss_length)
+        gradient = np.zeros(self.num_parameters) if want_gradient else None
+        cdef double[::1] r = record
+        cdef double[::1] g = gradient
+        cdef double *pg = <double *>_tc_ptr(g)
+        cdef const int *ps = &selected[0] if n else NULL
+        with nogil:
+            status = nep_train_cuda_loss_gradient(self.ptr, &parameters[0], n, ps, &r[0], pg)
+        _tc_check(status, "training on the GPU")
+        return record, gradient
+
+    def population_loss(self, double[:, ::1] parameters, int[::1] selected):
+        """(K, loss_length) loss records of the K rows of ``parameters``."""
+        cdef int status
+        cdef int population = parameters.shape[0]
+        cdef int n = selected.shape[0]
+        if parameters.shape[1] != self.num_parameters:
+            raise ValueError(f"expected {self.num_parameters} parameters per row, "
+                             f"got {parameters.shape[1]}")
+        self._check_selection(selected)
+        records = np.zeros((max(population, 1), self.loss_length))
+        cdef double[:, ::1] r = records
+        cdef const double *pp = &parameters[0, 0] if population else NULL
+        cdef const int *ps = &selected[0] if n else NULL
+        with nogil:
+            status = nep_train_cuda_population_loss(self.ptr, population, pp, n, ps, &r[0, 0])
+        _tc_check(status, "training on the GPU")
+        return records[:population]
+
+    def adam_start(self, double[::1] parameters, double[::1] m, double[::1] v,
+                   unsigned char[::1] decay_mask):
+        """Puts the parameters and Adam's moments on the device."""
+        cdef Py_ssize_t P = self.num_parameters
+        if (parameters.shape[0] != P or m.shape[0] != P or v.shape[0] != P
+                or decay_mask.shape[0] != P):
+            raise ValueError(f"Adam's state needs {P} values per array")
+        _tc_check(nep_train_cuda_adam_start(self.ptr, &parameters[0], &m[0], &v[0],
+                                            &decay_mask[0]), "training on the GPU")
+
+    def adam_step(self, int[::1] selected, double learning_rate, double beta1, double beta2,
+                  double eps, double weight_decay, double bias1, double bias2):
+        """One Adam step on the device: (loss record before the update, updated)."""
+        cdef int status, updated = 0
+        cdef int n = selected.shape[0]
+        cdef nep_train_cuda_adam adam
+        self._check_selection(selected)
+        adam.learning_rate, adam.beta1, adam.beta2 = learning_rate, beta1, beta2
+        adam.eps, adam.weight_decay, adam.bias1, adam.bias2 = eps, weight_decay, bias1, bias2
+        record = np.zeros(self.loss_length)
+        cdef double[::1] r = record
+        cdef const int *ps = &selected[0] if n else NULL
+        with nogil:
+            status = nep_train_cuda_adam_step(self.ptr, n, ps, &adam, &r[0], &updated)
+        _tc_check(status, "training on the GPU")
+        return record, bool(updated)
+
+    def adam_state(self):
+        """(parameters, m, v) from the device."""
+        z, m, v = (np.zeros(self.num_parameters) for _ in range(3))
+        cdef double[::1] pz = z
+        cdef double[::1] pm = m
+        cdef double[::1] pv = v
+        _tc_check(nep_train_cuda_adam_state(self.ptr, &pz[0] if self.num_parameters else NULL,
+                                            &pm[0] if self.num_parameters else NULL,
+                                            &pv[0] if self.num_parameters else NULL),
+                  "training on the GPU")
+        return z, m, v

@@ -142,6 +142,13 @@ for device in ("cpu", "cuda"):
                            report_interval=2, resume=False, log=None, device=device)
     snes[device] = history.records[-1]["loss"]
 assert abs(snes["cuda"] - snes["cpu"]) / snes["cpu"] < 1e-4, snes
+# full-batch L-BFGS: loss and gradient in one call to the device per evaluation
+lbfgs = {}
+for device in ("cpu", "cuda"):
+    model, history = train(structures[:4], nep_in, optimizer="lbfgs", seed=3, epochs=6,
+                           report_interval=3, resume=False, log=None, device=device)
+    lbfgs[device] = history.records[-1]["loss"]
+assert abs(lbfgs["cuda"] - lbfgs["cpu"]) / lbfgs["cpu"] < 1e-4, lbfgs
 # the same outputs and checkpoint: half the run on the GPU, resumed on the CPU
 import tempfile
 from pathlib import Path
@@ -157,7 +164,114 @@ with tempfile.TemporaryDirectory() as folder:
                            **common)
     resumed = history.records[-1]["loss"]
 assert abs(resumed - losses["cpu"]) / losses["cpu"] < 1e-4, (resumed, losses)
-print("training run ok", losses, resumed)
+print("training run ok", losses, snes, lbfgs, resumed)
+'''
+
+
+_LOSS_CHECK = r'''
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_trainer import _structures
+from nepzbl_plugin.testing import random_model
+from nepzbl_plugin.train._backend import EngineBackend
+from nepzbl_plugin.train.cuda_backend import CudaBackend
+from nepzbl_plugin.train.loss import Labels, Loss, LossWeights
+from nepzbl_plugin.train.optimizers import Adam
+from nepzbl_plugin.train.trainer import _global_mask
+
+rng = np.random.default_rng(11)
+structs = _structures(6, seed=1)
+for k, st in enumerate(structs):  # every weight of the loss away from its default
+    st.weight = 1.0 + 0.25 * k
+    st.energy_weight = 0.5 if k == 1 else 1.0
+    st.forces = st.forces + rng.normal(0, 0.05, st.forces.shape)
+    st.energy += rng.normal(0, 0.1)
+model = random_model(types=("Li", "O"), zbl="universal", flags=(0,) * 6, n_max=(3, 3),
+                     basis=(4, 4), neurons=5, cutoffs=(4.0, 3.0), seed=7, zbl_outer=1.5)
+P = model.num_parameters
+labels = Labels.from_structures(structs, model.types)
+weights = LossWeights(num_types=2, lambda_v=0.3, lambda_shear=1.7, force_delta=0.5,
+                      type_weight=[1.0, 1.5]).resolved(P)
+loss = Loss(weights, model.parameter_types(), _global_mask(model))
+cpu = EngineBackend(model, structs)
+params = model.parameters.copy()
+NAMES = ("total", "l1", "l2", "energy", "force", "virial")
+SCALARS = ("shift", "rmse_energy", "rmse_force", "rmse_virial")
+
+
+def same_loss(got, want, tol, what):
+    for name in NAMES:
+        a, b = getattr(got, name), getattr(want, name)
+        assert np.abs(a - b).max() <= tol * max(1e-12, np.abs(b).max()), (what, name, a, b)
+    for name in SCALARS:
+        a, b = getattr(got, name), getattr(want, name)
+        assert abs(a - b) <= tol * max(1e-12, abs(b)), (what, name, a, b)
+
+
+def host(z, idx):
+    sub = labels.subset(idx)
+    pred = cpu.predict(z, idx)
+    return loss.evaluate(sub, pred, z), cpu.gradient(z, idx, loss.adjoints(sub, pred, z))
+
+
+for precision, tol in (("float64", 1e-10), ("float32", 1e-4)):
+    gpu = CudaBackend(model, structs, precision=precision)
+    gpu.attach_loss(labels, loss)
+    for idx in (np.arange(6), np.array([4, 1, 3])):
+        want, g_want = host(params, idx)
+        got, g = gpu.loss_and_gradient(params, idx)
+        same_loss(got, want, tol, (precision, "loss", idx))
+        err = np.abs(g - g_want).max() / np.abs(g_want).max()
+        assert err <= tol, (precision, "gradient", idx, err)
+        again, g2 = gpu.loss_and_gradient(params, idx)
+        assert np.array_equal(g, g2) and again.value == got.value, "reproducible bit for bit"
+        pop = params + 0.01 * rng.normal(size=(4, P))
+        for z, value in zip(pop, gpu.population_losses(pop, idx), strict=True):
+            same_loss(value, host(z, idx)[0], tol, (precision, "population", idx))
+    if precision == "float32":
+        continue
+    # the exact gradient of the whole loss: central finite differences
+    idx = np.arange(6)
+    _, g = gpu.loss_and_gradient(params, idx)
+    for k in rng.choice(P, 8, replace=False):
+        h = 1e-6 * max(1.0, abs(params[k]))
+        zp, zm = params.copy(), params.copy()
+        zp[k] += h
+        zm[k] -= h
+        fd = (gpu.loss_and_gradient(zp, idx, False)[0].value
+              - gpu.loss_and_gradient(zm, idx, False)[0].value) / (2 * h)
+        assert abs(fd - g[k]) <= 1e-6 * max(1.0, abs(fd)), ("finite difference", k, fd, g[k])
+    # Adam on the device against the host Adam, AdamW decay included
+    adam_host = Adam(P, learning_rate=1e-2, weight_decay=0.01, decay_mask=loss.parameter_types < 2)
+    adam_dev = Adam(P, learning_rate=1e-2, weight_decay=0.01, decay_mask=loss.parameter_types < 2)
+    z_host, z_dev = params.copy(), params.copy()
+    device = gpu.device_adam(adam_dev, z_dev)
+    for step, idx in enumerate([np.array([0, 2]), np.array([1, 3, 5]), np.array([4])] * 3):
+        want, g_want = host(z_host, idx)
+        adam_host.learning_rate = adam_dev.learning_rate = 1e-2 / (1 + step)
+        adam_host.step(z_host, g_want)
+        got, updated = device.step(idx)
+        assert updated
+        same_loss(got, want, 1e-9, ("adam", step))
+    device.pull()
+    assert adam_dev.step_count == adam_host.step_count == 9
+    for a, b, what in ((z_dev, z_host, "parameters"), (adam_dev.m, adam_host.m, "m"),
+                       (adam_dev.v, adam_host.v, "v")):
+        assert np.abs(a - b).max() <= 1e-9 * np.abs(b).max(), what
+    # a non-finite loss makes no update and says so
+    bad = Labels.from_structures(structs, model.types)
+    bad.energy[2] = np.nan
+    gpu_bad = CudaBackend(model, structs, precision=precision)
+    gpu_bad.attach_loss(bad, loss)
+    adam_bad = Adam(P, learning_rate=1e-2)
+    z_bad = params.copy()
+    device = gpu_bad.device_adam(adam_bad, z_bad)
+    value, updated = device.step(np.arange(6))
+    assert not updated and not value.is_finite() and adam_bad.step_count == 0
+    device.pull()
+    assert np.array_equal(z_bad, params)
+print("device loss ok")
 '''
 
 
@@ -189,6 +303,15 @@ def test_cpu_and_gpu_runs_end_at_the_same_loss(emulated):
     """The same seed on the CPU and on the (emulated) GPU: the same loss within float32."""
     pytest.importorskip("ase")
     assert "training run ok" in _run(emulated, _TRAIN_CHECK, str(REPO / "tests"))
+
+
+@pytest.mark.slow
+def test_loss_and_adam_on_the_device_match_the_host_in_host_emulation(emulated):
+    """GPUMD's loss, its adjoints and Adam on the device (cext/nep_train_loss.h) against the
+    numpy loss and optimiser: every λ, weight and force_delta away from its default, subsets,
+    SNES populations; float64 to 1e-10, float32 to 1e-4; finite differences of the loss;
+    nine Adam(W) steps; a non-finite loss makes no update."""
+    assert "device loss ok" in _run(emulated, _LOSS_CHECK, str(REPO / "tests"))
 
 
 def test_device_keyword():
@@ -225,6 +348,11 @@ def test_gradient_matches_cpu_on_the_gpu():
 def test_cpu_and_gpu_runs_end_at_the_same_loss_on_the_gpu():
     pytest.importorskip("ase")
     assert "training run ok" in _run(_imported_package_root(), _TRAIN_CHECK, str(REPO / "tests"))
+
+
+@pytest.mark.gpu
+def test_loss_and_adam_on_the_gpu_match_the_host():
+    assert "device loss ok" in _run(_imported_package_root(), _LOSS_CHECK, str(REPO / "tests"))
 
 
 def test_device_cuda_without_a_gpu_is_one_clear_error(tmp_path, capsys):

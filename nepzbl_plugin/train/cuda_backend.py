@@ -8,6 +8,12 @@ structures it names. float32 (the default) computes every per-atom product in fl
 energies, forces, virials and the gradient in float64 in a fixed order, so a call is
 reproducible bit for bit; ``precision="float64"`` is for checks.
 
+With the labels attached (:meth:`CudaBackend.attach_loss`), GPUMD's loss and its adjoints are
+computed on the device too (``cext/nep_train_loss.h``): :meth:`~CudaBackend.loss_and_gradient`
+is one call per L-BFGS step, :meth:`~CudaBackend.population_losses` brings back only the SNES
+population's losses, and :class:`DeviceAdam` keeps the parameters and Adam's moments on the
+device, so that an Adam step moves a selection and a loss record, nothing else.
+
 :func:`make_backend` picks the backend for ``train(device=...)``: ``"cpu"``, ``"cuda"`` (a
 clear error without a GPU) or ``"auto"`` (the GPU when one is present).
 """
@@ -18,9 +24,9 @@ import numpy as np
 
 from ..errors import CudaUnavailableError
 from ._backend import EngineBackend, _Flat
-from .loss import Adjoints, Predictions
+from .loss import Adjoints, Labels, Loss, LossValue, Predictions
 
-__all__ = ["CudaBackend", "cuda_training_available", "make_backend", "DEVICES"]
+__all__ = ["CudaBackend", "DeviceAdam", "cuda_training_available", "make_backend", "DEVICES"]
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("float32", "float64")
@@ -128,12 +134,109 @@ class CudaBackend:
             np.ascontiguousarray(adjoints.virial, dtype=np.float64).ravel())
         return g, Predictions(energy, forces, virial)
 
+    # ------------------------------------------------------------ the loss on the device
+    def attach_loss(self, labels: Labels, loss: Loss) -> None:
+        """Uploads the labels of every structure (in the order of ``structures``) and the
+        loss's weights, once; then the loss is computed on the device."""
+        w = loss.weights
+        if labels.num_structures != len(self.structures):
+            raise ValueError("the labels do not belong to this backend's structures")
+        self._set.set_loss(
+            np.ascontiguousarray(labels.energy, dtype=np.float64),
+            np.ascontiguousarray(labels.virial, dtype=np.float64).reshape(-1, 6),
+            np.ascontiguousarray(labels.has_virial, dtype=np.intc),
+            np.ascontiguousarray(labels.weight, dtype=np.float64),
+            np.ascontiguousarray(labels.energy_weight, dtype=np.float64),
+            np.ascontiguousarray(labels.forces, dtype=np.float64).reshape(-1, 3),
+            float(w.lambda_e), float(w.lambda_f), float(w.lambda_v), float(w.lambda_shear),
+            float(w.lambda_1), float(w.lambda_2), float(w.force_delta),
+            np.ascontiguousarray(w.type_weight, dtype=np.float64),
+            np.ascontiguousarray(loss.parameter_types, dtype=np.intc),
+            np.ascontiguousarray(loss.global_mask, dtype=np.uint8),
+        )
+        self._num_types = loss.num_types
+        self.has_loss = True
+
+    has_loss = False
+
+    def loss_and_gradient(self, params: np.ndarray, indices, want_gradient: bool = True
+                          ) -> tuple[LossValue, np.ndarray | None]:
+        """GPUMD's loss of ``params`` on structures ``indices`` and its exact gradient
+        dL(T)/dz (regularisation included), in one call to the device."""
+        record, grad = self._set.loss_gradient(np.ascontiguousarray(params, dtype=np.float64),
+                                               self._selection(indices), want_gradient)
+        return loss_value(record, self._num_types), grad
+
+    def population_losses(self, population, indices) -> list[LossValue]:
+        """The loss of every row of ``population`` on structures ``indices``: predictions and
+        losses on the device in one launch sequence, only the losses come back."""
+        records = self._set.population_loss(np.ascontiguousarray(population, dtype=np.float64),
+                                            self._selection(indices))
+        return [loss_value(r, self._num_types) for r in records]
+
+    def device_adam(self, adam, params: np.ndarray) -> DeviceAdam:
+        """Adam's state and ``params`` moved to the device (see :class:`DeviceAdam`)."""
+        return DeviceAdam(self, adam, params)
+
     def descriptors(self, indices, model=None) -> list[np.ndarray]:
         """Per-atom descriptors (scaled by the model's q_scaler), from the CPU engine: they
         are needed once, for the q_scaler and the initial parameters."""
         if self._cpu is None:
             self._cpu = EngineBackend(self.model, self.structures)
         return self._cpu.descriptors(indices, model)
+
+
+def loss_value(record: np.ndarray, num_types: int) -> LossValue:
+    """A :class:`~nepzbl_plugin.train.loss.LossValue` from a loss record of the device
+    (``cext/nep_train_loss.h``: six blocks of T + 1 values, then the scalars)."""
+    n = num_types + 1
+    block = [np.array(record[k * n:(k + 1) * n]) for k in range(6)]
+    shift, rmse_e, rmse_f, rmse_v = (float(x) for x in record[6 * n:6 * n + 4])
+    return LossValue(total=block[0], l1=block[1], l2=block[2], energy=block[3], force=block[4],
+                     virial=block[5], shift=shift, rmse_energy=rmse_e, rmse_force=rmse_f,
+                     rmse_virial=rmse_v)
+
+
+class DeviceAdam:
+    """An :class:`~nepzbl_plugin.train.optimizers.Adam` whose parameters and moments live on
+    the device while it steps: each :meth:`step` runs predictions, loss, adjoints, gradient and
+    the update there and brings back one loss record. :meth:`pull` copies the parameters into
+    the host array and the moments into the host optimiser (before a report, a checkpoint or
+    the end), which then continues as if it had made every step itself.
+
+    The update is the host optimiser's formula in its order of operations, in float64.
+    """
+
+    def __init__(self, backend: CudaBackend, adam, params: np.ndarray):
+        self.backend = backend
+        self.adam = adam
+        self.params = params
+        decay = np.asarray(adam.decay_mask, dtype=np.uint8)
+        backend._set.adam_start(np.ascontiguousarray(params, dtype=np.float64),
+                                np.ascontiguousarray(adam.m, dtype=np.float64),
+                                np.ascontiguousarray(adam.v, dtype=np.float64),
+                                np.ascontiguousarray(decay))
+
+    def step(self, indices) -> tuple[LossValue, bool]:
+        """One step on structures ``indices`` with the host optimiser's current learning rate:
+        (the loss before the update, whether it was made). A non-finite loss or gradient makes
+        no update."""
+        a = self.adam
+        step = a.step_count + 1
+        record, updated = self.backend._set.adam_step(
+            self.backend._selection(indices), a.learning_rate, a.beta1, a.beta2, a.eps,
+            a.weight_decay, 1 - a.beta1**step, 1 - a.beta2**step)
+        if updated:
+            a.step_count = step
+        return loss_value(record, self.backend._num_types), updated
+
+    def pull(self) -> None:
+        """The device's parameters into ``params`` (in place) and its moments into the host
+        optimiser."""
+        z, m, v = self.backend._set.adam_state()
+        self.params[:] = z
+        self.adam.m = m
+        self.adam.v = v
 
 
 def make_backend(device: str, model, structures, precision: str = "float32"):

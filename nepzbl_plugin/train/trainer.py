@@ -250,6 +250,11 @@ class _Run:
         self.train_structures = train_structures
         self.backend = backend(model, train_structures)
         self.device = getattr(self.backend, "device", "cpu")
+        # a backend that can compute the loss itself (the GPU) gets the labels once, and then
+        # a training step never leaves it
+        if hasattr(self.backend, "attach_loss"):
+            self.backend.attach_loss(self.train_labels, loss)
+        self.loss_on_backend = bool(getattr(self.backend, "has_loss", False))
         self.test_structures = test_structures or []
         self.test_labels = (
             Labels.from_structures(self.test_structures, species) if self.test_structures
@@ -278,6 +283,9 @@ class _Run:
         )
 
     def value_and_gradient(self, params, indices):
+        if self.loss_on_backend:
+            value, grad = self.backend.loss_and_gradient(params, indices)
+            return (value, grad) if value.is_finite() else (value, None)
         labels = self.train_labels.subset(indices)
         pred = self.backend.predict(params, indices)
         value = self.loss.evaluate(labels, pred, params)
@@ -525,8 +533,12 @@ def _gradient_loop(run: _Run, params: np.ndarray, state) -> tuple[np.ndarray, st
     bar = _progress_bar(run, epoch)
     reason = ""
     epoch_losses = []
+    # on the GPU the parameters and Adam's moments stay on the device between reports
+    device = run.backend.device_adam(adam, params) if run.loss_on_backend else None
 
     def extras():
+        if device is not None:
+            device.pull()
         arrays, scalars = adam.state_dict()
         scalars.update(schedule.state())
         scalars["rng"] = rng.bit_generator.state
@@ -545,15 +557,20 @@ def _gradient_loop(run: _Run, params: np.ndarray, state) -> tuple[np.ndarray, st
             epoch_losses.clear()
             for start in range(0, n, s.batch_size):
                 idx = np.sort(perm[start : start + s.batch_size])
-                value, grad = run.value_and_gradient(params, idx)
-                if grad is None or not np.all(np.isfinite(grad)):
+                adam.learning_rate = schedule.learning_rate
+                if device is not None:
+                    value, finite = device.step(idx)
+                else:
+                    value, grad = run.value_and_gradient(params, idx)
+                    finite = grad is not None and bool(np.all(np.isfinite(grad)))
+                    if finite:
+                        adam.step(params, grad)
+                if not finite:
                     raise TrainingDiverged(
                         f"the loss or its gradient became non-finite in epoch {epoch + 1} "
                         f"(loss {value.value}); stopped, keeping the last good checkpoint. "
                         "Try a smaller learning_rate."
                     )
-                adam.learning_rate = schedule.learning_rate
-                adam.step(params, grad)
                 epoch_losses.append(value.value)
             epoch += 1
             converged = schedule.update(float(np.mean(epoch_losses)))
@@ -576,6 +593,8 @@ def _gradient_loop(run: _Run, params: np.ndarray, state) -> tuple[np.ndarray, st
     except KeyboardInterrupt:
         reason = "interrupted"
     finally:
+        if device is not None:
+            device.pull()
         if bar is not None:
             bar.close()
     if reason == "switch":
@@ -666,7 +685,9 @@ def _snes_loop(run: _Run, params: np.ndarray, state, mu0) -> tuple[np.ndarray, s
     reason = ""
 
     def evaluate_population(population, b) -> list[LossValue]:
-        # the GPU backend evaluates the whole population in one launch sequence
+        # the GPU evaluates the whole population and its losses in one launch sequence
+        if run.loss_on_backend:
+            return run.backend.population_losses(population, batches[b])
         many = getattr(run.backend, "predict_population", None)
         predictions = (many(population, batches[b]) if many is not None
                        else [run.backend.predict(z, batches[b]) for z in population])
