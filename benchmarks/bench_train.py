@@ -30,6 +30,14 @@
   and the device memory on the GPU, against the CPU trainer's epoch time (``--threads``,
   measured on 100 structures and scaled); target at least 20 times the CPU rate.
 
+* ``gpu-steps``: where the time of a GPU training step goes. LLZO NEP25-ZBL, nep.in's batches
+  and the full set, in one run: Adam steps per second with the loss on the host (predictions
+  to the host, numpy loss and adjoints, adjoints back, gradient: the previous GPU path), with
+  loss and gradient in one device call and Adam on the host, and with :class:`DeviceAdam`
+  (everything on the device); SNES generations per second with the population's predictions
+  brought back against only its losses; the CPU trainer on ``--threads`` as the peer, with
+  the ratio of each row to it.
+
 ``--device`` (auto, cpu, cuda) chooses where ``llzo``, ``pbte``, ``memory`` and
 ``llzo-peers`` train. Each prints a table (time, RMSEs) and writes a PNG of RMSE vs wall time
 next to its outputs.
@@ -42,6 +50,7 @@ Usage::
     PYTHONPATH=. python benchmarks/bench_train.py llzo-peers [--minutes 5]
     PYTHONPATH=. python benchmarks/bench_train.py gpu [--seconds 20] [--peer-minutes 5]
     PYTHONPATH=. python benchmarks/bench_train.py gpu-epoch [--threads 16]
+    PYTHONPATH=. python benchmarks/bench_train.py gpu-steps [--threads 16] [--seconds 3]
     PYTHONPATH=. python benchmarks/bench_train.py scaling [--threads 1,2] [--rounds 5]
                                                           [--seconds 3]
 """
@@ -490,6 +499,114 @@ def _steps_per_second(backend, loss, labels, params0, batches, seconds):
             return steps / elapsed, (time.process_time() - c0) / steps
 
 
+def _timed(step, seconds):
+    """Calls ``step()`` for about ``seconds`` (at least twice, after one warm-up call);
+    returns calls per second."""
+    step()
+    count, t0 = 0, time.perf_counter()
+    while True:
+        step()
+        count += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds and count >= 2:
+            return count / elapsed
+
+
+def bench_gpu_steps(threads, seconds):
+    """Adam steps/s and SNES generations/s on the GPU with the loss on the host, fused, and
+    fully on the device, against the CPU trainer, in one run."""
+    from nepzbl_plugin.train._backend import EngineBackend
+    from nepzbl_plugin.train.cuda_backend import CudaBackend
+    from nepzbl_plugin.train.optimizers import Adam
+    from nepzbl_plugin.train.snes import SNES
+
+    name, settings, model, loss, labels, structures = _scaling_setup()
+    n = len(structures)
+    perm = np.random.default_rng(settings.seed).permutation(n)
+    size = settings.batch_size
+    cases = {f"Adam, batches of {size}": [np.sort(perm[k:k + size]) for k in range(0, n, size)],
+             f"full batch ({n})": [np.arange(n)]}
+    params0 = model.parameters.copy()
+    t0 = time.monotonic()
+    host_loss = CudaBackend(model, structures)
+    device_loss = CudaBackend(model, structures)
+    device_loss.attach_loss(labels, loss)
+    upload = time.monotonic() - t0
+    cpu = EngineBackend(model, structures, num_threads=threads)
+    print(f"{name}; {model.num_parameters} parameters; upload and neighbour lists {upload:.2f} s "
+          f"per backend; {seconds:g} s per row")
+
+    def fused(backend, batches):
+        params, adam, k = params0.copy(), Adam(params0.size, learning_rate=1e-3), [0]
+
+        def step():
+            _, grad = backend.loss_and_gradient(params, batches[k[0] % len(batches)])
+            adam.step(params, grad)
+            k[0] += 1
+        return step
+
+    def resident(backend, batches):
+        adam, k = Adam(params0.size, learning_rate=1e-3), [0]
+        device = backend.device_adam(adam, params0.copy())
+
+        def step():
+            device.step(batches[k[0] % len(batches)])
+            k[0] += 1
+        return step
+
+    for case, batches in cases.items():
+        reference = _steps_per_second(cpu, loss, labels, params0, batches, seconds)[0]
+        rows = [(f"CPU trainer, {threads} threads", reference),
+                ("GPU, loss on the host", _steps_per_second(host_loss, loss, labels, params0,
+                                                            batches, seconds)[0]),
+                ("GPU, loss + gradient in one call, Adam on the host",
+                 _timed(fused(device_loss, batches), seconds)),
+                ("GPU, everything on the device (DeviceAdam)",
+                 _timed(resident(device_loss, batches), seconds))]
+        print(f"\n{case}")
+        print(f"{'path':<52} {'steps/s':>9} {'x CPU':>7}")
+        for label, rate in rows:
+            print(f"{label:<52} {rate:9.1f} {rate / reference:7.2f}")
+
+    population = settings.population
+    snes = SNES(loss.parameter_types, model.num_types, population=population, seed=1,
+                mu=params0)
+    batch = cases[next(iter(cases))][0]
+    sub = labels.subset(batch)
+
+    def snes_host(backend):
+        def generation():
+            pop = snes.ask()
+            preds = backend.predict_population(pop, batch)
+            snes.tell(np.array([loss.evaluate(sub, p, z).total
+                                for p, z in zip(preds, pop, strict=True)]))
+        return generation
+
+    def snes_device():
+        def generation():
+            pop = snes.ask()
+            snes.tell(np.array([v.total for v in device_loss.population_losses(pop, batch)]))
+        return generation
+
+    def snes_cpu():
+        def generation():
+            pop = snes.ask()
+            snes.tell(np.array([loss.evaluate(sub, cpu.predict(z, batch), z).total
+                                for z in pop]))
+        return generation
+
+    reference = _timed(snes_cpu(), seconds)
+    rows = [(f"CPU trainer, {threads} threads", reference),
+            ("GPU, predictions to the host, numpy loss", _timed(snes_host(host_loss), seconds)),
+            ("GPU, losses on the device", _timed(snes_device(), seconds))]
+    print(f"\nSNES, population {population}, one batch of {len(batch)}")
+    print(f"{'path':<52} {'gen/s':>9} {'x CPU':>7}")
+    for label, rate in rows:
+        print(f"{label:<52} {rate:9.1f} {rate / reference:7.2f}")
+    print(f"\ntraining-set device memory {device_loss.device_bytes / 2**20:.0f} MiB; GPU memory "
+          f"in use {_gpu_memory_used_mib()} MiB; target >= 100 Adam steps/s")
+
+
 def bench_scaling(threads, rounds, seconds):
     from nepzbl_plugin.train._backend import EngineBackend
 
@@ -541,7 +658,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("case", choices=("llzo", "pbte", "memory", "llzo-peers", "scaling",
-                                         "gpu", "gpu-epoch"))
+                                         "gpu", "gpu-epoch", "gpu-steps"))
     parser.add_argument("--minutes", type=float, default=None,
                         help="training wall time in minutes (default 20; memory: 3)")
     parser.add_argument("--out", default=None, help="output folder (default bench_train_CASE)")
@@ -549,13 +666,13 @@ def main(argv=None):
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where llzo/pbte/memory/llzo-peers train (default auto)")
     parser.add_argument("--threads", default=None,
-                        help="scaling: comma-separated thread counts (default 1,2); gpu-epoch: "
-                             "CPU threads of the comparison (default 16)")
+                        help="scaling: comma-separated thread counts (default 1,2); gpu-epoch, "
+                             "gpu-steps: CPU threads of the comparison (default 16)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="scaling: interleaved rounds per thread count (default 5)")
     parser.add_argument("--seconds", type=float, default=None,
-                        help="scaling: seconds per measurement (default 3); gpu: training "
-                             "budget in seconds (default 20)")
+                        help="scaling, gpu-steps: seconds per measurement (default 3); gpu: "
+                             "training budget in seconds (default 20)")
     parser.add_argument("--peer-minutes", type=float, default=5.0,
                         help="gpu: the most each peer may train, in minutes (default 5)")
     args = parser.parse_args(argv)
@@ -563,6 +680,9 @@ def main(argv=None):
     if args.case == "scaling":
         threads = [int(t) for t in (args.threads or "1,2").split(",")]
         bench_scaling(threads, args.rounds, args.seconds if args.seconds is not None else 3.0)
+        return
+    if args.case == "gpu-steps":
+        bench_gpu_steps(int(args.threads or 16), args.seconds if args.seconds is not None else 3.0)
         return
     minutes = args.minutes if args.minutes is not None else {"memory": 3, "llzo-peers": 5}.get(
         args.case, 20)
