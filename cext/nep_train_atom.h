@@ -12,7 +12,10 @@
  *   pass 2 (neighbours): the pair derivatives dU_i/dr_ij (forces, virial) and the
  *           descriptor-coefficient gradient through q and qdot.
  * Every product is NEP_REAL; the sums that leave the atom (energy, pair derivatives, virial,
- * gradient) are double.
+ * gradient) are double. Without a gradient (grad NULL: the predictions a loss needs) the
+ * directional derivatives and the adjoints that only the gradient reads (qdot, sdot, lambda,
+ * sigma, the network's JVP, the invariants' Hessian-vector products) are skipped; the
+ * energy, the pair derivatives and the virial are the same operations either way.
  *
  * Header-only, C99 and CUDA, through NEP_HD like nep_maths.h and nep_network.h.
  */
@@ -117,6 +120,21 @@ NEP_HD void nep_train_invariant_grad(int which, const NEP_REAL *s, NEP_REAL *gra
     nep_invariant_grad(which, s, (NEP_REAL)1, grad);
 }
 
+/* The entries nep_train_invariant_hvp writes for optional invariant `which`: the s entries the
+ * invariant reads. */
+NEP_HD int nep_train_invariant_size(int which)
+{
+    switch (which) {
+    case 0: return NEP_TRAIN_HVP_Q222_SIZE;
+    case 1: return NEP_TRAIN_HVP_Q1111_SIZE;
+    case 2: return NEP_TRAIN_HVP_Q112_SIZE;
+    case 3: return NEP_TRAIN_HVP_Q123_SIZE;
+    case 4: return NEP_TRAIN_HVP_Q233_SIZE;
+    case 5: return NEP_TRAIN_HVP_Q134_SIZE;
+    default: return 0;
+    }
+}
+
 /* The Hessian-vector product of optional invariant `which` along v; returns the entries
  * written. The generated tables are double, so NEP_REAL goes through double copies (exact
  * for double). */
@@ -197,6 +215,7 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
     NEP_REAL fk[NEP_TRAIN_MAX_BASIS], fkp[NEP_TRAIN_MAX_BASIS];
     NEP_REAL y[NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3], ydot[NEP_TRAIN_NUM_Y];
     NEP_REAL inv_grad[NEP_TRAIN_S_LEN], inv_hvp[NEP_TRAIN_S_LEN];
+    const int want_gradient = grad != NULL;
     for (int d = 0; d < D; ++d) q[d] = qdot[d] = (NEP_REAL)0;
     for (size_t k = 0; k < ns; ++k) s[k] = sdot[k] = (NEP_REAL)0;
 
@@ -212,6 +231,10 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
             nep_train_radial_basis(d, rcr, bR, fk, fkp);
             for (int n = 0; n <= nR; ++n) {
                 const NEP_REAL *c = par + m->offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
+                if (!want_gradient) {
+                    q[n] += nep_channel(bR + 1, c, (size_t)T * T, fk);
+                    continue;
+                }
                 NEP_REAL g, gp;
                 nep_channel_deriv(bR + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
                 q[n] += g;
@@ -221,12 +244,18 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
         const NEP_REAL rca = (NEP_REAL)m->rc_angular[ti * T + tj];
         if (d < rca) {
             nep_train_radial_basis(d, rca, bA, fk, fkp);
-            nep_train_angular_pair(L, d, u, delta, y, dyr, ydot);
+            if (want_gradient) nep_train_angular_pair(L, d, u, delta, y, dyr, ydot);
+            else nep_sph(L, u[0], u[1], u[2], y); /* the same values, without the gradient */
             for (int n = 0; n <= nA; ++n) {
                 const NEP_REAL *c = par + m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
+                NEP_REAL *sn = s + (size_t)n * NEP_TRAIN_NUM_Y, *sdn = sdot + (size_t)n * NEP_TRAIN_NUM_Y;
+                if (!want_gradient) {
+                    const NEP_REAL g = nep_channel(bA + 1, c, (size_t)T * T, fk);
+                    for (int k = 0; k < K; ++k) sn[k] += g * y[k];
+                    continue;
+                }
                 NEP_REAL g, gp;
                 nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
-                NEP_REAL *sn = s + (size_t)n * NEP_TRAIN_NUM_Y, *sdn = sdot + (size_t)n * NEP_TRAIN_NUM_Y;
                 for (int k = 0; k < K; ++k) {
                     sn[k] += g * y[k];
                     sdn[k] += gp * ddot * y[k] + g * ydot[k];
@@ -238,6 +267,7 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
     for (int n = 0; n <= nA; ++n) {
         const NEP_REAL *sn = s + (size_t)n * NEP_TRAIN_NUM_Y, *sdn = sdot + (size_t)n * NEP_TRAIN_NUM_Y;
         nep_pack_angular(L, m->flags, nR, nA, n, sn, q, 1);
+        if (!want_gradient) continue;
         for (int l = 1; l <= L; ++l) {
             NEP_REAL qd = (NEP_REAL)0;
             for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k)
@@ -270,7 +300,7 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
     }
     /* its JVP along qdot: zdot_k = w0_k . (qdot q_scaler) */
     const NEP_REAL alpha_r = (NEP_REAL)alpha;
-    for (int k = 0; k < N1; ++k) {
+    for (int k = 0; k < N1 && want_gradient; ++k) {
         const NEP_REAL *wk = w0 + (size_t)k * D;
         const NEP_REAL zd = nep_network_dot(D, wk, qdot, 1, scaler);
         const NEP_REAL h = hidden[k];
@@ -305,7 +335,7 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
             const NEP_REAL la = lam[index], mi = mu[index];
             for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k) {
                 const NEP_REAL w2 = (NEP_REAL)2 * nep_train_w3(l, k);
-                sg[k] += la * w2 * sn[k] + mi * w2 * sdn[k];
+                if (want_gradient) sg[k] += la * w2 * sn[k] + mi * w2 * sdn[k];
                 ta[k] += mi * w2 * sn[k];
             }
         }
@@ -315,6 +345,12 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
             const int index = nep_angular_descriptor_index(nR, nA, block, n);
             const NEP_REAL la = lam[index], mi = mu[index];
             nep_train_invariant_grad(f, sn, inv_grad);
+            if (!want_gradient) {
+                const int size = nep_train_invariant_size(f);
+                for (int k = 0; k < size && k < K; ++k) ta[k] += mi * inv_grad[k];
+                ++block;
+                continue;
+            }
             const int size = nep_train_invariant_hvp_real(f, sn, sdn, inv_hvp);
             for (int k = 0; k < size && k < K; ++k) {
                 sg[k] += la * inv_grad[k] + mi * inv_hvp[k];
@@ -361,7 +397,7 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
                 NEP_REAL tau_dy[3] = {(NEP_REAL)0, (NEP_REAL)0, (NEP_REAL)0};
                 for (int k = 0; k < K; ++k) {
                     tau_y += ta[k] * y[k];
-                    sig += sg[k] * y[k] + ta[k] * ydot[k];
+                    if (want_gradient) sig += sg[k] * y[k] + ta[k] * ydot[k];
                     tau_dy[0] += ta[k] * dyr[k][0];
                     tau_dy[1] += ta[k] * dyr[k][1];
                     tau_dy[2] += ta[k] * dyr[k][2];
