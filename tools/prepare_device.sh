@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Prepare what the H200 machine needs (../shared/docs/gpu-runbook.md), here, in one command:
+#   1. the extensions for its Python 3.12, CUDA for sm_90 only, into nepzbl_plugin/
+#      (*.cpython-312-*.so, next to this machine's own build; git ignores both);
+#   2. .device/site: ase and calorine (with its compiled module), which that machine lacks;
+#   3. .device/shared/data: the public data the device scripts read (LLZO, models).
+# Then carry nepzbl_plugin/*.so, .device/site and .device/shared with `run` (under 64 MiB in all)
+# and start benchmarks/device_all.sh there. About 5 minutes on 2 cores; rerunning rebuilds
+# only what changed.
+#
+#   tools/prepare_device.sh [PYTHON3.12]      (default /root/.pyenv/versions/3.12.1/bin/python3.12)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py312="${1:-/root/.pyenv/versions/3.12.1/bin/python3.12}"
+venv=/tmp/nepzbl-v312
+build=build/device-sm90
+[ -x "$py312" ] || { echo "prepare_device: no Python 3.12 at $py312" >&2; exit 1; }
+if [ ! -x "$venv/bin/python" ]; then
+    "$py312" -m venv "$venv"
+    "$venv/bin/pip" install -q meson ninja cython numpy ase calorine
+fi
+if [ ! -f "$build/build.ninja" ]; then
+    PATH="$venv/bin:$PATH" meson setup "$build" . --buildtype=release -Dcuda=enabled \
+        -Dnepzbl_cuda_archs=90 >/dev/null
+fi
+PATH="$venv/bin:$PATH" ninja -C "$build" >"$build.log" 2>&1 || { tail -30 "$build.log"; exit 1; }
+cp "$build"/nepzbl_plugin/*.cpython-312-*.so nepzbl_plugin/
+
+site=.device/site
+packages="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+mkdir -p "$site"
+rm -rf "$site/ase" "$site/calorine"
+cp -r "$packages/ase" "$packages/calorine" "$site/"
+rm -rf "$site/ase/test" "$site/ase/gui"
+find "$site" -name __pycache__ -prune -exec rm -rf {} +
+data=.device/shared/data
+mkdir -p "$data"
+shared="$(cd .. && pwd)/shared/data"
+[ -d "$shared" ] && cp -ru "$shared/." "$data/"
+du -sh nepzbl_plugin/*.cpython-312-*.so "$site" .device/shared | sed 's/^/prepare_device: /'
+echo "prepare_device: ok; git ignores these files, so name them in run's carry, e.g."
+echo "  run(carry=[\"nepzbl_plugin/_core.cpython-312-x86_64-linux-gnu.so\", \"nepzbl_plugin/_cuda.cpython-312-x86_64-linux-gnu.so\", \".device\"])"
