@@ -37,13 +37,23 @@ int cuda_status(cudaError_t err, const char *what)
 
 /* Largest gradient-row buffer (bytes) one call uses; it bounds the atoms per tile. */
 const size_t ROWS_BUDGET = (size_t)1 << 29;
+/* Default of the per-candidate work one population launch may hold (bytes); it bounds the
+ * candidates a launch evaluates side by side (nep_train_cuda_set_population_budget). */
+const size_t POPULATION_BUDGET = (size_t)1 << 30;
 
-__global__ void forces_kernel(int count, const int *selected_atoms, const long long *pair_offset,
-                              const long long *in_offset, const long long *in_pair,
-                              const double *v_pair, double *forces)
+/* Thread (k, t): the force on the t-th selected atom for candidate k, gathered in a fixed
+ * order from candidate k's pair derivatives (v_pair + k * v_stride) into
+ * forces + k * f_stride. */
+__global__ void forces_kernel(int count, int candidates, const int *selected_atoms,
+                              const long long *pair_offset, const long long *in_offset,
+                              const long long *in_pair, const double *v_pair_all, size_t v_stride,
+                              double *forces_all, size_t f_stride)
 {
-    const int t = blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= count) return;
+    const long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (g >= (long long)count * candidates) return;
+    const int k = (int)(g / count), t = (int)(g % count);
+    const double *v_pair = v_pair_all + (size_t)k * v_stride;
+    double *forces = forces_all + (size_t)k * f_stride;
     const int i = selected_atoms[t];
     double f[3] = {0.0, 0.0, 0.0};
     for (long long p = pair_offset[i]; p < pair_offset[i + 1]; ++p)
@@ -55,12 +65,21 @@ __global__ void forces_kernel(int count, const int *selected_atoms, const long l
     for (int c = 0; c < 3; ++c) forces[3 * (size_t)t + c] = f[c];
 }
 
-__global__ void totals_kernel(int count, const int *selected, const long long *structure_offset,
-                              const double *e_atom, const double *w_atom, double *energy,
-                              double *virials)
+/* Thread (k, t): energy and virial of the t-th selected structure for candidate k, summed in
+ * atom order from e_atom + k * atoms, w_atom + 9 k * atoms into energy + k * stride,
+ * virials + k * stride. */
+__global__ void totals_kernel(int count, int candidates, const int *selected,
+                              const long long *structure_offset, const double *e_atom_all,
+                              const double *w_atom_all, size_t atoms, double *energy_all,
+                              double *virials_all, size_t stride)
 {
-    const int t = blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= count) return;
+    const long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (g >= (long long)count * candidates) return;
+    const int k = (int)(g / count), t = (int)(g % count);
+    const double *e_atom = e_atom_all + (size_t)k * atoms;
+    const double *w_atom = w_atom_all + 9 * (size_t)k * atoms;
+    double *energy = energy_all + (size_t)k * stride;
+    double *virials = virials_all + (size_t)k * stride;
     const int s = selected[t];
     double e = 0.0, w[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
     for (long long i = structure_offset[s]; i < structure_offset[s + 1]; ++i) {
@@ -306,6 +325,8 @@ struct nep_train_cuda {
     /* grow-only buffers of the loss: per-structure quantities, records, population z */
     double *loss_scratch = nullptr, *loss_records = nullptr, *pop_z = nullptr;
     size_t loss_scratch_bytes = 0, loss_records_bytes = 0, pop_z_bytes = 0;
+    void *pop_work = nullptr; /* a population launch's per-atom/per-pair outputs and work */
+    size_t pop_work_bytes = 0, pop_budget = POPULATION_BUDGET;
     /* host staging */
     std::vector<long long> selection_offset;
     std::vector<int> selected_atoms;
@@ -597,14 +618,14 @@ static int atoms_pass(nep_train_cuda *h, nepct_args a, int count, int num_select
                          (const double *)a.rows, h->d_gradient);
     }
     if (count > 0)
-        NEPCU_LAUNCH(forces_kernel, (count + threads - 1) / threads, threads, st, count,
+        NEPCU_LAUNCH(forces_kernel, (count + threads - 1) / threads, threads, st, count, 1,
                      (const int *)h->d_selected_atoms, a.pair_offset, a.in_offset, a.in_pair,
-                     (const double *)a.v_pair, forces);
+                     (const double *)a.v_pair, (size_t)0, forces, (size_t)0);
     if (num_selected > 0)
         NEPCU_LAUNCH(totals_kernel, (num_selected + threads - 1) / threads, threads, st,
-                     num_selected, (const int *)h->d_selected,
+                     num_selected, 1, (const int *)h->d_selected,
                      (const long long *)h->d_structure_offset, (const double *)a.e_atom,
-                     (const double *)a.w_atom, energy, virials);
+                     (const double *)a.w_atom, (size_t)0, energy, virials, (size_t)0);
     CHECK(cudaGetLastError(), "training kernels");
     return NEP_OK;
 }
@@ -705,18 +726,49 @@ static int population_pass(nep_train_cuda *h, int population, const double *para
     status = grow((void **)&h->pop_out, &h->pop_out_bytes, sizeof(double) * per * population,
                   "population outputs");
     if (status) return status;
+    /* candidates per launch: as many as h->pop_budget bytes of per-candidate outputs and
+     * work arrays allow (the whole population for a small set, one for a very large one) */
+    const size_t A = h->num_atoms, NP = h->num_pairs;
+    const size_t per_candidate = sizeof(double) * (10 * A + 3 * NP) +
+                                 h->real * (size_t)count * (size_t)a.scratch_len;
+    size_t chunk = h->pop_budget / (per_candidate ? per_candidate : 1);
+    if (chunk < 1) chunk = 1;
+    if (chunk > (size_t)population) chunk = (size_t)population;
+    status = grow(&h->pop_work, &h->pop_work_bytes, per_candidate * chunk, "population work");
+    if (status) return status;
     status = upload_inputs(h, h->pop_parameters, parameters, P * (size_t)population, num_selected,
                            selected);
     if (status) return status;
     a.alpha = a.force_adjoint = a.virial_adjoint = nullptr;
     a.rows = nullptr;
-    /* one launch sequence for the whole population */
-    for (int k = 0; k < population; ++k) {
-        a.parameters = (const char *)h->pop_parameters + h->real * P * (size_t)k;
-        double *out = h->pop_out + per * (size_t)k;
-        status = atoms_pass(h, a, count, num_selected, out, out + 3 * (size_t)count,
-                            out + 3 * (size_t)count + num_selected);
-        if (status) return status;
+    nepct_population pop;
+    pop.e_atom = (double *)h->pop_work;
+    pop.w_atom = pop.e_atom + chunk * A;
+    pop.v_pair = pop.w_atom + 9 * chunk * A;
+    pop.scratch = pop.v_pair + 3 * chunk * NP;
+    pop.atoms = A;
+    pop.pairs = NP;
+    const int threads = 128;
+    /* one launch sequence for the whole population: each chunk of candidates in one grid */
+    for (size_t first = 0; first < (size_t)population; first += chunk) {
+        const int n = (int)((size_t)population - first < chunk ? (size_t)population - first : chunk);
+        pop.parameters = (const char *)h->pop_parameters + h->real * P * first;
+        if (h->use_float64) nepct_f64::launch_population(a, count, n, pop, h->stream);
+        else nepct_f32::launch_population(a, count, n, pop, h->stream);
+        CHECK(cudaGetLastError(), "training kernel");
+        double *out = h->pop_out + per * first;
+        const long long nf = (long long)count * n, nt = (long long)num_selected * n;
+        if (nf > 0)
+            NEPCU_LAUNCH(forces_kernel, (unsigned)((nf + threads - 1) / threads), threads, h->stream,
+                         count, n, (const int *)h->d_selected_atoms, a.pair_offset, a.in_offset,
+                         a.in_pair, (const double *)pop.v_pair, 3 * NP, out, per);
+        if (nt > 0)
+            NEPCU_LAUNCH(totals_kernel, (unsigned)((nt + threads - 1) / threads), threads, h->stream,
+                         num_selected, n, (const int *)h->d_selected,
+                         (const long long *)h->d_structure_offset, (const double *)pop.e_atom,
+                         (const double *)pop.w_atom, A, out + 3 * (size_t)count,
+                         out + 3 * (size_t)count + num_selected, per);
+        CHECK(cudaGetLastError(), "training kernels");
     }
     *count_out = count;
     *per_out = per;
@@ -1025,10 +1077,15 @@ int nep_train_cuda_adam_state(nep_train_cuda *h, double *parameters, double *m, 
 }
 #undef CHECK
 
+void nep_train_cuda_set_population_budget(nep_train_cuda *h, size_t bytes)
+{
+    if (h) h->pop_budget = bytes;
+}
+
 size_t nep_train_cuda_device_bytes(const nep_train_cuda *h)
 {
     return h ? h->bytes + h->pop_parameters_bytes + h->pop_out_bytes + h->loss_scratch_bytes +
-                   h->loss_records_bytes + h->pop_z_bytes
+                   h->loss_records_bytes + h->pop_z_bytes + h->pop_work_bytes
              : 0;
 }
 size_t nep_train_cuda_num_parameters(const nep_train_cuda *h) { return h ? h->args.model.num_parameters : 0; }
@@ -1044,6 +1101,7 @@ void nep_train_cuda_free(nep_train_cuda *h)
     if (h->loss_scratch) cudaFree(h->loss_scratch);
     if (h->loss_records) cudaFree(h->loss_records);
     if (h->pop_z) cudaFree(h->pop_z);
+    if (h->pop_work) cudaFree(h->pop_work);
     for (void *p : h->owned) cudaFree(p);
     delete h;
 }

@@ -48,7 +48,7 @@ int nep_train_cuda_run(nep_train_cuda *handle, const double *parameters, int num
                        double *forces, double *virials);
 
 /* Predictions for a whole population of parameter vectors (SNES) in one launch sequence with
- * one synchronisation: parameters [population][P]; structures as in nep_train_cuda_run;
+ * one synchronisation (as many candidates per launch as the population budget allows): parameters [population][P]; structures as in nep_train_cuda_run;
  * outputs energy [population][num_selected], forces [population][sum N][3],
  * virials [population][num_selected][9] (all required). */
 int nep_train_cuda_predict_population(nep_train_cuda *handle, int population,
@@ -116,6 +116,11 @@ int nep_train_cuda_adam_step(nep_train_cuda *handle, int num_selected, const int
 
 /* Downloads the parameters, m and v (each may be NULL). */
 int nep_train_cuda_adam_state(nep_train_cuda *handle, double *parameters, double *m, double *v);
+
+/* The device memory (bytes) a population's evaluation may hold for the candidates it runs
+ * side by side (per-atom and per-pair outputs, work arrays); default 1 GiB. At least one
+ * candidate runs at a time whatever the budget. */
+void nep_train_cuda_set_population_budget(nep_train_cuda *handle, size_t bytes);
 
 /* Device memory held (bytes), the number of parameters, atoms and pairs. */
 size_t nep_train_cuda_device_bytes(const nep_train_cuda *handle);

@@ -44,11 +44,28 @@ struct nepct_args {
     double *e_atom, *w_atom, *v_pair;
 };
 
+/* Where the candidates of a population find their parameters (NEP_REAL [candidates][P]) and
+ * put their per-atom and per-pair outputs (candidate k's at k x atoms, 9 k x atoms and
+ * 3 k x pairs, whole-set indexing) and work arrays ([candidates x count][scratch_len]). */
+struct nepct_population {
+    const void *parameters;
+    void *scratch;
+    double *e_atom, *w_atom, *v_pair;
+    size_t atoms, pairs;
+};
+
+/* Threads per block of the per-atom kernels: one warp, so that a small batch (a few hundred
+ * atoms, one thread each) spreads over as many SMs as it can. */
+#define NEPCT_THREADS 32
+
 #define NEPCT_DECLARE(ns)                                                                   \
     namespace ns {                                                                          \
     size_t real_size();                                                                     \
     /* atoms selected_atoms[first .. first + count) of the call, one thread each */         \
     void launch_atoms(const nepct_args &args, int first, int count, cudaStream_t stream);   \
+    /* every selected atom for each of `candidates` parameter vectors, in one launch */     \
+    void launch_population(const nepct_args &args, int count, int candidates,              \
+                           const nepct_population &pop, cudaStream_t stream);              \
     }
 NEPCT_DECLARE(nepct_f64)
 NEPCT_DECLARE(nepct_f32)

@@ -19,10 +19,11 @@ typedef NEP_REAL real;
 
 size_t real_size() { return sizeof(real); }
 
-/* Atom i: its energy, virial and pair derivatives into e_atom, w_atom and v_pair, its
- * gradient into `grad` (NULL: none); ws holds the work arrays back to back
- * (NEP_TRAIN_WORK_* order, scratch_len values). */
-__device__ static void train_atom(const nepct_args &A, int i, real *ws, double *grad)
+/* Atom i with parameters `par`: its energy, virial and pair derivatives into e_atom, w_atom
+ * and v_pair (whole-set arrays), its gradient into `grad` (NULL: none); ws holds the work
+ * arrays back to back (NEP_TRAIN_WORK_* order, scratch_len values). */
+__device__ static void train_atom(const nepct_args &A, const real *par, int i, real *ws,
+                                  double *grad, double *e_atom, double *w_atom, double *v_pair)
 {
     real *work[NEP_TRAIN_NUM_WORK];
     for (int k = 0; k < NEP_TRAIN_NUM_WORK; ++k) {
@@ -32,13 +33,13 @@ __device__ static void train_atom(const nepct_args &A, int i, real *ws, double *
     const int st = A.atom_structure[i];
     const double *fadj = A.force_adjoint;
     double virial[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-    A.e_atom[i] = nep_train_atom(&A.model, (const real *)A.parameters, (const real *)A.q_scaler,
+    e_atom[i] = nep_train_atom(&A.model, par, (const real *)A.q_scaler,
                                  (const real *)A.zbl, A.types[i], (size_t)A.pair_offset[i],
                                  (size_t)A.pair_offset[i + 1], A.neighbor, A.r, A.types,
                                  fadj ? fadj + 3 * (size_t)i : NULL, fadj,
                                  A.virial_adjoint ? A.virial_adjoint + 9 * (size_t)st : NULL,
-                                 A.alpha ? A.alpha[st] : 0.0, work, grad, A.v_pair, virial);
-    for (int k = 0; k < 9; ++k) A.w_atom[9 * (size_t)i + k] = virial[k];
+                                 A.alpha ? A.alpha[st] : 0.0, work, grad, v_pair, virial);
+    for (int k = 0; k < 9; ++k) w_atom[9 * (size_t)i + k] = virial[k];
 }
 
 __global__ void atoms_kernel(const nepct_args args, int first, int count)
@@ -48,14 +49,40 @@ __global__ void atoms_kernel(const nepct_args args, int first, int count)
     const int i = args.selected_atoms[first + t];
     real *ws = (real *)args.scratch + (size_t)t * (size_t)args.scratch_len;
     double *row = args.rows ? args.rows + (size_t)t * args.model.num_parameters : NULL;
-    train_atom(args, i, ws, row);
+    train_atom(args, (const real *)args.parameters, i, ws, row, args.e_atom, args.w_atom,
+               args.v_pair);
+}
+
+/* Thread (k, t): the t-th selected atom for candidate k of a population, predictions only;
+ * candidate k's parameters, per-atom and per-pair outputs and work arrays at k times the
+ * given strides. */
+__global__ void population_kernel(const nepct_args args, int count, int candidates,
+                                  nepct_population pop)
+{
+    const long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (g >= (long long)count * candidates) return;
+    const int k = (int)(g / count), t = (int)(g % count);
+    const int i = args.selected_atoms[t];
+    real *ws = (real *)pop.scratch + (size_t)g * (size_t)args.scratch_len;
+    train_atom(args, (const real *)pop.parameters + (size_t)k * args.model.num_parameters, i, ws,
+               NULL, pop.e_atom + (size_t)k * pop.atoms, pop.w_atom + 9 * (size_t)k * pop.atoms,
+               pop.v_pair + 3 * (size_t)k * pop.pairs);
 }
 
 void launch_atoms(const nepct_args &args, int first, int count, cudaStream_t stream)
 {
     if (count <= 0) return;
-    const int threads = 64;
-    NEPCU_LAUNCH(atoms_kernel, (count + threads - 1) / threads, threads, stream, args, first, count);
+    NEPCU_LAUNCH(atoms_kernel, (count + NEPCT_THREADS - 1) / NEPCT_THREADS, NEPCT_THREADS, stream,
+                 args, first, count);
+}
+
+void launch_population(const nepct_args &args, int count, int candidates,
+                       const nepct_population &pop, cudaStream_t stream)
+{
+    const long long n = (long long)count * candidates;
+    if (n <= 0) return;
+    NEPCU_LAUNCH(population_kernel, (unsigned)((n + NEPCT_THREADS - 1) / NEPCT_THREADS),
+                 NEPCT_THREADS, stream, args, count, candidates, pop);
 }
 
 } /* namespace NEP_CUDA_NS */

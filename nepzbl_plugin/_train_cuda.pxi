@@ -47,6 +47,7 @@ cdef extern from "nep_train_cuda.h" nogil:
                                  const nep_train_cuda_adam *adam, double *record, int *updated)
     int nep_train_cuda_adam_state(nep_train_cuda *handle, double *parameters, double *m,
                                   double *v)
+    void nep_train_cuda_set_population_budget(nep_train_cuda *handle, size_t bytes)
     size_t nep_train_cuda_device_bytes(const nep_train_cuda *handle)
     size_t nep_train_cuda_num_parameters(const nep_train_cuda *handle)
     size_t nep_train_cuda_num_pairs(const nep_train_cuda *handle)
@@ -150,6 +151,11 @@ cdef class CudaTrainingSet:
         if self.ptr != NULL:
             nep_train_cuda_free(self.ptr)
             self.ptr = NULL
+
+    def set_population_budget(self, size_t bytes):
+        """Device memory (bytes) a population may hold for the candidates it evaluates in
+        one launch (default 1 GiB; at least one candidate a launch)."""
+        nep_train_cuda_set_population_budget(self.ptr, bytes)
 
     @property
     def device_bytes(self):

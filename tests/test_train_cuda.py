@@ -99,6 +99,16 @@ for kw in variants:
             _, e1, f1, w1 = ts.run(pop[k], sub, want_gradient=False)
             assert np.array_equal(pe[k], e1) and np.array_equal(pf[k], f1), (kw, "population")
             assert np.array_equal(pw[k], w1), (kw, "population virial")
+        # the same bits when the memory budget splits the population into launches of one
+        # candidate each, or of four and one
+        pop5 = params + 0.01 * rng.normal(size=(5, params.size))
+        e5, f5, w5 = ts.predict_population(pop5, sub)
+        for budget in (1, ts.device_bytes // 2):
+            ts.set_population_budget(budget)
+            e3, f3, w3 = ts.predict_population(pop5, sub)
+            assert np.array_equal(e3, e5) and np.array_equal(f3, f5), (kw, "budget", budget)
+            assert np.array_equal(w3, w5), (kw, "budget virial", budget)
+        ts.set_population_budget(1 << 30)
     # finite differences of Phi = alpha.E + a.F + B:W in float64 (central, 1e-6 relative)
     ts = _cuda.CudaTrainingSet(model_spec(model), batch.types, batch.positions, batch.cells,
                                batch.pbc, batch.atom_offsets, float64=True)
