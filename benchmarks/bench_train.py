@@ -478,9 +478,10 @@ def _scaling_setup():
 
 
 def _steps_per_second(backend, loss, labels, params0, batches, seconds):
-    """Adam steps (as the trainer's ``_Run.value_and_gradient`` + ``Adam.step``) on the
-    given batches, cycled, for about ``seconds``; returns steps per wall second and process
-    CPU seconds per step."""
+    """Adam steps (as the trainer's ``_Run.value_and_gradient`` + ``Adam.step``: the C loss
+    when the backend has the labels attached, else the numpy loss) on the given batches,
+    cycled, for about ``seconds``; returns steps per wall second and process CPU seconds per
+    step."""
     from nepzbl_plugin.train.optimizers import Adam
 
     params = params0.copy()
@@ -489,9 +490,12 @@ def _steps_per_second(backend, loss, labels, params0, batches, seconds):
     steps, t0, c0 = 0, time.perf_counter(), time.process_time()
     while True:
         k = steps % len(batches)
-        pred = backend.predict(params, batches[k])
-        loss.evaluate(subsets[k], pred, params)
-        grad = backend.gradient(params, batches[k], loss.adjoints(subsets[k], pred, params))
+        if getattr(backend, "has_loss", False):  # the trainer's path: the loss in C
+            _, grad = backend.loss_and_gradient(params, batches[k])
+        else:  # the numpy loss
+            pred = backend.predict(params, batches[k])
+            loss.evaluate(subsets[k], pred, params)
+            grad = backend.gradient(params, batches[k], loss.adjoints(subsets[k], pred, params))
         adam.step(params, grad)
         steps += 1
         elapsed = time.perf_counter() - t0
@@ -533,6 +537,7 @@ def bench_gpu_steps(threads, seconds):
     device_loss.attach_loss(labels, loss)
     upload = time.monotonic() - t0
     cpu = EngineBackend(model, structures, num_threads=threads)
+    cpu.attach_loss(labels, loss)
     print(f"{name}; {model.num_parameters} parameters; upload and neighbour lists {upload:.2f} s "
           f"per backend; {seconds:g} s per row")
 
@@ -591,8 +596,7 @@ def bench_gpu_steps(threads, seconds):
     def snes_cpu():
         def generation():
             pop = snes.ask()
-            snes.tell(np.array([loss.evaluate(sub, cpu.predict(z, batch), z).total
-                                for z in pop]))
+            snes.tell(np.array([v.total for v in cpu.population_losses(pop, batch)]))
         return generation
 
     reference = _timed(snes_cpu(), seconds)
@@ -619,6 +623,8 @@ def bench_scaling(threads, rounds, seconds):
     cases = {f"Adam, batches of {settings.batch_size}": minibatches,
              f"full batch ({n})": [np.arange(n)]}
     backends = {t: EngineBackend(model, structures, num_threads=t) for t in threads}
+    for backend in backends.values():
+        backend.attach_loss(labels, loss)
     params0 = model.parameters.copy()
     load_before = os.getloadavg()
     print(f"{name}; {model.num_parameters} parameters; {os.cpu_count()} CPUs; load average "

@@ -486,3 +486,56 @@ int nep_train_gradient(const nep_model_spec *spec, int num_systems, const nep_sy
                                      virial_adjoint, gradient, energy, forces, virials, statuses,
                                      num_threads);
 }
+
+int nep_train_loss(const nep_loss_set *L, const double *energy, const double *virials,
+                   const double *forces, const double *z, double *work, double *record,
+                   double *alpha, double *force_adjoint, double *virial_adjoint,
+                   double *regularisation_gradient)
+{
+    if (!L || !record || (L->num_selected > 0 && (!L->selected || !energy || !virials || !forces ||
+                                                  !work)) ||
+        (L->num_parameters > 0 && !z))
+        return NEP_ERR_ARGUMENT;
+    const int S = L->num_selected, T = L->T;
+    long long first = 0;
+    for (int j = 0; j < S; ++j) {
+        nep_loss_selected(L, j, first, energy, virials, forces, work);
+        const int s = L->selected[j];
+        first += L->structure_offset[s + 1] - L->structure_offset[s];
+    }
+    for (int t = 0; t <= T; ++t) nep_loss_type(L, work, z, t, record);
+    const double *scalars = record + NEP_LOSS_SCALAR(T, 0);
+    if (alpha || virial_adjoint) {
+        for (int j = 0; j < S; ++j) {
+            const int s = L->selected[j];
+            const double *q = work + (size_t)j * NEP_LOSS_STRUCTURE_LENGTH;
+            const double n = (double)(L->structure_offset[s + 1] - L->structure_offset[s]);
+            if (alpha)
+                alpha[j] = nep_loss_energy_adjoint(q[NEP_LOSS_S_DELTA], L->energy_weight[s],
+                                                   L->weight[s], n, S, scalars, L->lambda_e);
+            if (virial_adjoint)
+                nep_loss_virial_adjoint(q + NEP_LOSS_S_WBAR, L->has_virial[s], L->weight[s], n,
+                                        scalars, L->lambda_v, L->lambda_shear,
+                                        virial_adjoint + 9 * (size_t)j);
+        }
+    }
+    if (force_adjoint) {
+        const double k = nep_loss_force_adjoint_factor(scalars, L->lambda_f);
+        size_t t = 0;
+        for (int j = 0; j < S; ++j) {
+            const int s = L->selected[j];
+            for (long long i = L->structure_offset[s]; i < L->structure_offset[s + 1]; ++i, ++t)
+                for (int c = 0; c < 3; ++c)
+                    force_adjoint[3 * t + c] =
+                        k * L->force_weight[i] * (forces[3 * t + c] - L->ref_forces[3 * i + c]);
+        }
+    }
+    if (regularisation_gradient) {
+        const double norm = scalars[NEP_LOSS_NORM];
+        for (size_t p = 0; p < L->num_parameters; ++p)
+            regularisation_gradient[p] = nep_loss_regularisation_gradient(
+                z[p], L->global_mask[p], norm, (double)L->num_parameters, L->lambda_1,
+                L->lambda_2);
+    }
+    return NEP_OK;
+}

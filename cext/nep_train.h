@@ -30,6 +30,7 @@
 #define NEPZBL_NEP_TRAIN_H
 
 #include "nep.h"
+#include "nep_train_loss.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -83,6 +84,17 @@ int nep_train_gradient_cached(nep_train_cache *cache, const int *structure_ids,
                               const double *force_adjoint, const double *virial_adjoint,
                               double *gradient, double *energy, double *forces,
                               double *virials, int *statuses, int num_threads);
+
+/* GPUMD's loss of the batch L->selected (nep_train_loss.h, the same pieces the GPU sums) from
+ * predictions in selection order: energy [n], virials [n][9] (row-major), forces [sum N][3];
+ * parameters z [P]. Writes the loss record (NEP_LOSS_LENGTH(T) doubles) and, each when not
+ * NULL, dL(T)/dE [n], dL(T)/dF [sum N][3], dL(T)/dW [n][9] and the regularisation's
+ * gradient [P]. work holds n * NEP_LOSS_STRUCTURE_LENGTH doubles. Sums in batch order.
+ * Returns NEP_OK or NEP_ERR_ARGUMENT. */
+int nep_train_loss(const nep_loss_set *L, const double *energy, const double *virials,
+                   const double *forces, const double *z, double *work, double *record,
+                   double *alpha, double *force_adjoint, double *virial_adjoint,
+                   double *regularisation_gradient);
 
 #ifdef __cplusplus
 }

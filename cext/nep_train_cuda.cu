@@ -101,20 +101,16 @@ __global__ void columns_kernel(size_t num_parameters, int count, const double *r
     gradient[k] = sum;
 }
 
-/* Where a loss evaluation finds its inputs: the predictions of `count` candidates (energy,
- * forces and virials of candidate k at k * stride), the selection, the labels and weights. */
+/* Where a loss evaluation finds its inputs: the labels, weights and batch (set), and the
+ * predictions of `count` candidates (energy, forces and virials of candidate k at
+ * k * stride) with their parameters z [count][P] (double). */
 struct loss_args {
-    int T, num_selected, count;
+    nep_loss_set set;
+    int count;
     size_t stride;
-    const double *energy, *forces, *virials;
-    const int *selected, *selected_atoms, *parameter_types;
-    const long long *selection_offset, *structure_offset;
-    const double *ref_energy, *ref_virial, *ref_forces, *force_weight, *weight, *energy_weight;
-    const int *has_virial;
-    const unsigned char *contains, *global_mask;
-    double lambda_e, lambda_f, lambda_v, lambda_shear, lambda_1, lambda_2;
-    const double *z; /* the candidates' parameters [count][num_parameters], double */
-    size_t num_parameters;
+    const double *energy, *forces, *virials, *z;
+    const int *selected_atoms;
+    const long long *selection_offset;
     double *per_structure; /* [count][num_selected][NEP_LOSS_STRUCTURE_LENGTH] */
     double *records;       /* [count][NEP_LOSS_LENGTH(T)] */
 };
@@ -122,139 +118,70 @@ struct loss_args {
 /* Thread (k, j): the per-structure quantities of selected structure j for candidate k. */
 __global__ void loss_structures_kernel(const loss_args a)
 {
+    const int S = a.set.num_selected;
     const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= (long long)a.count * a.num_selected) return;
-    const int k = (int)(t / a.num_selected), j = (int)(t % a.num_selected);
-    const int s = a.selected[j];
-    const long long first = a.selection_offset[j], g = a.structure_offset[s];
+    if (t >= (long long)a.count * S) return;
+    const int k = (int)(t / S), j = (int)(t % S);
     const size_t off = (size_t)k * a.stride;
-    nep_loss_structure(a.structure_offset[s + 1] - g, a.energy[off + j],
-                       a.virials + off + 9 * (size_t)j, a.forces + off + 3 * (size_t)first,
-                       a.ref_energy[s], a.ref_virial + 6 * (size_t)s, a.has_virial[s],
-                       a.ref_forces + 3 * (size_t)g, a.force_weight + g, a.weight[s],
-                       a.lambda_shear,
-                       a.per_structure + ((size_t)k * a.num_selected + j) * NEP_LOSS_STRUCTURE_LENGTH);
+    nep_loss_selected(&a.set, j, a.selection_offset[j], a.energy + off, a.virials + off,
+                      a.forces + off, a.per_structure + (size_t)k * S * NEP_LOSS_STRUCTURE_LENGTH);
 }
 
-/* Thread (k, t): every term of type t for candidate k, summed over the structures and the
- * parameters in order (each thread recomputes the shift: a few flops a structure, no
- * synchronisation, the same bits in every thread); thread t = T also writes the scalars. */
+/* Thread (k, t): every term of type t for candidate k (nep_loss_type). */
 __global__ void loss_types_kernel(const loss_args a)
 {
-    const int T = a.T, types = T + 1;
+    const int types = a.set.T + 1, S = a.set.num_selected;
     const long long id = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (id >= (long long)a.count * types) return;
     const int k = (int)(id / types), t = (int)(id % types);
-    const int S = a.num_selected;
-    const double *q = a.per_structure + (size_t)k * S * NEP_LOSS_STRUCTURE_LENGTH;
-    double sum_eps = 0.0, sum_eps_delta = 0.0;
-    for (int j = 0; j < S; ++j) {
-        const double eps = a.energy_weight[a.selected[j]];
-        sum_eps += eps;
-        sum_eps_delta += eps * q[j * NEP_LOSS_STRUCTURE_LENGTH + NEP_LOSS_S_DELTA];
-    }
-    const double shift = sum_eps > 0.0 ? sum_eps_delta / sum_eps : 0.0;
-    double e_sum = 0.0, f_sum = 0.0, v_sum = 0.0, frames = 0.0, atoms = 0.0, vframes = 0.0;
-    double sum_r = 0.0, e_rmse = 0.0, f_rmse = 0.0, v_rmse = 0.0;
-    for (int j = 0; j < S; ++j) {
-        const int s = a.selected[j];
-        const double *qs = q + (size_t)j * NEP_LOSS_STRUCTURE_LENGTH;
-        const double eps = a.energy_weight[s], w = a.weight[s];
-        const double d = qs[NEP_LOSS_S_DELTA] - shift;
-        const double n = (double)(a.structure_offset[s + 1] - a.structure_offset[s]);
-        sum_r += w * w * eps * d;
-        e_rmse += eps * d * d;
-        f_rmse += qs[NEP_LOSS_S_FORCE];
-        v_rmse += qs[NEP_LOSS_S_VIRIAL];
-        if (!a.contains[(size_t)s * types + t]) continue;
-        e_sum += w * w * eps * d * d;
-        frames += 1.0;
-        f_sum += qs[NEP_LOSS_S_FORCE_W];
-        atoms += n;
-        if (a.has_virial[s]) {
-            v_sum += qs[NEP_LOSS_S_VIRIAL_W];
-            vframes += 1.0;
-        }
-    }
-    const double x_e = frames > 0.0 ? e_sum / frames : 0.0;
-    const double x_f = atoms > 0.0 ? f_sum / (3.0 * atoms) : 0.0;
-    const double x_v = vframes > 0.0 ? v_sum / (6.0 * vframes) : 0.0;
-    /* the regularisation of type t */
-    const double *z = a.z + (size_t)k * a.num_parameters;
-    const double np = (double)a.num_parameters;
-    const double divisor = t == T ? np : np / T;
-    double l1 = 0.0, l2 = 0.0;
-    for (size_t p = 0; p < a.num_parameters; ++p) {
-        const bool mine = t == T ? !a.global_mask[p] : a.parameter_types[p] == t;
-        if (!mine) continue;
-        l1 += fabs(z[p]);
-        l2 += z[p] * z[p];
-    }
-    double *rec = a.records + (size_t)k * NEP_LOSS_LENGTH(T);
-    const double L1 = a.lambda_1 * l1 / divisor, L2 = a.lambda_2 * nep_loss_root(l2 / divisor);
-    const double Le = a.lambda_e * nep_loss_root(x_e), Lf = a.lambda_f * nep_loss_root(x_f);
-    const double Lv = a.lambda_v * nep_loss_root(x_v);
-    rec[NEP_LOSS_BLOCK(T, NEP_LOSS_TOTAL, t)] = L1 + L2 + Le + Lf + Lv;
-    rec[NEP_LOSS_BLOCK(T, NEP_LOSS_L1, t)] = L1;
-    rec[NEP_LOSS_BLOCK(T, NEP_LOSS_L2, t)] = L2;
-    rec[NEP_LOSS_BLOCK(T, NEP_LOSS_ENERGY, t)] = Le;
-    rec[NEP_LOSS_BLOCK(T, NEP_LOSS_FORCE, t)] = Lf;
-    rec[NEP_LOSS_BLOCK(T, NEP_LOSS_VIRIAL, t)] = Lv;
-    if (t != T) return;
-    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_SHIFT)] = shift;
-    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_RMSE_E)] = S > 0 ? sqrt(e_rmse / S) : 0.0;
-    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_RMSE_F)] = atoms > 0.0 ? sqrt(f_rmse / (3.0 * atoms)) : 0.0;
-    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_RMSE_V)] = vframes > 0.0 ? sqrt(v_rmse / (6.0 * vframes)) : 0.0;
-    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_X_E)] = x_e;
-    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_X_F)] = x_f;
-    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_X_V)] = x_v;
-    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_SUM_R)] = sum_r;
-    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_SUM_EPS)] = sum_eps;
-    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_NUM_VIRIAL)] = vframes;
-    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_NUM_ATOMS)] = atoms;
-    rec[NEP_LOSS_SCALAR(T, NEP_LOSS_NORM)] = nep_loss_root(l2 / np);
+    nep_loss_type(&a.set, a.per_structure + (size_t)k * S * NEP_LOSS_STRUCTURE_LENGTH,
+                  a.z + (size_t)k * a.set.num_parameters, t,
+                  a.records + (size_t)k * NEP_LOSS_LENGTH(a.set.T));
 }
 
 /* Thread j: dL(T)/dE and dL(T)/dW of selected structure j (candidate 0), stored by global
  * structure index, where the gradient kernel reads them. */
 __global__ void adjoint_structures_kernel(const loss_args a, double *alpha, double *virial_adjoint)
 {
+    const nep_loss_set &L = a.set;
     const int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= a.num_selected) return;
-    const int s = a.selected[j];
+    if (j >= L.num_selected) return;
+    const int s = L.selected[j];
     const double *qs = a.per_structure + (size_t)j * NEP_LOSS_STRUCTURE_LENGTH;
-    const double *scalars = a.records + NEP_LOSS_SCALAR(a.T, 0);
-    const double n = (double)(a.structure_offset[s + 1] - a.structure_offset[s]);
-    alpha[s] = nep_loss_energy_adjoint(qs[NEP_LOSS_S_DELTA], a.energy_weight[s], a.weight[s], n,
-                                       a.num_selected, scalars, a.lambda_e);
-    nep_loss_virial_adjoint(qs + NEP_LOSS_S_WBAR, a.has_virial[s], a.weight[s], n, scalars,
-                            a.lambda_v, a.lambda_shear, virial_adjoint + 9 * (size_t)s);
+    const double *scalars = a.records + NEP_LOSS_SCALAR(L.T, 0);
+    const double n = (double)(L.structure_offset[s + 1] - L.structure_offset[s]);
+    alpha[s] = nep_loss_energy_adjoint(qs[NEP_LOSS_S_DELTA], L.energy_weight[s], L.weight[s], n,
+                                       L.num_selected, scalars, L.lambda_e);
+    nep_loss_virial_adjoint(qs + NEP_LOSS_S_WBAR, L.has_virial[s], L.weight[s], n, scalars,
+                            L.lambda_v, L.lambda_shear, virial_adjoint + 9 * (size_t)s);
 }
 
 /* Thread t: dL(T)/dF of the t-th selected atom (candidate 0), stored by global atom index. */
 __global__ void adjoint_atoms_kernel(const loss_args a, int num_atoms, double *force_adjoint)
 {
+    const nep_loss_set &L = a.set;
     const int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= num_atoms) return;
     const int i = a.selected_atoms[t];
-    const double k = nep_loss_force_adjoint_factor(a.records + NEP_LOSS_SCALAR(a.T, 0), a.lambda_f);
+    const double k = nep_loss_force_adjoint_factor(a.records + NEP_LOSS_SCALAR(L.T, 0), L.lambda_f);
     for (int c = 0; c < 3; ++c)
         force_adjoint[3 * (size_t)i + c] =
-            k * a.force_weight[i] * (a.forces[3 * (size_t)t + c] - a.ref_forces[3 * (size_t)i + c]);
+            k * L.force_weight[i] * (a.forces[3 * (size_t)t + c] - L.ref_forces[3 * (size_t)i + c]);
 }
 
 /* Thread p: adds the regularisation's gradient to gradient[p]; raises *bad when the loss or
  * the gradient is not finite. */
 __global__ void regularisation_kernel(const loss_args a, double *gradient, int *bad)
 {
+    const nep_loss_set &L = a.set;
     const size_t p = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (p >= a.num_parameters) return;
+    if (p >= L.num_parameters) return;
     const double *rec = a.records;
     const double g = gradient[p] + nep_loss_regularisation_gradient(
-        a.z[p], a.global_mask[p], rec[NEP_LOSS_SCALAR(a.T, NEP_LOSS_NORM)],
-        (double)a.num_parameters, a.lambda_1, a.lambda_2);
+        a.z[p], L.global_mask[p], rec[NEP_LOSS_SCALAR(L.T, NEP_LOSS_NORM)],
+        (double)L.num_parameters, L.lambda_1, L.lambda_2);
     gradient[p] = g;
-    if (!isfinite(g) || (p == 0 && !isfinite(rec[NEP_LOSS_BLOCK(a.T, NEP_LOSS_TOTAL, a.T)])))
+    if (!isfinite(g) || (p == 0 && !isfinite(rec[NEP_LOSS_BLOCK(L.T, NEP_LOSS_TOTAL, L.T)])))
         atomicOr(bad, 1);
 }
 
@@ -817,7 +744,7 @@ int nep_train_cuda_set_loss(nep_train_cuda *h, const nep_train_cuda_labels *L)
         return NEP_ERR_ARGUMENT;
     for (size_t p = 0; p < P; ++p)
         if (L->parameter_types[p] < 0 || L->parameter_types[p] > T) return NEP_ERR_ARGUMENT;
-    loss_args &l = h->loss;
+    nep_loss_set &l = h->loss.set;
     l.T = T;
     l.lambda_e = L->lambda_e;
     l.lambda_f = L->lambda_f;
@@ -872,8 +799,8 @@ int nep_train_cuda_set_loss(nep_train_cuda *h, const nep_train_cuda_labels *L)
 #undef ALLOC
     l.structure_offset = h->d_structure_offset;
     l.selected = h->d_selected;
-    l.selected_atoms = h->d_selected_atoms;
-    l.selection_offset = h->d_selection_offset;
+    h->loss.selected_atoms = h->d_selected_atoms;
+    h->loss.selection_offset = h->d_selection_offset;
     h->has_loss = 1;
     return NEP_OK;
 }
@@ -893,13 +820,13 @@ static int launch_loss(nep_train_cuda *h, int count, int num_selected, size_t st
     int status;
     loss_args l = h->loss;
     l.count = count;
-    l.num_selected = num_selected;
+    l.set.num_selected = num_selected;
     l.stride = stride;
     l.energy = energy;
     l.forces = forces;
     l.virials = virials;
     l.z = z;
-    const size_t R = (size_t)NEP_LOSS_LENGTH(l.T);
+    const size_t R = (size_t)NEP_LOSS_LENGTH(l.set.T);
     status = grow((void **)&h->loss_scratch, &h->loss_scratch_bytes,
                   sizeof(double) * NEP_LOSS_STRUCTURE_LENGTH * (size_t)count * (num_selected + 1),
                   "loss work");
@@ -910,7 +837,7 @@ static int launch_loss(nep_train_cuda *h, int count, int num_selected, size_t st
     l.per_structure = h->loss_scratch;
     l.records = h->loss_records;
     const int threads = 64;
-    const long long n1 = (long long)count * num_selected, n2 = (long long)count * (l.T + 1);
+    const long long n1 = (long long)count * num_selected, n2 = (long long)count * (l.set.T + 1);
     if (n1 > 0) NEPCU_LAUNCH(loss_structures_kernel, (unsigned)((n1 + threads - 1) / threads), threads, h->stream, l);
     NEPCU_LAUNCH(loss_types_kernel, (unsigned)((n2 + threads - 1) / threads), threads, h->stream, l);
     CHECK(cudaGetLastError(), "loss kernels");

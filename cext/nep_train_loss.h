@@ -93,6 +93,10 @@ NEP_HD double nep_loss_kappa(int component, double lambda_shear)
     return component < 3 ? 1.0 : lambda_shear * lambda_shear;
 }
 
+/* sqrt that is 0 for x <= 0 (a perfect fit, or an empty set) and NaN for NaN, as numpy's
+ * sqrt(maximum(x, 0)): a NaN label must show in the loss, not vanish from it */
+NEP_HD double nep_loss_root(double x) { return x > 0.0 ? sqrt(x) : (x == x ? 0.0 : x); }
+
 /* The per-structure quantities of one structure of n atoms: predicted energy e, virial w9
  * (3x3, row-major) and forces f[n][3]; reference energy e_ref, virial v_ref6 (GPUMD's six),
  * forces f_ref[n][3]; per-atom force weights c[n]; structure weight. */
@@ -128,6 +132,114 @@ NEP_HD void nep_loss_structure(long long n, double e, const double *w9, const do
     out[NEP_LOSS_S_VIRIAL] = vs;
 }
 
+/* A training set's labels and GPUMD's weights, and the batch being evaluated: what the sums
+ * over the batch read. Arrays by whole-set structure (S) or atom (A) index. */
+typedef struct {
+    int T;                             /* species */
+    int num_selected;                  /* structures in the batch */
+    const int *selected;               /* [num_selected] their indices */
+    const long long *structure_offset; /* [S + 1] first atom of each structure */
+    const double *ref_energy;          /* [S] eV */
+    const double *ref_virial;          /* [S][6] GPUMD's six components, eV */
+    const int *has_virial;             /* [S] */
+    const double *weight;              /* [S] w */
+    const double *energy_weight;       /* [S] epsilon */
+    const unsigned char *contains;     /* [S][T + 1] structure holds type t (t = T: always) */
+    const double *ref_forces;          /* [A][3] eV/A */
+    const double *force_weight;        /* [A] c_i (nep_loss_force_weight) */
+    double lambda_e, lambda_f, lambda_v, lambda_shear, lambda_1, lambda_2;
+    size_t num_parameters;
+    const int *parameter_types;        /* [P] 0..T */
+    const unsigned char *global_mask;  /* [P] left out of the t = T regularisation */
+} nep_loss_set;
+
+/* Every term of type t (0..T) of the batch into record (NEP_LOSS_LENGTH(T) doubles), from the
+ * per-structure quantities q [num_selected][NEP_LOSS_STRUCTURE_LENGTH] (nep_loss_structure)
+ * and the parameters z [P]; t = T also writes the scalars. Sums in batch and parameter order
+ * (the shift is recomputed for every t: a few flops a structure, the same bits each time). */
+NEP_HD void nep_loss_type(const nep_loss_set *L, const double *q, const double *z, int t,
+                          double *record)
+{
+    const int T = L->T, types = T + 1, S = L->num_selected;
+    double sum_eps = 0.0, sum_eps_delta = 0.0;
+    for (int j = 0; j < S; ++j) {
+        const double eps = L->energy_weight[L->selected[j]];
+        sum_eps += eps;
+        sum_eps_delta += eps * q[(size_t)j * NEP_LOSS_STRUCTURE_LENGTH + NEP_LOSS_S_DELTA];
+    }
+    const double shift = sum_eps > 0.0 ? sum_eps_delta / sum_eps : 0.0;
+    double e_sum = 0.0, f_sum = 0.0, v_sum = 0.0, frames = 0.0, atoms = 0.0, vframes = 0.0;
+    double sum_r = 0.0, e_rmse = 0.0, f_rmse = 0.0, v_rmse = 0.0;
+    for (int j = 0; j < S; ++j) {
+        const int s = L->selected[j];
+        const double *qs = q + (size_t)j * NEP_LOSS_STRUCTURE_LENGTH;
+        const double eps = L->energy_weight[s], w = L->weight[s];
+        const double d = qs[NEP_LOSS_S_DELTA] - shift;
+        const double n = (double)(L->structure_offset[s + 1] - L->structure_offset[s]);
+        sum_r += w * w * eps * d;
+        e_rmse += eps * d * d;
+        f_rmse += qs[NEP_LOSS_S_FORCE];
+        v_rmse += qs[NEP_LOSS_S_VIRIAL];
+        if (!L->contains[(size_t)s * types + t]) continue;
+        e_sum += w * w * eps * d * d;
+        frames += 1.0;
+        f_sum += qs[NEP_LOSS_S_FORCE_W];
+        atoms += n;
+        if (L->has_virial[s]) {
+            v_sum += qs[NEP_LOSS_S_VIRIAL_W];
+            vframes += 1.0;
+        }
+    }
+    const double x_e = frames > 0.0 ? e_sum / frames : 0.0;
+    const double x_f = atoms > 0.0 ? f_sum / (3.0 * atoms) : 0.0;
+    const double x_v = vframes > 0.0 ? v_sum / (6.0 * vframes) : 0.0;
+    const double np = (double)L->num_parameters;
+    const double divisor = t == T ? np : np / T;
+    double l1 = 0.0, l2 = 0.0;
+    for (size_t p = 0; p < L->num_parameters; ++p) {
+        const int mine = t == T ? !L->global_mask[p] : L->parameter_types[p] == t;
+        if (!mine) continue;
+        l1 += fabs(z[p]);
+        l2 += z[p] * z[p];
+    }
+    const double L1 = L->lambda_1 * l1 / divisor, L2 = L->lambda_2 * nep_loss_root(l2 / divisor);
+    const double Le = L->lambda_e * nep_loss_root(x_e), Lf = L->lambda_f * nep_loss_root(x_f);
+    const double Lv = L->lambda_v * nep_loss_root(x_v);
+    record[NEP_LOSS_BLOCK(T, NEP_LOSS_TOTAL, t)] = L1 + L2 + Le + Lf + Lv;
+    record[NEP_LOSS_BLOCK(T, NEP_LOSS_L1, t)] = L1;
+    record[NEP_LOSS_BLOCK(T, NEP_LOSS_L2, t)] = L2;
+    record[NEP_LOSS_BLOCK(T, NEP_LOSS_ENERGY, t)] = Le;
+    record[NEP_LOSS_BLOCK(T, NEP_LOSS_FORCE, t)] = Lf;
+    record[NEP_LOSS_BLOCK(T, NEP_LOSS_VIRIAL, t)] = Lv;
+    if (t != T) return;
+    record[NEP_LOSS_SCALAR(T, NEP_LOSS_SHIFT)] = shift;
+    record[NEP_LOSS_SCALAR(T, NEP_LOSS_RMSE_E)] = S > 0 ? sqrt(e_rmse / S) : 0.0;
+    record[NEP_LOSS_SCALAR(T, NEP_LOSS_RMSE_F)] = atoms > 0.0 ? sqrt(f_rmse / (3.0 * atoms)) : 0.0;
+    record[NEP_LOSS_SCALAR(T, NEP_LOSS_RMSE_V)] = vframes > 0.0 ? sqrt(v_rmse / (6.0 * vframes)) : 0.0;
+    record[NEP_LOSS_SCALAR(T, NEP_LOSS_X_E)] = x_e;
+    record[NEP_LOSS_SCALAR(T, NEP_LOSS_X_F)] = x_f;
+    record[NEP_LOSS_SCALAR(T, NEP_LOSS_X_V)] = x_v;
+    record[NEP_LOSS_SCALAR(T, NEP_LOSS_SUM_R)] = sum_r;
+    record[NEP_LOSS_SCALAR(T, NEP_LOSS_SUM_EPS)] = sum_eps;
+    record[NEP_LOSS_SCALAR(T, NEP_LOSS_NUM_VIRIAL)] = vframes;
+    record[NEP_LOSS_SCALAR(T, NEP_LOSS_NUM_ATOMS)] = atoms;
+    record[NEP_LOSS_SCALAR(T, NEP_LOSS_NORM)] = nep_loss_root(l2 / np);
+}
+
+/* The per-structure quantities of selected structure j (nep_loss_structure) from predictions
+ * in selection order: energy [num_selected], virials [num_selected][9], forces [sum N][3] with
+ * the structure's atoms starting at atom `first` of the selection. */
+NEP_HD void nep_loss_selected(const nep_loss_set *L, int j, long long first, const double *energy,
+                              const double *virials, const double *forces, double *q)
+{
+    const int s = L->selected[j];
+    const long long g = L->structure_offset[s];
+    nep_loss_structure(L->structure_offset[s + 1] - g, energy[j], virials + 9 * (size_t)j,
+                       forces + 3 * (size_t)first, L->ref_energy[s], L->ref_virial + 6 * (size_t)s,
+                       L->has_virial[s], L->ref_forces + 3 * (size_t)g, L->force_weight + g,
+                       L->weight[s], L->lambda_shear, q + (size_t)j * NEP_LOSS_STRUCTURE_LENGTH);
+}
+
 /* The force weight c_i of one atom (see the top of this file). */
 NEP_HD double nep_loss_force_weight(double structure_weight, double type_weight,
                                     const double *f_ref, double force_delta)
@@ -139,10 +251,6 @@ NEP_HD double nep_loss_force_weight(double structure_weight, double type_weight,
     }
     return c;
 }
-
-/* sqrt that is 0 for x <= 0 (a perfect fit, or an empty set) and NaN for NaN, as numpy's
- * sqrt(maximum(x, 0)): a NaN label must show in the loss, not vanish from it */
-NEP_HD double nep_loss_root(double x) { return x > 0.0 ? sqrt(x) : (x == x ? 0.0 : x); }
 
 /* dL(T)/dE_n of structure n: Delta_n, eps_n, w_n, N_n and the loss record's scalars.
  * L_e = lambda_e sqrt(X), X = sum_m r_m (Delta_m - s) / S with r_m = w_m^2 eps_m (Delta_m - s);

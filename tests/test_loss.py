@@ -233,3 +233,56 @@ def test_labels_reject_bad_input():
     st.forces = None
     with pytest.raises(ValueError, match="no forces"):
         Labels.from_structures([st], ["A"])
+
+
+@pytest.mark.parametrize("force_delta", [0.0, 0.8])
+def test_c_loss_matches_numpy(force_delta):
+    """The C loss (cext/nep_train_loss.h: the pieces the GPU sums too, and the CPU trainer's
+    loss) against this module's numpy loss: every term for every type, the shift, the RMSEs
+    and every adjoint, on full and partial batches in any order; a species no structure holds,
+    a zero energy weight, structures without virial and asymmetric virials included."""
+    from nepzbl_plugin import _core
+    from nepzbl_plugin.train.loss import LossValue
+
+    species, structures, labels, pred = _example()
+    z, ptypes = _params()
+    weights = _weights(force_delta=force_delta)
+    global_mask = ptypes == T
+    loss = Loss(weights, ptypes, global_mask)
+    c_loss = _core.LossSet(
+        labels.offsets, labels.energy, labels.virial, labels.has_virial.astype(np.intc),
+        labels.weight, labels.energy_weight, labels.forces, labels.atom_types.astype(np.intc),
+        weights.type_weight, weights.force_delta, weights.lambda_e, weights.lambda_f,
+        weights.lambda_v, weights.lambda_shear, weights.lambda_1, weights.lambda_2,
+        ptypes.astype(np.intc), global_mask.astype(np.uint8))
+    for idx in ([0, 1, 2, 3], [2, 0], [3]):
+        sub = labels.subset(idx)
+        atoms = np.concatenate([np.arange(labels.offsets[s], labels.offsets[s + 1]) for s in idx])
+        p = Predictions(pred.energy[idx], pred.forces[atoms], pred.virial[idx])
+        want, adj = loss.evaluate(sub, p, z), loss.adjoints(sub, p, z)
+        record, alpha, fadj, vadj, reg = c_loss.evaluate(
+            np.array(idx, dtype=np.intc), p.energy, np.ascontiguousarray(p.forces),
+            np.ascontiguousarray(p.virial), z)
+        got = LossValue.from_record(record, T)
+        for name in ("total", "l1", "l2", "energy", "force", "virial"):
+            np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-12,
+                                       atol=1e-15, err_msg=f"{idx} {name}")
+        for name in ("shift", "rmse_energy", "rmse_force", "rmse_virial"):
+            assert getattr(got, name) == pytest.approx(getattr(want, name), rel=1e-12, abs=1e-15)
+        for mine, theirs in ((alpha, adj.energy), (fadj, adj.forces), (vadj, adj.virial),
+                             (reg, adj.regularisation)):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-15)
+    # a NaN label shows in the loss (it does not vanish into a zero term)
+    bad = Labels.from_structures(structures, species)
+    bad.energy[1] = np.nan
+    c_bad = _core.LossSet(
+        bad.offsets, bad.energy, bad.virial, bad.has_virial.astype(np.intc), bad.weight,
+        bad.energy_weight, bad.forces, bad.atom_types.astype(np.intc), weights.type_weight,
+        weights.force_delta, 1.0, 1.0, 0.1, 1.0, 0.0, 0.0, ptypes.astype(np.intc),
+        global_mask.astype(np.uint8))
+    record = c_bad.evaluate(np.arange(4, dtype=np.intc), pred.energy, pred.forces,
+                            np.ascontiguousarray(pred.virial), z, False)[0]
+    assert not LossValue.from_record(record, T).is_finite()
+    with pytest.raises(ValueError, match="out of range"):
+        c_loss.evaluate(np.array([7], dtype=np.intc), pred.energy[:1], pred.forces[:1],
+                        np.ascontiguousarray(pred.virial[:1]), z)

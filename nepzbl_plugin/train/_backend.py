@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .loss import Adjoints, Predictions
+from .loss import Adjoints, Labels, Loss, LossValue, Predictions
 
 __all__ = ["EngineBackend", "structures_to_systems", "zbl_only_model"]
 
@@ -132,6 +132,60 @@ class EngineBackend:
             cache=self._training_cache,
         )
         return np.asarray(g, dtype=np.float64) + adjoints.regularisation
+
+    # ------------------------------------------------------------ the loss in C
+    has_loss = False
+
+    def attach_loss(self, labels: Labels, loss: Loss) -> None:
+        """Keeps the labels of every structure (in the order of ``structures``) and the
+        loss's weights for the C loss (``cext/nep_train_loss.h``, the pieces the GPU sums
+        too); then :meth:`loss_and_gradient` and :meth:`population_losses` compute the loss
+        without numpy."""
+        from .. import _core
+
+        if labels.num_structures != len(self.structures):
+            raise ValueError("the labels do not belong to this backend's structures")
+        w = loss.weights
+        self._loss = _core.LossSet(
+            np.ascontiguousarray(labels.offsets, dtype=np.int64),
+            np.ascontiguousarray(labels.energy, dtype=np.float64),
+            np.ascontiguousarray(labels.virial, dtype=np.float64).reshape(-1, 6),
+            np.ascontiguousarray(labels.has_virial, dtype=np.intc),
+            np.ascontiguousarray(labels.weight, dtype=np.float64),
+            np.ascontiguousarray(labels.energy_weight, dtype=np.float64),
+            np.ascontiguousarray(labels.forces, dtype=np.float64).reshape(-1, 3),
+            np.ascontiguousarray(labels.atom_types, dtype=np.intc),
+            np.ascontiguousarray(w.type_weight, dtype=np.float64), float(w.force_delta),
+            float(w.lambda_e), float(w.lambda_f), float(w.lambda_v), float(w.lambda_shear),
+            float(w.lambda_1), float(w.lambda_2),
+            np.ascontiguousarray(loss.parameter_types, dtype=np.intc),
+            np.ascontiguousarray(loss.global_mask, dtype=np.uint8),
+        )
+        self._num_types = loss.num_types
+        self.has_loss = True
+
+    def _loss_of(self, params, idx, want_adjoints):
+        pred = self.predict(params, idx)
+        out = self._loss.evaluate(
+            idx, np.ascontiguousarray(pred.energy), np.ascontiguousarray(pred.forces),
+            np.ascontiguousarray(pred.virial), np.ascontiguousarray(params, dtype=np.float64),
+            want_adjoints)
+        return LossValue.from_record(out[0], self._num_types), out[1:]
+
+    def loss_and_gradient(self, params: np.ndarray, indices, want_gradient: bool = True
+                          ) -> tuple[LossValue, np.ndarray | None]:
+        """GPUMD's loss of ``params`` on structures ``indices`` and its exact gradient
+        dL(T)/dz (regularisation included; None when the loss is not finite)."""
+        idx = np.ascontiguousarray(np.fromiter((int(i) for i in indices), dtype=np.intc))
+        value, (alpha, fadj, vadj, reg) = self._loss_of(params, idx, want_gradient)
+        if not want_gradient or not value.is_finite():
+            return value, None
+        return value, self.gradient(params, idx, Adjoints(alpha, fadj, vadj, reg))
+
+    def population_losses(self, population, indices) -> list[LossValue]:
+        """The loss of every row of ``population`` on structures ``indices``."""
+        idx = np.ascontiguousarray(np.fromiter((int(i) for i in indices), dtype=np.intc))
+        return [self._loss_of(z, idx, False)[0] for z in population]
 
     def descriptors(self, indices, model=None) -> list[np.ndarray]:
         """Per-atom descriptors (scaled by the model's q_scaler) of structures ``indices``."""

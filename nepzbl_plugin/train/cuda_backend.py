@@ -165,14 +165,14 @@ class CudaBackend:
         dL(T)/dz (regularisation included), in one call to the device."""
         record, grad = self._set.loss_gradient(np.ascontiguousarray(params, dtype=np.float64),
                                                self._selection(indices), want_gradient)
-        return loss_value(record, self._num_types), grad
+        return LossValue.from_record(record, self._num_types), grad
 
     def population_losses(self, population, indices) -> list[LossValue]:
         """The loss of every row of ``population`` on structures ``indices``: predictions and
         losses on the device in one launch sequence, only the losses come back."""
         records = self._set.population_loss(np.ascontiguousarray(population, dtype=np.float64),
                                             self._selection(indices))
-        return [loss_value(r, self._num_types) for r in records]
+        return [LossValue.from_record(r, self._num_types) for r in records]
 
     def device_adam(self, adam, params: np.ndarray) -> DeviceAdam:
         """Adam's state and ``params`` moved to the device (see :class:`DeviceAdam`)."""
@@ -184,17 +184,6 @@ class CudaBackend:
         if self._cpu is None:
             self._cpu = EngineBackend(self.model, self.structures)
         return self._cpu.descriptors(indices, model)
-
-
-def loss_value(record: np.ndarray, num_types: int) -> LossValue:
-    """A :class:`~nepzbl_plugin.train.loss.LossValue` from a loss record of the device
-    (``cext/nep_train_loss.h``: six blocks of T + 1 values, then the scalars)."""
-    n = num_types + 1
-    block = [np.array(record[k * n:(k + 1) * n]) for k in range(6)]
-    shift, rmse_e, rmse_f, rmse_v = (float(x) for x in record[6 * n:6 * n + 4])
-    return LossValue(total=block[0], l1=block[1], l2=block[2], energy=block[3], force=block[4],
-                     virial=block[5], shift=shift, rmse_energy=rmse_e, rmse_force=rmse_f,
-                     rmse_virial=rmse_v)
 
 
 class DeviceAdam:
@@ -228,7 +217,7 @@ class DeviceAdam:
             a.weight_decay, 1 - a.beta1**step, 1 - a.beta2**step)
         if updated:
             a.step_count = step
-        return loss_value(record, self.backend._num_types), updated
+        return LossValue.from_record(record, self.backend._num_types), updated
 
     def pull(self) -> None:
         """The device's parameters into ``params`` (in place) and its moments into the host

@@ -245,6 +245,18 @@ class LossValue:
         """L(T), the total loss GPUMD reports and gradient optimisers minimise."""
         return float(self.total[-1])
 
+    @classmethod
+    def from_record(cls, record: np.ndarray, num_types: int) -> LossValue:
+        """From a loss record of the C loss (``cext/nep_train_loss.h``, on the CPU or the
+        GPU): six blocks of T + 1 values (L, L1, L2, energy, force, virial), then the shift and
+        the three RMSEs."""
+        n = num_types + 1
+        block = [np.array(record[k * n:(k + 1) * n], dtype=np.float64) for k in range(6)]
+        shift, rmse_e, rmse_f, rmse_v = (float(x) for x in record[6 * n:6 * n + 4])
+        return cls(total=block[0], l1=block[1], l2=block[2], energy=block[3], force=block[4],
+                   virial=block[5], shift=shift, rmse_energy=rmse_e, rmse_force=rmse_f,
+                   rmse_virial=rmse_v)
+
     def is_finite(self) -> bool:
         return bool(np.all(np.isfinite(self.total)))
 

@@ -250,8 +250,8 @@ class _Run:
         self.train_structures = train_structures
         self.backend = backend(model, train_structures)
         self.device = getattr(self.backend, "device", "cpu")
-        # a backend that can compute the loss itself (the GPU) gets the labels once, and then
-        # a training step never leaves it
+        # a backend that computes the loss itself gets the labels once: the C loss on the CPU,
+        # and on the GPU a training step that never leaves the device
         if hasattr(self.backend, "attach_loss"):
             self.backend.attach_loss(self.train_labels, loss)
         self.loss_on_backend = bool(getattr(self.backend, "has_loss", False))
@@ -534,7 +534,8 @@ def _gradient_loop(run: _Run, params: np.ndarray, state) -> tuple[np.ndarray, st
     reason = ""
     epoch_losses = []
     # on the GPU the parameters and Adam's moments stay on the device between reports
-    device = run.backend.device_adam(adam, params) if run.loss_on_backend else None
+    device = (run.backend.device_adam(adam, params)
+              if run.loss_on_backend and hasattr(run.backend, "device_adam") else None)
 
     def extras():
         if device is not None:
