@@ -265,3 +265,35 @@ def test_adam_switches_to_lbfgs_and_resumes_in_that_phase(tmp_path, data):
                        patience=1, polish_after=1, report_interval=5, log=messages.append)
     assert resumed.records[-1]["step"] == 50
     assert resumed.records[-1]["loss"] <= hist.records[-1]["loss"] * (1 + 1e-9)
+
+
+class _NumpyLossBackend:
+    """The CPU backend without its C loss: the trainer falls back to the numpy loss."""
+
+    def __init__(self, model, structures):
+        self.inner = EngineBackend(model, structures)
+
+    def predict(self, params, indices):
+        return self.inner.predict(params, indices)
+
+    def gradient(self, params, indices, adjoints):
+        return self.inner.gradient(params, indices, adjoints)
+
+    def descriptors(self, indices, model=None):
+        return self.inner.descriptors(indices, model)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "snes"])
+def test_c_loss_and_numpy_loss_train_the_same_run(data, optimizer):
+    """The trainer's loss in C (cext/nep_train_loss.h, on the backend) and the numpy loss
+    take the same steps: the same losses and parameters to rounding."""
+    nep_in, structures = data
+    if optimizer == "snes":
+        nep_in = parse_nep_in(NEP_IN + "population 10\nbatch 3\n")
+    runs = {}
+    for name, backend in (("c", None), ("numpy", _NumpyLossBackend)):
+        model, hist = train(structures[:5], nep_in, optimizer=optimizer, epochs=6, seed=4,
+                            report_interval=3, log=None, backend=backend)
+        runs[name] = (model.parameters, hist.column("loss"))
+    np.testing.assert_allclose(runs["c"][1], runs["numpy"][1], rtol=1e-9)
+    np.testing.assert_allclose(runs["c"][0], runs["numpy"][0], rtol=1e-7, atol=1e-9)

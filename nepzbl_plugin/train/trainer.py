@@ -866,7 +866,10 @@ def train(
         Where predictions and gradients are computed: a callable ``backend(model, structures)``
         returning an object with ``predict(params, indices)``, ``gradient(params, indices,
         adjoints)`` and ``descriptors(indices, model=None)`` (see
-        :class:`~nepzbl_plugin.train._backend.EngineBackend`). ``None`` (default): chosen by
+        :class:`~nepzbl_plugin.train._backend.EngineBackend`); one that also has
+        ``attach_loss(labels, loss)``, ``loss_and_gradient`` and ``population_losses`` computes
+        the loss itself (and with ``device_adam``, Adam's update too); otherwise the numpy
+        loss of :mod:`nepzbl_plugin.train.loss` is used. ``None`` (default): chosen by
         ``device``.
     device
         Used when ``backend`` is None: ``"auto"`` (the GPU when one is present and the CUDA
