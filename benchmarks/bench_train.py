@@ -414,10 +414,10 @@ def _peers_on_gpu(nep_in_path, held_out, target_force, peer_minutes, out):
 
 def bench_gpu_epoch(threads, out):
     """One epoch of a 2000 x 192-atom set on the GPU against the CPU trainer."""
+    from nepzbl_plugin.model import Model
     from nepzbl_plugin.train._backend import EngineBackend
     from nepzbl_plugin.train.cuda_backend import CudaBackend
     from nepzbl_plugin.train.loss import Adjoints
-    from nepzbl_plugin.model import Model
 
     nep_in, base = _read(DATA / "llzo/NEP25-ZBL/nep.in", [DATA / "llzo/NEP25-ZBL/train.xyz"])
     rng = np.random.default_rng(0)

@@ -288,14 +288,14 @@ def plot_learning_curve(curve: LearningCurve, path) -> Path:
     rows = curve.summary()
     panels = [p for p in panels if any(r[f"{p[0]}_mean"] is not None for r in rows)]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    for ax, (key, scale, label) in zip(axes[0], panels):
+    for ax, (key, scale, label) in zip(axes[0], panels, strict=True):
         sizes = [r["size"] for r in rows if r[f"{key}_mean"] is not None]
         means = [r[f"{key}_mean"] * scale for r in rows if r[f"{key}_mean"] is not None]
         stds = [r[f"{key}_std"] * scale for r in rows if r[f"{key}_mean"] is not None]
         every = [(p.size, getattr(p, key) * scale) for p in curve.points
                  if getattr(p, key) is not None and np.isfinite(getattr(p, key))]
         if every:
-            ax.plot(*zip(*every), ".", color="0.6", label="each model")
+            ax.plot(*zip(*every, strict=True), ".", color="0.6", label="each model")
         ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3,
                     label="mean ± std over repeats")
         ax.set_xscale("log")
