@@ -298,6 +298,15 @@ int upload_real(nep_train_cuda *h, const void **p, const double *host, size_t n,
     return status;
 }
 
+/* ALLOC(ptr, type, n): n values of `type` on the device for h, into ptr (through the local
+ * `void *d`); returns the status from the enclosing function on failure. */
+#define ALLOC(ptr, type, n)                                                                    \
+    do {                                                                                       \
+        status = dalloc(h, &d, sizeof(type) * (n), #ptr);                                      \
+        if (status) return status;                                                             \
+        ptr = (type *)d;                                                                       \
+    } while (0)
+
 int create(const nep_model_spec *spec, int num_systems, const nep_system *systems,
            nep_train_cuda *h, int *bad_system)
 {
@@ -406,12 +415,6 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
 
     /* per-call buffers, sized for the whole set */
     const size_t S = (size_t)num_systems;
-#define ALLOC(ptr, type, n)                                                                    \
-    do {                                                                                       \
-        status = dalloc(h, &d, sizeof(type) * (n), #ptr);                                      \
-        if (status) return status;                                                             \
-        ptr = (type *)d;                                                                       \
-    } while (0)
     ALLOC(h->d_selected_atoms, int, A);
     ALLOC(h->d_selected, int, S);
     ALLOC(h->d_selection_offset, long long, S + 1);
@@ -435,7 +438,6 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     ALLOC(a.rows, double, tile * a.model.num_parameters);
     status = dalloc(h, &a.scratch, h->real * tile * (size_t)a.scratch_len, "scratch");
     if (status) return status;
-#undef ALLOC
     a.selected_atoms = h->d_selected_atoms;
     return cuda_status(cudaStreamCreateWithFlags(&h->stream, cudaStreamNonBlocking), "stream");
 }
@@ -784,19 +786,12 @@ int nep_train_cuda_set_loss(nep_train_cuda *h, const nep_train_cuda_labels *L)
     UP(parameter_types, int, L->parameter_types, P);
     UP(global_mask, unsigned char, L->global_mask, P);
 #undef UP
-#define ALLOC(ptr, type, n)                                                                    \
-    do {                                                                                       \
-        status = dalloc(h, &d, sizeof(type) * (n), #ptr);                                      \
-        if (status) return status;                                                             \
-        ptr = (type *)d;                                                                       \
-    } while (0)
     ALLOC(h->d_z, double, P);
     ALLOC(h->d_z_call, double, P);
     ALLOC(h->d_m, double, P);
     ALLOC(h->d_v, double, P);
     ALLOC(h->d_decay, unsigned char, P);
     ALLOC(h->d_bad, int, 1);
-#undef ALLOC
     l.structure_offset = h->d_structure_offset;
     l.selected = h->d_selected;
     h->loss.selected_atoms = h->d_selected_atoms;

@@ -242,19 +242,14 @@ def test_c_loss_matches_numpy(force_delta):
     and every adjoint, on full and partial batches in any order; a species no structure holds,
     a zero energy weight, structures without virial and asymmetric virials included."""
     from nepzbl_plugin import _core
-    from nepzbl_plugin.train.loss import LossValue
+    from nepzbl_plugin.train.loss import LossValue, c_loss_arguments
 
     species, structures, labels, pred = _example()
     z, ptypes = _params()
     weights = _weights(force_delta=force_delta)
     global_mask = ptypes == T
     loss = Loss(weights, ptypes, global_mask)
-    c_loss = _core.LossSet(
-        labels.offsets, labels.energy, labels.virial, labels.has_virial.astype(np.intc),
-        labels.weight, labels.energy_weight, labels.forces, labels.atom_types.astype(np.intc),
-        weights.type_weight, weights.force_delta, weights.lambda_e, weights.lambda_f,
-        weights.lambda_v, weights.lambda_shear, weights.lambda_1, weights.lambda_2,
-        ptypes.astype(np.intc), global_mask.astype(np.uint8))
+    c_loss = _core.LossSet(**c_loss_arguments(labels, loss))
     for idx in ([0, 1, 2, 3], [2, 0], [3]):
         sub = labels.subset(idx)
         atoms = np.concatenate([np.arange(labels.offsets[s], labels.offsets[s + 1]) for s in idx])
@@ -275,11 +270,7 @@ def test_c_loss_matches_numpy(force_delta):
     # a NaN label shows in the loss (it does not vanish into a zero term)
     bad = Labels.from_structures(structures, species)
     bad.energy[1] = np.nan
-    c_bad = _core.LossSet(
-        bad.offsets, bad.energy, bad.virial, bad.has_virial.astype(np.intc), bad.weight,
-        bad.energy_weight, bad.forces, bad.atom_types.astype(np.intc), weights.type_weight,
-        weights.force_delta, 1.0, 1.0, 0.1, 1.0, 0.0, 0.0, ptypes.astype(np.intc),
-        global_mask.astype(np.uint8))
+    c_bad = _core.LossSet(**c_loss_arguments(bad, loss))
     record = c_bad.evaluate(np.arange(4, dtype=np.intc), pred.energy, pred.forces,
                             np.ascontiguousarray(pred.virial), z, False)[0]
     assert not LossValue.from_record(record, T).is_finite()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .loss import Adjoints, Labels, Loss, LossValue, Predictions
+from .loss import Adjoints, Labels, Loss, LossValue, Predictions, c_loss_arguments
 
 __all__ = ["EngineBackend", "structures_to_systems", "zbl_only_model"]
 
@@ -145,22 +145,7 @@ class EngineBackend:
 
         if labels.num_structures != len(self.structures):
             raise ValueError("the labels do not belong to this backend's structures")
-        w = loss.weights
-        self._loss = _core.LossSet(
-            np.ascontiguousarray(labels.offsets, dtype=np.int64),
-            np.ascontiguousarray(labels.energy, dtype=np.float64),
-            np.ascontiguousarray(labels.virial, dtype=np.float64).reshape(-1, 6),
-            np.ascontiguousarray(labels.has_virial, dtype=np.intc),
-            np.ascontiguousarray(labels.weight, dtype=np.float64),
-            np.ascontiguousarray(labels.energy_weight, dtype=np.float64),
-            np.ascontiguousarray(labels.forces, dtype=np.float64).reshape(-1, 3),
-            np.ascontiguousarray(labels.atom_types, dtype=np.intc),
-            np.ascontiguousarray(w.type_weight, dtype=np.float64), float(w.force_delta),
-            float(w.lambda_e), float(w.lambda_f), float(w.lambda_v), float(w.lambda_shear),
-            float(w.lambda_1), float(w.lambda_2),
-            np.ascontiguousarray(loss.parameter_types, dtype=np.intc),
-            np.ascontiguousarray(loss.global_mask, dtype=np.uint8),
-        )
+        self._loss = _core.LossSet(**c_loss_arguments(labels, loss))
         self._num_types = loss.num_types
         self.has_loss = True
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import CudaUnavailableError
 from ._backend import EngineBackend, _Flat
-from .loss import Adjoints, Labels, Loss, LossValue, Predictions
+from .loss import Adjoints, Labels, Loss, LossValue, Predictions, c_loss_arguments
 
 __all__ = ["CudaBackend", "DeviceAdam", "cuda_training_available", "make_backend", "DEVICES"]
 
@@ -138,22 +138,12 @@ class CudaBackend:
     def attach_loss(self, labels: Labels, loss: Loss) -> None:
         """Uploads the labels of every structure (in the order of ``structures``) and the
         loss's weights, once; then the loss is computed on the device."""
-        w = loss.weights
         if labels.num_structures != len(self.structures):
             raise ValueError("the labels do not belong to this backend's structures")
-        self._set.set_loss(
-            np.ascontiguousarray(labels.energy, dtype=np.float64),
-            np.ascontiguousarray(labels.virial, dtype=np.float64).reshape(-1, 6),
-            np.ascontiguousarray(labels.has_virial, dtype=np.intc),
-            np.ascontiguousarray(labels.weight, dtype=np.float64),
-            np.ascontiguousarray(labels.energy_weight, dtype=np.float64),
-            np.ascontiguousarray(labels.forces, dtype=np.float64).reshape(-1, 3),
-            float(w.lambda_e), float(w.lambda_f), float(w.lambda_v), float(w.lambda_shear),
-            float(w.lambda_1), float(w.lambda_2), float(w.force_delta),
-            np.ascontiguousarray(w.type_weight, dtype=np.float64),
-            np.ascontiguousarray(loss.parameter_types, dtype=np.intc),
-            np.ascontiguousarray(loss.global_mask, dtype=np.uint8),
-        )
+        arguments = c_loss_arguments(labels, loss)
+        for known in ("structure_offset", "types"):  # the device has the set's own
+            del arguments[known]
+        self._set.set_loss(**arguments)
         self._num_types = loss.num_types
         self.has_loss = True
 

@@ -470,6 +470,32 @@ class Loss:
         return Adjoints(energy=alpha, forces=a, virial=B, regularisation=reg)
 
 
+def c_loss_arguments(labels: Labels, loss: Loss) -> dict:
+    """The labels of a training set and the loss's weights as the C loss takes them (the
+    keyword arguments of ``_core.LossSet`` and ``_cuda.CudaTrainingSet.set_loss``: contiguous
+    arrays of C types, by structure and atom of the whole set)."""
+    w = loss.weights
+    if w.lambda_1 is None or w.lambda_2 is None:
+        raise ValueError("resolve the default λ1/λ2 first (LossWeights.resolved)")
+    return dict(
+        structure_offset=np.ascontiguousarray(labels.offsets, dtype=np.int64),
+        energy=np.ascontiguousarray(labels.energy, dtype=np.float64),
+        virial=np.ascontiguousarray(labels.virial, dtype=np.float64).reshape(-1, 6),
+        has_virial=np.ascontiguousarray(labels.has_virial, dtype=np.intc),
+        weight=np.ascontiguousarray(labels.weight, dtype=np.float64),
+        energy_weight=np.ascontiguousarray(labels.energy_weight, dtype=np.float64),
+        forces=np.ascontiguousarray(labels.forces, dtype=np.float64).reshape(-1, 3),
+        types=np.ascontiguousarray(labels.atom_types, dtype=np.intc),
+        type_weight=np.ascontiguousarray(w.type_weight, dtype=np.float64),
+        force_delta=float(w.force_delta), lambda_e=float(w.lambda_e),
+        lambda_f=float(w.lambda_f), lambda_v=float(w.lambda_v),
+        lambda_shear=float(w.lambda_shear), lambda_1=float(w.lambda_1),
+        lambda_2=float(w.lambda_2),
+        parameter_types=np.ascontiguousarray(loss.parameter_types, dtype=np.intc),
+        global_mask=np.ascontiguousarray(loss.global_mask, dtype=np.uint8),
+    )
+
+
 def combine_full_batch(values: list[LossValue]) -> LossValue:
     """GPUMD's ``batch N 1``: each λ-weighted term as √(mean of squares) over the batches
     (every batch counts equally); L1 and L2 are those of the first batch (the same z)."""
