@@ -15,12 +15,15 @@ the loop's limits (0.6 x the start data's shortest distance per species pair,
 :func:`nepzbl_plugin.al.loop.collapse_limits`), as :func:`nepzbl_plugin.al.sampling.run_md`
 does in every iteration. The result of each run goes to
 ``validation/out/al_contrast_long_<variant>.json`` (rewritten as the run goes, so a stopped
-run still says how far it got).
+run still says how far it got). ``--model-zbl`` / ``--model-nozbl`` put other models in
+(the paper's NEP802-ZBL and NEP802, say) and ``--tag`` keeps their results apart.
 
 Usage::
 
     python validation/al_contrast_long.py [--models validation/llzo/out/cpu/item6]
         [--ps 1000] [--temperature 1200] [--sample-interval 500] [--seed 0]
+    python validation/al_contrast_long.py --tag nep802 --ps 600 \
+        --model-zbl ../shared/data/llzo/NEP802-ZBL.txt --model-nozbl ../shared/data/llzo/NEP802.txt
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def run_variant(variant: str, model_path: str, args: dict) -> dict:
                      timestep=args["timestep"], friction=0.01,
                      sample_interval=args["sample_interval"], thermostat="langevin")
     evaluator = Evaluator(model_path, num_threads=1)
-    path = OUT / f"al_contrast_long_{variant}.json"
+    path = OUT / f"al_contrast_long_{args['tag']}{variant}.json"
     start = data[args["start_frame"]].to_atoms()
     record = {"variant": VARIANTS[variant], "model": str(model_path), "atoms": len(start),
               "temperature_K": args["temperature"], "planned_ps": args["ps"],
@@ -125,8 +128,18 @@ def main(argv=None) -> int:
     parser.add_argument("--sample-interval", type=int, default=500, help="steps per frame")
     parser.add_argument("--start-frame", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-zbl", default=None,
+                        help="a nep.txt with ZBL instead of the first model under --models")
+    parser.add_argument("--model-nozbl", default=None,
+                        help="a nep.txt without ZBL instead of the first model under --models")
+    parser.add_argument("--tag", default="",
+                        help="added to the result files' names (al_contrast_long_TAG_zbl.json)")
     args = parser.parse_args(argv)
     models = {v: Path(args.models) / v / "state" / "iter_000" / "nep.txt" for v in VARIANTS}
+    if args.model_zbl:
+        models["zbl"] = Path(args.model_zbl)
+    if args.model_nozbl:
+        models["nozbl"] = Path(args.model_nozbl)
     missing = [str(p) for p in models.values() if not p.is_file()]
     if missing:
         print(f"al_contrast_long: no first model at {', '.join(missing)}; run "
@@ -134,7 +147,7 @@ def main(argv=None) -> int:
         return 2
     settings = {"ps": args.ps, "temperature": args.temperature, "timestep": args.timestep,
                 "sample_interval": args.sample_interval, "start_frame": args.start_frame,
-                "seed": args.seed}
+                "seed": args.seed, "tag": f"{args.tag}_" if args.tag else ""}
     with get_context("spawn").Pool(len(models)) as pool:
         jobs = [pool.apply_async(run_variant, (v, str(p), settings)) for v, p in models.items()]
         records = [job.get() for job in jobs]
