@@ -75,7 +75,7 @@ def run_variant(variant: str, model_path: str, args: dict) -> dict:
                      timestep=args["timestep"], friction=0.01,
                      sample_interval=args["sample_interval"], thermostat="langevin")
     evaluator = Evaluator(model_path, num_threads=1)
-    path = OUT / f"al_contrast_long_{args['tag']}{variant}.json"
+    path = Path(args["out"]) / f"al_contrast_long_{args['tag']}{variant}.json"
     start = data[args["start_frame"]].to_atoms()
     record = {"variant": VARIANTS[variant], "model": str(model_path), "atoms": len(start),
               "temperature_K": args["temperature"], "planned_ps": args["ps"],
@@ -134,6 +134,8 @@ def main(argv=None) -> int:
                         help="a nep.txt without ZBL instead of the first model under --models")
     parser.add_argument("--tag", default="",
                         help="added to the result files' names (al_contrast_long_TAG_zbl.json)")
+    parser.add_argument("--out", default=str(OUT),
+                        help="folder of the result files (default validation/out)")
     args = parser.parse_args(argv)
     models = {v: Path(args.models) / v / "state" / "iter_000" / "nep.txt" for v in VARIANTS}
     if args.model_zbl:
@@ -147,7 +149,7 @@ def main(argv=None) -> int:
         return 2
     settings = {"ps": args.ps, "temperature": args.temperature, "timestep": args.timestep,
                 "sample_interval": args.sample_interval, "start_frame": args.start_frame,
-                "seed": args.seed, "tag": f"{args.tag}_" if args.tag else ""}
+                "seed": args.seed, "tag": f"{args.tag}_" if args.tag else "", "out": args.out}
     with get_context("spawn").Pool(len(models)) as pool:
         jobs = [pool.apply_async(run_variant, (v, str(p), settings)) for v, p in models.items()]
         records = [job.get() for job in jobs]
