@@ -23,8 +23,7 @@ def test_contrast_runs_write_one_record_per_model(tmp_path):
          "--sample-interval", "50", "--tag", "smoke", "--out", str(tmp_path),
          "--model-zbl", str(SHARED / "NEP802-ZBL.txt"),
          "--model-nozbl", str(SHARED / "NEP802.txt")],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "failure ratio" in result.stdout
     for variant in ("zbl", "nozbl"):

@@ -38,7 +38,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+try:  # an installed nepzbl (CI), else this checkout with its built extensions
+    import nepzbl_plugin._core  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data" / "llzo"
 OUT = REPO / "validation" / "out"
 VARIANTS = {"zbl": "with ZBL (zbl 1.8)", "nozbl": "without ZBL"}
