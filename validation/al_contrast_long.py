@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -45,12 +44,6 @@ except ImportError:
 DATA = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data" / "llzo"
 OUT = REPO / "validation" / "out"
 VARIANTS = {"zbl": "with ZBL (zbl 1.8)", "nozbl": "without ZBL"}
-KB = 8.617333262e-5  # eV/K
-
-
-def collision_energy(temperature: float, atoms: int, seconds: float, nu: float = 1e13) -> float:
-    """E* = k_B T ln(nu N t), eV: the head-on collision energy N atoms reach about once in t."""
-    return KB * temperature * math.log(nu * atoms * seconds)
 
 
 def _write(path: Path, record: dict) -> None:
@@ -67,6 +60,7 @@ def run_variant(variant: str, model_path: str, args: dict) -> dict:
     from nepzbl_plugin.al.config import MDRunSpec
     from nepzbl_plugin.al.loop import collapse_limits
     from nepzbl_plugin.al.sampling import run_md
+    from nepzbl_plugin.audit.stress_test import knock_on_energy
     from nepzbl_plugin.engine import Evaluator
     from nepzbl_plugin.io.xyz import read_train_xyz
 
@@ -85,11 +79,10 @@ def run_variant(variant: str, model_path: str, args: dict) -> dict:
               "timestep_fs": args["timestep"], "sample_interval": args["sample_interval"],
               "seed": args["seed"], "start_frame": args["start_frame"],
               "limits_A": {"-".join(k): round(v, 4) for k, v in sorted(limits.items())},
-              "collision_energy_eV": round(collision_energy(
-                  args["temperature"], len(start), args["ps"] * 1e-12), 3),
+              "collision_energy_eV": round(knock_on_energy(
+                  args["temperature"], len(start) * args["ps"] * 1e-3), 3),
               "status": "running"}
     t0 = time.monotonic()
-    seen = {"failed": 0}
 
     def progress(done, total):
         if done % 20 and done != total:
@@ -101,7 +94,6 @@ def run_variant(variant: str, model_path: str, args: dict) -> dict:
 
     result = run_md(start, evaluator, spec, limits, seed=args["seed"], callback=progress)
     failed_at = next((k for k, bad in enumerate(result.failed) if bad), None)
-    seen["failed"] = result.num_failed
     record.update({
         "status": "done",
         "samples_planned": result.planned,

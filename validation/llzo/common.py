@@ -247,6 +247,20 @@ def fmt(value, spec: str = ".3g", unit: str = "") -> str:
     return f"{text} {unit}".rstrip()
 
 
+def not_run_rows(not_run: dict, quantity: str, paper: str) -> list[dict]:
+    """Summary rows for the models an item could not run (their model is missing: item 2);
+    ``quantity`` is a format with ``{model}``."""
+    return [{"quantity": quantity.format(model=model), "paper": paper,
+             "ours": "not run (model missing: item 2)", "run": ""} for model in not_run]
+
+
+def not_run_lines(not_run: dict) -> list[str]:
+    """The report lines that name the models an item could not run, and why ([] if none)."""
+    if not not_run:
+        return []
+    return ["Not run: " + "; ".join(f"{m} ({n})" for m, n in not_run.items()), ""]
+
+
 def md_table(header: list[str], rows: list[list]) -> str:
     """A Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

@@ -199,9 +199,7 @@ def rows(result: dict, ctx) -> list[dict]:
                     f"{common.fmt(worst['min_distance_A'], '.2f', 'Å')} "
                     f"({worst['min_distance_pair']})",
                     "run": _run_text(result)})
-    for model in result["not_run"]:
-        out.append({"quantity": f"{model}: RDFs", "paper": "none below 1.5 Å",
-                    "ours": "not run (model missing: item 2)", "run": ""})
+    out += common.not_run_rows(result["not_run"], "{model}: RDFs", "none below 1.5 Å")
     return out
 
 
@@ -231,9 +229,7 @@ def section(result: dict, ctx) -> str:
     lines += [common.md_table(
         ["model", "T (K)", "mean T (K)", "status", "max g Li-Li < 1.5 Å", "max g Li-La < 1.5 Å",
          "min Li-Li (Å)", "min Li-La (Å)", "shortest (Å, pair)", "wall (s)"], table), ""]
-    if result["not_run"]:
-        lines += ["Not run: " + "; ".join(f"{m} ({n})" for m, n in result["not_run"].items()),
-                  ""]
+    lines += common.not_run_lines(result["not_run"])
     lines += [ctx.figure_link(result["figure"], "partial RDFs Li-Li and Li-La, log scale"), ""]
 
     nep802 = [r for r in runs if r["model"] == "NEP802"]

@@ -254,9 +254,7 @@ def rows(result: dict, ctx) -> list[dict]:
         out.append({"quantity": f"Ea, {model}",
                     "paper": f"{result['paper_Ea_implied_eV']:.2f} eV (implied by its two D)",
                     "ours": ours, "run": _run_text(result)})
-    for model in result["not_run"]:
-        out.append({"quantity": f"D_Li, {model}", "paper": "as above",
-                    "ours": "not run (model missing: item 2)", "run": ""})
+    out += common.not_run_rows(result["not_run"], "D_Li, {model}", "as above")
     return out
 
 
@@ -302,9 +300,7 @@ def section(result: dict, ctx) -> str:
     if fits:
         lines += [common.md_table(["model", "runs", "Ea (eV)", "D0 (cm²/s)", "T (K)", "fit"],
                                   fits), ""]
-    if result["not_run"]:
-        lines += ["Not run: " + "; ".join(f"{m} ({n})" for m, n in result["not_run"].items()),
-                  ""]
+    lines += common.not_run_lines(result["not_run"])
     lines += [ctx.figure_link(FIGURE_MSD, "Li MSD against lag time"), "",
               ctx.figure_link(FIGURE_ARRHENIUS, "Arrhenius plot of D_Li"), ""]
     cold = {s: [p for p in result["points"] if p["temperature_K"] == 800 and p["start"] == s

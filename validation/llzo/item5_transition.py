@@ -295,9 +295,7 @@ def rows(result: dict, ctx) -> list[dict]:
                         f"; c/a at 600 K {a['c_over_a_start']:.3f} before, {end:.3f} after"
                         if end is not None else ""),
                     "run": _run_text(result)})
-    for model in result["not_run"]:
-        out.append({"quantity": f"transition, {model}", "paper": "as NEPstd",
-                    "ours": "not run (model missing: item 2)", "run": ""})
+    out += common.not_run_rows(result["not_run"], "transition, {model}", "as NEPstd")
     return out
 
 
@@ -326,9 +324,7 @@ def section(result: dict, ctx) -> str:
     lines += [common.md_table(["model", "status", "c/a at 600 K", "T heating", "T cooling",
                                "c/a at 600 K after", "spread of a, b, c at the hot end (%)",
                                "short axis on heating", "shortest (Å)", "wall (s)"], table), ""]
-    if result["not_run"]:
-        lines += ["Not run: " + "; ".join(f"{m} ({n})" for m, n in result["not_run"].items()),
-                  ""]
+    lines += common.not_run_lines(result["not_run"])
     lines += [ctx.figure_link(result["figure"], "c/a and a, b, c against temperature"), ""]
     switched = [m for m, a in result["analysis"].items() if "->" in _short_axes(a)]
     if switched:

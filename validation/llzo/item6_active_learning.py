@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import common
-import numpy as np
 
 NUMBER = 6
 TITLE = "Active learning with and without ZBL (paper Tables S3/S4)"
@@ -51,8 +50,6 @@ VARIANTS = {"zbl": "with ZBL (zbl 1.8)", "nozbl": "without ZBL",
 PAPER_FAILURE = {"zbl": [0.0, 0.0, 0.0], "nozbl": [None, 19.9, 57.9],
                  "suggested": [None, None, None]}
 PAPER_FINAL_SIZE = {"zbl": 207}
-NU_ATTEMPT = 1e13  # 1/s: the audit's attempt frequency of E* = k_B T ln(nu N t)
-BOLTZMANN = 8.617333262e-5  # eV/K
 PAPER_ATOM_NS_192 = 4 * 0.5 * 192  # atom-ns of the paper's four 500 ps runs, were they 192 atoms
 
 
@@ -70,12 +67,6 @@ def _args(settings: dict, threads: int, seed: int, device: str) -> argparse.Name
     args = argparse.Namespace(**settings)
     args.threads, args.seed, args.device = threads, seed, device
     return args
-
-
-def collision_energy(temperature: float, atom_ns: float) -> float:
-    """E* = k_B T ln(nu N t), eV: the head-on collision energy reached about once in ``atom_ns``
-    (atoms x ns) at ``temperature`` K (the audit's estimate, docs/al.md)."""
-    return BOLTZMANN * temperature * float(np.log(max(NU_ATTEMPT * atom_ns * 1e-9, 1.0)))
 
 
 def _shortest_distances(state: Path, iteration: int) -> list[float | None]:
@@ -191,14 +182,16 @@ def run(ctx) -> dict:
                     for name, job in jobs.items()}
     steps = _al_llzo()._steps_per_iteration(settings["md_steps"], settings["iterations"])
     ramps = _al_llzo().PAPER_RAMPS[: settings["iterations"]]
+    from nepzbl_plugin.audit.stress_test import knock_on_energy
+
     estimate = []
     for (_low, high), n in zip(ramps, steps, strict=True):
         atom_ns = settings["runs"] * n * 1e-6 * 192
         paper_atom_ns = 4 * 500e-3 * 12288
         estimate.append({"temperature_K": high, "atom_ns": atom_ns,
-                         "E_star_eV": collision_energy(high, atom_ns),
-                         "paper_E_star_eV": collision_energy(high, paper_atom_ns),
-                         "paper_192_E_star_eV": collision_energy(high, PAPER_ATOM_NS_192)})
+                         "E_star_eV": knock_on_energy(high, atom_ns),
+                         "paper_E_star_eV": knock_on_energy(high, paper_atom_ns),
+                         "paper_192_E_star_eV": knock_on_energy(high, PAPER_ATOM_NS_192)})
     figure = _plot(ctx, variants)
     return {"variants": variants, "md_steps": steps, "collision_energy": estimate,
             "device": ctx.device, "figure": figure}
@@ -329,6 +322,8 @@ def section(result, ctx) -> str:
             + f"; {common.fmt(variant['wall_s'], '.0f', 's')} in all.")
     lines += ["", ctx.figure_link(result["figure"], "failure ratio and training-set size per "
                                   "iteration, nepzbl against the paper"), ""]
+    from nepzbl_plugin.audit.stress_test import knock_on_energy
+
     e_star = result["collision_energy"]
     any_failure = {n: any(r["failed_frames"] for r in v["records"])
                    for n, v in result["variants"].items()}
@@ -345,7 +340,7 @@ def section(result, ctx) -> str:
                  "collision of E* = k_B T ln(nu N t) (nu = 10 THz). In iteration 3 here "
                  f"({e_star[-1]['atom_ns']:.2g} atom-ns at {e_star[-1]['temperature_K']:.0f} K) "
                  f"E* = {e_star[-1]['E_star_eV']:.2f} eV; the paper's 4 x 500 ps reach "
-                 f"{collision_energy(e_star[-1]['temperature_K'], PAPER_ATOM_NS_192):.2f} eV on "
+                 f"{knock_on_energy(e_star[-1]['temperature_K'], PAPER_ATOM_NS_192):.2f} eV on "
                  "192 atoms and "
                  f"{e_star[-1]['paper_E_star_eV']:.2f} eV on 12288 atoms (its MD cells; the "
                  "cell of its AL runs is not in our data). Earlier CPU runs (76 ps without ZBL "
