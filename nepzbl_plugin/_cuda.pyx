@@ -59,8 +59,10 @@ def last_error():
     return nep_cuda_last_error().decode()
 
 
-cdef _raise(int status, str what):
+cdef _raise(int status, str what, str detail=""):
     message = f"{what}: {nep_cuda_strerror(status).decode()}"
+    if detail:
+        message += f" ({detail})"
     if status == NOMEM:
         raise MemoryError(message)
     raise EngineError(message)

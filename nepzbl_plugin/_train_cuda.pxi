@@ -61,15 +61,8 @@ cdef const double *_tc_ptr(double[::1] arr):
 
 cdef _tc_check(int status, str what):
     """Raises the error of a failed nep_train_cuda call (MemoryError for allocations)."""
-    if status == NEP_OK:
-        return
-    detail = nep_train_cuda_last_error().decode()
-    message = f"{what}: {nep_cuda_strerror(status).decode()}"
-    if detail:
-        message += f" ({detail})"
-    if status == NOMEM:
-        raise MemoryError(message)
-    raise EngineError(message)
+    if status != NEP_OK:
+        _raise(status, what, nep_train_cuda_last_error().decode())
 
 
 cdef class CudaTrainingSet:
@@ -135,13 +128,7 @@ cdef class CudaTrainingSet:
         if status != NEP_OK:
             self.ptr = NULL
             where = f" (structure {bad})" if bad >= 0 else ""
-            detail = nep_train_cuda_last_error().decode()
-            message = f"uploading the training set{where}: {nep_cuda_strerror(status).decode()}"
-            if detail:
-                message += f" ({detail})"
-            if status == NOMEM:
-                raise MemoryError(message)
-            raise EngineError(message)
+            _tc_check(status, f"uploading the training set{where}")
         self.num_parameters = params.shape[0]
         self.num_structures = num_systems
         self.num_atoms = atom_offsets[num_systems] if num_systems > 0 else 0
@@ -199,14 +186,7 @@ cdef class CudaTrainingSet:
         with nogil:
             status = nep_train_cuda_run(self.ptr, &parameters[0], n, ps, pa, pf, pv, pg, pe,
                                         pff, pw)
-        if status != NEP_OK:
-            detail = nep_train_cuda_last_error().decode()
-            message = f"training on the GPU: {nep_cuda_strerror(status).decode()}"
-            if detail:
-                message += f" ({detail})"
-            if status == NOMEM:
-                raise MemoryError(message)
-            raise EngineError(message)
+        _tc_check(status, "training on the GPU")
         return gradient, energy, forces.reshape(atoms, 3), virials.reshape(n, 3, 3)
 
     def predict_population(self, double[:, ::1] parameters, int[::1] selected):
@@ -233,14 +213,7 @@ cdef class CudaTrainingSet:
         with nogil:
             status = nep_train_cuda_predict_population(self.ptr, population, pp, n, ps, &e[0],
                                                        &f[0], &w[0])
-        if status != NEP_OK:
-            detail = nep_train_cuda_last_error().decode()
-            message = f"training on the GPU: {nep_cuda_strerror(status).decode()}"
-            if detail:
-                message += f" ({detail})"
-            if status == NOMEM:
-                raise MemoryError(message)
-            raise EngineError(message)
+        _tc_check(status, "training on the GPU")
         return (energy[:population * n].reshape(population, n),
                 forces[:population * 3 * atoms].reshape(population, atoms, 3),
                 virials[:population * 9 * n].reshape(population, n, 3, 3))
