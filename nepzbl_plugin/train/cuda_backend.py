@@ -195,6 +195,7 @@ class DeviceAdam:
                                 np.ascontiguousarray(adam.m, dtype=np.float64),
                                 np.ascontiguousarray(adam.v, dtype=np.float64),
                                 np.ascontiguousarray(decay))
+        self._host_current = True  # the host holds what the device holds
 
     def step(self, indices) -> tuple[LossValue, bool]:
         """One step on structures ``indices`` with the host optimiser's current learning rate:
@@ -207,15 +208,19 @@ class DeviceAdam:
             a.weight_decay, 1 - a.beta1**step, 1 - a.beta2**step)
         if updated:
             a.step_count = step
+            self._host_current = False
         return LossValue.from_record(record, self.backend._num_types), updated
 
     def pull(self) -> None:
         """The device's parameters into ``params`` (in place) and its moments into the host
-        optimiser."""
+        optimiser (nothing to copy when no step was made since the last pull)."""
+        if self._host_current:
+            return
         z, m, v = self.backend._set.adam_state()
         self.params[:] = z
         self.adam.m = m
         self.adam.v = v
+        self._host_current = True
 
 
 def make_backend(device: str, model, structures, precision: str = "float32"):
