@@ -213,11 +213,6 @@ __global__ void to_real_kernel(size_t n, const double *z, void *out, int use_flo
     else ((float *)out)[p] = (float)z[p];
 }
 
-template <typename T> struct dvec {
-    T *p = nullptr;
-    size_t n = 0;
-};
-
 } // namespace
 
 struct nep_train_cuda {
@@ -622,8 +617,8 @@ int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_sele
     return NEP_OK;
 }
 
-/* A grow-only device buffer: *p holds at least `bytes` afterwards (all work on the stream is
- * finished when this is called, so the old buffer may go). */
+/* A grow-only device buffer: *p holds at least `bytes` afterwards. The old buffer may still be
+ * read by work queued on the stream: cudaFree waits for the device before it frees. */
 static int grow(void **p, size_t *have, size_t bytes, const char *what)
 {
     if (bytes <= *have) return NEP_OK;
@@ -916,17 +911,18 @@ int nep_train_cuda_population_loss(nep_train_cuda *h, int population, const doub
         return NEP_ERR_ARGUMENT;
     if (population == 0) return NEP_OK;
     const size_t P = h->args.model.num_parameters;
-    int count = 0;
-    size_t per = 0;
-    int status = population_pass(h, population, parameters, num_selected, selected, &count, &per);
-    if (status) return status;
     cudaStream_t st = h->stream;
-    CHECK(cudaStreamSynchronize(st), "synchronize");
-    status = grow((void **)&h->pop_z, &h->pop_z_bytes, sizeof(double) * P * (size_t)population,
-                  "population parameters");
+    /* the candidates in double for the regularisation, before any launch (the stream is idle,
+     * so growing needs no synchronisation) */
+    int status = grow((void **)&h->pop_z, &h->pop_z_bytes,
+                      sizeof(double) * P * (size_t)population, "population parameters");
     if (status) return status;
     CHECK(cudaMemcpyAsync(h->pop_z, parameters, sizeof(double) * P * (size_t)population,
                           cudaMemcpyHostToDevice, st), "population parameters");
+    int count = 0;
+    size_t per = 0;
+    status = population_pass(h, population, parameters, num_selected, selected, &count, &per);
+    if (status) return status;
     loss_args l;
     status = launch_loss(h, population, num_selected, per, h->pop_out + 3 * (size_t)count,
                          h->pop_out, h->pop_out + 3 * (size_t)count + num_selected, h->pop_z, &l);
