@@ -752,16 +752,11 @@ int nep_train_cuda_set_loss(nep_train_cuda *h, const nep_train_cuda_labels *L)
     l.num_parameters = P;
     /* force weights and which types each structure contains: once, on the host */
     std::vector<double> c(A);
-    std::vector<unsigned char> contains(S * (T + 1), 0);
-    for (size_t s = 0; s < S; ++s) {
-        contains[s * (T + 1) + T] = 1;
-        for (long long i = h->structure_offset[s]; i < h->structure_offset[s + 1]; ++i) {
-            const int t = h->types[i];
-            contains[s * (T + 1) + t] = 1;
-            c[i] = nep_loss_force_weight(L->weight[s], L->type_weight[t], L->forces + 3 * i,
-                                         L->force_delta);
-        }
-    }
+    std::vector<unsigned char> contains(S * (T + 1));
+    if (nep_loss_set_tables(T, (int)S, h->structure_offset.data(), h->types.data(), L->weight,
+                            L->type_weight, L->forces, L->force_delta, contains.data(),
+                            c.data()) >= 0)
+        return NEP_ERR_TYPE; /* create checked the types: not reached */
     void *d;
     int status;
 #define UP(field, type, host, n)                                                               \

@@ -252,6 +252,31 @@ NEP_HD double nep_loss_force_weight(double structure_weight, double type_weight,
     return c;
 }
 
+/* The per-set tables of nep_loss_set, once, on the host: contains [S][T + 1] (structure s holds
+ * type t; column T always set) and force_weight [A] (c_i), from the atoms' types [A], the
+ * structure offsets [S + 1], the structure weights [S], type_weight [T] and the reference
+ * forces [A][3]. Returns the index of the first atom whose type is outside 0..T-1, or -1. */
+static inline long long nep_loss_set_tables(int T, int S, const long long *structure_offset,
+                                            const int *types, const double *weight,
+                                            const double *type_weight, const double *forces,
+                                            double force_delta, unsigned char *contains,
+                                            double *force_weight)
+{
+    for (int s = 0; s < S; ++s) {
+        unsigned char *row = contains + (size_t)s * (T + 1);
+        for (int t = 0; t < T; ++t) row[t] = 0;
+        row[T] = 1;
+        for (long long i = structure_offset[s]; i < structure_offset[s + 1]; ++i) {
+            const int t = types[i];
+            if (t < 0 || t >= T) return i;
+            row[t] = 1;
+            force_weight[i] = nep_loss_force_weight(weight[s], type_weight[t], forces + 3 * i,
+                                                    force_delta);
+        }
+    }
+    return -1;
+}
+
 /* dL(T)/dE_n of structure n: Delta_n, eps_n, w_n, N_n and the loss record's scalars.
  * L_e = lambda_e sqrt(X), X = sum_m r_m (Delta_m - s) / S with r_m = w_m^2 eps_m (Delta_m - s);
  * dX/dDelta_n = 2 r_n / S - eps_n / sum eps * 2 sum_m r_m / S (through the shift). */

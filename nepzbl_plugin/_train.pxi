@@ -43,8 +43,11 @@ cdef extern from "nep_train_loss.h" nogil:
         const unsigned char *global_mask
     int NEP_LOSS_STRUCTURE_LENGTH
     size_t NEP_LOSS_LENGTH(int T)
-    double nep_loss_force_weight(double structure_weight, double type_weight,
-                                 const double *f_ref, double force_delta)
+    long long nep_loss_set_tables(int T, int S, const long long *structure_offset,
+                                  const int *types, const double *weight,
+                                  const double *type_weight, const double *forces,
+                                  double force_delta, unsigned char *contains,
+                                  double *force_weight)
 
 
 cdef extern from "nep_train.h" nogil:
@@ -71,25 +74,23 @@ cdef class LossSet:
                  int[::1] parameter_types, unsigned char[::1] global_mask):
         cdef Py_ssize_t S = energy.shape[0], A = forces.shape[0], P = parameter_types.shape[0]
         cdef int T = type_weight.shape[0]
-        cdef Py_ssize_t s, i
+        cdef long long bad
         if (structure_offset.shape[0] != S + 1 or virial.shape[0] != S or virial.shape[1] != 6
                 or has_virial.shape[0] != S or weight.shape[0] != S
                 or energy_weight.shape[0] != S or forces.shape[1] != 3
                 or types.shape[0] != A or structure_offset[S] != A
                 or global_mask.shape[0] != P):
             raise ValueError("the labels' arrays disagree on the structures, atoms or parameters")
-        c_weight = np.empty(A)
-        contains = np.zeros((S, T + 1), dtype=np.uint8)
+        c_weight = np.empty(max(A, 1))
+        contains = np.zeros((max(S, 1), T + 1), dtype=np.uint8)
         cdef double[::1] cw = c_weight
         cdef unsigned char[:, ::1] cont = contains
-        for s in range(S):
-            cont[s, T] = 1
-            for i in range(structure_offset[s], structure_offset[s + 1]):
-                if types[i] < 0 or types[i] >= T:
-                    raise ValueError(f"atom {i}: type {types[i]} outside 0..{T - 1}")
-                cont[s, types[i]] = 1
-                cw[i] = nep_loss_force_weight(weight[s], type_weight[types[i]], &forces[i, 0],
-                                              force_delta)
+        bad = nep_loss_set_tables(T, <int>S, &structure_offset[0], &types[0] if A else NULL,
+                                  &weight[0] if S else NULL, &type_weight[0],
+                                  &forces[0, 0] if A else NULL, force_delta, &cont[0, 0],
+                                  &cw[0])
+        if bad >= 0:
+            raise ValueError(f"atom {bad}: type {types[bad]} outside 0..{T - 1}")
         self._keep = [structure_offset, energy, virial, has_virial, weight, energy_weight,
                       forces, c_weight, contains, parameter_types, global_mask]
         memset(&self.c, 0, sizeof(self.c))
