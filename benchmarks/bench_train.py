@@ -477,19 +477,31 @@ def _scaling_setup():
     return name, settings, model, loss, labels, structures
 
 
-def _steps_per_second(backend, loss, labels, params0, batches, seconds):
-    """Adam steps (as the trainer's ``_Run.value_and_gradient`` + ``Adam.step``: the C loss
-    when the backend has the labels attached, else the numpy loss) on the given batches,
-    cycled, for about ``seconds``; returns steps per wall second and process CPU seconds per
-    step."""
+def _timed(step, seconds):
+    """Calls ``step()`` for about ``seconds`` (at least twice); returns calls per wall second
+    and process CPU seconds per call."""
+    count, t0, c0 = 0, time.perf_counter(), time.process_time()
+    while True:
+        step()
+        count += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds and count >= 2:
+            return count / elapsed, (time.process_time() - c0) / count
+
+
+def _adam_step(backend, loss, labels, params0, batches):
+    """The trainer's Adam step (``_Run.value_and_gradient`` + ``Adam.step``: the C loss when
+    the backend has the labels attached, else the numpy loss) on the given batches, cycled,
+    as a function of no arguments."""
     from nepzbl_plugin.train.optimizers import Adam
 
     params = params0.copy()
     adam = Adam(params.size, learning_rate=1e-3)
     subsets = [labels.subset(b) for b in batches]
-    steps, t0, c0 = 0, time.perf_counter(), time.process_time()
-    while True:
-        k = steps % len(batches)
+    steps = [0]
+
+    def step():
+        k = steps[0] % len(batches)
         if getattr(backend, "has_loss", False):  # the trainer's path: the loss in C
             _, grad = backend.loss_and_gradient(params, batches[k])
         else:  # the numpy loss
@@ -497,23 +509,14 @@ def _steps_per_second(backend, loss, labels, params0, batches, seconds):
             loss.evaluate(subsets[k], pred, params)
             grad = backend.gradient(params, batches[k], loss.adjoints(subsets[k], pred, params))
         adam.step(params, grad)
-        steps += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds and steps >= 2:
-            return steps / elapsed, (time.process_time() - c0) / steps
+        steps[0] += 1
+    return step
 
 
-def _timed(step, seconds):
-    """Calls ``step()`` for about ``seconds`` (at least twice, after one warm-up call);
-    returns calls per second."""
-    step()
-    count, t0 = 0, time.perf_counter()
-    while True:
-        step()
-        count += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds and count >= 2:
-            return count / elapsed
+def _steps_per_second(backend, loss, labels, params0, batches, seconds):
+    """Adam steps (:func:`_adam_step`) for about ``seconds``: steps per wall second and process
+    CPU seconds per step."""
+    return _timed(_adam_step(backend, loss, labels, params0, batches), seconds)
 
 
 def bench_gpu_steps(threads, seconds):
@@ -541,14 +544,9 @@ def bench_gpu_steps(threads, seconds):
     print(f"{name}; {model.num_parameters} parameters; upload and neighbour lists {upload:.2f} s "
           f"per backend; {seconds:g} s per row")
 
-    def fused(backend, batches):
-        params, adam, k = params0.copy(), Adam(params0.size, learning_rate=1e-3), [0]
-
-        def step():
-            _, grad = backend.loss_and_gradient(params, batches[k[0] % len(batches)])
-            adam.step(params, grad)
-            k[0] += 1
-        return step
+    def per_second(step):  # calls per second after one warm-up call
+        step()
+        return _timed(step, seconds)[0]
 
     def resident(backend, batches):
         adam, k = Adam(params0.size, learning_rate=1e-3), [0]
@@ -560,14 +558,14 @@ def bench_gpu_steps(threads, seconds):
         return step
 
     for case, batches in cases.items():
-        reference = _steps_per_second(cpu, loss, labels, params0, batches, seconds)[0]
+        reference = per_second(_adam_step(cpu, loss, labels, params0, batches))
         rows = [(f"CPU trainer, {threads} threads", reference),
-                ("GPU, loss on the host", _steps_per_second(host_loss, loss, labels, params0,
-                                                            batches, seconds)[0]),
+                ("GPU, loss on the host",
+                 per_second(_adam_step(host_loss, loss, labels, params0, batches))),
                 ("GPU, loss + gradient in one call, Adam on the host",
-                 _timed(fused(device_loss, batches), seconds)),
+                 per_second(_adam_step(device_loss, loss, labels, params0, batches))),
                 ("GPU, everything on the device (DeviceAdam)",
-                 _timed(resident(device_loss, batches), seconds))]
+                 per_second(resident(device_loss, batches)))]
         print(f"\n{case}")
         print(f"{'path':<52} {'steps/s':>9} {'x CPU':>7}")
         for label, rate in rows:
@@ -599,10 +597,10 @@ def bench_gpu_steps(threads, seconds):
             snes.tell(np.array([v.total for v in cpu.population_losses(pop, batch)]))
         return generation
 
-    reference = _timed(snes_cpu(), seconds)
+    reference = per_second(snes_cpu())
     rows = [(f"CPU trainer, {threads} threads", reference),
-            ("GPU, predictions to the host, numpy loss", _timed(snes_host(host_loss), seconds)),
-            ("GPU, losses on the device", _timed(snes_device(), seconds))]
+            ("GPU, predictions to the host, numpy loss", per_second(snes_host(host_loss))),
+            ("GPU, losses on the device", per_second(snes_device()))]
     print(f"\nSNES, population {population}, one batch of {len(batch)}")
     print(f"{'path':<52} {'gen/s':>9} {'x CPU':>7}")
     for label, rate in rows:
