@@ -120,21 +120,6 @@ NEP_HD void nep_train_invariant_grad(int which, const NEP_REAL *s, NEP_REAL *gra
     nep_invariant_grad(which, s, (NEP_REAL)1, grad);
 }
 
-/* The entries nep_train_invariant_hvp writes for optional invariant `which`: the s entries the
- * invariant reads. */
-NEP_HD int nep_train_invariant_size(int which)
-{
-    switch (which) {
-    case 0: return NEP_TRAIN_HVP_Q222_SIZE;
-    case 1: return NEP_TRAIN_HVP_Q1111_SIZE;
-    case 2: return NEP_TRAIN_HVP_Q112_SIZE;
-    case 3: return NEP_TRAIN_HVP_Q123_SIZE;
-    case 4: return NEP_TRAIN_HVP_Q233_SIZE;
-    case 5: return NEP_TRAIN_HVP_Q134_SIZE;
-    default: return 0;
-    }
-}
-
 /* The Hessian-vector product of optional invariant `which` along v; returns the entries
  * written. The generated tables are double, so NEP_REAL goes through double copies (exact
  * for double). */

@@ -160,20 +160,36 @@ NEP_HD void nep_train_hvp_q134(const double *s, const double *v, double *hvp)
     hvp[23] = H6*s[1]*v[14] + H6*s[13]*v[2] + H6*s[14]*v[1] + H6*s[2]*v[13];
 }
 
+/* The s entries optional invariant `which` (enum nep_flag order) reads: the entries
+ * nep_train_invariant_hvp writes. */
+NEP_HD int nep_train_invariant_size(int which)
+{
+    switch (which) {
+    case 0: return NEP_TRAIN_HVP_Q222_SIZE;
+    case 1: return NEP_TRAIN_HVP_Q1111_SIZE;
+    case 2: return NEP_TRAIN_HVP_Q112_SIZE;
+    case 3: return NEP_TRAIN_HVP_Q123_SIZE;
+    case 4: return NEP_TRAIN_HVP_Q233_SIZE;
+    case 5: return NEP_TRAIN_HVP_Q134_SIZE;
+    default: return 0;
+    }
+}
+
 /* The Hessian-vector product of optional invariant `which` (enum nep_flag order);
  * returns how many entries of hvp it wrote. */
 NEP_HD int nep_train_invariant_hvp(int which, const double *s, const double *v,
                                    double *hvp)
 {
     switch (which) {
-    case 0: nep_train_hvp_q222(s, v, hvp); return NEP_TRAIN_HVP_Q222_SIZE;
-    case 1: nep_train_hvp_q1111(s, v, hvp); return NEP_TRAIN_HVP_Q1111_SIZE;
-    case 2: nep_train_hvp_q112(s, v, hvp); return NEP_TRAIN_HVP_Q112_SIZE;
-    case 3: nep_train_hvp_q123(s, v, hvp); return NEP_TRAIN_HVP_Q123_SIZE;
-    case 4: nep_train_hvp_q233(s, v, hvp); return NEP_TRAIN_HVP_Q233_SIZE;
-    case 5: nep_train_hvp_q134(s, v, hvp); return NEP_TRAIN_HVP_Q134_SIZE;
+    case 0: nep_train_hvp_q222(s, v, hvp); break;
+    case 1: nep_train_hvp_q1111(s, v, hvp); break;
+    case 2: nep_train_hvp_q112(s, v, hvp); break;
+    case 3: nep_train_hvp_q123(s, v, hvp); break;
+    case 4: nep_train_hvp_q233(s, v, hvp); break;
+    case 5: nep_train_hvp_q134(s, v, hvp); break;
     default: return 0;
     }
+    return nep_train_invariant_size(which);
 }
 
 #endif

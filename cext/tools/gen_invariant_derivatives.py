@@ -152,6 +152,17 @@ def main():
     ]
     for name, (poly, values, size) in INVARIANTS.items():
         out.append(emit(name, poly, values, size))
+    out.append("/* The s entries optional invariant `which` (enum nep_flag order) reads: the entries")
+    out.append(" * nep_train_invariant_hvp writes. */")
+    out.append("NEP_HD int nep_train_invariant_size(int which)")
+    out.append("{")
+    out.append("    switch (which) {")
+    for k, name in enumerate(INVARIANTS):
+        out.append(f"    case {k}: return NEP_TRAIN_HVP_{name.upper()}_SIZE;")
+    out.append("    default: return 0;")
+    out.append("    }")
+    out.append("}")
+    out.append("")
     out.append("/* The Hessian-vector product of optional invariant `which` (enum nep_flag order);")
     out.append(" * returns how many entries of hvp it wrote. */")
     out.append("NEP_HD int nep_train_invariant_hvp(int which, const double *s, const double *v,")
@@ -159,10 +170,10 @@ def main():
     out.append("{")
     out.append("    switch (which) {")
     for k, name in enumerate(INVARIANTS):
-        out.append(f"    case {k}: nep_train_hvp_{name}(s, v, hvp); "
-                   f"return NEP_TRAIN_HVP_{name.upper()}_SIZE;")
+        out.append(f"    case {k}: nep_train_hvp_{name}(s, v, hvp); break;")
     out.append("    default: return 0;")
     out.append("    }")
+    out.append("    return nep_train_invariant_size(which);")
     out.append("}")
     out.append("")
     out.append("#endif")
