@@ -284,8 +284,6 @@ def section(result: dict, ctx) -> str:
                       f"{shortest['temperature_K']:g} K): brief thermal approaches, too rare "
                       "for the RDF's samples, and far from the collapsed pairs of the paper "
                       "(0.13 Å, 0.34 Å).", ""]
-    if ctx.size == "smoke":
-        lines += ["*smoke size: tens of steps, the plumbing only; the numbers mean nothing.*"]
     return "\n".join(lines)
 
 

@@ -331,8 +331,6 @@ def section(result: dict, ctx) -> str:
                  "(`--size paper`) resolves it.")
         if ctx.size != "paper":
             lines += [text, ""]
-    if ctx.size == "smoke":
-        lines += ["*smoke size: tens of steps, the plumbing only; the numbers mean nothing.*"]
     return "\n".join(lines)
 
 

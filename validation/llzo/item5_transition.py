@@ -347,8 +347,6 @@ def section(result: dict, ctx) -> str:
             "table are where |c/a - 1| along a fixed axis first stays within the tolerance, "
             "and several models never get there. `--size paper` runs 1 ns ramps on 12288 "
             "atoms (GPU).", ""]
-    if ctx.size == "smoke":
-        lines += ["*smoke size: tens of steps, the plumbing only; the numbers mean nothing.*"]
     return "\n".join(lines)
 
 

@@ -144,6 +144,9 @@ def write_report(ctx: common.Context) -> Path:
         sections += [f"## {number}. {item.TITLE}", "",
                      f"*{_wall(record['wall_s'])}, finished {record['finished']}.*", "",
                      item.section(record["result"], ctx).rstrip(), ""]
+        if ctx.size == "smoke":
+            sections += ["*smoke size: tens of steps, the plumbing only; the numbers mean "
+                         "nothing.*", ""]
     verdict_text = "\n".join(verdicts) if verdicts else "No item has run at this size."
     lines[lines.index("VERDICTS")] = verdict_text
     text = "\n".join(lines + [""] + sections).rstrip() + "\n"
