@@ -68,6 +68,11 @@ typedef struct {
     const double *parameters;     /* flat vector, GPUMD order */
     size_t num_parameters;        /* must equal nep_model_spec_num_parameters() */
     const double *q_scaler;       /* [D] */
+    /* Nonzero for GPUMD's temperature models (nep4_temperature, nep4_zbl_temperature): the
+     * descriptor gets one more entry, the last, which holds the structure's temperature (K,
+     * nep_system.temperature) before q_scaler. Nothing depends on it but the energy, so the
+     * forces see it only through the network. Last so that zero-initialised specs stay plain. */
+    int temperature;
 } nep_model_spec;
 
 typedef struct nep_model nep_model;
@@ -95,6 +100,8 @@ typedef struct {
     const double *positions;  /* [N][3] */
     const double *cell;       /* [3][3], rows a, b, c */
     int pbc[3];
+    double temperature;       /* K; read only by temperature models (GPUMD's temperature= in
+                               * train.xyz, the target temperature in MD) */
 } nep_system;
 
 /* What to compute: every pointer may be NULL, meaning "not wanted". */

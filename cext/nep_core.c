@@ -62,6 +62,7 @@ struct nep_model {
     double rc_max;
     int *atomic_numbers;
     int use_zbl;
+    int temperature;  /* q[D-1] is the structure's temperature */
     double *zbl;      /* [T][T][10] */
     double *zbl_zizj; /* [T][T] K Z_a Z_b */
     double *zbl_ainv; /* [T][T] 1/a */
@@ -87,7 +88,7 @@ const char *nep_strerror(int status)
     case NEP_ERR_TYPE: return "atom type outside the model's species";
     case NEP_ERR_OVERLAP: return "two atoms (or an atom and a periodic image) at the same position";
     case NEP_ERR_CELL: return "singular cell, or a periodic cell too thin for its images";
-    case NEP_ERR_NONFINITE: return "NaN, infinite or huge (beyond 1e10 A) position or cell";
+    case NEP_ERR_NONFINITE: return "NaN, infinite or huge (beyond 1e10 A) position or cell, or a non-finite temperature";
     case NEP_ERR_UNSUPPORTED: return "model feature not supported by this engine";
     case NEP_ERR_CUDA: return "CUDA error";
     default: return "unknown error";
@@ -128,7 +129,7 @@ int nep_spec_layout(const nep_model_spec *spec, nep_layout *layout)
     if (spec->num_neurons < 1) return NEP_ERR_MODEL;
     nep_layout_compute(spec->version, T, spec->n_max_radial, spec->n_max_angular,
                        spec->basis_radial, spec->basis_angular, spec->l_max, spec->flags,
-                       spec->num_neurons, layout);
+                       spec->num_neurons, spec->temperature, layout);
     if (layout->dim > NEP_MAX_DIM) return NEP_ERR_MODEL;
     return NEP_OK;
 }
@@ -248,6 +249,7 @@ int nep_model_create(const nep_model_spec *spec, nep_model **out)
     m->slen = m->nabc > NEP_MIN_S_LEN ? m->nabc : NEP_MIN_S_LEN;
     m->layout = layout;
     m->use_zbl = spec->use_zbl != 0;
+    m->temperature = spec->temperature != 0;
 
     const size_t TT = (size_t)T * T;
     m->parameters = (double *)malloc(m->layout.num_parameters * sizeof(double));
@@ -397,6 +399,7 @@ static void atom_pass1(const nep_model *m, const nep_system *sys, const nep_neig
 
     /* descriptors: radial q[0..nR] are complete; angular blocks, l outer and n inner */
     for (int n = 0; n < nA1; ++n) nep_pack_angular(L, m->flags, m->nR, m->nA, n, s + n * slen, q, 1);
+    if (m->temperature) q[D - 1] = sys->temperature;
     for (int d = 0; d < D; ++d) q[d] *= m->q_scaler[d];
     if (descriptors) memcpy(descriptors + (size_t)i * D, q, (size_t)D * sizeof(double));
     energy_zbl[i] = uzbl;
@@ -581,6 +584,7 @@ static int compute_one(const nep_model *m, const nep_system *sys, nep_outputs *o
     if (N < 0 || (N > 0 && (!sys->types || !sys->positions)) || !sys->cell) return NEP_ERR_ARGUMENT;
     for (int i = 0; i < N; ++i)
         if (sys->types[i] < 0 || sys->types[i] >= m->T) return NEP_ERR_TYPE;
+    if (m->temperature && !isfinite(sys->temperature)) return NEP_ERR_NONFINITE;
 
     const int want_forces = out->forces || out->virial || out->virials || out->forces_zbl ||
                             out->virial_zbl;

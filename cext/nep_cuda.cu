@@ -99,7 +99,7 @@ struct nep_cuda_model {
         bin_count, bin_start, bin_fill, bin_atoms, nbr, nbr_count, rev, ang_slots, ang_types,
         ang_geom, q, sg, fpr, v, vz,
         energy, energy_zbl, forces, forces_zbl, virials, virials_zbl, descriptors, latent,
-        struct_flags, totals, scratch;
+        struct_flags, totals, scratch, temperatures;
 
     /* what the current list was built for */
     bool list_valid = false;
@@ -127,7 +127,7 @@ size_t buffers_bytes(const nep_cuda_model *m)
                          &m->fpr, &m->v, &m->vz, &m->energy,
                          &m->energy_zbl, &m->forces, &m->forces_zbl, &m->virials,
                          &m->virials_zbl, &m->descriptors, &m->latent, &m->struct_flags,
-                         &m->totals, &m->scratch};
+                         &m->totals, &m->scratch, &m->temperatures};
     size_t total = 0;
     for (const dbuf *b : all) total += b->bytes;
     return total;
@@ -141,7 +141,7 @@ void free_buffers(nep_cuda_model *m)
                    &m->ang_types, &m->ang_geom, &m->q, &m->sg,
                    &m->fpr, &m->v, &m->vz, &m->energy, &m->energy_zbl, &m->forces,
                    &m->forces_zbl, &m->virials, &m->virials_zbl, &m->descriptors, &m->latent,
-                   &m->struct_flags, &m->totals, &m->scratch};
+                   &m->struct_flags, &m->totals, &m->scratch, &m->temperatures};
     for (dbuf *b : all) {
         if (b->p) cudaFree(b->p);
         b->p = nullptr;
@@ -191,8 +191,9 @@ int fill_dims(const nep_model_spec *s, nepcu_dims *d)
     nep_layout layout;
     nep_layout_compute(s->version, s->num_types, s->n_max_radial, s->n_max_angular,
                        s->basis_radial, s->basis_angular, s->l_max, d->flags, s->num_neurons,
-                       &layout);
+                       s->temperature, &layout);
     d->num_neurons = s->num_neurons;
+    d->temperature = s->temperature != 0;
     d->dim = layout.dim;
     d->num_abc = (s->l_max + 1) * (s->l_max + 1) - 1;
     d->s_len = d->num_abc > NEP_MIN_S_LEN ? d->num_abc : NEP_MIN_S_LEN;
@@ -677,14 +678,17 @@ struct batch {
     const nep_system *systems = nullptr;
     bininfo *info = nullptr;  /* [S] binning lattice and atom range of every structure */
     double *h_cells = nullptr; /* [S][9] */
+    double *h_temperatures = nullptr; /* [S], temperature models only */
 };
 
 void batch_free(batch *b)
 {
     free(b->info);
     free(b->h_cells);
+    free(b->h_temperatures);
     b->info = nullptr;
     b->h_cells = nullptr;
+    b->h_temperatures = nullptr;
 }
 
 /* A CUDA failure inside a step: the list may be half built, so it is rebuilt next time. */
@@ -713,6 +717,8 @@ int check_systems(const nep_cuda_model *m, int num_systems, const nep_system *sy
             code = NEP_ERR_ARGUMENT;
         for (int k = 0; code == NEP_OK && k < 9; ++k)
             if (!(fabs(sys.cell[k]) <= 1e10)) code = NEP_ERR_NONFINITE; /* as nep_neighbors.c */
+        if (code == NEP_OK && m->dims.temperature && !isfinite(sys.temperature))
+            code = NEP_ERR_NONFINITE; /* as nep_core.c */
         for (int i = 0; code == NEP_OK && i < sys.num_atoms; ++i) {
             if (sys.types[i] < 0 || sys.types[i] >= T) code = NEP_ERR_TYPE;
             for (int c = 0; c < 3; ++c)
@@ -804,6 +810,14 @@ int upload_positions(nep_cuda_model *m, batch *b, bool positions_on_device = fal
     NEPCU_CHECK(cudaMemcpyAsync(m->binfo.p, b->info, sizeof(bininfo) * S, cudaMemcpyHostToDevice,
                                 m->stream), "uploading cells");
     NEPCU_CHECK(cudaMemsetAsync(m->struct_flags.p, 0, sizeof(int) * S, m->stream), "flags");
+    if (m->dims.temperature) { /* the temperature models' last descriptor entry */
+        b->h_temperatures = (double *)malloc(sizeof(double) * S);
+        if (!b->h_temperatures) return NEP_ERR_NOMEM;
+        for (int s = 0; s < S; ++s) b->h_temperatures[s] = b->systems[s].temperature;
+        NEPCU_CHECK(reserve(&m->temperatures, sizeof(double) * S), "allocating temperatures");
+        NEPCU_CHECK(cudaMemcpyAsync(m->temperatures.p, b->h_temperatures, sizeof(double) * S,
+                                    cudaMemcpyHostToDevice, m->stream), "uploading temperatures");
+    }
     return NEP_OK;
 }
 
@@ -1030,6 +1044,7 @@ int evaluate_outputs(nep_cuda_model *m, const batch *b, const nep_outputs &o0)
     w.types = (const int *)m->types.p;
     w.struct_of_atom = (const int *)m->struct_of_atom.p;
     w.cells = (const double *)m->cells.p;
+    w.temperatures = dm.temperature ? (const double *)m->temperatures.p : nullptr;
     w.nbr = (const int4 *)m->nbr.p;
     w.nbr_count = (const int *)m->nbr_count.p;
     w.rev = (const int *)m->rev.p;
@@ -1189,6 +1204,7 @@ int nepcu_compute_resident(nep_cuda_model *m, const nep_system *system, int want
     if (!m || !system || !out) return NEP_ERR_ARGUMENT;
     for (int k = 0; k < 9; ++k)
         if (!(fabs(system->cell[k]) <= 1e10)) return NEP_ERR_NONFINITE;
+    if (m->dims.temperature && !isfinite(system->temperature)) return NEP_ERR_NONFINITE;
     batch b;
     b.num_structs = 1;
     b.num_atoms = system->num_atoms;

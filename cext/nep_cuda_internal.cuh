@@ -48,6 +48,7 @@ struct nepcu_dims {
     int num_abc; /* (L+1)^2 - 1 */
     int s_len;   /* max(num_abc, NEP_MIN_S_LEN): the stride of one channel's s-vector */
     int use_zbl;
+    int temperature;      /* a temperature model: q[D-1] holds the structure's temperature */
     int block_size;       /* values per network block */
     int num_networks;     /* 1 for nep3, T otherwise */
     int c_radial_offset;  /* into the flat parameters */
@@ -73,6 +74,7 @@ struct nepcu_work {
     const int *types;             /* [N] */
     const int *struct_of_atom;    /* [N] */
     const double *cells;          /* [S][9] rows a, b, c */
+    const double *temperatures;   /* [S] K, temperature models only (else NULL) */
     const int4 *nbr;
     const int *nbr_count;         /* [N] */
     const int *rev;

@@ -190,6 +190,7 @@ NEPCU_UNROLL
             if (k < SL) sg[((size_t)n * SL + k) * N + i] = s[k];
         nep_pack_angular(L, dm.flags, dm.n_max_radial, dm.n_max_angular, n, s, q + i, (size_t)N);
     }
+    if (dm.temperature) q[(size_t)(dm.dim - 1) * N + i] = (real)w.temperatures[w.struct_of_atom[i]];
     if (overlap) atomicOr(&w.struct_flags[w.struct_of_atom[i]], NEPCU_FLAG_OVERLAP);
 }
 

@@ -299,6 +299,7 @@ struct nep_cuda_md {
     int pbc[3] = {0, 0, 0};
     double cell[9];
     long step = 0;
+    double model_temperature = 0.0; /* temperature models' input: the last step's target */
     double energy = 0.0, virial[9];
     bool have_virial = false;
     nepcu_resident res; /* views of the engine's buffers after the last evaluation */
@@ -334,6 +335,7 @@ int evaluate(nep_cuda_md *md, bool want_virial)
     sys.positions = (const double *)md->pos.p; /* device */
     sys.cell = md->cell;
     for (int k = 0; k < 3; ++k) sys.pbc[k] = md->pbc[k];
+    sys.temperature = md->model_temperature;
     const int code = nepcu_compute_resident(md->model, &sys, want_virial, &md->res);
     if (code == NEP_OK) md->have_virial = want_virial;
     return code;
@@ -482,6 +484,7 @@ int nep_cuda_md_create(nep_cuda_model *model, int N, const int *types, const dou
     nep_cuda_md *md = new (mem) nep_cuda_md();
     md->model = model;
     md->s = s;
+    md->model_temperature = s.model_temperature;
     md->N = N;
     md->T = T;
     md->types = (int *)malloc(sizeof(int) * N);
@@ -552,6 +555,7 @@ int nep_cuda_md_run(nep_cuda_md *md, int steps, const double *targets, int *done
     const double decay = langevin ? exp(-s.dt_over_tau_t) : 1.0;
     for (int k = 0; k < steps; ++k) {
         const double target = targets ? targets[k] : 0.0;
+        if (targets) md->model_temperature = target; /* the temperature models' input */
         NEPCU_LAUNCH(k_first_half, blocks_for(N, md_threads), md_threads, md->res.stream, N,
                      half_dt, (const double *)md->inv_mass.p, md->res.forces,
                      (double *)md->vel.p, (double *)md->pos.p, (int)langevin, decay,

@@ -38,6 +38,10 @@ typedef struct nep_cuda_md_settings {
     double target_pressure[3]; /* eV / Angstrom^3 */
     double boltzmann;          /* eV / K */
     unsigned long long seed;
+    /* Temperature models (nep4_temperature): their temperature input (K) at creation. After
+     * that every step takes its target temperature, as GPUMD's runs do; without targets the
+     * input stays at this value. */
+    double model_temperature;
 } nep_cuda_md_settings;
 
 typedef struct nep_cuda_md nep_cuda_md;
@@ -51,7 +55,8 @@ int nep_cuda_md_create(nep_cuda_model *model, int num_atoms, const int *types,
 void nep_cuda_md_free(nep_cuda_md *md);
 
 /* `steps` steps; targets[k] is the target temperature (K) of step done + k + 1 (ignored without
- * a thermostat). The virial is evaluated on the last step (and every step with a barostat).
+ * a thermostat, except by temperature models, whose temperature input it is; NULL keeps the
+ * input where it was). The virial is evaluated on the last step (and every step with a barostat).
  * A non-finite energy or overlapping atoms end the call with an error status and *done the
  * steps completed. */
 int nep_cuda_md_run(nep_cuda_md *md, int steps, const double *targets, int *done);

@@ -24,7 +24,7 @@
 /* The sizes and offsets that follow from a model header (no pointers read). */
 typedef struct {
     int num_blocks;          /* angular descriptor blocks: l_max plus the invariants that are on */
-    int dim;                 /* descriptor length D */
+    int dim;                 /* descriptor length D (the temperature input included) */
     int num_networks;        /* 1 for nep3, num_types otherwise */
     size_t block_size;       /* values per network block: (D + 2) N1, plus 1 for nep5 */
     size_t shared_bias;      /* index of b1 (after the network blocks) */
@@ -33,14 +33,16 @@ typedef struct {
     size_t num_parameters;   /* the whole flat vector */
 } nep_layout;
 
-/* Fills `layout` from the header fields (flags: nonzero = on). */
+/* Fills `layout` from the header fields (flags: nonzero = on; temperature nonzero: a
+ * temperature model, whose descriptor ends with one more entry, the temperature). */
 NEP_HD void nep_layout_compute(int version, int num_types, int n_max_radial, int n_max_angular,
                                int basis_radial, int basis_angular, int l_max, const int *flags,
-                               int num_neurons, nep_layout *layout)
+                               int num_neurons, int temperature, nep_layout *layout)
 {
     layout->num_blocks = l_max;
     for (int k = 0; k < 6; ++k) layout->num_blocks += flags[k] != 0;
-    layout->dim = (n_max_radial + 1) + (n_max_angular + 1) * layout->num_blocks;
+    layout->dim = (n_max_radial + 1) + (n_max_angular + 1) * layout->num_blocks +
+                  (temperature != 0 ? 1 : 0);
     layout->num_networks = version == 3 ? 1 : num_types;
     layout->block_size =
         (size_t)(layout->dim + 2) * (size_t)num_neurons + (version == 5 ? 1 : 0);

@@ -103,7 +103,7 @@ static void compute_structure(const train_model *m, const nep_system *sys,
     for (int i = atom_begin; i < atom_end; ++i)
         atom_energy[i] = nep_train_atom(&m->atom, spec->parameters, spec->q_scaler, spec->zbl,
                                         sys->types[i], list->offset[i], list->offset[i + 1],
-                                        list->neighbor, list->r, sys->types,
+                                        list->neighbor, list->r, sys->types, sys->temperature,
                                         fadj ? fadj + 3 * i : NULL, fadj, vadj, alpha, ws->work,
                                         grad, pair_v, NULL);
 }
@@ -139,6 +139,7 @@ static int structure_list(const train_model *m, const nep_system *sys, nep_neigh
         for (int c = 0; c < 3; ++c)
             if (!isfinite(sys->positions[3 * i + c])) return NEP_ERR_NONFINITE;
     }
+    if (spec->temperature && !isfinite(sys->temperature)) return NEP_ERR_NONFINITE;
     const int status = nep_neighbor_build(sys, spec->num_types, m->rc_list, spec->rc_angular,
                                           m->rc_max, 1, list);
     if (status) memset(list, 0, sizeof(*list));

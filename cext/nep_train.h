@@ -42,7 +42,8 @@ size_t nep_train_num_parameters(const nep_model_spec *spec);
 
 /* Gradient of the linear functional above and, optionally, the predictions.
  *
- *   spec            model (nep.h); version 3/4/5, one hidden layer, no temperature input.
+ *   spec            model (nep.h); version 3/4/5, one hidden layer, with or without the
+ *                   temperature input (systems[s].temperature, K).
  *   num_systems     S structures in systems[] (pbc per direction is honoured; a periodic
  *                   direction needs a non-singular cell).
  *   alpha           [S] energy adjoints, or NULL for zero.

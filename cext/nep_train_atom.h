@@ -42,6 +42,7 @@ typedef struct {
     int basis_radial, basis_angular, l_max, num_abc;
     int flags[6]; /* the optional invariants that are on (0 or 1) */
     int use_zbl;
+    int temperature; /* a temperature model: q[dim - 1] is the structure's temperature */
     size_t num_parameters, block_size, shared_bias, offset_radial, offset_angular;
     const double *rc_radial, *rc_angular; /* [T][T] */
     const int *atomic_numbers;            /* [T] */
@@ -76,7 +77,7 @@ static inline void nep_train_atom_model_fill(const nep_model_spec *spec, nep_tra
     nep_layout layout;
     nep_layout_compute(spec->version, spec->num_types, spec->n_max_radial, spec->n_max_angular,
                        spec->basis_radial, spec->basis_angular, spec->l_max, spec->flags,
-                       spec->num_neurons, &layout);
+                       spec->num_neurons, spec->temperature, &layout);
     m->version = spec->version;
     m->num_types = spec->num_types;
     m->dim = layout.dim;
@@ -89,6 +90,7 @@ static inline void nep_train_atom_model_fill(const nep_model_spec *spec, nep_tra
     m->num_abc = nep_num_abc(spec->l_max);
     for (int k = 0; k < 6; ++k) m->flags[k] = spec->flags[k] != 0;
     m->use_zbl = spec->use_zbl;
+    m->temperature = spec->temperature != 0;
     m->num_parameters = layout.num_parameters;
     m->block_size = layout.block_size;
     m->shared_bias = layout.shared_bias;
@@ -175,7 +177,10 @@ NEP_HD void nep_train_angular_pair(int L, NEP_REAL d, const NEP_REAL *u, const N
 }
 
 /* Atom i of type ti, whose pairs are p0 .. p1 - 1 of a neighbour list (neighbor[p], r[3 p]
- * = r_j - r_i; types[j] the neighbours' types). par, scaler and zbl ([T*T][10], or NULL) are
+ * = r_j - r_i; types[j] the neighbours' types), in a structure at `temperature` (K; read by
+ * temperature models only, whose last descriptor entry it is: no pair depends on it, so its
+ * qdot is 0 and its adjoints are never read by pass 2, while the network's gradient covers
+ * its weights like any other input's). par, scaler and zbl ([T*T][10], or NULL) are
  * the model arrays in NEP_REAL; ai = a_i and fadj (a_j = fadj + 3 j) the force adjoint, B
  * the virial adjoint (each NULL: zero), alpha the energy weight. Adds the gradient
  * contributions to grad (NULL: none), writes v = dU_i/dr_ij to pair_v[3 p], subtracts
@@ -184,7 +189,7 @@ NEP_HD void nep_train_angular_pair(int L, NEP_REAL d, const NEP_REAL *u, const N
 NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
                              const NEP_REAL *scaler, const NEP_REAL *zbl, int ti, size_t p0,
                              size_t p1, const int *neighbor, const double *r_pairs,
-                             const int *types, const double *ai, const double *fadj,
+                             const int *types, double temperature, const double *ai, const double *fadj,
                              const double *B, double alpha, NEP_REAL *const *work, double *grad,
                              double *pair_v, double *virial)
 {
@@ -269,6 +274,8 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
             ++block;
         }
     }
+
+    if (m->temperature) q[D - 1] = (NEP_REAL)temperature;
 
     /* ---- network, its parameter gradient and the descriptor adjoints */
     const size_t w0_off = (size_t)nep_network_of_type(m->version, ti) * m->block_size;

@@ -317,7 +317,7 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     nep_layout layout;
     nep_layout_compute(spec->version, spec->num_types, spec->n_max_radial, spec->n_max_angular,
                        spec->basis_radial, spec->basis_angular, spec->l_max, spec->flags,
-                       spec->num_neurons, &layout);
+                       spec->num_neurons, spec->temperature, &layout);
     const int T = spec->num_types;
     nepct_args &a = h->args;
     nep_train_atom_model_fill(spec, &a.model);
@@ -335,7 +335,7 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     }
     std::vector<int> types, atom_structure, neighbor;
     std::vector<long long> pair_offset(1, 0);
-    std::vector<double> r;
+    std::vector<double> r, temperature;
     h->structure_offset.assign(1, 0);
     for (int s = 0; s < num_systems; ++s) {
         const nep_system *sys = &systems[s];
@@ -346,6 +346,11 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
                 return NEP_ERR_TYPE;
             }
         }
+        if (spec->temperature && !isfinite(sys->temperature)) {
+            if (bad_system) *bad_system = s;
+            return NEP_ERR_NONFINITE;
+        }
+        temperature.push_back(sys->temperature);
         nep_neighbor_list list;
         status = nep_neighbor_build(sys, T, rc_list.data(), spec->rc_angular, rc_max, 1, &list);
         if (status) {
@@ -395,6 +400,8 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     UP(in_pair, long long, in_pair.data(), P);
     UP(neighbor, int, neighbor.data(), P);
     UP(r, double, r.data(), 3 * P);
+    a.temperature = nullptr;
+    if (spec->temperature) UP(temperature, double, temperature.data(), (size_t)num_systems);
 #undef UP
     status = upload_real(h, &a.q_scaler, spec->q_scaler, (size_t)layout.dim, "q_scaler");
     if (status) return status;

@@ -31,6 +31,7 @@ struct nepct_args {
     const void *parameters, *q_scaler, *zbl; /* zbl: [T*T][10] or NULL */
     /* the training set (uploaded once) */
     const int *types, *atom_structure;
+    const double *temperature; /* [S] K, temperature models only (else NULL) */
     const long long *pair_offset, *in_offset, *in_pair;
     const int *neighbor;
     const double *r;

@@ -36,7 +36,7 @@ __device__ static void train_atom(const nepct_args &A, const real *par, int i, r
     e_atom[i] = nep_train_atom(&A.model, par, (const real *)A.q_scaler,
                                  (const real *)A.zbl, A.types[i], (size_t)A.pair_offset[i],
                                  (size_t)A.pair_offset[i + 1], A.neighbor, A.r, A.types,
-                                 fadj ? fadj + 3 * (size_t)i : NULL, fadj,
+                                 A.temperature ? A.temperature[st] : 0.0, fadj ? fadj + 3 * (size_t)i : NULL, fadj,
                                  A.virial_adjoint ? A.virial_adjoint + 9 * (size_t)st : NULL,
                                  A.alpha ? A.alpha[st] : 0.0, work, grad, v_pair, virial);
     for (int k = 0; k < 9; ++k) w_atom[9 * (size_t)i + k] = virial[k];

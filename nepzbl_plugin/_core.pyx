@@ -45,7 +45,7 @@ cdef extern from "nep_layout.h" nogil:
         size_t num_parameters
     void nep_layout_compute(int version, int num_types, int n_max_radial, int n_max_angular,
                             int basis_radial, int basis_angular, int l_max, const int *flags,
-                            int num_neurons, nep_layout *layout)
+                            int num_neurons, int temperature, nep_layout *layout)
 
 include "_specs.pxi"
 
@@ -66,7 +66,8 @@ def strerror(int status):
 
 
 def model_layout(int version, int num_types, int n_max_radial, int n_max_angular,
-                 int basis_radial, int basis_angular, int l_max, flags, int num_neurons):
+                 int basis_radial, int basis_angular, int l_max, flags, int num_neurons,
+                 bint temperature=False):
     """The parameter layout cext/nep_layout.h computes for a model header, as a dict (what
     tests/test_layout.py holds model.py's own layout against)."""
     cdef int c_flags[6]
@@ -76,7 +77,7 @@ def model_layout(int version, int num_types, int n_max_radial, int n_max_angular
     for k in range(6):
         c_flags[k] = 1 if flags[k] else 0
     nep_layout_compute(version, num_types, n_max_radial, n_max_angular, basis_radial,
-                       basis_angular, l_max, c_flags, num_neurons, &layout)
+                       basis_angular, l_max, c_flags, num_neurons, temperature, &layout)
     return {"num_blocks": layout.num_blocks, "dim": layout.dim,
             "num_networks": layout.num_networks, "block_size": layout.block_size,
             "shared_bias": layout.shared_bias, "offset_radial": layout.offset_radial,
@@ -88,7 +89,7 @@ cdef double _dummy_position[3]
 
 
 cdef int _fill_system(nep_system *s, const int[::1] types, const double[:, ::1] positions,
-                      const double[:, ::1] cell, object pbc) except -1:
+                      const double[:, ::1] cell, object pbc, double temperature) except -1:
     if positions.shape[0] != types.shape[0] or positions.shape[1] != 3:
         raise ValueError("positions must have shape (N, 3) matching the types")
     if cell.shape[0] != 3 or cell.shape[1] != 3:
@@ -107,6 +108,7 @@ cdef int _fill_system(nep_system *s, const int[::1] types, const double[:, ::1] 
     s.cell = &cell[0, 0]
     for k in range(3):
         s.pbc[k] = 1 if pbc[k] else 0
+    s.temperature = temperature
     return 0
 
 
@@ -131,7 +133,7 @@ cdef class CoreModel:
                  int basis_radial, int basis_angular, int l_max, flags, int num_neurons,
                  const double[:, ::1] rc_radial, const double[:, ::1] rc_angular,
                  const int[::1] atomic_numbers, zbl, const double[::1] parameters,
-                 const double[::1] q_scaler):
+                 const double[::1] q_scaler, bint temperature=False):
         cdef nep_model_spec spec
         cdef const double[:, :, ::1] zbl_view
         cdef const double *zbl_ptr
@@ -152,7 +154,7 @@ cdef class CoreModel:
         _fill_spec(&spec, version, num_types, n_max_radial, n_max_angular, basis_radial,
                    basis_angular, l_max, flags, num_neurons, &rc_radial[0, 0],
                    &rc_angular[0, 0], &atomic_numbers[0], zbl_ptr, &parameters[0],
-                   <size_t>parameters.shape[0], &q_scaler[0])
+                   <size_t>parameters.shape[0], &q_scaler[0], temperature)
         if spec.num_parameters != nep_model_spec_num_parameters(&spec):
             raise ValueError(
                 f"expected {nep_model_spec_num_parameters(&spec)} parameters, "
@@ -191,13 +193,15 @@ cdef class CoreModel:
             raise EngineError(f"cannot set the parameters: {strerror(status)}")
 
     def evaluate(self, const int[::1] types, const double[:, ::1] positions,
-                 const double[:, ::1] cell, pbc, dict outputs, int num_threads=0):
+                 const double[:, ::1] cell, pbc, dict outputs, int num_threads=0,
+                 double temperature=0.0):
         """Evaluate one structure into the preallocated arrays of ``outputs``
-        (keys from :data:`OUTPUT_NAMES`, C-contiguous float64)."""
+        (keys from :data:`OUTPUT_NAMES`, C-contiguous float64); ``temperature`` (K) is read
+        by temperature models only."""
         cdef nep_system system
         cdef nep_outputs out
         cdef int status
-        _fill_system(&system, types, positions, cell, pbc)
+        _fill_system(&system, types, positions, cell, pbc, temperature)
         _fill_outputs(&out, outputs, system.num_atoms, self.dim, self.num_neurons)
         with nogil:
             status = nep_compute(self.ptr, &system, &out, num_threads)
@@ -207,7 +211,7 @@ cdef class CoreModel:
     def evaluate_batch(self, list systems, list outputs, int num_threads=0):
         """Evaluate many structures in one call, in parallel over structures.
 
-        ``systems`` holds (types, positions, cell, pbc) tuples and ``outputs`` one dict of
+        ``systems`` holds (types, positions, cell, pbc, temperature) tuples and ``outputs`` one dict of
         arrays per structure. Returns the list of per-structure status codes (0 = ok); the
         caller decides how to report failures.
         """
@@ -228,11 +232,11 @@ cdef class CoreModel:
             if c_systems == NULL or c_outputs == NULL or statuses == NULL:
                 raise MemoryError()
             for k in range(n):
-                types, positions, cell, pbc = systems[k]
+                types, positions, cell, pbc, temperature = systems[k]
                 views = (_as_int_view(types), _as_double2_view(positions),
                          _as_double2_view(cell))
                 keep.append(views)
-                _fill_system(&c_systems[k], views[0], views[1], views[2], pbc)
+                _fill_system(&c_systems[k], views[0], views[1], views[2], pbc, temperature)
                 _fill_outputs(&c_outputs[k], outputs[k], c_systems[k].num_atoms, self.dim,
                               self.num_neurons)
             with nogil:

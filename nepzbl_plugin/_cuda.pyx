@@ -123,7 +123,7 @@ cdef class CudaModel:
                    spec["n_max_angular"], spec["basis_radial"], spec["basis_angular"],
                    spec["l_max"], spec["flags"], spec["num_neurons"], &rcr[0], &rca[0], &z[0],
                    &zbl[0] if zbl_values is not None else NULL, &params[0],
-                   <size_t>params.shape[0], &scaler[0])
+                   <size_t>params.shape[0], &scaler[0], spec.get("temperature", 0))
         with nogil:
             status = nep_cuda_model_create(&c_spec, precision, device_id, &self.ptr)
         if status != NEP_OK:
@@ -170,15 +170,17 @@ cdef class CudaModel:
         """How many neighbour lists were built so far."""
         return nep_cuda_model_num_builds(self.ptr)
 
-    def evaluate(self, types, positions, cell, pbc, dict outputs):
+    def evaluate(self, types, positions, cell, pbc, dict outputs, double temperature=0.0):
         """Evaluate one structure into the preallocated arrays of ``outputs`` (keys from
-        :data:`OUTPUTS`, C-contiguous float64 of the right sizes); raises on failure."""
-        status = self.evaluate_batch([(types, positions, cell, pbc)], [outputs])[0]
+        :data:`OUTPUTS`, C-contiguous float64 of the right sizes); raises on failure.
+        ``temperature`` (K) is read by temperature models only."""
+        status = self.evaluate_batch([(types, positions, cell, pbc, temperature)], [outputs])[0]
         if status != NEP_OK:
             _raise(status, "CUDA evaluation")
 
     def evaluate_batch(self, list systems, list outputs):
-        """Evaluate many ``(types, positions, cell, pbc)`` structures in one launch sequence,
+        """Evaluate many ``(types, positions, cell, pbc, temperature)`` structures (temperature
+        in K, read by temperature models only) in one launch sequence,
         into one dict of preallocated arrays per structure (every dict with the same keys).
 
         Returns the per-structure status codes (0 = ok). Raises for failures that are not
@@ -205,7 +207,7 @@ cdef class CudaModel:
             if c_systems == NULL or c_outputs == NULL or statuses == NULL:
                 raise MemoryError("host allocation failed")
             for s in range(S):
-                types, positions, cell, pbc = systems[s]
+                types, positions, cell, pbc, temperature = systems[s]
                 x = np.ascontiguousarray(positions, dtype=np.float64).reshape(-1, 3)
                 n = x.shape[0]
                 t = np.ascontiguousarray(types, dtype=np.intc).reshape(-1)
@@ -220,6 +222,7 @@ cdef class CudaModel:
                 flags = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
                 for k in range(3):
                     c_systems[s].pbc[k] = 1 if flags[k] else 0
+                c_systems[s].temperature = temperature
                 if sorted(outputs[s]) != names:
                     raise ValueError("every structure must ask for the same outputs")
                 for name in names:
@@ -258,7 +261,8 @@ cdef class CudaMD:
     :meth:`state` and the observers ask for is downloaded.
 
     ``model`` is a :class:`CudaModel`, used exclusively by this run while it lives. Units are
-    ASE's (Angstrom, eV, amu, ASE time units; pressures in eV/Angstrom^3).
+    ASE's (Angstrom, eV, amu, ASE time units; pressures in eV/Angstrom^3). A temperature model
+    reads ``model_temperature`` (K) at the start and every step's target after that.
     """
 
     cdef nep_cuda_md *ptr
@@ -274,7 +278,7 @@ cdef class CudaMD:
                  double dt, thermostat=None, barostat=None, bint anisotropic=False, int dof=1,
                  double dt_over_tau_t=0.0, double dt_over_tau_p=0.0, double beta=0.0,
                  target_pressure=(0.0, 0.0, 0.0), double boltzmann=8.617333262e-05,
-                 unsigned long long seed=0):
+                 unsigned long long seed=0, double model_temperature=0.0):
         cdef int[::1] t = np.ascontiguousarray(types, dtype=np.intc)
         cdef double[::1] m = np.ascontiguousarray(masses, dtype=np.float64)
         cdef double[:, ::1] x = np.ascontiguousarray(positions, dtype=np.float64).reshape(-1, 3)
@@ -302,6 +306,7 @@ cdef class CudaMD:
             s.target_pressure[k] = float(np.broadcast_to(target_pressure, (3,))[k])
         s.boltzmann = boltzmann
         s.seed = seed
+        s.model_temperature = model_temperature
         self.model = model
         with model._lock:
             status = nep_cuda_md_create(model.ptr, n, &t[0], &m[0], &x[0, 0], &v[0, 0], &h[0],

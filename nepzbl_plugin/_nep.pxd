@@ -21,6 +21,7 @@ cdef extern from "nep.h" nogil:
         const double *parameters
         size_t num_parameters
         const double *q_scaler
+        int temperature
 
     ctypedef struct nep_model:
         pass
@@ -31,6 +32,7 @@ cdef extern from "nep.h" nogil:
         const double *positions
         const double *cell
         int pbc[3]
+        double temperature
 
     ctypedef struct nep_outputs:
         double *energy

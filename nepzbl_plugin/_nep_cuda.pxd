@@ -43,6 +43,7 @@ cdef extern from "nep_cuda_md.h" nogil:
         double target_pressure[3]
         double boltzmann
         unsigned long long seed
+        double model_temperature
 
     int nep_cuda_md_create(nep_cuda_model *model, int num_atoms, const int *types,
                            const double *masses, const double *positions,

@@ -188,13 +188,14 @@ def train_gradient(dict spec, int[::1] types, double[:, ::1] positions, double[:
                    double[::1] force_adjoint, double[::1] virial_adjoint, double[::1] gradient,
                    double[::1] energy, double[::1] forces, double[::1] virials,
                    int[::1] statuses, int num_threads, TrainCache cache=None,
-                   int[::1] structure_ids=None):
+                   int[::1] structure_ids=None, const double[::1] temperatures=None):
     """Call nep_train_gradient (see cext/nep_train.h) on flattened structures.
 
     ``spec`` holds the nep_model_spec fields as Python ints and C-contiguous numpy arrays
     (float64, atomic numbers int32). Output arrays may be None (not wanted); they are
     allocated by the caller. With a :class:`TrainCache`, ``structure_ids`` (one stable id
-    >= 0 per structure) name the structures whose neighbour lists it keeps. Returns the C
+    >= 0 per structure) name the structures whose neighbour lists it keeps. ``temperatures``
+    (one per structure, K; None: 0) are the temperature models' input. Returns the C
     status (0 = NEP_OK).
     """
     cdef nep_model_spec c_spec
@@ -226,6 +227,7 @@ def train_gradient(dict spec, int[::1] types, double[:, ::1] positions, double[:
     c_spec.parameters = &parameters[0]
     c_spec.num_parameters = parameters.shape[0]
     c_spec.q_scaler = &q_scaler[0]
+    c_spec.temperature = 1 if spec.get("temperature", 0) else 0
     if nep_train_num_parameters(&c_spec) != <size_t>parameters.shape[0]:
         raise ValueError("the parameter vector does not match the model header")
     cdef Py_ssize_t num_atoms = atom_offsets[num_systems] if num_systems > 0 else 0
@@ -240,6 +242,8 @@ def train_gradient(dict spec, int[::1] types, double[:, ::1] positions, double[:
     _train_check_size(virials, 9 * num_systems)
     if statuses is not None and statuses.shape[0] != num_systems:
         raise ValueError("statuses must have one value per structure")
+    if temperatures is not None and temperatures.shape[0] != num_systems:
+        raise ValueError("temperatures must have one value per structure")
     if (cache is None) != (structure_ids is None):
         raise ValueError("a cache needs structure_ids and structure_ids need a cache")
     if structure_ids is not None and structure_ids.shape[0] != num_systems:
@@ -256,6 +260,7 @@ def train_gradient(dict spec, int[::1] types, double[:, ::1] positions, double[:
         systems[s].cell = &cells[s, 0, 0]
         for k in range(3):
             systems[s].pbc[k] = pbc[s, k]
+        systems[s].temperature = temperatures[s] if temperatures is not None else 0.0
     cdef const double *p_alpha = _train_ptr(alpha)
     cdef const double *p_fadj = _train_ptr(force_adjoint)
     cdef const double *p_vadj = _train_ptr(virial_adjoint)
@@ -288,4 +293,5 @@ def train_num_parameters(dict spec):
     for k in range(6):
         c_spec.flags[k] = spec["flags"][k]
     c_spec.num_neurons = spec["num_neurons"]
+    c_spec.temperature = 1 if spec.get("temperature", 0) else 0
     return nep_train_num_parameters(&c_spec)

@@ -74,8 +74,9 @@ cdef class CudaTrainingSet:
     spec
         The model's ``nep_model_spec`` fields (:func:`nepzbl_plugin.engine.base.model_spec`:
         header, q_scaler and ZBL; the parameters are passed per call).
-    types, positions, cells, pbc, atom_offsets
-        The flattened structures (as :class:`nepzbl_plugin.train.gradient.TrainingBatch`).
+    types, positions, cells, pbc, atom_offsets, temperatures
+        The flattened structures (as :class:`nepzbl_plugin.train.gradient.TrainingBatch`;
+        temperatures in K, None: 0, read by temperature models only).
     float64
         float64 arithmetic (for checks) instead of float32 products with float64 sums.
     """
@@ -89,7 +90,7 @@ cdef class CudaTrainingSet:
 
     def __init__(self, dict spec, int[::1] types, double[:, ::1] positions,
                  double[:, :, ::1] cells, int[:, ::1] pbc, long long[::1] atom_offsets,
-                 bint float64=False):
+                 bint float64=False, const double[::1] temperatures=None):
         cdef nep_model_spec c_spec
         cdef int status, k, s, bad = -1
         cdef double[::1] rcr = spec["rc_radial"]
@@ -104,10 +105,12 @@ cdef class CudaTrainingSet:
                    spec["n_max_angular"], spec["basis_radial"], spec["basis_angular"],
                    spec["l_max"], spec["flags"], spec["num_neurons"], &rcr[0], &rca[0], &z[0],
                    &zbl[0] if zbl_values is not None else NULL, &params[0],
-                   <size_t>params.shape[0], &scaler[0])
+                   <size_t>params.shape[0], &scaler[0], spec.get("temperature", 0))
         cdef int num_systems = atom_offsets.shape[0] - 1
         if num_systems < 0 or cells.shape[0] != num_systems or pbc.shape[0] != num_systems:
             raise ValueError("atom_offsets, cells and pbc disagree on the number of structures")
+        if temperatures is not None and temperatures.shape[0] != num_systems:
+            raise ValueError("temperatures must have one value per structure")
         cdef nep_system *systems = <nep_system *>malloc(sizeof(nep_system) * max(num_systems, 1))
         if systems == NULL:
             raise MemoryError()
@@ -119,6 +122,7 @@ cdef class CudaTrainingSet:
             systems[s].cell = &cells[s, 0, 0]
             for k in range(3):
                 systems[s].pbc[k] = pbc[s, k]
+            systems[s].temperature = temperatures[s] if temperatures is not None else 0.0
         try:
             with nogil:
                 status = nep_train_cuda_create(&c_spec, num_systems, systems, 1 if float64 else 0,

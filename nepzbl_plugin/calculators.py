@@ -45,6 +45,10 @@ class NEP(Calculator):
         OpenMP threads of the CPU engine (``None``: OpenMP's default).
     precision
         ``"float64"`` or ``"float32"`` for the CUDA engine (the CPU engine is always float64).
+    temperature
+        Temperature in K, the extra input of GPUMD's temperature models (``nep4_temperature``);
+        when None, ``atoms.info["temperature"]`` is used. Other models ignore it. Change it
+        with ``calc.set(temperature=...)``, which also clears the stored results.
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator` (``atoms``, ``label``, ...).
 
@@ -56,21 +60,29 @@ class NEP(Calculator):
     ``stress``). Stress needs a cell with nonzero volume.
     """
 
-    default_parameters: dict = {}
+    default_parameters: dict = {"temperature": None}
 
     def __init__(self, model: Model | str | Path, device: str = "cpu",
-                 num_threads: int | None = None, precision: str = "float64", **kwargs):
+                 num_threads: int | None = None, precision: str = "float64",
+                 temperature: float | None = None, **kwargs):
         self.evaluator = Evaluator(model, device=device, num_threads=num_threads,
                                    precision=precision)
         # per instance, so that subclasses and instances never share a mutable list
         self.implemented_properties = [
             "energy", "free_energy", "forces", "stress", "energies", "stresses",
         ]
-        Calculator.__init__(self, **kwargs)
+        Calculator.__init__(self, temperature=temperature, **kwargs)
 
     @property
     def model(self) -> Model:
         return self.evaluator.model
+
+    def set(self, **kwargs) -> dict:
+        """ASE's ``set``; a new ``temperature`` changes every result, so it clears them."""
+        changed = Calculator.set(self, **kwargs)
+        if "temperature" in changed:
+            self.reset()
+        return changed
 
     # ------------------------------------------------------------------ helpers
     def _pbc(self, atoms) -> tuple[bool, bool, bool]:
@@ -78,7 +90,9 @@ class NEP(Calculator):
 
     def _system(self, atoms) -> System:
         system = self.evaluator.system(atoms)
-        return System(system.types, system.positions, system.cell, self._pbc(atoms))
+        temperature = self.parameters.get("temperature")
+        return System(system.types, system.positions, system.cell, self._pbc(atoms),
+                      system.temperature if temperature is None else temperature)
 
     def _volume(self, atoms) -> float:
         volume = abs(float(np.linalg.det(atoms.cell.array)))

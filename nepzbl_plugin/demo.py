@@ -41,7 +41,7 @@ def _to_structure(atoms, temperature: float, config_type: str):
         symbols=atoms.get_chemical_symbols(), positions=atoms.get_positions(),
         cell=np.array(atoms.get_cell()), pbc=np.array(atoms.pbc), energy=energy,
         forces=forces, virial=0.5 * (virial + virial.T), config_type=config_type,
-        info={"temperature": f"{temperature:g}"},
+        temperature=float(temperature),
     )
 
 

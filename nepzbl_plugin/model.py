@@ -357,6 +357,42 @@ class Model:
         out.__post_init__()  # size checks with the nep4 header
         return out
 
+    def at_temperature(self, temperature: float) -> Model:
+        """The plain model this temperature model (``nep4_temperature``) is at one fixed
+        temperature, in K.
+
+        The temperature enters every hidden neuron k as the constant
+        w0[k, D-1] q_scaler[D-1] T; folding it into the bias b0[k] leaves a model without the
+        temperature input that gives the same energies, forces and virials at that
+        temperature, and that NEP_CPU, LAMMPS and calorine can run (they do not read
+        temperature models).
+        """
+        if not self.temperature:
+            raise ValueError("at_temperature needs a temperature model (nep4_temperature)")
+        if self.n_neurons_second > 0:
+            raise NotImplementedError("folding the temperature of a two-layer network")
+        t = float(temperature)
+        if not (np.isfinite(t) and t >= 0.0):
+            raise ValueError(
+                f"temperature must be a finite number of kelvin >= 0, got {temperature!r}")
+        D = self.descriptor_dim
+        input_value = self.q_scaler[D - 1] * t  # the network's temperature input
+        blocks = []
+        for b in range(self.num_networks):
+            net = self.network(b)
+            blocks += [net["w0"][:, : D - 1].ravel(), net["b0"] - net["w0"][:, D - 1] * input_value,
+                       net["w1"]]
+            if self.version == 5:
+                blocks.append(net["beta"])
+        out = self.copy()
+        out.temperature = False
+        out.parameters = np.concatenate(
+            blocks + [[self.shared_bias], self.parameters[self.num_network_parameters:]])
+        out.q_scaler = self.q_scaler[: D - 1].copy()
+        out.metadata["folded_temperature_K"] = t
+        out.__post_init__()  # size checks with the plain header
+        return out
+
     def without_zbl(self) -> Model:
         """A copy without ZBL (the network parameters are unchanged)."""
         out = self.copy()

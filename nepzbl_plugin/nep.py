@@ -67,7 +67,8 @@ def _system(ev: Evaluator, structure) -> System:
     """calorine's boundary conventions: periodic everywhere unless there is no cell."""
     system = ev.system(structure)
     periodic = structure.cell.rank != 0
-    return System(system.types, system.positions, system.cell, (periodic,) * 3)
+    return System(system.types, system.positions, system.cell, (periodic,) * 3,
+                  system.temperature)
 
 
 def _resolve(model_filename, model, debug):

@@ -309,6 +309,25 @@ for kw in variants:
         for key in ("forces", "virial", "virials", "forces_zbl", "descriptors", "latent"):
             scale = max(1.0, np.abs(cpu[key]).max())
             assert np.abs(gpu[key] - cpu[key]).max() <= tol * scale, (precision, key)
+# a temperature model (nep4_zbl_temperature): every structure of a batch at its own temperature
+model = random_model(types=("Li", "La", "O"), seed=4, zbl="universal", temperature=True)
+model.q_scaler[-1] = 0.001
+frames = []
+for k, t in enumerate((150.0, 1250.0)):
+    atoms = bulk("Cu", "fcc", a=4.0, cubic=True).repeat((2, 2, 1))
+    atoms.rattle(0.1, seed=5 + k)
+    atoms.set_chemical_symbols([model.types[j % 3] for j in range(len(atoms))])
+    atoms.info["temperature"] = t
+    frames.append(atoms)
+cpu = Evaluator(model).evaluate_many(frames, props)
+for precision, tol in (("float64", 1e-9), ("float32", 2e-3)):
+    gpu = CudaEvaluator(model, precision=precision).evaluate_many(frames, props)
+    for c, g in zip(cpu, gpu):
+        assert abs(g["energy"] - c["energy"]) <= tol * abs(c["energy"]), precision
+        for key in ("forces", "virial", "descriptors", "latent"):
+            scale = max(1.0, np.abs(c[key]).max())
+            assert np.abs(g[key] - c[key]).max() <= tol * scale, (precision, key)
+assert abs(cpu[0]["energy"] - cpu[1]["energy"]) > 1e-3
 print("emulation ok")
 """
 

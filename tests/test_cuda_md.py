@@ -116,6 +116,34 @@ def test_deterministic_ensembles_match_cpu_run_md(where, tmp_path_factory, tmp_p
     assert out["npt-berendsen-aniso"]["cell_moved"] > 1e-3
 
 
+_TEMPERATURE_MODEL = _PRELUDE + """
+# a temperature model: the device loop feeds every step's target, as run_md on the CPU does
+from nepzbl_plugin.md import TemperatureSchedule
+model = random_model(types=("Li", "La", "O"), seed=1, version=4, zbl="universal", scale=0.3,
+                     temperature=True)
+model.q_scaler[-1] = 0.001
+atoms = structure()
+frames = {}
+for device in ("cpu", "cuda"):
+    keep = Keep(5)
+    run(device, atoms, steps=30, timestep=1.0, ensemble="nvt-berendsen", tau_temperature=20.0,
+        temperature=TemperatureSchedule.linear(300.0, 1500.0, 30), seed=7, observers=[keep])
+    frames[device] = keep.frames
+error = max(np.abs(a.positions - b.positions).max() + abs(a.potential_energy - b.potential_energy)
+            for a, b in zip(frames["cpu"], frames["cuda"]))
+print("RESULT" + json.dumps(dict(error=float(error), frames=len(frames["cuda"]))))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", WHERE)
+def test_temperature_model_follows_the_ramp_on_the_device(where, tmp_path_factory, tmp_path):
+    """A nep4_temperature model under a 300 -> 1500 K ramp: the device loop's energies and
+    positions equal the CPU run's to float64 round-off (each step gets its target)."""
+    out = _run(where, _TEMPERATURE_MODEL, tmp_path_factory, tmp_path)
+    assert out["frames"] == 7 and out["error"] < 1e-9, out
+
+
 _STOCHASTIC = _PRELUDE + """
 out = {}
 atoms = structure(repeat=(2, 2, 2))

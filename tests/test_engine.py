@@ -329,8 +329,6 @@ def test_engine_refuses_bad_input():
 
 
 def test_unsupported_models_and_devices():
-    with pytest.raises(UnsupportedModelError, match="temperature"):
-        Evaluator(random_model(temperature=True, seed=1))
     with pytest.raises(UnsupportedModelError, match="two hidden layers"):
         Evaluator(random_model(neurons_second=4, seed=1))
     with pytest.raises(ValueError, match="device"):

@@ -366,7 +366,7 @@ def test_output_arrays_of_the_wrong_size_are_refused_before_the_engine_writes():
     with pytest.raises(ValueError, match="'forces' needs 6 values"):
         core.evaluate(types, positions, cell, (False,) * 3, {"forces": np.zeros((1, 3))})
     with pytest.raises(ValueError, match="'descriptors'"):
-        core.evaluate_batch([(types, positions, cell, (True,) * 3)],
+        core.evaluate_batch([(types, positions, cell, (True,) * 3, 0.0)],
                             [{"descriptors": np.zeros(3)}])
 
 

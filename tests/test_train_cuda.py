@@ -55,11 +55,16 @@ variants = [
     dict(version=4, zbl="universal", flags=(2, 1, 0, 0, 0, 0), l_max=4),
     dict(version=5, zbl="flexible", flags=(1, 1, 1, 1, 1, 1), l_max=6),
     dict(version=4, zbl="universal", flags=(0,) * 6, l_max=8),
+    dict(version=4, zbl="universal", flags=(2, 1, 0, 0, 0, 0), l_max=4, temperature=True),
 ]
 for kw in variants:
     model = random_model(types=("Li", "La", "O"), seed=2, n_max=(3, 2), basis=(5, 4),
                          neurons=6, cutoffs=(4.5, 3.5), **kw)
-    batch = TrainingBatch.from_structures(structures(model.types, 4, 1))
+    frames = structures(model.types, 4, 1)
+    if model.temperature:  # each structure at its own temperature, GPUMD's scaler
+        model.q_scaler[-1] = 0.001
+        frames = [f + ((True,) * 3, 200.0 + 300.0 * k) for k, f in enumerate(frames)]
+    batch = TrainingBatch.from_structures(frames)
     S, A = batch.num_structures, int(batch.atom_offsets[-1])
     alpha = rng.normal(size=S)
     fadj = rng.normal(size=(A, 3))
@@ -71,7 +76,8 @@ for kw in variants:
     sel = np.arange(S, dtype=np.intc)
     for float64, tol in ((True, 1e-10), (False, 1e-4)):
         ts = _cuda.CudaTrainingSet(model_spec(model), batch.types, batch.positions,
-                                   batch.cells, batch.pbc, batch.atom_offsets, float64=float64)
+                                   batch.cells, batch.pbc, batch.atom_offsets, float64=float64,
+                                   temperatures=batch.temperatures)
         g, e, f, w = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
         err = np.abs(g - g_cpu).max() / scale
         assert err <= tol, (kw, float64, "gradient", err)
@@ -84,8 +90,7 @@ for kw in variants:
         atoms = np.concatenate([np.arange(off[s], off[s + 1]) for s in sub])
         g2, e2, f2, w2 = ts.run(params, sub, alpha[sub], fadj[atoms].ravel(), vadj[sub].ravel())
         assert np.array_equal(e2, e[sub]) and np.array_equal(f2, f[atoms]), (kw, "subset")
-        sub_batch = TrainingBatch.from_structures(
-            [structures(model.types, 4, 1)[s] for s in sub])
+        sub_batch = TrainingBatch.from_structures([frames[s] for s in sub])
         g2_cpu = linear_functional_gradient(model, sub_batch, alpha[sub], fadj[atoms],
                                             vadj[sub], parameters=params)
         assert np.abs(g2 - g2_cpu).max() <= tol * np.abs(g2_cpu).max(), (kw, "subset gradient")
@@ -111,7 +116,8 @@ for kw in variants:
         ts.set_population_budget(1 << 30)
     # finite differences of Phi = alpha.E + a.F + B:W in float64 (central, 1e-6 relative)
     ts = _cuda.CudaTrainingSet(model_spec(model), batch.types, batch.positions, batch.cells,
-                               batch.pbc, batch.atom_offsets, float64=True)
+                               batch.pbc, batch.atom_offsets, float64=True,
+                               temperatures=batch.temperatures)
     g, _, _, _ = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
     def phi(z):
         _, e, f, w = ts.run(z, sel, want_gradient=False)

@@ -1,4 +1,5 @@
-"""``nepzbl model``: rewrite a model (add or strip ZBL, upgrade, full precision)."""
+"""``nepzbl model``: rewrite a model (add or strip ZBL, upgrade, fix a temperature model's
+temperature, full precision)."""
 
 from __future__ import annotations
 
@@ -23,12 +24,15 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "model",
-        help="rewrite a model: add or strip ZBL, upgrade an old header, full precision",
+        help="rewrite a model: add or strip ZBL, upgrade an old header, fix a temperature "
+        "model's temperature, full precision",
         description="Read MODEL and write it to OUT in the current GPUMD format (old header "
         "forms are upgraded). --add-zbl adds universal ZBL with the given outer radius (inner = "
         "outer/2, as GPUMD writes it); with --typewise FACTOR the per-pair outer radius is "
         "min(FACTOR (R_cov,a + R_cov,b), R_OUTER) with inner 0. Adding ZBL changes the "
-        "physics: the network must be retrained or fine-tuned afterwards.",
+        "physics: the network must be retrained or fine-tuned afterwards. --at-temperature T "
+        "turns a temperature model (nep4_temperature) into the plain model it is at T K, which "
+        "NEP_CPU, LAMMPS and calorine can run.",
         formatter_class=fmt,
     )
     p.add_argument("model", metavar="MODEL", help="input nep.txt")
@@ -56,6 +60,14 @@ def register(subparsers) -> None:
         "same energies and forces; current GPUMD runs only nep4)",
     )
     p.add_argument(
+        "--at-temperature",
+        type=float,
+        metavar="T",
+        default=None,
+        help="a temperature model at this fixed temperature in K, written as a plain model "
+        "(the same energies and forces at T)",
+    )
+    p.add_argument(
         "--full-precision",
         action="store_true",
         help="write 17 significant digits instead of GPUMD's %%15.7e",
@@ -80,6 +92,14 @@ def _cmd_model(args) -> int:
         raise NepzblError("--typewise needs --add-zbl R_OUTER")
     model = read_model(args.model)
     old_token = model.model_token
+    if args.at_temperature is not None:
+        if not model.temperature:
+            raise NepzblError(f"--at-temperature: {args.model} is a {old_token} model, not a "
+                              "temperature model")
+        try:
+            model = model.at_temperature(args.at_temperature)
+        except ValueError as error:
+            raise NepzblError(f"--at-temperature: {error}") from None
     if args.add_zbl is not None:
         low, high = _ZBL_OUTER_RANGE
         if not low <= args.add_zbl <= high:
@@ -127,7 +147,8 @@ def _cmd_model(args) -> int:
     model.write(args.output, precision="full" if args.full_precision else "gpumd")
     form = model.metadata.get("cutoff_form", "")
     upgraded = " (old header form upgraded)" if str(form).startswith("legacy") else ""
-    print(f"wrote {args.output}: {old_token} -> {model.model_token}{upgraded}")
+    fixed = (f" at {args.at_temperature:g} K" if args.at_temperature is not None else "")
+    print(f"wrote {args.output}: {old_token} -> {model.model_token}{fixed}{upgraded}")
     return 0
 
 

@@ -26,7 +26,8 @@ from ..model import Model, read_model
 
 __all__ = [
     "System", "PROPERTIES", "PRECISIONS", "DEFAULT_PRECISION", "EvaluatorBase", "load_model",
-    "check_supported", "check_parameters", "model_spec",
+    "check_supported", "check_parameters", "model_spec", "structure_temperature",
+    "temperature_input",
 ]
 
 # Properties evaluate() understands; "zbl" adds energy_zbl, energies_zbl, forces_zbl, virial_zbl.
@@ -60,12 +61,17 @@ class System:
         used and may be zero.
     pbc
         Periodicity of each cell direction.
+    temperature
+        Temperature in K: the extra input of GPUMD's temperature models (``nep4_temperature``),
+        as ``temperature=`` in train.xyz or the target temperature of an MD run. Other models
+        ignore it; temperature models refuse a structure without one.
     """
 
     types: np.ndarray
     positions: np.ndarray
     cell: np.ndarray
     pbc: tuple[bool, bool, bool] = (True, True, True)
+    temperature: float | None = None
 
     def __post_init__(self):
         self.types = np.ascontiguousarray(self.types, dtype=np.intc).reshape(-1)
@@ -82,6 +88,37 @@ class System:
         return int(self.types.shape[0])
 
 
+def structure_temperature(structure) -> float | None:
+    """The temperature (K) an ``ase.Atoms`` carries in ``info["temperature"]`` (where ASE's
+    extxyz reader puts train.xyz's ``temperature=``), or None."""
+    info = getattr(structure, "info", None)
+    value = info.get("temperature") if isinstance(info, dict) else None
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"atoms.info['temperature'] must be a number of kelvin, "
+                         f"not {value!r}") from None
+
+
+def temperature_input(model: Model, temperature: float | None) -> float:
+    """The temperature input (K) the engines get: ``temperature`` for a temperature model
+    (which needs one: finite, >= 0), 0 for every other model (they never read it)."""
+    if not model.temperature:
+        return 0.0
+    if temperature is None:
+        raise ValueError(
+            "this is a temperature model (nep4_temperature): give the structure a temperature "
+            "in K (atoms.info['temperature'], the calculator's temperature=, or System(..., "
+            "temperature=))"
+        )
+    t = float(temperature)
+    if not (np.isfinite(t) and t >= 0.0):
+        raise ValueError(f"temperature must be a finite number of kelvin >= 0, got {temperature!r}")
+    return t
+
+
 def load_model(model) -> Model:
     """A private copy of ``model`` (a :class:`Model`) or the model read from a path."""
     if isinstance(model, Model):
@@ -94,10 +131,6 @@ def load_model(model) -> Model:
 def check_supported(model: Model) -> None:
     """Raise :class:`UnsupportedModelError` for a model no nepzbl engine evaluates."""
     where = model.metadata.get("path", "<model>") if isinstance(model.metadata, dict) else "<model>"
-    if model.temperature:
-        raise UnsupportedModelError(
-            where, None, "temperature-dependent NEP models are not evaluated by nepzbl's engines"
-        )
     if model.n_neurons_second > 0:
         raise UnsupportedModelError(
             where, None, "NEP models with two hidden layers (ANN N1 N2, N2 > 0) are not evaluated"
@@ -142,6 +175,8 @@ def model_spec(model: Model, parameters=None) -> dict:
         "zbl": None if zbl is None else np.ascontiguousarray(zbl, dtype=np.float64).ravel(),
         "parameters": params,
         "q_scaler": np.ascontiguousarray(model.q_scaler, dtype=np.float64),
+        # 1: the descriptor's last entry is the structure's temperature (nep4_temperature)
+        "temperature": 1 if model.temperature else 0,
     }
 
 
@@ -188,7 +223,12 @@ class EvaluatorBase:
                 f"species {name!r} is not in the model (species: "
                 f"{', '.join(self.model.types)})"
             )
-        return System(types, structure.get_positions(), structure.cell.array, structure.pbc)
+        return System(types, structure.get_positions(), structure.cell.array, structure.pbc,
+                      structure_temperature(structure))
+
+    def temperature_of(self, system: System) -> float:
+        """The temperature input of ``system`` for this model (:func:`temperature_input`)."""
+        return temperature_input(self.model, system.temperature)
 
     def _allocate(self, n: int, properties: Iterable[str]) -> dict[str, np.ndarray]:
         D, N1 = self.model.descriptor_dim, self.model.n_neurons

@@ -58,6 +58,7 @@ def core_model_from(model: Model):
         None if zbl is None else zbl.reshape(T, T, -1),
         spec["parameters"],
         spec["q_scaler"],
+        bool(spec["temperature"]),
     )
 
 
@@ -136,7 +137,7 @@ class Evaluator(EvaluatorBase):
         system = self.system(structure)
         arrays = self._allocate(len(system), properties)
         self._core.evaluate(system.types, system.positions, system.cell, system.pbc, arrays,
-                            self.num_threads)
+                            self.num_threads, self.temperature_of(system))
         return self._check_finite(self._finish(arrays))
 
     def evaluate_many(self, structures: Sequence, properties: Sequence[str] = (
@@ -155,7 +156,8 @@ class Evaluator(EvaluatorBase):
         systems = [self.system(s) for s in structures]
         arrays = [self._allocate(len(s), properties) for s in systems]
         statuses = self._core.evaluate_batch(
-            [(s.types, s.positions, s.cell, s.pbc) for s in systems], arrays, self.num_threads
+            [(s.types, s.positions, s.cell, s.pbc, self.temperature_of(s)) for s in systems],
+            arrays, self.num_threads,
         )
         for k, status in enumerate(statuses):
             if status != 0:

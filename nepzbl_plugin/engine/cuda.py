@@ -136,7 +136,8 @@ class CudaEvaluator(EvaluatorBase):
         if not systems:
             return []
         statuses = self._gpu.evaluate_batch(
-            [(s.types, s.positions, s.cell, s.pbc) for s in systems], arrays
+            [(s.types, s.positions, s.cell, s.pbc, self.temperature_of(s)) for s in systems],
+            arrays,
         )
         for k, status in enumerate(statuses):
             if status != 0:

@@ -14,7 +14,9 @@ The reader follows GPUMD's ``nep`` executable (``../shared/docs/nep-reference.md
   virial W = -stress * V; when both are given they must agree within 1e-3 eV/atom and ``virial``
   is used;
 * ``weight`` must satisfy 0 < w <= 100 (default 1); ``energy_weight`` (undocumented in GPUMD)
-  defaults to 1.
+  defaults to 1;
+* ``temperature`` (K, >= 0) is the input of temperature models (``model_type 3``), which GPUMD
+  requires on every frame; other models ignore it.
 
 Unlike GPUMD, which reads in float32 and silently stops at the first blank line, every problem
 here raises :class:`~nepzbl_plugin.errors.NepFormatError` naming the file and the 1-based line.
@@ -59,6 +61,7 @@ _RESERVED = frozenset(
         "energy_weight",
         "config_type",
         "pbc",
+        "temperature",
     ]
 )
 _INT = re.compile(r"[+-]?[0-9]{1,12}")
@@ -103,6 +106,8 @@ class TrainingStructure:
         GPUMD's ``energy_weight=`` (multiplies the frame's squared energy error).
     config_type
         The ``config_type=`` label, or ``None``.
+    temperature
+        GPUMD's ``temperature=`` in K (the input of temperature models), or ``None``.
     info
         Every other comment-line key, values as strings (``True`` for a bare key).
     """
@@ -118,6 +123,7 @@ class TrainingStructure:
     energy_weight: float = 1.0
     config_type: str | None = None
     info: dict = field(default_factory=dict)
+    temperature: float | None = None
 
     def __post_init__(self):
         self.symbols = [str(s) for s in self.symbols]
@@ -145,6 +151,14 @@ class TrainingStructure:
             raise ValueError(f"weight must satisfy 0 < w <= 100, got {self.weight}")
         if not 0.0 <= self.energy_weight <= 1e6:  # also refuses NaN: the loss would be NaN
             raise ValueError(f"energy_weight must satisfy 0 <= w <= 1e6, got {self.energy_weight}")
+        for key in [k for k in self.info if str(k).lower() == "temperature"]:
+            value = self.info.pop(key)  # GPUMD's key: the attribute, not free-form info
+            if self.temperature is None:
+                self.temperature = value
+        if self.temperature is not None:
+            self.temperature = float(self.temperature)
+            if not 0.0 <= self.temperature <= 1e6:
+                raise ValueError(f"temperature must be 0..1e6 K, got {self.temperature}")
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -172,7 +186,7 @@ class TrainingStructure:
     def to_atoms(self):
         """An :class:`ase.Atoms` with a SinglePointCalculator holding energy, forces and the
         stress (ASE sign, tensile positive: stress = -virial / V). Weight, energy_weight,
-        config_type and ``info`` go to ``atoms.info``."""
+        config_type, temperature and ``info`` go to ``atoms.info``."""
         from ase import Atoms
         from ase.calculators.singlepoint import SinglePointCalculator
         from ase.stress import full_3x3_to_voigt_6_stress
@@ -194,6 +208,8 @@ class TrainingStructure:
             atoms.info["energy_weight"] = self.energy_weight
         if self.config_type is not None:
             atoms.info["config_type"] = self.config_type
+        if self.temperature is not None:
+            atoms.info["temperature"] = self.temperature
         return atoms
 
     @classmethod
@@ -250,6 +266,7 @@ class TrainingStructure:
         if virial is not None:
             virial = _symmetrise(virial.ravel())
         info_weight, info_ew, info_ct = take("weight"), take("energy_weight"), take("config_type")
+        info_temperature = take("temperature")
         symbols = atoms.get_chemical_symbols()
         unknown = sorted(set(symbols) - _ELEMENTS)
         if unknown:
@@ -278,6 +295,7 @@ class TrainingStructure:
             if config_type is not None
             else (None if info_ct is None else str(info_ct)),
             info=clean_info,
+            temperature=None if info_temperature is None else float(info_temperature),
         )
 
 
@@ -306,6 +324,7 @@ class _Header:
         "weight",
         "energy_weight",
         "config_type",
+        "temperature",
         "pbc",
         "layout",
         "info",
@@ -448,6 +467,13 @@ def _parse_comment(
     if "config_type" in values:
         ct = values["config_type"]
         head.config_type = "T" if ct is True else str(ct)
+    head.temperature = None
+    if "temperature" in values:
+        head.temperature = _number(values["temperature"], "temperature", path, lineno)
+        if not 0.0 <= head.temperature <= 1e6:
+            raise NepFormatError(
+                path, lineno, f"temperature: expected 0 <= T <= 1e6 K, found {head.temperature:g}"
+            )
     head.pbc = np.ones(3, dtype=bool)
     if "pbc" in values:
         flags = values["pbc"].split() if isinstance(values["pbc"], str) else ["T"] * 3
@@ -608,6 +634,7 @@ def parse_train_xyz(
                 energy_weight=head.energy_weight,
                 config_type=head.config_type,
                 info=head.info,
+                temperature=head.temperature,
             )
         )
         i += 2 + num_atoms
@@ -699,6 +726,8 @@ def _header_line(s: TrainingStructure) -> str:
         parts.append(f"energy_weight={s.energy_weight!r}")
     if s.config_type is not None:
         parts.append("config_type=" + _format_info_value("config_type", s.config_type))
+    if s.temperature is not None:
+        parts.append(f"temperature={s.temperature!r}")
     parts.append('pbc="' + " ".join("T" if p else "F" for p in s.pbc) + '"')
     for key, value in s.info.items():
         key = str(key)
@@ -746,7 +775,8 @@ def write_train_xyz(path, structures: Iterable[TrainingStructure]) -> None:
 
     Every frame gets ``Lattice=``, ``Properties=species:S:1:pos:R:3[:forces:R:3]``,
     ``energy=`` (total, eV) and ``virial=`` (9 values, total, eV) when known, ``weight=`` and
-    ``energy_weight=`` when not 1, ``config_type=`` when set, ``pbc=`` and the ``info`` keys.
+    ``energy_weight=`` when not 1, ``config_type=`` and ``temperature=`` when set, ``pbc=`` and
+    the ``info`` keys.
     Floats are written with ``repr`` (shortest round-trip form), so reading the file back gives
     exactly the same numbers.
     """

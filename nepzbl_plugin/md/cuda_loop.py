@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from ase import units
 
+from ..engine.base import temperature_input
 from ..errors import NepzblError
 from .base import (
     BOLTZMANN,
@@ -211,12 +212,16 @@ def run_md_cuda(
     model_types = list(evaluator.model.types)
     types = forces.types
     cutoff = float(np.max(np.maximum(*evaluator.model.pair_cutoffs())))
+    # a temperature model's input: the target of step 0, then every step's (as GPUMD's MD)
+    model_temperature = temperature_input(
+        evaluator.model, temperature(0) if temperature is not None else forces.temperature)
     md = CudaMD(gpu, types, masses, positions, velocities, cell, pbc,
                 dt=timestep * units.fs, thermostat=thermostat, barostat=barostat,
                 anisotropic=anisotropic, dof=dof,
                 dt_over_tau_t=timestep / tau_temperature if thermostat else 0.0,
                 dt_over_tau_p=timestep / tau_pressure if barostat else 0.0, beta=beta,
-                target_pressure=target_pressure, boltzmann=BOLTZMANN, seed=key)
+                target_pressure=target_pressure, boltzmann=BOLTZMANN, seed=key,
+                model_temperature=model_temperature)
 
     def frame(state) -> Frame:
         step = int(state["step"])

@@ -47,7 +47,11 @@ __all__ = ["ENSEMBLES", "TemperatureSchedule", "EngineForces", "CalculatorForces
 
 class EngineForces:
     """Energy, forces and virial from a :class:`~nepzbl_plugin.engine.Evaluator`, arrays in and
-    out; the atom types and periodicity are fixed from ``atoms`` once."""
+    out; the atom types and periodicity are fixed from ``atoms`` once.
+
+    ``temperature`` (K) is the input of temperature models (``nep4_temperature``): it starts as
+    ``atoms.info["temperature"]`` and :func:`run_md` sets it to each step's target temperature,
+    as GPUMD's MD does. Other models ignore it."""
 
     def __init__(self, evaluator, atoms):
         from ..engine import System
@@ -56,11 +60,20 @@ class EngineForces:
         self.evaluator = evaluator
         system = evaluator.system(atoms)
         self.types, self.pbc = system.types, system.pbc
+        self.temperature = system.temperature
 
     def __call__(self, positions, cell):
-        out = self.evaluator.evaluate(self._system_class(self.types, positions, cell, self.pbc),
-                                      ("energy", "forces", "virial"))
+        out = self.evaluator.evaluate(
+            self._system_class(self.types, positions, cell, self.pbc, self.temperature),
+            ("energy", "forces", "virial"))
         return out["energy"], out["forces"], out["virial"]
+
+
+def follow_target(forces, temperature, step: int) -> None:
+    """Give a temperature model the run's target temperature of ``step`` as its input (what
+    GPUMD's MD feeds it); nothing without a target or for other force fields."""
+    if temperature is not None and isinstance(forces, EngineForces):
+        forces.temperature = float(temperature(step))
 
 
 class CalculatorForces:
@@ -168,7 +181,8 @@ def run_md(
     dt_over_tau_t = timestep / tau_temperature if thermostat else 0.0
     observers = _checked_observers(observers)
 
-    def evaluate():
+    def evaluate(step):
+        follow_target(forces, temperature, step)
         energy, f, w = forces(positions, cell)
         return float(energy), np.asarray(f, dtype=float), np.asarray(w, dtype=float)
 
@@ -189,7 +203,7 @@ def run_md(
     step = 0
     progress_every = max(1, steps // 200)
     try:
-        energy, force, virial = evaluate()
+        energy, force, virial = evaluate(0)
         kinetic = 0.5 * float(np.sum(masses[:, None] * velocities ** 2))
         start_total = energy + kinetic
         end_total = start_total
@@ -206,7 +220,7 @@ def run_md(
                 velocities *= decay
                 velocities += noise * rng.standard_normal((n, 3))
             positions += (0.5 * dt) * velocities
-            energy, force, virial = evaluate()
+            energy, force, virial = evaluate(step + 1)
             if not np.isfinite(energy):
                 step += 1
                 stopped = f"non-finite energy at step {step}"

@@ -38,6 +38,7 @@ def structures_to_systems(structures, species: list[str]):
                 np.asarray(st.positions, dtype=np.float64),
                 np.asarray(st.cell, dtype=np.float64),
                 (True, True, True),
+                getattr(st, "temperature", None),  # temperature models' input (K)
             )
         )
     return systems
@@ -107,7 +108,7 @@ class EngineBackend:
             counts = off[idx + 1] - off[idx]
             batch = TrainingBatch(full.types[atoms], full.positions[atoms], full.cells[idx],
                                   full.pbc[idx], np.concatenate([[0], np.cumsum(counts)]),
-                                  structure_ids=idx)
+                                  structure_ids=idx, temperatures=full.temperatures[idx])
             if len(self._cache) < 64:  # fixed batches (SNES, full batch) hit; others pass
                 self._cache[key] = batch
         return batch
@@ -198,6 +199,7 @@ class _Flat:
         self.positions = st.positions
         self.cell = st.cell
         self.pbc = (True, True, True)
+        self.temperature = getattr(st, "temperature", None)  # temperature models' input (K)
 
 
 def _as_list(results, n):

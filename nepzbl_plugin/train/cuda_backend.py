@@ -86,7 +86,8 @@ class CudaBackend:
 
         self._set = cuda.CudaTrainingSet(model_spec(self.model), flat.types, flat.positions,
                                          flat.cells, flat.pbc, flat.atom_offsets,
-                                         float64=precision == "float64")
+                                         float64=precision == "float64",
+                                         temperatures=flat.temperatures)
         self._cpu = None
 
     @property

@@ -61,6 +61,9 @@ class TrainingBatch:
     structure_ids
         (S,) int32 stable ids of the structures for a :class:`TrainingCache` (an id always
         denotes the same structure), or None.
+    temperatures
+        (S,) float64 temperature of each structure in K (train.xyz's ``temperature=``), the
+        input of temperature models; zeros when not given (GPUMD's default).
     """
 
     types: np.ndarray
@@ -69,6 +72,7 @@ class TrainingBatch:
     pbc: np.ndarray
     atom_offsets: np.ndarray
     structure_ids: np.ndarray | None = None
+    temperatures: np.ndarray | None = None
 
     def __post_init__(self):
         self.types = np.ascontiguousarray(self.types, dtype=np.int32).reshape(-1)
@@ -84,6 +88,11 @@ class TrainingBatch:
             raise ValueError("atom_offsets must start at 0 and not decrease")
         if self.types.size != self.atom_offsets[-1] or self.positions.shape[0] != self.types.size:
             raise ValueError("types/positions do not match atom_offsets")
+        if self.temperatures is None:
+            self.temperatures = np.zeros(S)
+        self.temperatures = np.ascontiguousarray(self.temperatures, dtype=np.float64).reshape(-1)
+        if self.temperatures.shape != (S,) or not np.all(np.isfinite(self.temperatures)):
+            raise ValueError(f"temperatures must be {S} finite values (K)")
         if self.structure_ids is not None:
             self.structure_ids = np.ascontiguousarray(self.structure_ids, dtype=np.int32)
             if self.structure_ids.shape != (S,) or np.any(self.structure_ids < 0):
@@ -104,18 +113,20 @@ class TrainingBatch:
 
         Each structure is an object with ``types`` (or, with ``species`` given, ase-like
         ``get_chemical_symbols()``/``symbols``), ``positions``, ``cell`` and optionally
-        ``pbc`` (default periodic in all directions, as GPUMD's trainer), or a tuple
-        ``(types, positions, cell[, pbc])``.
+        ``pbc`` (default periodic in all directions, as GPUMD's trainer) and ``temperature``
+        (K; None or absent: 0), or a tuple ``(types, positions, cell[, pbc[, temperature]])``.
         """
         index = {s: k for k, s in enumerate(species)} if species is not None else None
-        types, positions, cells, pbcs, counts = [], [], [], [], []
+        types, positions, cells, pbcs, counts, temperatures = [], [], [], [], [], []
         for k, st in enumerate(structures):
             if isinstance(st, tuple):
                 t, pos, cell = st[0], st[1], st[2]
                 pbc = st[3] if len(st) > 3 else (True, True, True)
+                temperature = st[4] if len(st) > 4 else None
             else:
                 pos, cell = st.positions, st.cell
                 pbc = getattr(st, "pbc", (True, True, True))
+                temperature = getattr(st, "temperature", None)
                 t = getattr(st, "types", None)
                 if t is None:
                     if index is None:
@@ -136,6 +147,7 @@ class TrainingBatch:
             cells.append(np.asarray(cell, dtype=np.float64).reshape(3, 3))
             pbcs.append(np.broadcast_to(np.asarray(pbc, dtype=np.int32), (3,)))
             counts.append(t.size)
+            temperatures.append(0.0 if temperature is None else float(temperature))
         offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
         return cls(
             np.concatenate(types) if types else np.zeros(0, np.int32),
@@ -143,6 +155,7 @@ class TrainingBatch:
             np.array(cells).reshape(-1, 3, 3),
             np.array(pbcs, dtype=np.int32).reshape(-1, 3),
             offsets,
+            temperatures=np.array(temperatures, dtype=np.float64),
         )
 
 
@@ -219,7 +232,7 @@ def _run(model, batch, alpha, force_adjoint, virial_adjoint, want_gradient, para
         spec, batch.types, batch.positions, batch.cells, batch.pbc, batch.atom_offsets,
         alpha, force_adjoint, virial_adjoint, gradient, energy, forces, virials, statuses,
         int(num_threads), None if cache is None else cache._core_cache,
-        None if cache is None else batch.structure_ids,
+        None if cache is None else batch.structure_ids, batch.temperatures,
     )
     if status != 0:
         bad = np.flatnonzero(statuses)

@@ -3,6 +3,7 @@
 Every parameter is set to ``initial_para`` (so every descriptor coefficient c is 1), the raw
 descriptors of all training structures are evaluated, and q_scaler[d] = 1/(max_d − min_d)
 over all training atoms. The values are then frozen and written with every nep.txt.
+A temperature model's last entry (the temperature input) is GPUMD's fixed 0.001 instead.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ import warnings
 
 import numpy as np
 
-__all__ = ["compute_q_scaler"]
+__all__ = ["compute_q_scaler", "TEMPERATURE_SCALER"]
+
+#: q_scaler of the temperature input of temperature models: GPUMD's trainer fixes it at 0.001
+#: (1000 K enters the network as 1) whatever the training temperatures span.
+TEMPERATURE_SCALER = 0.001
 
 
 def compute_q_scaler(model, structures, *, initial_para: float = 1.0,
@@ -33,7 +38,8 @@ def compute_q_scaler(model, structures, *, initial_para: float = 1.0,
     -------
     numpy.ndarray
         (D,) q_scaler. A component that is constant over the training set (GPUMD would
-        divide by 0) gets 1.0 and a warning.
+        divide by 0) gets 1.0 and a warning. A temperature model's temperature entry gets
+        :data:`TEMPERATURE_SCALER`, as GPUMD's trainer sets it.
     """
     from ._backend import EngineBackend
 
@@ -52,6 +58,8 @@ def compute_q_scaler(model, structures, *, initial_para: float = 1.0,
                 qmax = np.maximum(qmax, q.max(axis=0))
                 qmin = np.minimum(qmin, q.min(axis=0))
     span = qmax - qmin
+    if probe.temperature:
+        span[-1] = 1.0 / TEMPERATURE_SCALER  # fixed, never from the data
     bad = ~(span > 0) | ~np.isfinite(span)
     if bad.any():
         warnings.warn(

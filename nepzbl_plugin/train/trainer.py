@@ -182,6 +182,17 @@ def loss_weights_from_nep_in(nep_in, num_types: int) -> LossWeights:
     )
 
 
+def check_temperatures(structures, which: str) -> None:
+    """A temperature model (nep.in ``model_type 3``) reads every frame's temperature, as
+    GPUMD's trainer does: refuse a frame without ``temperature=``."""
+    for k, st in enumerate(structures):
+        if getattr(st, "temperature", None) is None:
+            raise ValueError(
+                f"{which} structure {k} has no temperature: model_type 3 trains a temperature "
+                "model, and every frame needs temperature=<K> on its comment line"
+            )
+
+
 def check_header(model: Model, reference: Model, what: str) -> None:
     """Raise ValueError naming every header field where ``model`` differs from nep.in."""
     problems = []
@@ -915,6 +926,9 @@ def train(
     Labels.from_structures(train_structures, species)
     if test_structures:
         Labels.from_structures(test_structures, species)
+    if model.temperature:
+        check_temperatures(train_structures, "training")
+        check_temperatures(test_structures or [], "test")
     # GPUMD's cutoff line carries the data's largest neighbour counts; its MD sizes its
     # neighbour lists from them, so every nep.txt written below has them.
     from ..neighbours import set_neighbour_counts
