@@ -442,3 +442,49 @@ def test_python_3_10_without_tomli_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_tomli)
     with pytest.raises(NepzblError, match="tomli"):
         load_config(path)
+
+
+# ------------------------------------------------------------------------------ on the GPU path
+_CUDA_LOOP = r'''
+import json
+from pathlib import Path
+from nepzbl_plugin import _cuda
+from nepzbl_plugin.cli import main
+
+assert _cuda.device_count() >= 1, "no CUDA device (emulated or real)"
+root = Path("toy")
+assert main(["al", "--example", "emt", str(root)]) == 0
+config = root / "al.toml"
+config.write_text(config.read_text().replace("seed = 0\n", 'seed = 0\ndevice = "cuda"\n', 1))
+(root / "nep.in").write_text((root / "nep.in").read_text() + "device cuda\n")
+assert main(["al", str(config), "--quiet"]) == 0
+state = root / "al-state"
+out = {"records": json.loads((state / "iterations.json").read_text())}
+for k in (0, 1, 2):
+    out[f"train_{k}"] = json.loads((state / f"iter_{k:03d}" / "train.json").read_text())
+for k in (1, 2):
+    out[f"md_{k}"] = json.loads((state / f"iter_{k:03d}" / "md_run_00.json").read_text())
+print("RESULT" + json.dumps(out))
+'''
+
+
+@pytest.mark.slow
+def test_emt_example_on_the_cuda_path_in_host_emulation(tmp_path_factory, tmp_path):
+    """The loop with ``device = "cuda"`` and nep.in's ``device cuda``: every MD run goes
+    through the CUDA evaluator and the device MD loop, every training through the GPU
+    backend (the CUDA sources compiled for the host, kernels as plain loops). Both
+    iterations finish, with the per-iteration table and the CPU run's data-set bookkeeping."""
+    from cuda_emulation import run_emulated
+
+    result = run_emulated(tmp_path_factory, _CUDA_LOOP, tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.split("RESULT", 1)[1])
+    records = out["records"]
+    assert [r["iteration"] for r in records] == [1, 2]
+    for r in records:
+        assert 0.0 <= r["failure_ratio"] <= 1.0 and 1 <= r["new_frames"] <= 4
+        assert r["updated"] is True
+    assert records[1]["training_size"] == 8 + records[0]["new_frames"] + records[1]["new_frames"]
+    assert all(out[f"train_{k}"]["device"] == "cuda" for k in (0, 1, 2))
+    assert all(out[f"md_{k}"]["device"] == "cuda" for k in (1, 2))
+    assert all(out[f"md_{k}"]["frames"] == 10 for k in (1, 2))

@@ -135,7 +135,7 @@ def _train(config: ALConfig, data, initial_model, out_dir: Path, log, *,
     model.write(path)
     _write_json(out_dir / "train.json", {
         "structures": len(data), "fine_tuned": initial_model is not None,
-        "stop_reason": history.stop_reason,
+        "stop_reason": history.stop_reason, "device": history.device,
         "rmse_energy_eV_per_atom": history.records[-1].get("rmse_energy_train")
         if history.records else None,
         "rmse_force_eV_per_A": history.records[-1].get("rmse_force_train")

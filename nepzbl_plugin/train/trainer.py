@@ -81,10 +81,12 @@ class TrainingSettings:
 @dataclass
 class TrainingHistory:
     """One record per report: ``step`` (epoch or generation, 1-based), ``time`` (s), the
-    loss terms of L(T) and the train/test RMSEs (eV/atom, eV/Å, eV/atom)."""
+    loss terms of L(T) and the train/test RMSEs (eV/atom, eV/Å, eV/atom); ``device``: where
+    the training ran ("cpu" or "cuda")."""
 
     records: list[dict] = field(default_factory=list)
     stop_reason: str = ""
+    device: str = "cpu"
 
     def column(self, name: str) -> np.ndarray:
         return np.array([r[name] for r in self.records], dtype=np.float64)
@@ -274,7 +276,7 @@ class _Run:
         self.test_backend = (
             backend(model, self.test_structures) if self.test_structures else None
         )
-        self.history = TrainingHistory()
+        self.history = TrainingHistory(device=self.device)
         self.elapsed_before = 0.0
         self.start_time = time.monotonic()
         self.last_good_params = model.parameters.copy()
