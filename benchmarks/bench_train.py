@@ -36,7 +36,8 @@
   loss and gradient in one device call and Adam on the host, and with :class:`DeviceAdam`
   (everything on the device); SNES generations per second with the population's predictions
   brought back against only its losses; the CPU trainer on ``--threads`` as the peer, with
-  the ratio of each row to it.
+  the ratio of each row to it. The device rows are timed again with the kernels' work arrays
+  contiguous per thread (the layout before 2026-11-30), the A/B of the interleaved layout.
 
 ``--device`` (auto, cpu, cuda) chooses where ``llzo``, ``pbte``, ``memory`` and
 ``llzo-peers`` train. Each prints a table (time, RMSEs) and writes a PNG of RMSE vs wall time
@@ -566,6 +567,10 @@ def bench_gpu_steps(threads, seconds):
                  per_second(_adam_step(device_loss, loss, labels, params0, batches))),
                 ("GPU, everything on the device (DeviceAdam)",
                  per_second(resident(device_loss, batches)))]
+        device_loss.set_interleaved(False)  # A/B: the work-array layout before 2026-11-30
+        rows.append(("  the same, work arrays contiguous per thread",
+                     per_second(resident(device_loss, batches))))
+        device_loss.set_interleaved(True)
         print(f"\n{case}")
         print(f"{'path':<52} {'steps/s':>9} {'x CPU':>7}")
         for label, rate in rows:
@@ -601,6 +606,9 @@ def bench_gpu_steps(threads, seconds):
     rows = [(f"CPU trainer, {threads} threads", reference),
             ("GPU, predictions to the host, numpy loss", per_second(snes_host(host_loss))),
             ("GPU, losses on the device", per_second(snes_device()))]
+    device_loss.set_interleaved(False)
+    rows.append(("  the same, work arrays contiguous per thread", per_second(snes_device())))
+    device_loss.set_interleaved(True)
     print(f"\nSNES, population {population}, one batch of {len(batch)}")
     print(f"{'path':<52} {'gen/s':>9} {'x CPU':>7}")
     for label, rate in rows:

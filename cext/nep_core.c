@@ -413,7 +413,7 @@ static void atom_pass1(const nep_model *m, const nep_system *sys, const nep_neig
     energy_nn[i] = nep_network_forward(D, m->N1, w0, b0, w1, m->parameters[m->layout.shared_bias],
                                        m->version == 5 ? w1 + m->N1 : NULL, q, 1, NULL,
                                        latent ? latent + (size_t)i * m->N1 : NULL, NULL,
-                                       want_forces ? Fp : NULL);
+                                       want_forces ? Fp : NULL, 1);
     if (!want_forces) return;
 
     /* dU/dq (unscaled) and G[n][kappa] = sum_d dU/dq_d dq_d/ds_{n,kappa} */

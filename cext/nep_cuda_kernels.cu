@@ -212,7 +212,7 @@ __global__ void k_network(nepcu_dims dm, model_ptrs m, nepcu_work w)
     w.energy[i] = (double)nep_network_forward(
         D, N1, w0, b0, w1, m.p[dm.shared_bias_index], dm.version == 5 ? w1 + N1 : NULL, q + i,
         (size_t)N, m.q_scaler, w.latent ? w.latent + (size_t)i * N1 : NULL, NULL,
-        w.need_forces ? dudq : NULL);
+        w.need_forces ? dudq : NULL, 1);
     if (w.descriptors)
         for (int d = 0; d < D; ++d)
             w.descriptors[(size_t)i * D + d] = (double)(q[(size_t)d * N + i] * m.q_scaler[d]);

@@ -95,15 +95,18 @@ NEP_HD NEP_REAL nep_network_dot(int D, const NEP_REAL *w, const NEP_REAL *q, siz
 /* One network block (w0 [N1][D] neuron-major, b0 [N1], w1 [N1]) on the descriptor x (read
  * as in nep_network_dot): returns U = -b1 - beta + sum_k w1_k h_k, h_k = tanh(w0_k . x - b0_k),
  * beta the nep5 per-type bias (NULL otherwise). Optional outputs (NULL = not wanted):
- *   latent[k] = w1_k h_k (calorine's latent space), hidden[k] = h_k,
- *   dudx[d]   = dU/dx_d = sum_k w1_k (1 - h_k^2) w0[k][d] (before q_scaler). */
+ *   latent[k] = w1_k h_k (calorine's latent space), hidden[k * out_stride] = h_k,
+ *   dudx[d * out_stride] = dU/dx_d = sum_k w1_k (1 - h_k^2) w0[k][d] (before q_scaler).
+ * out_stride is 1 for the engines' per-thread arrays and the training's atom-innermost work
+ * arrays on the GPU have it larger (see nep_train_atom.h). */
 NEP_HD NEP_REAL nep_network_forward(int D, int N1, const NEP_REAL *w0, const NEP_REAL *b0,
                                     const NEP_REAL *w1, NEP_REAL b1, const NEP_REAL *beta,
                                     const NEP_REAL *q, size_t stride, const NEP_REAL *scale,
-                                    double *latent, NEP_REAL *hidden, NEP_REAL *dudx)
+                                    double *latent, NEP_REAL *hidden, NEP_REAL *dudx,
+                                    size_t out_stride)
 {
     if (dudx)
-        for (int d = 0; d < D; ++d) dudx[d] = (NEP_REAL)0;
+        for (int d = 0; d < D; ++d) dudx[(size_t)d * out_stride] = (NEP_REAL)0;
     /* the biases first, then the neurons: the order the CUDA engine has always summed in
      * (its float32 results stay as they were; float64 ones moved by one rounding at most) */
     NEP_REAL U = -b1;
@@ -112,11 +115,11 @@ NEP_HD NEP_REAL nep_network_forward(int D, int N1, const NEP_REAL *w0, const NEP
         const NEP_REAL *w = w0 + (size_t)k * D;
         const NEP_REAL h = tanh(nep_network_dot(D, w, q, stride, scale) - b0[k]);
         if (latent) latent[k] = (double)(w1[k] * h);
-        if (hidden) hidden[k] = h;
+        if (hidden) hidden[(size_t)k * out_stride] = h;
         U += w1[k] * h;
         if (dudx) {
             const NEP_REAL y = w1[k] * ((NEP_REAL)1 - h * h);
-            for (int d = 0; d < D; ++d) dudx[d] += y * NEP_LOAD(w + d);
+            for (int d = 0; d < D; ++d) dudx[(size_t)d * out_stride] += y * NEP_LOAD(w + d);
         }
     }
     return U;

@@ -176,27 +176,42 @@ NEP_HD void nep_train_angular_pair(int L, NEP_REAL d, const NEP_REAL *u, const N
     }
 }
 
+/* Copies the first `count` entries of a strided array (x[k * stride]) into the contiguous
+ * local y: what the invariants' maths (nep_maths.h, nep_train_maths.h) reads. */
+NEP_HD void nep_train_gather(const NEP_REAL *x, size_t stride, int count, NEP_REAL *y)
+{
+    for (int k = 0; k < count; ++k) y[k] = x[(size_t)k * stride];
+}
+
 /* Atom i of type ti, whose pairs are p0 .. p1 - 1 of a neighbour list (neighbor[p], r[3 p]
  * = r_j - r_i; types[j] the neighbours' types), in a structure at `temperature` (K; read by
  * temperature models only, whose last descriptor entry it is: no pair depends on it, so its
  * qdot is 0 and its adjoints are never read by pass 2, while the network's gradient covers
  * its weights like any other input's). par, scaler and zbl ([T*T][10], or NULL) are
  * the model arrays in NEP_REAL; ai = a_i and fadj (a_j = fadj + 3 j) the force adjoint, B
- * the virial adjoint (each NULL: zero), alpha the energy weight. Adds the gradient
- * contributions to grad (NULL: none), writes v = dU_i/dr_ij to pair_v[3 p], subtracts
- * r_ij (x) v from virial[9] (NULL: not formed) and returns the atom's energy (its network
- * energy and half of its ZBL pair energies). */
+ * the virial adjoint (each NULL: zero), alpha the energy weight. work[k] holds work array k
+ * (NEP_TRAIN_WORK_*) with entry e at work[k][e * st]: st = 1 keeps one atom's arrays
+ * contiguous (the CPU), st = the threads of a launch interleaves the atoms (the GPU: a warp's
+ * 32 threads then read and write 32 neighbouring values at once instead of 32 cache lines).
+ * The arithmetic is the same for every st. Adds the gradient contributions to grad (NULL:
+ * none), writes v = dU_i/dr_ij to pair_v[3 p], subtracts r_ij (x) v from virial[9] (NULL:
+ * not formed) and returns the atom's energy (its network energy and half of its ZBL pair
+ * energies). */
 NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
                              const NEP_REAL *scaler, const NEP_REAL *zbl, int ti, size_t p0,
                              size_t p1, const int *neighbor, const double *r_pairs,
-                             const int *types, double temperature, const double *ai, const double *fadj,
-                             const double *B, double alpha, NEP_REAL *const *work, double *grad,
-                             double *pair_v, double *virial)
+                             const int *types, double temperature, const double *ai,
+                             const double *fadj, const double *B, double alpha,
+                             NEP_REAL *const *work, size_t st, double *grad, double *pair_v,
+                             double *virial)
 {
     const int T = m->num_types, D = m->dim, N1 = m->num_neurons;
     const int nR = m->n_max_radial, nA = m->n_max_angular;
     const int bR = m->basis_radial, bA = m->basis_angular, L = m->l_max, K = m->num_abc;
     const size_t ns = (size_t)(nA + 1) * NEP_TRAIN_NUM_Y;
+    const size_t sy = (size_t)NEP_TRAIN_NUM_Y * st; /* from one channel's s-vector to the next */
+    /* entries of an s-vector the invariants read (the ones beyond K stay 0) */
+    const int SG = K > NEP_TRAIN_S_LEN ? K : NEP_TRAIN_S_LEN;
     NEP_REAL *q = work[NEP_TRAIN_WORK_Q], *qdot = work[NEP_TRAIN_WORK_QDOT];
     NEP_REAL *lam = work[NEP_TRAIN_WORK_LAMBDA], *mu = work[NEP_TRAIN_WORK_MU];
     NEP_REAL *hidden = work[NEP_TRAIN_WORK_HIDDEN];
@@ -204,10 +219,11 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
     NEP_REAL *sigma = work[NEP_TRAIN_WORK_SIGMA], *tau = work[NEP_TRAIN_WORK_TAU];
     NEP_REAL fk[NEP_TRAIN_MAX_BASIS], fkp[NEP_TRAIN_MAX_BASIS];
     NEP_REAL y[NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3], ydot[NEP_TRAIN_NUM_Y];
+    NEP_REAL sl[NEP_TRAIN_NUM_Y], sdl[NEP_TRAIN_NUM_Y]; /* one channel's s and sdot, gathered */
     NEP_REAL inv_grad[NEP_TRAIN_S_LEN], inv_hvp[NEP_TRAIN_S_LEN];
     const int want_gradient = grad != NULL;
-    for (int d = 0; d < D; ++d) q[d] = qdot[d] = (NEP_REAL)0;
-    for (size_t k = 0; k < ns; ++k) s[k] = sdot[k] = (NEP_REAL)0;
+    for (int d = 0; d < D; ++d) q[d * st] = qdot[d * st] = (NEP_REAL)0;
+    for (size_t k = 0; k < ns; ++k) s[k * st] = sdot[k * st] = (NEP_REAL)0;
 
     /* ---- pass 1: descriptors and their directional derivatives */
     for (size_t p = p0; p < p1; ++p) {
@@ -222,13 +238,13 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
             for (int n = 0; n <= nR; ++n) {
                 const NEP_REAL *c = par + m->offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
                 if (!want_gradient) {
-                    q[n] += nep_channel(bR + 1, c, (size_t)T * T, fk);
+                    q[n * st] += nep_channel(bR + 1, c, (size_t)T * T, fk);
                     continue;
                 }
                 NEP_REAL g, gp;
                 nep_channel_deriv(bR + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
-                q[n] += g;
-                qdot[n] += gp * ddot;
+                q[n * st] += g;
+                qdot[n * st] += gp * ddot;
             }
         }
         const NEP_REAL rca = (NEP_REAL)m->rc_angular[ti * T + tj];
@@ -238,44 +254,44 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
             else nep_sph(L, u[0], u[1], u[2], y); /* the same values, without the gradient */
             for (int n = 0; n <= nA; ++n) {
                 const NEP_REAL *c = par + m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
-                NEP_REAL *sn = s + (size_t)n * NEP_TRAIN_NUM_Y, *sdn = sdot + (size_t)n * NEP_TRAIN_NUM_Y;
+                NEP_REAL *sn = s + (size_t)n * sy, *sdn = sdot + (size_t)n * sy;
                 if (!want_gradient) {
                     const NEP_REAL g = nep_channel(bA + 1, c, (size_t)T * T, fk);
-                    for (int k = 0; k < K; ++k) sn[k] += g * y[k];
+                    for (int k = 0; k < K; ++k) sn[k * st] += g * y[k];
                     continue;
                 }
                 NEP_REAL g, gp;
                 nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
                 for (int k = 0; k < K; ++k) {
-                    sn[k] += g * y[k];
-                    sdn[k] += gp * ddot * y[k] + g * ydot[k];
+                    sn[k * st] += g * y[k];
+                    sdn[k * st] += gp * ddot * y[k] + g * ydot[k];
                 }
             }
         }
     }
     /* invariants and their directional derivatives qdot = dq/ds . sdot */
     for (int n = 0; n <= nA; ++n) {
-        const NEP_REAL *sn = s + (size_t)n * NEP_TRAIN_NUM_Y, *sdn = sdot + (size_t)n * NEP_TRAIN_NUM_Y;
-        nep_pack_angular(L, m->flags, nR, nA, n, sn, q, 1);
+        nep_train_gather(s + (size_t)n * sy, st, SG, sl);
+        nep_pack_angular(L, m->flags, nR, nA, n, sl, q, st);
         if (!want_gradient) continue;
+        nep_train_gather(sdot + (size_t)n * sy, st, SG, sdl);
         for (int l = 1; l <= L; ++l) {
             NEP_REAL qd = (NEP_REAL)0;
             for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k)
-                qd += (NEP_REAL)2 * nep_train_w3(l, k) * sn[k] * sdn[k];
-            qdot[nep_angular_descriptor_index(nR, nA, l - 1, n)] = qd;
+                qd += (NEP_REAL)2 * nep_train_w3(l, k) * sl[k] * sdl[k];
+            qdot[(size_t)nep_angular_descriptor_index(nR, nA, l - 1, n) * st] = qd;
         }
         int block = L;
         for (int f = 0; f < 6; ++f) {
             if (!m->flags[f]) continue;
-            nep_train_invariant_grad(f, sn, inv_grad);
+            nep_train_invariant_grad(f, sl, inv_grad);
             NEP_REAL qd = (NEP_REAL)0;
-            for (int k = 0; k < NEP_TRAIN_S_LEN; ++k) qd += inv_grad[k] * sdn[k];
-            qdot[nep_angular_descriptor_index(nR, nA, block, n)] = qd;
+            for (int k = 0; k < NEP_TRAIN_S_LEN; ++k) qd += inv_grad[k] * sdl[k];
+            qdot[(size_t)nep_angular_descriptor_index(nR, nA, block, n) * st] = qd;
             ++block;
         }
     }
-
-    if (m->temperature) q[D - 1] = (NEP_REAL)temperature;
+    if (m->temperature) q[(size_t)(D - 1) * st] = (NEP_REAL)temperature;
 
     /* ---- network, its parameter gradient and the descriptor adjoints */
     const size_t w0_off = (size_t)nep_network_of_type(m->version, ti) * m->block_size;
@@ -284,26 +300,27 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
     const NEP_REAL *w1 = b0 + N1;
     /* U and dU/dq (into mu, negated below) from the shared forward pass */
     const NEP_REAL U = nep_network_forward(D, N1, w0, b0, w1, par[m->shared_bias],
-                                           m->version == 5 ? w1 + N1 : NULL, q, 1, scaler, NULL,
-                                           hidden, mu);
+                                           m->version == 5 ? w1 + N1 : NULL, q, st, scaler, NULL,
+                                           hidden, mu, st);
     for (int d = 0; d < D; ++d) {
-        lam[d] = (NEP_REAL)0;
-        mu[d] = -mu[d];
+        lam[d * st] = (NEP_REAL)0;
+        mu[d * st] = -mu[d * st];
     }
     /* its JVP along qdot: zdot_k = w0_k . (qdot q_scaler) */
     const NEP_REAL alpha_r = (NEP_REAL)alpha;
     for (int k = 0; k < N1 && want_gradient; ++k) {
         const NEP_REAL *wk = w0 + (size_t)k * D;
-        const NEP_REAL zd = nep_network_dot(D, wk, qdot, 1, scaler);
-        const NEP_REAL h = hidden[k];
+        const NEP_REAL zd = nep_network_dot(D, wk, qdot, st, scaler);
+        const NEP_REAL h = hidden[k * st];
         const NEP_REAL dh = (NEP_REAL)1 - h * h;
         const NEP_REAL e = w1[k] * dh;                         /* dU/dz_k */
         const NEP_REAL nf = (NEP_REAL)(-2) * w1[k] * h * dh * zd; /* d2U/dz_k^2 zdot_k */
         const NEP_REAL A = alpha_r * e - nf;                   /* dPhi/dz_k */
-        for (int d = 0; d < D; ++d) lam[d] += A * wk[d];
+        for (int d = 0; d < D; ++d) lam[d * st] += A * wk[d];
         if (grad) {
             double *gw = grad + w0_off + (size_t)k * D;
-            for (int d = 0; d < D; ++d) gw[d] += (double)(A * q[d] * scaler[d] - e * qdot[d] * scaler[d]);
+            for (int d = 0; d < D; ++d)
+                gw[d] += (double)(A * q[d * st] * scaler[d] - e * qdot[d * st] * scaler[d]);
             grad[w0_off + (size_t)N1 * D + k] -= (double)A;
             grad[w0_off + (size_t)N1 * D + N1 + k] += (double)(alpha_r * h - dh * zd);
         }
@@ -314,39 +331,40 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
     }
     double energy = (double)U;
     for (int d = 0; d < D; ++d) {
-        lam[d] *= scaler[d];
-        mu[d] *= scaler[d];
+        lam[d * st] *= scaler[d];
+        mu[d * st] *= scaler[d];
     }
     /* angular adjoints sigma = dPhi/ds and tau = dPhi/dsdot per channel */
-    for (size_t k = 0; k < ns; ++k) sigma[k] = tau[k] = (NEP_REAL)0;
+    for (size_t k = 0; k < ns; ++k) sigma[k * st] = tau[k * st] = (NEP_REAL)0;
     for (int n = 0; n <= nA; ++n) {
-        const NEP_REAL *sn = s + (size_t)n * NEP_TRAIN_NUM_Y, *sdn = sdot + (size_t)n * NEP_TRAIN_NUM_Y;
-        NEP_REAL *sg = sigma + (size_t)n * NEP_TRAIN_NUM_Y, *ta = tau + (size_t)n * NEP_TRAIN_NUM_Y;
+        nep_train_gather(s + (size_t)n * sy, st, SG, sl);
+        if (want_gradient) nep_train_gather(sdot + (size_t)n * sy, st, SG, sdl);
+        NEP_REAL *sg = sigma + (size_t)n * sy, *ta = tau + (size_t)n * sy;
         for (int l = 1; l <= L; ++l) {
-            const int index = nep_angular_descriptor_index(nR, nA, l - 1, n);
+            const size_t index = (size_t)nep_angular_descriptor_index(nR, nA, l - 1, n) * st;
             const NEP_REAL la = lam[index], mi = mu[index];
             for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k) {
                 const NEP_REAL w2 = (NEP_REAL)2 * nep_train_w3(l, k);
-                if (want_gradient) sg[k] += la * w2 * sn[k] + mi * w2 * sdn[k];
-                ta[k] += mi * w2 * sn[k];
+                if (want_gradient) sg[k * st] += la * w2 * sl[k] + mi * w2 * sdl[k];
+                ta[k * st] += mi * w2 * sl[k];
             }
         }
         int block = L;
         for (int f = 0; f < 6; ++f) {
             if (!m->flags[f]) continue;
-            const int index = nep_angular_descriptor_index(nR, nA, block, n);
+            const size_t index = (size_t)nep_angular_descriptor_index(nR, nA, block, n) * st;
             const NEP_REAL la = lam[index], mi = mu[index];
-            nep_train_invariant_grad(f, sn, inv_grad);
+            nep_train_invariant_grad(f, sl, inv_grad);
             if (!want_gradient) {
                 const int size = nep_train_invariant_size(f);
-                for (int k = 0; k < size && k < K; ++k) ta[k] += mi * inv_grad[k];
+                for (int k = 0; k < size && k < K; ++k) ta[k * st] += mi * inv_grad[k];
                 ++block;
                 continue;
             }
-            const int size = nep_train_invariant_hvp_real(f, sn, sdn, inv_hvp);
+            const int size = nep_train_invariant_hvp_real(f, sl, sdl, inv_hvp);
             for (int k = 0; k < size && k < K; ++k) {
-                sg[k] += la * inv_grad[k] + mi * inv_hvp[k];
-                ta[k] += mi * inv_grad[k];
+                sg[k * st] += la * inv_grad[k] + mi * inv_hvp[k];
+                ta[k * st] += mi * inv_grad[k];
             }
             ++block;
         }
@@ -366,10 +384,10 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
             for (int n = 0; n <= nR; ++n) {
                 const size_t off = m->offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
                 const NEP_REAL gp = nep_channel(bR + 1, par + off, (size_t)T * T, fkp);
-                const NEP_REAL dudq = -mu[n];
+                const NEP_REAL dudq = -mu[n * st];
                 for (int c3 = 0; c3 < 3; ++c3) v[c3] += dudq * gp * u[c3];
                 if (grad) {
-                    const NEP_REAL la = lam[n], mud = mu[n] * ddot;
+                    const NEP_REAL la = lam[n * st], mud = mu[n * st] * ddot;
                     for (int k = 0; k <= bR; ++k)
                         grad[off + (size_t)k * T * T] += (double)(la * fk[k] + mud * fkp[k]);
                 }
@@ -383,16 +401,17 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
                 const size_t off = m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
                 NEP_REAL g, gp;
                 nep_channel_deriv(bA + 1, par + off, (size_t)T * T, fk, fkp, &g, &gp);
-                const NEP_REAL *sg = sigma + (size_t)n * NEP_TRAIN_NUM_Y;
-                const NEP_REAL *ta = tau + (size_t)n * NEP_TRAIN_NUM_Y;
+                const NEP_REAL *sg = sigma + (size_t)n * sy;
+                const NEP_REAL *ta = tau + (size_t)n * sy;
                 NEP_REAL tau_y = (NEP_REAL)0, sig = (NEP_REAL)0;
                 NEP_REAL tau_dy[3] = {(NEP_REAL)0, (NEP_REAL)0, (NEP_REAL)0};
                 for (int k = 0; k < K; ++k) {
-                    tau_y += ta[k] * y[k];
-                    if (want_gradient) sig += sg[k] * y[k] + ta[k] * ydot[k];
-                    tau_dy[0] += ta[k] * dyr[k][0];
-                    tau_dy[1] += ta[k] * dyr[k][1];
-                    tau_dy[2] += ta[k] * dyr[k][2];
+                    const NEP_REAL tk = ta[k * st];
+                    tau_y += tk * y[k];
+                    if (want_gradient) sig += sg[k * st] * y[k] + tk * ydot[k];
+                    tau_dy[0] += tk * dyr[k][0];
+                    tau_dy[1] += tk * dyr[k][1];
+                    tau_dy[2] += tk * dyr[k][2];
                 }
                 /* dU/ds = -tau */
                 for (int c3 = 0; c3 < 3; ++c3) v[c3] -= gp * tau_y * u[c3] + g * tau_dy[c3];

@@ -324,6 +324,7 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     size_t scratch_len = 0;
     for (int k = 0; k < NEP_TRAIN_NUM_WORK; ++k) scratch_len += nep_train_work_length(&a.model, k);
     a.scratch_len = (int)scratch_len;
+    a.interleave = 1;
     h->real = h->use_float64 ? nepct_f64::real_size() : nepct_f32::real_size();
 
     /* neighbour lists, once, on the host (the C engine's own builder and order) */
@@ -1000,6 +1001,11 @@ int nep_train_cuda_adam_state(nep_train_cuda *h, double *parameters, double *m, 
 void nep_train_cuda_set_population_budget(nep_train_cuda *h, size_t bytes)
 {
     if (h) h->pop_budget = bytes;
+}
+
+void nep_train_cuda_set_interleaved(nep_train_cuda *h, int interleaved)
+{
+    if (h) h->args.interleave = interleaved != 0;
 }
 
 size_t nep_train_cuda_device_bytes(const nep_train_cuda *h)

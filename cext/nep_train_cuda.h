@@ -122,6 +122,11 @@ int nep_train_cuda_adam_state(nep_train_cuda *handle, double *parameters, double
  * candidate runs at a time whatever the budget. */
 void nep_train_cuda_set_population_budget(nep_train_cuda *handle, size_t bytes);
 
+/* The per-atom kernels' work arrays: interleaved entry by entry across the threads of a
+ * launch (1, the default: a warp's accesses coalesce) or each thread's contiguous (0, the
+ * layout before 2026-11-30). The same numbers either way; for timing the two on a device. */
+void nep_train_cuda_set_interleaved(nep_train_cuda *handle, int interleaved);
+
 /* Device memory held (bytes), the number of parameters, atoms and pairs. */
 size_t nep_train_cuda_device_bytes(const nep_train_cuda *handle);
 size_t nep_train_cuda_num_parameters(const nep_train_cuda *handle);

@@ -27,6 +27,7 @@ struct nepct_args {
      * copies, as given) */
     nep_train_atom_model model;
     int scratch_len; /* NEP_REAL values of one thread's work arrays */
+    int interleave;  /* 1: the threads' work arrays interleaved entry by entry (default) */
     /* model arrays in NEP_REAL */
     const void *parameters, *q_scaler, *zbl; /* zbl: [T*T][10] or NULL */
     /* the training set (uploaded once) */

@@ -19,16 +19,33 @@ typedef NEP_REAL real;
 
 size_t real_size() { return sizeof(real); }
 
+/* Thread t of `threads` in a launch: where its work arrays start in `scratch` ([threads]
+ * [scratch_len] values) and their stride (nep_train_atom's st). Interleaved (the default):
+ * entry e of every thread's array side by side, so a warp's loads and stores of one entry
+ * fall in one or two cache lines; otherwise each thread's arrays contiguous (the layout
+ * before 2026-11-30, kept for the A/B on a device). */
+__device__ static real *work_start(const nepct_args &A, real *scratch, size_t t, size_t threads,
+                                   size_t *stride)
+{
+    if (A.interleave) {
+        *stride = threads;
+        return scratch + t;
+    }
+    *stride = 1;
+    return scratch + t * (size_t)A.scratch_len;
+}
+
 /* Atom i with parameters `par`: its energy, virial and pair derivatives into e_atom, w_atom
  * and v_pair (whole-set arrays), its gradient into `grad` (NULL: none); ws holds the work
- * arrays back to back (NEP_TRAIN_WORK_* order, scratch_len values). */
+ * arrays one after the other (NEP_TRAIN_WORK_* order), entries `stride` apart. */
 __device__ static void train_atom(const nepct_args &A, const real *par, int i, real *ws,
-                                  double *grad, double *e_atom, double *w_atom, double *v_pair)
+                                  size_t stride, double *grad, double *e_atom, double *w_atom,
+                                  double *v_pair)
 {
     real *work[NEP_TRAIN_NUM_WORK];
     for (int k = 0; k < NEP_TRAIN_NUM_WORK; ++k) {
         work[k] = ws;
-        ws += nep_train_work_length(&A.model, k);
+        ws += nep_train_work_length(&A.model, k) * stride;
     }
     const int st = A.atom_structure[i];
     const double *fadj = A.force_adjoint;
@@ -38,7 +55,8 @@ __device__ static void train_atom(const nepct_args &A, const real *par, int i, r
                                  (size_t)A.pair_offset[i + 1], A.neighbor, A.r, A.types,
                                  A.temperature ? A.temperature[st] : 0.0, fadj ? fadj + 3 * (size_t)i : NULL, fadj,
                                  A.virial_adjoint ? A.virial_adjoint + 9 * (size_t)st : NULL,
-                                 A.alpha ? A.alpha[st] : 0.0, work, grad, v_pair, virial);
+                                 A.alpha ? A.alpha[st] : 0.0, work, stride, grad, v_pair,
+                                 virial);
     for (int k = 0; k < 9; ++k) w_atom[9 * (size_t)i + k] = virial[k];
 }
 
@@ -47,10 +65,11 @@ __global__ void atoms_kernel(const nepct_args args, int first, int count)
     const int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= count) return;
     const int i = args.selected_atoms[first + t];
-    real *ws = (real *)args.scratch + (size_t)t * (size_t)args.scratch_len;
+    size_t stride;
+    real *ws = work_start(args, (real *)args.scratch, (size_t)t, (size_t)count, &stride);
     double *row = args.rows ? args.rows + (size_t)t * args.model.num_parameters : NULL;
-    train_atom(args, (const real *)args.parameters, i, ws, row, args.e_atom, args.w_atom,
-               args.v_pair);
+    train_atom(args, (const real *)args.parameters, i, ws, stride, row, args.e_atom,
+               args.w_atom, args.v_pair);
 }
 
 /* Thread (k, t): the t-th selected atom for candidate k of a population, predictions only;
@@ -63,9 +82,11 @@ __global__ void population_kernel(const nepct_args args, int count, int candidat
     if (g >= (long long)count * candidates) return;
     const int k = (int)(g / count), t = (int)(g % count);
     const int i = args.selected_atoms[t];
-    real *ws = (real *)pop.scratch + (size_t)g * (size_t)args.scratch_len;
+    size_t stride;
+    real *ws = work_start(args, (real *)pop.scratch, (size_t)g, (size_t)count * candidates,
+                          &stride);
     train_atom(args, (const real *)pop.parameters + (size_t)k * args.model.num_parameters, i, ws,
-               NULL, pop.e_atom + (size_t)k * pop.atoms, pop.w_atom + 9 * (size_t)k * pop.atoms,
+               stride, NULL, pop.e_atom + (size_t)k * pop.atoms, pop.w_atom + 9 * (size_t)k * pop.atoms,
                pop.v_pair + 3 * (size_t)k * pop.pairs);
 }
 

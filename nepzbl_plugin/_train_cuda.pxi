@@ -48,6 +48,7 @@ cdef extern from "nep_train_cuda.h" nogil:
     int nep_train_cuda_adam_state(nep_train_cuda *handle, double *parameters, double *m,
                                   double *v)
     void nep_train_cuda_set_population_budget(nep_train_cuda *handle, size_t bytes)
+    void nep_train_cuda_set_interleaved(nep_train_cuda *handle, int interleaved)
     size_t nep_train_cuda_device_bytes(const nep_train_cuda *handle)
     size_t nep_train_cuda_num_parameters(const nep_train_cuda *handle)
     size_t nep_train_cuda_num_pairs(const nep_train_cuda *handle)
@@ -147,6 +148,11 @@ cdef class CudaTrainingSet:
         """Device memory (bytes) a population may hold for the candidates it evaluates in
         one launch (default 1 GiB; at least one candidate a launch)."""
         nep_train_cuda_set_population_budget(self.ptr, bytes)
+
+    def set_interleaved(self, bint interleaved):
+        """Work arrays interleaved across a launch's threads (True, the default: coalesced)
+        or contiguous per thread (False, the earlier layout); the same numbers either way."""
+        nep_train_cuda_set_interleaved(self.ptr, 1 if interleaved else 0)
 
     @property
     def device_bytes(self):

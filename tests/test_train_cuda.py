@@ -97,6 +97,13 @@ for kw in variants:
         # reproducible bit for bit
         g3, _, _, _ = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
         assert np.array_equal(g, g3)
+        # the same bits with each thread's work arrays contiguous (the earlier layout)
+        ts.set_interleaved(False)
+        g4, e4, f4, w4 = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
+        pe4 = ts.predict_population(params[None, :] + np.zeros((2, 1)), sub)[0]
+        ts.set_interleaved(True)
+        assert np.array_equal(g, g4) and np.array_equal(f, f4) and np.array_equal(w, w4), kw
+        assert np.array_equal(pe4[0], e[sub]) and np.array_equal(pe4[1], e[sub]), kw
         # a population in one call: each member as its own call
         pop = params + 0.01 * rng.normal(size=(3, params.size))
         pe, pf, pw = ts.predict_population(pop, sub)

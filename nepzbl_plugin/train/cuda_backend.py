@@ -95,6 +95,12 @@ class CudaBackend:
         """Device memory the training set and the work buffers hold, in bytes."""
         return int(self._set.device_bytes)
 
+    def set_interleaved(self, interleaved: bool) -> None:
+        """The kernels' per-atom work arrays interleaved across the threads (True, the
+        default: coalesced) or contiguous per thread (False, the earlier layout). The numbers
+        are the same; this is for timing the two (``benchmarks/bench_train.py gpu-steps``)."""
+        self._set.set_interleaved(bool(interleaved))
+
     def _selection(self, indices) -> np.ndarray:
         return np.ascontiguousarray(np.fromiter((int(i) for i in indices), dtype=np.intc))
 
