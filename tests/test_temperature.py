@@ -336,3 +336,35 @@ def test_cli_model_at_temperature(tmp_path):
     ref = Evaluator(read_model(source)).evaluate(atoms)
     assert_same(Evaluator(folded).evaluate(atoms), ref)
     assert main(["model", str(out), "-o", str(tmp_path / "x.txt"), "--at-temperature", "1"]) != 0
+
+
+def test_md_of_a_temperature_model_without_a_temperature_is_one_clear_error(tmp_path, capsys):
+    from nepzbl_plugin.cli import main
+    from nepzbl_plugin.md.dynamics import EngineForces, MDSetupError, run_md
+
+    model = temperature_model()
+    atoms = li_o_cell(rattle=0.05)
+    with pytest.raises(MDSetupError, match="temperature model"):
+        run_md(atoms, EngineForces(Evaluator(model), atoms), 5, 1.0, ensemble="nve")
+    path = tmp_path / "nep.txt"
+    model.write(path)
+    from ase.io import write
+
+    write(tmp_path / "start.xyz", atoms)
+    status = main(["md", str(path), str(tmp_path / "start.xyz"), "--ensemble", "nve",
+                   "--steps", "5", "--out", str(tmp_path / "md")])
+    err = capsys.readouterr().err
+    assert status == 2 and "temperature model" in err and "Traceback" not in err
+
+
+def test_md_whose_first_evaluation_fails_reports_it():
+    """A force field that fails at step 0 ends the run with the reason (no drift to report),
+    not with an error about the run's own bookkeeping."""
+    from nepzbl_plugin.md.dynamics import run_md
+
+    def broken(positions, cell):
+        raise RuntimeError("no forces today")
+
+    result = run_md(li_o_cell(), broken, 5, 1.0, ensemble="nve")
+    assert result.steps_done == 0 and "no forces today" in result.stopped
+    assert np.isnan(result.energy_drift_per_atom)

@@ -69,6 +69,17 @@ class EngineForces:
         return out["energy"], out["forces"], out["virial"]
 
 
+def check_temperature_input(forces, temperature) -> None:
+    """A temperature model needs the run's temperature as its input: refuse a run that has
+    none (no target temperature and no ``atoms.info["temperature"]``) before it starts."""
+    if (isinstance(forces, EngineForces) and forces.evaluator.model.temperature
+            and temperature is None and forces.temperature is None):
+        raise MDSetupError(
+            "this is a temperature model (nep4_temperature), whose input is the run's "
+            "temperature: give a temperature (--temperature, or temperature= in Python; an NVE "
+            "run keeps it as the input throughout)")
+
+
 def follow_target(forces, temperature, step: int) -> None:
     """Give a temperature model the run's target temperature of ``step`` as its input (what
     GPUMD's MD feeds it); nothing without a target or for other force fields."""
@@ -161,6 +172,7 @@ def run_md(
     """
     from .cuda_loop import cuda_model_of, run_md_cuda
 
+    check_temperature_input(forces, temperature)
     if cuda_model_of(forces) is not None:  # a CUDA evaluator: the device-resident loop
         return run_md_cuda(atoms, forces, steps, timestep, ensemble=ensemble,
                            temperature=temperature, pressure=pressure,
@@ -197,6 +209,7 @@ def run_md(
                      target_temperature=None if temperature is None else temperature(step))
 
     stopped = None
+    start_total = end_total = np.nan  # a run that fails at its first evaluation has no drift
     sums = np.zeros(3)  # T, P, E_pot over the steps
     samples = 0
     start = time.perf_counter()
