@@ -368,3 +368,13 @@ def test_md_whose_first_evaluation_fails_reports_it():
     result = run_md(li_o_cell(), broken, 5, 1.0, ensemble="nve")
     assert result.steps_done == 0 and "no forces today" in result.stopped
     assert np.isnan(result.energy_drift_per_atom)
+
+
+def test_tools_without_a_temperature_say_so_in_one_line(tmp_path, capsys):
+    from nepzbl_plugin.cli import main
+
+    path = tmp_path / "nep.txt"
+    temperature_model().write(path)
+    assert main(["audit", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "temperature model" in err and "--at-temperature" in err and "Traceback" not in err

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EngineError, UnsupportedModelError
+from ..errors import EngineError, InputError, UnsupportedModelError
 from ..model import Model, read_model
 
 __all__ = [
@@ -98,7 +98,7 @@ def structure_temperature(structure) -> float | None:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"atoms.info['temperature'] must be a number of kelvin, "
+        raise InputError(f"atoms.info['temperature'] must be a number of kelvin, "
                          f"not {value!r}") from None
 
 
@@ -108,14 +108,15 @@ def temperature_input(model: Model, temperature: float | None) -> float:
     if not model.temperature:
         return 0.0
     if temperature is None:
-        raise ValueError(
+        raise InputError(
             "this is a temperature model (nep4_temperature): give the structure a temperature "
             "in K (atoms.info['temperature'], the calculator's temperature=, or System(..., "
-            "temperature=))"
+            "temperature=)); for a tool without a temperature option, `nepzbl model MODEL -o "
+            "OUT --at-temperature T` writes the plain model it is at T"
         )
     t = float(temperature)
     if not (np.isfinite(t) and t >= 0.0):
-        raise ValueError(f"temperature must be a finite number of kelvin >= 0, got {temperature!r}")
+        raise InputError(f"temperature must be a finite number of kelvin >= 0, got {temperature!r}")
     return t
 
 
