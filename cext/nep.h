@@ -43,6 +43,7 @@ enum nep_flag { NEP_Q222 = 0, NEP_Q1111 = 1, NEP_Q112 = 2, NEP_Q123 = 3, NEP_Q23
 
 #define NEP_MAX_TYPES 94
 #define NEP_MAX_LMAX 8
+#define NEP_MAX_NEURONS 256 /* of each layer of a two-layer network (GPUMD allows 120) */
 
 /* Everything needed to build a model. Arrays are copied by nep_model_create. */
 typedef struct {
@@ -73,6 +74,12 @@ typedef struct {
      * nep_system.temperature) before q_scaler. Nothing depends on it but the energy, so the
      * forces see it only through the network. Last so that zero-initialised specs stay plain. */
     int temperature;
+    /* N2 > 0: a second hidden layer (GPUMD's `ANN N1 N2`, which GPUMD's nep trains but its MD
+     * and NEP_CPU do not read), 1..NEP_MAX_NEURONS neurons; 0: one hidden layer. Per network
+     * block: w0 [N1][D], b0 [N1], w1 [N2][N1], b1 [N2], w2 [N2] (then nep5's beta), and the
+     * shared bias b2 after the blocks; U = w2 . h2 - b2, h2 = tanh(w1 h1 - b1),
+     * h1 = tanh(w0 x - b0). The latent-space output is not defined for it. */
+    int num_neurons_second;
 } nep_model_spec;
 
 typedef struct nep_model nep_model;
@@ -112,7 +119,8 @@ typedef struct {
     double *virial;        /* [9] total */
     double *virials;       /* [N][9] per-atom */
     double *descriptors;   /* [N][D], scaled by q_scaler (the network input) */
-    double *latent;        /* [N][N1] hidden-layer activations (calorine's latent space) */
+    double *latent;        /* [N][N1] hidden-layer activations (calorine's latent space; one
+                            * hidden layer only: NEP_ERR_UNSUPPORTED with a second one) */
     /* The ZBL part alone (already included in the totals above). */
     double *energy_zbl;    /* [1] */
     double *energies_zbl;  /* [N] */

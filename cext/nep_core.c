@@ -52,6 +52,7 @@ enum {
 
 struct nep_model {
     int version, T, nR, nA, bR, bA, L, N1, D;
+    int N2; /* second hidden layer, 0 for none */
     int flags[6];
     int nabc;                         /* (L+1)^2 - 1 */
     int slen;                         /* s-vector length per channel (>= NEP_MIN_S_LEN) */
@@ -127,9 +128,13 @@ int nep_spec_layout(const nep_model_spec *spec, nep_layout *layout)
     if (spec->basis_angular < 0 || spec->basis_angular + 1 > NEP_MAX_BASIS) return NEP_ERR_MODEL;
     if (spec->l_max < 1 || spec->l_max > NEP_MAX_LMAX) return NEP_ERR_MODEL;
     if (spec->num_neurons < 1) return NEP_ERR_MODEL;
+    if (spec->num_neurons_second < 0 || spec->num_neurons_second > NEP_MAX_NEURONS ||
+        (spec->num_neurons_second > 0 && spec->num_neurons > NEP_MAX_NEURONS))
+        return NEP_ERR_MODEL;
     nep_layout_compute(spec->version, T, spec->n_max_radial, spec->n_max_angular,
                        spec->basis_radial, spec->basis_angular, spec->l_max, spec->flags,
-                       spec->num_neurons, spec->temperature, layout);
+                       spec->num_neurons, spec->temperature, spec->num_neurons_second,
+                       layout);
     if (layout->dim > NEP_MAX_DIM) return NEP_ERR_MODEL;
     return NEP_OK;
 }
@@ -243,6 +248,7 @@ int nep_model_create(const nep_model_spec *spec, nep_model **out)
     m->bA = spec->basis_angular;
     m->L = spec->l_max;
     m->N1 = spec->num_neurons;
+    m->N2 = spec->num_neurons_second > 0 ? spec->num_neurons_second : 0;
     m->D = D;
     for (int k = 0; k < 6; ++k) m->flags[k] = spec->flags[k] != 0;
     m->nabc = nep_num_abc(m->L);
@@ -410,10 +416,20 @@ static void atom_pass1(const nep_model *m, const nep_system *sys, const nep_neig
     const double *b0 = w0 + (size_t)m->N1 * D;
     const double *w1 = b0 + m->N1;
     double Fp[NEP_MAX_DIM];
-    energy_nn[i] = nep_network_forward(D, m->N1, w0, b0, w1, m->parameters[m->layout.shared_bias],
-                                       m->version == 5 ? w1 + m->N1 : NULL, q, 1, NULL,
-                                       latent ? latent + (size_t)i * m->N1 : NULL, NULL,
-                                       want_forces ? Fp : NULL, 1);
+    if (m->N2 > 0) {
+        double h1[NEP_MAX_NEURONS], h2[NEP_MAX_NEURONS];
+        const size_t beta = (size_t)(D + 1) * m->N1 + (size_t)(m->N1 + 2) * m->N2;
+        energy_nn[i] = nep_network2_forward(D, m->N1, m->N2, w0,
+                                            m->parameters[m->layout.shared_bias],
+                                            m->version == 5 ? w0 + beta : NULL, q, 1, NULL, h1,
+                                            h2, 1, want_forces ? Fp : NULL, 1);
+    } else {
+        energy_nn[i] = nep_network_forward(D, m->N1, w0, b0, w1,
+                                           m->parameters[m->layout.shared_bias],
+                                           m->version == 5 ? w1 + m->N1 : NULL, q, 1, NULL,
+                                           latent ? latent + (size_t)i * m->N1 : NULL, NULL,
+                                           want_forces ? Fp : NULL, 1);
+    }
     if (!want_forces) return;
 
     /* dU/dq (unscaled) and G[n][kappa] = sum_d dU/dq_d dq_d/ds_{n,kappa} */
@@ -582,6 +598,7 @@ static int compute_one(const nep_model *m, const nep_system *sys, nep_outputs *o
     if (!m || !sys || !out) return NEP_ERR_ARGUMENT;
     const int N = sys->num_atoms;
     if (N < 0 || (N > 0 && (!sys->types || !sys->positions)) || !sys->cell) return NEP_ERR_ARGUMENT;
+    if (out->latent && m->N2 > 0) return NEP_ERR_UNSUPPORTED; /* defined for one hidden layer */
     for (int i = 0; i < N; ++i)
         if (sys->types[i] < 0 || sys->types[i] >= m->T) return NEP_ERR_TYPE;
     if (m->temperature && !isfinite(sys->temperature)) return NEP_ERR_NONFINITE;

@@ -178,7 +178,8 @@ int fill_dims(const nep_model_spec *s, nepcu_dims *d)
         s->basis_angular < 0 || s->l_max < 1 || s->l_max > NEP_MAX_LMAX || s->num_neurons < 1)
         return NEP_ERR_MODEL;
     if (s->n_max_radial >= 20 || s->n_max_angular >= 20 || s->basis_radial >= 20 ||
-        s->basis_angular >= 20 || s->num_neurons > NEPCU_MAX_NEURONS)
+        s->basis_angular >= 20 || s->num_neurons > NEPCU_MAX_NEURONS ||
+        s->num_neurons_second < 0 || s->num_neurons_second > NEPCU_MAX_NEURONS)
         return NEP_ERR_UNSUPPORTED;
     d->version = s->version;
     d->num_types = s->num_types;
@@ -191,8 +192,9 @@ int fill_dims(const nep_model_spec *s, nepcu_dims *d)
     nep_layout layout;
     nep_layout_compute(s->version, s->num_types, s->n_max_radial, s->n_max_angular,
                        s->basis_radial, s->basis_angular, s->l_max, d->flags, s->num_neurons,
-                       s->temperature, &layout);
+                       s->temperature, s->num_neurons_second, &layout);
     d->num_neurons = s->num_neurons;
+    d->num_neurons2 = s->num_neurons_second > 0 ? s->num_neurons_second : 0;
     d->temperature = s->temperature != 0;
     d->dim = layout.dim;
     d->num_abc = (s->l_max + 1) * (s->l_max + 1) - 1;
@@ -1156,6 +1158,8 @@ int nep_cuda_compute_batch(nep_cuda_model *m, int num_systems, const nep_system 
 {
     last_error[0] = '\0';
     if (!m || num_systems < 1 || !systems || !outputs) return NEP_ERR_ARGUMENT;
+    /* the latent space is defined for one hidden layer (as in nep_core.c) */
+    if (outputs[0].latent && m->dims.num_neurons2 > 0) return NEP_ERR_UNSUPPORTED;
     cudaError_t err = cudaSetDevice(m->device);
     if (err != cudaSuccess) {
         m->list_valid = false;

@@ -45,6 +45,7 @@ struct nepcu_dims {
     int version, num_types, n_max_radial, n_max_angular, basis_radial, basis_angular, l_max;
     int flags[6];
     int num_neurons, dim;
+    int num_neurons2; /* a second hidden layer (k_network2), 0 for none */
     int num_abc; /* (L+1)^2 - 1 */
     int s_len;   /* max(num_abc, NEP_MIN_S_LEN): the stride of one channel's s-vector */
     int use_zbl;

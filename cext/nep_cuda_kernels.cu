@@ -195,24 +195,14 @@ NEPCU_UNROLL
 }
 
 /* ------------------------------------------------------------------ network */
-/* Energy, latent and descriptor outputs; with need_forces also dU/dq (radial part into fpr)
- * and dU/ds (overwriting the s-vectors in sg). */
-__global__ void k_network(nepcu_dims dm, model_ptrs m, nepcu_work w)
+/* What both network kernels do after the network: the descriptor output and, with
+ * need_forces, dU/dq (dudq before q_scaler; the radial part into fpr) and dU/ds
+ * (overwriting the s-vectors in sg). */
+__device__ static void network_outputs(const nepcu_dims &dm, const model_ptrs &m,
+                                       const nepcu_work &w, int i, real *dudq)
 {
-    const int N = w.num_atoms;
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= N) return;
-    const int D = dm.dim, N1 = dm.num_neurons, ti = w.types[i];
+    const int N = w.num_atoms, D = dm.dim;
     const real *q = (const real *)w.q;
-    const real *w0 = m.p + (size_t)nep_network_of_type(dm.version, ti) * dm.block_size;
-    const real *b0 = w0 + (size_t)N1 * D;
-    const real *w1 = b0 + N1;
-    /* dU/dq before q_scaler, only when forces are wanted */
-    real dudq[NEPCU_MAX_DIM];
-    w.energy[i] = (double)nep_network_forward(
-        D, N1, w0, b0, w1, m.p[dm.shared_bias_index], dm.version == 5 ? w1 + N1 : NULL, q + i,
-        (size_t)N, m.q_scaler, w.latent ? w.latent + (size_t)i * N1 : NULL, NULL,
-        w.need_forces ? dudq : NULL, 1);
     if (w.descriptors)
         for (int d = 0; d < D; ++d)
             w.descriptors[(size_t)i * D + d] = (double)(q[(size_t)d * N + i] * m.q_scaler[d]);
@@ -233,6 +223,43 @@ __global__ void k_network(nepcu_dims dm, model_ptrs m, nepcu_work w)
         nep_pack_angular_grad(L, dm.flags, dm.n_max_radial, dm.n_max_angular, n, s, dudq, 1, G);
         for (int k = 0; k < dm.s_len; ++k) sg[((size_t)n * dm.s_len + k) * N + i] = G[k];
     }
+}
+
+/* Energy and latent outputs of one hidden layer, then network_outputs. */
+__global__ void k_network(nepcu_dims dm, model_ptrs m, nepcu_work w)
+{
+    const int N = w.num_atoms;
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N) return;
+    const int D = dm.dim, N1 = dm.num_neurons, ti = w.types[i];
+    const real *q = (const real *)w.q;
+    const real *w0 = m.p + (size_t)nep_network_of_type(dm.version, ti) * dm.block_size;
+    const real *b0 = w0 + (size_t)N1 * D;
+    const real *w1 = b0 + N1;
+    /* dU/dq before q_scaler, only when forces are wanted */
+    real dudq[NEPCU_MAX_DIM];
+    w.energy[i] = (double)nep_network_forward(
+        D, N1, w0, b0, w1, m.p[dm.shared_bias_index], dm.version == 5 ? w1 + N1 : NULL, q + i,
+        (size_t)N, m.q_scaler, w.latent ? w.latent + (size_t)i * N1 : NULL, NULL,
+        w.need_forces ? dudq : NULL, 1);
+    network_outputs(dm, m, w, i, dudq);
+}
+
+/* The same with a second hidden layer (its own kernel, so that the one-layer kernel keeps
+ * its registers and stack); no latent output. */
+__global__ void k_network2(nepcu_dims dm, model_ptrs m, nepcu_work w)
+{
+    const int N = w.num_atoms;
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N) return;
+    const int D = dm.dim, N1 = dm.num_neurons, N2 = dm.num_neurons2, ti = w.types[i];
+    const real *block = m.p + (size_t)nep_network_of_type(dm.version, ti) * dm.block_size;
+    const size_t beta = (size_t)(D + 1) * N1 + (size_t)(N1 + 2) * N2;
+    real dudq[NEPCU_MAX_DIM], h1[NEPCU_MAX_NEURONS], h2[NEPCU_MAX_NEURONS];
+    w.energy[i] = (double)nep_network2_forward(
+        D, N1, N2, block, m.p[dm.shared_bias_index], dm.version == 5 ? block + beta : NULL,
+        (const real *)w.q + i, (size_t)N, m.q_scaler, h1, h2, 1, w.need_forces ? dudq : NULL, 1);
+    network_outputs(dm, m, w, i, dudq);
 }
 
 /* ------------------------------------------------------------------ pair derivatives */
@@ -496,7 +523,10 @@ cudaError_t evaluate(const nepcu_dims *dims, const nepcu_model_dev *dev, const n
         NEPCU_LAUNCH(k_descriptors<NEP_MIN_S_LEN>, blocks, threads, stream, *dims, m, *work);
     else
         NEPCU_LAUNCH(k_descriptors<NEP_NUM_ABC>, blocks, threads, stream, *dims, m, *work);
-    NEPCU_LAUNCH(k_network, blocks, threads, stream, *dims, m, *work);
+    if (dims->num_neurons2 > 0)
+        NEPCU_LAUNCH(k_network2, blocks, threads, stream, *dims, m, *work);
+    else
+        NEPCU_LAUNCH(k_network, blocks, threads, stream, *dims, m, *work);
     if (work->need_forces || dims->use_zbl || work->energy_zbl) {
         if (small)
             NEPCU_LAUNCH(k_pairs<NEP_MIN_S_LEN>, blocks, threads, stream, *dims, m, *work);

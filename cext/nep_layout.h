@@ -26,7 +26,8 @@ typedef struct {
     int num_blocks;          /* angular descriptor blocks: l_max plus the invariants that are on */
     int dim;                 /* descriptor length D (the temperature input included) */
     int num_networks;        /* 1 for nep3, num_types otherwise */
-    size_t block_size;       /* values per network block: (D + 2) N1, plus 1 for nep5 */
+    size_t block_size;       /* values per network block: (D + 2) N1, or with a second layer
+                              * (D + 1) N1 + (N1 + 2) N2; plus 1 for nep5 */
     size_t shared_bias;      /* index of b1 (after the network blocks) */
     size_t offset_radial;    /* first radial coefficient (after the networks and shared bias) */
     size_t offset_angular;   /* first angular coefficient */
@@ -34,18 +35,22 @@ typedef struct {
 } nep_layout;
 
 /* Fills `layout` from the header fields (flags: nonzero = on; temperature nonzero: a
- * temperature model, whose descriptor ends with one more entry, the temperature). */
+ * temperature model, whose descriptor ends with one more entry, the temperature;
+ * num_neurons_second > 0: a second hidden layer of that many neurons). */
 NEP_HD void nep_layout_compute(int version, int num_types, int n_max_radial, int n_max_angular,
                                int basis_radial, int basis_angular, int l_max, const int *flags,
-                               int num_neurons, int temperature, nep_layout *layout)
+                               int num_neurons, int temperature, int num_neurons_second,
+                               nep_layout *layout)
 {
     layout->num_blocks = l_max;
     for (int k = 0; k < 6; ++k) layout->num_blocks += flags[k] != 0;
     layout->dim = (n_max_radial + 1) + (n_max_angular + 1) * layout->num_blocks +
                   (temperature != 0 ? 1 : 0);
     layout->num_networks = version == 3 ? 1 : num_types;
-    layout->block_size =
-        (size_t)(layout->dim + 2) * (size_t)num_neurons + (version == 5 ? 1 : 0);
+    const size_t N1 = (size_t)num_neurons, N2 = (size_t)(num_neurons_second > 0 ? num_neurons_second : 0);
+    layout->block_size = (N2 ? (size_t)(layout->dim + 1) * N1 + (N1 + 2) * N2
+                             : (size_t)(layout->dim + 2) * N1) +
+                         (version == 5 ? 1 : 0);
     const size_t TT = (size_t)num_types * (size_t)num_types;
     layout->shared_bias = layout->block_size * (size_t)layout->num_networks;
     layout->offset_radial = layout->shared_bias + 1;

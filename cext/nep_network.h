@@ -125,4 +125,46 @@ NEP_HD NEP_REAL nep_network_forward(int D, int N1, const NEP_REAL *w0, const NEP
     return U;
 }
 
+/* Two hidden layers (GPUMD's `ANN N1 N2`): block = w0 [N1][D], b0 [N1], w1 [N2][N1] (w1[j N1 + k]
+ * couples h1_k to neuron j), b1 [N2], w2 [N2]. Returns U = w2 . h2 - b2 - beta with
+ * h1 = tanh(w0 x - b0), h2 = tanh(w1 h1 - b1), x read as in nep_network_dot. h1 [N1] and h2
+ * [N2] receive the activations (entries hs apart); dudx (NULL = not wanted) as in
+ * nep_network_forward: dU/dx_d = sum_k e1_k w0[k][d], e1_k = (1 - h1_k^2) sum_j w1[j][k] e2_j,
+ * e2_j = w2_j (1 - h2_j^2). */
+NEP_HD NEP_REAL nep_network2_forward(int D, int N1, int N2, const NEP_REAL *block, NEP_REAL b2,
+                                     const NEP_REAL *beta, const NEP_REAL *q, size_t stride,
+                                     const NEP_REAL *scale, NEP_REAL *h1, NEP_REAL *h2,
+                                     size_t hs, NEP_REAL *dudx, size_t out_stride)
+{
+    const NEP_REAL *w0 = block, *b0 = w0 + (size_t)N1 * D, *w1 = b0 + N1;
+    const NEP_REAL *b1 = w1 + (size_t)N2 * N1, *w2 = b1 + N2;
+    for (int k = 0; k < N1; ++k)
+        h1[(size_t)k * hs] = tanh(nep_network_dot(D, w0 + (size_t)k * D, q, stride, scale) - b0[k]);
+    NEP_REAL U = -b2;
+    if (beta) U -= *beta;
+    for (int j = 0; j < N2; ++j) {
+        const NEP_REAL *wj = w1 + (size_t)j * N1;
+        NEP_REAL z = -b1[j];
+        for (int k = 0; k < N1; ++k) z += NEP_LOAD(wj + k) * h1[(size_t)k * hs];
+        const NEP_REAL h = tanh(z);
+        h2[(size_t)j * hs] = h;
+        U += w2[j] * h;
+    }
+    if (dudx) {
+        for (int d = 0; d < D; ++d) dudx[(size_t)d * out_stride] = (NEP_REAL)0;
+        for (int k = 0; k < N1; ++k) {
+            NEP_REAL back = (NEP_REAL)0; /* dU/dh1_k */
+            for (int j = 0; j < N2; ++j) {
+                const NEP_REAL h = h2[(size_t)j * hs];
+                back += w2[j] * ((NEP_REAL)1 - h * h) * NEP_LOAD(w1 + (size_t)j * N1 + k);
+            }
+            const NEP_REAL h = h1[(size_t)k * hs];
+            const NEP_REAL e1 = back * ((NEP_REAL)1 - h * h);
+            const NEP_REAL *w = w0 + (size_t)k * D;
+            for (int d = 0; d < D; ++d) dudx[(size_t)d * out_stride] += e1 * NEP_LOAD(w + d);
+        }
+    }
+    return U;
+}
+
 #endif /* NEPZBL_NEP_NETWORK_H */

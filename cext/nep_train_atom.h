@@ -39,6 +39,7 @@
  * copies). */
 typedef struct {
     int version, num_types, dim, num_neurons, n_max_radial, n_max_angular;
+    int num_neurons_second; /* a second hidden layer, 0 for none */
     int basis_radial, basis_angular, l_max, num_abc;
     int flags[6]; /* the optional invariants that are on (0 or 1) */
     int use_zbl;
@@ -48,8 +49,9 @@ typedef struct {
     const int *atomic_numbers;            /* [T] */
 } nep_train_atom_model;
 
-/* One atom's work arrays (NEP_TRAIN_WORK_* order): q, qdot, lambda, mu [dim]; hidden [N1];
- * s, sdot, sigma, tau [(n_max_angular + 1) NEP_TRAIN_NUM_Y]. */
+/* One atom's work arrays (NEP_TRAIN_WORK_* order): q, qdot, lambda, mu [dim]; hidden [N1]
+ * (with a second layer [4 N1 + 2 N2]: nep_train_network2); s, sdot, sigma, tau
+ * [(n_max_angular + 1) NEP_TRAIN_NUM_Y]. */
 enum {
     NEP_TRAIN_WORK_Q,
     NEP_TRAIN_WORK_QDOT,
@@ -67,7 +69,10 @@ enum {
 NEP_HD size_t nep_train_work_length(const nep_train_atom_model *m, int which)
 {
     if (which <= NEP_TRAIN_WORK_MU) return (size_t)m->dim;
-    if (which == NEP_TRAIN_WORK_HIDDEN) return (size_t)m->num_neurons;
+    if (which == NEP_TRAIN_WORK_HIDDEN)
+        return m->num_neurons_second > 0
+                   ? (size_t)(4 * m->num_neurons + 2 * m->num_neurons_second)
+                   : (size_t)m->num_neurons;
     return (size_t)(m->n_max_angular + 1) * NEP_TRAIN_NUM_Y;
 }
 
@@ -77,11 +82,13 @@ static inline void nep_train_atom_model_fill(const nep_model_spec *spec, nep_tra
     nep_layout layout;
     nep_layout_compute(spec->version, spec->num_types, spec->n_max_radial, spec->n_max_angular,
                        spec->basis_radial, spec->basis_angular, spec->l_max, spec->flags,
-                       spec->num_neurons, spec->temperature, &layout);
+                       spec->num_neurons, spec->temperature, spec->num_neurons_second,
+                       &layout);
     m->version = spec->version;
     m->num_types = spec->num_types;
     m->dim = layout.dim;
     m->num_neurons = spec->num_neurons;
+    m->num_neurons_second = spec->num_neurons_second > 0 ? spec->num_neurons_second : 0;
     m->n_max_radial = spec->n_max_radial;
     m->n_max_angular = spec->n_max_angular;
     m->basis_radial = spec->basis_radial;
@@ -174,6 +181,84 @@ NEP_HD void nep_train_angular_pair(int L, NEP_REAL d, const NEP_REAL *u, const N
         }
         ydot[k] = yd;
     }
+}
+
+/* The two-hidden-layer network of nep_train_atom (x = q q_scaler, xdot = qdot q_scaler; the
+ * block at par + w0_off as in nep_network2_forward). Returns U and writes mu = -dU/dx; with a
+ * gradient (grad not NULL) also lam = dPhi/dx of Phi = alpha U - dU/dx . xdot and Phi's
+ * network-parameter gradient, by reverse mode through the forward pass and its tangent:
+ *   z1dot = w0 xdot, h1dot = (1 - h1^2) z1dot, z2dot = w1 h1dot,
+ *   Phi = alpha (w2 . h2 - b2 - beta) - sum_j w2_j (1 - h2_j^2) z2dot_j,
+ *   c2_j = dPhi/dz2dot_j = -w2_j (1 - h2_j^2), a2_j = dPhi/dz2_j = w2_j (alpha + 2 h2_j z2dot_j)
+ *   (1 - h2_j^2); P = w1^T a2, Q = w1^T c2; c1 = Q (1 - h1^2) = dPhi/dz1dot (w0^T c1 = mu),
+ *   a1 = (P - 2 h1 z1dot Q) (1 - h1^2) = dPhi/dz1 (w0^T a1 = lam).
+ * lam and mu are in x (the caller multiplies by q_scaler, as for one layer); hid holds h1, h2,
+ * z1dot, z2dot, P, Q ([4 N1 + 2 N2], entries st apart). */
+NEP_HD NEP_REAL nep_train_network2(const nep_train_atom_model *m, const NEP_REAL *par,
+                                   size_t w0_off, size_t shared_bias, const NEP_REAL *q,
+                                   const NEP_REAL *qdot, size_t st, const NEP_REAL *scaler,
+                                   double alpha, NEP_REAL *hid, double *grad, NEP_REAL *lam,
+                                   NEP_REAL *mu)
+{
+    const int D = m->dim, N1 = m->num_neurons, N2 = m->num_neurons_second;
+    const NEP_REAL *w0 = par + w0_off, *b0 = w0 + (size_t)N1 * D, *w1 = b0 + N1;
+    const NEP_REAL *b1 = w1 + (size_t)N2 * N1, *w2 = b1 + N2;
+    const size_t beta = (size_t)(D + 1) * N1 + (size_t)(N1 + 2) * N2; /* nep5, in the block */
+    NEP_REAL *h1 = hid, *h2 = hid + (size_t)N1 * st, *z1d = hid + (size_t)(N1 + N2) * st;
+    NEP_REAL *z2d = hid + (size_t)(2 * N1 + N2) * st, *P = hid + (size_t)(2 * N1 + 2 * N2) * st;
+    NEP_REAL *Q = hid + (size_t)(3 * N1 + 2 * N2) * st;
+    const NEP_REAL U = nep_network2_forward(D, N1, N2, w0, par[shared_bias],
+                                            m->version == 5 ? w0 + beta : NULL, q, st, scaler,
+                                            h1, h2, st, mu, st);
+    for (int d = 0; d < D; ++d) {
+        lam[d * st] = (NEP_REAL)0;
+        mu[d * st] = -mu[d * st];
+    }
+    if (!grad) return U;
+    const NEP_REAL al = (NEP_REAL)alpha;
+    for (int k = 0; k < N1; ++k) {
+        z1d[k * st] = nep_network_dot(D, w0 + (size_t)k * D, qdot, st, scaler);
+        P[k * st] = Q[k * st] = (NEP_REAL)0;
+    }
+    double *g0 = grad + w0_off, *gb0 = g0 + (size_t)N1 * D, *g1 = gb0 + N1;
+    double *gb1 = g1 + (size_t)N2 * N1, *g2 = gb1 + N2;
+    for (int j = 0; j < N2; ++j) {
+        const NEP_REAL *wj = w1 + (size_t)j * N1;
+        NEP_REAL zd = (NEP_REAL)0;
+        for (int k = 0; k < N1; ++k) {
+            const NEP_REAL h = h1[k * st];
+            zd += wj[k] * ((NEP_REAL)1 - h * h) * z1d[k * st];
+        }
+        z2d[j * st] = zd;
+        const NEP_REAL h = h2[j * st], dh = (NEP_REAL)1 - h * h;
+        const NEP_REAL c2 = -w2[j] * dh;
+        const NEP_REAL a2 = w2[j] * (al + (NEP_REAL)2 * h * zd) * dh;
+        g2[j] += (double)(al * h - dh * zd);
+        gb1[j] -= (double)a2;
+        double *gj = g1 + (size_t)j * N1;
+        for (int k = 0; k < N1; ++k) {
+            const NEP_REAL hk = h1[k * st];
+            const NEP_REAL h1dot = ((NEP_REAL)1 - hk * hk) * z1d[k * st];
+            gj[k] += (double)(a2 * hk + c2 * h1dot);
+            P[k * st] += a2 * wj[k];
+            Q[k * st] += c2 * wj[k];
+        }
+    }
+    for (int k = 0; k < N1; ++k) {
+        const NEP_REAL h = h1[k * st], dh = (NEP_REAL)1 - h * h;
+        const NEP_REAL c1 = Q[k * st] * dh;
+        const NEP_REAL a1 = (P[k * st] - (NEP_REAL)2 * h * z1d[k * st] * Q[k * st]) * dh;
+        const NEP_REAL *wk = w0 + (size_t)k * D;
+        double *gk = g0 + (size_t)k * D;
+        for (int d = 0; d < D; ++d) {
+            gk[d] += (double)(a1 * q[d * st] * scaler[d] + c1 * qdot[d * st] * scaler[d]);
+            lam[d * st] += a1 * wk[d];
+        }
+        gb0[k] -= (double)a1;
+    }
+    grad[shared_bias] -= alpha;
+    if (m->version == 5) grad[w0_off + beta] -= alpha;
+    return U;
 }
 
 /* Copies the first `count` entries of a strided array (x[k * stride]) into the contiguous
@@ -298,17 +383,22 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
     const NEP_REAL *w0 = par + w0_off;
     const NEP_REAL *b0 = w0 + (size_t)N1 * D;
     const NEP_REAL *w1 = b0 + N1;
-    /* U and dU/dq (into mu, negated below) from the shared forward pass */
-    const NEP_REAL U = nep_network_forward(D, N1, w0, b0, w1, par[m->shared_bias],
-                                           m->version == 5 ? w1 + N1 : NULL, q, st, scaler, NULL,
-                                           hidden, mu, st);
-    for (int d = 0; d < D; ++d) {
+    const int two_layers = m->num_neurons_second > 0;
+    /* U and dU/dq (into mu, negated below) from the shared forward pass; a second hidden
+     * layer has its own network pass (which also takes the gradient) */
+    const NEP_REAL U =
+        two_layers ? nep_train_network2(m, par, w0_off, m->shared_bias, q, qdot, st, scaler,
+                                        alpha, hidden, grad, lam, mu)
+                   : nep_network_forward(D, N1, w0, b0, w1, par[m->shared_bias],
+                                         m->version == 5 ? w1 + N1 : NULL, q, st, scaler, NULL,
+                                         hidden, mu, st);
+    for (int d = 0; d < D && !two_layers; ++d) {
         lam[d * st] = (NEP_REAL)0;
         mu[d * st] = -mu[d * st];
     }
     /* its JVP along qdot: zdot_k = w0_k . (qdot q_scaler) */
     const NEP_REAL alpha_r = (NEP_REAL)alpha;
-    for (int k = 0; k < N1 && want_gradient; ++k) {
+    for (int k = 0; k < N1 && want_gradient && !two_layers; ++k) {
         const NEP_REAL *wk = w0 + (size_t)k * D;
         const NEP_REAL zd = nep_network_dot(D, wk, qdot, st, scaler);
         const NEP_REAL h = hidden[k * st];
@@ -325,7 +415,7 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
             grad[w0_off + (size_t)N1 * D + N1 + k] += (double)(alpha_r * h - dh * zd);
         }
     }
-    if (grad) {
+    if (grad && !two_layers) {
         grad[m->shared_bias] -= alpha;
         if (m->version == 5) grad[w0_off + (size_t)(D + 2) * N1] -= alpha;
     }

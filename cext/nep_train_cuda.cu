@@ -317,7 +317,8 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     nep_layout layout;
     nep_layout_compute(spec->version, spec->num_types, spec->n_max_radial, spec->n_max_angular,
                        spec->basis_radial, spec->basis_angular, spec->l_max, spec->flags,
-                       spec->num_neurons, spec->temperature, &layout);
+                       spec->num_neurons, spec->temperature, spec->num_neurons_second,
+                       &layout);
     const int T = spec->num_types;
     nepct_args &a = h->args;
     nep_train_atom_model_fill(spec, &a.model);

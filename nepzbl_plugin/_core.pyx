@@ -45,7 +45,8 @@ cdef extern from "nep_layout.h" nogil:
         size_t num_parameters
     void nep_layout_compute(int version, int num_types, int n_max_radial, int n_max_angular,
                             int basis_radial, int basis_angular, int l_max, const int *flags,
-                            int num_neurons, int temperature, nep_layout *layout)
+                            int num_neurons, int temperature, int num_neurons_second,
+                            nep_layout *layout)
 
 include "_specs.pxi"
 
@@ -67,7 +68,7 @@ def strerror(int status):
 
 def model_layout(int version, int num_types, int n_max_radial, int n_max_angular,
                  int basis_radial, int basis_angular, int l_max, flags, int num_neurons,
-                 bint temperature=False):
+                 bint temperature=False, int num_neurons_second=0):
     """The parameter layout cext/nep_layout.h computes for a model header, as a dict (what
     tests/test_layout.py holds model.py's own layout against)."""
     cdef int c_flags[6]
@@ -77,7 +78,8 @@ def model_layout(int version, int num_types, int n_max_radial, int n_max_angular
     for k in range(6):
         c_flags[k] = 1 if flags[k] else 0
     nep_layout_compute(version, num_types, n_max_radial, n_max_angular, basis_radial,
-                       basis_angular, l_max, c_flags, num_neurons, temperature, &layout)
+                       basis_angular, l_max, c_flags, num_neurons, temperature,
+                       num_neurons_second, &layout)
     return {"num_blocks": layout.num_blocks, "dim": layout.dim,
             "num_networks": layout.num_networks, "block_size": layout.block_size,
             "shared_bias": layout.shared_bias, "offset_radial": layout.offset_radial,
@@ -133,7 +135,8 @@ cdef class CoreModel:
                  int basis_radial, int basis_angular, int l_max, flags, int num_neurons,
                  const double[:, ::1] rc_radial, const double[:, ::1] rc_angular,
                  const int[::1] atomic_numbers, zbl, const double[::1] parameters,
-                 const double[::1] q_scaler, bint temperature=False):
+                 const double[::1] q_scaler, bint temperature=False,
+                 int num_neurons_second=0):
         cdef nep_model_spec spec
         cdef const double[:, :, ::1] zbl_view
         cdef const double *zbl_ptr
@@ -154,7 +157,8 @@ cdef class CoreModel:
         _fill_spec(&spec, version, num_types, n_max_radial, n_max_angular, basis_radial,
                    basis_angular, l_max, flags, num_neurons, &rc_radial[0, 0],
                    &rc_angular[0, 0], &atomic_numbers[0], zbl_ptr, &parameters[0],
-                   <size_t>parameters.shape[0], &q_scaler[0], temperature)
+                   <size_t>parameters.shape[0], &q_scaler[0], temperature,
+                   num_neurons_second)
         if spec.num_parameters != nep_model_spec_num_parameters(&spec):
             raise ValueError(
                 f"expected {nep_model_spec_num_parameters(&spec)} parameters, "

@@ -123,7 +123,8 @@ cdef class CudaModel:
                    spec["n_max_angular"], spec["basis_radial"], spec["basis_angular"],
                    spec["l_max"], spec["flags"], spec["num_neurons"], &rcr[0], &rca[0], &z[0],
                    &zbl[0] if zbl_values is not None else NULL, &params[0],
-                   <size_t>params.shape[0], &scaler[0], spec.get("temperature", 0))
+                   <size_t>params.shape[0], &scaler[0], spec.get("temperature", 0),
+                   spec.get("num_neurons_second", 0))
         with nogil:
             status = nep_cuda_model_create(&c_spec, precision, device_id, &self.ptr)
         if status != NEP_OK:

@@ -22,6 +22,7 @@ cdef extern from "nep.h" nogil:
         size_t num_parameters
         const double *q_scaler
         int temperature
+        int num_neurons_second
 
     ctypedef struct nep_model:
         pass

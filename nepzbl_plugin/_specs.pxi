@@ -51,10 +51,11 @@ cdef int _fill_spec(nep_model_spec *spec, int version, int num_types, int n_max_
                     object flags, int num_neurons, const double *rc_radial,
                     const double *rc_angular, const int *atomic_numbers, const double *zbl,
                     const double *parameters, size_t num_parameters,
-                    const double *q_scaler, int temperature) except -1:
+                    const double *q_scaler, int temperature,
+                    int num_neurons_second) except -1:
     """Fill ``spec`` (the arrays stay owned by the caller; ``zbl`` NULL = no ZBL;
     ``temperature`` nonzero: a temperature model, whose last descriptor entry is the
-    structure's temperature)."""
+    structure's temperature; ``num_neurons_second`` > 0: a second hidden layer)."""
     if len(flags) != 6:
         raise ValueError("flags must have 6 entries")
     spec.version = version
@@ -76,4 +77,5 @@ cdef int _fill_spec(nep_model_spec *spec, int version, int num_types, int n_max_
     spec.num_parameters = num_parameters
     spec.q_scaler = q_scaler
     spec.temperature = 1 if temperature else 0
+    spec.num_neurons_second = num_neurons_second
     return 0

@@ -228,6 +228,7 @@ def train_gradient(dict spec, int[::1] types, double[:, ::1] positions, double[:
     c_spec.num_parameters = parameters.shape[0]
     c_spec.q_scaler = &q_scaler[0]
     c_spec.temperature = 1 if spec.get("temperature", 0) else 0
+    c_spec.num_neurons_second = spec.get("num_neurons_second", 0)
     if nep_train_num_parameters(&c_spec) != <size_t>parameters.shape[0]:
         raise ValueError("the parameter vector does not match the model header")
     cdef Py_ssize_t num_atoms = atom_offsets[num_systems] if num_systems > 0 else 0
@@ -294,4 +295,5 @@ def train_num_parameters(dict spec):
         c_spec.flags[k] = spec["flags"][k]
     c_spec.num_neurons = spec["num_neurons"]
     c_spec.temperature = 1 if spec.get("temperature", 0) else 0
+    c_spec.num_neurons_second = spec.get("num_neurons_second", 0)
     return nep_train_num_parameters(&c_spec)

@@ -106,7 +106,8 @@ cdef class CudaTrainingSet:
                    spec["n_max_angular"], spec["basis_radial"], spec["basis_angular"],
                    spec["l_max"], spec["flags"], spec["num_neurons"], &rcr[0], &rca[0], &z[0],
                    &zbl[0] if zbl_values is not None else NULL, &params[0],
-                   <size_t>params.shape[0], &scaler[0], spec.get("temperature", 0))
+                   <size_t>params.shape[0], &scaler[0], spec.get("temperature", 0),
+                   spec.get("num_neurons_second", 0))
         cdef int num_systems = atom_offsets.shape[0] - 1
         if num_systems < 0 or cells.shape[0] != num_systems or pbc.shape[0] != num_systems:
             raise ValueError("atom_offsets, cells and pbc disagree on the number of structures")

@@ -63,7 +63,7 @@ class Model:
     zbl: ZBLSettings | None = None
     max_neighbors_radial: int = 0  # the cutoff line's neighbour counts (list sizing only)
     max_neighbors_angular: int = 0
-    n_neurons_second: int = 0  # ANN N1 N2 with N2 > 0: read and written, not evaluated
+    n_neurons_second: int = 0  # ANN N1 N2: N2 > 0 is a second hidden layer
     temperature: bool = False  # nep4_temperature: one extra descriptor input
     # Historic (2024) typewise NEP cutoffs: pair cutoff = min(f*(R_cov,a + R_cov,b), rc).
     typewise_cutoff_factors: tuple[float, float] | None = None
@@ -185,23 +185,29 @@ class Model:
     def network(self, block: int) -> dict[str, np.ndarray]:
         """Views of network block ``block`` (a species index; 0 for nep3).
 
-        Keys: ``w0`` (N1, D), ``b0`` (N1,), ``w1`` (N1,) for one hidden layer, and ``beta``
+        Keys: ``w0`` (N1, D), ``b0`` (N1,), ``w1`` (N1,) for one hidden layer; with a second
+        one (``ANN N1 N2``) ``w1`` (N2, N1), ``b1`` (N2,) and ``w2`` (N2,) instead; ``beta``
         (shape (1,)) for nep5. Writing into them changes :attr:`parameters`.
         """
         if not 0 <= block < self.num_networks:
             raise IndexError(f"network block {block} out of range 0..{self.num_networks - 1}")
-        if self.n_neurons_second > 0:
-            raise NotImplementedError("two hidden layers are stored but not exposed as views")
-        D, N1 = self.descriptor_dim, self.n_neurons
+        D, N1, N2 = self.descriptor_dim, self.n_neurons, self.n_neurons_second
         start = block * self.network_block_size
+        end = start + self.network_block_size
         p = self.parameters
         out = {
             "w0": p[start : start + N1 * D].reshape(N1, D),
             "b0": p[start + N1 * D : start + N1 * D + N1],
-            "w1": p[start + N1 * D + N1 : start + N1 * D + 2 * N1],
         }
+        rest = start + N1 * D + N1
+        if N2 > 0:
+            out["w1"] = p[rest : rest + N2 * N1].reshape(N2, N1)
+            out["b1"] = p[rest + N2 * N1 : rest + N2 * N1 + N2]
+            out["w2"] = p[rest + N2 * N1 + N2 : rest + N2 * N1 + 2 * N2]
+        else:
+            out["w1"] = p[rest : rest + N1]
         if self.version == 5:
-            out["beta"] = p[start + (D + 2) * N1 : start + (D + 2) * N1 + 1]
+            out["beta"] = p[end - 1 : end]
         return out
 
     @property
@@ -343,8 +349,6 @@ class Model:
             return self.copy()
         if self.version != 3:
             raise ValueError(f"only nep3 models can be upgraded to nep4, not nep{self.version}")
-        if self.n_neurons_second > 0:
-            raise NotImplementedError("upgrading a nep3 model with two hidden layers")
         block = self.parameters[: self.network_block_size]
         out = self.copy()
         out.version = 4
@@ -369,8 +373,6 @@ class Model:
         """
         if not self.temperature:
             raise ValueError("at_temperature needs a temperature model (nep4_temperature)")
-        if self.n_neurons_second > 0:
-            raise NotImplementedError("folding the temperature of a two-layer network")
         t = float(temperature)
         if not (np.isfinite(t) and t >= 0.0):
             raise ValueError(
@@ -380,10 +382,10 @@ class Model:
         blocks = []
         for b in range(self.num_networks):
             net = self.network(b)
+            start = b * self.network_block_size
+            after_b0 = start + (D + 1) * self.n_neurons  # w1 (and b1, w2 with two layers), beta
             blocks += [net["w0"][:, : D - 1].ravel(), net["b0"] - net["w0"][:, D - 1] * input_value,
-                       net["w1"]]
-            if self.version == 5:
-                blocks.append(net["beta"])
+                       self.parameters[after_b0 : start + self.network_block_size]]
         out = self.copy()
         out.temperature = False
         out.parameters = np.concatenate(

@@ -98,7 +98,7 @@ def random_model(
     temperature
         Build a ``nep4_temperature`` model (one extra input, its q_scaler 0.001).
     neurons_second
-        N2 of ``ANN N1 N2`` (stored only; no engine evaluates two hidden layers).
+        N2 of ``ANN N1 N2``: a second hidden layer of N2 neurons (0: none).
     max_neighbors
         The neighbour counts written on the cutoff line.
     """

@@ -329,8 +329,8 @@ def test_engine_refuses_bad_input():
 
 
 def test_unsupported_models_and_devices():
-    with pytest.raises(UnsupportedModelError, match="two hidden layers"):
-        Evaluator(random_model(neurons_second=4, seed=1))
+    with pytest.raises(UnsupportedModelError, match="at most 256 per layer"):
+        Evaluator(random_model(neurons=300, neurons_second=4, seed=1))
     with pytest.raises(ValueError, match="device"):
         Evaluator(random_model(seed=1), device="tpu")
     assert Evaluator(random_model(seed=1), device="auto").device in ("cpu", "cuda")

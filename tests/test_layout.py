@@ -15,8 +15,9 @@ _core = pytest.importorskip("nepzbl_plugin._core")
 HEADERS = [
     dict(version=v, types=types, n_max_radial=nR, n_max_angular=nA, basis_size_radial=bR,
          basis_size_angular=bA, l_max=L, l_max_flags=flags, n_neurons=N1,
-         radial_cutoffs=[5.0], angular_cutoffs=[4.0], temperature=temperature)
-    for v, types, (nR, nA, bR, bA), L, flags, N1, temperature in itertools.product(
+         radial_cutoffs=[5.0], angular_cutoffs=[4.0], temperature=temperature,
+         n_neurons_second=N2)
+    for v, types, (nR, nA, bR, bA), L, flags, N1, temperature, N2 in itertools.product(
         (3, 4, 5),
         (["Si"], ["Li", "La", "Zr", "O"]),
         ((4, 4, 8, 8), (2, 3, 5, 7)),
@@ -24,6 +25,7 @@ HEADERS = [
         ((0, 0, 0, 0, 0, 0), (1, 1, 0, 0, 0, 0), (1, 1, 1, 1, 1, 1)),
         (1, 30),
         (False, True),
+        (0, 7),
     )
 ]
 
@@ -34,7 +36,8 @@ def test_python_layout_matches_c_layout(header):
     T = model.num_types
     c = _core.model_layout(model.version, T, model.n_max_radial, model.n_max_angular,
                            model.basis_size_radial, model.basis_size_angular, model.l_max,
-                           model.flags_on, model.n_neurons, model.temperature)
+                           model.flags_on, model.n_neurons, model.temperature,
+                           model.n_neurons_second)
     assert c["dim"] == model.descriptor_dim
     assert c["num_blocks"] == model.num_angular_blocks
     assert c["num_networks"] == model.num_networks

@@ -56,6 +56,7 @@ variants = [
     dict(version=5, zbl="flexible", flags=(1, 1, 1, 1, 1, 1), l_max=6),
     dict(version=4, zbl="universal", flags=(0,) * 6, l_max=8),
     dict(version=4, zbl="universal", flags=(2, 1, 0, 0, 0, 0), l_max=4, temperature=True),
+    dict(version=5, zbl="universal", flags=(2, 1, 0, 0, 0, 0), l_max=4, neurons_second=4),
 ]
 for kw in variants:
     model = random_model(types=("Li", "La", "O"), seed=2, n_max=(3, 2), basis=(5, 4),

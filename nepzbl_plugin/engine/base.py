@@ -129,12 +129,18 @@ def load_model(model) -> Model:
     raise TypeError(f"expected a Model or a path to a nep.txt, got {type(model).__name__}")
 
 
+#: The largest hidden layer of a two-layer network the engines hold (``NEP_MAX_NEURONS``).
+MAX_NEURONS_TWO_LAYERS = 256
+
+
 def check_supported(model: Model) -> None:
     """Raise :class:`UnsupportedModelError` for a model no nepzbl engine evaluates."""
     where = model.metadata.get("path", "<model>") if isinstance(model.metadata, dict) else "<model>"
-    if model.n_neurons_second > 0:
+    if model.n_neurons_second > 0 and max(model.n_neurons, model.n_neurons_second) > \
+            MAX_NEURONS_TWO_LAYERS:
         raise UnsupportedModelError(
-            where, None, "NEP models with two hidden layers (ANN N1 N2, N2 > 0) are not evaluated"
+            where, None, f"two hidden layers of {model.n_neurons} and {model.n_neurons_second} "
+            f"neurons: nepzbl's engines hold at most {MAX_NEURONS_TWO_LAYERS} per layer"
         )
 
 
@@ -178,6 +184,8 @@ def model_spec(model: Model, parameters=None) -> dict:
         "q_scaler": np.ascontiguousarray(model.q_scaler, dtype=np.float64),
         # 1: the descriptor's last entry is the structure's temperature (nep4_temperature)
         "temperature": 1 if model.temperature else 0,
+        # > 0: a second hidden layer of that many neurons (GPUMD's ANN N1 N2)
+        "num_neurons_second": int(model.n_neurons_second),
     }
 
 
@@ -244,6 +252,9 @@ class EvaluatorBase:
             if name == "zbl":
                 for z in ZBL_OUTPUTS:
                     arrays[z] = np.zeros(shapes[z])
+            elif name == "latent" and self.model.n_neurons_second > 0:
+                raise InputError("the latent space (calorine's) is defined for one hidden "
+                                 "layer; this model has two (ANN N1 N2)")
             elif name in shapes:
                 arrays[name] = np.zeros(shapes[name])
             else:

@@ -59,6 +59,7 @@ def core_model_from(model: Model):
         spec["parameters"],
         spec["q_scaler"],
         bool(spec["temperature"]),
+        int(spec["num_neurons_second"]),
     )
 
 

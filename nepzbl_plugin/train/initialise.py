@@ -9,7 +9,8 @@ start in which no tanh is saturated and every species' network sees centred inpu
   species (floored at ``spread_floor``, so rare components do not get huge weights, which
   GPUMD's L1/L2 regularisation would punish), and b0 = w0·mean(q), so the hidden
   pre-activations start centred;
-* w1 ~ N(0, 1/N1)·``output_scale``;
+* w1 ~ N(0, 1/N1)·``output_scale``; with a second hidden layer w1 ~ N(0, 1/N1) (N2 × N1),
+  b1 = 0 and w2 ~ N(0, 1/N2)·``output_scale``;
 * the shared bias 0 (the energy loss does not see it; the writer corrects it, 4.7).
 """
 
@@ -51,7 +52,7 @@ def initialise_parameters(model, structures=None, *, seed: int = 0,
     T = work.num_types
     mean = np.zeros((T, D))
     spread = np.ones((T, D))
-    if structures is not None and len(structures) and work.n_neurons_second == 0:
+    if structures is not None and len(structures):
         from ._backend import EngineBackend
 
         pick = np.unique(np.linspace(0, len(structures) - 1,
@@ -72,11 +73,8 @@ def initialise_parameters(model, structures=None, *, seed: int = 0,
                     mean[t] = q.mean(axis=0)
                     std = q.std(axis=0)
                     spread[t] = np.maximum(std, spread_floor)
+    N2 = work.n_neurons_second
     for b in range(work.num_networks):
-        if work.n_neurons_second > 0:
-            size = work.network_block_size
-            work.parameters[b * size : (b + 1) * size] = rng.normal(0.0, 0.1, size)
-            continue
         net = work.network(b)
         t = b if work.version != 3 else slice(None)
         m = mean[t] if work.version != 3 else mean.mean(axis=0)
@@ -84,7 +82,12 @@ def initialise_parameters(model, structures=None, *, seed: int = 0,
         w0 = rng.normal(0.0, 1.0 / np.sqrt(D), (N1, D)) / s
         net["w0"][:] = w0
         net["b0"][:] = w0 @ m
-        net["w1"][:] = rng.normal(0.0, 1.0 / np.sqrt(N1), N1) * output_scale
+        if N2 > 0:  # a second hidden layer: unit-variance pre-activations, small output
+            net["w1"][:] = rng.normal(0.0, 1.0 / np.sqrt(N1), (N2, N1))
+            net["b1"][:] = 0.0
+            net["w2"][:] = rng.normal(0.0, 1.0 / np.sqrt(N2), N2) * output_scale
+        else:
+            net["w1"][:] = rng.normal(0.0, 1.0 / np.sqrt(N1), N1) * output_scale
         if "beta" in net:
             net["beta"][:] = 0.0
     p[:nn] = work.parameters[:nn]
