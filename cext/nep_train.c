@@ -139,7 +139,6 @@ static int structure_list(const train_model *m, const nep_system *sys, nep_neigh
         for (int c = 0; c < 3; ++c)
             if (!isfinite(sys->positions[3 * i + c])) return NEP_ERR_NONFINITE;
     }
-    if (spec->temperature && !isfinite(sys->temperature)) return NEP_ERR_NONFINITE;
     const int status = nep_neighbor_build(sys, spec->num_types, m->rc_list, spec->rc_angular,
                                           m->rc_max, 1, list);
     if (status) memset(list, 0, sizeof(*list));
@@ -277,6 +276,14 @@ static int train_run(nep_train_cache *cache, const int *ids, const nep_model_spe
     train_model model;
     int status = model_init(spec, &model);
     if (status) return status;
+    /* a temperature model reads each structure's temperature on every call (a cache keeps
+     * only the neighbour lists), so it is checked here, not with the lists */
+    for (int s = 0; spec->temperature && s < num_systems; ++s) {
+        if (isfinite(systems[s].temperature)) continue;
+        for (int k = 0; statuses && k < num_systems; ++k)
+            statuses[k] = k == s ? NEP_ERR_NONFINITE : NEP_OK;
+        return NEP_ERR_NONFINITE;
+    }
     const size_t P = model.layout.num_parameters, stride = padded(P);
     int num_blocks = NEP_TRAIN_MAX_BLOCKS;
     while (gradient && num_blocks > 1 && (size_t)num_blocks * stride > NEP_TRAIN_MAX_BUFFER_DOUBLES)

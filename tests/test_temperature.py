@@ -378,3 +378,31 @@ def test_tools_without_a_temperature_say_so_in_one_line(tmp_path, capsys):
     assert main(["audit", str(path)]) == 2
     err = capsys.readouterr().err
     assert "temperature model" in err and "--at-temperature" in err and "Traceback" not in err
+
+
+def test_training_gradient_checks_temperatures_on_every_call_with_a_cache():
+    """The C gradient keeps neighbour lists between calls; the temperatures it reads anew each
+    call, so a non-finite one is refused even for a structure whose list is kept."""
+    from nepzbl_plugin import _core
+    from nepzbl_plugin.engine.base import model_spec
+    from nepzbl_plugin.train.gradient import TrainingCache
+
+    model = temperature_model()
+    batch = _batch(model, (300.0, 900.0))
+    batch.structure_ids = np.arange(2, dtype=np.int32)
+    cache = TrainingCache()
+    S, A = batch.num_structures, int(batch.atom_offsets[-1])
+
+    def call(temperatures):
+        statuses = np.zeros(S, dtype=np.int32)
+        status = _core.train_gradient(
+            model_spec(model), batch.types, batch.positions, batch.cells, batch.pbc,
+            batch.atom_offsets, None, None, None, None, np.zeros(S), np.zeros(3 * A),
+            np.zeros(9 * S), statuses, 1, cache._core_cache, batch.structure_ids,
+            np.ascontiguousarray(temperatures, dtype=np.float64))
+        return status, statuses
+
+    assert call([300.0, 900.0])[0] == 0  # the lists are kept from here on
+    status, statuses = call([300.0, np.nan])
+    assert status == 7 and list(statuses) == [0, 7]  # NEP_ERR_NONFINITE, structure 1
+    assert call([300.0, 900.0])[0] == 0
