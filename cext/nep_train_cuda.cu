@@ -302,6 +302,16 @@ int upload_real(nep_train_cuda *h, const void **p, const double *host, size_t n,
         ptr = (type *)d;                                                                       \
     } while (0)
 
+/* UPLOAD(dst, type, host, n): n values of `type` copied from host to the device for h, the
+ * device pointer into dst (through the local `void *d`); returns the status from the
+ * enclosing function on failure. */
+#define UPLOAD(dst, type, host, n)                                                             \
+    do {                                                                                       \
+        status = upload(h, &d, (host), sizeof(type) * (n), #dst);                              \
+        if (status) return status;                                                             \
+        dst = (const type *)d;                                                                 \
+    } while (0)
+
 int create(const nep_model_spec *spec, int num_systems, const nep_system *systems,
            nep_train_cuda *h, int *bad_system)
 {
@@ -386,25 +396,18 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     }
 
     void *d;
-#define UP(field, type, host, n)                                                               \
-    do {                                                                                       \
-        status = upload(h, &d, (host), sizeof(type) * (n), #field);                            \
-        if (status) return status;                                                             \
-        a.field = (const type *)d;                                                             \
-    } while (0)
-    UP(model.rc_radial, double, spec->rc_radial, (size_t)T * T);
-    UP(model.rc_angular, double, spec->rc_angular, (size_t)T * T);
-    UP(model.atomic_numbers, int, spec->atomic_numbers, (size_t)T);
-    UP(types, int, types.data(), A);
-    UP(atom_structure, int, atom_structure.data(), A);
-    UP(pair_offset, long long, pair_offset.data(), A + 1);
-    UP(in_offset, long long, in_offset.data(), A + 1);
-    UP(in_pair, long long, in_pair.data(), P);
-    UP(neighbor, int, neighbor.data(), P);
-    UP(r, double, r.data(), 3 * P);
+    UPLOAD(a.model.rc_radial, double, spec->rc_radial, (size_t)T * T);
+    UPLOAD(a.model.rc_angular, double, spec->rc_angular, (size_t)T * T);
+    UPLOAD(a.model.atomic_numbers, int, spec->atomic_numbers, (size_t)T);
+    UPLOAD(a.types, int, types.data(), A);
+    UPLOAD(a.atom_structure, int, atom_structure.data(), A);
+    UPLOAD(a.pair_offset, long long, pair_offset.data(), A + 1);
+    UPLOAD(a.in_offset, long long, in_offset.data(), A + 1);
+    UPLOAD(a.in_pair, long long, in_pair.data(), P);
+    UPLOAD(a.neighbor, int, neighbor.data(), P);
+    UPLOAD(a.r, double, r.data(), 3 * P);
     a.temperature = nullptr;
-    if (spec->temperature) UP(temperature, double, temperature.data(), (size_t)num_systems);
-#undef UP
+    if (spec->temperature) UPLOAD(a.temperature, double, temperature.data(), (size_t)num_systems);
     status = upload_real(h, &a.q_scaler, spec->q_scaler, (size_t)layout.dim, "q_scaler");
     if (status) return status;
     a.zbl = nullptr;
@@ -532,7 +535,8 @@ static int upload_inputs(nep_train_cuda *h, void *dst, const double *parameters,
 
 /* One pass of the per-atom kernel over the h->selected_atoms (count), tile by tile, on the
  * stream: with a.rows set the gradient is added to h->d_gradient (zeroed by the caller). Then
- * the forces, the energies and the virials of the selection into the given device arrays. */
+ * the forces, the energies and the virials of the selection into the given device arrays
+ * (forces NULL: not formed, for a gradient pass whose predictions are already known). */
 static int atoms_pass(nep_train_cuda *h, nepct_args a, int count, int num_selected,
                       double *forces, double *energy, double *virials)
 {
@@ -550,11 +554,11 @@ static int atoms_pass(nep_train_cuda *h, nepct_args a, int count, int num_select
             NEPCU_LAUNCH(columns_kernel, (unsigned)((P + threads - 1) / threads), threads, st, P, n,
                          (const double *)a.rows, h->d_gradient);
     }
-    if (count > 0)
+    if (forces && count > 0)
         NEPCU_LAUNCH(forces_kernel, (count + threads - 1) / threads, threads, st, count, 1,
                      (const int *)h->d_selected_atoms, a.pair_offset, a.in_offset, a.in_pair,
                      (const double *)a.v_pair, (size_t)0, forces, (size_t)0);
-    if (num_selected > 0)
+    if (energy && num_selected > 0)
         NEPCU_LAUNCH(totals_kernel, (num_selected + threads - 1) / threads, threads, st,
                      num_selected, 1, (const int *)h->d_selected,
                      (const long long *)h->d_structure_offset, (const double *)a.e_atom,
@@ -768,23 +772,16 @@ int nep_train_cuda_set_loss(nep_train_cuda *h, const nep_train_cuda_labels *L)
         return NEP_ERR_TYPE; /* create checked the types: not reached */
     void *d;
     int status;
-#define UP(field, type, host, n)                                                               \
-    do {                                                                                       \
-        status = upload(h, &d, (host), sizeof(type) * (n), #field);                            \
-        if (status) return status;                                                             \
-        l.field = (const type *)d;                                                             \
-    } while (0)
-    UP(ref_energy, double, L->energy, S);
-    UP(ref_virial, double, L->virial, 6 * S);
-    UP(has_virial, int, L->has_virial, S);
-    UP(weight, double, L->weight, S);
-    UP(energy_weight, double, L->energy_weight, S);
-    UP(ref_forces, double, L->forces, 3 * A);
-    UP(force_weight, double, c.data(), A);
-    UP(contains, unsigned char, contains.data(), S * (T + 1));
-    UP(parameter_types, int, L->parameter_types, P);
-    UP(global_mask, unsigned char, L->global_mask, P);
-#undef UP
+    UPLOAD(l.ref_energy, double, L->energy, S);
+    UPLOAD(l.ref_virial, double, L->virial, 6 * S);
+    UPLOAD(l.has_virial, int, L->has_virial, S);
+    UPLOAD(l.weight, double, L->weight, S);
+    UPLOAD(l.energy_weight, double, L->energy_weight, S);
+    UPLOAD(l.ref_forces, double, L->forces, 3 * A);
+    UPLOAD(l.force_weight, double, c.data(), A);
+    UPLOAD(l.contains, unsigned char, contains.data(), S * (T + 1));
+    UPLOAD(l.parameter_types, int, L->parameter_types, P);
+    UPLOAD(l.global_mask, unsigned char, L->global_mask, P);
     ALLOC(h->d_z, double, P);
     ALLOC(h->d_z_call, double, P);
     ALLOC(h->d_m, double, P);
@@ -876,7 +873,8 @@ static int loss_and_gradient(nep_train_cuda *h, const double *d_z, int num_selec
     a.virial_adjoint = h->d_vadj;
     CHECK(cudaMemsetAsync(h->d_gradient, 0, sizeof(double) * P, st), "gradient");
     CHECK(cudaMemsetAsync(h->d_bad, 0, sizeof(int), st), "flag");
-    status = atoms_pass(h, a, count, num_selected, h->d_forces, h->d_energy, h->d_virials);
+    /* the gradient pass; its predictions are the first pass's, which the loss already has */
+    status = atoms_pass(h, a, count, num_selected, nullptr, nullptr, nullptr);
     if (status) return status;
     if (P) NEPCU_LAUNCH(regularisation_kernel, (unsigned)((P + threads - 1) / threads), threads, st, l,
                         h->d_gradient, h->d_bad);
