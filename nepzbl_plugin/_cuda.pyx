@@ -111,31 +111,18 @@ cdef class CudaModel:
     def __init__(self, dict spec, int precision=0, int device_id=0):
         cdef nep_model_spec c_spec
         cdef int status
-        cdef double[::1] rcr = spec["rc_radial"]
-        cdef double[::1] rca = spec["rc_angular"]
-        cdef int[::1] z = spec["atomic_numbers"]
-        zbl_values = spec["zbl"]
-        cdef double[::1] zbl = zbl_values if zbl_values is not None else np.zeros(1)
-        cdef double[::1] params = spec["parameters"]
-        cdef double[::1] scaler = spec["q_scaler"]
-        memset(&c_spec, 0, sizeof(c_spec))
-        _fill_spec(&c_spec, spec["version"], spec["num_types"], spec["n_max_radial"],
-                   spec["n_max_angular"], spec["basis_radial"], spec["basis_angular"],
-                   spec["l_max"], spec["flags"], spec["num_neurons"], &rcr[0], &rca[0], &z[0],
-                   &zbl[0] if zbl_values is not None else NULL, &params[0],
-                   <size_t>params.shape[0], &scaler[0], spec.get("temperature", 0),
-                   spec.get("num_neurons_second", 0))
+        _fill_spec_from(&c_spec, spec)
         with nogil:
             status = nep_cuda_model_create(&c_spec, precision, device_id, &self.ptr)
         if status != NEP_OK:
             self.ptr = NULL
             _raise(status, "creating the CUDA model")
-        self.dim = scaler.shape[0]
+        self.dim = len(spec["q_scaler"])
         self.num_neurons = spec["num_neurons"]
         self.num_types = spec["num_types"]
         self.precision = precision
         self.device_id = device_id
-        self.num_parameters = params.shape[0]
+        self.num_parameters = c_spec.num_parameters
 
     def __dealloc__(self):
         if self.ptr != NULL:

@@ -1,5 +1,7 @@
-# Filling nep_model_spec and nep_outputs from Python values: one copy, included by both
-# _core.pyx and _cuda.pyx (each cimports nep_model_spec and nep_outputs from _nep).
+# Filling nep_model_spec, nep_system and nep_outputs from Python values: one copy, included
+# by both _core.pyx and _cuda.pyx (each cimports nep_model_spec, nep_system and nep_outputs
+# from _nep).
+from libc.string cimport memset
 
 # The output names of nep_outputs, in struct order, with their per-structure shapes
 # ("N" = number of atoms, "D" = descriptor length, "H" = hidden neurons).
@@ -79,3 +81,56 @@ cdef int _fill_spec(nep_model_spec *spec, int version, int num_types, int n_max_
     spec.temperature = 1 if temperature else 0
     spec.num_neurons_second = num_neurons_second
     return 0
+
+
+cdef int _fill_spec_from(nep_model_spec *spec, dict fields) except -1:
+    """``spec`` from the fields :func:`nepzbl_plugin.engine.base.model_spec` returns (the
+    pointers go into its arrays: ``fields`` must outlive every use of ``spec``)."""
+    cdef const double[::1] rc_radial = fields["rc_radial"]
+    cdef const double[::1] rc_angular = fields["rc_angular"]
+    cdef const int[::1] atomic_numbers = fields["atomic_numbers"]
+    cdef const double[::1] parameters = fields["parameters"]
+    cdef const double[::1] q_scaler = fields["q_scaler"]
+    cdef const double[::1] zbl
+    cdef const double *zbl_ptr = NULL
+    if fields["zbl"] is not None:
+        zbl = fields["zbl"]
+        zbl_ptr = &zbl[0]
+    memset(spec, 0, sizeof(nep_model_spec))
+    return _fill_spec(spec, fields["version"], fields["num_types"], fields["n_max_radial"],
+                      fields["n_max_angular"], fields["basis_radial"], fields["basis_angular"],
+                      fields["l_max"], fields["flags"], fields["num_neurons"], &rc_radial[0],
+                      &rc_angular[0], &atomic_numbers[0], zbl_ptr, &parameters[0],
+                      <size_t>parameters.shape[0], &q_scaler[0], fields.get("temperature", 0),
+                      fields.get("num_neurons_second", 0))
+
+
+cdef nep_system *_flat_systems(const int[::1] types, const double[:, ::1] positions,
+                               const double[:, :, ::1] cells, const int[:, ::1] pbc,
+                               const long long[::1] atom_offsets,
+                               const double[::1] temperatures) except NULL:
+    """One nep_system per structure of a flattened set (the arrays of
+    :class:`nepzbl_plugin.train.gradient.TrainingBatch`; temperatures None: 0), pointing into
+    the arrays, which must outlive it; the caller frees the array."""
+    cdef Py_ssize_t num_systems = atom_offsets.shape[0] - 1, s
+    cdef int k
+    if num_systems < 0 or cells.shape[0] != num_systems or pbc.shape[0] != num_systems:
+        raise ValueError("atom_offsets, cells and pbc disagree on the number of structures")
+    cdef long long num_atoms = atom_offsets[num_systems] if num_systems > 0 else 0
+    if types.shape[0] != num_atoms or positions.shape[0] != num_atoms:
+        raise ValueError("types/positions do not match atom_offsets")
+    if temperatures is not None and temperatures.shape[0] != num_systems:
+        raise ValueError("temperatures must have one value per structure")
+    cdef nep_system *systems = <nep_system *>calloc(max(num_systems, 1), sizeof(nep_system))
+    if systems == NULL:
+        raise MemoryError()
+    for s in range(num_systems):
+        systems[s].num_atoms = <int>(atom_offsets[s + 1] - atom_offsets[s])
+        systems[s].types = &types[atom_offsets[s]] if systems[s].num_atoms > 0 else NULL
+        systems[s].positions = (&positions[atom_offsets[s], 0] if systems[s].num_atoms > 0
+                                else NULL)
+        systems[s].cell = &cells[s, 0, 0]
+        for k in range(3):
+            systems[s].pbc[k] = pbc[s, k]
+        systems[s].temperature = temperatures[s] if temperatures is not None else 0.0
+    return systems

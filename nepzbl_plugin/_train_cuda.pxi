@@ -1,6 +1,6 @@
 # Training objective on the GPU (cext/nep_train_cuda.h). Included at the end of _cuda.pyx.
 # The Python API is nepzbl_plugin/train/cuda_backend.py; this layer only passes buffers through.
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport free
 
 cdef extern from "nep_train_cuda.h" nogil:
     ctypedef struct nep_train_cuda:
@@ -93,38 +93,11 @@ cdef class CudaTrainingSet:
                  double[:, :, ::1] cells, int[:, ::1] pbc, long long[::1] atom_offsets,
                  bint float64=False, const double[::1] temperatures=None):
         cdef nep_model_spec c_spec
-        cdef int status, k, s, bad = -1
-        cdef double[::1] rcr = spec["rc_radial"]
-        cdef double[::1] rca = spec["rc_angular"]
-        cdef int[::1] z = spec["atomic_numbers"]
-        zbl_values = spec["zbl"]
-        cdef double[::1] zbl = zbl_values if zbl_values is not None else np.zeros(1)
-        cdef double[::1] params = spec["parameters"]
-        cdef double[::1] scaler = spec["q_scaler"]
-        memset(&c_spec, 0, sizeof(c_spec))
-        _fill_spec(&c_spec, spec["version"], spec["num_types"], spec["n_max_radial"],
-                   spec["n_max_angular"], spec["basis_radial"], spec["basis_angular"],
-                   spec["l_max"], spec["flags"], spec["num_neurons"], &rcr[0], &rca[0], &z[0],
-                   &zbl[0] if zbl_values is not None else NULL, &params[0],
-                   <size_t>params.shape[0], &scaler[0], spec.get("temperature", 0),
-                   spec.get("num_neurons_second", 0))
+        cdef int status, bad = -1
         cdef int num_systems = atom_offsets.shape[0] - 1
-        if num_systems < 0 or cells.shape[0] != num_systems or pbc.shape[0] != num_systems:
-            raise ValueError("atom_offsets, cells and pbc disagree on the number of structures")
-        if temperatures is not None and temperatures.shape[0] != num_systems:
-            raise ValueError("temperatures must have one value per structure")
-        cdef nep_system *systems = <nep_system *>malloc(sizeof(nep_system) * max(num_systems, 1))
-        if systems == NULL:
-            raise MemoryError()
-        for s in range(num_systems):
-            systems[s].num_atoms = <int>(atom_offsets[s + 1] - atom_offsets[s])
-            systems[s].types = &types[atom_offsets[s]] if systems[s].num_atoms > 0 else NULL
-            systems[s].positions = (&positions[atom_offsets[s], 0] if systems[s].num_atoms > 0
-                                    else NULL)
-            systems[s].cell = &cells[s, 0, 0]
-            for k in range(3):
-                systems[s].pbc[k] = pbc[s, k]
-            systems[s].temperature = temperatures[s] if temperatures is not None else 0.0
+        _fill_spec_from(&c_spec, spec)
+        cdef nep_system *systems = _flat_systems(types, positions, cells, pbc, atom_offsets,
+                                                 temperatures)
         try:
             with nogil:
                 status = nep_train_cuda_create(&c_spec, num_systems, systems, 1 if float64 else 0,
@@ -135,7 +108,7 @@ cdef class CudaTrainingSet:
             self.ptr = NULL
             where = f" (structure {bad})" if bad >= 0 else ""
             _tc_check(status, f"uploading the training set{where}")
-        self.num_parameters = params.shape[0]
+        self.num_parameters = c_spec.num_parameters
         self.num_structures = num_systems
         self.num_atoms = atom_offsets[num_systems] if num_systems > 0 else 0
         self._atom_offsets = np.asarray(atom_offsets).copy()
