@@ -12,7 +12,13 @@ import numpy as np
 
 from .loss import Adjoints, Labels, Loss, LossValue, Predictions, c_loss_arguments
 
-__all__ = ["EngineBackend", "structures_to_systems", "zbl_only_model"]
+__all__ = ["EngineBackend", "structures_to_systems", "zbl_only_model", "selection_array"]
+
+
+def selection_array(indices) -> np.ndarray:
+    """Structure indices (any iterable of ints) as the contiguous int32 array the C and CUDA
+    training code take."""
+    return np.ascontiguousarray(np.fromiter((int(i) for i in indices), dtype=np.intc))
 
 
 def structures_to_systems(structures, species: list[str]):
@@ -23,24 +29,12 @@ def structures_to_systems(structures, species: list[str]):
     """
     from ..engine import System
 
-    index = {s: i for i, s in enumerate(species)}
     systems = []
     for k, st in enumerate(structures):
-        try:
-            types = np.array([index[s] for s in st.symbols], dtype=np.int32)
-        except KeyError as err:
-            raise ValueError(
-                f"structure {k}: species {err.args[0]!r} is not in the model {species}"
-            ) from None
-        systems.append(
-            System(
-                types,
-                np.asarray(st.positions, dtype=np.float64),
-                np.asarray(st.cell, dtype=np.float64),
-                (True, True, True),
-                getattr(st, "temperature", None),  # temperature models' input (K)
-            )
-        )
+        flat = _Flat(st, species, k)
+        systems.append(System(flat.types, np.asarray(flat.positions, dtype=np.float64),
+                              np.asarray(flat.cell, dtype=np.float64), flat.pbc,
+                              flat.temperature))
     return systems
 
 
@@ -162,7 +156,7 @@ class EngineBackend:
                           ) -> tuple[LossValue, np.ndarray | None]:
         """GPUMD's loss of ``params`` on structures ``indices`` and its exact gradient
         dL(T)/dz (regularisation included; None when the loss is not finite)."""
-        idx = np.ascontiguousarray(np.fromiter((int(i) for i in indices), dtype=np.intc))
+        idx = selection_array(indices)
         value, (alpha, fadj, vadj, reg) = self._loss_of(params, idx, want_gradient)
         if not want_gradient or not value.is_finite():
             return value, None
@@ -170,7 +164,7 @@ class EngineBackend:
 
     def population_losses(self, population, indices) -> list[LossValue]:
         """The loss of every row of ``population`` on structures ``indices``."""
-        idx = np.ascontiguousarray(np.fromiter((int(i) for i in indices), dtype=np.intc))
+        idx = selection_array(indices)
         return [self._loss_of(z, idx, False)[0] for z in population]
 
     def descriptors(self, indices, model=None) -> list[np.ndarray]:
@@ -185,8 +179,9 @@ class EngineBackend:
 
 
 class _Flat:
-    """A training structure seen by :class:`~nepzbl_plugin.train.gradient.TrainingBatch`:
-    types from the model's species, periodic in all directions (as GPUMD's trainer)."""
+    """A training structure as :class:`~nepzbl_plugin.train.gradient.TrainingBatch` and
+    :func:`structures_to_systems` see it: types from the model's species, periodic in all
+    directions (as GPUMD's trainer), its temperature (K or None)."""
 
     def __init__(self, st, species, k):
         index = {s: i for i, s in enumerate(species)}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CudaUnavailableError
-from ._backend import EngineBackend, _Flat
+from ._backend import EngineBackend, _Flat, selection_array
 from .loss import Adjoints, Labels, Loss, LossValue, Predictions, c_loss_arguments
 
 __all__ = ["CudaBackend", "DeviceAdam", "cuda_training_available", "make_backend", "DEVICES"]
@@ -101,13 +101,10 @@ class CudaBackend:
         are the same; this is for timing the two (``benchmarks/bench_train.py gpu-steps``)."""
         self._set.set_interleaved(bool(interleaved))
 
-    def _selection(self, indices) -> np.ndarray:
-        return np.ascontiguousarray(np.fromiter((int(i) for i in indices), dtype=np.intc))
-
     def predict(self, params: np.ndarray, indices) -> Predictions:
         """Energies, forces and virials of structures ``indices`` (in that order)."""
         _, energy, forces, virial = self._set.run(
-            np.ascontiguousarray(params, dtype=np.float64), self._selection(indices),
+            np.ascontiguousarray(params, dtype=np.float64), selection_array(indices),
             want_gradient=False)
         return Predictions(energy, forces, virial)
 
@@ -115,7 +112,7 @@ class CudaBackend:
         """Predictions of structures ``indices`` for every row of ``population`` (SNES), in
         one launch sequence on the device."""
         energy, forces, virial = self._set.predict_population(
-            np.ascontiguousarray(population, dtype=np.float64), self._selection(indices))
+            np.ascontiguousarray(population, dtype=np.float64), selection_array(indices))
         return [Predictions(energy[k], forces[k], virial[k]) for k in range(len(energy))]
 
     def gradient(self, params: np.ndarray, indices, adjoints: Adjoints) -> np.ndarray:
@@ -127,7 +124,7 @@ class CudaBackend:
             return np.ascontiguousarray(value, dtype=np.float64).ravel()
 
         g, _, _, _ = self._set.run(
-            np.ascontiguousarray(params, dtype=np.float64), self._selection(indices),
+            np.ascontiguousarray(params, dtype=np.float64), selection_array(indices),
             flat(adjoints.energy), flat(adjoints.forces), flat(adjoints.virial),
             want_gradient=True)
         return g + adjoints.regularisation
@@ -135,7 +132,7 @@ class CudaBackend:
     def value_and_predictions(self, params, indices, adjoints: Adjoints):
         """The gradient and the predictions of the same call (for checks)."""
         g, energy, forces, virial = self._set.run(
-            np.ascontiguousarray(params, dtype=np.float64), self._selection(indices),
+            np.ascontiguousarray(params, dtype=np.float64), selection_array(indices),
             np.ascontiguousarray(adjoints.energy, dtype=np.float64).ravel(),
             np.ascontiguousarray(adjoints.forces, dtype=np.float64).ravel(),
             np.ascontiguousarray(adjoints.virial, dtype=np.float64).ravel())
@@ -161,14 +158,14 @@ class CudaBackend:
         """GPUMD's loss of ``params`` on structures ``indices`` and its exact gradient
         dL(T)/dz (regularisation included), in one call to the device."""
         record, grad = self._set.loss_gradient(np.ascontiguousarray(params, dtype=np.float64),
-                                               self._selection(indices), want_gradient)
+                                               selection_array(indices), want_gradient)
         return LossValue.from_record(record, self._num_types), grad
 
     def population_losses(self, population, indices) -> list[LossValue]:
         """The loss of every row of ``population`` on structures ``indices``: predictions and
         losses on the device in one launch sequence, only the losses come back."""
         records = self._set.population_loss(np.ascontiguousarray(population, dtype=np.float64),
-                                            self._selection(indices))
+                                            selection_array(indices))
         return [LossValue.from_record(r, self._num_types) for r in records]
 
     def device_adam(self, adam, params: np.ndarray) -> DeviceAdam:
@@ -211,7 +208,7 @@ class DeviceAdam:
         a = self.adam
         step = a.step_count + 1
         record, updated = self.backend._set.adam_step(
-            self.backend._selection(indices), a.learning_rate, a.beta1, a.beta2, a.eps,
+            selection_array(indices), a.learning_rate, a.beta1, a.beta2, a.eps,
             a.weight_decay, 1 - a.beta1**step, 1 - a.beta2**step)
         if updated:
             a.step_count = step
