@@ -177,8 +177,11 @@ def test_training_a_two_layer_model(tmp_path):
                                         positions=atoms.positions, cell=atoms.cell.array,
                                         energy=out["energy"], forces=out["forces"],
                                         virial=out["virial"]))
+    said = []
     model, history = train(frames, parse_nep_in(NEP_IN), output_dir=tmp_path, optimizer="adam",
-                           epochs=40, seed=1, progress=None)
+                           epochs=40, seed=1, progress=None, log=said.append)
+    # the user is told where such a model runs: not in GPUMD's MD or NEP_CPU
+    assert any("GPUMD's MD and NEP_CPU/LAMMPS cannot read" in line for line in said)
     assert "ANN 6 4" in (tmp_path / "nep.txt").read_text()
     first, last = history.records[0], history.records[-1]
     assert last["rmse_force_train"] < first["rmse_force_train"]

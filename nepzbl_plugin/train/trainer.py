@@ -923,6 +923,10 @@ def train(
         log(note)
 
     model = Model.from_nep_in(nep_in)
+    if model.n_neurons_second > 0:
+        log(f"neuron {model.n_neurons} {model.n_neurons_second}: two hidden layers, as GPUMD's "
+            "nep trains them; GPUMD's MD and NEP_CPU/LAMMPS cannot read such a model, nepzbl's "
+            "engines (nepzbl md, the calculators) and GPUMD's nep (prediction) can")
     species = list(model.types)
     # Fails early and clearly on species not in nep.in, missing forces or energies.
     Labels.from_structures(train_structures, species)
