@@ -26,6 +26,7 @@ import numpy as np
 
 from . import layout
 from .elements import atomic_number
+from .errors import InputError
 from .io.nep_in import NepIn
 from .io.nep_txt import (
     format_nep_txt_fields,
@@ -39,6 +40,19 @@ __all__ = [
     "Model", "ZBLSettings", "read_model", "parse_nep_txt", "read_nep_txt", "format_nep_txt",
     "write_nep_txt", "UNIVERSAL_ZBL_COEFFICIENTS", "FLAG_NAMES", "pair_index",
 ]
+
+
+def checked_temperature(temperature) -> float:
+    """``temperature`` as a float of kelvin, or one InputError: the engines' temperature input
+    and :meth:`Model.at_temperature` accept only finite values >= 0 K."""
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        t = float("nan")
+    if not (np.isfinite(t) and t >= 0.0):
+        raise InputError(f"temperature must be a finite number of kelvin >= 0, got {temperature!r}")
+    return t
+
 
 @dataclass(eq=False)
 class Model:
@@ -373,10 +387,7 @@ class Model:
         """
         if not self.temperature:
             raise ValueError("at_temperature needs a temperature model (nep4_temperature)")
-        t = float(temperature)
-        if not (np.isfinite(t) and t >= 0.0):
-            raise ValueError(
-                f"temperature must be a finite number of kelvin >= 0, got {temperature!r}")
+        t = checked_temperature(temperature)
         D = self.descriptor_dim
         input_value = self.q_scaler[D - 1] * t  # the network's temperature input
         blocks = []

@@ -20,7 +20,7 @@ from ase.build import bulk
 
 from nepzbl_plugin.calculators import NEP
 from nepzbl_plugin.engine import Evaluator, System
-from nepzbl_plugin.errors import NepFormatError
+from nepzbl_plugin.errors import InputError, NepFormatError
 from nepzbl_plugin.io.nep_in import parse_nep_in
 from nepzbl_plugin.io.xyz import TrainingStructure, format_train_xyz, parse_train_xyz
 from nepzbl_plugin.model import read_model
@@ -120,6 +120,10 @@ def test_a_temperature_model_needs_a_temperature():
     assert a["energy"] == b["energy"]
     with pytest.raises(ValueError, match="needs a temperature model"):
         random_model(seed=3).at_temperature(300.0)
+    # one check of the value for the engines and for folding (model.checked_temperature)
+    for bad in (-1.0, float("nan"), "hot", None):
+        with pytest.raises(InputError, match="finite number of kelvin >= 0"):
+            model.at_temperature(bad)
 
 
 def test_batch_evaluation_takes_each_structure_s_temperature():

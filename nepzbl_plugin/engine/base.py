@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EngineError, InputError, UnsupportedModelError
-from ..model import Model, read_model
+from ..model import Model, checked_temperature, read_model
 
 __all__ = [
     "System", "PROPERTIES", "PRECISIONS", "DEFAULT_PRECISION", "EvaluatorBase", "load_model",
@@ -114,10 +114,7 @@ def temperature_input(model: Model, temperature: float | None) -> float:
             "temperature=)); for a tool without a temperature option, `nepzbl model MODEL -o "
             "OUT --at-temperature T` writes the plain model it is at T"
         )
-    t = float(temperature)
-    if not (np.isfinite(t) and t >= 0.0):
-        raise InputError(f"temperature must be a finite number of kelvin >= 0, got {temperature!r}")
-    return t
+    return checked_temperature(temperature)
 
 
 def load_model(model) -> Model:
