@@ -176,6 +176,18 @@ def test_detection_power_counts_collisions_per_pair():
     assert plain["pairs"]["Li-Li"]["miss_chance"] == 1.0
 
 
+def test_power_line_of_an_uncollided_pair_names_both_reasons():
+    """A pair left out by --kick-pairs is not one "the data never bring within 4 Å"."""
+    from nepzbl_plugin.audit.report import _power_lines
+
+    stress = SimpleNamespace(run=SimpleNamespace(kicks=[{"pair": "Li-Li"}]), kick_energy=2.32,
+                             temperature=1300.0)
+    lines = _power_lines(detection_power(stress, {"Li-Li": 2.05, "Li-O": 0.16}))
+    li_o = next(line for line in lines if line.strip().startswith("Li-O"))
+    assert "0 collisions at 2.32 eV against 0.16 eV" in li_o
+    assert "never bring" not in li_o and "--kick-pairs" in li_o and "within 4 Å" in li_o
+
+
 def test_audit_reports_md_power(nep802):
     """A short knock-on run of the unsafe NEP802: the report gives the power per pair."""
     from ase.io import read
