@@ -142,7 +142,8 @@ class NEP(Calculator):
         if atoms is None:
             atoms = self.atoms
         if atoms is None:
-            raise ValueError("no atoms: pass a structure or attach this calculator to one")
+            raise ValueError("no atoms: pass the structure, calc.get_components(atoms) (ASE "
+                             "gives a calculator its atoms only when it first computes)")
         out = self.evaluator.evaluate(
             self._system(atoms), ("energy", "energies", "forces", "virial", "zbl")
         )

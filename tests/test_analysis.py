@@ -415,6 +415,14 @@ def test_cli_arrhenius_json(tmp_path, capsys):
     assert status == 2 and "line 2" in err
 
 
+def test_cli_arrhenius_points_only_writes_arrhenius_png(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = _run(capsys, "analyze", "arrhenius", "--point", "800,4.4e-7", "1000,9.4e-6",
+                          "1200,5e-5")
+    assert status == 0 and "eV" in out and "cm²/s" in out
+    assert [p.name for p in tmp_path.iterdir()] == ["arrhenius.png"]
+
+
 def test_cli_lattice_table(tmp_path, capsys):
     T = np.arange(600.0, 1201.0, 25.0)
     ratio = np.clip(0.97 + 0.03 * (T - 600.0) / 300.0, None, 1.0)

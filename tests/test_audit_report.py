@@ -119,6 +119,22 @@ def test_temperature_is_the_hottest_frame():
     assert hottest > np.percentile([f.get_temperature() for f in frames], 75) + 100
 
 
+def test_temperature_of_training_structures_given_as_objects():
+    """TrainingStructure lists (the demo's and active learning's data) keep their temperature
+    and config_type: the stress test runs at 1.2 x their hottest, not at the 1200 K fallback."""
+    from nepzbl_plugin.io.xyz import TrainingStructure
+
+    def structure(temperature, config_type):
+        return TrainingStructure(symbols=["Cu", "Cu"], positions=[[0, 0, 0], [1.8, 0, 0]],
+                                 cell=np.eye(3) * 5.0, energy=0.0, forces=np.zeros((2, 3)),
+                                 temperature=temperature, config_type=config_type)
+
+    found, why = data_temperature([structure(900.0, "md"), structure(1500.0, "md")])
+    assert found == 1500.0 and "temperature" in why
+    found, why = data_temperature([structure(None, "emt_md_1300K")])
+    assert found == 1300.0 and "config_type" in why
+
+
 def test_stress_test_says_which_rule_chose_the_temperature():
     from ase.calculators.emt import EMT
 
@@ -174,6 +190,18 @@ def test_detection_power_counts_collisions_per_pair():
     plain = detection_power(SimpleNamespace(run=SimpleNamespace(kicks=[]), kick_energy=None,
                                             temperature=1300.0), {"Li-Li": 2.05})
     assert plain["pairs"]["Li-Li"]["miss_chance"] == 1.0
+
+
+def test_power_line_of_an_uncollided_pair_names_both_reasons():
+    """A pair left out by --kick-pairs is not one "the data never bring within 4 Å"."""
+    from nepzbl_plugin.audit.report import _power_lines
+
+    stress = SimpleNamespace(run=SimpleNamespace(kicks=[{"pair": "Li-Li"}]), kick_energy=2.32,
+                             temperature=1300.0)
+    lines = _power_lines(detection_power(stress, {"Li-Li": 2.05, "Li-O": 0.16}))
+    li_o = next(line for line in lines if line.strip().startswith("Li-O"))
+    assert "0 collisions at 2.32 eV against 0.16 eV" in li_o
+    assert "never bring" not in li_o and "--kick-pairs" in li_o and "within 4 Å" in li_o
 
 
 def test_audit_reports_md_power(nep802):

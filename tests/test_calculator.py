@@ -50,6 +50,8 @@ def test_get_components_parts_sum(llzo, llzo_model):
     atoms.positions[1] = atoms.positions[0] + [1.1, 0.3, 0.0]  # inside the ZBL range
     calc = NEP(llzo_model)
     atoms.calc = calc
+    with pytest.raises(ValueError, match=r"get_components\(atoms\)"):
+        calc.get_components()  # attached, but ASE has not handed it the atoms yet
     parts = calc.get_components(atoms)
     atoms.get_potential_energy()
     assert calc.get_components()["zbl"]["energy"] == parts["zbl"]["energy"]

@@ -118,6 +118,7 @@ def test_info_on_shared_model(capsys):
     assert len(info["zbl"]["pairs"]) == 10
     assert info["radial_cutoffs_A"] == [6.0] * 4 and info["angular_cutoffs_A"] == [4.0] * 4
     assert info["neurons"] == [30, 0]
+    assert info["max_neighbors"] == [95, 30]  # nep.txt's `cutoff 6 4 95 30`
     assert info["descriptor_dim"] == model.descriptor_dim == 5 + 5 * 5
     assert info["num_parameters"] == model.num_parameters
 

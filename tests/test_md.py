@@ -304,6 +304,21 @@ def test_cli_md_writes_thermo_and_trajectory(small_run, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
+def test_cli_md_collapse_at_the_start_prints_no_nan(small_run, capsys):
+    """A start closer than --min-distance stops at step 0: exit 1, the pair and distance in Å,
+    and no 'nan K' means."""
+    from nepzbl_plugin.cli import main
+
+    status = main(["md", str(small_run / "nep.txt"), str(small_run / "start.xyz"),
+                   "--temperature", "300", "--steps", "10", "--every", "5",
+                   "--min-distance", "3.2", "--out", str(small_run / "collapse"),
+                   "--no-progress"])
+    printed = capsys.readouterr().out
+    assert status == 1
+    assert "0 of 10 steps" in printed and "collapse at step 0" in printed and " Å" in printed
+    assert "nan" not in printed and "n/a (no step was made)" in printed
+
+
 def test_cli_md_gpumd_inputs(small_run, capsys, monkeypatch):
     from ase.io import read
 

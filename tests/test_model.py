@@ -102,7 +102,10 @@ def test_with_and_without_zbl():
 def test_summary_mentions_everything():
     text = read_model(shared_file("llzo", "NEP802-ZBL.txt")).summary()
     for piece in ("nep4_zbl", "Li La Zr O", "radial 6 A, angular 4 A", "universal, inner 0.9 A",
-                  "Li-O: inner 0.9 A, outer 1.8 A", "30 components", "5281", "neurons        : 30"):
+                  "Li-O: inner 0.9 A, outer 1.8 A", "30 components", "5281", "neurons        : 30",
+                  # GPUMD's own header numbers: the l_max line and the cutoff line's counts
+                  "l_max          : 4 2 0 (3-body l_max 4 + q222)",
+                  "max neighbours : radial 95, angular 30"):
         assert piece in text, piece
     per_type = random_model(cutoffs=([5.0, 4.5], [4.0, 3.5]), zbl="flexible").summary()
     assert "Li  radial 5 A, angular 4 A" in per_type and "O   radial 4.5 A" in per_type

@@ -162,6 +162,22 @@ def test_api_returns_model_and_history_and_is_deterministic(data):
     assert hist_a.stop_reason == "reached 15 epochs"
 
 
+def test_predict_api_as_documented(tmp_path, data):
+    """docs/api.md: predictions with energy/forces/virial attributes, RMSEs in eV units, and
+    GPUMD's *_<which>.out files in output_dir (created as train() creates its own)."""
+    from nepzbl_plugin.train import predict
+
+    structures = data[1]
+    predictions, rmse = predict(_teacher(), structures, output_dir=tmp_path / "new",
+                                which="test")
+    assert predictions.energy.shape == (len(structures),)
+    assert predictions.forces.shape == (sum(len(s.symbols) for s in structures), 3)
+    assert predictions.virial.shape == (len(structures), 3, 3)
+    assert set(rmse) == {"energy", "force", "virial"} and rmse["force"] < 1e-8
+    assert {p.name for p in (tmp_path / "new").iterdir()} == {
+        f"{q}_test.out" for q in ("energy", "force", "virial", "stress")}
+
+
 @pytest.mark.parametrize("optimizer", ["snes", "lbfgs"])
 def test_other_optimizers_run_and_reduce_the_loss(tmp_path, data, optimizer):
     nep_in, structures = data

@@ -224,6 +224,29 @@ def test_cli_fit_from_dimer_files(tmp_path, capsys):
     assert (tmp_path / "nep_header.txt").read_text().splitlines() == out["header"]
 
 
+def test_cli_fit_takes_several_pairs_after_one_option(tmp_path, capsys):
+    """docs/audit.md writes `--dimer A-B=FILE ...` and `--radius A-B=INNER,OUTER ...`: several
+    pairs after one option work, and so does repeating the option."""
+    from nepzbl_plugin.audit.dimer import DimerCurve
+    from nepzbl_plugin.cli import main
+
+    r = np.round(np.arange(10, 61) * 0.01, 2)
+    files = {}
+    for pair in ("Li-Li", "Li-O", "O-O"):
+        files[pair] = tmp_path / f"{pair}.txt"
+        DimerCurve(tuple(pair.split("-")), r, _synthetic(*pair.split("-"), KNOWN, r)).write(
+            files[pair])
+    assert main(["zbl", "fit", "--types", "Li", "O",
+                 "--dimer", f"Li-Li={files['Li-Li']}", f"Li-O={files['Li-O']}",
+                 "--dimer", f"O-O={files['O-O']}",
+                 "--radius", "Li-Li=0.6,1.2", "Li-O=0.6,1.2", "--radius", "O-O=0.6,1.2",
+                 "--out", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["header"] == ["nep4_zbl 2 Li O", "zbl 0 0"]
+    table = read_zbl_in(tmp_path / "zbl.in", 2)
+    np.testing.assert_allclose(table[:, 2:], np.tile(KNOWN, (3, 1)), atol=1e-4)
+
+
 def test_fitted_table_goes_into_a_model(tmp_path):
     from nepzbl_plugin import read_model
     from nepzbl_plugin.testing import random_model

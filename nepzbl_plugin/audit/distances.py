@@ -43,6 +43,11 @@ def _as_atoms(structure):
     info = getattr(structure, "info", None)
     if isinstance(info, dict):
         atoms.info.update(info)
+    # as TrainingStructure.to_atoms and ASE's extxyz reader put them: data_temperature reads both
+    for key in ("config_type", "temperature"):
+        value = getattr(structure, key, None)
+        if value is not None:
+            atoms.info.setdefault(key, value)
     return atoms
 
 

@@ -99,7 +99,8 @@ def _power_lines(power) -> list[str]:
         if p["energy_eV"] is None:
             text += "plain NVT only, no estimate"
         elif p["collisions"] == 0:
-            text += ("not collided (the data never bring it within 4 Å; --kick-pairs adds it), "
+            text += ("not collided (collisions go to the pairs the data bring within 4 Å, or "
+                     "to those of --kick-pairs; --kick-pairs A-B adds it), "
                      f"{_percent(p['crossing_probability'])} per collision")
         else:
             text += (f"{_percent(p['crossing_probability'])} per collision, all miss "

@@ -39,9 +39,11 @@ def _charge(text: str) -> tuple[str, float]:
 
 def _common(parser, what: str) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    name = what.split()[0]
+    alone = f", {name}.png here with --point only" if name == "arrhenius" else ""
     parser.add_argument("--png", default=None,
                         help=f"PNG of the {what} (default: next to the input, "
-                             f"<input>_{what.split()[0]}.png; 'none': no plot)")
+                             f"<input>_{name}.png{alone}; 'none': no plot)")
 
 
 def _trajectory_options(parser) -> None:
@@ -344,8 +346,10 @@ def _cmd_arrhenius(args) -> int:
     T, D, E = _read_arrhenius_points(args)
     errors = E if E and all(e is not None and e > 0 for e in E) else None
     fit = Arrhenius().compute(T, D, errors)
-    source = args.inputs[0] if args.inputs else "arrhenius"
-    png = _png_path(args, source, "arrhenius")
+    if args.inputs or args.png is not None:
+        png = _png_path(args, args.inputs[0] if args.inputs else "", "arrhenius")
+    else:  # --point only: no input to sit beside
+        png = Path("arrhenius.png")
     if png is not None:
         plot_arrhenius(fit, png)
     out = fit.as_dict(args.room_temperature)

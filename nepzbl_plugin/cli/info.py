@@ -19,7 +19,9 @@ def register(subparsers) -> None:
         "info",
         help="summarise a nep.txt model",
         description="Print a readable summary of a NEP / NEP-ZBL model: version, species, "
-        "cutoffs (A), ZBL mode and radii per pair (A), descriptor length, parameter count.",
+        "cutoffs (A), the neighbour counts of nep.txt's cutoff line, n_max, basis_size, l_max "
+        "(as nep.txt's line), ZBL mode and radii per pair (A), descriptor length, parameter "
+        "count.",
         formatter_class=fmt,
     )
     p.add_argument("model", metavar="MODEL", help="a nep.txt file")
@@ -60,6 +62,7 @@ def model_info(model) -> dict:
         "species": list(model.types),
         "radial_cutoffs_A": [float(x) for x in model.radial_cutoffs],
         "angular_cutoffs_A": [float(x) for x in model.angular_cutoffs],
+        "max_neighbors": [int(model.max_neighbors_radial), int(model.max_neighbors_angular)],
         "n_max": [int(model.n_max_radial), int(model.n_max_angular)],
         "basis_size": [int(model.basis_size_radial), int(model.basis_size_angular)],
         "l_max": int(model.l_max),

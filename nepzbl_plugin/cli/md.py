@@ -201,10 +201,13 @@ def _run_md(args) -> int:
           f"of {args.dt:g} fs = {result.time_fs / 1000:.4g} ps")
     print(f"  wall time        {result.wall_seconds:.3f} s "
           f"({result.atom_steps_per_second:.4g} atom-steps/s, {args.device})")
-    print(f"  mean temperature {result.mean_temperature:.2f} K")
-    print(f"  mean pressure    {result.mean_pressure:.4f} GPa")
-    print(f"  mean E_pot       {result.mean_potential_energy / n:.6f} eV/atom")
-    if args.ensemble == "nve":
+    if result.steps_done == 0:  # stopped before the first step: no means to report
+        print("  means            n/a (no step was made)")
+    else:
+        print(f"  mean temperature {result.mean_temperature:.2f} K")
+        print(f"  mean pressure    {result.mean_pressure:.4f} GPa")
+        print(f"  mean E_pot       {result.mean_potential_energy / n:.6f} eV/atom")
+    if args.ensemble == "nve" and result.steps_done:
         print(f"  energy drift     {result.energy_drift_per_atom * 1000:.4g} meV/atom")
     if monitor is not None and monitor.minimum:
         closest = ", ".join(f"{p} {d:.3f} Å" for p, d in monitor.minimum.items()

@@ -14,13 +14,16 @@ _TRAIN_HELP = """\
 Train a NEP(-ZBL) model from DIR/nep.in and DIR/train.xyz (DIR/test.xyz is optional), as
 GPUMD's `nep` does: the same nep.in, the same loss, the same output files (nep.txt, loss.out,
 energy/force/virial/stress_train.out and _test.out), plus parity_*.png and a restart checkpoint
-(nepzbl_restart.npz/.json) from which an interrupted run resumes.
+(nepzbl_restart.json + nepzbl_restart.<hash>.npz, in place of GPUMD's nep.restart, which is
+neither read nor written) from which an interrupted run resumes: run the same command again.
 
 Without an `optimizer` line, nep.in trains with Adam on analytic gradients, then full-batch
 L-BFGS, and stops when the loss stops improving (or at max_time / epochs; both are nep.in
 keywords too, max_time in minutes); `optimizer snes` runs GPUMD's SNES with
 population/batch/generation; `optimizer lbfgs` runs full-batch L-BFGS. `prediction 1` evaluates
-DIR/nep.txt on train.xyz instead of training."""
+DIR/nep.txt on train.xyz instead of training. Each option below except --adam-only, --fresh
+and --no-progress is also a nep.in keyword (optimizer, max_time, epochs, learning_rate,
+batch_size, seed, target_force_rmse, device); the option wins. See docs/training.md."""
 
 
 def register(subparsers) -> None:

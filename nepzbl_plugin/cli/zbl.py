@@ -56,14 +56,18 @@ def register(subparsers) -> None:
     fit.add_argument("--oracle", default=None,
                      help="a nep.txt, 'emt' (ASE EMT), or 'module:callable' returning an ASE "
                           "calculator")
-    fit.add_argument("--dimer", action="append", default=[], metavar="A-B=FILE",
-                     help="dimer energies of one pair from a file ('distance energy [force]' rows)")
+    fit.add_argument("--dimer", action="extend", nargs="+", default=[], metavar="A-B=FILE",
+                     help="dimer energies of a pair from a file ('distance energy [force]' rows, "
+                          "Å and eV); several pairs: --dimer A-B=F1 A-C=F2")
     fit.add_argument("--data", default=None, help="training data: radii from 'zbl suggest'")
-    fit.add_argument("--radius", action="append", default=[], metavar="A-B=INNER,OUTER",
-                     help="ZBL radii of one pair in Å (overrides --data)")
+    fit.add_argument("--radius", action="extend", nargs="+", default=[],
+                     metavar="A-B=INNER,OUTER",
+                     help="ZBL radii of a pair in Å (overrides --data); several pairs: "
+                          "--radius A-B=0.6,1.2 A-C=0.7,1.4")
     fit.add_argument("--fit-exponents", action="store_true",
                      help="also fit the exponents B_k (default: universal B_k, fit A_k only)")
-    fit.add_argument("--out", default=".", help="folder for zbl.in and nep_header.txt")
+    fit.add_argument("--out", default=".",
+                     help="folder for zbl.in and nep_header.txt (default .)")
     fit.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     fit.set_defaults(func=_run_fit)
 

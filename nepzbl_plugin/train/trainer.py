@@ -775,6 +775,7 @@ def predict(model: Model, structures, output_dir=None, *, which: str = "train", 
     if output_dir is not None:
         from ..io import gpumd_outputs as go
 
+        Path(output_dir).mkdir(parents=True, exist_ok=True)  # as train() does
         write_prediction_files(Path(output_dir), which, structures, pred, go)
     rmse = {"energy": value.rmse_energy, "force": value.rmse_force, "virial": value.rmse_virial}
     return pred, rmse
