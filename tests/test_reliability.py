@@ -557,3 +557,76 @@ def test_cli_model_output_through_a_symlink_keeps_the_link(tmp_path):
     assert main(["model", str(tmp_path / "in.txt"), "--add-zbl", "2", "-o", str(link)]) == 0
     assert link.is_symlink()
     assert read_model(target).zbl is not None
+
+
+# ------------------------------------------------ bad input of every command (second pass)
+def _usage_error(capsys, argv, message):
+    """argparse refuses the value: exit 2, the option and the problem in the message."""
+    from nepzbl_plugin.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    assert message in err and "Traceback" not in err
+    return err
+
+
+def _te_pb_model(tmp_path):
+    from nepzbl_plugin.testing import random_model
+
+    path = tmp_path / "nep.txt"
+    random_model(types=("Te", "Pb"), seed=2).write(path)
+    return path
+
+
+def _rocksalt(tmp_path):
+    from ase.build import bulk
+    from ase.io import write
+
+    path = tmp_path / "pbte.xyz"
+    write(path, bulk("PbTe", "rocksalt", a=6.46), format="extxyz")
+    return path
+
+
+@pytest.mark.parametrize("command, message", [
+    (["md", "MODEL", "STRUCTURE", "--out", "OUT", "--temperature", "300", "--seed", "-1"],
+     "argument --seed: must be >= 0, got -1"),
+    (["md", "MODEL", "STRUCTURE", "--out", "OUT", "--temperature", "300", "--min-distance", "nan"],
+     "argument --min-distance: expected a number >= 0, got 'nan'"),
+    (["md", "MODEL", "STRUCTURE", "--out", "OUT", "--temperature", "300", "--min-distance", "-1"],
+     "argument --min-distance: expected a number >= 0, got '-1'"),
+    (["write-example-model", "OUT", "--seed", "-1"], "argument --seed: must be >= 0"),
+    (["audit", "MODEL", "--threads", "0"], "argument --threads: must be at least 1, got 0"),
+    (["audit", "MODEL", "--seed", "-3"], "argument --seed: must be >= 0, got -3"),
+    (["audit", "MODEL", "--rattle", "nan"], "argument --rattle: expected a number >= 0"),
+    (["audit", "MODEL", "--steps", "-5"], "argument --steps: must be >= 0, got -5"),
+    (["demo", "--structures", "0", "--out", "OUT"], "argument --structures: must be at least 1"),
+    (["demo", "--md-steps", "-3", "--out", "OUT"], "argument --md-steps: must be >= 0, got -3"),
+    (["demo", "--rattle", "nan", "--out", "OUT"], "argument --rattle: expected a number >= 0"),
+    (["demo", "--seed", "-1", "--out", "OUT"], "argument --seed: must be >= 0"),
+    (["learning-curve", "NEP_IN", "DATA", "--sizes", "1", "--seed", "-1"],
+     "argument --seed: must be >= 0"),
+    (["analyze", "locality", "MODEL", "STRUCTURE", "--seed", "-1"],
+     "argument --seed: must be >= 0"),
+])
+def test_seeds_threads_and_counts_out_of_range_are_usage_errors(tmp_path, capsys, command,
+                                                                message):
+    """A negative seed was a numpy traceback (md, audit, demo, learning-curve, locality,
+    write-example-model), --threads 0 an engine traceback, a NaN --min-distance or --rattle
+    silently switched the check off or ran on."""
+    names = {"MODEL": str(_te_pb_model(tmp_path)), "STRUCTURE": str(_rocksalt(tmp_path)),
+             "OUT": str(tmp_path / "out"), "NEP_IN": str(tmp_path / "nep.in"),
+             "DATA": str(tmp_path / "train.xyz")}
+    _usage_error(capsys, [names.get(a, a) for a in command], message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_stress_test_settings_refuse_nan_rattle_threads_and_seed():
+    from nepzbl_plugin.audit.stress_test import StressTestSettings
+
+    for options, message in (({"rattle": float("nan")}, "rattle must be a finite length"),
+                             ({"num_threads": 0}, "num_threads must be at least 1"),
+                             ({"seed": -1}, "seed must be >= 0")):
+        with pytest.raises(ValueError, match=message):
+            StressTestSettings(**options)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis._base import AnalysisError
-from ._common import positive_float, positive_int
+from ._common import positive_float, positive_int, seed
 
 __all__ = ["register"]
 
@@ -155,7 +155,7 @@ def register(subparsers) -> None:
                    help="largest displacement, Å (default 0.1)")
     p.add_argument("--samples", type=positive_int, default=8,
                    help="configurations per radius (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--repeat", type=positive_int, nargs=3, default=(1, 1, 1),
                    metavar=("N1", "N2", "N3"),
                    help="repeat the structure (the cell must hold the largest sphere)")

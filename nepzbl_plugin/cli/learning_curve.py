@@ -9,7 +9,7 @@ import math
 import sys
 from pathlib import Path
 
-from ._common import ProgressBars, positive_float, positive_int
+from ._common import ProgressBars, positive_float, positive_int, seed
 
 __all__ = ["register"]
 
@@ -56,7 +56,7 @@ def register(subparsers) -> None:
                    help="subset sizes in frames")
     p.add_argument("--repeats", type=positive_int, default=3,
                    help="models per size, each from its own seeded subset (default 3)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed, default=0,
                    help="seed of the split, the subsets and the training (default 0)")
     held = p.add_mutually_exclusive_group()
     held.add_argument("--held-out", metavar="FILE", default=None,
