@@ -630,3 +630,48 @@ def test_stress_test_settings_refuse_nan_rattle_threads_and_seed():
                              ({"seed": -1}, "seed must be >= 0")):
         with pytest.raises(ValueError, match=message):
             StressTestSettings(**options)
+
+
+def _one_error_line(capsys, argv, message):
+    """The command fails with exit 2 and exactly one 'nepzbl: error:' line holding message."""
+    from nepzbl_plugin.cli import main
+
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "Traceback" not in err and "Warning" not in err, err
+    assert err.count("\n") == 1 and err.startswith("nepzbl: error: "), err
+    assert message in err, err
+    return err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--tolerance", "nan"], "audit criterion: tolerance must be a finite energy >= 0 eV, not nan"),
+    (["--tolerance", "-1"], "tolerance must be a finite energy >= 0 eV, not -1.0"),
+    (["--relative-tolerance", "nan"], "relative tolerance must be in [0, 1), not nan"),
+    (["--deep-distance", "nan"], "deep distance must be a finite length > 0 Å, not nan"),
+    (["--wall-fraction", "-0.5"], "wall fraction must be finite and > 0, not -0.5"),
+])
+def test_audit_nan_or_negative_criteria_are_refused(tmp_path, capsys, options, message):
+    """A NaN criterion compared False everywhere: the audit ran and gave a verdict."""
+    model = _te_pb_model(tmp_path)
+    _one_error_line(capsys, ["audit", str(model), "--no-md", "--png", "none", *options],
+                    message)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--ensemble", "npt", "--pressure", "nan"], "the target pressure must be finite (GPa), not nan"),
+    (["--ensemble", "npt-aniso", "--pressure", "0", "inf", "0"],
+     "the target pressure must be finite (GPa)"),
+    (["--ensemble", "npt", "--compressibility", "inf"],
+     "NPT needs a positive, finite compressibility"),
+    (["--tau-t", "inf"], "the temperature coupling time must be positive and finite, not inf"),
+])
+def test_md_non_finite_pressure_and_coupling_are_refused(tmp_path, capsys, options, message):
+    """A NaN pressure reached the engine as a NaN cell (a numpy warning and an error about
+    positions); an infinite coupling time silently switched the thermostat off."""
+    out = tmp_path / "md"
+    _one_error_line(capsys, ["md", str(_te_pb_model(tmp_path)), str(_rocksalt(tmp_path)),
+                             "--temperature", "300", "--steps", "2", "--out", str(out),
+                             "--no-progress", *options], message)
+    assert not (out / "thermo.txt").exists()
