@@ -9,6 +9,7 @@ import os
 import stat
 import threading
 
+import numpy as np
 import pytest
 
 from nepzbl_plugin.errors import FileError
@@ -675,3 +676,105 @@ def test_md_non_finite_pressure_and_coupling_are_refused(tmp_path, capsys, optio
                              "--temperature", "300", "--steps", "2", "--out", str(out),
                              "--no-progress", *options], message)
     assert not (out / "thermo.txt").exists()
+
+
+def _cu_ni_frames(tmp_path, edit):
+    """Two 4-atom Cu-Ni frames written by ASE, then one line changed by ``edit(lines)``."""
+    from ase.build import bulk
+    from ase.io import write
+
+    frames = []
+    for k in range(2):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+        atoms.symbols[::2] = "Ni"
+        atoms.rattle(0.02, seed=k)
+        frames.append(atoms)
+    path = tmp_path / "frames.xyz"
+    write(path, frames, format="extxyz")
+    lines = path.read_text().splitlines(keepends=True)
+    edit(lines)
+    path.write_text("".join(lines))
+    return path
+
+
+def _nan_position(lines):  # frame 1, atom 2: file line 6 + 2 + 2 + 1 = 11
+    fields = lines[10].split()
+    fields[1] = "nan"
+    lines[10] = " ".join(fields) + "\n"
+
+
+def _zero_lattice(lines):  # frame 1's comment line is line 8
+    import re
+
+    lines[7] = re.sub(r'Lattice="[^"]*"', 'Lattice="3.6 0 0 3.6 0 0 0 0 3.6"', lines[7])
+
+
+def _on_top(lines):  # atom 1 of frame 0 onto atom 0
+    first, second = lines[2].split(), lines[3].split()
+    lines[3] = " ".join([second[0], *first[1:4], *second[4:]]) + "\n"
+
+
+@pytest.mark.parametrize("command", [
+    ["analyze", "rdf", "DATA", "--png", "none"],
+    ["zbl", "suggest", "DATA", "--out", "OUT"],
+    ["audit", "MODEL", "--data", "DATA", "--no-md", "--png", "none"],
+])
+@pytest.mark.parametrize("edit, message", [
+    (_nan_position, "frames.xyz, line 11: frame 1, atom 2: the position is not finite (nan"),
+    (_zero_lattice, "frames.xyz, line 8: frame 1: the periodic cell is singular"),
+])
+def test_frames_read_by_ase_with_nan_positions_or_singular_cells(tmp_path, capsys, command,
+                                                                 edit, message):
+    """ASE reads 'nan' and a zero Lattice: the RDF and the distances came out quietly wrong
+    (NaN positions, with a numpy warning) or as a 'Singular matrix' traceback."""
+    from nepzbl_plugin.testing import random_model
+
+    model = tmp_path / "nep.txt"
+    random_model(types=("Cu", "Ni"), seed=2).write(model)
+    names = {"DATA": str(_cu_ni_frames(tmp_path, edit)), "OUT": str(tmp_path / "out"),
+             "MODEL": str(model)}
+    _one_error_line(capsys, [names.get(a, a) for a in command], message)
+
+
+def test_md_start_structure_with_nan_position_names_the_file(tmp_path, capsys):
+    """It was the engine's 'NaN, infinite or huge position' without the file, and the empty
+    thermo.txt and trajectory.xyz left behind blocked the next run."""
+    from ase.io import read, write
+
+    source = _cu_ni_frames(tmp_path, _nan_position)
+    one = tmp_path / "start.xyz"
+    write(one, read(source, index=1), format="extxyz")
+    from nepzbl_plugin.testing import random_model
+
+    model = tmp_path / "nep.txt"
+    random_model(types=("Cu", "Ni"), seed=2).write(model)
+    out = tmp_path / "md"
+    _one_error_line(capsys, ["md", str(model), str(one), "--temperature", "300", "--out",
+                             str(out), "--no-progress"],
+                    "start.xyz: the last frame, atom 2: the position is not finite")
+    assert not out.exists()
+
+
+def test_convert_nan_position_is_one_error(tmp_path, capsys):
+    """ASE's NaN position reached the writer: a ValueError traceback."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import read, write
+
+    frames = read(_cu_ni_frames(tmp_path, lambda lines: None), index=":")
+    for atoms in frames:
+        atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.zeros((4, 3)))
+    frames[1].positions[2, 0] = np.nan
+    source = tmp_path / "labelled.xyz"
+    write(source, frames, format="extxyz")
+    _one_error_line(capsys, ["convert", str(source), "-o", str(tmp_path / "train.xyz")],
+                    "labelled.xyz: frame 1: positions is not finite")
+    assert not (tmp_path / "train.xyz").exists()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_on_top, "frames.xyz: a Ni-Cu pair only 0 Å apart (atoms on top of each other?)"),
+])
+def test_zbl_suggest_atoms_on_top_of_each_other(tmp_path, capsys, edit, message):
+    """Two atoms at the same place gave a ZeroDivisionError traceback."""
+    _one_error_line(capsys, ["zbl", "suggest", str(_cu_ni_frames(tmp_path, edit)), "--out",
+                             str(tmp_path / "out")], message)

@@ -114,11 +114,15 @@ def _read_structure(path: str):
 
     if not Path(path).exists():
         raise FileNotFoundError(2, "No such file or directory", path)
+    from ..io.xyz import check_frames
+
     try:
-        return read(path, index=-1)
+        atoms = read(path, index=-1)
     except Exception as error:
         raise NepFormatError(path, None, f"not a structure ase.io.read understands ({error})"
                              ) from None
+    check_frames(path, [atoms], labels=["the last frame"])
+    return atoms
 
 
 def _run_md(args) -> int:
