@@ -778,3 +778,58 @@ def test_zbl_suggest_atoms_on_top_of_each_other(tmp_path, capsys, edit, message)
     """Two atoms at the same place gave a ZeroDivisionError traceback."""
     _one_error_line(capsys, ["zbl", "suggest", str(_cu_ni_frames(tmp_path, edit)), "--out",
                              str(tmp_path / "out")], message)
+
+
+@pytest.mark.parametrize("analysis, content, message", [
+    ("arrhenius", b"300 1e-7\n\x89\xff\n", "table.txt, line 2: not a text file (invalid UTF-8 byte)"),
+    ("lattice", b"\x89PNG\r\n\x1a\n", "table.txt, line 1: not a text file (invalid UTF-8 byte)"),
+    ("arrhenius", b"300 1e-7\n400 nan\n500 1e-5\n",
+     "table.txt, line 2: T (K) and D must be finite and > 0"),
+    ("arrhenius", b"300 1e-7\n400 -1e-6\n500 1e-5\n",
+     "table.txt, line 2: T (K) and D must be finite and > 0"),
+    ("arrhenius", b'{"temperature_K": NaN, "D_cm2_per_s": 1e-6}',
+     "table.txt: expected the JSON of 'nepzbl analyze msd --temperature K --json' (T nan K"),
+    ("lattice", b"300 5 5 5\n400 nan 5 5\n",
+     "table.txt, line 2: T (K) and a b c (Å) must be finite and > 0"),
+])
+def test_analysis_tables_binary_or_non_finite(tmp_path, capsys, analysis, content, message):
+    """A binary table was a UnicodeDecodeError traceback; NaN or negative values gave an error
+    naming neither the file nor the line."""
+    table = tmp_path / "table.txt"
+    table.write_bytes(content)
+    extra = ["--point", "600,1e-4", "--point", "700,1e-3"] if analysis == "arrhenius" else []
+    _one_error_line(capsys, ["analyze", analysis, str(table), "--png", "none", *extra], message)
+
+
+@pytest.mark.parametrize("command", [
+    ["analyze", "locality", "MODEL", "DATA", "--png", "none"],
+    ["analyze", "descriptors", "DATA", "--model", "MODEL", "--png", "none"],
+])
+def test_structures_with_species_the_model_lacks(tmp_path, capsys, command):
+    """Was the engine's ValueError traceback."""
+    names = {"MODEL": str(_te_pb_model(tmp_path)),
+             "DATA": str(_cu_ni_frames(tmp_path, lambda lines: None))}
+    _one_error_line(capsys, [names.get(a, a) for a in command],
+                    "frames.xyz: species Cu, Ni not in the model")
+
+
+def test_learning_curve_diffusivity_species_checked_before_training(tmp_path, capsys):
+    """Was an engine traceback after the first model had been trained."""
+    from nepzbl_plugin.io.xyz import TrainingStructure, write_train_xyz
+
+    nep_in = tmp_path / "nep.in"
+    nep_in.write_text("type 2 Cu Ni\ncutoff 4 3\nn_max 2 2\nbasis_size 4 4\nneuron 3\n")
+    frames = []
+    for k in range(3):
+        rng = np.random.default_rng(k)
+        frames.append(TrainingStructure(symbols=["Cu", "Ni"] * 2,
+                                        positions=rng.uniform(0, 3.6, (4, 3)),
+                                        cell=np.eye(3) * 3.6, energy=-1.0,
+                                        forces=np.zeros((4, 3))))
+    write_train_xyz(tmp_path / "train.xyz", frames)
+    _one_error_line(capsys, ["learning-curve", str(nep_in), str(tmp_path / "train.xyz"),
+                             "--sizes", "1", "--repeats", "1", "--epochs", "1", "--no-progress",
+                             "--diffusivity", str(_rocksalt(tmp_path)),
+                             "--out", str(tmp_path / "lc")],
+                    "pbte.xyz: species Pb, Te not in")
+    assert not (tmp_path / "lc").exists()

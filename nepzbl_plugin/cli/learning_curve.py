@@ -161,6 +161,10 @@ def _run(args) -> int:
         except Exception as err:  # ASE raises many types for unreadable files
             raise NepFormatError(args.diffusivity, None,
                                  f"cannot read a structure: {err}") from None
+        missing = sorted(set(start.get_chemical_symbols()) - set(nep_in.types))
+        if missing:  # was an engine traceback after the first model's training
+            raise NepFormatError(args.diffusivity, None, f"species {', '.join(missing)} not in "
+                                 f"{args.nep_in}'s type list ({' '.join(nep_in.types)})")
         probe = DiffusivityProbe(start, args.md_temperature, steps=args.md_steps,
                                  timestep_fs=args.md_dt, every=args.md_every,
                                  species=args.md_species, window_fs=args.md_window,
