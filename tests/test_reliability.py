@@ -833,3 +833,17 @@ def test_learning_curve_diffusivity_species_checked_before_training(tmp_path, ca
                              "--out", str(tmp_path / "lc")],
                     "pbte.xyz: species Pb, Te not in")
     assert not (tmp_path / "lc").exists()
+
+
+def test_nep_txt_cutoff_beyond_100_angstrom_is_refused(tmp_path, capsys):
+    """A cutoff of 1e300 was read; MD then failed with the engine's 'singular cell, or a
+    periodic cell too thin for its images', naming neither the model nor the cutoff."""
+    model = _te_pb_model(tmp_path)
+    lines = model.read_text().splitlines(keepends=True)
+    index = next(k for k, line in enumerate(lines) if line.startswith("cutoff"))
+    fields = lines[index].split()
+    fields[1] = "1e300"
+    lines[index] = " ".join(fields) + "\n"
+    model.write_text("".join(lines))
+    _one_error_line(capsys, ["info", str(model)],
+                    f"nep.txt, line {index + 1}: cutoff 1e+300 A exceeds 100 A")
