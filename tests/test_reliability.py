@@ -661,7 +661,8 @@ def test_audit_nan_or_negative_criteria_are_refused(tmp_path, capsys, options, m
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--ensemble", "npt", "--pressure", "nan"], "the target pressure must be finite (GPa), not nan"),
+    (["--ensemble", "npt", "--pressure", "nan"],
+     "the target pressure must be finite (GPa), not nan"),
     (["--ensemble", "npt-aniso", "--pressure", "0", "inf", "0"],
      "the target pressure must be finite (GPa)"),
     (["--ensemble", "npt", "--compressibility", "inf"],
@@ -781,7 +782,8 @@ def test_zbl_suggest_atoms_on_top_of_each_other(tmp_path, capsys, edit, message)
 
 
 @pytest.mark.parametrize("analysis, content, message", [
-    ("arrhenius", b"300 1e-7\n\x89\xff\n", "table.txt, line 2: not a text file (invalid UTF-8 byte)"),
+    ("arrhenius", b"300 1e-7\n\x89\xff\n",
+     "table.txt, line 2: not a text file (invalid UTF-8 byte)"),
     ("lattice", b"\x89PNG\r\n\x1a\n", "table.txt, line 1: not a text file (invalid UTF-8 byte)"),
     ("arrhenius", b"300 1e-7\n400 nan\n500 1e-5\n",
      "table.txt, line 2: T (K) and D must be finite and > 0"),
