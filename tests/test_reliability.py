@@ -9,6 +9,7 @@ import os
 import stat
 import threading
 
+import numpy as np
 import pytest
 
 from nepzbl_plugin.errors import FileError
@@ -557,3 +558,294 @@ def test_cli_model_output_through_a_symlink_keeps_the_link(tmp_path):
     assert main(["model", str(tmp_path / "in.txt"), "--add-zbl", "2", "-o", str(link)]) == 0
     assert link.is_symlink()
     assert read_model(target).zbl is not None
+
+
+# ------------------------------------------------ bad input of every command (second pass)
+def _usage_error(capsys, argv, message):
+    """argparse refuses the value: exit 2, the option and the problem in the message."""
+    from nepzbl_plugin.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    assert message in err and "Traceback" not in err
+    return err
+
+
+def _te_pb_model(tmp_path):
+    from nepzbl_plugin.testing import random_model
+
+    path = tmp_path / "nep.txt"
+    random_model(types=("Te", "Pb"), seed=2).write(path)
+    return path
+
+
+def _rocksalt(tmp_path):
+    from ase.build import bulk
+    from ase.io import write
+
+    path = tmp_path / "pbte.xyz"
+    write(path, bulk("PbTe", "rocksalt", a=6.46), format="extxyz")
+    return path
+
+
+@pytest.mark.parametrize("command, message", [
+    (["md", "MODEL", "STRUCTURE", "--out", "OUT", "--temperature", "300", "--seed", "-1"],
+     "argument --seed: must be >= 0, got -1"),
+    (["md", "MODEL", "STRUCTURE", "--out", "OUT", "--temperature", "300", "--min-distance", "nan"],
+     "argument --min-distance: expected a number >= 0, got 'nan'"),
+    (["md", "MODEL", "STRUCTURE", "--out", "OUT", "--temperature", "300", "--min-distance", "-1"],
+     "argument --min-distance: expected a number >= 0, got '-1'"),
+    (["write-example-model", "OUT", "--seed", "-1"], "argument --seed: must be >= 0"),
+    (["audit", "MODEL", "--threads", "0"], "argument --threads: must be at least 1, got 0"),
+    (["audit", "MODEL", "--seed", "-3"], "argument --seed: must be >= 0, got -3"),
+    (["audit", "MODEL", "--rattle", "nan"], "argument --rattle: expected a number >= 0"),
+    (["audit", "MODEL", "--steps", "-5"], "argument --steps: must be >= 0, got -5"),
+    (["demo", "--structures", "0", "--out", "OUT"], "argument --structures: must be at least 1"),
+    (["demo", "--md-steps", "-3", "--out", "OUT"], "argument --md-steps: must be >= 0, got -3"),
+    (["demo", "--rattle", "nan", "--out", "OUT"], "argument --rattle: expected a number >= 0"),
+    (["demo", "--seed", "-1", "--out", "OUT"], "argument --seed: must be >= 0"),
+    (["learning-curve", "NEP_IN", "DATA", "--sizes", "1", "--seed", "-1"],
+     "argument --seed: must be >= 0"),
+    (["analyze", "locality", "MODEL", "STRUCTURE", "--seed", "-1"],
+     "argument --seed: must be >= 0"),
+])
+def test_seeds_threads_and_counts_out_of_range_are_usage_errors(tmp_path, capsys, command,
+                                                                message):
+    """A negative seed was a numpy traceback (md, audit, demo, learning-curve, locality,
+    write-example-model), --threads 0 an engine traceback, a NaN --min-distance or --rattle
+    silently switched the check off or ran on."""
+    names = {"MODEL": str(_te_pb_model(tmp_path)), "STRUCTURE": str(_rocksalt(tmp_path)),
+             "OUT": str(tmp_path / "out"), "NEP_IN": str(tmp_path / "nep.in"),
+             "DATA": str(tmp_path / "train.xyz")}
+    _usage_error(capsys, [names.get(a, a) for a in command], message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_stress_test_settings_refuse_nan_rattle_threads_and_seed():
+    from nepzbl_plugin.audit.stress_test import StressTestSettings
+
+    for options, message in (({"rattle": float("nan")}, "rattle must be a finite length"),
+                             ({"num_threads": 0}, "num_threads must be at least 1"),
+                             ({"seed": -1}, "seed must be >= 0")):
+        with pytest.raises(ValueError, match=message):
+            StressTestSettings(**options)
+
+
+def _one_error_line(capsys, argv, message):
+    """The command fails with exit 2 and exactly one 'nepzbl: error:' line holding message."""
+    from nepzbl_plugin.cli import main
+
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "Traceback" not in err and "Warning" not in err, err
+    assert err.count("\n") == 1 and err.startswith("nepzbl: error: "), err
+    assert message in err, err
+    return err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--tolerance", "nan"], "audit criterion: tolerance must be a finite energy >= 0 eV, not nan"),
+    (["--tolerance", "-1"], "tolerance must be a finite energy >= 0 eV, not -1.0"),
+    (["--relative-tolerance", "nan"], "relative tolerance must be in [0, 1), not nan"),
+    (["--deep-distance", "nan"], "deep distance must be a finite length > 0 Å, not nan"),
+    (["--wall-fraction", "-0.5"], "wall fraction must be finite and > 0, not -0.5"),
+])
+def test_audit_nan_or_negative_criteria_are_refused(tmp_path, capsys, options, message):
+    """A NaN criterion compared False everywhere: the audit ran and gave a verdict."""
+    model = _te_pb_model(tmp_path)
+    _one_error_line(capsys, ["audit", str(model), "--no-md", "--png", "none", *options],
+                    message)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--ensemble", "npt", "--pressure", "nan"],
+     "the target pressure must be finite (GPa), not nan"),
+    (["--ensemble", "npt-aniso", "--pressure", "0", "inf", "0"],
+     "the target pressure must be finite (GPa)"),
+    (["--ensemble", "npt", "--compressibility", "inf"],
+     "NPT needs a positive, finite compressibility"),
+    (["--tau-t", "inf"], "the temperature coupling time must be positive and finite, not inf"),
+])
+def test_md_non_finite_pressure_and_coupling_are_refused(tmp_path, capsys, options, message):
+    """A NaN pressure reached the engine as a NaN cell (a numpy warning and an error about
+    positions); an infinite coupling time silently switched the thermostat off."""
+    out = tmp_path / "md"
+    _one_error_line(capsys, ["md", str(_te_pb_model(tmp_path)), str(_rocksalt(tmp_path)),
+                             "--temperature", "300", "--steps", "2", "--out", str(out),
+                             "--no-progress", *options], message)
+    assert not (out / "thermo.txt").exists()
+
+
+def _cu_ni_frames(tmp_path, edit):
+    """Two 4-atom Cu-Ni frames written by ASE, then one line changed by ``edit(lines)``."""
+    from ase.build import bulk
+    from ase.io import write
+
+    frames = []
+    for k in range(2):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+        atoms.symbols[::2] = "Ni"
+        atoms.rattle(0.02, seed=k)
+        frames.append(atoms)
+    path = tmp_path / "frames.xyz"
+    write(path, frames, format="extxyz")
+    lines = path.read_text().splitlines(keepends=True)
+    edit(lines)
+    path.write_text("".join(lines))
+    return path
+
+
+def _nan_position(lines):  # frame 1, atom 2: file line 6 + 2 + 2 + 1 = 11
+    fields = lines[10].split()
+    fields[1] = "nan"
+    lines[10] = " ".join(fields) + "\n"
+
+
+def _zero_lattice(lines):  # frame 1's comment line is line 8
+    import re
+
+    lines[7] = re.sub(r'Lattice="[^"]*"', 'Lattice="3.6 0 0 3.6 0 0 0 0 3.6"', lines[7])
+
+
+def _on_top(lines):  # atom 1 of frame 0 onto atom 0
+    first, second = lines[2].split(), lines[3].split()
+    lines[3] = " ".join([second[0], *first[1:4], *second[4:]]) + "\n"
+
+
+@pytest.mark.parametrize("command", [
+    ["analyze", "rdf", "DATA", "--png", "none"],
+    ["zbl", "suggest", "DATA", "--out", "OUT"],
+    ["audit", "MODEL", "--data", "DATA", "--no-md", "--png", "none"],
+])
+@pytest.mark.parametrize("edit, message", [
+    (_nan_position, "frames.xyz, line 11: frame 1, atom 2: the position is not finite (nan"),
+    (_zero_lattice, "frames.xyz, line 8: frame 1: the periodic cell is singular"),
+])
+def test_frames_read_by_ase_with_nan_positions_or_singular_cells(tmp_path, capsys, command,
+                                                                 edit, message):
+    """ASE reads 'nan' and a zero Lattice: the RDF and the distances came out quietly wrong
+    (NaN positions, with a numpy warning) or as a 'Singular matrix' traceback."""
+    from nepzbl_plugin.testing import random_model
+
+    model = tmp_path / "nep.txt"
+    random_model(types=("Cu", "Ni"), seed=2).write(model)
+    names = {"DATA": str(_cu_ni_frames(tmp_path, edit)), "OUT": str(tmp_path / "out"),
+             "MODEL": str(model)}
+    _one_error_line(capsys, [names.get(a, a) for a in command], message)
+
+
+def test_md_start_structure_with_nan_position_names_the_file(tmp_path, capsys):
+    """It was the engine's 'NaN, infinite or huge position' without the file, and the empty
+    thermo.txt and trajectory.xyz left behind blocked the next run."""
+    from ase.io import read, write
+
+    source = _cu_ni_frames(tmp_path, _nan_position)
+    one = tmp_path / "start.xyz"
+    write(one, read(source, index=1), format="extxyz")
+    from nepzbl_plugin.testing import random_model
+
+    model = tmp_path / "nep.txt"
+    random_model(types=("Cu", "Ni"), seed=2).write(model)
+    out = tmp_path / "md"
+    _one_error_line(capsys, ["md", str(model), str(one), "--temperature", "300", "--out",
+                             str(out), "--no-progress"],
+                    "start.xyz: the last frame, atom 2: the position is not finite")
+    assert not out.exists()
+
+
+def test_convert_nan_position_is_one_error(tmp_path, capsys):
+    """ASE's NaN position reached the writer: a ValueError traceback."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import read, write
+
+    frames = read(_cu_ni_frames(tmp_path, lambda lines: None), index=":")
+    for atoms in frames:
+        atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.zeros((4, 3)))
+    frames[1].positions[2, 0] = np.nan
+    source = tmp_path / "labelled.xyz"
+    write(source, frames, format="extxyz")
+    _one_error_line(capsys, ["convert", str(source), "-o", str(tmp_path / "train.xyz")],
+                    "labelled.xyz: frame 1: positions is not finite")
+    assert not (tmp_path / "train.xyz").exists()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_on_top, "frames.xyz: a Ni-Cu pair only 0 Å apart (atoms on top of each other?)"),
+])
+def test_zbl_suggest_atoms_on_top_of_each_other(tmp_path, capsys, edit, message):
+    """Two atoms at the same place gave a ZeroDivisionError traceback."""
+    _one_error_line(capsys, ["zbl", "suggest", str(_cu_ni_frames(tmp_path, edit)), "--out",
+                             str(tmp_path / "out")], message)
+
+
+@pytest.mark.parametrize("analysis, content, message", [
+    ("arrhenius", b"300 1e-7\n\x89\xff\n",
+     "table.txt, line 2: not a text file (invalid UTF-8 byte)"),
+    ("lattice", b"\x89PNG\r\n\x1a\n", "table.txt, line 1: not a text file (invalid UTF-8 byte)"),
+    ("arrhenius", b"300 1e-7\n400 nan\n500 1e-5\n",
+     "table.txt, line 2: T (K) and D must be finite and > 0"),
+    ("arrhenius", b"300 1e-7\n400 -1e-6\n500 1e-5\n",
+     "table.txt, line 2: T (K) and D must be finite and > 0"),
+    ("arrhenius", b'{"temperature_K": NaN, "D_cm2_per_s": 1e-6}',
+     "table.txt: expected the JSON of 'nepzbl analyze msd --temperature K --json' (T nan K"),
+    ("lattice", b"300 5 5 5\n400 nan 5 5\n",
+     "table.txt, line 2: T (K) and a b c (Å) must be finite and > 0"),
+])
+def test_analysis_tables_binary_or_non_finite(tmp_path, capsys, analysis, content, message):
+    """A binary table was a UnicodeDecodeError traceback; NaN or negative values gave an error
+    naming neither the file nor the line."""
+    table = tmp_path / "table.txt"
+    table.write_bytes(content)
+    extra = ["--point", "600,1e-4", "--point", "700,1e-3"] if analysis == "arrhenius" else []
+    _one_error_line(capsys, ["analyze", analysis, str(table), "--png", "none", *extra], message)
+
+
+@pytest.mark.parametrize("command", [
+    ["analyze", "locality", "MODEL", "DATA", "--png", "none"],
+    ["analyze", "descriptors", "DATA", "--model", "MODEL", "--png", "none"],
+])
+def test_structures_with_species_the_model_lacks(tmp_path, capsys, command):
+    """Was the engine's ValueError traceback."""
+    names = {"MODEL": str(_te_pb_model(tmp_path)),
+             "DATA": str(_cu_ni_frames(tmp_path, lambda lines: None))}
+    _one_error_line(capsys, [names.get(a, a) for a in command],
+                    "frames.xyz: species Cu, Ni not in the model")
+
+
+def test_learning_curve_diffusivity_species_checked_before_training(tmp_path, capsys):
+    """Was an engine traceback after the first model had been trained."""
+    from nepzbl_plugin.io.xyz import TrainingStructure, write_train_xyz
+
+    nep_in = tmp_path / "nep.in"
+    nep_in.write_text("type 2 Cu Ni\ncutoff 4 3\nn_max 2 2\nbasis_size 4 4\nneuron 3\n")
+    frames = []
+    for k in range(3):
+        rng = np.random.default_rng(k)
+        frames.append(TrainingStructure(symbols=["Cu", "Ni"] * 2,
+                                        positions=rng.uniform(0, 3.6, (4, 3)),
+                                        cell=np.eye(3) * 3.6, energy=-1.0,
+                                        forces=np.zeros((4, 3))))
+    write_train_xyz(tmp_path / "train.xyz", frames)
+    _one_error_line(capsys, ["learning-curve", str(nep_in), str(tmp_path / "train.xyz"),
+                             "--sizes", "1", "--repeats", "1", "--epochs", "1", "--no-progress",
+                             "--diffusivity", str(_rocksalt(tmp_path)),
+                             "--out", str(tmp_path / "lc")],
+                    "pbte.xyz: species Pb, Te not in")
+    assert not (tmp_path / "lc").exists()
+
+
+def test_nep_txt_cutoff_beyond_100_angstrom_is_refused(tmp_path, capsys):
+    """A cutoff of 1e300 was read; MD then failed with the engine's 'singular cell, or a
+    periodic cell too thin for its images', naming neither the model nor the cutoff."""
+    model = _te_pb_model(tmp_path)
+    lines = model.read_text().splitlines(keepends=True)
+    index = next(k for k, line in enumerate(lines) if line.startswith("cutoff"))
+    fields = lines[index].split()
+    fields[1] = "1e300"
+    lines[index] = " ".join(fields) + "\n"
+    model.write_text("".join(lines))
+    _one_error_line(capsys, ["info", str(model)],
+                    f"nep.txt, line {index + 1}: cutoff 1e+300 A exceeds 100 A")

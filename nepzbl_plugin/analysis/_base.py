@@ -76,6 +76,9 @@ def read_frames(path, skip: int = 0, every: int = 1) -> list:
                              f"format ASE reads): {type(error).__name__}: {error}") from None
     if not frames:
         raise AnalysisError(f"{path}: no frames in the file")
+    from ..io.xyz import check_frames
+
+    check_frames(path, frames)
     frames = frames[skip::every]
     if not frames:
         raise AnalysisError(f"{path}: no frames left after skipping {skip}")

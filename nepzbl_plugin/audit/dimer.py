@@ -39,6 +39,7 @@ __all__ = [
     "dimer_scan",
     "scan_pairs",
     "analyse_curve",
+    "check_criteria",
     "read_dimer_file",
     "species_pairs",
     "BARRIER_TOLERANCE",
@@ -332,6 +333,26 @@ def local_maxima(r, energy, tolerance: float = BARRIER_TOLERANCE,
     return found
 
 
+def check_criteria(tolerance: float = BARRIER_TOLERANCE, deep_distance: float = DEEP_DISTANCE,
+                   wall_fraction: float = WALL_FRACTION,
+                   relative_tolerance: float = RELATIVE_TOLERANCE) -> None:
+    """Raise :class:`~nepzbl_plugin.errors.InputError` for a criterion that is NaN, infinite
+    or out of range (a NaN compares False everywhere and silently changes the verdict)."""
+    from ..errors import InputError
+
+    problems = []
+    if not 0 <= tolerance < np.inf:
+        problems.append(f"tolerance must be a finite energy >= 0 eV, not {tolerance}")
+    if not 0 <= relative_tolerance < 1:
+        problems.append(f"relative tolerance must be in [0, 1), not {relative_tolerance}")
+    if not 0 < deep_distance < np.inf:
+        problems.append(f"deep distance must be a finite length > 0 Å, not {deep_distance}")
+    if not 0 < wall_fraction < np.inf:
+        problems.append(f"wall fraction must be finite and > 0, not {wall_fraction}")
+    if problems:
+        raise InputError("audit criterion: " + "; ".join(problems))
+
+
 def analyse_curve(
     curve: DimerCurve,
     *,
@@ -342,6 +363,7 @@ def analyse_curve(
 ) -> CurveAnalysis:
     """Barrier, breakdown distance, the collapse-path criterion and the collapse-path barrier
     for one curve."""
+    check_criteria(tolerance, deep_distance, wall_fraction, relative_tolerance)
     r, e = curve.distances, curve.energy
     maxima = local_maxima(r, e, tolerance, relative_tolerance)
     out = CurveAnalysis(curve.name, [(m[0], m[1]) for m in maxima], deep_distance=deep_distance,

@@ -72,6 +72,9 @@ def load_structures(data) -> list:
             return [_as_atoms(s) for s in structures]
         if not frames:
             raise NepFormatError(data, None, "no structures in the file")
+        from ..io.xyz import check_frames
+
+        check_frames(data, frames)
         return frames
     return [_as_atoms(s) for s in data]
 

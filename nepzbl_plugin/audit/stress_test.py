@@ -19,6 +19,7 @@ a run; a model with a collapse path lets the pair fall in and keeps it there.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,8 +180,12 @@ class StressTestSettings:
                             f"({self.kick_interval} steps), or no sample would count")
         if not self.timestep > 0 or self.sample_interval < 1:
             problems.append("timestep must be > 0 fs and sample_interval >= 1 step")
-        if self.rattle < 0:
-            problems.append(f"rattle must be >= 0 Å, not {self.rattle}")
+        if not 0 <= self.rattle < math.inf:  # also refuses NaN
+            problems.append(f"rattle must be a finite length >= 0 Å, not {self.rattle}")
+        if self.num_threads is not None and self.num_threads < 1:
+            problems.append(f"num_threads must be at least 1, not {self.num_threads}")
+        if self.seed is not None and self.seed < 0:
+            problems.append(f"seed must be >= 0, not {self.seed}")
         if problems:
             raise ValueError("stress test: " + "; ".join(problems))
 

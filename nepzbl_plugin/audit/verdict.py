@@ -22,6 +22,7 @@ from .dimer import (
     CurveAnalysis,
     DimerCurve,
     analyse_curve,
+    check_criteria,
     scan_pairs,
 )
 
@@ -180,6 +181,7 @@ def audit(
     from .distances import load_structures, min_pair_distances, zbl_overlap
     from .stress_test import StressTestSettings, detection_power, stress_test
 
+    check_criteria(tolerance, deep_distance, wall_fraction, relative_tolerance)
     if model is not None and not isinstance(model, Model):
         name = name or os.path.basename(str(model))
         model_obj = read_model(model)

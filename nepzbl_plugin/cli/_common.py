@@ -7,7 +7,8 @@ import argparse
 import math
 import sys
 
-__all__ = ["positive_float", "positive_int", "weight", "ProgressBars"]
+__all__ = ["positive_float", "positive_int", "non_negative_float", "non_negative_int", "seed",
+           "weight", "ProgressBars"]
 
 
 def positive_float(text: str) -> float:
@@ -20,12 +21,21 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def weight(text: str) -> float:
     value = positive_float(text)
     if value > 100:
         raise argparse.ArgumentTypeError(f"GPUMD needs 0 < weight <= 100, got {text}")
     return value
-
 
 
 def positive_int(text: str) -> int:
@@ -35,6 +45,24 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random seed: a whole number 0 <= seed < 2**63 (numpy refuses negative seeds)."""
+    value = non_negative_int(text)
+    if value >= 2**63:
+        raise argparse.ArgumentTypeError(f"must be below 2**63, got {value}")
     return value
 
 

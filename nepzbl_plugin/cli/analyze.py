@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis._base import AnalysisError
-from ._common import positive_float, positive_int
+from ._common import positive_float, positive_int, seed
 
 __all__ = ["register"]
 
@@ -157,7 +157,7 @@ def register(subparsers) -> None:
                    help="largest displacement, Å (default 0.1)")
     p.add_argument("--samples", type=positive_int, default=8,
                    help="configurations per radius (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--repeat", type=positive_int, nargs=3, default=(1, 1, 1),
                    metavar=("N1", "N2", "N3"),
                    help="repeat the structure (the cell must hold the largest sphere)")
@@ -219,6 +219,18 @@ def _frames(args):
     if args.skip < 0:
         raise AnalysisError(f"--skip must be >= 0, not {args.skip}")
     return read_frames(getattr(args, "trajectory", None) or args.data, args.skip, args.every)
+
+
+def _check_species(path, frames, model_path, types) -> None:
+    """Every species of ``frames`` (read from ``path``) must be one of the model's ``types``
+    (was an engine ValueError traceback)."""
+    from ..errors import NepFormatError
+
+    present = {s for atoms in frames for s in atoms.get_chemical_symbols()}
+    missing = sorted(present - set(types))
+    if missing:
+        raise NepFormatError(path, None, f"species {', '.join(missing)} not in the model "
+                             f"{model_path} (species: {', '.join(types)})")
 
 
 def _error(value: float | None, digits: str = ".2g") -> str:
@@ -293,23 +305,38 @@ def _cmd_msd(args) -> int:
     return 0
 
 
+def _read_text(path) -> str:
+    """The file as text; not UTF-8 is one error naming the file and the line."""
+    from ..errors import NepFormatError
+
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise NepFormatError(path, line, "not a text file (invalid UTF-8 byte)") from None
+
+
 def _read_arrhenius_points(args) -> tuple[list, list, list]:
     from ..errors import NepFormatError
 
     T, D, E = [], [], []
     for path in args.inputs:
-        text = Path(path).read_text()
+        text = _read_text(path)
         if text.lstrip().startswith("{"):
             try:
                 data = json.loads(text)
                 t, d = float(data["temperature_K"]), float(data["D_cm2_per_s"])
                 e = data.get("D_error_cm2_per_s")
+                e = None if e is None else float(e)
+                if not (0 < t < math.inf and 0 < d < math.inf and (e is None or 0 <= e < math.inf)):
+                    raise ValueError(f"T {t:g} K, D {d:g}, error {e} must be finite and > 0")
             except (ValueError, KeyError, TypeError) as error:
                 raise NepFormatError(path, None, "expected the JSON of 'nepzbl analyze msd "
                                      f"--temperature K --json' ({error})") from None
             T.append(t)
             D.append(d)
-            E.append(None if e is None else float(e))
+            E.append(e)
             continue
         for number, line in enumerate(text.splitlines(), start=1):
             line = line.split("#", 1)[0].strip()
@@ -323,6 +350,10 @@ def _read_arrhenius_points(args) -> tuple[list, list, list]:
             except ValueError:
                 raise NepFormatError(path, number, f"expected 'T D [D_error]', found {line!r}"
                                      ) from None
+            if not all(0 < v < math.inf for v in values[:2]) or not (
+                    len(values) == 2 or 0 <= values[2] < math.inf):
+                raise NepFormatError(path, number, "T (K) and D must be finite and > 0, D_error "
+                                     f"finite and >= 0, found {line!r}")
             T.append(values[0])
             D.append(values[1])
             E.append(values[2] if len(values) == 3 else None)
@@ -374,7 +405,8 @@ def _lattice_input(args):
     from ..errors import NepFormatError
 
     path = Path(args.trajectory)
-    first = path.read_text().split("\n", 1)[0].strip()
+    text = _read_text(path)
+    first = text.split("\n", 1)[0].strip()
     try:
         int(first)
         is_xyz = True
@@ -382,7 +414,7 @@ def _lattice_input(args):
         is_xyz = False
     if not is_xyz:  # a T a b c table
         rows = []
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
+        for number, line in enumerate(text.splitlines(), start=1):
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
@@ -393,6 +425,9 @@ def _lattice_input(args):
             except ValueError:
                 raise NepFormatError(path, number, f"expected 'T a b c', found {line!r}"
                                      ) from None
+            if not all(0 < v < math.inf for v in values):
+                raise NepFormatError(path, number, "T (K) and a b c (Å) must be finite and > 0, "
+                                     f"found {line!r}")
             rows.append(values)
         rows = np.array(rows)[args.skip::args.every]
         if rows.size == 0:
@@ -453,6 +488,7 @@ def _cmd_locality(args) -> int:
 
     calculator = NEP(args.model, num_threads=args.threads)
     atoms = read(args.structure, index=0)
+    _check_species(args.structure, [atoms], args.model, calculator.model.types)
     atoms = atoms.repeat(tuple(args.repeat))
     rc = float(calculator.model.max_cutoff)
     reach = locality_radius(calculator.model)
@@ -493,6 +529,9 @@ def _cmd_descriptors(args) -> int:
                                       l_max=args.soap_l_max)
         name = "SOAP"
     else:
+        from ..model import read_model
+
+        _check_species(args.data, frames, args.model, read_model(args.model).types)
         X, symbols = nep_descriptors(frames, args.model)
         name = "NEP"
     if args.species:

@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 
-from ._common import ProgressBars
+from ._common import ProgressBars, non_negative_float, non_negative_int, positive_int, seed
 
 __all__ = ["register", "load_oracle"]
 
@@ -42,9 +42,9 @@ def register(subparsers) -> None:
     audit.add_argument("--temperature", type=float, default=None,
                        help="stress-test temperature in K (default 1.2 x the data's hottest: "
                             "see above; the report says which rule chose it)")
-    audit.add_argument("--steps", type=int, default=1000,
+    audit.add_argument("--steps", type=non_negative_int, default=1000,
                        help="plain NVT steps before the first knock-on collision (default 1000)")
-    audit.add_argument("--kicks-per-pair", type=int, default=3,
+    audit.add_argument("--kicks-per-pair", type=non_negative_int, default=3,
                        help="knock-on collisions per species pair in contact (default 3; 0: plain "
                             "NVT only)")
     audit.add_argument("--kick-energy", type=float, default=None,
@@ -58,12 +58,12 @@ def register(subparsers) -> None:
     audit.add_argument("--timestep", type=float, default=1.0, help="MD time step in fs (default 1)")
     audit.add_argument("--min-atoms", type=int, default=0,
                        help="repeat the start structure to at least this many atoms")
-    audit.add_argument("--seed", type=int, default=42, help="random seed of the MD")
-    audit.add_argument("--rattle", type=float, default=0.0,
+    audit.add_argument("--seed", type=seed, default=42, help="random seed of the MD")
+    audit.add_argument("--rattle", type=non_negative_float, default=0.0,
                        help="displace the MD start structure by Gaussian noise of this size, Å "
                             "(a thermal spike that shows rare collapse in a short run; "
                             "default 0: off)")
-    audit.add_argument("--threads", type=int, default=None,
+    audit.add_argument("--threads", type=positive_int, default=None,
                        help="threads of nepzbl's engine for the MD (default: its own)")
     audit.add_argument("--tolerance", type=float, default=None,
                        help="smallest maximum that counts as a barrier, eV (default 0.05)")

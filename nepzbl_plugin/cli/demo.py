@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..demo import DEMO_EPOCHS, run_demo
-from ._common import ProgressBars, positive_int
+from ._common import ProgressBars, non_negative_float, non_negative_int, positive_int, seed
 from .train import TrainingProgressBar
 
 __all__ = ["register"]
@@ -29,16 +29,16 @@ def register(subparsers) -> None:
         "demo", help="train a pure NEP and a NEP-ZBL on EMT Cu-Ni data and audit both",
         description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="nepzbl-demo", help="output folder (default nepzbl-demo)")
-    parser.add_argument("--structures", type=int, default=60,
+    parser.add_argument("--structures", type=positive_int, default=60,
                         help="number of EMT frames (default 60)")
     parser.add_argument("--epochs", type=positive_int, default=DEMO_EPOCHS,
                         help=f"training epochs per model (default {DEMO_EPOCHS}; a step "
                         "budget, so the same seed gives the same models everywhere)")
-    parser.add_argument("--md-steps", type=int, default=1000,
+    parser.add_argument("--md-steps", type=non_negative_int, default=1000,
                         help="hot-MD stress-test steps of 1 fs (default 1000)")
-    parser.add_argument("--rattle", type=float, default=0.4,
+    parser.add_argument("--rattle", type=non_negative_float, default=0.4,
                         help="stress-test start rattled by this much, Å (default 0.4; 0: off)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     parser.set_defaults(func=_run)
 
 

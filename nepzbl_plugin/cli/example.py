@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import NepzblError
+from ._common import seed
 
 __all__ = ["register"]
 
@@ -35,7 +36,7 @@ def register(subparsers) -> None:
         default="universal",
         help="ZBL mode (default: universal)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_write_example_model)
 
 

@@ -9,7 +9,7 @@ import math
 import sys
 from pathlib import Path
 
-from ._common import ProgressBars, positive_float, positive_int
+from ._common import ProgressBars, positive_float, positive_int, seed
 
 __all__ = ["register"]
 
@@ -56,7 +56,7 @@ def register(subparsers) -> None:
                    help="subset sizes in frames")
     p.add_argument("--repeats", type=positive_int, default=3,
                    help="models per size, each from its own seeded subset (default 3)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed, default=0,
                    help="seed of the split, the subsets and the training (default 0)")
     held = p.add_mutually_exclusive_group()
     held.add_argument("--held-out", metavar="FILE", default=None,
@@ -161,6 +161,10 @@ def _run(args) -> int:
         except Exception as err:  # ASE raises many types for unreadable files
             raise NepFormatError(args.diffusivity, None,
                                  f"cannot read a structure: {err}") from None
+        missing = sorted(set(start.get_chemical_symbols()) - set(nep_in.types))
+        if missing:  # was an engine traceback after the first model's training
+            raise NepFormatError(args.diffusivity, None, f"species {', '.join(missing)} not in "
+                                 f"{args.nep_in}'s type list ({' '.join(nep_in.types)})")
         probe = DiffusivityProbe(start, args.md_temperature, steps=args.md_steps,
                                  timestep_fs=args.md_dt, every=args.md_every,
                                  species=args.md_species, window_fs=args.md_window,

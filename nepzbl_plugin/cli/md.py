@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import NepFormatError, NepzblError
 from ..md.dynamics import ENSEMBLES, TemperatureSchedule
-from ._common import ProgressBars, positive_int
+from ._common import ProgressBars, non_negative_float, positive_int, seed
 
 __all__ = ["register"]
 
@@ -62,7 +62,7 @@ def register(subparsers) -> None:
     md.add_argument("--out", default="md", help="output folder (default ./md)")
     md.add_argument("--overwrite", action="store_true",
                     help="replace thermo.txt and trajectory.xyz already in --out")
-    md.add_argument("--seed", type=int, default=None, help="random seed (velocities, thermostat)")
+    md.add_argument("--seed", type=seed, default=None, help="random seed (velocities, thermostat)")
     md.add_argument("--threads", type=positive_int, default=None,
                     help="CPU threads of the engine (default: OpenMP's)")
     md.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
@@ -77,7 +77,7 @@ def register(subparsers) -> None:
                     help="barostat coupling time in fs (default 1000)")
     md.add_argument("--compressibility", type=float, default=0.01,
                     help="compressibility guess for the barostat in 1/GPa (default 0.01)")
-    md.add_argument("--min-distance", type=float, default=0.5,
+    md.add_argument("--min-distance", type=non_negative_float, default=0.5,
                     help="stop when any two atoms come closer than this, Å (default 0.5; "
                          "0: off)")
     md.add_argument("--check-every", type=positive_int, default=None,
@@ -114,11 +114,15 @@ def _read_structure(path: str):
 
     if not Path(path).exists():
         raise FileNotFoundError(2, "No such file or directory", path)
+    from ..io.xyz import check_frames
+
     try:
-        return read(path, index=-1)
+        atoms = read(path, index=-1)
     except Exception as error:
         raise NepFormatError(path, None, f"not a structure ase.io.read understands ({error})"
                              ) from None
+    check_frames(path, [atoms], labels=["the last frame"])
+    return atoms
 
 
 def _run_md(args) -> int:

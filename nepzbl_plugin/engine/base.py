@@ -225,7 +225,7 @@ class EvaluatorBase:
 
             bad = int(numbers[np.argmax(types < 0)])
             name = chemical_symbols[bad] if 0 <= bad < len(chemical_symbols) else str(bad)
-            raise ValueError(
+            raise InputError(  # a ValueError too
                 f"species {name!r} is not in the model (species: "
                 f"{', '.join(self.model.types)})"
             )

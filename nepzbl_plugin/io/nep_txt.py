@@ -49,6 +49,8 @@ __all__ = [
     "read_nep_txt_fields", "parse_nep_txt_fields", "write_nep_txt_fields", "format_nep_txt_fields",
 ]
 
+# Largest cutoff accepted, as in nep.in (GPUMD's nep.in limit; trained models use <= 10 A).
+MAX_CUTOFF = 100.0
 # Fixed typewise factors of the 6- and 7-token historic cutoff forms (section 1.4).
 _HISTORIC_RADIAL_FACTOR = 2.5
 _HISTORIC_ANGULAR_FACTOR = 2.0
@@ -312,6 +314,8 @@ def _parse_lines(source, path) -> dict:
     for rcr, rca in zip(radial, angular, strict=True):
         if rcr <= 0 or rca <= 0:
             raise rd.error(cut_line, f"cutoffs must be positive, found {rcr:g} and {rca:g}")
+        if max(rcr, rca) > MAX_CUTOFF:  # as nep.in; 1e300 reached the engine as a "thin cell"
+            raise rd.error(cut_line, f"cutoff {max(rcr, rca):g} A exceeds {MAX_CUTOFF:g} A")
     if min(max_nb) < 0:
         raise rd.error(cut_line, f"neighbour counts must be >= 0, found {max_nb[0]} "
                                  f"{max_nb[1]}")

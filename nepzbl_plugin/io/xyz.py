@@ -42,6 +42,7 @@ __all__ = [
     "parse_train_xyz",
     "write_train_xyz",
     "format_train_xyz",
+    "check_frames",
     "VIRIAL_STRESS_TOLERANCE",
 ]
 
@@ -271,7 +272,8 @@ class TrainingStructure:
         unknown = sorted(set(symbols) - _ELEMENTS)
         if unknown:
             raise ValueError(f"elements outside H..Pu: {', '.join(unknown)}")
-        for name, value in (("energy", energy), ("forces", forces), ("virial", virial)):
+        for name, value in (("positions", atoms.positions), ("cell", cell), ("energy", energy),
+                            ("forces", forces), ("virial", virial)):
             if value is not None and not np.all(np.isfinite(value)):
                 raise ValueError(f"{name} is not finite")
         clean_info = {
@@ -781,3 +783,39 @@ def write_train_xyz(path, structures: Iterable[TrainingStructure]) -> None:
     exactly the same numbers.
     """
     _write_text_atomically(path, format_train_xyz(structures))
+
+
+def check_frames(path, frames, *, labels=None) -> None:
+    """Refuse structures read by ASE (``ase.io.read``) that no analysis can use: NaN or
+    infinite positions or cell, or a periodic cell without volume.
+
+    ASE reads ``nan`` as a number and a zero ``Lattice`` as a cell, so without this check such
+    a frame gave a numpy traceback ("Singular matrix") or quietly wrong distances. The error
+    names the file, the frame (0-based, or ``labels[k]``) and, for every frame of an XYZ file
+    (no ``labels``), the line.
+    """
+    xyz = labels is None and Path(path).suffix.lower() in (".xyz", ".extxyz")
+    first_line = 1
+    for k, atoms in enumerate(frames):
+        line = first_line if xyz else None
+        frame = f"frame {k}" if labels is None else labels[k]
+        positions = np.asarray(atoms.positions, dtype=np.float64)
+        bad = ~np.all(np.isfinite(positions), axis=1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise NepFormatError(path, None if line is None else line + 2 + i,
+                                 f"{frame}, atom {i}: the position is not finite "
+                                 f"({' '.join(f'{x:g}' for x in positions[i])})")
+        cell = np.asarray(atoms.cell.array, dtype=np.float64)
+        if not np.all(np.isfinite(cell)):
+            raise NepFormatError(path, None if line is None else line + 1,
+                                 f"{frame}: the cell is not finite")
+        if any(atoms.pbc):
+            periodic = cell[np.asarray(atoms.pbc, dtype=bool)]
+            gram = periodic @ periodic.T
+            if abs(np.linalg.det(gram)) <= 1e-12 * max(1.0, float(np.max(np.abs(gram)))) ** len(
+                    periodic):
+                raise NepFormatError(path, None if line is None else line + 1,
+                                     f"{frame}: the periodic cell is singular "
+                                     "(zero volume, or a zero or repeated cell vector)")
+        first_line += len(atoms) + 2

@@ -162,10 +162,14 @@ def _checked_run(atoms, ensemble, steps, timestep, temperature, pressure, tau_te
     if barostat is not None:
         if not all(atoms.pbc):
             raise MDSetupError("NPT needs a cell periodic in all three directions")
-        if not (compressibility > 0 and tau_pressure > 0):
-            raise MDSetupError("NPT needs a positive compressibility and pressure coupling time")
-    if thermostat is not None and not tau_temperature > 0:
-        raise MDSetupError("the temperature coupling time must be positive")
+        if not np.all(np.isfinite(target_pressure)):
+            raise MDSetupError(f"the target pressure must be finite (GPa), not {pressure}")
+        if not (0 < compressibility < np.inf and 0 < tau_pressure < np.inf):
+            raise MDSetupError("NPT needs a positive, finite compressibility and pressure "
+                               f"coupling time, not {compressibility} and {tau_pressure}")
+    if thermostat is not None and not 0 < tau_temperature < np.inf:
+        raise MDSetupError("the temperature coupling time must be positive and finite, not "
+                           f"{tau_temperature}")
     beta = compressibility / GPA  # Angstrom^3 / eV
     return thermostat, barostat, anisotropic, steps, temperature, target_pressure, beta
 

@@ -27,6 +27,7 @@ TYPEWISE_MIN_FACTOR = 0.5  # GPUMD refuses smaller factors
 UNIVERSAL_RANGE = (1.0, 4.0)  # GPUMD's limits on the zbl value in nep.in
 TYPEWISE_TOLERANCE = 0.75  # typewise fits when every pair keeps >= 75 % of its wanted radius
 MAX_FLEXIBLE_TYPES = 10
+MIN_DATA_DISTANCE = 0.1  # Å: a closer pair is atoms on top of each other, not a contact
 # A fitted screening function whose value at r = 0 (the sum of the amplitudes A_k; 1 for the
 # universal ZBL) is below this carries almost no nuclear repulsion: the oracle is not ZBL-like.
 MIN_SCREENING_AT_ZERO = 0.1
@@ -221,6 +222,13 @@ def suggest_zbl(
                 if d is not None and name not in distance_sources and d == dmin.get(name):
                     distance_sources[name] = label
     species = list(species)
+    for name, d in dmin.items():
+        if d is not None and d < MIN_DATA_DISTANCE:  # 0 was a ZeroDivisionError
+            named = isinstance(data, (str, bytes)) or hasattr(data, "__fspath__")
+            where = distance_sources.get(name) or (str(data) if named else "the data")
+            raise InputError(f"{where}: a {name} pair only {d:.3g} Å apart (atoms on top of "
+                             f"each other?); ZBL radii need data with no pair closer than "
+                             f"{MIN_DATA_DISTANCE:g} Å")
     notes = []
     wanted = {}
     for a, b in _pairs(species):
