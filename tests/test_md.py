@@ -5,11 +5,14 @@ A numpy Lennard-Jones argon (32 atoms) keeps the statistical tests to about a se
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from ase import units
 from ase.build import bulk
 
+from nepzbl_plugin.errors import FileError
 from nepzbl_plugin.md import (
     DistanceMonitor,
     EngineForces,
@@ -207,7 +210,7 @@ def test_outputs_are_unwrapped_and_readable(tmp_path, argon):
     assert table.shape == (11, 26)
     with open(tmp_path / "thermo.txt") as handle:
         assert handle.readline().startswith("# step time_fs T_K E_pot_eV")
-    assert not list(tmp_path.glob(".*partial"))
+    assert not list(tmp_path.glob(".*tmp"))
 
 
 def test_trajectory_keeps_positions_unwrapped(tmp_path, argon):
@@ -234,6 +237,24 @@ def test_outputs_refuse_to_replace_foreign_files(tmp_path):
     with pytest.raises(OutputExistsError):
         TrajectoryWriter(tmp_path / "trajectory.xyz")
     assert (tmp_path / "trajectory.xyz").read_text() == "someone else's\n"
+
+
+def test_trajectory_target_rules_are_the_atomic_writer_s(tmp_path):
+    """Checked when the writer is made, before a step is run: a folder, or (as root) another
+    user's file, is one FileError even with overwrite; our own file is replaced only at close."""
+    (tmp_path / "folder.xyz").mkdir()
+    with pytest.raises(FileError, match="it is a folder"):
+        TrajectoryWriter(tmp_path / "folder.xyz", overwrite=True)
+    ours = tmp_path / "trajectory.xyz"
+    ours.write_text("old run\n")
+    writer = TrajectoryWriter(ours, overwrite=True)
+    assert ours.read_text() == "old run\n"  # still the old file while the run goes on
+    writer.close()
+    assert ours.read_text() == "" and not list(tmp_path.glob(".*tmp"))
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        os.chown(ours, 4242, 4242)
+        with pytest.raises(FileError, match="another user"):
+            TrajectoryWriter(ours, overwrite=True)
 
 
 def test_bad_settings_raise_one_clear_error(argon):

@@ -36,6 +36,24 @@ def test_atomic_write_to_dangling_symlink_creates_the_target(tmp_path):
     assert link.is_symlink() and (tmp_path / "target.txt").read_text() == "x\n"
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="only root can give a file to another user")
+def test_atomic_write_refuses_another_user_s_file(tmp_path):
+    """Root could replace it, but a file of another user is not ours to take over, directly
+    or through a symlink; it is left as it was."""
+    theirs = tmp_path / "their_nep.txt"
+    theirs.write_text("theirs\n")
+    os.chown(theirs, 4242, 4242)
+    link = tmp_path / "nep.txt"
+    link.symlink_to(theirs)
+    for target in (theirs, link):
+        with pytest.raises(FileError, match=r"belongs to another user \(uid 4242\)") as err:
+            atomic_write_text(target, "ours\n")
+        assert str(target) in str(err.value)
+    assert theirs.read_text() == "theirs\n" and os.stat(theirs).st_uid == 4242
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 def test_atomic_write_to_fifo_writes_into_it(tmp_path):
     fifo = tmp_path / "pipe"

@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     )
     r.add_argument("directory", nargs="?", default=".", metavar="DIR",
                    help="folder with nep.in (with a zbl line) and train.xyz (default: .)")
-    r.add_argument("--input", default="train.xyz", help="structures file in DIR (default train.xyz)")
+    r.add_argument("--input", default="train.xyz",
+                   help="structures file in DIR (default: train.xyz)")
     r.add_argument("--output", default="train_minus_zbl.xyz",
                    help="output file in DIR (default: train_minus_zbl.xyz)")
     r.set_defaults(func=_run_residual)

@@ -3,10 +3,12 @@
 A reader (or GPUMD) never sees a half-written model, checkpoint or output file, and an
 interrupted write leaves the previous file intact.
 
-Only regular files are replaced. A symbolic link is followed and the file it points to is
-replaced (the link stays a link); a character device or a FIFO (``/dev/null``,
-``/dev/stdout``, a named pipe) is written directly, since renaming over it would destroy the
-node; anything else that is not a regular file (a folder, a block device, a socket) is refused.
+Only our own regular files are replaced: a regular file that belongs to another user is
+refused (even for root, who could replace it), so a shared folder's files are never taken over.
+A symbolic link is followed and the file it points to is replaced (the link stays a link); a
+character device or a FIFO (``/dev/null``, ``/dev/stdout``, a named pipe) is written directly,
+since renaming over it would destroy the node; anything else that is not a regular file (a
+folder, a block device, a socket) is refused.
 
 Temporary files are named ``.NAME.PID.RANDOM.tmp``. One left behind by a killed process (its
 PID no longer runs) is removed the next time NAME is written.
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from ..errors import FileError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_temporary_path"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_temporary_path", "AtomicStream"]
 
 
 def _default_mode() -> int:
@@ -66,16 +68,20 @@ def _resolve_target(path: Path) -> tuple[Path, bool]:
     """The file to write (a symlink's target) and whether it must be written directly.
 
     Raises :class:`FileError` for a target that is neither a regular file, a character
-    device nor a FIFO.
+    device nor a FIFO, and for a regular file of another user.
     """
     real = Path(os.path.realpath(path)) if os.path.islink(path) else path
     try:
-        mode = os.stat(real).st_mode
+        info = os.stat(real)
     except FileNotFoundError:
         return real, False
     except OSError as error:
         raise FileError(path, f"cannot write ({error.strerror or error})") from None
+    mode = info.st_mode
     if stat.S_ISREG(mode):
+        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+            raise FileError(path, f"cannot write: it belongs to another user (uid {info.st_uid}); "
+                                  "nepzbl only replaces its user's own files")
         return real, False
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
         return real, True
@@ -180,3 +186,52 @@ class atomic_temporary_path:
             os.unlink(self.tmp)
         except OSError:
             pass
+
+
+class AtomicStream:
+    """A text file written piece by piece (a trajectory) that takes its name only at
+    :meth:`commit`; :meth:`discard` drops it. The target rules are those of
+    :func:`atomic_write_bytes`: a FIFO or character device is written directly, a folder or
+    another user's file is refused here, before anything is written.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.target, self.direct = _resolve_target(self.path)
+        self._tmp = None
+        try:
+            if self.direct:
+                self.handle = open(self.target, "w")
+            else:
+                fd, self._tmp = _temporary(_folder(self.target), self.target.name, ".tmp")
+                self.handle = os.fdopen(fd, "w")
+        except OSError as error:
+            raise FileError(self.path, f"cannot write ({error.strerror or error})") from None
+
+    def commit(self) -> None:
+        """Flush the file to disk and give it its name."""
+        try:
+            self.handle.flush()
+            if self._tmp is not None:
+                os.fsync(self.handle.fileno())
+            self.handle.close()
+            if self._tmp is not None:
+                os.chmod(self._tmp, _default_mode())
+                os.replace(self._tmp, self.target)
+                self._tmp = None
+        except OSError as error:
+            self.discard()
+            raise FileError(self.path, f"cannot write ({error.strerror or error})") from None
+
+    def discard(self) -> None:
+        """Close and delete the unfinished file (the previous one, if any, stays)."""
+        try:
+            self.handle.close()
+        except OSError:
+            pass
+        if self._tmp is not None:
+            try:
+                os.unlink(self._tmp)
+            except OSError:
+                pass
+            self._tmp = None

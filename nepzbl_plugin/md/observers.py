@@ -8,8 +8,6 @@ engine (:mod:`nepzbl_plugin.md.dynamics`).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import numpy as np
 from ..analysis.pairs import pair_key as _pair_key  # noqa: F401 (md's name for it)
 from ..analysis.pairs import pair_min_distances
 from ..errors import NepzblError
-from ..io.atomic import atomic_write_text
+from ..io.atomic import AtomicStream, atomic_write_text
 
 __all__ = ["KnockOns", "knock_on", "partial_rdf_counts", "partial_rdf", "pair_min_distances",
            "DistanceMonitor", "ThermoLog", "TrajectoryWriter", "OutputExistsError",
@@ -257,10 +255,7 @@ class TrajectoryWriter:
         self.path = Path(path)
         self.every = int(every)
         _refuse_existing(self.path, overwrite)
-        folder = self.path.parent if str(self.path.parent) else Path(".")
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial",
-                                         dir=folder)
-        self._handle = os.fdopen(fd, "w")
+        self._stream = AtomicStream(self.path)
         self.frames = 0
 
     def __call__(self, frame) -> None:
@@ -270,16 +265,11 @@ class TrajectoryWriter:
         atoms.info.update(step=int(frame.step), time_fs=float(frame.time_fs),
                           E_pot_eV=float(frame.potential_energy),
                           T_K=float(frame.temperature), unwrapped=True)
-        write(self._handle, atoms, format="extxyz")
+        write(self._stream.handle, atoms, format="extxyz")
         self.frames += 1
         return None
 
     def close(self) -> None:
-        if self._handle is None:
-            return
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
-        self._handle = None
-        os.chmod(self._tmp, 0o644)
-        os.replace(self._tmp, self.path)
+        if self._stream is not None:
+            self._stream.commit()
+            self._stream = None
