@@ -107,7 +107,11 @@ cdef class CudaTrainingSet:
         if status != NEP_OK:
             self.ptr = NULL
             where = f" (structure {bad})" if bad >= 0 else ""
-            _tc_check(status, f"uploading the training set{where}")
+            try:
+                _tc_check(status, f"uploading the training set{where}")
+            except EngineError as error:
+                error.structure = bad if bad >= 0 else None  # the trainer names its file/line
+                raise
         self.num_parameters = c_spec.num_parameters
         self.num_structures = num_systems
         self.num_atoms = atom_offsets[num_systems] if num_systems > 0 else 0

@@ -45,7 +45,18 @@ class UnsupportedModelError(NepFormatError):
 
 
 class EngineError(NepzblError, RuntimeError):
-    """The C or CUDA engine refused an input (overlapping atoms, bad cell, ...)."""
+    """The C or CUDA engine refused an input (overlapping atoms, bad cell, ...).
+
+    ``structure`` is the index of the structure it refused in the set the caller passed, when
+    the engine says which; the training code turns it into the frame's file and line.
+    """
+
+    def __init__(self, message: str = "", structure: int | None = None):
+        super().__init__(message)
+        self.structure = structure
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.structure))
 
 
 class CudaUnavailableError(EngineError):

@@ -867,3 +867,41 @@ def test_nep_txt_cutoff_beyond_100_angstrom_is_refused(tmp_path, capsys):
     model.write_text("".join(lines))
     _one_error_line(capsys, ["info", str(model)],
                     f"nep.txt, line {index + 1}: cutoff 1e+300 A exceeds 100 A")
+
+
+# ------------------------------------------------ a bad frame found by the engine, not the reader
+def _overlapping_train_dir(tmp_path):
+    """nep.in and a train.xyz of three frames whose second has atoms 4 and 5 at one place."""
+    from nepzbl_plugin.io.xyz import write_train_xyz
+
+    structures, _ = _tiny_run(tmp_path)
+    structures[1].positions[5] = structures[1].positions[4]
+    write_train_xyz(tmp_path / "train.xyz", structures)
+    (tmp_path / "nep.in").write_text("type 2 Li O\ncutoff 4 3\nn_max 2 2\nbasis_size 2 2\n"
+                                     "l_max 4 0 0\nneuron 3\n")
+    return tmp_path / "train.xyz"
+
+
+def test_train_names_the_frame_of_two_atoms_at_one_place(tmp_path, capsys):
+    """The reader cannot see it (no numerics in io); the engine refuses the frame, and the
+    error names the file and the frame's first line (frames of 8 atoms: 1, 11, 21)."""
+    from nepzbl_plugin.cli import main
+    from nepzbl_plugin.errors import EngineError
+    from nepzbl_plugin.io.nep_in import read_nep_in
+    from nepzbl_plugin.io.xyz import read_train_xyz
+    from nepzbl_plugin.model import Model
+    from nepzbl_plugin.train._backend import EngineBackend
+
+    path = _overlapping_train_dir(tmp_path)
+    assert main(["train", str(tmp_path), "--epochs", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}, line 11: " in err and "same position" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    # the backend maps a batch's own index to the set's: structure 1 in a batch of (2, 1)
+    structures = read_train_xyz(path)
+    assert [s.source for s in structures] == [f"{path}, line {n}" for n in (1, 11, 21)]
+    model = Model.from_nep_in(read_nep_in(tmp_path / "nep.in"))
+    backend = EngineBackend(model, structures)
+    with pytest.raises(EngineError, match=r"line 11: .*\(structure 1\)") as error:
+        backend.predict(model.parameters, [2, 1])
+    assert error.value.structure == 1

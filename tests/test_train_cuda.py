@@ -395,3 +395,33 @@ def test_device_cuda_without_a_gpu_is_one_clear_error(tmp_path, capsys):
     assert len(err) == 1 and "cuda" in err[0].lower() and "Traceback" not in err[0]
     assert main(["train", str(tmp_path), "--no-progress", "--device", "tpu"]) == 2
     assert "--device" in capsys.readouterr().err
+
+
+_OVERLAP_CHECK = r'''
+import sys
+from nepzbl_plugin.errors import EngineError
+from nepzbl_plugin.io.nep_in import parse_nep_in
+from nepzbl_plugin.io.xyz import parse_train_xyz, format_train_xyz
+from nepzbl_plugin.model import Model
+from nepzbl_plugin.train.cuda_backend import CudaBackend
+sys.path.insert(0, sys.argv[1])
+from test_trainer import _structures, NEP_IN
+structs = _structures()[:3]
+structs[2].positions[3] = structs[2].positions[1]
+structs = parse_train_xyz(format_train_xyz(structs), source="frames.xyz")
+model = Model.from_nep_in(parse_nep_in(NEP_IN))
+try:
+    CudaBackend(model, structs)
+except EngineError as error:
+    assert error.structure == 2, error.structure
+    assert str(error).startswith(f"{structs[2].source}: uploading the training set"), str(error)
+    assert "same position" in str(error), str(error)
+    print("overlap named ok")
+'''
+
+
+@pytest.mark.slow
+def test_upload_names_the_frame_of_two_atoms_at_one_place_in_host_emulation(emulated):
+    """The GPU's training set is built once: a frame with two atoms at one place is refused
+    there, and the error names the file and the frame's line, as on the CPU."""
+    assert "overlap named ok" in _run(emulated, _OVERLAP_CHECK, str(REPO / "tests"))

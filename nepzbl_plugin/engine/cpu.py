@@ -164,7 +164,7 @@ class Evaluator(EvaluatorBase):
             if status != 0:
                 from .._core import strerror
 
-                raise EngineError(f"structure {k}: {strerror(status)}")
+                raise EngineError(f"structure {k}: {strerror(status)}", structure=k)
         return [self._check_finite(self._finish(a), f"structure {k}: ")
                 for k, a in enumerate(arrays)]
 

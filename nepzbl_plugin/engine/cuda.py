@@ -144,7 +144,7 @@ class CudaEvaluator(EvaluatorBase):
                 from .._cuda import strerror
 
                 where = f"structure {k}" if len(systems) > 1 else "CUDA evaluation"
-                raise EngineError(f"{where}: {strerror(status)}")
+                raise EngineError(f"{where}: {strerror(status)}", structure=k)
         return [self._finish(a) for a in arrays]
 
     def _set_parameters(self, parameters: np.ndarray) -> None:

@@ -111,6 +111,9 @@ class TrainingStructure:
         GPUMD's ``temperature=`` in K (the input of temperature models), or ``None``.
     info
         Every other comment-line key, values as strings (``True`` for a bare key).
+    source
+        Where the frame was read, ``"train.xyz, line 197"`` (its atom-count line), or
+        ``None``; errors found later (two atoms at one place) name it. Never written.
     """
 
     symbols: list[str]
@@ -125,6 +128,7 @@ class TrainingStructure:
     config_type: str | None = None
     info: dict = field(default_factory=dict)
     temperature: float | None = None
+    source: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         self.symbols = [str(s) for s in self.symbols]
@@ -637,6 +641,7 @@ def parse_train_xyz(
                 config_type=head.config_type,
                 info=head.info,
                 temperature=head.temperature,
+                source=f"{path}, line {i + 1}",
             )
         )
         i += 2 + num_atoms

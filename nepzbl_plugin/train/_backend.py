@@ -8,11 +8,33 @@ them) and, for descriptors, :class:`nepzbl_plugin.engine.Evaluator`.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
+from ..errors import EngineError
 from .loss import Adjoints, Labels, Loss, LossValue, Predictions, c_loss_arguments
 
-__all__ = ["EngineBackend", "structures_to_systems", "zbl_only_model", "selection_array"]
+__all__ = ["EngineBackend", "structures_to_systems", "zbl_only_model", "selection_array",
+           "located_errors"]
+
+
+@contextmanager
+def located_errors(structures, indices=None):
+    """An :class:`EngineError` that names a structure (``error.structure``: an index into
+    ``indices``, or into ``structures`` without them) is raised again with the file and line
+    the frame was read from, so that a bad frame of a 2000-frame train.xyz can be found."""
+    try:
+        yield
+    except EngineError as error:
+        k = error.structure
+        if k is not None and indices is not None:
+            k = int(indices[k]) if 0 <= k < len(indices) else None
+        source = (getattr(structures[k], "source", None)
+                  if k is not None and 0 <= k < len(structures) else None)
+        if source is None:
+            raise
+        raise EngineError(f"{source}: {error}", structure=k) from None
 
 
 def selection_array(indices) -> np.ndarray:
@@ -111,21 +133,23 @@ class EngineBackend:
         """Energies, forces and virials of structures ``indices`` (in that order)."""
         from .gradient import predict
 
-        p = predict(self.model, self._batch(indices), self.num_threads,
-                    parameters=np.ascontiguousarray(params, dtype=np.float64),
-                    cache=self._training_cache)
+        with located_errors(self.structures):
+            p = predict(self.model, self._batch(indices), self.num_threads,
+                        parameters=np.ascontiguousarray(params, dtype=np.float64),
+                        cache=self._training_cache)
         return Predictions(p.energy, p.forces, p.virial)
 
     def gradient(self, params: np.ndarray, indices, adjoints: Adjoints) -> np.ndarray:
         """dL/dz = Σ α_s dE_s/dz + Σ a_si·dF_si/dz + Σ B_s:dW_s/dz + the regularisation."""
         from .gradient import linear_functional_gradient
 
-        g = linear_functional_gradient(
-            self.model, self._batch(indices), adjoints.energy, adjoints.forces,
-            adjoints.virial, self.num_threads,
-            parameters=np.ascontiguousarray(params, dtype=np.float64),
-            cache=self._training_cache,
-        )
+        with located_errors(self.structures):
+            g = linear_functional_gradient(
+                self.model, self._batch(indices), adjoints.energy, adjoints.forces,
+                adjoints.virial, self.num_threads,
+                parameters=np.ascontiguousarray(params, dtype=np.float64),
+                cache=self._training_cache,
+            )
         return np.asarray(g, dtype=np.float64) + adjoints.regularisation
 
     # ------------------------------------------------------------ the loss in C
@@ -174,7 +198,8 @@ class EngineBackend:
         from ..engine import Evaluator
 
         systems = structures_to_systems(structures, model.types)
-        results = Evaluator(model).evaluate_many(systems, properties=("descriptors",))
+        with located_errors(self.structures, list(indices)):
+            results = Evaluator(model).evaluate_many(systems, properties=("descriptors",))
         return [np.asarray(_get(r, "descriptors")) for r in _as_list(results, len(systems))]
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CudaUnavailableError
-from ._backend import EngineBackend, _Flat, selection_array
+from ._backend import EngineBackend, _Flat, located_errors, selection_array
 from .loss import Adjoints, Labels, Loss, LossValue, Predictions, c_loss_arguments
 
 __all__ = ["CudaBackend", "DeviceAdam", "cuda_training_available", "make_backend", "DEVICES"]
@@ -84,10 +84,11 @@ class CudaBackend:
         self._offsets = flat.atom_offsets
         from ..engine.base import model_spec
 
-        self._set = cuda.CudaTrainingSet(model_spec(self.model), flat.types, flat.positions,
-                                         flat.cells, flat.pbc, flat.atom_offsets,
-                                         float64=precision == "float64",
-                                         temperatures=flat.temperatures)
+        with located_errors(self.structures):  # neighbour lists are built here, once
+            self._set = cuda.CudaTrainingSet(model_spec(self.model), flat.types,
+                                             flat.positions, flat.cells, flat.pbc,
+                                             flat.atom_offsets, float64=precision == "float64",
+                                             temperatures=flat.temperatures)
         self._cpu = None
 
     @property

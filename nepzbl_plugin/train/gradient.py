@@ -236,8 +236,12 @@ def _run(model, batch, alpha, force_adjoint, virial_adjoint, want_gradient, para
     )
     if status != 0:
         bad = np.flatnonzero(statuses)
-        where = f" (structure {int(bad[0])})" if bad.size else ""
-        raise EngineError(f"training gradient failed{where}: {_core().strerror(int(status))}")
+        structure = None
+        if bad.size:  # the index in the caller's set: the batch's own id when it has one
+            structure = int(bad[0] if batch.structure_ids is None else batch.structure_ids[bad[0]])
+        where = "" if structure is None else f" (structure {structure})"
+        raise EngineError(f"training gradient failed{where}: {_core().strerror(int(status))}",
+                          structure=structure)
     predictions = GradientPredictions(energy, forces.reshape(A, 3), virials.reshape(S, 3, 3))
     return gradient, predictions
 
