@@ -120,6 +120,19 @@ def test_ideal_gas_rdf_is_one():
         assert abs(far.mean() - 1.0) < 0.01, key
 
 
+def test_rdf_refuses_sizes_that_would_run_for_hours():
+    """--r-max 1e9 --bins 1e9 used to run until killed: both are one AnalysisError now, the
+    pair count before the pair list is built."""
+    rng = np.random.default_rng(0)
+    with pytest.raises(AnalysisError, match="bins <= 1000000"):
+        RDF(r_max=5.0, bins=10**9)
+    with pytest.raises(AnalysisError, match="finite r_max"):
+        RDF(r_max=float("inf"))
+    with pytest.raises(AnalysisError, match=r"r_max 1000 Å gives about 1.7e\+1[0-9] pairs per "
+                                            r"frame of 300 atoms"):
+        RDF(r_max=1000.0, bins=10).compute([_gas(300, 12.0, rng)])
+
+
 def test_rdf_accumulate_matches_compute_and_md():
     from nepzbl_plugin import md
 

@@ -34,9 +34,15 @@ class RDF(Compute):
         Order that names the pairs ("A-B", A first); default: order of first appearance.
     """
 
+    # The pair list of a frame is held in memory: 2e8 pairs are about 5 GB (i, j and d) and
+    # minutes of work per frame, far past any RDF a materials question needs.
+    MAX_PAIRS_PER_FRAME = 200_000_000
+    MAX_BINS = 1_000_000
+
     def __init__(self, r_max: float = 6.0, bins: int = 200, species=None):
-        if not r_max > 0 or int(bins) < 1:
-            raise AnalysisError(f"RDF needs r_max > 0 and bins >= 1, not {r_max} and {bins}")
+        if not (np.isfinite(r_max) and r_max > 0) or not 1 <= int(bins) <= self.MAX_BINS:
+            raise AnalysisError(f"RDF needs a finite r_max > 0 and 1 <= bins <= "
+                                f"{self.MAX_BINS}, not {r_max} and {bins}")
         self.r_max = float(r_max)
         self.bins = int(bins)
         self.species = list(species) if species is not None else None
@@ -64,6 +70,12 @@ class RDF(Compute):
             if self._sums is None:
                 self._sums = {}
             volume = atoms.get_volume()
+            expected = len(atoms) ** 2 / volume * 4.0 / 3.0 * np.pi * self.r_max ** 3
+            if expected > self.MAX_PAIRS_PER_FRAME:
+                raise AnalysisError(
+                    f"r_max {self.r_max:g} Å gives about {expected:.2g} pairs per frame of "
+                    f"{len(atoms)} atoms (at most {self.MAX_PAIRS_PER_FRAME:.0e}); choose a "
+                    f"smaller r_max")
             i, j, d = pair_distances(atoms, self.r_max)
             for p, a in enumerate(self.species):
                 for b in self.species[p:]:
