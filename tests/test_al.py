@@ -313,6 +313,13 @@ def test_config_errors_name_the_file_and_key(tmp_path, body, key, words):
     assert words in message
 
 
+def test_a_state_that_is_a_file_is_a_config_error(tmp_path):
+    path = _config_text(tmp_path, _GOOD)
+    (tmp_path / "s").write_text("not a folder\n")
+    with pytest.raises(ConfigError, match=r": state: .*s exists and is not a folder"):
+        load_config(path)
+
+
 def test_good_config_and_cli_error_is_one_line(tmp_path, capsys):
     config = load_config(_config_text(tmp_path, _GOOD))
     assert config.oracle == "emt" and config.epochs == 5

@@ -295,6 +295,9 @@ def parse_config(data: dict, path) -> ALConfig:
     state = Path(state_name)
     if not state.is_absolute():
         state = reader.path.parent / state
+    if state.exists() and not state.is_dir():
+        raise reader.error("state", f"{state} exists and is not a folder; the run keeps its "
+                                    "data, models and logs in a folder: name another one")
     seed = reader.number(data, "seed", "seed", 0, integer=True, low=0)
     threads = reader.number(data, "threads", "threads", None, integer=True, low=1,
                             allow_none=True)
