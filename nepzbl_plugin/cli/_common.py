@@ -11,24 +11,36 @@ __all__ = ["positive_float", "positive_int", "non_negative_float", "non_negative
            "weight", "ProgressBars"]
 
 
-def positive_float(text: str) -> float:
+def _number(text: str, positive: bool) -> float:
+    """A finite float, > 0 (``positive``) or >= 0, or argparse's usage error."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+        bound = "a positive number" if positive else "a number >= 0"
+        raise argparse.ArgumentTypeError(f"expected {bound}, got {text!r}")
     return value
+
+
+def _whole(text: str, low: int) -> int:
+    """A whole number >= ``low`` (0 or 1), or argparse's usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(
+            f"must be at least 1, got {value}" if low == 1 else f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    return _number(text, positive=True)
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+    return _number(text, positive=False)
 
 
 def weight(text: str) -> float:
@@ -39,23 +51,11 @@ def weight(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return _whole(text, 1)
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    return _whole(text, 0)
 
 
 def seed(text: str) -> int:
