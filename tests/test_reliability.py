@@ -6,6 +6,7 @@ a crash, silently wrong numbers, leftovers after a kill, tracebacks instead of o
 from __future__ import annotations
 
 import os
+import re
 import stat
 import threading
 
@@ -905,3 +906,84 @@ def test_train_names_the_frame_of_two_atoms_at_one_place(tmp_path, capsys):
     with pytest.raises(EngineError, match=r"line 11: .*\(structure 1\)") as error:
         backend.predict(model.parameters, [2, 1])
     assert error.value.structure == 1
+
+
+# ---------------------------------------------------------------- Python API: engine inputs
+@pytest.mark.parametrize("types, message", [
+    ([0, 0.7], "types must be whole numbers"),
+    (np.array([0, 2**32]), "types must be type indices of the model, got 0..4294967296"),
+    (["Te", "Pb"], "types must be whole numbers"),
+    ([0, 2], "atom 1 has type 2: types must be 0..1 for this model (Te, Pb)"),
+    ([-1, 0], "atom 0 has type -1"),
+])
+def test_system_types_are_never_truncated_or_wrapped(types, message):
+    # Before: 0.7 became type 0 and 2**32 wrapped to 0 in the C int cast: a quietly wrong energy.
+    from nepzbl_plugin.engine import System
+    from nepzbl_plugin.errors import InputError
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        _evaluator().evaluate(System(types, [[0, 0, 0], [2.5, 0, 0]], np.eye(3) * 10))
+
+
+@pytest.mark.parametrize("positions, cell, pbc, message", [
+    (np.zeros((3, 2)), np.eye(3) * 10, True, "positions must have shape (N, 3), got (3, 2)"),
+    (np.zeros((2, 2)), np.eye(3) * 10, True, "positions must have shape (N, 3), got (2, 2)"),
+    ([[0, 0, 0], [2.5, 0, 0]], [10, 10, 10], True, "cell must have shape (3, 3)"),
+    ([[0, 0, 0], [2.5, 0, 0]], np.eye(3) * 10, (True, False), "pbc must be one flag or three"),
+    ([[0, 0, 0], ["x", 0, 0]], np.eye(3) * 10, True, "positions must be numbers"),
+    ([[0, 0, 0], [2.5, 0, 0]], np.zeros((3, 3)), (False, True, False),
+     "periodic along b but its cell vector b is zero"),
+])
+def test_system_shapes_are_named_never_reshaped(positions, cell, pbc, message):
+    # Before: (3, 2) positions of 2 atoms were silently reshaped to (2, 3); other shapes gave
+    # numpy's "cannot reshape" or "operands could not be broadcast".
+    from nepzbl_plugin.engine import System
+    from nepzbl_plugin.errors import InputError
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        _evaluator().evaluate(System([0, 1], positions, cell, pbc))
+
+
+def test_atoms_periodic_without_cell_and_evaluate_many_name_the_problem():
+    from ase import Atoms
+
+    from nepzbl_plugin.errors import InputError
+
+    evaluator = _evaluator()
+    atoms = Atoms("TePb", positions=[[0, 0, 0], [2.5, 0, 0]], pbc=True)  # no cell
+    with pytest.raises(InputError, match="periodic along a but its cell vector a is zero"):
+        evaluator.evaluate(atoms)
+    atoms.pbc = False
+    with pytest.raises(InputError, match="evaluate_many takes a list of structures"):
+        evaluator.evaluate_many(atoms)
+    with pytest.raises(InputError, match="structure 1: species 'Cu' is not in the model"):
+        evaluator.evaluate_many([atoms, Atoms("Cu")])
+    with pytest.raises(InputError, match="properties must be a list of names"):
+        evaluator.evaluate(atoms, None)
+
+
+@pytest.mark.parametrize("threads, message", [
+    (0, "num_threads must be 1 to 4096"), (-2, "num_threads must be 1 to 4096"),
+    (2**40, "got 1099511627776"), (1.5, "must be a whole number, got 1.5"),
+    ("a", "must be a whole number, got 'a'"),
+])
+def test_evaluator_num_threads_is_checked_once(threads, message):
+    # Before: 2**40 passed and raised OverflowError at the first evaluation; 1.5 became 1.
+    from nepzbl_plugin.engine import Evaluator
+    from nepzbl_plugin.errors import InputError
+    from nepzbl_plugin.testing import random_model
+
+    with pytest.raises(InputError, match=message):
+        Evaluator(random_model(types=("Te", "Pb"), seed=1), num_threads=threads)
+
+
+def test_update_parameters_names_the_bad_value():
+    from nepzbl_plugin.errors import InputError
+
+    evaluator = _evaluator()
+    p = evaluator.model.parameters.copy()
+    p[7] = np.nan
+    with pytest.raises(InputError, match="parameter 7 of .* is nan"):
+        evaluator.update_parameters(p)
+    with pytest.raises(InputError, match="must be a vector of .* numbers, got 'abc'"):
+        evaluator.update_parameters("abc")

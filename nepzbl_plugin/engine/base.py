@@ -40,9 +40,31 @@ PRECISIONS = {"float64": 0, "float32": 1}
 DEFAULT_PRECISION = "float64"
 
 
+#: The most OpenMP threads an evaluator takes: beyond it a typo (1e6, 2**40) would ask the
+#: system for that many threads (or overflow the engine's C int) on a large structure.
+MAX_THREADS = 4096
+
+
+def check_threads(num_threads) -> int:
+    """``num_threads`` (None: OpenMP's default, returned as 0) as an int from 1 to
+    :data:`MAX_THREADS`, or one InputError naming the argument."""
+    if num_threads is None:
+        return 0
+    try:
+        value = int(num_threads)
+        if isinstance(num_threads, bool) or value != num_threads:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"num_threads must be a whole number, got {num_threads!r}") from None
+    if not 1 <= value <= MAX_THREADS:
+        raise InputError(f"num_threads must be 1 to {MAX_THREADS} (or None for OpenMP's "
+                         f"default), got {value}")
+    return value
+
+
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be 'float64' or 'float32', not {precision!r}")
+        raise InputError(f"precision must be 'float64' or 'float32', not {precision!r}")
     return precision
 
 
@@ -74,18 +96,72 @@ class System:
     temperature: float | None = None
 
     def __post_init__(self):
-        self.types = np.ascontiguousarray(self.types, dtype=np.intc).reshape(-1)
-        self.positions = np.ascontiguousarray(self.positions, dtype=np.float64).reshape(-1, 3)
-        self.cell = np.ascontiguousarray(self.cell, dtype=np.float64).reshape(3, 3)
-        pbc = np.broadcast_to(np.asarray(self.pbc, dtype=bool), (3,))
-        self.pbc = tuple(bool(p) for p in pbc)
+        self.types = _whole_numbers(self.types, "types")
+        positions = _numbers(self.positions, "positions")
+        if positions.size == 0:
+            positions = positions.reshape(0, 3)
+        if positions.ndim != 2 or positions.shape[1] != 3:
+            raise InputError(f"System: positions must have shape (N, 3), got {positions.shape}")
+        self.positions = np.ascontiguousarray(positions)
+        cell = _numbers(self.cell, "cell")
+        if cell.shape != (3, 3):
+            raise InputError(f"System: cell must have shape (3, 3) (rows a, b, c), got "
+                             f"{cell.shape}")
+        self.cell = np.ascontiguousarray(cell)
+        pbc = np.asarray(self.pbc, dtype=bool).reshape(-1)
+        if pbc.size not in (1, 3):
+            raise InputError(f"System: pbc must be one flag or three, got {pbc.size}")
+        self.pbc = tuple(bool(p) for p in np.broadcast_to(pbc, (3,)))
         if self.positions.shape[0] != self.types.shape[0]:
-            raise ValueError(
-                f"{self.types.shape[0]} types but {self.positions.shape[0]} positions"
+            raise InputError(
+                f"System: {self.types.shape[0]} types but {self.positions.shape[0]} positions"
             )
 
     def __len__(self) -> int:
         return int(self.types.shape[0])
+
+
+def _numbers(values, name: str) -> np.ndarray:
+    """``values`` as a float64 array, or one InputError naming the argument."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"System: {name} must be numbers, got {_short(values)}") from None
+
+
+def _whole_numbers(values, name: str) -> np.ndarray:
+    """``values`` as a contiguous (N,) C-int array, or one InputError: a fraction or a value
+    beyond a C int is never truncated or wrapped into some other type index."""
+    try:
+        array = np.asarray(values)
+        if array.dtype.kind not in "iub":
+            floats = array.astype(np.float64)
+            if not np.all(np.isfinite(floats)) or np.any(floats != np.round(floats)):
+                raise ValueError
+    except (TypeError, ValueError):
+        raise InputError(f"System: {name} must be whole numbers (type indices), got "
+                         f"{_short(values)}") from None
+    array = array.reshape(-1)
+    if array.size and (array.min() < np.iinfo(np.intc).min or array.max() > np.iinfo(np.intc).max):
+        raise InputError(f"System: {name} must be type indices of the model, got "
+                         f"{int(array.min())}..{int(array.max())}")
+    return np.ascontiguousarray(array, dtype=np.intc)
+
+
+def _check_periodic_cell(system: System) -> System:
+    """One clear error for a periodic direction without a cell vector (an ``ase.Atoms`` made
+    with ``pbc=True`` and no cell), instead of the engine's 'singular cell'."""
+    for axis, (periodic, row) in enumerate(zip(system.pbc, system.cell, strict=True)):
+        if periodic and not np.any(row):
+            name = "abc"[axis]
+            raise InputError(f"the structure is periodic along {name} but its cell vector {name} "
+                             "is zero: give the cell, or make that direction open (pbc False)")
+    return system
+
+
+def _short(values) -> str:
+    text = repr(values)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def structure_temperature(structure) -> float | None:
@@ -143,11 +219,16 @@ def check_supported(model: Model) -> None:
 
 def check_parameters(model: Model, parameters) -> np.ndarray:
     """``parameters`` as a contiguous float64 vector of the model's length, all finite."""
-    p = np.ascontiguousarray(parameters, dtype=np.float64).reshape(-1)
+    try:
+        p = np.ascontiguousarray(parameters, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"parameters must be a vector of {model.num_parameters} numbers, "
+                         f"got {_short(parameters)}") from None
     if p.shape != (model.num_parameters,):
-        raise ValueError(f"expected {model.num_parameters} parameters, got {p.size}")
+        raise InputError(f"expected {model.num_parameters} parameters, got {p.size}")
     if not np.all(np.isfinite(p)):
-        raise ValueError("parameters must be finite")
+        bad = int(np.argmax(~np.isfinite(p)))
+        raise InputError(f"parameters must be finite: parameter {bad} of {p.size} is {p[bad]}")
     return p
 
 
@@ -202,10 +283,13 @@ class EvaluatorBase:
             if len(structure) and (
                 structure.types.min() < 0 or structure.types.max() >= self.model.num_types
             ):
-                raise ValueError(
-                    f"atom types must be 0..{self.model.num_types - 1} for this model"
+                bad = int(np.argmax((structure.types < 0)
+                                    | (structure.types >= self.model.num_types)))
+                raise InputError(
+                    f"atom {bad} has type {int(structure.types[bad])}: types must be "
+                    f"0..{self.model.num_types - 1} for this model ({', '.join(self.model.types)})"
                 )
-            return structure
+            return _check_periodic_cell(structure)
         try:
             numbers = np.asarray(structure.numbers)
         except AttributeError:
@@ -229,8 +313,8 @@ class EvaluatorBase:
                 f"species {name!r} is not in the model (species: "
                 f"{', '.join(self.model.types)})"
             )
-        return System(types, structure.get_positions(), structure.cell.array, structure.pbc,
-                      structure_temperature(structure))
+        return _check_periodic_cell(System(types, structure.get_positions(), structure.cell.array,
+                                           structure.pbc, structure_temperature(structure)))
 
     def temperature_of(self, system: System) -> float:
         """The temperature input of ``system`` for this model (:func:`temperature_input`)."""
@@ -245,6 +329,9 @@ class EvaluatorBase:
             "virial_zbl": (3, 3),
         }
         arrays = {}
+        if isinstance(properties, str) or not isinstance(properties, Iterable):
+            raise InputError(f"properties must be a list of names ({', '.join(PROPERTIES)}), "
+                             f"not {properties!r}")
         for name in properties:
             if name == "zbl":
                 for z in ZBL_OUTPUTS:
@@ -255,7 +342,7 @@ class EvaluatorBase:
             elif name in shapes:
                 arrays[name] = np.zeros(shapes[name])
             else:
-                raise ValueError(
+                raise InputError(
                     f"unknown property {name!r}; choose from {', '.join(PROPERTIES)}"
                 )
         return arrays

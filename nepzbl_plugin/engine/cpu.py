@@ -20,13 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EngineError
+from ..errors import EngineError, InputError
 from ..model import Model
 from .base import (
     DEFAULT_PRECISION,
     EvaluatorBase,
+    System,
     check_precision,
     check_supported,
+    check_threads,
     load_model,
     model_spec,
 )
@@ -94,11 +96,9 @@ class Evaluator(EvaluatorBase):
         self.precision = check_precision(precision)
         self.model = load_model(model)
         check_supported(self.model)
-        self.num_threads = 0 if num_threads is None else int(num_threads)
-        if num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"num_threads must be at least 1, got {num_threads}")
+        self.num_threads = check_threads(num_threads)
         if device not in ("cpu", "cuda", "auto"):
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', not {device!r}")
+            raise InputError(f"device must be 'cpu', 'cuda' or 'auto', not {device!r}")
         if device == "auto":
             device = "cuda" if _cuda_available() else "cpu"
         self.device = device
@@ -149,12 +149,20 @@ class Evaluator(EvaluatorBase):
         """
         if isinstance(properties, str):
             properties = (properties,)
+        if isinstance(structures, System) or hasattr(structures, "get_positions"):
+            raise InputError("evaluate_many takes a list of structures; for one structure use "
+                             "evaluate(structure)")
         if self._cuda is not None:
             results = self._cuda.evaluate_many(structures, properties)
             for k, result in enumerate(results):
                 self._check_finite(result, f"structure {k}: ")
             return results
-        systems = [self.system(s) for s in structures]
+        systems = []
+        for k, structure in enumerate(structures):
+            try:
+                systems.append(self.system(structure))
+            except InputError as error:
+                raise InputError(f"structure {k}: {error}") from None
         arrays = [self._allocate(len(s), properties) for s in systems]
         statuses = self._core.evaluate_batch(
             [(s.types, s.positions, s.cell, s.pbc, self.temperature_of(s)) for s in systems],
