@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from . import layout
+from .elements import _Z as _ELEMENTS
 from .elements import atomic_number
 from .errors import InputError
-from .io.nep_in import NepIn
+from .io.nep_in import NepIn, read_nep_in
 from .io.nep_txt import (
     format_nep_txt_fields,
     parse_nep_txt_fields,
@@ -40,6 +42,14 @@ __all__ = [
     "Model", "ZBLSettings", "read_model", "parse_nep_txt", "read_nep_txt", "format_nep_txt",
     "write_nep_txt", "UNIVERSAL_ZBL_COEFFICIENTS", "FLAG_NAMES", "pair_index",
 ]
+
+
+def _number(value, name: str) -> float:
+    """``value`` as a float, or one InputError naming the argument."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
 
 
 def checked_temperature(temperature) -> float:
@@ -132,7 +142,13 @@ class Model:
 
     @classmethod
     def from_nep_in(cls, nep: NepIn) -> Model:
-        """The model a ``nep.in`` trains, with every parameter and q_scaler value 0."""
+        """The model a ``nep.in`` (a :class:`NepIn` or its path) trains, with every parameter
+        and q_scaler value 0."""
+        if isinstance(nep, (str, Path)):
+            nep = read_nep_in(nep)
+        if not isinstance(nep, NepIn):
+            raise InputError(f"Model.from_nep_in takes a NepIn (nepzbl_plugin.io.nep_in."
+                             f"read_nep_in) or the path of a nep.in, not {type(nep).__name__}")
         return cls.empty(**nep.model_header_kwargs())
 
     @classmethod
@@ -152,7 +168,12 @@ class Model:
 
     @property
     def atomic_numbers(self) -> list[int]:
-        return [atomic_number(s) for s in self.types]
+        try:
+            return [atomic_number(s) for s in self.types]
+        except (KeyError, TypeError):
+            bad = next(s for s in self.types if not isinstance(s, str) or s not in _ELEMENTS)
+            raise InputError(f"model species {bad!r} is not an element symbol H..Pu (species: "
+                             f"{', '.join(map(str, self.types))})") from None
 
     @property
     def flags_on(self) -> tuple[bool, ...]:
@@ -203,6 +224,9 @@ class Model:
         one (``ANN N1 N2``) ``w1`` (N2, N1), ``b1`` (N2,) and ``w2`` (N2,) instead; ``beta``
         (shape (1,)) for nep5. Writing into them changes :attr:`parameters`.
         """
+        if not isinstance(block, (int, np.integer)) or isinstance(block, bool):
+            raise InputError(f"network(block): block must be a whole number 0.."
+                             f"{self.num_networks - 1} (a species index), not {block!r}")
         if not 0 <= block < self.num_networks:
             raise IndexError(f"network block {block} out of range 0..{self.num_networks - 1}")
         D, N1, N2 = self.descriptor_dim, self.n_neurons, self.n_neurons_second
@@ -340,16 +364,29 @@ class Model:
         factor
             Typewise factor f: per pair outer = min(f (R_cov,a + R_cov,b), outer).
         """
-        outer = float(outer)
-        inner = outer / 2 if inner is None else float(inner)
+        outer = _number(outer, "with_zbl: outer")
+        inner = outer / 2 if inner is None else _number(inner, "with_zbl: inner")
         if not (np.isfinite(outer) and outer > 0 and np.isfinite(inner) and 0 <= inner < outer):
-            raise ValueError(f"ZBL radii must satisfy 0 <= inner < outer, got {inner} {outer}")
-        if factor is not None and not (np.isfinite(factor) and factor > 0):
-            raise ValueError(f"the typewise ZBL factor must be positive, got {factor}")
+            raise InputError(f"ZBL radii must satisfy 0 <= inner < outer, got {inner} {outer}")
+        if factor is not None:
+            factor = _number(factor, "with_zbl: factor")
+            if not (np.isfinite(factor) and factor > 0):
+                raise InputError(f"the typewise ZBL factor must be positive, got {factor}")
         out = self.copy()
         mode = "universal" if factor is None else "typewise"
-        out.zbl = ZBLSettings(mode, inner=inner, outer=outer,
-                              factor=None if factor is None else float(factor))
+        out.zbl = ZBLSettings(mode, inner=inner, outer=outer, factor=factor)
+        # ZBL pairs come from the angular neighbour list (as GPUMD's): an outer radius beyond a
+        # pair's angular cutoff would cut ZBL off abruptly there, and read_model refuses it.
+        table, (_, angular) = out.zbl_table(), out.pair_cutoffs()
+        T = self.num_types
+        for a in range(T):
+            for b in range(a, T):
+                if table[a, b, 1] > angular[a, b] + 1e-9:
+                    raise InputError(
+                        f"with_zbl: ZBL outer radius {table[a, b, 1]:g} A of "
+                        f"{self.types[a]}-{self.types[b]} exceeds its angular cutoff "
+                        f"{angular[a, b]:g} A: ZBL would stop abruptly there (GPUMD uses outer "
+                        "radii of 1 to 3 A)")
         return out
 
     def to_nep4(self) -> Model:

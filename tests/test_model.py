@@ -99,6 +99,43 @@ def test_with_and_without_zbl():
             base.with_zbl(**bad)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(outer="abc"), "with_zbl: outer must be a number, got 'abc'"),
+    (dict(outer=None), "with_zbl: outer must be a number, got None"),
+    (dict(outer=2.0, factor="x"), "with_zbl: factor must be a number, got 'x'"),
+    # Before: accepted; ZBL stopped abruptly at the angular cutoff and read_model refused the
+    # file model.write() wrote.
+    (dict(outer=20.0), "ZBL outer radius 20 A of Li-Li exceeds its angular cutoff 4 A"),
+])
+def test_with_zbl_bad_arguments_are_one_input_error(kwargs, message):
+    from nepzbl_plugin.errors import InputError
+
+    base = random_model(types=("Li", "O"))
+    assert base.angular_cutoffs.max() == 4.0
+    with pytest.raises(InputError, match=message):
+        base.with_zbl(**kwargs)
+    base.with_zbl(4.0)  # at the cutoff: fine
+
+
+def test_model_api_bad_arguments_are_nepzbl_errors(tmp_path):
+    from nepzbl_plugin.errors import InputError
+    from nepzbl_plugin.io.nep_in import read_nep_in
+
+    (tmp_path / "nep.in").write_text("type 2 Li O\ncutoff 4 3\nn_max 2 2\nbasis_size 2 2\n"
+                                     "l_max 4 0 0\nneuron 3\n")
+    # a path works as the NepIn does (was: AttributeError 'str' object has no attribute ...)
+    assert Model.from_nep_in(tmp_path / "nep.in").num_parameters == \
+        Model.from_nep_in(read_nep_in(tmp_path / "nep.in")).num_parameters
+    with pytest.raises(InputError, match="from_nep_in takes a NepIn .* not NoneType"):
+        Model.from_nep_in(None)
+    model = random_model(types=("Li", "O"))
+    with pytest.raises(InputError, match="block must be a whole number 0..1 .* not 1.0"):
+        model.network(1.0)
+    model.types = ["Li", "Xx"]  # was: KeyError 'Xx' from deep inside the evaluator
+    with pytest.raises(InputError, match="model species 'Xx' is not an element symbol"):
+        model.atomic_numbers
+
+
 def test_summary_mentions_everything():
     text = read_model(shared_file("llzo", "NEP802-ZBL.txt")).summary()
     for piece in ("nep4_zbl", "Li La Zr O", "radial 6 A, angular 4 A", "universal, inner 0.9 A",
