@@ -18,7 +18,8 @@ import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from .engine import Evaluator, System
-from .model import Model
+from .errors import InputError
+from .model import Model, checked_temperature
 
 __all__ = ["NEP", "CPUNEP"]
 
@@ -78,7 +79,16 @@ class NEP(Calculator):
         return self.evaluator.model
 
     def set(self, **kwargs) -> dict:
-        """ASE's ``set``; a new ``temperature`` changes every result, so it clears them."""
+        """ASE's ``set``; a new ``temperature`` changes every result, so it clears them.
+        Other keys are refused: nothing else can change once the calculator exists."""
+        unknown = sorted(set(kwargs) - set(self.default_parameters))
+        if unknown:
+            raise InputError(
+                f"{type(self).__name__}: unknown or fixed parameter {', '.join(unknown)}; only "
+                f"{', '.join(sorted(self.default_parameters))} can be set (create a new "
+                "calculator for another model or device)")
+        if kwargs.get("temperature") is not None:
+            kwargs["temperature"] = checked_temperature(kwargs["temperature"])
         changed = Calculator.set(self, **kwargs)
         if "temperature" in changed:
             self.reset()

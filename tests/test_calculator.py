@@ -182,3 +182,26 @@ def test_nep_functions_molecule_without_cell(llzo_model):
         ref = cnep.get_potential_forces_and_virials(molecule, llzo_model)
     for a, b in zip(ours, ref, strict=True):
         np.testing.assert_allclose(a, b, atol=ABS)
+
+
+def test_set_refuses_unknown_keys_and_bad_temperatures(tmp_path):
+    # Before: set(foo=1), NEP(model, foo=3) and set(model_filename=...) were stored and
+    # ignored, and temperature='hot' or -5 was accepted (and ignored for a plain model).
+    from nepzbl_plugin.errors import InputError
+
+    model = random_model(types=("Li", "O"), seed=3)
+    calc = NEP(model)
+    with pytest.raises(InputError, match="NEP: unknown or fixed parameter foo; only "
+                                         "temperature can be set"):
+        calc.set(foo=1)
+    with pytest.raises(InputError, match="unknown or fixed parameter foo"):
+        NEP(model, foo=3)
+    for bad in ("hot", -5.0, float("nan")):
+        with pytest.raises(InputError, match="temperature must be a finite number of kelvin"):
+            calc.set(temperature=bad)
+        with pytest.raises(InputError, match="temperature must be a finite number of kelvin"):
+            NEP(model, temperature=bad)
+    assert calc.set(temperature=300) == {"temperature": 300.0}
+    model.write(tmp_path / "nep.txt")
+    with pytest.raises(InputError, match="CPUNEP: unknown or fixed parameter model_filename"):
+        CPUNEP(str(tmp_path / "nep.txt")).set(model_filename="other.txt")
