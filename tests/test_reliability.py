@@ -987,3 +987,81 @@ def test_update_parameters_names_the_bad_value():
         evaluator.update_parameters(p)
     with pytest.raises(InputError, match="must be a vector of .* numbers, got 'abc'"):
         evaluator.update_parameters("abc")
+
+
+# ---------------------------------------------------------------- Python API: train, predict
+@pytest.mark.parametrize("kwargs, message", [
+    # Before: -3 and 1.5 "reached -3 epochs"; NaN/inf learning rates ended in "parameters must
+    # be finite", a negative one climbed the loss; batch_size 0 became 1; report_interval 0
+    # raised ZeroDivisionError; max_time NaN and target_force_rmse NaN were ignored.
+    (dict(epochs=-3), "train: epochs must be a whole number >= 0, got -3"),
+    (dict(epochs=1.5), "train: epochs must be a whole number >= 0, got 1.5"),
+    (dict(epochs="5"), "train: epochs must be a whole number >= 0, got '5'"),
+    (dict(learning_rate=float("nan")), "train: learning_rate must be a finite number > 0"),
+    (dict(learning_rate=-1.0), "train: learning_rate must be a finite number > 0, got -1.0"),
+    (dict(batch_size=0), "train: batch_size must be a whole number >= 1, got 0"),
+    (dict(report_interval=0), "train: report_interval must be a whole number >= 1, got 0"),
+    (dict(max_time=float("nan")), "train: max_time must be a finite number > 0"),
+    (dict(target_force_rmse=float("nan")), "train: target_force_rmse must be a finite number"),
+    (dict(patience=-1), "train: patience must be a whole number >= 1"),
+    (dict(polish_after=-1), "train: polish_after must be a whole number >= 0"),
+    (dict(seed="abc"), "train: seed must be a whole number >= 0, got 'abc'"),
+    (dict(callback=3), "train: callback must be None or a callable"),
+])
+def test_train_bad_settings_are_one_input_error(tmp_path, kwargs, message):
+    from nepzbl_plugin.errors import InputError
+    from nepzbl_plugin.train import train
+
+    structures, nep_in = _tiny_run(tmp_path)
+    with pytest.raises(InputError, match=re.escape(message)):
+        train(structures, nep_in, **{"epochs": 1, **kwargs})
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("edit, message", [
+    # Before: a NaN label ran and stopped as "diverged ... Try a smaller learning_rate"; a
+    # frame without atoms did the same; 7 force rows for 8 atoms gave "the labels' arrays
+    # disagree on the structures, atoms or parameters".
+    (lambda s: setattr(s, "energy", float("nan")), "energy holds NaN or infinite values"),
+    (lambda s: s.forces.__setitem__((0, 0), np.inf), "forces holds NaN or infinite values"),
+    (lambda s: setattr(s, "forces", np.zeros((7, 3))), "forces has shape (7, 3), expected 8 x 3"),
+    (lambda s: setattr(s, "virial", np.full((3, 3), np.nan)), "virial holds NaN"),
+    (lambda s: (setattr(s, "symbols", []), setattr(s, "positions", np.zeros((0, 3))),
+                setattr(s, "forces", np.zeros((0, 3)))), "has no atoms"),
+])
+def test_train_and_predict_refuse_bad_labels_naming_the_frame(tmp_path, edit, message):
+    from nepzbl_plugin.errors import InputError
+    from nepzbl_plugin.model import Model
+    from nepzbl_plugin.train import predict, train
+
+    structures, nep_in = _tiny_run(tmp_path)
+    edit(structures[1])
+    structures[1].source = "train.xyz, line 11"
+    with pytest.raises(InputError, match=re.escape("structure 1 (train.xyz, line 11)")):
+        train(structures, nep_in, epochs=1)
+    with pytest.raises(InputError, match=re.escape(message)):
+        predict(Model.from_nep_in(nep_in), structures)
+
+
+def test_train_and_predict_output_dir_that_is_a_file_and_bad_arguments(tmp_path):
+    from nepzbl_plugin.errors import FileError, InputError
+    from nepzbl_plugin.model import Model
+    from nepzbl_plugin.train import predict, train
+
+    structures, nep_in = _tiny_run(tmp_path)
+    (tmp_path / "file").write_text("x")
+    # Before: FileExistsError [Errno 17] / NotADirectoryError from mkdir
+    with pytest.raises(FileError, match="file: output_dir is a file, not a folder"):
+        train(structures, nep_in, epochs=1, output_dir=tmp_path / "file")
+    with pytest.raises(FileError, match="sub: cannot create output_dir"):
+        train(structures, nep_in, epochs=1, output_dir=tmp_path / "file" / "sub")
+    model = Model.from_nep_in(nep_in)
+    with pytest.raises(FileError, match="output_dir is a file"):
+        predict(model, structures, tmp_path / "file")
+    # Before: numpy's "need at least one array to concatenate" and AttributeErrors
+    with pytest.raises(InputError, match="predict: no structures to predict"):
+        predict(model, [])
+    model.write(tmp_path / "nep.txt")
+    assert predict(tmp_path / "nep.txt", structures)[1]["force"] > 0
+    with pytest.raises(InputError, match="train: nep_in must be a NepIn .* not int"):
+        train(structures, 3, epochs=1)

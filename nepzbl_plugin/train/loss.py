@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = [
     "LossWeights",
     "Labels",
@@ -104,6 +106,23 @@ class LossWeights:
         )
 
 
+def _label(value, where: str, name: str, shape: tuple):
+    """A label as float64 of ``shape`` (a float for ``()``), all finite, or one InputError:
+    a NaN label made the loss NaN and the run stop as 'diverged, try a smaller learning_rate'."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: {name} must be numbers, got {value!r:.60}") from None
+    if array.shape != shape and array.size == int(np.prod(shape)):
+        array = array.reshape(shape)  # (3N,) forces or (9,) virials, as before
+    if array.shape != shape:
+        expected = " x ".join(map(str, shape)) if shape else "one number"
+        raise InputError(f"{where}: {name} has shape {array.shape}, expected {expected}")
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"{where}: {name} holds NaN or infinite values")
+    return float(array) if shape == () else array
+
+
 @dataclass
 class Labels:
     """Reference data of a set of structures, as flat arrays (atoms concatenated).
@@ -142,23 +161,28 @@ class Labels:
             [], [], [], [], [], [], [], []
         )
         for k, st in enumerate(structures):
+            where = f"structure {k}"
+            if getattr(st, "source", None):
+                where += f" ({st.source})"
             symbols = list(st.symbols)
             missing = sorted(set(symbols) - set(index))
             if missing:
-                raise ValueError(f"structure {k}: species {missing} not in the model {species}")
+                raise InputError(f"{where}: species {missing} not in the model {species}")
+            if not symbols:
+                raise InputError(f"{where} has no atoms")
             if st.forces is None:
-                raise ValueError(f"structure {k} has no forces; training needs them")
+                raise InputError(f"{where} has no forces; training needs them")
             if st.energy is None:
-                raise ValueError(f"structure {k} has no energy; training needs it")
+                raise InputError(f"{where} has no energy; training needs it")
             num_atoms.append(len(symbols))
             types.extend(index[s] for s in symbols)
-            energy.append(float(st.energy))
-            forces.append(np.asarray(st.forces, dtype=np.float64).reshape(-1, 3))
+            energy.append(_label(st.energy, where, "energy", ()))
+            forces.append(_label(st.forces, where, "forces", (len(symbols), 3)))
             if getattr(st, "virial", None) is None:
                 virial.append(np.zeros(6))
                 has_virial.append(False)
             else:
-                virial.append(virial_six(np.asarray(st.virial, dtype=np.float64).reshape(3, 3)))
+                virial.append(virial_six(_label(st.virial, where, "virial", (3, 3))))
                 has_virial.append(True)
             weight.append(float(getattr(st, "weight", 1.0) or 1.0))
             ew = getattr(st, "energy_weight", 1.0)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import NepzblError
+from ..errors import FileError, InputError, NepzblError
 from ..model import Model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .loss import (
@@ -120,7 +120,7 @@ def settings_from_nep_in(nep_in, num_structures: int, **overrides) -> TrainingSe
     else:
         s.optimizer = str(chosen).lower()
     if s.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {s.optimizer!r}; choose one of {OPTIMIZERS}")
+        raise InputError(f"unknown optimizer {s.optimizer!r}; choose one of {OPTIMIZERS}")
     if s.optimizer == "adamw":
         s.weight_decay = 1e-4
     for name in ("seed", "max_time", "learning_rate", "epochs", "batch_size",
@@ -167,6 +167,34 @@ def settings_from_nep_in(nep_in, num_structures: int, **overrides) -> TrainingSe
     s.batch_size = max(1, min(int(s.batch_size), max(1, num_structures)))
     s.seed = int(s.seed)
     return s
+
+
+# train()'s numeric overrides: (whole number?, smallest allowed, is the smallest excluded?)
+_OVERRIDE_RULES = {
+    "seed": (True, 0, False), "epochs": (True, 0, False), "batch_size": (True, 1, False),
+    "report_interval": (True, 1, False), "patience": (True, 1, False),
+    "polish_after": (True, 0, False), "max_time": (False, 0.0, True),
+    "learning_rate": (False, 0.0, True), "target_force_rmse": (False, 0.0, True),
+}
+
+
+def check_overrides(overrides: dict) -> None:
+    """One InputError naming the argument for a train() override that cannot be used: a
+    fraction, a string, NaN, a negative count, batch_size or report_interval 0 (were clamped,
+    ignored, or failed later with ZeroDivisionError or 'parameters must be finite')."""
+    for name, (whole, low, exclusive) in _OVERRIDE_RULES.items():
+        value = overrides.get(name)
+        if value is None:
+            continue
+        kind = "a whole number" if whole else "a finite number"
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and \
+            not isinstance(value, bool) and math.isfinite(value) and \
+            (not whole or float(value) == int(value))
+        if ok and (value <= low if exclusive else value < low):
+            ok = False
+        if not ok:
+            bound = f"> {low:g}" if exclusive else f">= {low:g}"
+            raise InputError(f"train: {name} must be {kind} {bound}, got {value!r}")
 
 
 def loss_weights_from_nep_in(nep_in, num_types: int) -> LossWeights:
@@ -753,10 +781,29 @@ def _snes_loop(run: _Run, params: np.ndarray, state, mu0) -> tuple[np.ndarray, s
 
 
 # ------------------------------------------------------------------------------------ API
+def make_output_dir(path: Path) -> None:
+    """Create the output folder (and its parents), or one FileError naming it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise FileError(path, "output_dir is a file, not a folder") from None
+    except OSError as error:
+        raise FileError(path, f"cannot create output_dir ({error.strerror or error})") from None
+
+
 def predict(model: Model, structures, output_dir=None, *, which: str = "train", backend=None):
     """GPUMD's prediction mode: evaluate ``structures`` with ``model``, write
     ``*_<which>.out`` (no shift, no training), return the predictions and RMSEs.
     ``backend``: as for :func:`train`."""
+    if isinstance(model, (str, Path)):
+        from ..model import read_model
+
+        model = read_model(model)
+    if not isinstance(model, Model):
+        raise InputError(f"predict: model must be a Model or the path of a nep.txt, not "
+                         f"{type(model).__name__}")
+    if not structures:
+        raise InputError("predict: no structures to predict")
     if backend is None:
         from ._backend import EngineBackend as backend
 
@@ -775,7 +822,7 @@ def predict(model: Model, structures, output_dir=None, *, which: str = "train", 
     if output_dir is not None:
         from ..io import gpumd_outputs as go
 
-        Path(output_dir).mkdir(parents=True, exist_ok=True)  # as train() does
+        make_output_dir(Path(output_dir))  # as train() does
         write_prediction_files(Path(output_dir), which, structures, pred, go)
     rmse = {"energy": value.rmse_energy, "force": value.rmse_force, "virial": value.rmse_virial}
     return pred, rmse
@@ -909,16 +956,25 @@ def train(
     if progress is not None and not callable(progress):
         raise TypeError("progress must be None or a callable progress(event, **info), e.g. "
                         "nepzbl_plugin.cli.train.TrainingProgressBar()")
+    if callback is not None and not callable(callback):
+        raise InputError(f"train: callback must be None or a callable callback(record, model), "
+                         f"not {type(callback).__name__}")
     if isinstance(nep_in, (str, Path)):
         from ..io.nep_in import read_nep_in
 
         nep_in = read_nep_in(nep_in)
+    from ..io.nep_in import NepIn
+
+    if not isinstance(nep_in, NepIn):
+        raise InputError(f"train: nep_in must be a NepIn (nepzbl_plugin.io.nep_in.read_nep_in) "
+                         f"or the path of a nep.in, not {type(nep_in).__name__}")
     if not train_structures:
-        raise ValueError("the training set is empty")
+        raise InputError("train: the training set is empty")
     overrides = dict(optimizer=optimizer, seed=seed, max_time=max_time, epochs=epochs,
                      learning_rate=learning_rate, batch_size=batch_size,
                      target_force_rmse=target_force_rmse, report_interval=report_interval,
                      patience=patience, polish_after=polish_after)
+    check_overrides(overrides)
     settings = settings_from_nep_in(nep_in, len(train_structures), **overrides)
     for note in settings.notes:
         log(note)
@@ -980,7 +1036,7 @@ def train(
 
     output = None if output_dir is None else Path(output_dir)
     if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
+        make_output_dir(output)
     state = load_checkpoint(output) if (output is not None and resume) else None
     if state is not None:
         arrays, scalars = state
