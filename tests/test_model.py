@@ -133,7 +133,7 @@ def test_model_api_bad_arguments_are_nepzbl_errors(tmp_path):
         model.network(1.0)
     model.types = ["Li", "Xx"]  # was: KeyError 'Xx' from deep inside the evaluator
     with pytest.raises(InputError, match="model species 'Xx' is not an element symbol"):
-        model.atomic_numbers
+        _ = model.atomic_numbers
 
 
 def test_summary_mentions_everything():
