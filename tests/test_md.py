@@ -442,3 +442,55 @@ def test_gpumd_export_writes_a_model_gpumd_runs(tmp_path):
                                ensemble="nve", steps=10, timestep=1.0,
                                temperature=None, every=5)
     assert paths[2].read_bytes() == (tmp_path / "nep4.txt").read_bytes() and not lines
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    # Before: 2.7 steps ran 2; '1' fs failed with "can't multiply sequence"; 'x' and NaN steps,
+    # four pressures and a string temperature were numpy/int() messages; seeds were numpy's.
+    (dict(steps=2.7), "steps must be a whole number >= 0, not 2.7"),
+    (dict(steps=float("nan")), "steps must be a whole number >= 0, not nan"),
+    (dict(timestep="1"), "the time step (fs) must be a number, not '1'"),
+    (dict(ensemble="nvt-langevin", temperature=300, tau_temperature="x"),
+     "tau_temperature (fs) must be a number, not 'x'"),
+    (dict(ensemble="npt", temperature=300, pressure=[1, 2, 3, 4]),
+     "the target pressure must be one number or three (xx, yy, zz) in GPa"),
+    (dict(temperature="hot"), "a temperature schedule takes (step, K) numbers"),
+    (dict(seed=-1), "seed must be None or a whole number >= 0, not -1"),
+    (dict(forces=3), "forces must be EngineForces, CalculatorForces or a callable"),
+])
+def test_run_md_bad_arguments_are_one_setup_error(argon, kwargs, message):
+    import re
+
+    arguments = {"forces": LennardJones(), "steps": 3, "timestep": 1.0, **kwargs}
+    with pytest.raises(MDSetupError, match=re.escape(message)):
+        run_md(argon, arguments.pop("forces"), arguments.pop("steps"), **arguments)
+
+
+@pytest.mark.parametrize("edit, message", [
+    # Before: the first step turned every position into NaN and the engine reported "NaN,
+    # infinite or huge position".
+    (lambda a: a.set_masses([0.0] * len(a)), "atom 0 (Ar) has mass 0.0: every mass must be"),
+    (lambda a: a.set_masses([-1.0] + [39.9] * (len(a) - 1)), "atom 0 (Ar) has mass -1.0"),
+    (lambda a: a.set_velocities(np.where(np.arange(len(a))[:, None] == 3, np.nan,
+                                         np.zeros((len(a), 3)))),
+     "atom 3 has a NaN or infinite velocity"),
+])
+def test_run_md_refuses_unusable_masses_and_velocities(argon, edit, message):
+    import re
+
+    atoms = argon.copy()
+    edit(atoms)
+    with pytest.raises(MDSetupError, match=re.escape(message)):
+        run_md(atoms, LennardJones(), 3, 1.0)
+
+
+def test_run_md_engine_forces_of_other_atoms_are_refused():
+    # Before: the run "stopped" at step 1 with "ValueError at step 1: 16 types but 15 positions"
+    from nepzbl_plugin.engine import Evaluator
+    from nepzbl_plugin.testing import random_model
+
+    atoms = bulk("Li", "bcc", a=3.4, cubic=True).repeat(2)
+    forces = EngineForces(Evaluator(random_model(types=("Li",), seed=1)), atoms)
+    with pytest.raises(MDSetupError, match="EngineForces were made for 16 atoms, these atoms "
+                                           "are 15"):
+        run_md(atoms[1:], forces, 3, 1.0)

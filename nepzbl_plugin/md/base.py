@@ -47,7 +47,11 @@ class TemperatureSchedule:
     """
 
     def __init__(self, points: Sequence[tuple[float, float]]):
-        points = sorted((float(s), float(t)) for s, t in points)
+        try:
+            points = sorted((float(s), float(t)) for s, t in points)
+        except (TypeError, ValueError):
+            raise MDSetupError(f"a temperature schedule takes (step, K) numbers, not "
+                               f"{points!r:.80}") from None
         if not points:
             raise MDSetupError("a temperature schedule needs at least one (step, K) point")
         for _, t in points:
@@ -149,16 +153,34 @@ def _checked_run(atoms, ensemble, steps, timestep, temperature, pressure, tau_te
     if ensemble not in ENSEMBLES:
         raise MDSetupError(f"unknown ensemble {ensemble!r}; choose from {', '.join(ENSEMBLES)}")
     thermostat, barostat, anisotropic = ENSEMBLES[ensemble]
-    steps = int(steps)
+    steps_in = steps
+    try:
+        steps = int(steps)
+        if isinstance(steps_in, bool) or steps != steps_in:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise MDSetupError(f"steps must be a whole number >= 0, not {steps_in!r}") from None
     if steps < 0:
         raise MDSetupError(f"steps must be >= 0, not {steps}")
+    timestep = _md_number(timestep, "the time step (fs)")
+    tau_temperature = _md_number(tau_temperature, "tau_temperature (fs)")
+    tau_pressure = _md_number(tau_pressure, "tau_pressure (fs)")
+    compressibility = _md_number(compressibility, "compressibility (1/GPa)")
     if not (timestep > 0 and np.isfinite(timestep)):
         raise MDSetupError(f"the time step must be a positive number of fs, not {timestep}")
+    _check_atoms(atoms)
     if temperature is None and thermostat is not None:
         raise MDSetupError(f"ensemble {ensemble} needs a temperature")
     if temperature is not None and not isinstance(temperature, TemperatureSchedule):
         temperature = TemperatureSchedule.constant(temperature)
-    target_pressure = np.broadcast_to(np.asarray(pressure, dtype=float), (3,)) * GPA
+    try:
+        target_pressure = np.asarray(pressure, dtype=float).reshape(-1)
+        if target_pressure.size not in (1, 3):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise MDSetupError(f"the target pressure must be one number or three (xx, yy, zz) in "
+                           f"GPa, not {pressure!r}") from None
+    target_pressure = np.broadcast_to(target_pressure, (3,)) * GPA
     if barostat is not None:
         if not all(atoms.pbc):
             raise MDSetupError("NPT needs a cell periodic in all three directions")
@@ -172,6 +194,28 @@ def _checked_run(atoms, ensemble, steps, timestep, temperature, pressure, tau_te
                            f"{tau_temperature}")
     beta = compressibility / GPA  # Angstrom^3 / eV
     return thermostat, barostat, anisotropic, steps, temperature, target_pressure, beta
+
+
+def _md_number(value, name: str) -> float:
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.number)):
+        raise MDSetupError(f"{name} must be a number, not {value!r}")
+    return float(value)
+
+
+def _check_atoms(atoms) -> None:
+    """Masses and velocities the integrator can use: a zero, negative or NaN mass (or a NaN
+    velocity) otherwise turned every position into NaN at the first step, which the engine
+    then reported as 'NaN, infinite or huge position'."""
+    masses = np.asarray(atoms.get_masses(), dtype=float)
+    bad = ~(np.isfinite(masses) & (masses > 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise MDSetupError(f"atom {i} ({atoms.get_chemical_symbols()[i]}) has mass {masses[i]}: "
+                           "every mass must be a positive number of amu (atoms.set_masses)")
+    velocities = np.asarray(atoms.get_velocities(), dtype=float)
+    if not np.all(np.isfinite(velocities)):
+        i = int(np.argmax(~np.all(np.isfinite(velocities), axis=1)))
+        raise MDSetupError(f"atom {i} has a NaN or infinite velocity")
 
 
 def _starting_state(atoms, temperature, thermostat, thermalize, rng):

@@ -172,6 +172,16 @@ def run_md(
     """
     from .cuda_loop import cuda_model_of, run_md_cuda
 
+    if not callable(forces):
+        raise MDSetupError(f"forces must be EngineForces, CalculatorForces or a callable "
+                           f"(positions, cell) -> (energy, forces, virial), not "
+                           f"{type(forces).__name__}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise MDSetupError(f"seed must be None or a whole number >= 0, not {seed!r}")
+    if isinstance(forces, EngineForces) and len(forces.types) != len(atoms):
+        raise MDSetupError(f"the EngineForces were made for {len(forces.types)} atoms, these "
+                           f"atoms are {len(atoms)}: make them from the same atoms")
     check_temperature_input(forces, temperature)
     if cuda_model_of(forces) is not None:  # a CUDA evaluator: the device-resident loop
         return run_md_cuda(atoms, forces, steps, timestep, ensemble=ensemble,
