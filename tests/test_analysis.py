@@ -507,3 +507,26 @@ def test_pair_distances_fast_path_equals_ase():
         ref_key = np.lexsort((reference[2], reference[1], reference[0]))
         for a, b in zip(ours, reference):
             np.testing.assert_allclose(a[key], b[ref_key], atol=1e-12)
+
+
+def test_rdf_msd_arrhenius_bad_input_is_one_analysis_error():
+    # Before: RDF().compute([]) raised TypeError 'NoneType' object is not iterable; a NaN
+    # position gave an all-zero RDF and a NaN diffusion coefficient; Arrhenius.extrapolate(0)
+    # raised ZeroDivisionError and a negative temperature returned 5e292 cm²/s.
+    atoms = bulk("NaCl", "rocksalt", a=5.64)
+    with pytest.raises(AnalysisError, match="RDF: no frames to analyse"):
+        RDF(3.0).compute([])
+    with pytest.raises(AnalysisError, match="RDF: frame 0 is a str, not ase.Atoms"):
+        RDF(3.0).compute("abc")
+    bad = atoms.copy()
+    bad.positions[1, 0] = np.nan
+    with pytest.raises(AnalysisError, match="RDF: frame 1 has NaN or infinite positions"):
+        RDF(3.0).compute([atoms, bad])
+    positions = np.zeros((20, 4, 3)) + np.arange(20)[:, None, None] * 0.01
+    positions[3, 2, 1] = np.nan
+    with pytest.raises(AnalysisError, match="frame 3, atom 2: NaN or infinite position"):
+        MSD(blocks=2).compute_arrays(positions, ["Na", "Cl"] * 2, 1.0)
+    fit = Arrhenius().compute([600, 800, 1000], [1e-7, 1e-6, 5e-6])
+    for T in (0, -5.0, float("nan")):
+        with pytest.raises(AnalysisError, match="temperature_K"):
+            fit.extrapolate(T)

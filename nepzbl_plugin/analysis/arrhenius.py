@@ -93,8 +93,10 @@ class Arrhenius(Compute):
 
     def predict(self, temperature_K) -> np.ndarray:
         """D at ``temperature_K`` from the fit."""
-        T = np.asarray(temperature_K, dtype=np.float64)
         ln_d0, ea = self._result("parameters")
+        T = as_float_array(temperature_K, "temperature_K", np.ndim(temperature_K))
+        if np.any(T <= 0):
+            raise AnalysisError(f"temperature_K must be positive, not {temperature_K}")
         return np.exp(ln_d0 - ea / (KB_EV_PER_K * T))
 
     def extrapolate(self, temperature_K: float = 300.0) -> tuple[float, float]:

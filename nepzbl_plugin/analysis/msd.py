@@ -161,6 +161,10 @@ class MSD(Compute):
         positions = np.asarray(positions, dtype=np.float64)
         F = positions.shape[0]
         symbols = np.asarray(symbols)
+        if not np.all(np.isfinite(positions)):
+            bad = np.argwhere(~np.isfinite(positions))[0]
+            raise AnalysisError(f"frame {bad[0]}, atom {bad[1]}: NaN or infinite position (the "
+                                "MSD would be NaN)")
         if self.remove_drift:
             positions = positions - (positions.mean(axis=1) - positions[0].mean(axis=0))[:, None]
         present = list(dict.fromkeys(symbols.tolist()))

@@ -58,9 +58,16 @@ class RDF(Compute):
         """Add one ``ase.Atoms`` or a list of them."""
         if hasattr(frames, "get_chemical_symbols"):
             frames = [frames]
-        for atoms in frames:
+        frames = list(frames)
+        if not frames and not self._frames:
+            raise AnalysisError("RDF: no frames to analyse")
+        for k, atoms in enumerate(frames):
+            if not hasattr(atoms, "get_chemical_symbols"):
+                raise AnalysisError(f"RDF: frame {k} is a {type(atoms).__name__}, not ase.Atoms")
             if atoms.cell.rank != 3:
                 raise AnalysisError("RDF needs a periodic cell with nonzero volume")
+            if not np.all(np.isfinite(atoms.positions)):
+                raise AnalysisError(f"RDF: frame {k} has NaN or infinite positions")
             symbols = np.array(atoms.get_chemical_symbols())
             if self.species is None:
                 self.species = list(dict.fromkeys(symbols.tolist()))
