@@ -238,6 +238,45 @@ def test_exact_arrhenius_law_is_recovered():
     assert 0.003 < weighted.activation_energy_error < 0.03
 
 
+def test_two_unweighted_points_have_no_error_rather_than_nan():
+    """Two points fix the line: Ea and D0 exact, their errors None (were NaN), and the plot
+    label and the CLI say so without a ± NaN."""
+    from nepzbl_plugin.analysis.plots import _ea_label
+
+    fit = Arrhenius().compute([800.0, 1000.0], [1e-6, 4e-6])
+    ea = KB_EV_PER_K * np.log(4.0) / (1 / 800.0 - 1 / 1000.0)
+    assert fit.activation_energy == pytest.approx(ea, rel=1e-12)
+    assert fit.activation_energy_error is None and fit.prefactor_error is None
+    value, error = fit.extrapolate(300.0)
+    assert np.isfinite(value) and error is None
+    out = fit.as_dict()
+    assert out["Ea_error_eV"] is None and out["D_room_error"] is None
+    assert _ea_label(fit.activation_energy, None) == f"Ea = {ea:.3f} eV"
+
+
+def test_small_analysis_helpers_refuse_what_gave_nan_inf_or_a_traceback():
+    from ase import Atoms
+
+    from nepzbl_plugin.analysis import locality_radius
+
+    atoms = Atoms("LiO", positions=[[0, 0, 0], [1.5, 0, 0]], cell=[5, 5, 5], pbc=True)
+    for cutoff in (-1.0, 0.0, float("nan")):  # found no pair: "inf" for every pair
+        with pytest.raises(AnalysisError, match="search cutoff must be a positive"):
+            pair_min_distances(atoms, ["Li", "O"], cutoff)
+    cells = np.array([np.eye(3) * 5, np.zeros((3, 3))])  # LinAlgError before
+    with pytest.raises(AnalysisError, match="frame 1: the cell is singular"):
+        unwrap(np.zeros((2, 1, 3)), cells)
+    with pytest.raises(AnalysisError, match="volume must be a positive"):  # ZeroDivisionError
+        nernst_einstein(1e-6, 10, 0.0, 600.0, 1.0)
+    with pytest.raises(AnalysisError, match="frame 1: the lattice lengths must be positive"):
+        LatticeTemperature().compute([300.0, 400.0], [[5.0, 5.0, 5.0], [0.0, 5.0, 5.0]])
+    for bad in (0, -2, 1.5, True):  # odd shapes or a TypeError deep in numpy
+        with pytest.raises(AnalysisError, match="n_components must be a whole number >= 1"):
+            DescriptorMap(n_components=bad)
+    with pytest.raises(AnalysisError, match="needs a NEP Model"):  # AttributeError before
+        locality_radius(3)
+
+
 def test_arrhenius_refuses_bad_input():
     with pytest.raises(AnalysisError):
         Arrhenius().compute([800.0], [1e-6])

@@ -50,8 +50,8 @@ class Arrhenius(Compute):
             if T.size > 2:
                 residual = y - design @ parameters
                 covariance = np.linalg.inv(normal) * (residual @ residual) / (T.size - 2)
-            else:
-                covariance = np.full((2, 2), np.nan)
+            else:  # two points fix the line exactly: nothing is left to estimate errors from
+                covariance = None
         self._results = {"T": T, "D": D,
                          "D_error": None if diffusion_error is None else error,
                          "parameters": parameters, "covariance": covariance}
@@ -78,9 +78,10 @@ class Arrhenius(Compute):
         return float(self._result("parameters")[1])
 
     @property
-    def activation_energy_error(self) -> float:
-        """Standard error of Ea, eV (NaN for two unweighted points: no residual left)."""
-        return float(np.sqrt(self._result("covariance")[1, 1]))
+    def activation_energy_error(self) -> float | None:
+        """Standard error of Ea, eV (None for two unweighted points: no residual left)."""
+        covariance = self._result("covariance")
+        return None if covariance is None else float(np.sqrt(covariance[1, 1]))
 
     @property
     def prefactor(self) -> float:
@@ -88,8 +89,10 @@ class Arrhenius(Compute):
         return float(np.exp(self._result("parameters")[0]))
 
     @property
-    def prefactor_error(self) -> float:
-        return float(self.prefactor * np.sqrt(self._result("covariance")[0, 0]))
+    def prefactor_error(self) -> float | None:
+        """Standard error of D0 (None for two unweighted points)."""
+        covariance = self._result("covariance")
+        return None if covariance is None else float(self.prefactor * np.sqrt(covariance[0, 0]))
 
     def predict(self, temperature_K) -> np.ndarray:
         """D at ``temperature_K`` from the fit."""
@@ -99,12 +102,16 @@ class Arrhenius(Compute):
             raise AnalysisError(f"temperature_K must be positive, not {temperature_K}")
         return np.exp(ln_d0 - ea / (KB_EV_PER_K * T))
 
-    def extrapolate(self, temperature_K: float = 300.0) -> tuple[float, float]:
+    def extrapolate(self, temperature_K: float = 300.0) -> tuple[float, float | None]:
         """(D, its standard error) at ``temperature_K`` (default room temperature, 300 K),
-        the error propagated through the covariance of ln D0 and Ea."""
+        the error propagated through the covariance of ln D0 and Ea (None for two unweighted
+        points)."""
         value = float(self.predict(temperature_K))
+        covariance = self._result("covariance")
+        if covariance is None:
+            return value, None
         gradient = np.array([1.0, -1.0 / (KB_EV_PER_K * temperature_K)])
-        variance = gradient @ self._result("covariance") @ gradient
+        variance = gradient @ covariance @ gradient
         return value, float(value * np.sqrt(variance))
 
     def as_dict(self, room_temperature_K: float = 300.0) -> dict:

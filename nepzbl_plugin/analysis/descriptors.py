@@ -106,6 +106,9 @@ class DescriptorMap(Compute):
         if method == "umap" and not umap_available():
             raise AnalysisError("method 'umap' needs the umap-learn package (pip install "
                                 "umap-learn); 'pca' needs nothing")
+        if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) \
+                or n_components < 1:
+            raise AnalysisError(f"n_components must be a whole number >= 1, not {n_components!r}")
         self.method = method
         self.n_components = int(n_components)
         self.seed = int(seed)

@@ -65,6 +65,10 @@ class LatticeTemperature(Compute):
                                 f"{lengths.shape} (expected ({T.size}, 3))")
         if T.size == 0:
             raise AnalysisError("no frames to analyse")
+        bad = np.flatnonzero(~np.all(np.isfinite(lengths) & (lengths > 0), axis=1))
+        if bad.size:  # a zero length made c/a NaN or infinite
+            raise AnalysisError(f"frame {int(bad[0])}: the lattice lengths must be positive "
+                                f"numbers of Å, not {lengths[bad[0]].tolist()}")
         lengths = lengths / self.repetitions
         if self.bin_width is None:
             keys = T

@@ -30,6 +30,9 @@ __all__ = ["Locality", "locality_radius", "random_ball_displacements"]
 def locality_radius(model) -> float:
     """2 x the largest cutoff of a NEP :class:`~nepzbl_plugin.model.Model` (Å): beyond it the
     force on an atom does not depend on any other atom (see the module docstring)."""
+    if not hasattr(model, "max_cutoff"):
+        raise AnalysisError(f"locality_radius needs a NEP Model (read_model), "
+                            f"not {type(model).__name__}")
     return 2.0 * float(model.max_cutoff)
 
 

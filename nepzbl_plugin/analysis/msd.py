@@ -27,9 +27,14 @@ def unwrap(positions: np.ndarray, cells: np.ndarray) -> np.ndarray:
     its minimum image in that frame's cell (F, 3, 3), rows the cell vectors. Correct as long as
     no atom moves by half a cell length between frames."""
     positions = np.asarray(positions, dtype=np.float64)
+    cells = np.asarray(cells, dtype=np.float64)
     steps = np.diff(positions, axis=0)
     for k in range(steps.shape[0]):
         cell = cells[k + 1]
+        volume = abs(np.linalg.det(cell)) if np.all(np.isfinite(cell)) else np.nan
+        if not volume > 1e-12:  # also NaN: inv would fail or give garbage
+            raise AnalysisError(f"frame {k + 1}: the cell is singular or not finite; wrapped "
+                                "positions need a full periodic cell to be unwrapped")
         fractional = steps[k] @ np.linalg.inv(cell)
         fractional -= np.round(fractional)
         steps[k] = fractional @ cell
@@ -290,6 +295,8 @@ def nernst_einstein(diffusion_cm2_per_s: float, count: int, volume_A3: float,
     """sigma = n q² e² D / (k_B T) in S/cm, n = count / volume the carrier density."""
     if not temperature_K > 0:
         raise AnalysisError(f"the temperature must be positive, not {temperature_K} K")
+    if not (np.isfinite(volume_A3) and volume_A3 > 0):
+        raise AnalysisError(f"the volume must be a positive number of Å^3, not {volume_A3}")
     density_per_cm3 = count / (volume_A3 * 1e-24)
     q = charge * _ELEMENTARY_CHARGE_C
     return float(density_per_cm3 * q * q * diffusion_cm2_per_s / (_KB_J_PER_K * temperature_K))

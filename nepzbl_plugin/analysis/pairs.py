@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._base import AnalysisError
+
 __all__ = ["pair_key", "pair_names", "pair_distances", "pair_min_distances", "MinPairDistances"]
 
 
@@ -83,6 +85,8 @@ def pair_min_distances(frames, species, cutoff: float) -> dict[str, float]:
     species are ignored."""
     if hasattr(frames, "get_chemical_symbols"):
         frames = [frames]
+    if not (np.isfinite(cutoff) and cutoff > 0):  # NaN or <= 0 found no pair: "inf" everywhere
+        raise AnalysisError(f"the search cutoff must be a positive number of Å, not {cutoff}")
     species = list(species)
     index = {s: k for k, s in enumerate(species)}
     T = len(species)

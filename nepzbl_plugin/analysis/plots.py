@@ -75,6 +75,11 @@ def plot_msd(msd, path, title: str | None = None) -> Path:
     return _save(fig, path)
 
 
+def _ea_label(ea: float, error: float | None) -> str:
+    """Ea with its standard error, or without one (two points fix the line exactly)."""
+    return f"Ea = {ea:.3f} eV" if error is None else f"Ea = {ea:.3f} ± {error:.2g} eV"
+
+
 def plot_arrhenius(arrhenius, path, unit: str = "cm²/s", title: str | None = None) -> Path:
     """ln D against 1000/T with the fitted line."""
     plt = _pyplot()
@@ -83,8 +88,7 @@ def plot_arrhenius(arrhenius, path, unit: str = "cm²/s", title: str | None = No
     ax.errorbar(1000.0 / T, D, yerr=error, fmt="o", capsize=3, label="data")
     line_T = np.linspace(T.min(), T.max(), 100)
     ax.plot(1000.0 / line_T, arrhenius.predict(line_T), "k-",
-            label=f"Ea = {arrhenius.activation_energy:.3f} ± "
-                  f"{arrhenius.activation_energy_error:.2g} eV")
+            label=_ea_label(arrhenius.activation_energy, arrhenius.activation_energy_error))
     ax.set_yscale("log")
     ax.set_xlabel("1000 / T (1/K)")
     ax.set_ylabel(f"D ({unit})")

@@ -42,6 +42,11 @@ FIGURE_MSD = "item4_msd.png"
 FIGURE_ARRHENIUS = "item4_arrhenius.png"
 
 
+
+def _pm(value: float, error: float | None, spec: str) -> str:
+    """value ± error, or the value alone when the fit has no error (two unweighted points)."""
+    return format(value, spec) + ("" if error is None else " ± " + format(error, spec))
+
 def paper_activation_energy() -> float:
     """Ea (eV) of the straight line through the middles of the paper's two ranges."""
     (d8, d10) = (np.mean(PAPER_D[800]), np.mean(PAPER_D[1000]))
@@ -189,7 +194,7 @@ def _figures(ctx, summaries, points, arrhenius, s) -> None:
         fit = arrhenius.get(model)
         label = f"{model}, cubic start"
         if fit and fit.get("Ea_eV") is not None:
-            label += f": Ea {fit['Ea_eV']:.2f} ± {fit['Ea_error_eV']:.2f} eV"
+            label += f": Ea {_pm(fit['Ea_eV'], fit['Ea_error_eV'], '.2f')} eV"
             grid = np.linspace(min(x), max(x), 20)
             ax.plot(grid, fit["D0"] * np.exp(-fit["Ea_eV"] / (KB_EV_PER_K * 1000 / grid)),
                     color=colours[model], lw=0.8)
@@ -230,7 +235,7 @@ def _fit_text(fit) -> str | None:
     if not fit or fit.get("Ea_eV") is None:
         return None
     temps = ", ".join(f"{t:g}" for t in fit["temperatures_K"])
-    return f"{fit['Ea_eV']:.2f} ± {fit['Ea_error_eV']:.2f} eV ({temps} K)"
+    return f"{_pm(fit['Ea_eV'], fit['Ea_error_eV'], '.2f')} eV ({temps} K)"
 
 
 def rows(result: dict, ctx) -> list[dict]:
@@ -294,7 +299,7 @@ def section(result: dict, ctx) -> str:
                                      result["arrhenius_paper_phases"])):
             f = table_of_fits.get(m)
             if f and f.get("Ea_eV") is not None:
-                fits.append([m, name, f"{f['Ea_eV']:.3f} ± {f['Ea_error_eV']:.3f}",
+                fits.append([m, name, _pm(f["Ea_eV"], f["Ea_error_eV"], ".3f"),
                              f"{f['D0']:.2e}", ", ".join(f"{t:g}" for t in f["temperatures_K"]),
                              "1/σ² weights" if f["weighted"] else "unweighted"])
     if fits:
