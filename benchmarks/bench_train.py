@@ -72,12 +72,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from nepzbl_plugin.cli.train import TrainingProgressBar  # noqa: E402
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from peer_training import LENGTH_UNIT, MODEL_FILE, last_step, parse_timing  # noqa: E402
+
 DATA = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data"
 
 LLZO_TARGET = {"energy": 0.60e-3, "force": 42.3e-3, "virial": 5.6e-3}
 PBTE_TARGET = {"energy": 0.41e-3, "force": 39.9e-3}
 MILESTONES_MIN = (1, 2, 5, 10, 15, 20, 30, 45, 60)
 DEVICE = ["auto"]  # --device
+PEERS = ("neppo", "torchnep")
 
 
 def _read(nep_in_path, xyz_paths):
@@ -208,32 +212,13 @@ def bench_memory(minutes, out, optimizer):
           f"target < 8 GB: {'MET' if peak < 8 else 'NOT met'}")
 
 
-def _neppo_run(directory: Path, nep_in_text: str, steps: int, device: str = "cpu") -> float:
-    """Train with neppo's GPUMD-style runner for ``steps`` steps; returns the wall time."""
-    import logging
-
-    from neppo.nep_in import run
-
-    logging.getLogger("neppo").setLevel(logging.WARNING)
-    lines = [ln for ln in nep_in_text.splitlines()
-             if ln.split()[:1] not in (["generation"], ["output_interval"], ["seed"])]
-    lines += [f"generation {steps}", f"output_interval {steps}", "seed 42"]
-    (directory / "nep.in").write_text("\n".join(lines) + "\n")
-    t0 = time.monotonic()
-    run(directory, device=device)
-    return time.monotonic() - t0
-
-
 def bench_llzo_peers(minutes, out, optimizer):
-    """nepzbl and neppo on NEP25-ZBL for the same wall time; held-out RMSE of both."""
-    import shutil
-
-    from nepzbl_plugin.model import read_model
+    """nepzbl, neppo and TorchNEP on NEP25-ZBL for the same wall time each, one after the
+    other on the same cores; held-out RMSE of every final model by nepzbl's same code."""
     from nepzbl_plugin.train import predict, train
 
-    nep_in_path = DATA / "llzo/NEP25-ZBL/nep.in"
-    nep_in, structures = _read(nep_in_path, [DATA / "llzo/NEP25-ZBL/train.xyz"])
-    _, held_out = _read(nep_in_path, sorted((DATA / "llzo/validation").glob("*.xyz")))
+    nep_in_path, nep_in, structures, held_out = _llzo_sets()
+    device = _peer_device(DEVICE[0])
     budget = 60.0 * minutes
     results = {}
 
@@ -243,36 +228,42 @@ def bench_llzo_peers(minutes, out, optimizer):
                            device=DEVICE[0])
     wall = time.monotonic() - t0
     _, rmse = predict(model, held_out)
-    results["nepzbl"] = (wall, history.records[-1]["step"], rmse)
+    results["nepzbl"] = (wall, f"{history.records[-1]['step']} steps", rmse, "")
 
-    try:
-        import neppo
-    except ImportError:
-        print("neppo is not installed (pip install neppo): only nepzbl was measured")
-    else:
-        run_dir = out / "neppo"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(DATA / "llzo/NEP25-ZBL/train.xyz", run_dir / "train.xyz")
-        text = nep_in_path.read_text()
-        # calibration: the cost of one step from two short runs (set-up cancels out)
-        short, longer = 5, 25
-        t_short = _neppo_run(run_dir, text, short)
-        t_long = _neppo_run(run_dir, text, longer)
-        per_step = max((t_long - t_short) / (longer - short), 1e-3)
-        steps = max(longer, int((budget - t_short) / per_step))
-        print(f"neppo {neppo.__version__}: {per_step:.3f} s per step, {steps} steps for "
-              f"{minutes:g} min")
-        wall = _neppo_run(run_dir, text, steps)
-        _, rmse = predict(read_model(run_dir / "nep.txt"), held_out)
-        results[f"neppo {neppo.__version__}"] = (wall, steps, rmse)
+    for code in PEERS:
+        version = _peer_version(code)
+        if version is None:
+            print(f"{code} is not installed: not measured")
+            continue
+        if code == "neppo":
+            # neppo's learning rate follows a cosine over the run's steps: the step count is
+            # set from the cost of a step, timed from two short runs (start-up cancels out)
+            short = _run_peer(code, out / "neppo_5", device, 5, budget)
+            longer = _run_peer(code, out / "neppo_25", device, 25, budget)
+            per_step = max(((longer["train"] or longer["wall"])
+                            - (short["train"] or short["wall"])) / 20, 1e-3)
+            length = max(25, int((budget - (short["train"] or short["wall"])) / per_step))
+            print(f"neppo {version}: {per_step:.3f} s per step, {length} steps for "
+                  f"{minutes:g} min")
+        else:
+            # TorchNEP's plateau schedule does not depend on the run's length: a long run,
+            # stopped at the budget, leaves the model of its lowest training loss so far
+            length = 1_000_000
+        run = _run_peer(code, out / code, device, length, budget)
+        rmse, note = _evaluate_peer_model(out / code / MODEL_FILE[code], nep_in, held_out)
+        done = _peer_progress(out / code, code)
+        results[f"{code} {version}"] = (run["wall"], done, rmse, note)
 
     print(f"\nLLZO NEP25-ZBL (zbl 1.8), {len(structures)} train / {len(held_out)} held-out "
-          f"frames, {minutes:g} min each on the same cores")
-    print(f"{'code':<12} {'wall (s)':>9} {'steps':>7} {'E (meV/atom)':>13} {'F (meV/Å)':>10} "
+          f"frames, {minutes:g} min each on the same cores ({device})")
+    print(f"{'code':<16} {'wall (s)':>9} {'run':>14} {'E (meV/atom)':>13} {'F (meV/Å)':>10} "
           f"{'V (meV/atom)':>13}")
-    for code, (wall, steps, rmse) in results.items():
-        print(f"{code:<12} {wall:9.0f} {steps:7d} {rmse['energy'] * 1e3:13.3f} "
-              f"{rmse['force'] * 1e3:10.2f} {rmse['virial'] * 1e3:13.3f}")
+    for code, (wall, done, rmse, note) in results.items():
+        if rmse is None:
+            print(f"{code:<16} {wall:9.0f} {done:>14} {note}")
+            continue
+        print(f"{code:<16} {wall:9.0f} {done:>14} {rmse['energy'] * 1e3:13.3f} "
+              f"{rmse['force'] * 1e3:10.2f} {rmse['virial'] * 1e3:13.3f} {note}")
 
 
 def _llzo_sets():
@@ -295,12 +286,13 @@ def _gpu_memory_used_mib() -> float | None:
         return None
 
 
-def bench_gpu(seconds, out, optimizer, peer_minutes):
-    """Time to the held-out targets on the GPU, steps/s, device memory; peers on the GPU."""
+def _nepzbl_held_out_run(structures, nep_in, held_out, seconds, out, optimizer, device):
+    """Train nepzbl for ``seconds`` with a report every 10 steps; the held-out RMSEs of every
+    report's model, evaluated afterwards so that they do not count as training time. Returns
+    the model, the history, the wall time and the rows (wall time since the call, step,
+    RMSEs)."""
     from nepzbl_plugin.train import predict, train
-    from nepzbl_plugin.train.cuda_backend import CudaBackend
 
-    nep_in_path, nep_in, structures, held_out = _llzo_sets()
     snapshots = []
     t0 = time.monotonic()
 
@@ -309,15 +301,40 @@ def bench_gpu(seconds, out, optimizer, peer_minutes):
 
     model, history = train(structures, nep_in, output_dir=out, optimizer=optimizer,
                            max_time=seconds, callback=callback, report_interval=10,
-                           device="cuda", log=None)
+                           device=device, log=None)
     wall = time.monotonic() - t0
-    reached = None
     rows = []
     for when, record, snap in snapshots:
         _, rmse = predict(snap, held_out)
         rows.append({"time": when, "step": record["step"], **rmse})
-        if reached is None and all(rmse[k] < LLZO_TARGET[k] for k in LLZO_TARGET):
-            reached = rows[-1]
+    return model, history, wall, rows
+
+
+def _nepzbl_reference(rows, device, seconds, version):
+    """The peers' target: nepzbl's final held-out force RMSE, and the first wall time at which
+    nepzbl's held-out force RMSE was that low."""
+    target = rows[-1]["force"]
+    first = next(r for r in rows if r["force"] <= target)
+    return {"code": f"nepzbl {version}", "device": device, "budget_s": seconds,
+            "target_force": target, "time_to_target": first["time"], "step": first["step"],
+            "energy": rows[-1]["energy"], "virial": rows[-1]["virial"]}
+
+
+def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first):
+    """Time to the held-out targets on the GPU, steps/s, device memory; peers on the GPU."""
+    import json
+
+    from nepzbl_plugin import __version__
+    from nepzbl_plugin.train.cuda_backend import CudaBackend
+
+    nep_in_path, nep_in, structures, held_out = _llzo_sets()
+    model, history, wall, rows = _nepzbl_held_out_run(structures, nep_in, held_out, seconds,
+                                                      out, optimizer, "cuda")
+    reached = None
+    for r in rows:
+        if all(r[k] < LLZO_TARGET[k] for k in LLZO_TARGET):
+            reached = r
+            break
     steps = history.records[-1]["step"] if history.records else 0
     train_time = history.records[-1]["time"] if history.records else wall
     backend = CudaBackend(model, structures)
@@ -334,83 +351,270 @@ def bench_gpu(seconds, out, optimizer, peer_minutes):
           f"use {_gpu_memory_used_mib()} MiB")
     print("held-out targets (0.60 meV/atom, 42.3 meV/Å, 5.6 meV/atom) within 20 s: "
           + (f"MET at {reached['time']:.1f} s" if reached and reached["time"] <= 20 else "NOT met"))
-    if rows:
-        _plot(rows, Path(out) / "bench_gpu.png", "LLZO NEP25-ZBL held-out RMSE (GPU)",
-              [("energy", "meV/atom"), ("force", "meV/Å"), ("virial", "meV/atom")], LLZO_TARGET)
-    target_force = rows[-1]["force"] if rows else None
-    if target_force is None:
+    if not rows:
         return
-    _peers_on_gpu(nep_in_path, held_out, target_force, peer_minutes, Path(out))
+    _plot(rows, Path(out) / "bench_gpu.png", "LLZO NEP25-ZBL held-out RMSE (GPU)",
+          [("energy", "meV/atom"), ("force", "meV/Å"), ("virial", "meV/atom")], LLZO_TARGET)
+    reference = _nepzbl_reference(rows, "cuda", seconds, __version__)
+    # the peers' target, for `bench_train.py peers --nepzbl-reference` in a later call
+    (Path(out) / "nepzbl_reference.json").write_text(json.dumps(reference, indent=1) + "\n")
+    if peer_minutes > 0:
+        _peers_time_to_target(nep_in_path, nep_in, held_out, reference, 60 * peer_minutes,
+                              "cuda", Path(out), peer_first)
 
 
-def _peers_on_gpu(nep_in_path, held_out, target_force, peer_minutes, out):
-    """neppo and TorchNEP on the GPU: runs of doubling length until the held-out force RMSE
-    reaches ``target_force`` or ``peer_minutes`` are spent."""
+def bench_peers(out, device, peer_seconds, peers, reference_path, seconds, optimizer, first):
+    """nepzbl's held-out force RMSE (from ``gpu``'s output, or a run of ``seconds`` now), then
+    the time each peer needs to reach it on the same device."""
+    import json
+
+    from nepzbl_plugin import __version__
+
+    nep_in_path, nep_in, structures, held_out = _llzo_sets()
+    if reference_path is not None and Path(reference_path).is_file():
+        reference = json.loads(Path(reference_path).read_text())
+        print(f"nepzbl's target from {reference_path} ({reference['device']}, "
+              f"{reference['budget_s']:g} s run)")
+    else:
+        if reference_path is not None:
+            print(f"{reference_path} not found: nepzbl trains {seconds:g} s now")
+        nepzbl_device = "cuda" if device == "cuda" else "cpu"
+        _, _, wall, rows = _nepzbl_held_out_run(structures, nep_in, held_out, seconds,
+                                                out / "nepzbl", optimizer, nepzbl_device)
+        reference = _nepzbl_reference(rows, nepzbl_device, seconds, __version__)
+        (out / "nepzbl_reference.json").write_text(json.dumps(reference, indent=1) + "\n")
+        print(f"nepzbl {__version__} on {nepzbl_device}: {rows[-1]['step']} steps in "
+              f"{wall:.1f} s, held-out F {reference['target_force'] * 1e3:.2f} meV/Å")
+    _peers_time_to_target(nep_in_path, nep_in, held_out, reference, peer_seconds, device, out,
+                          first, peers)
+
+
+def _peer_device(device: str) -> str:
+    """cuda or cpu for the peers' torch: ``auto`` is the GPU when nepzbl's CUDA engine finds
+    one (asking torch would import it, and start CUDA, in this process)."""
+    if device != "auto":
+        return device
+    try:
+        from nepzbl_plugin.engine.cuda import cuda_available
+
+        return "cuda" if cuda_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def _peer_version(code: str) -> str | None:
+    """The installed version of a peer package (without importing it, so without torch), or
+    None."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(code)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _run_peer(code, run_dir, device, length, seconds) -> dict:
+    """Train ``code`` on LLZO NEP25-ZBL for ``length`` steps (neppo) or epochs (TorchNEP) in a
+    fresh ``run_dir``, stopped after ``seconds``. The run's wall time (interpreter start and
+    imports included), its training time (after ``import torch``; None when stopped), whether
+    the budget stopped it, and its exit status."""
     import shutil
+    import signal
+    import subprocess
+
+    shutil.rmtree(run_dir, ignore_errors=True)  # TorchNEP resumes from a checkpoint it finds
+    run_dir.mkdir(parents=True)
+    shutil.copy(DATA / "llzo/NEP25-ZBL/nep.in", run_dir / "nep.gpumd.in")
+    shutil.copy(DATA / "llzo/NEP25-ZBL/train.xyz", run_dir / "train.xyz")
+    command = [sys.executable, str(REPO / "benchmarks/peer_training.py"), "train", code, device,
+               str(length)]
+    stopped = False
+    t0 = time.monotonic()
+    with open(run_dir / "peer.log", "w") as log:
+        # a session of its own: the budget stops the run with the processes it started
+        child = subprocess.Popen(command, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        try:
+            child.wait(timeout=max(seconds, 1.0))
+        except subprocess.TimeoutExpired:
+            stopped = True
+        wall = time.monotonic() - t0
+        try:
+            os.killpg(child.pid, signal.SIGKILL)  # also any worker left behind by a clean exit
+        except ProcessLookupError:
+            pass
+        child.wait()
+    timing = parse_timing((run_dir / "peer.log").read_text(errors="replace"))
+    return {"length": length, "wall": wall, "train": timing[1] if timing else None,
+            "stopped": stopped, "returncode": child.returncode, "dir": run_dir}
+
+
+def _peer_progress(run_dir, code) -> str:
+    """How far a run got, from its log: TorchNEP's last epoch, neppo's last reported step."""
+    text = (run_dir / "peer.log").read_text(errors="replace")
+    done = last_step(code, text)
+    return f"{done} {LENGTH_UNIT[code]}" if done is not None else "-"
+
+
+def _evaluate_peer_model(path, nep_in, held_out) -> tuple[dict | None, str]:
+    """Held-out RMSEs of a peer's nep.txt by nepzbl's code (the one that evaluates nepzbl's own
+    models), or None and why not: a file nepzbl cannot read, or a model that is not the one
+    nep.in asks for (types, ZBL), gives no number rather than a wrong one."""
+    from nepzbl_plugin.errors import NepzblError
+    from nepzbl_plugin.model import read_model
+    from nepzbl_plugin.train import predict
+
+    if not path.is_file():
+        return None, "no model written"
+    try:
+        model = read_model(path)
+    except NepzblError as error:
+        return None, f"nepzbl cannot read {path.name}: {error}"
+    if list(model.types) != list(nep_in.types):
+        return None, f"{path.name} has the types {model.types}, nep.in {nep_in.types}"
+    wanted = nep_in.zbl_settings()
+    if (model.zbl is None) != (wanted is None) or (
+            wanted is not None and (model.zbl.mode, model.zbl.inner, model.zbl.outer)
+            != (wanted.mode, wanted.inner, wanted.outer)):
+        return None, (f"{path.name} has ZBL {model.zbl}, nep.in asks for {wanted}: not the "
+                      "model nep.in defines")
+    _, rmse = predict(model, held_out)
+    return rmse, ""
+
+
+def _check_frames(held_out, path):
+    """Four held-out frames (their closest pairs, 1.56 to 1.63 Å, already inside ZBL's outer
+    radius of 1.8 Å) and two copies of the first compressed to 80 % and 50 % (closest pairs 1.30
+    and 0.81 Å: ZBL's switching zone and its pure range below 0.9 Å), written as an xyz file for
+    the peers' own evaluators."""
+    import dataclasses
+
+    from nepzbl_plugin.io.xyz import write_train_xyz
+
+    frames = list(held_out[:4])
+    for scale in (0.8, 0.5):
+        frames.append(dataclasses.replace(held_out[0], positions=held_out[0].positions * scale,
+                                          cell=held_out[0].cell * scale))
+    write_train_xyz(path, frames)
+    return frames
+
+
+def _check_peer_model(code, model_path, held_out, run_dir) -> str:
+    """Compare nepzbl's evaluation of a peer's model with the peer's own (float64, CPU) on
+    held-out and compressed frames: the RMSEs are the peer's model only if they agree."""
+    import json
     import subprocess
 
     from nepzbl_plugin.model import read_model
     from nepzbl_plugin.train import predict
 
-    text = nep_in_path.read_text()
-    results = {}
+    frames = _check_frames(held_out, run_dir / "check.xyz")
+    command = [sys.executable, str(REPO / "benchmarks/peer_training.py"), "check", code,
+               str(model_path.resolve()), str((run_dir / "check.xyz").resolve())]
     try:
-        import neppo
-    except ImportError:
-        print("neppo is not installed: not measured")
-    else:
-        run_dir = out / "neppo"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(DATA / "llzo/NEP25-ZBL/train.xyz", run_dir / "train.xyz")
-        spent, steps, found = 0.0, 50, None
-        while spent < 60 * peer_minutes and found is None:
-            wall = _neppo_run(run_dir, text, steps, device="cuda")
-            spent += wall
-            _, rmse = predict(read_model(run_dir / "nep.txt"), held_out)
-            print(f"neppo {neppo.__version__}: {steps} steps, {wall:.1f} s, held-out F "
-                  f"{rmse['force'] * 1e3:.1f} meV/Å")
-            if rmse["force"] <= target_force:
-                found = wall
-            steps *= 2
-        results[f"neppo {neppo.__version__}"] = found
-    try:
-        import torchnep  # noqa: F401
-    except ImportError:
-        print("torchnep is not installed: not measured")
-    else:
-        run_dir = out / "torchnep"
-        budget, found = 10.0, None
-        while budget <= 60 * peer_minutes and found is None:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            run_dir.mkdir(parents=True)
-            shutil.copy(nep_in_path, run_dir / "nep.in")
-            shutil.copy(DATA / "llzo/NEP25-ZBL/train.xyz", run_dir / "train.xyz")
-            script = ("from torchnep import train_nep; train_nep('nep.in', 'train.xyz', "
-                      "output_dir='output', valid_ratio=0.0)")
-            t0 = time.monotonic()
-            try:
-                subprocess.run([sys.executable, "-c", script], cwd=run_dir, timeout=budget,
-                               capture_output=True)
-            except subprocess.TimeoutExpired:
-                pass
-            wall = time.monotonic() - t0
-            models = sorted((run_dir / "output").glob("nep*.txt"),
-                            key=lambda path: path.stat().st_mtime)
-            if models:
-                _, rmse = predict(read_model(models[-1]), held_out)
-                print(f"torchnep: {wall:.1f} s, {models[-1].name}, held-out F "
-                      f"{rmse['force'] * 1e3:.1f} meV/Å")
-                if rmse["force"] <= target_force:
-                    found = wall
-            else:
-                print(f"torchnep: no model written within {budget:.0f} s")
-            budget *= 2
-        results["torchnep"] = found
-    print(f"\ntime to nepzbl's held-out force RMSE ({target_force * 1e3:.1f} meV/Å) "
-          "on the same GPU:")
-    for code, found in results.items():
-        print(f"  {code:<14} " + (f"{found:.1f} s" if found is not None
-                                  else f"not reached in {peer_minutes:g} min"))
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                              cwd=run_dir)
+        theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError) as error:
+        return f"own evaluation failed ({type(error).__name__}); not cross-checked"
+    ours, _ = predict(read_model(model_path), frames)
+    atoms = np.array([len(f.symbols) for f in frames])
+    d_force = np.max(np.abs(np.concatenate([np.asarray(f) for f in theirs["forces"]])
+                            - ours.forces))
+    d_energy = np.max(np.abs(np.asarray(theirs["energy"]) - ours.energy) / atoms)
+    verdict = "agree" if d_force < 1e-6 and d_energy < 1e-6 else "DISAGREE"
+    return (f"nepzbl and {code}'s own float64 evaluation of {model_path.name} {verdict}: max "
+            f"|dF| {d_force:.1e} eV/Å, |dE| {d_energy:.1e} eV/atom on 4 held-out frames and 2 "
+            "compressed to the ZBL range")
+
+
+def _peers_time_to_target(nep_in_path, nep_in, held_out, reference, budget, device, out,
+                          first, peers=None):
+    """For each peer, runs of doubling length (``first`` steps or epochs, then twice as many,
+    each from scratch) until one's held-out force RMSE reaches nepzbl's, or ``budget``
+    seconds are spent on that peer; the time to the target is that run's training time. A table
+    with the ratios to nepzbl's time follows."""
+    target = reference["target_force"]
+    results = []
+    for code in peers or PEERS:
+        version = _peer_version(code)
+        if version is None:
+            print(f"{code} is not installed: not measured")
+            continue
+        name = f"{code} {version}"
+        runs, spent, length = [], 0.0, first
+        while budget - spent >= 5.0:
+            run = _run_peer(code, out / code / f"{LENGTH_UNIT[code]}_{length}", device, length,
+                            budget - spent)
+            spent += run["wall"]
+            run["rmse"], run["note"] = _evaluate_peer_model(run["dir"] / MODEL_FILE[code],
+                                                            nep_in, held_out)
+            runs.append(run)
+            state = ("stopped by the budget" if run["stopped"]
+                     else f"exit {run['returncode']}" if run["returncode"] else "done")
+            force = (f"held-out F {run['rmse']['force'] * 1e3:.1f} meV/Å" if run["rmse"]
+                     else run["note"])
+            trained = f"{run['train']:.1f}" if run["train"] is not None else "-"
+            print(f"{name}: {length} {LENGTH_UNIT[code]} ({_peer_progress(run['dir'], code)} "
+                  f"done), {run['wall']:.1f} s wall ({trained} s after imports, {state}), "
+                  f"{force}", flush=True)
+            if run["returncode"] and not run["stopped"]:
+                log = (run["dir"] / "peer.log").read_text(errors="replace").splitlines()
+                print("  " + "\n  ".join(log[-8:]))
+            if run["rmse"] is not None and run["rmse"]["force"] <= target:
+                break
+            if run["stopped"] or run["returncode"] or run["note"].startswith(("nepzbl cannot",
+                                                                             "model")):
+                break
+            length *= 2
+        scored = [r for r in runs if r["rmse"] is not None]
+        reached = next((r for r in scored if r["rmse"]["force"] <= target), None)
+        best = reached or (min(scored, key=lambda r: r["rmse"]["force"]) if scored else None)
+        check = ""
+        if best is not None:
+            check = _check_peer_model(code, best["dir"] / MODEL_FILE[code], held_out,
+                                      best["dir"])
+            print(f"  {check}")
+        results.append({"name": name, "reached": reached, "best": best, "spent": spent,
+                        "check": check, "note": runs[-1]["note"] if runs else "not run",
+                        "unit": LENGTH_UNIT[code]})
+    _print_peer_table(reference, results, budget, device)
+
+
+def _print_peer_table(reference, results, budget, device):
+    nepzbl_time = reference["time_to_target"]
+    print(f"\nLLZO NEP25-ZBL (zbl 1.8): time to nepzbl's held-out force RMSE "
+          f"{reference['target_force'] * 1e3:.2f} meV/Å (120 frames), each peer on {device}, "
+          f"at most {budget:.0f} s per peer; nepzbl on {reference['device']}")
+    print(f"{'code':<16} {'time (s)':>9} {'x nepzbl':>9} {'run':>13} {'F (meV/Å)':>10} "
+          f"{'E (meV/atom)':>13} {'V (meV/atom)':>13} {'spent (s)':>10}")
+    print(f"{reference['code']:<16} {nepzbl_time:9.1f} {1.0:9.2f} "
+          f"{str(reference['step']) + ' steps':>13} {reference['target_force'] * 1e3:10.2f} "
+          f"{reference['energy'] * 1e3:13.3f} {reference['virial'] * 1e3:13.3f} "
+          f"{reference['budget_s']:10.0f}")
+    for r in results:
+        best = r["best"]
+        if best is None:
+            print(f"{r['name']:<16} {'-':>9} {'-':>9} {'-':>13} {r['note']}")
+            continue
+        if r["reached"] is not None:
+            # a run the budget stopped: its wall time bounds the time to the target from above
+            when = best["train"] if best["train"] is not None else best["wall"]
+            time_text, ratio = f"{when:.1f}", f"{when / nepzbl_time:.2f}"
+        else:
+            time_text, ratio = f"> {r['spent']:.0f}", f"> {r['spent'] / nepzbl_time:.1f}"
+        rmse = best["rmse"]
+        print(f"{r['name']:<16} {time_text:>9} {ratio:>9} "
+              f"{str(best['length']) + ' ' + r['unit']:>13} {rmse['force'] * 1e3:10.2f} "
+              f"{rmse['energy'] * 1e3:13.3f} {rmse['virial'] * 1e3:13.3f} {r['spent']:10.0f}")
+    print("time: nepzbl's first report at the target (start-up included, imports and reading "
+          "the xyz not); a peer's training time in the first run of doubling length that "
+          "reaches it (after import torch; its reading of the xyz and neighbour lists "
+          "included). '> S': not reached within the S seconds spent, the row shows its best "
+          "run. Held-out RMSEs of every model by nepzbl's evaluation of the nep.txt written.")
+    for r in results:
+        if r["check"]:
+            print(f"  {r['name']}: {r['check']}")
 
 
 def bench_gpu_epoch(threads, out):
@@ -670,13 +874,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("case", choices=("llzo", "pbte", "memory", "llzo-peers", "scaling",
-                                         "gpu", "gpu-epoch", "gpu-steps"))
+                                         "gpu", "gpu-epoch", "gpu-steps", "peers"))
     parser.add_argument("--minutes", type=float, default=None,
                         help="training wall time in minutes (default 20; memory: 3)")
     parser.add_argument("--out", default=None, help="output folder (default bench_train_CASE)")
     parser.add_argument("--optimizer", default=None, help="adam (default), lbfgs or snes")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="where llzo/pbte/memory/llzo-peers train (default auto)")
+                        help="where llzo/pbte/memory/llzo-peers/peers train (default auto: "
+                             "the GPU when nepzbl finds one)")
     parser.add_argument("--threads", default=None,
                         help="scaling: comma-separated thread counts (default 1,2); gpu-epoch, "
                              "gpu-steps: CPU threads of the comparison (default 16)")
@@ -684,9 +889,21 @@ def main(argv=None):
                         help="scaling: interleaved rounds per thread count (default 5)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="scaling, gpu-steps: seconds per measurement (default 3); gpu: "
-                             "training budget in seconds (default 20)")
+                             "training budget in seconds (default 20); peers: nepzbl's budget "
+                             "when it has no --nepzbl-reference (default 20)")
     parser.add_argument("--peer-minutes", type=float, default=5.0,
-                        help="gpu: the most each peer may train, in minutes (default 5)")
+                        help="gpu: the most each peer may train, in minutes (default 5; 0: "
+                             "no peers)")
+    parser.add_argument("--peer-seconds", type=float, default=75.0,
+                        help="peers: the most each peer may train, in seconds (default 75)")
+    parser.add_argument("--peer-first", type=int, default=100,
+                        help="gpu, peers: a peer's first run length in steps (neppo) or epochs "
+                             "(TorchNEP), doubled until the target (default 100)")
+    parser.add_argument("--peers", default=",".join(PEERS),
+                        help=f"peers: which, comma-separated (default {','.join(PEERS)})")
+    parser.add_argument("--nepzbl-reference", default=None,
+                        help="peers: nepzbl_reference.json written by the gpu case (nepzbl's "
+                             "held-out force RMSE and its time); absent: nepzbl trains now")
     args = parser.parse_args(argv)
     DEVICE[0] = args.device
     if args.case == "scaling":
@@ -704,7 +921,12 @@ def main(argv=None):
         old.unlink()  # a benchmark always starts afresh
     if args.case == "gpu":
         bench_gpu(args.seconds if args.seconds is not None else 20.0, out, args.optimizer,
-                  args.peer_minutes)
+                  args.peer_minutes, args.peer_first)
+    elif args.case == "peers":
+        bench_peers(out, _peer_device(args.device), args.peer_seconds,
+                    [p for p in args.peers.split(",") if p], args.nepzbl_reference,
+                    args.seconds if args.seconds is not None else 20.0, args.optimizer,
+                    args.peer_first)
     elif args.case == "gpu-epoch":
         bench_gpu_epoch(int(args.threads or 16), out)
     else:
