@@ -6,11 +6,12 @@
 * ``pbte``: train GPUMD's PbTe example; target train RMSE 0.41 meV/atom, 39.9 meV/Å in 20 min.
 * ``memory``: peak memory of a 2000 x 192-atom training set (LLZO frames, randomly
   displaced); target < 8 GB.
-* ``llzo-peers``: the same LLZO training with nepzbl and with neppo (PyTorch, AdamW, GPUMD's
-  nep.in) for the same wall time each, one after the other on the same cores; both final
-  models are evaluated on the held-out frames by the same code. neppo's run is step-based with
-  a cosine learning-rate schedule, so its step count is set from a timed calibration run to end
-  within the budget.
+* ``llzo-peers``: the same LLZO training with nepzbl, neppo and TorchNEP for the same wall
+  time each, one after the other on the same cores; every final model is evaluated on the
+  held-out frames by the same code. neppo's run is step-based with a cosine learning-rate
+  schedule, so its step count is set from timed calibration runs to end within the budget;
+  TorchNEP's plateau schedule does not depend on the length, so a long run is stopped at the
+  budget.
 * ``scaling``: optimiser steps per second of the CPU trainer for each thread count (default 1
   and 2), measured in one run, interleaved and repeated (the order alternates every round),
   best of the rounds, with the ratio to one thread. Target: 2 threads >= 1.8 x 1 thread; 16
@@ -23,8 +24,19 @@
   (``--device cuda``, float32 products and float64 sums) with a report every epoch; the first
   wall time (start-up included) at which the held-out RMSEs are below all three targets
   within 20 s, the optimiser steps per second and the device memory of the training set.
-  Then neppo and TorchNEP (when installed) on the same GPU: the wall time each needs to reach
-  nepzbl's held-out force RMSE (runs of doubling length up to ``--peer-minutes``).
+  Writes ``nepzbl_reference.json`` (the final held-out force RMSE and when nepzbl first had
+  it) for ``peers``; with ``--peer-minutes`` > 0, the peers follow on the same GPU.
+* ``peers``: neppo and TorchNEP (pure-Python packages over PyTorch, when installed) on the
+  same input, on ``--device``: the training time each needs to reach nepzbl's held-out force
+  RMSE, read from ``--nepzbl-reference`` or measured by a ``--seconds`` nepzbl run first; a
+  table with the ratios to nepzbl's time. Each peer trains through its own nep.in runner
+  (``benchmarks/peer_training.py``) in a child process, with its own defaults wherever
+  GPUMD's nep.in says nothing, in runs of doubling length (``--peer-first`` steps or epochs,
+  each run from scratch) until one reaches the target or ``--peer-seconds`` are spent. Every
+  nep.txt written is evaluated by nepzbl's own code (``predict``, as for nepzbl's models),
+  after checking that it is the model nep.in defines (types, ZBL) and that nepzbl's
+  evaluation of it agrees with the peer's own in float64; a file nepzbl cannot read is
+  reported as such, without an RMSE.
 * ``gpu-epoch``: a 2000-structure, 192-atom set (LLZO frames, randomly displaced): the time of
   one epoch (every structure's predictions and gradient once, in batches of ``batch_size``)
   and the device memory on the GPU, against the CPU trainer's epoch time (``--threads``,
@@ -39,8 +51,8 @@
   the ratio of each row to it. The device rows are timed again with the kernels' work arrays
   contiguous per thread (the layout before 2026-11-30), the A/B of the interleaved layout.
 
-``--device`` (auto, cpu, cuda) chooses where ``llzo``, ``pbte``, ``memory`` and
-``llzo-peers`` train. Each prints a table (time, RMSEs) and writes a PNG of RMSE vs wall time
+``--device`` (auto, cpu, cuda) chooses where ``llzo``, ``pbte``, ``memory``, ``llzo-peers``
+and ``peers`` train. Each prints a table (time, RMSEs) and writes a PNG of RMSE vs wall time
 next to its outputs.
 
 Usage::
@@ -50,6 +62,8 @@ Usage::
     PYTHONPATH=. python benchmarks/bench_train.py memory [--minutes 3]
     PYTHONPATH=. python benchmarks/bench_train.py llzo-peers [--minutes 5]
     PYTHONPATH=. python benchmarks/bench_train.py gpu [--seconds 20] [--peer-minutes 5]
+    PYTHONPATH=. python benchmarks/bench_train.py peers [--device cuda] [--peer-seconds 75]
+        [--nepzbl-reference OUT/nepzbl_reference.json] [--peers neppo,torchnep] [--table-only]
     PYTHONPATH=. python benchmarks/bench_train.py gpu-epoch [--threads 16]
     PYTHONPATH=. python benchmarks/bench_train.py gpu-steps [--threads 16] [--seconds 3]
     PYTHONPATH=. python benchmarks/bench_train.py scaling [--threads 1,2] [--rounds 5]
@@ -82,6 +96,7 @@ PBTE_TARGET = {"energy": 0.41e-3, "force": 39.9e-3}
 MILESTONES_MIN = (1, 2, 5, 10, 15, 20, 30, 45, 60)
 DEVICE = ["auto"]  # --device
 PEERS = ("neppo", "torchnep")
+PEER_GROUPS = set()  # process groups of the peers' runs in progress, ended on SIGTERM
 
 
 def _read(nep_in_path, xyz_paths):
@@ -286,11 +301,12 @@ def _gpu_memory_used_mib() -> float | None:
         return None
 
 
-def _nepzbl_held_out_run(structures, nep_in, held_out, seconds, out, optimizer, device):
+def _nepzbl_held_out_run(structures, nep_in, held_out, seconds, out, optimizer, device,
+                         max_rows=None):
     """Train nepzbl for ``seconds`` with a report every 10 steps; the held-out RMSEs of every
-    report's model, evaluated afterwards so that they do not count as training time. Returns
-    the model, the history, the wall time and the rows (wall time since the call, step,
-    RMSEs)."""
+    report's model (of every k-th and the last when there are more than ``max_rows``),
+    evaluated afterwards so that they do not count as training time. Returns the model, the
+    history, the wall time and the rows (wall time since the call, step, RMSEs)."""
     from nepzbl_plugin.train import predict, train
 
     snapshots = []
@@ -303,6 +319,11 @@ def _nepzbl_held_out_run(structures, nep_in, held_out, seconds, out, optimizer, 
                            max_time=seconds, callback=callback, report_interval=10,
                            device=device, log=None)
     wall = time.monotonic() - t0
+    if max_rows and len(snapshots) > max_rows:
+        # a GPU run reports a few hundred times in 20 s: evaluating all would take minutes
+        every = -(-len(snapshots) // max_rows)
+        snapshots = snapshots[every - 1::every] + ([snapshots[-1]] if len(snapshots) % every
+                                                   else [])
     rows = []
     for when, record, snap in snapshots:
         _, rmse = predict(snap, held_out)
@@ -363,30 +384,46 @@ def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first):
                               "cuda", Path(out), peer_first)
 
 
-def bench_peers(out, device, peer_seconds, peers, reference_path, seconds, optimizer, first):
+def bench_peers(out, device, peer_seconds, peers, reference_path, seconds, optimizer, first,
+                table_only=False):
     """nepzbl's held-out force RMSE (from ``gpu``'s output, or a run of ``seconds`` now), then
-    the time each peer needs to reach it on the same device."""
+    the time each peer needs to reach it on the same device. Every result is also written to
+    ``out`` (nepzbl_reference.json, peer_CODE.json), so that each peer can run under a time
+    limit of its own and ``table_only`` prints the table of them all afterwards."""
     import json
 
     from nepzbl_plugin import __version__
 
+    if table_only:
+        reference = json.loads((out / "nepzbl_reference.json").read_text())
+        results = [json.loads((out / f"peer_{code}.json").read_text()) for code in peers
+                   if (out / f"peer_{code}.json").is_file()]
+        budget = max((r["budget"] for r in results), default=peer_seconds)
+        _print_peer_table(reference, results, budget, device)
+        return
     nep_in_path, nep_in, structures, held_out = _llzo_sets()
-    if reference_path is not None and Path(reference_path).is_file():
-        reference = json.loads(Path(reference_path).read_text())
-        print(f"nepzbl's target from {reference_path} ({reference['device']}, "
-              f"{reference['budget_s']:g} s run)")
+    candidates = [Path(p) for p in (reference_path or "").split(",") if p]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is not None:
+        reference = json.loads(found.read_text())
+        print(f"nepzbl's target from {found} ({reference['device']}, "
+              f"{reference['budget_s']:g} s run): held-out F "
+              f"{reference['target_force'] * 1e3:.2f} meV/Å at {reference['time_to_target']:.1f} s")
     else:
-        if reference_path is not None:
-            print(f"{reference_path} not found: nepzbl trains {seconds:g} s now")
+        if candidates:
+            print(f"no {' or '.join(map(str, candidates))}: nepzbl trains {seconds:g} s now")
         nepzbl_device = "cuda" if device == "cuda" else "cpu"
         _, _, wall, rows = _nepzbl_held_out_run(structures, nep_in, held_out, seconds,
-                                                out / "nepzbl", optimizer, nepzbl_device)
+                                                out / "nepzbl", optimizer, nepzbl_device,
+                                                max_rows=40)
         reference = _nepzbl_reference(rows, nepzbl_device, seconds, __version__)
-        (out / "nepzbl_reference.json").write_text(json.dumps(reference, indent=1) + "\n")
         print(f"nepzbl {__version__} on {nepzbl_device}: {rows[-1]['step']} steps in "
-              f"{wall:.1f} s, held-out F {reference['target_force'] * 1e3:.2f} meV/Å")
-    _peers_time_to_target(nep_in_path, nep_in, held_out, reference, peer_seconds, device, out,
-                          first, peers)
+              f"{wall:.1f} s, held-out F {reference['target_force'] * 1e3:.2f} meV/Å, first "
+              f"reached at {reference['time_to_target']:.1f} s")
+    (out / "nepzbl_reference.json").write_text(json.dumps(reference, indent=1) + "\n")
+    if peers:
+        _peers_time_to_target(nep_in_path, nep_in, held_out, reference, peer_seconds, device,
+                              out, first, peers)
 
 
 def _peer_device(device: str) -> str:
@@ -400,6 +437,23 @@ def _peer_device(device: str) -> str:
         return "cuda" if cuda_available() else "cpu"
     except ImportError:
         return "cpu"
+
+
+def _end_peers_on_sigterm():
+    """A ``timeout`` around this script sends SIGTERM to it alone: a peer's run, in a session of
+    its own, would go on training on the device into the next measurement. End those runs (by
+    their process groups), then this process."""
+    import signal
+
+    def end(signum, frame):
+        for group in list(PEER_GROUPS):
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, end)
 
 
 def _peer_version(code: str) -> str | None:
@@ -434,6 +488,7 @@ def _run_peer(code, run_dir, device, length, seconds) -> dict:
         # a session of its own: the budget stops the run with the processes it started
         child = subprocess.Popen(command, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True)
+        PEER_GROUPS.add(child.pid)
         try:
             child.wait(timeout=max(seconds, 1.0))
         except subprocess.TimeoutExpired:
@@ -444,6 +499,7 @@ def _run_peer(code, run_dir, device, length, seconds) -> dict:
         except ProcessLookupError:
             pass
         child.wait()
+        PEER_GROUPS.discard(child.pid)
     timing = parse_timing((run_dir / "peer.log").read_text(errors="replace"))
     return {"length": length, "wall": wall, "train": timing[1] if timing else None,
             "stopped": stopped, "returncode": child.returncode, "dir": run_dir}
@@ -512,7 +568,7 @@ def _check_peer_model(code, model_path, held_out, run_dir) -> str:
     command = [sys.executable, str(REPO / "benchmarks/peer_training.py"), "check", code,
                str(model_path.resolve()), str((run_dir / "check.xyz").resolve())]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120,
+        done = subprocess.run(command, capture_output=True, text=True, timeout=45,
                               cwd=run_dir)
         theirs = json.loads(done.stdout.strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, ValueError, IndexError) as error:
@@ -534,6 +590,8 @@ def _peers_time_to_target(nep_in_path, nep_in, held_out, reference, budget, devi
     each from scratch) until one's held-out force RMSE reaches nepzbl's, or ``budget``
     seconds are spent on that peer; the time to the target is that run's training time. A table
     with the ratios to nepzbl's time follows."""
+    import json
+
     target = reference["target_force"]
     results = []
     for code in peers or PEERS:
@@ -549,14 +607,15 @@ def _peers_time_to_target(nep_in_path, nep_in, held_out, reference, budget, devi
             spent += run["wall"]
             run["rmse"], run["note"] = _evaluate_peer_model(run["dir"] / MODEL_FILE[code],
                                                             nep_in, held_out)
+            run["done"] = last_step(code, (run["dir"] / "peer.log").read_text(errors="replace"))
             runs.append(run)
             state = ("stopped by the budget" if run["stopped"]
                      else f"exit {run['returncode']}" if run["returncode"] else "done")
             force = (f"held-out F {run['rmse']['force'] * 1e3:.1f} meV/Å" if run["rmse"]
                      else run["note"])
             trained = f"{run['train']:.1f}" if run["train"] is not None else "-"
-            print(f"{name}: {length} {LENGTH_UNIT[code]} ({_peer_progress(run['dir'], code)} "
-                  f"done), {run['wall']:.1f} s wall ({trained} s after imports, {state}), "
+            print(f"{name}: {length} {LENGTH_UNIT[code]} ({run['done'] or 0} done), "
+                  f"{run['wall']:.1f} s wall ({trained} s after imports, {state}), "
                   f"{force}", flush=True)
             if run["returncode"] and not run["stopped"]:
                 log = (run["dir"] / "peer.log").read_text(errors="replace").splitlines()
@@ -574,10 +633,12 @@ def _peers_time_to_target(nep_in_path, nep_in, held_out, reference, budget, devi
         if best is not None:
             check = _check_peer_model(code, best["dir"] / MODEL_FILE[code], held_out,
                                       best["dir"])
-            print(f"  {check}")
+        for run in runs:
+            run["dir"] = str(run["dir"])
         results.append({"name": name, "reached": reached, "best": best, "spent": spent,
-                        "check": check, "note": runs[-1]["note"] if runs else "not run",
-                        "unit": LENGTH_UNIT[code]})
+                        "budget": budget, "check": check, "unit": LENGTH_UNIT[code],
+                        "note": runs[-1]["note"] if runs else "not run"})
+        (out / f"peer_{code}.json").write_text(json.dumps(results[-1], indent=1) + "\n")
     _print_peer_table(reference, results, budget, device)
 
 
@@ -604,14 +665,17 @@ def _print_peer_table(reference, results, budget, device):
         else:
             time_text, ratio = f"> {r['spent']:.0f}", f"> {r['spent'] / nepzbl_time:.1f}"
         rmse = best["rmse"]
+        length = (f"{best['done'] or 0}/{best['length']}" if best["stopped"]
+                  else str(best["length"]))
         print(f"{r['name']:<16} {time_text:>9} {ratio:>9} "
-              f"{str(best['length']) + ' ' + r['unit']:>13} {rmse['force'] * 1e3:10.2f} "
+              f"{length + ' ' + r['unit']:>13} {rmse['force'] * 1e3:10.2f} "
               f"{rmse['energy'] * 1e3:13.3f} {rmse['virial'] * 1e3:13.3f} {r['spent']:10.0f}")
     print("time: nepzbl's first report at the target (start-up included, imports and reading "
           "the xyz not); a peer's training time in the first run of doubling length that "
           "reaches it (after import torch; its reading of the xyz and neighbour lists "
           "included). '> S': not reached within the S seconds spent, the row shows its best "
-          "run. Held-out RMSEs of every model by nepzbl's evaluation of the nep.txt written.")
+          "run ('n/m': a run the budget stopped after n of m). Held-out RMSEs of every model by "
+          "nepzbl's evaluation of the nep.txt written.")
     for r in results:
         if r["check"]:
             print(f"  {r['name']}: {r['check']}")
@@ -903,9 +967,14 @@ def main(argv=None):
                         help=f"peers: which, comma-separated (default {','.join(PEERS)})")
     parser.add_argument("--nepzbl-reference", default=None,
                         help="peers: nepzbl_reference.json written by the gpu case (nepzbl's "
-                             "held-out force RMSE and its time); absent: nepzbl trains now")
+                             "held-out force RMSE and its time), or several comma-separated, "
+                             "the first found is read; none found: nepzbl trains --seconds now")
+    parser.add_argument("--table-only", action="store_true",
+                        help="peers: print the table of the results already in --out")
     args = parser.parse_args(argv)
     DEVICE[0] = args.device
+    if args.case in ("peers", "llzo-peers", "gpu"):
+        _end_peers_on_sigterm()
     if args.case == "scaling":
         threads = [int(t) for t in (args.threads or "1,2").split(",")]
         bench_scaling(threads, args.rounds, args.seconds if args.seconds is not None else 3.0)
@@ -926,7 +995,7 @@ def main(argv=None):
         bench_peers(out, _peer_device(args.device), args.peer_seconds,
                     [p for p in args.peers.split(",") if p], args.nepzbl_reference,
                     args.seconds if args.seconds is not None else 20.0, args.optimizer,
-                    args.peer_first)
+                    args.peer_first, args.table_only)
     elif args.case == "gpu-epoch":
         bench_gpu_epoch(int(args.threads or 16), out)
     else:

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# Every owed GPU measurement of issues 13 and 14, for one 15-minute device budget, in two
-# calls of under 10 minutes each (the device's per-command limit), most important first.
-# Prepare here with tools/prepare_device.sh, then on the device machine:
+# Every owed GPU measurement of issues 13 and 14, in calls of under 10 minutes each (the
+# device's per-command limit), most important first. Prepare here with tools/prepare_device.sh
+# (it brings neppo and TorchNEP too), then on the device machine:
 #
 #   bash benchmarks/device_all.sh 1     # about 8 minutes: GPU tests, training steps/s,
 #                                       # engine + MD against GPUMD, the 20 s training target
 #   bash benchmarks/device_all.sh 2     # about 5 minutes: 2000-structure epoch, NVE drift,
 #                                       # 100 ps NVT, angular-kernel A/B
+#   bash benchmarks/device_all.sh 3     # about 3 minutes (3.5 without part 1's result): the
+#                                       # peers neppo and TorchNEP on the same GPU, the time
+#                                       # each needs to reach nepzbl's held-out force RMSE
+#
+# Parts 1 + 2 fill a 15-minute device budget (machine start included); parts 1 + 3 (about
+# 11 minutes) or 3 alone fit one too. Part 3 reads nepzbl's target from part 1 of the same
+# machine (gpu-out/nepzbl_reference.json, kept between calls while the machine stays warm);
+# without it, nepzbl trains its 20 s first (about 40 s with start-up).
 #
 # Results go to $OUT (the device's return folder) or ./gpu-out; every part has its own time
 # limit, so a slow part cannot take the rest of the budget with it, and status.txt says how
@@ -49,14 +57,35 @@ case "$part" in
     # the issue-14 target: held-out RMSE below the paper's GPUMD model within 20 s
     step bench_train_gpu 80 "$py" benchmarks/bench_train.py gpu --out "$out/train_gpu" \
         --seconds 20 --peer-minutes 0
+    # its held-out force RMSE, the peers' target in part 3 (a later call: $OUT is new then)
+    mkdir -p gpu-out && cp "$out/train_gpu/nepzbl_reference.json" gpu-out/ 2>/dev/null
     ;;
 2)
     step bench_gpu_epoch 150 "$py" benchmarks/bench_train.py gpu-epoch --out "$out/gpu_epoch" \
         --threads 16
     step bench_gpu_md 150 "$py" benchmarks/bench_gpu_md.py --output "$out/bench_gpu_md.json"
     ;;
+3)
+    # issue 14's peers, pure-Python packages over PyTorch (.device/site), on the same GPU:
+    # nepzbl's target first (part 1's, or a 20 s run now), then each peer under a limit of its
+    # own: runs of doubling length (100, 200, ... steps or epochs) for at most 60 s, its model
+    # checked against the peer's own evaluation; a table of all with the ratios to nepzbl
+    # (PEER_DEVICE=cpu runs the same steps on the CPU, to try the part without a GPU)
+    peers_out="$out/peers"
+    device="${PEER_DEVICE:-cuda}"
+    step peers_nepzbl 90 "$py" benchmarks/bench_train.py peers --device "$device" --peers "" \
+        --out "$peers_out" --seconds 20 \
+        --nepzbl-reference "$out/train_gpu/nepzbl_reference.json,gpu-out/nepzbl_reference.json"
+    for peer in neppo torchnep; do
+        step "peers_$peer" 90 "$py" benchmarks/bench_train.py peers --device "$device" \
+            --peers "$peer" --peer-seconds 60 --peer-first 100 --out "$peers_out" \
+            --nepzbl-reference "$peers_out/nepzbl_reference.json"
+    done
+    step peers_table 30 "$py" benchmarks/bench_train.py peers --device "$device" --table-only \
+        --out "$peers_out"
+    ;;
 *)
-    echo "device_all.sh: part 1 or 2, not $part" >&2
+    echo "device_all.sh: part 1, 2 or 3, not $part" >&2
     exit 2
     ;;
 esac

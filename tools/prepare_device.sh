@@ -2,7 +2,10 @@
 # Prepare what the H200 machine needs (../shared/docs/gpu-runbook.md), here, in one command:
 #   1. the extensions for its Python 3.12, CUDA for sm_90 only, into nepzbl_plugin/
 #      (*.cpython-312-*.so, next to this machine's own build; git ignores both);
-#   2. .device/site: ase and calorine (with its compiled module), which that machine lacks;
+#   2. .device/site: ase and calorine (with its compiled module), which that machine lacks, and
+#      the peers of benchmarks/device_all.sh 3, neppo and TorchNEP: pure-Python wheels
+#      (downloaded once with `pip download --no-deps` into $PEER_WHEELS, default
+#      /tmp/nepzbl-peer-wheels), unzipped; that machine has torch, pandas and numpy already;
 #   3. .device/shared/data: the public data the device scripts read (LLZO, models).
 # Then carry nepzbl_plugin/*.so, .device/site and .device/shared with `run` (under 64 MiB in all)
 # and start benchmarks/device_all.sh there. About 5 minutes on 2 cores; rerunning rebuilds
@@ -32,6 +35,17 @@ mkdir -p "$site"
 rm -rf "$site/ase" "$site/calorine"
 cp -r "$packages/ase" "$packages/calorine" "$site/"
 rm -rf "$site/ase/test" "$site/ase/gui"
+# the peers: wheels unzip into an importable tree (about 1 MB for both)
+wheels="${PEER_WHEELS:-/tmp/nepzbl-peer-wheels}"
+mkdir -p "$wheels"
+for spec in neppo==1.0 torchnep==1.0.7; do
+    name="${spec%%==*}"
+    if ! ls "$wheels/$name"-*-py3-none-any.whl >/dev/null 2>&1; then
+        "$venv/bin/pip" download -q --no-deps --only-binary :all: -d "$wheels" "$spec"
+    fi
+    rm -rf "$site/$name" "$site/$name"-*.dist-info
+    "$venv/bin/python" -m zipfile -e "$(ls "$wheels/$name"-*-py3-none-any.whl | tail -1)" "$site"
+done
 find "$site" -name __pycache__ -prune -exec rm -rf {} +
 data=.device/shared/data
 mkdir -p "$data"
