@@ -139,19 +139,30 @@ def _train(code: str, device: str, length: int) -> None:
 
 def _check(code: str, model: str, xyz: str) -> None:
     """Energies (eV, total) and forces (eV/Å) of every frame of ``xyz`` by the peer's own
-    evaluator, float64 on one CPU thread (``bench_peers.py``'s), as one JSON line."""
+    evaluator, float64 on the CPU (as ``bench_peers.py`` runs them, without its imports: the
+    device has no tqdm), as one JSON line."""
+    import torch
     from ase.io import read
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_peers import _evaluator
-
-    run = _evaluator(code, model, 1, "float64")
+    torch.set_num_threads(1)
+    frames = read(xyz, ":")
     energies, forces = [], []
-    for atoms in read(xyz, ":"):
-        atoms.calc = None
-        energy, force = run(atoms)
-        energies.append(float(energy))
-        forces.append([[float(v) for v in row] for row in force])
+    if code == "neppo":
+        from neppo import predict, read_model
+
+        for result in predict(read_model(model, dtype=torch.float64), frames):
+            energies.append(float(result.info["energy_predicted"][0]) * len(result))
+            forces.append(result.arrays["force_predicted"].tolist())
+    elif code == "torchnep":
+        from torchnep.ase_calculator import NEP
+
+        calculator = NEP(model, dtype="float64", device="cpu")
+        for atoms in frames:
+            atoms.calc = calculator
+            energies.append(float(atoms.get_potential_energy()))
+            forces.append(atoms.get_forces().tolist())
+    else:
+        raise SystemExit(f"peer_training: unknown peer {code!r}")
     print(json.dumps({"energy": energies, "forces": forces}))
 
 
