@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Every owed GPU measurement of issues 13 and 14, in calls of under 10 minutes each (the
-# device's per-command limit), most important first. Prepare here with tools/prepare_device.sh
-# (it brings neppo and TorchNEP too), then on the device machine:
+# device's per-command limit), the open issue's targets first. Prepare here with
+# tools/prepare_device.sh (it brings neppo and TorchNEP too), then on the device machine:
 #
-#   bash benchmarks/device_all.sh 1     # about 8 minutes: GPU tests, training steps/s,
-#                                       # engine + MD against GPUMD, the 20 s training target
-#   bash benchmarks/device_all.sh 2     # about 5 minutes: 2000-structure epoch, NVE drift,
-#                                       # 100 ps NVT, angular-kernel A/B
-#   bash benchmarks/device_all.sh 3     # about 3 minutes (3.5 without part 1's result): the
-#                                       # peers neppo and TorchNEP on the same GPU, the time
-#                                       # each needs to reach nepzbl's held-out force RMSE
+#   bash benchmarks/device_all.sh 1     # about 8 minutes, issue 14's targets: GPU tests,
+#                                       # training steps/s (16 CPU threads too), the 20 s
+#                                       # training target, the 2000-structure epoch
+#   bash benchmarks/device_all.sh 2     # about 3 minutes (4 without part 1's result), issue
+#                                       # 14's peers: neppo and TorchNEP on the same GPU, the
+#                                       # time each needs to reach nepzbl's held-out force RMSE
+#   bash benchmarks/device_all.sh 3     # about 5 minutes, the engine: evaluation and the MD
+#                                       # loop against GPUMD, NVE drift, 100 ps NVT, A/B
 #
-# Parts 1 + 2 fill a 15-minute device budget (machine start included); parts 1 + 3 (about
-# 11 minutes) or 3 alone fit one too. Part 3 reads nepzbl's target from part 1 of the same
+# Parts 1 + 2 (about 11 minutes) fill one 15-minute device budget, machine start included;
+# part 3 needs a budget of its own. Part 2 reads nepzbl's target from part 1 of the same
 # machine (gpu-out/nepzbl_reference.json, kept between calls while the machine stays warm);
 # without it, nepzbl trains its 20 s first (about 40 s with start-up).
 #
@@ -50,27 +51,21 @@ case "$part" in
     # where a training step's time goes: host loss, fused call, DeviceAdam (and its work-array
     # layout A/B); SNES; 16 CPU threads
     step bench_gpu_steps 100 "$py" benchmarks/bench_train.py gpu-steps --threads 16 --seconds 2
-    # evaluate f32/f64 and the device MD loop against GPUMD, four sizes
-    step bench_gpu 140 "$py" benchmarks/bench_gpu.py --sizes 1536 12288 98304 786432 --no-cpu \
-        --min-time 1 --cap 10 --md-steps 1000 --md-atom-steps 200000000 "${gpumd_args[@]}" \
-        --output "$out/bench_gpu.md"
     # the issue-14 target: held-out RMSE below the paper's GPUMD model within 20 s
     step bench_train_gpu 80 "$py" benchmarks/bench_train.py gpu --out "$out/train_gpu" \
         --seconds 20 --peer-minutes 0
-    # its held-out force RMSE, the peers' target in part 3 (a later call: $OUT is new then)
+    # its held-out force RMSE, the peers' target in part 2 (a later call: $OUT is new then)
     mkdir -p gpu-out && cp "$out/train_gpu/nepzbl_reference.json" gpu-out/ 2>/dev/null
-    ;;
-2)
+    # a 2000 x 192-atom epoch against the 16-thread CPU trainer (target >= 20 times)
     step bench_gpu_epoch 150 "$py" benchmarks/bench_train.py gpu-epoch --out "$out/gpu_epoch" \
         --threads 16
-    step bench_gpu_md 150 "$py" benchmarks/bench_gpu_md.py --output "$out/bench_gpu_md.json"
     ;;
-3)
+2)
     # issue 14's peers, pure-Python packages over PyTorch (.device/site), on the same GPU:
     # nepzbl's target first (part 1's, or a 20 s run now), then each peer under a limit of its
     # own: runs of doubling length (100, 200, ... steps or epochs) for at most 60 s, its model
     # checked against the peer's own evaluation (the step's limit leaves room for start-up and
-    # that check, about 10 s); a table of all with the ratios to nepzbl
+    # that check); a table of all with the ratios to nepzbl
     # (PEER_DEVICE=cpu runs the same steps on the CPU, to try the part without a GPU)
     peers_out="$out/peers"
     device="${PEER_DEVICE:-cuda}"
@@ -84,6 +79,13 @@ case "$part" in
     done
     step peers_table 30 "$py" benchmarks/bench_train.py peers --device "$device" --table-only \
         --out "$peers_out"
+    ;;
+3)
+    # evaluate f32/f64 and the device MD loop against GPUMD, four sizes
+    step bench_gpu 140 "$py" benchmarks/bench_gpu.py --sizes 1536 12288 98304 786432 --no-cpu \
+        --min-time 1 --cap 10 --md-steps 1000 --md-atom-steps 200000000 "${gpumd_args[@]}" \
+        --output "$out/bench_gpu.md"
+    step bench_gpu_md 150 "$py" benchmarks/bench_gpu_md.py --output "$out/bench_gpu_md.json"
     ;;
 *)
     echo "device_all.sh: part 1, 2 or 3, not $part" >&2

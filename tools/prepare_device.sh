@@ -3,7 +3,7 @@
 #   1. the extensions for its Python 3.12, CUDA for sm_90 only, into nepzbl_plugin/
 #      (*.cpython-312-*.so, next to this machine's own build; git ignores both);
 #   2. .device/site: ase and calorine (with its compiled module), which that machine lacks, and
-#      the peers of benchmarks/device_all.sh 3, neppo and TorchNEP: pure-Python wheels
+#      the peers of benchmarks/device_all.sh 2, neppo and TorchNEP: pure-Python wheels
 #      (downloaded once with `pip download --no-deps` into $PEER_WHEELS, default
 #      /tmp/nepzbl-peer-wheels), unzipped; that machine has torch, pandas and numpy already;
 #   3. .device/shared/data: the public data the device scripts read (LLZO, models).
