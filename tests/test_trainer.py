@@ -176,6 +176,8 @@ def test_predict_api_as_documented(tmp_path, data):
     assert set(rmse) == {"energy", "force", "virial"} and rmse["force"] < 1e-8
     assert {p.name for p in (tmp_path / "new").iterdir()} == {
         f"{q}_test.out" for q in ("energy", "force", "virial", "stress")}
+    with pytest.raises(ValueError, match="which must be 'train' or 'test', not '../x'"):
+        predict(_teacher(), structures, output_dir=tmp_path / "new", which="../x")
 
 
 @pytest.mark.parametrize("optimizer", ["snes", "lbfgs"])

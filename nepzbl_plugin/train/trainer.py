@@ -804,6 +804,8 @@ def predict(model: Model, structures, output_dir=None, *, which: str = "train", 
                          f"{type(model).__name__}")
     if not structures:
         raise InputError("predict: no structures to predict")
+    if which not in ("train", "test"):  # GPUMD's file names: energy_train.out, force_test.out
+        raise InputError(f"predict: which must be 'train' or 'test', not {which!r}")
     if backend is None:
         from ._backend import EngineBackend as backend
 
