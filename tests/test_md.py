@@ -466,6 +466,23 @@ def test_run_md_bad_arguments_are_one_setup_error(argon, kwargs, message):
         run_md(argon, arguments.pop("forces"), arguments.pop("steps"), **arguments)
 
 
+def test_run_md_takes_numpy_scalars_and_0d_arrays(argon):
+    """Numbers read from an .npz (0-d arrays) or numpy scalars are numbers: the time step and
+    coupling times of 0-d arrays ran before the setup checks and must still run."""
+    result = run_md(argon.copy(), LennardJones(), np.array(2), np.array(1.0),
+                    ensemble="nvt-langevin", temperature=np.float32(30.0),
+                    tau_temperature=np.array(100.0), seed=np.int64(0))
+    assert result.steps_done == 2
+    result = run_md(argon.copy(), LennardJones(), np.int64(1), np.float32(1.0), ensemble="npt",
+                    temperature=30.0, tau_pressure=np.array(1000.0),
+                    compressibility=np.array(0.01), seed=0)
+    assert result.steps_done == 1
+    with pytest.raises(MDSetupError, match="the time step"):
+        run_md(argon.copy(), LennardJones(), 1, np.array([1.0, 2.0]))
+    with pytest.raises(MDSetupError, match="must be a number"):
+        run_md(argon.copy(), LennardJones(), 1, np.array(True))
+
+
 @pytest.mark.parametrize("edit, message", [
     # Before: the first step turned every position into NaN and the engine reported "NaN,
     # infinite or huge position".

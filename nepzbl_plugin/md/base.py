@@ -197,7 +197,11 @@ def _checked_run(atoms, ensemble, steps, timestep, temperature, pressure, tau_te
 
 
 def _md_number(value, name: str) -> float:
-    if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.number)):
+    """A number: int, float, a numpy scalar or a 0-d numeric array (as ``np.load`` gives)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_, str, bytes)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
         raise MDSetupError(f"{name} must be a number, not {value!r}")
     return float(value)
 
