@@ -253,6 +253,7 @@ def test_trajectory_target_rules_are_the_atomic_writer_s(tmp_path):
     assert ours.read_text() == "" and not list(tmp_path.glob(".*tmp"))
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         os.chown(ours, 4242, 4242)
+        os.chmod(tmp_path, 0o775)  # a shared folder: another user's file is theirs
         with pytest.raises(FileError, match="another user"):
             TrajectoryWriter(ours, overwrite=True)
 

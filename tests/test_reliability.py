@@ -40,8 +40,11 @@ def test_atomic_write_to_dangling_symlink_creates_the_target(tmp_path):
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                     reason="only root can give a file to another user")
 def test_atomic_write_refuses_another_user_s_file(tmp_path):
-    """Root could replace it, but a file of another user is not ours to take over, directly
-    or through a symlink; it is left as it was."""
+    """Root could replace it, but a file of another user in a shared folder is not ours to take
+    over, directly or through a symlink; it is left as it was."""
+    tmp_path = tmp_path / "shared"
+    tmp_path.mkdir()
+    os.chmod(tmp_path, 0o2775)
     theirs = tmp_path / "their_nep.txt"
     theirs.write_text("theirs\n")
     os.chown(theirs, 4242, 4242)
@@ -53,6 +56,23 @@ def test_atomic_write_refuses_another_user_s_file(tmp_path):
         assert str(target) in str(err.value)
     assert theirs.read_text() == "theirs\n" and os.stat(theirs).st_uid == 4242
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="only root can give a file to another user")
+def test_atomic_write_replaces_a_mapped_owner_s_file_in_a_private_folder(tmp_path):
+    """In a folder only its owner can write, a file of another uid is the same user's under a
+    mapped owner (NFS root_squash makes root's files nobody's, sshfs shows the remote uid, a
+    container's root writes into a bind mount): the same run writes nep.txt or loss.out again,
+    which must not fail at the second write."""
+    private = tmp_path / "run"
+    private.mkdir()
+    os.chmod(private, 0o755)
+    nep = private / "nep.txt"
+    atomic_write_text(nep, "first\n")
+    os.chown(nep, 65534, 65534)  # as root_squash shows the file root wrote
+    atomic_write_text(nep, "second\n")
+    assert nep.read_text() == "second\n"
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")

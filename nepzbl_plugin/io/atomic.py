@@ -3,8 +3,11 @@
 A reader (or GPUMD) never sees a half-written model, checkpoint or output file, and an
 interrupted write leaves the previous file intact.
 
-Only our own regular files are replaced: a regular file that belongs to another user is
-refused (even for root, who could replace it), so a shared folder's files are never taken over.
+Only our own regular files are replaced in a shared (group- or world-writable) folder: a
+regular file there that belongs to another user is refused (even for root, who could replace
+it), so a shared folder's files are never taken over. In a folder only its owner can write,
+a file of another uid is replaced as before: there it is the same user's under a mapped owner
+(NFS root_squash, sshfs, a container's bind mount), often written by the same run.
 A symbolic link is followed and the file it points to is replaced (the link stays a link); a
 character device or a FIFO (``/dev/null``, ``/dev/stdout``, a named pipe) is written directly,
 since renaming over it would destroy the node; anything else that is not a regular file (a
@@ -68,7 +71,7 @@ def _resolve_target(path: Path) -> tuple[Path, bool]:
     """The file to write (a symlink's target) and whether it must be written directly.
 
     Raises :class:`FileError` for a target that is neither a regular file, a character
-    device nor a FIFO, and for a regular file of another user.
+    device nor a FIFO, and for a regular file of another user in a shared folder.
     """
     real = Path(os.path.realpath(path)) if os.path.islink(path) else path
     try:
@@ -79,14 +82,26 @@ def _resolve_target(path: Path) -> tuple[Path, bool]:
         raise FileError(path, f"cannot write ({error.strerror or error})") from None
     mode = info.st_mode
     if stat.S_ISREG(mode):
-        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
-            raise FileError(path, f"cannot write: it belongs to another user (uid {info.st_uid}); "
-                                  "nepzbl only replaces its user's own files")
+        if hasattr(os, "geteuid") and info.st_uid != os.geteuid() and _shared(_folder(real)):
+            raise FileError(path, f"cannot write: it belongs to another user (uid {info.st_uid}) "
+                                  "in a shared folder; nepzbl only replaces its user's own files "
+                                  "there")
         return real, False
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
         return real, True
     kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
     raise FileError(path, f"cannot write: it is {kind}")
+
+
+def _shared(folder: Path) -> bool:
+    """Whether other users can write into ``folder`` (group- or world-writable). Only there is
+    another user's file theirs to keep: in a folder of one user, files of another uid are that
+    user's own under a mapped owner (NFS root_squash, sshfs, a container's bind mount), which
+    the same run writes again (nep.txt, loss.out, the checkpoint)."""
+    try:
+        return bool(os.stat(folder).st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+    except OSError:
+        return True
 
 
 def _temporary(folder: Path, name: str, suffix: str) -> tuple[int, str]:
