@@ -107,6 +107,24 @@ def test_atomic_temporary_path_to_fifo(tmp_path):
     assert received == [b"png"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="no /dev/stdout here")
+def test_atomic_write_to_dev_stdout_when_it_is_a_pipe():
+    """`-o /dev/stdout | next-tool`: the link ends in a pipe that realpath cannot name
+    (/proc/self/fd/1 -> 'pipe:[...]'); it was 'No such file or directory'."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); "
+              "from nepzbl_plugin.io.atomic import atomic_write_text; "
+              "atomic_write_text('/dev/stdout', 'model\\n')")
+    result = subprocess.run([sys.executable, "-c", script, str(repo)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == "model\n"
+
+
 def test_atomic_write_refuses_a_folder(tmp_path):
     with pytest.raises(FileError, match="folder"):
         atomic_write_text(tmp_path, "x")

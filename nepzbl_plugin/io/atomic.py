@@ -75,7 +75,9 @@ def _resolve_target(path: Path) -> tuple[Path, bool]:
     """
     real = Path(os.path.realpath(path)) if os.path.islink(path) else path
     try:
-        info = os.stat(real)
+        # the node a write through the link reaches: realpath cannot name a pipe or socket
+        # behind /dev/stdout (/proc/self/fd/1 -> "pipe:[...]"), os.stat of the link can
+        info = os.stat(path)
     except FileNotFoundError:
         return real, False
     except OSError as error:
@@ -88,7 +90,7 @@ def _resolve_target(path: Path) -> tuple[Path, bool]:
                                   "there")
         return real, False
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
-        return real, True
+        return Path(path), True  # opened through the link, as the shell's redirection is
     kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
     raise FileError(path, f"cannot write: it is {kind}")
 
