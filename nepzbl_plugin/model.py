@@ -32,6 +32,7 @@ from .errors import InputError
 from .io.nep_in import NepIn, read_nep_in
 from .io.nep_txt import (
     format_nep_txt_fields,
+    l_max_line,
     parse_nep_txt_fields,
     read_nep_txt_fields,
     write_nep_txt_fields,
@@ -475,15 +476,11 @@ class Model:
         lines.append(f"max neighbours : radial {int(self.max_neighbors_radial)}, angular "
                      f"{int(self.max_neighbors_angular)} (the cutoff line's MN_R MN_A)")
         on = [n for n, f in zip(FLAG_NAMES, self.flags_on, strict=True) if f]
-        # the l_max line as GPUMD writes it: 3-body l_max, then 2 for q222, 1 for each other flag
-        written = [2 if self.flags_on[0] else 0] + [1 if f else 0 for f in self.flags_on[1:]]
-        while len(written) > 2 and written[-1] == 0:
-            written.pop()
         lines += [
             f"n_max          : radial {self.n_max_radial}, angular {self.n_max_angular}",
             f"basis_size     : radial {self.basis_size_radial}, angular "
             f"{self.basis_size_angular}",
-            f"l_max          : {' '.join(str(v) for v in [self.l_max, *written])} "
+            f"l_max          : {' '.join(map(str, l_max_line(self.l_max, self.l_max_flags)))} "
             f"(3-body l_max {self.l_max}" + (f" + {', '.join(on)})" if on else ")"),
             f"descriptor     : {self.descriptor_dim} components",
             f"neurons        : {self.n_neurons}"

@@ -47,6 +47,7 @@ from .atomic import atomic_write_text
 
 __all__ = [
     "read_nep_txt_fields", "parse_nep_txt_fields", "write_nep_txt_fields", "format_nep_txt_fields",
+    "l_max_line",
 ]
 
 # Largest cutoff accepted, as in nep.in (GPUMD's nep.in limit; trained models use <= 10 A).
@@ -515,6 +516,17 @@ def _fmt_header(value: float, precision: str) -> str:
     return text
 
 
+def l_max_line(l_max: int, l_max_flags) -> list[int]:
+    """The values of nep.txt's ``l_max`` line as GPUMD writes them: the 3-body l_max, then 2
+    for q222 and 1 for each other optional invariant that is on, trailing zeros dropped after
+    the first flag (``4 2 0``)."""
+    flags = list(l_max_flags) + [0] * 6
+    written = [2 if flags[0] else 0] + [1 if f else 0 for f in flags[1:6]]
+    while len(written) > 2 and written[-1] == 0:
+        written.pop()
+    return [int(l_max), *written]
+
+
 def format_nep_txt_fields(fields: dict, *, precision: str = "gpumd",
                           allow_legacy: bool = False, path="<string>") -> str:
     """The text of a model, given as plain data, in the current GPUMD ``nep.txt`` format.
@@ -580,11 +592,7 @@ def format_nep_txt_fields(fields: dict, *, precision: str = "gpumd",
         out.append(f"cutoff {pairs} {counts}")
     out.append(f"n_max {fields['n_max_radial']} {fields['n_max_angular']}")
     out.append(f"basis_size {fields['basis_size_radial']} {fields['basis_size_angular']}")
-    flags = list(fields["l_max_flags"]) + [0] * 6
-    written = [2 if flags[0] else 0] + [1 if f else 0 for f in flags[1:6]]
-    while len(written) > 2 and written[-1] == 0:
-        written.pop()
-    out.append("l_max " + " ".join(str(v) for v in [fields["l_max"], *written]))
+    out.append("l_max " + " ".join(map(str, l_max_line(fields["l_max"], fields["l_max_flags"]))))
     out.append(f"ANN {fields['n_neurons']} {fields['n_neurons_second']}")
     values = [fields["parameters"], fields["q_scaler"]]
     if zbl is not None and zbl.mode == "flexible":
