@@ -124,33 +124,15 @@ def atomic_write_bytes(path, data: bytes) -> None:
         When the file cannot be written (read-only folder, disk full, not a regular file);
         the previous file, if any, is left as it was.
     """
-    given = Path(path)
-    target, direct = _resolve_target(given)
-    if direct:
-        try:
-            with open(target, "wb") as handle:
-                handle.write(data)
-        except OSError as error:
-            raise FileError(given, f"cannot write ({error.strerror or error})") from None
-        return
-    tmp = None
+    stream = AtomicStream(path, binary=True)
     try:
-        fd, tmp = _temporary(_folder(target), target.name, ".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, target)
+        stream.handle.write(data)
     except BaseException as error:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        if isinstance(error, OSError) and not isinstance(error, FileError):
-            raise FileError(given, f"cannot write ({error.strerror or error})") from None
+        stream.discard()
+        if isinstance(error, OSError):
+            raise FileError(stream.path, f"cannot write ({error.strerror or error})") from None
         raise
+    stream.commit()
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -206,22 +188,24 @@ class atomic_temporary_path:
 
 
 class AtomicStream:
-    """A text file written piece by piece (a trajectory) that takes its name only at
-    :meth:`commit`; :meth:`discard` drops it. The target rules are those of
-    :func:`atomic_write_bytes`: a FIFO or character device is written directly, a folder or
-    another user's file is refused here, before anything is written.
+    """A file written piece by piece (a trajectory; ``binary`` for bytes, else text) that
+    takes its name only at :meth:`commit`, flushed to disk with the usual permissions;
+    :meth:`discard` drops it; :func:`atomic_write_bytes` is one write through it. A FIFO or
+    character device is written directly, a folder or another user's file in a shared folder
+    is refused here, before anything is written.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, binary: bool = False):
         self.path = Path(path)
         self.target, self.direct = _resolve_target(self.path)
         self._tmp = None
+        mode = "wb" if binary else "w"
         try:
             if self.direct:
-                self.handle = open(self.target, "w")
+                self.handle = open(self.target, mode)
             else:
                 fd, self._tmp = _temporary(_folder(self.target), self.target.name, ".tmp")
-                self.handle = os.fdopen(fd, "w")
+                self.handle = os.fdopen(fd, mode)
         except OSError as error:
             raise FileError(self.path, f"cannot write ({error.strerror or error})") from None
 
