@@ -277,6 +277,20 @@ class EvaluatorBase:
     model: Model
 
     # ------------------------------------------------------------------ inputs
+    def systems(self, structures) -> list[System]:
+        """:meth:`system` of each of a list of structures, an input error naming the one it
+        refused (``evaluate_many``'s inputs, on every device)."""
+        if isinstance(structures, System) or hasattr(structures, "get_positions"):
+            raise InputError("evaluate_many takes a list of structures; for one structure use "
+                             "evaluate(structure)")
+        systems = []
+        for k, structure in enumerate(structures):
+            try:
+                systems.append(self.system(structure))
+            except InputError as error:
+                raise InputError(f"structure {k}: {error}") from None
+        return systems
+
     def system(self, structure) -> System:
         """Convert an ``ase.Atoms`` (species mapped by symbol) or a :class:`System`."""
         if isinstance(structure, System):

@@ -25,7 +25,6 @@ from ..model import Model
 from .base import (
     DEFAULT_PRECISION,
     EvaluatorBase,
-    System,
     check_precision,
     check_supported,
     check_threads,
@@ -149,20 +148,12 @@ class Evaluator(EvaluatorBase):
         """
         if isinstance(properties, str):
             properties = (properties,)
-        if isinstance(structures, System) or hasattr(structures, "get_positions"):
-            raise InputError("evaluate_many takes a list of structures; for one structure use "
-                             "evaluate(structure)")
         if self._cuda is not None:
             results = self._cuda.evaluate_many(structures, properties)
             for k, result in enumerate(results):
                 self._check_finite(result, f"structure {k}: ")
             return results
-        systems = []
-        for k, structure in enumerate(structures):
-            try:
-                systems.append(self.system(structure))
-            except InputError as error:
-                raise InputError(f"structure {k}: {error}") from None
+        systems = self.systems(structures)
         arrays = [self._allocate(len(s), properties) for s in systems]
         statuses = self._core.evaluate_batch(
             [(s.types, s.positions, s.cell, s.pbc, self.temperature_of(s)) for s in systems],

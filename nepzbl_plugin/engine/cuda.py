@@ -29,7 +29,6 @@ from .base import (
     DEFAULT_PRECISION,
     PRECISIONS,
     EvaluatorBase,
-    System,
     check_precision,
     load_model,
     model_spec,
@@ -131,7 +130,7 @@ class CudaEvaluator(EvaluatorBase):
         """
         if isinstance(properties, str):
             properties = (properties,)
-        systems: list[System] = [self.system(s) for s in structures]
+        systems = self.systems(structures)
         arrays = [self._allocate(len(s), properties) for s in systems]
         if not systems:
             return []
