@@ -317,6 +317,11 @@ def _read_text(path) -> str:
         raise NepFormatError(path, line, "not a text file (invalid UTF-8 byte)") from None
 
 
+def _usable_point(t: float, d: float, e: float | None) -> bool:
+    """T (K) and D finite and > 0, D's error (when given) finite and >= 0."""
+    return 0 < t < math.inf and 0 < d < math.inf and (e is None or 0 <= e < math.inf)
+
+
 def _read_arrhenius_points(args) -> tuple[list, list, list]:
     from ..errors import NepFormatError
 
@@ -329,7 +334,7 @@ def _read_arrhenius_points(args) -> tuple[list, list, list]:
                 t, d = float(data["temperature_K"]), float(data["D_cm2_per_s"])
                 e = data.get("D_error_cm2_per_s")
                 e = None if e is None else float(e)
-                if not (0 < t < math.inf and 0 < d < math.inf and (e is None or 0 <= e < math.inf)):
+                if not _usable_point(t, d, e):
                     raise ValueError(f"T {t:g} K, D {d:g}, error {e} must be finite and > 0")
             except (ValueError, KeyError, TypeError) as error:
                 raise NepFormatError(path, None, "expected the JSON of 'nepzbl analyze msd "
@@ -350,8 +355,7 @@ def _read_arrhenius_points(args) -> tuple[list, list, list]:
             except ValueError:
                 raise NepFormatError(path, number, f"expected 'T D [D_error]', found {line!r}"
                                      ) from None
-            if not all(0 < v < math.inf for v in values[:2]) or not (
-                    len(values) == 2 or 0 <= values[2] < math.inf):
+            if not _usable_point(*values[:2], values[2] if len(values) == 3 else None):
                 raise NepFormatError(path, number, "T (K) and D must be finite and > 0, D_error "
                                      f"finite and >= 0, found {line!r}")
             T.append(values[0])
