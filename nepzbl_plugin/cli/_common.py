@@ -8,7 +8,7 @@ import math
 import sys
 
 __all__ = ["positive_float", "positive_int", "non_negative_float", "non_negative_int", "seed",
-           "weight", "ProgressBars"]
+           "weight", "check_species", "ProgressBars"]
 
 
 def _number(text: str, positive: bool) -> float:
@@ -64,6 +64,18 @@ def seed(text: str) -> int:
     if value >= 2**63:
         raise argparse.ArgumentTypeError(f"must be below 2**63, got {value}")
     return value
+
+
+def check_species(path, frames, types, owner: str) -> None:
+    """Every species of ``frames`` (``ase.Atoms`` read from ``path``) must be one of ``types``
+    (``owner`` names where they come from); checked before any work, it was an engine
+    traceback, for learning-curve only after a first model had trained."""
+    from ..errors import NepFormatError
+
+    present = {s for atoms in frames for s in atoms.get_chemical_symbols()}
+    missing = sorted(present - set(types))
+    if missing:
+        raise NepFormatError(path, None, f"species {', '.join(missing)} not in {owner}")
 
 
 class ProgressBars:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis._base import AnalysisError
-from ._common import positive_float, positive_int, seed
+from ._common import check_species, positive_float, positive_int, seed
 
 __all__ = ["register"]
 
@@ -219,18 +219,6 @@ def _frames(args):
     if args.skip < 0:
         raise AnalysisError(f"--skip must be >= 0, not {args.skip}")
     return read_frames(getattr(args, "trajectory", None) or args.data, args.skip, args.every)
-
-
-def _check_species(path, frames, model_path, types) -> None:
-    """Every species of ``frames`` (read from ``path``) must be one of the model's ``types``
-    (was an engine ValueError traceback)."""
-    from ..errors import NepFormatError
-
-    present = {s for atoms in frames for s in atoms.get_chemical_symbols()}
-    missing = sorted(present - set(types))
-    if missing:
-        raise NepFormatError(path, None, f"species {', '.join(missing)} not in the model "
-                             f"{model_path} (species: {', '.join(types)})")
 
 
 def _error(value: float | None, digits: str = ".2g") -> str:
@@ -492,7 +480,9 @@ def _cmd_locality(args) -> int:
 
     calculator = NEP(args.model, num_threads=args.threads)
     atoms = read(args.structure, index=0)
-    _check_species(args.structure, [atoms], args.model, calculator.model.types)
+    types = calculator.model.types
+    check_species(args.structure, [atoms], types,
+                  f"the model {args.model} (species: {', '.join(types)})")
     atoms = atoms.repeat(tuple(args.repeat))
     rc = float(calculator.model.max_cutoff)
     reach = locality_radius(calculator.model)
@@ -535,7 +525,9 @@ def _cmd_descriptors(args) -> int:
     else:
         from ..model import read_model
 
-        _check_species(args.data, frames, args.model, read_model(args.model).types)
+        types = read_model(args.model).types
+        check_species(args.data, frames, types,
+                      f"the model {args.model} (species: {', '.join(types)})")
         X, symbols = nep_descriptors(frames, args.model)
         name = "NEP"
     if args.species:

@@ -9,7 +9,7 @@ import math
 import sys
 from pathlib import Path
 
-from ._common import ProgressBars, positive_float, positive_int, seed
+from ._common import ProgressBars, check_species, positive_float, positive_int, seed
 
 __all__ = ["register"]
 
@@ -161,10 +161,8 @@ def _run(args) -> int:
         except Exception as err:  # ASE raises many types for unreadable files
             raise NepFormatError(args.diffusivity, None,
                                  f"cannot read a structure: {err}") from None
-        missing = sorted(set(start.get_chemical_symbols()) - set(nep_in.types))
-        if missing:  # was an engine traceback after the first model's training
-            raise NepFormatError(args.diffusivity, None, f"species {', '.join(missing)} not in "
-                                 f"{args.nep_in}'s type list ({' '.join(nep_in.types)})")
+        check_species(args.diffusivity, [start], nep_in.types,
+                      f"{args.nep_in}'s type list ({' '.join(nep_in.types)})")
         probe = DiffusivityProbe(start, args.md_temperature, steps=args.md_steps,
                                  timestep_fs=args.md_dt, every=args.md_every,
                                  species=args.md_species, window_fs=args.md_window,
