@@ -194,11 +194,12 @@ class EngineBackend:
     def descriptors(self, indices, model=None) -> list[np.ndarray]:
         """Per-atom descriptors (scaled by the model's q_scaler) of structures ``indices``."""
         model = self.model if model is None else model
+        indices = list(indices)  # read twice: a generator would leave the error's map empty
         structures = [self.structures[i] for i in indices]
         from ..engine import Evaluator
 
         systems = structures_to_systems(structures, model.types)
-        with located_errors(self.structures, list(indices)):
+        with located_errors(self.structures, indices):
             results = Evaluator(model).evaluate_many(systems, properties=("descriptors",))
         return [np.asarray(_get(r, "descriptors")) for r in _as_list(results, len(systems))]
 
