@@ -253,3 +253,30 @@ def _checked_observers(observers) -> list:
         if int(getattr(obs, "every", 0)) < 1:
             raise MDSetupError(f"observer {type(obs).__name__} needs every >= 1")
     return observers
+
+
+def _close_observers(observers) -> None:
+    """``close()`` on every observer that has one: the end of a run, however it ended."""
+    for obs in observers:
+        close = getattr(obs, "close", None)
+        if close is not None:
+            close()
+
+
+def _md_result(*, steps_done: int, timestep: float, wall: float, stopped: str | None,
+               symbols, masses, positions, velocities, cell, pbc, sums, samples: int,
+               start_total: float, end_total: float, extra: dict | None = None) -> MDResult:
+    """The :class:`MDResult` of either loop: the final state as atoms (``velocities`` in ASE
+    units), the means of (T, P, E_pot) over the ``samples`` summed in ``sums`` (NaN without
+    any), the total energy's drift per atom."""
+    final = Frame(step=steps_done, time_fs=steps_done * timestep, symbols=symbols,
+                  masses=masses, positions=positions, velocities_per_fs=velocities * units.fs,
+                  cell=cell, pbc=pbc, potential_energy=np.nan, kinetic_energy=np.nan,
+                  temperature=np.nan, pressure_tensor=np.full((3, 3), np.nan),
+                  target_temperature=None).atoms()
+    means = sums / samples if samples else np.full(3, np.nan)
+    return MDResult(steps_done=steps_done, time_fs=steps_done * timestep, wall_seconds=wall,
+                    stopped=stopped, atoms=final, mean_temperature=float(means[0]),
+                    mean_pressure=float(means[1]), mean_potential_energy=float(means[2]),
+                    energy_drift_per_atom=float((end_total - start_total) / max(len(masses), 1)),
+                    extra=dict(extra or {}))

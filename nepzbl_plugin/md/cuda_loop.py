@@ -43,6 +43,8 @@ from .base import (
     TemperatureSchedule,
     _checked_observers,
     _checked_run,
+    _close_observers,
+    _md_result,
     _pressure_tensor,
     _starting_state,
 )
@@ -203,7 +205,6 @@ def run_md_cuda(
 
     symbols, masses, positions, cell, pbc, velocities, dof = _starting_state(
         atoms, temperature, thermostat, thermalize, rng)
-    n = len(atoms)
     observers = _checked_observers(observers)
     # the Philox key: the seed given, or one drawn from the same generator
     key = int(seed) & (2**64 - 1) if seed is not None else int(rng.integers(0, 2**63))
@@ -287,20 +288,11 @@ def run_md_cuda(
             if progress is not None and (step % progress_every == 0 or step == steps):
                 progress(step, steps)
     finally:
-        for obs in observers:
-            close = getattr(obs, "close", None)
-            if close is not None:
-                close()
+        _close_observers(observers)
     wall = time.perf_counter() - start
     state = md.state()
-    final = Frame(step=step, time_fs=step * timestep, symbols=symbols, masses=masses,
-                  positions=state["positions"], velocities_per_fs=state["velocities"] * units.fs,
-                  cell=state["cell"], pbc=pbc, potential_energy=np.nan, kinetic_energy=np.nan,
-                  temperature=np.nan, pressure_tensor=np.full((3, 3), np.nan),
-                  target_temperature=None).atoms()
-    means = sums / samples if samples else np.full(3, np.nan)
-    return MDResult(steps_done=step, time_fs=step * timestep, wall_seconds=wall, stopped=stopped,
-                    atoms=final, mean_temperature=float(means[0]),
-                    mean_pressure=float(means[1]), mean_potential_energy=float(means[2]),
-                    energy_drift_per_atom=float((end_total - start_total) / max(n, 1)),
-                    extra={"device": "cuda", "samples": samples})
+    return _md_result(steps_done=step, timestep=timestep, wall=wall, stopped=stopped,
+                      symbols=symbols, masses=masses, positions=state["positions"],
+                      velocities=state["velocities"], cell=state["cell"], pbc=pbc, sums=sums,
+                      samples=samples, start_total=start_total, end_total=end_total,
+                      extra={"device": "cuda", "samples": samples})

@@ -37,6 +37,8 @@ from .base import (
     TemperatureSchedule,
     _checked_observers,
     _checked_run,
+    _close_observers,
+    _md_result,
     _pressure_tensor,
     _starting_state,
 )
@@ -281,20 +283,12 @@ def run_md(
     except Exception as error:  # the model or the engine gave up: report, keep the outputs
         stopped = f"{type(error).__name__} at step {step + 1}: {error}"
     finally:
-        for obs in observers:
-            close = getattr(obs, "close", None)
-            if close is not None:
-                close()
+        _close_observers(observers)
     wall = time.perf_counter() - start
-    final = Frame(step=step, time_fs=step * timestep, symbols=symbols, masses=masses,
-                  positions=positions, velocities_per_fs=velocities * units.fs, cell=cell,
-                  pbc=pbc, potential_energy=np.nan, kinetic_energy=np.nan, temperature=np.nan,
-                  pressure_tensor=np.full((3, 3), np.nan), target_temperature=None).atoms()
-    means = sums / samples if samples else np.full(3, np.nan)
-    return MDResult(steps_done=step, time_fs=step * timestep, wall_seconds=wall, stopped=stopped,
-                    atoms=final, mean_temperature=float(means[0]),
-                    mean_pressure=float(means[1]), mean_potential_energy=float(means[2]),
-                    energy_drift_per_atom=float((end_total - start_total) / max(n, 1)))
+    return _md_result(steps_done=step, timestep=timestep, wall=wall, stopped=stopped,
+                      symbols=symbols, masses=masses, positions=positions,
+                      velocities=velocities, cell=cell, pbc=pbc, sums=sums, samples=samples,
+                      start_total=start_total, end_total=end_total)
 
 
 def _barostat_step(kind, anisotropic, positions, velocities, cell, masses, virial,
