@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import layout
+from .checks import whole_number
 from .elements import _Z as _ELEMENTS
 from .elements import atomic_number
 from .errors import InputError
@@ -225,7 +226,7 @@ class Model:
         one (``ANN N1 N2``) ``w1`` (N2, N1), ``b1`` (N2,) and ``w2`` (N2,) instead; ``beta``
         (shape (1,)) for nep5. Writing into them changes :attr:`parameters`.
         """
-        if not isinstance(block, (int, np.integer)) or isinstance(block, bool):
+        if whole_number(block, floats=False) is None:
             raise InputError(f"network(block): block must be a whole number 0.."
                              f"{self.num_networks - 1} (a species index), not {block!r}")
         if not 0 <= block < self.num_networks:

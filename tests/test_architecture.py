@@ -5,8 +5,8 @@ imports resolved) and
 
 * no import goes upward: cli -> features (train, audit, md, analysis, al, zbl, demo) ->
   calculators -> engine -> model -> io, with interop beside the model and errors, elements,
-  layout and progress at the bottom; modules of one part import each other freely, and the
-  features import each other sideways;
+  layout, progress and checks at the bottom; modules of one part import each other freely, and
+  the features import each other sideways;
 * the imports between modules have no cycle;
 * nothing outside ``nepzbl_plugin/cli/`` calls ``print`` or imports tqdm.
 """
@@ -28,6 +28,7 @@ RANKS = {"bottom": 0, "io": 1, "model": 2, "interop": 3, "bridge": 3, "engine": 
          "calculators": 5, "features": 6, "cli": 7}
 PARTS = {
     "errors": "bottom", "elements": "bottom", "layout": "bottom", "progress": "bottom",
+    "checks": "bottom",
     "io": "io",
     "model": "model", "neighbours": "model", "": "model",  # "": the package's __init__
     "interop": "interop", "testing": "interop",

@@ -53,6 +53,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checks import whole_number
 from ..errors import NepzblError
 
 __all__ = ["ConfigError", "ALConfig", "MDRunSpec", "IterationSpec", "load_config",
@@ -227,7 +228,7 @@ class _Reader:
             raise self.error(name, "missing")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(name, f"must be a number, not {value!r}")
-        if integer and (not isinstance(value, int) and not float(value).is_integer()):
+        if integer and whole_number(value) is None:
             raise self.error(name, f"must be a whole number, not {value!r}")
         if value != value or value in (float("inf"), float("-inf")):
             raise self.error(name, f"must be finite, not {value!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import whole_number
 from ._base import AnalysisError, Compute
 
 __all__ = ["nep_descriptors", "soap_descriptors", "pca", "DescriptorMap", "umap_available",
@@ -106,8 +107,7 @@ class DescriptorMap(Compute):
         if method == "umap" and not umap_available():
             raise AnalysisError("method 'umap' needs the umap-learn package (pip install "
                                 "umap-learn); 'pca' needs nothing")
-        if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) \
-                or n_components < 1:
+        if whole_number(n_components, floats=False) is None or n_components < 1:
             raise AnalysisError(f"n_components must be a whole number >= 1, not {n_components!r}")
         self.method = method
         self.n_components = int(n_components)

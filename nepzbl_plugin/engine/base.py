@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import whole_number
 from ..errors import EngineError, InputError, UnsupportedModelError
 from ..model import Model, checked_temperature, read_model
 
@@ -50,12 +51,9 @@ def check_threads(num_threads) -> int:
     :data:`MAX_THREADS`, or one InputError naming the argument."""
     if num_threads is None:
         return 0
-    try:
-        value = int(num_threads)
-        if isinstance(num_threads, bool) or value != num_threads:
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"num_threads must be a whole number, got {num_threads!r}") from None
+    value = whole_number(num_threads)
+    if value is None:
+        raise InputError(f"num_threads must be a whole number, got {num_threads!r}")
     if not 1 <= value <= MAX_THREADS:
         raise InputError(f"num_threads must be 1 to {MAX_THREADS} (or None for OpenMP's "
                          f"default), got {value}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import units
 
+from ..checks import whole_number
 from ..errors import NepzblError
 
 __all__ = ["BOLTZMANN", "GPA", "ENSEMBLES", "MDSetupError", "TemperatureSchedule", "Frame",
@@ -154,12 +155,9 @@ def _checked_run(atoms, ensemble, steps, timestep, temperature, pressure, tau_te
         raise MDSetupError(f"unknown ensemble {ensemble!r}; choose from {', '.join(ENSEMBLES)}")
     thermostat, barostat, anisotropic = ENSEMBLES[ensemble]
     steps_in = steps
-    try:
-        steps = int(steps)
-        if isinstance(steps_in, bool) or steps != steps_in:
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise MDSetupError(f"steps must be a whole number >= 0, not {steps_in!r}") from None
+    steps = whole_number(steps_in)
+    if steps is None:
+        raise MDSetupError(f"steps must be a whole number >= 0, not {steps_in!r}")
     if steps < 0:
         raise MDSetupError(f"steps must be >= 0, not {steps}")
     timestep = _md_number(timestep, "the time step (fs)")

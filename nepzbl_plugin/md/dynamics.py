@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from ase import units
 
+from ..checks import whole_number
 from ..errors import NepzblError
 from .base import (
     BOLTZMANN,
@@ -178,8 +179,7 @@ def run_md(
         raise MDSetupError(f"forces must be EngineForces, CalculatorForces or a callable "
                            f"(positions, cell) -> (energy, forces, virial), not "
                            f"{type(forces).__name__}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                             or seed < 0):
+    if seed is not None and (whole_number(seed, floats=False) is None or seed < 0):
         raise MDSetupError(f"seed must be None or a whole number >= 0, not {seed!r}")
     if isinstance(forces, EngineForces) and len(forces.types) != len(atoms):
         raise MDSetupError(f"the EngineForces were made for {len(forces.types)} atoms, these "

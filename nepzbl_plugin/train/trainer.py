@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import whole_number
 from ..errors import FileError, InputError, NepzblError
 from ..model import Model
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -189,7 +190,7 @@ def check_overrides(overrides: dict) -> None:
         kind = "a whole number" if whole else "a finite number"
         ok = isinstance(value, (int, float, np.integer, np.floating)) and \
             not isinstance(value, bool) and math.isfinite(value) and \
-            (not whole or float(value) == int(value))
+            (not whole or whole_number(value) is not None)
         if ok and (value <= low if exclusive else value < low):
             ok = False
         if not ok:
