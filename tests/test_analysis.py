@@ -467,6 +467,22 @@ def test_cli_arrhenius_json(tmp_path, capsys):
     assert status == 2 and "line 2" in err
 
 
+def test_cli_arrhenius_reads_msd_json_on_one_long_line(tmp_path, capsys):
+    """msd's JSON written compactly (a 10,000+ character line) is read whole: the inputs of
+    'analyze' go through io._lines.FileLines without its line limit."""
+    Ea, D0 = 0.3, 1e-3
+    inputs = []
+    for t in (600, 800, 1000):
+        path = tmp_path / f"msd_{t}.json"
+        path.write_text(json.dumps({"temperature_K": t, "msd": list(range(3000)),
+                                    "D_cm2_per_s": D0 * np.exp(-Ea / (KB_EV_PER_K * t))}))
+        inputs.append(path)
+    assert len(inputs[0].read_text()) > 10_000
+    status, out, _ = _run(capsys, "analyze", "arrhenius", *inputs, "--png", "none", "--json")
+    assert status == 0
+    assert json.loads(out)["Ea_eV"] == pytest.approx(Ea, rel=1e-8)
+
+
 def test_cli_arrhenius_points_only_writes_arrhenius_png(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status, out, _ = _run(capsys, "analyze", "arrhenius", "--point", "800,4.4e-7", "1000,9.4e-6",

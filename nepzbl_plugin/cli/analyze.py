@@ -294,15 +294,11 @@ def _cmd_msd(args) -> int:
 
 
 def _read_text(path) -> str:
-    """The file as text; not UTF-8 is one error naming the file and the line."""
-    from ..errors import NepFormatError
+    """The file as text (lines joined by newlines); not UTF-8 is one error naming the file and
+    the line, as for every text format. Lines of any length: msd's JSON may be on one line."""
+    from ..io._lines import FileLines
 
-    data = Path(path).read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise NepFormatError(path, line, "not a text file (invalid UTF-8 byte)") from None
+    return "\n".join(FileLines(path, max_chars=None))
 
 
 def _usable_point(t: float, d: float, e: float | None) -> bool:

@@ -29,12 +29,13 @@ def short_repr(token: str, limit: int = MAX_TOKEN_CHARS) -> str:
 class FileLines:
     """The lines of a text file (without their newline), read on demand.
 
-    Iterating yields ``str`` lines; a line longer than ``max_chars`` or not UTF-8 raises
+    Iterating yields ``str`` lines; a line longer than ``max_chars`` (None: no limit, for
+    formats such as JSON whose lines can be of any length) or not UTF-8 raises
     :class:`NepFormatError` naming it. After the last line, :attr:`ends_with_newline` tells
     whether the file's last line was terminated (GPUMD always writes the final newline).
     """
 
-    def __init__(self, path, max_chars: int = MAX_LINE_CHARS):
+    def __init__(self, path, max_chars: int | None = MAX_LINE_CHARS):
         self.path = Path(path)
         self.max_chars = max_chars
         self.ends_with_newline = True
@@ -48,7 +49,8 @@ class FileLines:
         except OSError as exc:
             raise NepFormatError(self.path, None,
                                  f"cannot read the file: {exc.strerror or exc}") from None
-        limit = 4 * self.max_chars + 1  # bytes: up to 4 per UTF-8 character
+        # bytes: up to 4 per UTF-8 character (-1: readline's whole line)
+        limit = -1 if self.max_chars is None else 4 * self.max_chars + 1
         with handle:
             while True:
                 try:
@@ -60,7 +62,7 @@ class FileLines:
                     return
                 self.count += 1
                 terminated = raw.endswith(b"\n")
-                if len(raw) >= limit and not terminated:
+                if limit > 0 and len(raw) >= limit and not terminated:
                     start = raw[:40].decode("utf-8", "replace")
                     raise NepFormatError(self.path, self.count,
                                          f"line longer than {self.max_chars} characters "
@@ -70,7 +72,7 @@ class FileLines:
                 except UnicodeDecodeError:
                     raise NepFormatError(self.path, self.count,
                                          "not a text file (invalid UTF-8 byte)") from None
-                if len(text) > self.max_chars + 1:
+                if self.max_chars is not None and len(text) > self.max_chars + 1:
                     raise NepFormatError(self.path, self.count,
                                          f"line longer than {self.max_chars} characters")
                 self.ends_with_newline = terminated or not text.strip()
