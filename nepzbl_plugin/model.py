@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -30,7 +29,7 @@ from .checks import whole_number
 from .elements import _Z as _ELEMENTS
 from .elements import atomic_number
 from .errors import InputError
-from .io.nep_in import NepIn, read_nep_in
+from .io.nep_in import NepIn, nep_in_of
 from .io.nep_txt import (
     format_nep_txt_fields,
     l_max_line,
@@ -146,11 +145,7 @@ class Model:
     def from_nep_in(cls, nep: NepIn) -> Model:
         """The model a ``nep.in`` (a :class:`NepIn` or its path) trains, with every parameter
         and q_scaler value 0."""
-        if isinstance(nep, (str, Path)):
-            nep = read_nep_in(nep)
-        if not isinstance(nep, NepIn):
-            raise InputError(f"Model.from_nep_in takes a NepIn (nepzbl_plugin.io.nep_in."
-                             f"read_nep_in) or the path of a nep.in, not {type(nep).__name__}")
+        nep = nep_in_of(nep, "Model.from_nep_in takes")
         return cls.empty(**nep.model_header_kwargs())
 
     @classmethod

@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from ..elements import COVALENT_RADII, atomic_number
-from ..errors import NepFormatError, UnsupportedModelError
+from ..errors import InputError, NepFormatError, UnsupportedModelError
 from ..layout import ZBLSettings
 from ..layout import num_parameters as layout_num_parameters
 from ._lines import FileLines, short_repr
 from .nep_txt import MAX_FLEXIBLE_ZBL_TYPES, atomic_write_text
 
-__all__ = ["NepIn", "read_nep_in", "parse_nep_in", "write_nep_in", "read_zbl_in",
+__all__ = ["NepIn", "read_nep_in", "nep_in_of", "parse_nep_in", "write_nep_in", "read_zbl_in",
            "OPTIMIZERS", "check_option"]
 
 OPTIMIZERS = ("adam", "lbfgs", "snes")
@@ -550,6 +550,18 @@ def read_nep_in(path) -> NepIn:
     if nep.zbl is not None and zbl_in.is_file():
         nep.flexible_zbl = read_zbl_in(zbl_in, nep.num_types)
         _check_zbl_inside_angular(nep, path, zbl_in)
+    return nep
+
+
+def nep_in_of(nep, refusal: str) -> NepIn:
+    """``nep`` itself when it is a :class:`NepIn`, the ``nep.in`` read from it when it is a
+    path, else one InputError: ``refusal`` (who refuses, e.g. "train: nep_in must be") followed
+    by what is accepted and what was given."""
+    if isinstance(nep, (str, Path)):
+        nep = read_nep_in(nep)
+    if not isinstance(nep, NepIn):
+        raise InputError(f"{refusal} a NepIn (nepzbl_plugin.io.nep_in.read_nep_in) or the path "
+                         f"of a nep.in, not {type(nep).__name__}")
     return nep
 
 

@@ -962,15 +962,9 @@ def train(
     if callback is not None and not callable(callback):
         raise InputError(f"train: callback must be None or a callable callback(record, model), "
                          f"not {type(callback).__name__}")
-    if isinstance(nep_in, (str, Path)):
-        from ..io.nep_in import read_nep_in
+    from ..io.nep_in import nep_in_of
 
-        nep_in = read_nep_in(nep_in)
-    from ..io.nep_in import NepIn
-
-    if not isinstance(nep_in, NepIn):
-        raise InputError(f"train: nep_in must be a NepIn (nepzbl_plugin.io.nep_in.read_nep_in) "
-                         f"or the path of a nep.in, not {type(nep_in).__name__}")
+    nep_in = nep_in_of(nep_in, "train: nep_in must be")
     if not train_structures:
         raise InputError("train: the training set is empty")
     overrides = dict(optimizer=optimizer, seed=seed, max_time=max_time, epochs=epochs,
