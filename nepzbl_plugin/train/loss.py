@@ -270,6 +270,13 @@ class LossValue:
         return float(self.total[-1])
 
     @classmethod
+    def of_terms(cls, l1, l2, energy, force, virial, **rest) -> LossValue:
+        """The value whose total is the sum of its terms, as GPUMD's loss (``rest``: the
+        shift and the RMSEs)."""
+        return cls(total=l1 + l2 + energy + force + virial, l1=l1, l2=l2, energy=energy,
+                   force=force, virial=virial, **rest)
+
+    @classmethod
     def from_record(cls, record: np.ndarray, num_types: int) -> LossValue:
         """From a loss record of the C loss (``cext/nep_train_loss.h``, on the CPU or the
         GPU): six blocks of T + 1 values (L, L1, L2, energy, force, virial), then the shift and
@@ -419,13 +426,8 @@ class Loss:
 
         n_vir = int(labels.has_virial.sum())
         rmse_v = float(np.sqrt((vdiff**2).sum() / (6 * n_vir))) if n_vir else 0.0
-        return LossValue(
-            total=l1 + l2 + energy + force + virial,
-            l1=l1,
-            l2=l2,
-            energy=energy,
-            force=force,
-            virial=virial,
+        return LossValue.of_terms(
+            l1, l2, energy, force, virial,
             shift=s,
             rmse_energy=float(np.sqrt((labels.energy_weight * (delta - s) ** 2).sum() / S))
             if S
@@ -528,13 +530,8 @@ def combine_full_batch(values: list[LossValue]) -> LossValue:
 
     energy, force, virial = rms("energy"), rms("force"), rms("virial")
     l1, l2 = values[0].l1, values[0].l2
-    return LossValue(
-        total=l1 + l2 + energy + force + virial,
-        l1=l1,
-        l2=l2,
-        energy=energy,
-        force=force,
-        virial=virial,
+    return LossValue.of_terms(
+        l1, l2, energy, force, virial,
         shift=float(np.mean([v.shift for v in values])),
         rmse_energy=float(np.sqrt(np.mean([v.rmse_energy**2 for v in values]))),
         rmse_force=float(np.sqrt(np.mean([v.rmse_force**2 for v in values]))),
