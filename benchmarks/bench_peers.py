@@ -42,6 +42,20 @@ ENGINES = ("nepzbl", "neppo", "torchnep", "calorine")
 PEER_MODULES = {"neppo": "neppo", "torchnep": "torchnep", "calorine": "calorine"}
 
 
+def _calculator_run(calc):
+    """``run(atoms) -> (energy, forces)`` through an ASE calculator, the stress computed too
+    (as the other engines give the virial in the same pass)."""
+
+    def run(atoms):
+        atoms.calc = calc
+        energy = atoms.get_potential_energy()
+        forces = atoms.get_forces()
+        atoms.get_stress()
+        return energy, forces
+
+    return run
+
+
 def _evaluator(engine: str, model: str, threads: int, precision: str):
     """A function atoms -> (energy eV, forces eV/Å) that computes the virial too."""
     if engine == "nepzbl":
@@ -58,16 +72,7 @@ def _evaluator(engine: str, model: str, threads: int, precision: str):
     if engine == "calorine":
         from calorine.calculators import CPUNEP
 
-        calc = CPUNEP(model)
-
-        def run(atoms):
-            atoms.calc = calc
-            energy = atoms.get_potential_energy()
-            forces = atoms.get_forces()
-            atoms.get_stress()
-            return energy, forces
-
-        return run
+        return _calculator_run(CPUNEP(model))
     import torch
 
     torch.set_num_threads(threads)
@@ -86,16 +91,7 @@ def _evaluator(engine: str, model: str, threads: int, precision: str):
     if engine == "torchnep":
         from torchnep.ase_calculator import NEP
 
-        calc = NEP(model, dtype=precision, device="cpu")
-
-        def run(atoms):
-            atoms.calc = calc
-            energy = atoms.get_potential_energy()
-            forces = atoms.get_forces()
-            atoms.get_stress()
-            return energy, forces
-
-        return run
+        return _calculator_run(NEP(model, dtype=precision, device="cpu"))
     raise ValueError(engine)
 
 
