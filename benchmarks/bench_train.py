@@ -111,6 +111,19 @@ def _read(nep_in_path, xyz_paths):
     return nep_in, structures
 
 
+def _llzo_2000():
+    """(nep.in, 2000 structures, the generator that made them): the 192-atom LLZO frames of
+    NEP25-ZBL repeated, each rattled by 0.02 Å, for the memory and GPU-epoch runs."""
+    nep_in, base = _read(DATA / "llzo/NEP25-ZBL/nep.in", [DATA / "llzo/NEP25-ZBL/train.xyz"])
+    rng = np.random.default_rng(0)
+    structures = []
+    for k in range(2000):
+        st = base[k % len(base)]
+        structures.append(dataclasses.replace(
+            st, positions=st.positions + rng.normal(0, 0.02, st.positions.shape)))
+    return nep_in, structures, rng
+
+
 def _plot(rows, path, title, keys, targets):
     import matplotlib
 
@@ -211,13 +224,7 @@ def bench_pbte(minutes, out, optimizer):
 def bench_memory(minutes, out, optimizer):
     from nepzbl_plugin.train import train
 
-    nep_in, base = _read(DATA / "llzo/NEP25-ZBL/nep.in", [DATA / "llzo/NEP25-ZBL/train.xyz"])
-    rng = np.random.default_rng(0)
-    structures = []
-    for k in range(2000):
-        st = base[k % len(base)]
-        structures.append(dataclasses.replace(
-            st, positions=st.positions + rng.normal(0, 0.02, st.positions.shape)))
+    nep_in, structures, _ = _llzo_2000()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     t0 = time.monotonic()
     train(structures, nep_in, output_dir=out, optimizer=optimizer, max_time=60 * minutes,
@@ -694,13 +701,7 @@ def bench_gpu_epoch(threads, out):
     from nepzbl_plugin.train.cuda_backend import CudaBackend
     from nepzbl_plugin.train.loss import Adjoints
 
-    nep_in, base = _read(DATA / "llzo/NEP25-ZBL/nep.in", [DATA / "llzo/NEP25-ZBL/train.xyz"])
-    rng = np.random.default_rng(0)
-    structures = []
-    for k in range(2000):
-        st = base[k % len(base)]
-        structures.append(dataclasses.replace(
-            st, positions=st.positions + rng.normal(0, 0.02, st.positions.shape)))
+    nep_in, structures, rng = _llzo_2000()
     atoms = sum(len(st.symbols) for st in structures)
     model = Model.from_nep_in(nep_in)
     model.parameters[:] = rng.normal(0, 0.1, model.num_parameters)
