@@ -43,18 +43,31 @@ if importlib.util.find_spec("nepzbl_plugin") is None:  # run from a checkout wit
     sys.path.insert(0, str(REPO))
 
 DATA = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data"
-LLZO_SIZES = {192: 1, 1536: 2, 12288: 4, 98304: 8}
+LLZO_SIZES = {192: 1, 1536: 2, 12288: 4, 98304: 8}  # the CPU's sizes: atoms -> repeats
+REPEATS = {**LLZO_SIZES, 786432: 16}  # every size llzo_supercell builds (the GPU's too)
 
 
 # ----------------------------------------------------------------------- structures
+def llzo_supercell(n_atoms: int):
+    """A cubic LLZO supercell with n_atoms = 192 k^3 atoms, from the first training frame."""
+    from ase.io import read
+
+    reps = {v * v * v * 192: v for v in REPEATS.values()}
+    if n_atoms not in reps:
+        raise SystemExit(f"size {n_atoms} is not 192 k^3 for k in {sorted(REPEATS.values())}")
+    base = read(DATA / "llzo" / "NEP25-ZBL" / "train.xyz", 0)
+    atoms = base.repeat(reps[n_atoms])
+    atoms.calc = None
+    return atoms
+
+
 def build_case(case: str, n_atoms: int | None):
     """(model path, ase.Atoms) for a case name."""
     from ase.build import bulk
     from ase.io import read
 
     if case == "llzo":
-        rep = LLZO_SIZES[n_atoms]
-        atoms = read(DATA / "llzo" / "NEP25-ZBL" / "train.xyz", 0).repeat(rep)
+        atoms = llzo_supercell(n_atoms)
         model = DATA / "llzo" / "NEP802-ZBL.txt"
     elif case == "pbte":
         atoms = read(DATA / "pbte" / "train.xyz", 0).repeat(2)

@@ -53,22 +53,11 @@ if importlib.util.find_spec("nepzbl_plugin") is None:  # run from a checkout wit
 from nepzbl_plugin.engine import Evaluator  # noqa: E402
 from nepzbl_plugin.engine.cuda import CudaEvaluator, cuda_available  # noqa: E402
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_cpu import REPEATS, llzo_supercell  # noqa: E402,F401 (bench_gpu_md imports it here)
+
 SHARED = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data" / "llzo"
-REPEATS = {192: 1, 1536: 2, 12288: 4, 98304: 8, 786432: 16}
 PROPS = ("energy", "forces", "virial")
-
-
-def llzo_supercell(n_atoms: int):
-    """A cubic LLZO supercell with n_atoms = 192 k^3 atoms, from the first training frame."""
-    from ase.io import read
-
-    reps = {v * v * v * 192: v for v in REPEATS.values()}
-    if n_atoms not in reps:
-        raise SystemExit(f"size {n_atoms} is not 192 k^3 for k in {sorted(REPEATS.values())}")
-    base = read(SHARED / "NEP25-ZBL" / "train.xyz", 0)
-    atoms = base.repeat(reps[n_atoms])
-    atoms.calc = None
-    return atoms
 
 
 def time_steps(step, n_atoms: int, min_time: float, cap: float, max_steps: int = 1000):
