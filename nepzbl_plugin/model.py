@@ -28,7 +28,7 @@ import numpy as np
 from . import layout
 from .elements import _Z as _ELEMENTS
 from .elements import atomic_number
-from .errors import InputError
+from .errors import IndexInputError, InputError
 from .io.nep_in import NepIn, read_nep_in
 from .io.nep_txt import (
     format_nep_txt_fields,
@@ -37,7 +37,7 @@ from .io.nep_txt import (
     read_nep_txt_fields,
     write_nep_txt_fields,
 )
-from .layout import FLAG_NAMES, UNIVERSAL_ZBL_COEFFICIENTS, ZBLSettings, pair_index
+from .layout import FLAG_NAMES, UNIVERSAL_ZBL_COEFFICIENTS, ZBLSettings, pair_index, same_values
 
 __all__ = [
     "Model", "ZBLSettings", "read_model", "parse_nep_txt", "read_nep_txt", "format_nep_txt",
@@ -124,6 +124,15 @@ class Model:
                     f"flexible ZBL needs a ({pairs}, 10) table for {self.num_types} types, "
                     f"got shape {self.zbl.flexible.shape}"
                 )
+
+    def __eq__(self, other) -> bool:
+        """The same potential: every header field, parameter and q_scaler value equal (exact
+        comparison; ``metadata``, where the model was read from, is not compared)."""
+        if not isinstance(other, Model):
+            return NotImplemented
+        return same_values(self, other, skip=("metadata",))
+
+    __hash__ = None  # compared by value and mutable (the parameters change in place)
 
     @classmethod
     def empty(cls, **header) -> Model:
@@ -229,7 +238,12 @@ class Model:
             raise InputError(f"network(block): block must be a whole number 0.."
                              f"{self.num_networks - 1} (a species index), not {block!r}")
         if not 0 <= block < self.num_networks:
-            raise IndexError(f"network block {block} out of range 0..{self.num_networks - 1}")
+            # Negative indices are refused, not counted from the end: a block is a species
+            # index, and type indices are 0..T-1 everywhere in nepzbl (System refuses -1 too).
+            species = ("nep3: one network shared by every species" if self.version == 3 else
+                       f"species {', '.join(f'{t}={s}' for t, s in enumerate(self.types))}")
+            raise IndexInputError(f"network({block}): block must be 0..{self.num_networks - 1} "
+                                  f"({species})")
         D, N1, N2 = self.descriptor_dim, self.n_neurons, self.n_neurons_second
         start = block * self.network_block_size
         end = start + self.network_block_size
