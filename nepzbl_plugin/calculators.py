@@ -166,7 +166,7 @@ class NEP(Calculator):
         if atoms is None:
             atoms = self.atoms
         if atoms is None:
-            raise ValueError("no atoms: pass the structure, calc.get_components(atoms) (ASE "
+            raise InputError("no atoms: pass the structure, calc.get_components(atoms) (ASE "
                              "gives a calculator its atoms only when it first computes)")
         out = self.evaluator.evaluate(
             self._system(atoms), ("energy", "energies", "forces", "virial", "zbl")
@@ -236,7 +236,7 @@ class CPUNEP(NEP):
 
     def _system(self, atoms) -> System:
         if atoms.cell.rank == 0:
-            raise ValueError("Atoms must have a defined cell.")
+            raise InputError("Atoms must have a defined cell.")
         return super()._system(atoms)
 
     def _per_atom_stress(self, virials: np.ndarray, volume: float) -> np.ndarray:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .elements import COVALENT_RADII
+from .errors import InputError
 
 __all__ = [
     "ZBLSettings", "UNIVERSAL_ZBL_COEFFICIENTS", "FLAG_NAMES", "pair_index", "num_angular_blocks",
@@ -70,13 +71,13 @@ class ZBLSettings:
 
     def __post_init__(self):
         if self.mode not in ("universal", "typewise", "flexible"):
-            raise ValueError(f"unknown ZBL mode {self.mode!r}")
+            raise InputError(f"unknown ZBL mode {self.mode!r}")
         if self.mode == "flexible":
             if self.flexible is None:
-                raise ValueError("flexible ZBL needs its table of 10 values per type pair")
+                raise InputError("flexible ZBL needs its table of 10 values per type pair")
             self.flexible = np.array(self.flexible, dtype=np.float64, ndmin=2)
         if self.mode == "typewise" and self.factor is None:
-            raise ValueError("typewise ZBL needs a factor")
+            raise InputError("typewise ZBL needs a factor")
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, ZBLSettings):

@@ -107,20 +107,20 @@ class Model:
         self.parameters = np.ascontiguousarray(self.parameters, dtype=np.float64)
         self.q_scaler = np.ascontiguousarray(self.q_scaler, dtype=np.float64)
         if self.version not in (3, 4, 5):
-            raise ValueError(f"NEP version must be 3, 4 or 5, not {self.version}")
+            raise InputError(f"NEP version must be 3, 4 or 5, not {self.version}")
         if self.parameters.shape != (self.num_parameters,):
-            raise ValueError(
+            raise InputError(
                 f"expected {self.num_parameters} parameters for this header, "
                 f"got {self.parameters.size}"
             )
         if self.q_scaler.shape != (self.descriptor_dim,):
-            raise ValueError(
+            raise InputError(
                 f"expected {self.descriptor_dim} q_scaler values, got {self.q_scaler.size}"
             )
         if self.zbl is not None and self.zbl.mode == "flexible":
             pairs = self.num_types * (self.num_types + 1) // 2
             if self.zbl.flexible.shape != (pairs, 10):
-                raise ValueError(
+                raise InputError(
                     f"flexible ZBL needs a ({pairs}, 10) table for {self.num_types} types, "
                     f"got shape {self.zbl.flexible.shape}"
                 )
@@ -414,7 +414,7 @@ class Model:
         if self.version == 4:
             return self.copy()
         if self.version != 3:
-            raise ValueError(f"only nep3 models can be upgraded to nep4, not nep{self.version}")
+            raise InputError(f"only nep3 models can be upgraded to nep4, not nep{self.version}")
         block = self.parameters[: self.network_block_size]
         out = self.copy()
         out.version = 4
@@ -438,7 +438,7 @@ class Model:
         temperature models).
         """
         if not self.temperature:
-            raise ValueError("at_temperature needs a temperature model (nep4_temperature)")
+            raise InputError("at_temperature needs a temperature model (nep4_temperature)")
         t = checked_temperature(temperature)
         D = self.descriptor_dim
         input_value = self.q_scaler[D - 1] * t  # the network's temperature input

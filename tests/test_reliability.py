@@ -1278,3 +1278,37 @@ def test_training_structure_has_a_length():
 
     frame = TrainingStructure(["Li", "O", "O"], np.zeros((3, 3)), np.eye(3) * 5)
     assert len(frame) == frame.num_atoms == 3
+
+
+def _bad_model_calls(tmp_path):
+    from nepzbl_plugin import NEP, ZBLSettings
+    from nepzbl_plugin.interop.calorine import from_calorine, to_calorine
+    from nepzbl_plugin.model import Model
+    from nepzbl_plugin.testing import random_model
+
+    model = random_model(types=("Te", "Pb"), seed=1)
+    return {
+        "at_temperature needs a temperature model": lambda: model.at_temperature(300),
+        "only nep3 models can be upgraded to nep4, not nep5":
+            lambda: random_model(version=5).to_nep4(),
+        "precision must be 'gpumd' or 'full', not 'double'":
+            lambda: model.write(tmp_path / "nep.txt", precision="double"),
+        "expected 1101 parameters for this header, got 3":
+            lambda: Model(**{**model.fields(), "parameters": [0.0] * 3}),
+        "unknown ZBL mode 'screened'": lambda: ZBLSettings("screened", 1.0, 2.0),
+        "no atoms: pass the structure": lambda: NEP(model).get_components(),
+        "to_calorine takes a nepzbl Model, not str": lambda: to_calorine("nep.txt"),
+        "from_calorine takes a calorine.nep.model.Model (calorine's read_model), not Model":
+            lambda: from_calorine(model),
+    }
+
+
+@pytest.mark.parametrize("message", sorted(_bad_model_calls(None)))
+def test_model_and_calculator_value_errors_are_input_errors(tmp_path, message):
+    # Before: plain ValueErrors (no NepzblError), and AttributeErrors from deep inside the
+    # calorine conversions. InputError is a ValueError, so `except ValueError` still works.
+    from nepzbl_plugin.errors import InputError
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        _bad_model_calls(tmp_path)[message]()
+    assert not list(tmp_path.iterdir())
