@@ -1312,3 +1312,48 @@ def test_model_and_calculator_value_errors_are_input_errors(tmp_path, message):
     with pytest.raises(InputError, match=re.escape(message)):
         _bad_model_calls(tmp_path)[message]()
     assert not list(tmp_path.iterdir())
+
+
+_CUDA_COPIES = """
+import copy, pickle
+import numpy as np
+from ase.build import bulk
+from nepzbl_plugin import NEP, _cuda
+from nepzbl_plugin.engine.cuda import CudaEvaluator
+from nepzbl_plugin.testing import random_model
+
+assert _cuda.device_count() == 1, "not the emulated build"
+model = random_model(types=("Te", "Pb"), zbl="universal", n_max=(2, 2), basis=(2, 2),
+                     neurons=3, l_max=2, seed=4)
+atoms = bulk("Cu", "fcc", a=4.6, cubic=True)
+atoms.rattle(0.1, seed=3)
+atoms.set_chemical_symbols(["Te", "Pb"] * 2)
+calc = NEP(model, device="cuda", precision="float32")
+atoms.calc = calc
+energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+for method in (copy.copy, copy.deepcopy, lambda c: pickle.loads(pickle.dumps(c))):
+    copied = method(calc)
+    assert copied.evaluator.device == "cuda" and copied.evaluator.precision == "float32"
+    assert copied.evaluator._cuda is not calc.evaluator._cuda
+    other = atoms.copy()
+    other.calc = copied
+    assert abs(other.get_potential_energy() - energy) <= 1e-12
+    assert np.abs(other.get_forces() - forces).max() <= 1e-12
+gpu = CudaEvaluator(model, precision="float64", skin=0.5)
+again = pickle.loads(pickle.dumps(gpu))
+assert again.skin == 0.5 and again.precision == "float64" and again._gpu is not gpu._gpu
+assert abs(again.evaluate(atoms)["energy"] - gpu.evaluate(atoms)["energy"]) <= 1e-12
+print("copies ok")
+"""
+
+
+@pytest.mark.slow
+def test_cuda_calculator_copies_in_host_emulation(tmp_path_factory, tmp_path):
+    """The CUDA calculator copies and pickles as the CPU one: the GPU engine is rebuilt from
+    the model, with the device and precision of the original (checked on the CUDA sources
+    built for the host, tests/cuda_emulation.py, as test_cuda.py does)."""
+    from cuda_emulation import run_emulated
+
+    result = run_emulated(tmp_path_factory, _CUDA_COPIES, tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "copies ok" in result.stdout
