@@ -1344,6 +1344,8 @@ for method in (copy.copy, copy.deepcopy, lambda c: pickle.loads(pickle.dumps(c))
 gpu = CudaEvaluator(model, precision="float64", skin=0.5)
 again = pickle.loads(pickle.dumps(gpu))
 assert again.skin == 0.5 and again.precision == "float64" and again._gpu is not gpu._gpu
+assert repr(again) == "CudaEvaluator(nep4_zbl Te Pb, device='cuda', precision='float64')"
+assert repr(calc) == "NEP(nep4_zbl Te Pb, device='cuda', precision='float32')"
 assert abs(again.evaluate(atoms)["energy"] - gpu.evaluate(atoms)["energy"]) <= 1e-12
 print("copies ok")
 """

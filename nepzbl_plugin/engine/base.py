@@ -276,6 +276,17 @@ class EvaluatorBase:
 
     model: Model
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description()})"
+
+    def description(self) -> str:
+        """The model and the options in one line: ``nep4_zbl Li O, device='cpu'``."""
+        threads = getattr(self, "num_threads", 0)
+        device = getattr(self, "device", "cpu")
+        return (f"{self.model.model_token} {' '.join(self.model.types)}, device={device!r}"
+                + (f", precision={self.precision!r}" if device == "cuda" else "")
+                + (f", num_threads={threads}" if threads else ""))
+
     # ------------------------------------------------------------------ inputs
     def systems(self, structures) -> list[System]:
         """:meth:`system` of each of a list of structures, an input error naming the one it

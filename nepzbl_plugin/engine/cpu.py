@@ -118,16 +118,6 @@ class Evaluator(EvaluatorBase):
         return (type(self), (self.model, self._requested_device, self.num_threads or None,
                              self.precision))
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.description()})"
-
-    def description(self) -> str:
-        """The model and the options in one line: ``nep4_zbl Li O, device='cpu'``."""
-        threads = f", num_threads={self.num_threads}" if self.num_threads else ""
-        precision = f", precision={self.precision!r}" if self.device == "cuda" else ""
-        return (f"{self.model.model_token} {' '.join(self.model.types)}, "
-                f"device={self.device!r}{precision}{threads}")
-
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, structure, properties: Sequence[str] = ("energy", "forces", "virial")
                  ) -> dict:
