@@ -11,6 +11,7 @@ import errno
 __all__ = [
     "NepzblError", "NepFormatError", "UnsupportedModelError", "EngineError",
     "CudaUnavailableError", "FileError", "InputError", "MissingFileError", "IndexInputError",
+    "InputTypeError",
 ]
 
 
@@ -110,3 +111,8 @@ class InputError(NepzblError, ValueError):
 class IndexInputError(InputError, IndexError):
     """An index argument out of its range (``Model.network(5)`` of a two-species model); the
     message names the valid range. An :class:`IndexError` too, as Python's own."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An argument of the wrong kind (``Evaluator(None)``, ``read_model(3)``); the message names
+    the argument and what it takes. A :class:`TypeError` too, as Python's own."""

@@ -20,6 +20,7 @@ then the shared output bias b1, then ``c_radial`` (nR+1, bR+1, T, T) and ``c_ang
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import numpy as np
 from . import layout
 from .elements import _Z as _ELEMENTS
 from .elements import atomic_number
-from .errors import IndexInputError, InputError
+from .errors import IndexInputError, InputError, InputTypeError
 from .io.nep_in import NepIn, read_nep_in
 from .io.nep_txt import (
     format_nep_txt_fields,
@@ -531,6 +532,9 @@ def read_model(path) -> Model:
 
 def read_nep_txt(path) -> Model:
     """Read a ``nep.txt``; see :func:`nepzbl_plugin.io.nep_txt.read_nep_txt_fields`."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputTypeError(f"read_model takes the path of a nep.txt, not "
+                             f"{type(path).__name__}")
     return Model.from_fields(read_nep_txt_fields(path))
 
 

@@ -1361,3 +1361,21 @@ def test_cuda_calculator_copies_in_host_emulation(tmp_path_factory, tmp_path):
     result = run_emulated(tmp_path_factory, _CUDA_COPIES, tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "copies ok" in result.stdout
+
+
+def test_arguments_of_the_wrong_kind_are_input_type_errors():
+    # Before: plain TypeErrors, read_model(None)'s from pathlib ("expected str, bytes or
+    # os.PathLike object"), naming neither the function nor the argument.
+    from nepzbl_plugin import NEP, read_model
+    from nepzbl_plugin.engine import Evaluator
+    from nepzbl_plugin.errors import InputError, InputTypeError
+
+    calls = {"read_model takes the path of a nep.txt, not NoneType": lambda: read_model(None),
+             "model must be a Model or the path of a nep.txt, not int": lambda: NEP(3),
+             "model must be a Model or the path of a nep.txt, not list": lambda: Evaluator([]),
+             "expected ase.Atoms or nepzbl System, got str":
+                 lambda: _evaluator().evaluate("TePb")}
+    for message, call in calls.items():
+        with pytest.raises(InputTypeError, match=re.escape(message)) as error:
+            call()
+        assert isinstance(error.value, InputError) and isinstance(error.value, TypeError)

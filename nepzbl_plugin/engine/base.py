@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EngineError, InputError, UnsupportedModelError
+from ..errors import EngineError, InputError, InputTypeError, UnsupportedModelError
 from ..model import Model, checked_temperature, read_model
 
 __all__ = [
@@ -199,7 +199,8 @@ def load_model(model) -> Model:
         return model.copy()
     if isinstance(model, (str, Path)):
         return read_model(model)
-    raise TypeError(f"expected a Model or a path to a nep.txt, got {type(model).__name__}")
+    raise InputTypeError(f"model must be a Model or the path of a nep.txt, not "
+                         f"{type(model).__name__}")
 
 
 #: The largest hidden layer of a two-layer network the engines hold (``NEP_MAX_NEURONS``).
@@ -318,7 +319,7 @@ class EvaluatorBase:
         try:
             numbers = np.asarray(structure.numbers)
         except AttributeError:
-            raise TypeError(
+            raise InputTypeError(
                 f"expected ase.Atoms or nepzbl System, got {type(structure).__name__}"
             ) from None
         table = self.__dict__.get("_type_of_number")
