@@ -229,7 +229,8 @@ class Model:
 
     # ------------------------------------------------------------------ views
     def network(self, block: int) -> dict[str, np.ndarray]:
-        """Views of network block ``block`` (a species index; 0 for nep3).
+        """Views of network block ``block`` (a species index 0..T-1; 0 for nep3). A negative
+        or larger index raises :class:`~nepzbl_plugin.errors.IndexInputError`.
 
         Keys: ``w0`` (N1, D), ``b0`` (N1,), ``w1`` (N1,) for one hidden layer; with a second
         one (``ANN N1 N2``) ``w1`` (N2, N1), ``b1`` (N2,) and ``w2`` (N2,) instead; ``beta``
