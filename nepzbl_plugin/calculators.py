@@ -8,17 +8,20 @@
   as calorine returns them), so that changing the import line is enough.
 
 The model is read once, when the calculator is created; later steps only re-evaluate.
+``copy.copy``, ``copy.deepcopy`` and ``pickle`` give an independent calculator whose engine is
+rebuilt from the model (ASE workflows copy calculators; multiprocessing pickles them).
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from .engine import Evaluator, System
-from .errors import InputError
+from .errors import InputError, MissingFileError
 from .model import Model, checked_temperature
 
 __all__ = ["NEP", "CPUNEP"]
@@ -77,6 +80,17 @@ class NEP(Calculator):
     @property
     def model(self) -> Model:
         return self.evaluator.model
+
+    def __copy__(self):
+        """A deep copy: a shallow one would share the engine and the parameter dict, so that
+        one copy's ``set(temperature=...)`` would change the other's results. The engine is
+        rebuilt from the model (:meth:`nepzbl_plugin.engine.Evaluator.__reduce__`)."""
+        return copy.deepcopy(self)
+
+    def __repr__(self) -> str:
+        temperature = self.parameters.get("temperature")
+        fixed = "" if temperature is None else f", temperature={temperature:g}"
+        return f"{type(self).__name__}({self.evaluator.description()}{fixed})"
 
     def set(self, **kwargs) -> dict:
         """ASE's ``set``; a new ``temperature`` changes every result, so it clears them.
@@ -152,7 +166,7 @@ class NEP(Calculator):
         if atoms is None:
             atoms = self.atoms
         if atoms is None:
-            raise ValueError("no atoms: pass the structure, calc.get_components(atoms) (ASE "
+            raise InputError("no atoms: pass the structure, calc.get_components(atoms) (ASE "
                              "gives a calculator its atoms only when it first computes)")
         out = self.evaluator.evaluate(
             self._system(atoms), ("energy", "energies", "forces", "virial", "zbl")
@@ -204,7 +218,7 @@ class CPUNEP(NEP):
         if dftd3 is not None:
             raise NotImplementedError("nepzbl's CPUNEP does not implement the DFT-D3 correction")
         if not Path(model_filename).exists():
-            raise FileNotFoundError(f"{model_filename} does not exist.")
+            raise MissingFileError(model_filename)  # a FileNotFoundError, as calorine's
         self.debug = debug
         self.model_filename = str(model_filename)
         super().__init__(model_filename, device="cpu", label=label, atoms=atoms)
@@ -214,12 +228,15 @@ class CPUNEP(NEP):
             self.evaluator.system(atoms)
             self.atoms = atoms.copy()
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.model_filename!r})"
+
     def _pbc(self, atoms) -> tuple[bool, bool, bool]:
         return (True, True, True)
 
     def _system(self, atoms) -> System:
         if atoms.cell.rank == 0:
-            raise ValueError("Atoms must have a defined cell.")
+            raise InputError("Atoms must have a defined cell.")
         return super()._system(atoms)
 
     def _per_atom_stress(self, virials: np.ndarray, volume: float) -> np.ndarray:

@@ -6,9 +6,12 @@ raises :class:`NepFormatError`, which names the file, the 1-based line and the p
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "NepzblError", "NepFormatError", "UnsupportedModelError", "EngineError",
-    "CudaUnavailableError", "FileError", "InputError",
+    "CudaUnavailableError", "FileError", "InputError", "MissingFileError", "IndexInputError",
+    "InputTypeError",
 ]
 
 
@@ -38,6 +41,27 @@ class NepFormatError(NepzblError, ValueError):
 
     def __reduce__(self):  # keep the three fields through pickling (multiprocessing)
         return (type(self), (self.path, self.line, self.problem))
+
+
+class MissingFileError(NepFormatError, FileNotFoundError):
+    """An input file that does not exist.
+
+    A :class:`NepFormatError` (line ``None``) as every input file nepzbl cannot read, and a
+    :class:`FileNotFoundError` (``errno`` ENOENT, ``filename`` the path) as ``open`` and
+    calorine's ``CPUNEP`` raise, so that code catching either keeps working.
+    """
+
+    def __init__(self, path):
+        super().__init__(path, None, "cannot read the file: no such file")
+        self.errno = errno.ENOENT
+        self.strerror = "No such file or directory"
+        self.filename = self.path
+
+    def __str__(self) -> str:  # OSError's would be "[Errno 2] ...: 'path'"
+        return f"{self.path}: {self.problem}"
+
+    def __reduce__(self):
+        return (type(self), (self.path,))
 
 
 class UnsupportedModelError(NepFormatError):
@@ -82,3 +106,13 @@ class FileError(NepzblError, OSError):
 class InputError(NepzblError, ValueError):
     """A value given by the user (a command-line option, a function argument) that cannot be
     used; the message names the option and what is wrong."""
+
+
+class IndexInputError(InputError, IndexError):
+    """An index argument out of its range (``Model.network(5)`` of a two-species model); the
+    message names the valid range. An :class:`IndexError` too, as Python's own."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An argument of the wrong kind (``Evaluator(None)``, ``read_model(3)``); the message names
+    the argument and what it takes. A :class:`TypeError` too, as Python's own."""

@@ -9,16 +9,19 @@ construction (``../shared/docs/nep-reference.md`` section 1.7).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from .elements import COVALENT_RADII
+from .errors import InputError
 
 __all__ = [
     "ZBLSettings", "UNIVERSAL_ZBL_COEFFICIENTS", "FLAG_NAMES", "pair_index", "num_angular_blocks",
     "descriptor_dim", "num_networks", "network_block_size", "num_network_parameters",
     "num_descriptor_parameters", "num_parameters", "model_token", "pair_cutoffs", "zbl_table",
+    "same_values",
 ]
 
 # (A_k, B_k) of the universal ZBL screening function, k = 1..4.
@@ -30,6 +33,24 @@ UNIVERSAL_ZBL_COEFFICIENTS = (
 )
 
 FLAG_NAMES = ("q222", "q1111", "q112", "q123", "q233", "q134")
+
+
+def same_values(a, b, skip: tuple[str, ...] = ()) -> bool:
+    """Whether two dataclass objects of one class hold equal fields (but those in ``skip``),
+    arrays compared element by element: the ``==`` dataclasses generate compares tuples of
+    fields, which raises "truth value of an array is ambiguous" for array fields."""
+    if type(a) is not type(b):
+        return False
+    for f in dataclasses.fields(a):
+        if f.name in skip:
+            continue
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            if x is None or y is None or not np.array_equal(x, y):
+                return False
+        elif x != y:
+            return False
+    return True
 
 
 @dataclass
@@ -50,13 +71,18 @@ class ZBLSettings:
 
     def __post_init__(self):
         if self.mode not in ("universal", "typewise", "flexible"):
-            raise ValueError(f"unknown ZBL mode {self.mode!r}")
+            raise InputError(f"unknown ZBL mode {self.mode!r}")
         if self.mode == "flexible":
             if self.flexible is None:
-                raise ValueError("flexible ZBL needs its table of 10 values per type pair")
+                raise InputError("flexible ZBL needs its table of 10 values per type pair")
             self.flexible = np.array(self.flexible, dtype=np.float64, ndmin=2)
         if self.mode == "typewise" and self.factor is None:
-            raise ValueError("typewise ZBL needs a factor")
+            raise InputError("typewise ZBL needs a factor")
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, ZBLSettings):
+            return NotImplemented
+        return same_values(self, other)
 
 
 def pair_index(t1: int, t2: int, num_types: int) -> int:

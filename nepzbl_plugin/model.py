@@ -20,6 +20,7 @@ then the shared output bias b1, then ``c_radial`` (nR+1, bR+1, T, T) and ``c_ang
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +29,7 @@ from . import layout
 from .checks import whole_number
 from .elements import _Z as _ELEMENTS
 from .elements import atomic_number
-from .errors import InputError
+from .errors import IndexInputError, InputError, InputTypeError
 from .io.nep_in import NepIn, nep_in_of
 from .io.nep_txt import (
     format_nep_txt_fields,
@@ -37,7 +38,7 @@ from .io.nep_txt import (
     read_nep_txt_fields,
     write_nep_txt_fields,
 )
-from .layout import FLAG_NAMES, UNIVERSAL_ZBL_COEFFICIENTS, ZBLSettings, pair_index
+from .layout import FLAG_NAMES, UNIVERSAL_ZBL_COEFFICIENTS, ZBLSettings, pair_index, same_values
 
 __all__ = [
     "Model", "ZBLSettings", "read_model", "parse_nep_txt", "read_nep_txt", "format_nep_txt",
@@ -107,23 +108,32 @@ class Model:
         self.parameters = np.ascontiguousarray(self.parameters, dtype=np.float64)
         self.q_scaler = np.ascontiguousarray(self.q_scaler, dtype=np.float64)
         if self.version not in (3, 4, 5):
-            raise ValueError(f"NEP version must be 3, 4 or 5, not {self.version}")
+            raise InputError(f"NEP version must be 3, 4 or 5, not {self.version}")
         if self.parameters.shape != (self.num_parameters,):
-            raise ValueError(
+            raise InputError(
                 f"expected {self.num_parameters} parameters for this header, "
                 f"got {self.parameters.size}"
             )
         if self.q_scaler.shape != (self.descriptor_dim,):
-            raise ValueError(
+            raise InputError(
                 f"expected {self.descriptor_dim} q_scaler values, got {self.q_scaler.size}"
             )
         if self.zbl is not None and self.zbl.mode == "flexible":
             pairs = self.num_types * (self.num_types + 1) // 2
             if self.zbl.flexible.shape != (pairs, 10):
-                raise ValueError(
+                raise InputError(
                     f"flexible ZBL needs a ({pairs}, 10) table for {self.num_types} types, "
                     f"got shape {self.zbl.flexible.shape}"
                 )
+
+    def __eq__(self, other) -> bool:
+        """The same potential: every header field, parameter and q_scaler value equal (exact
+        comparison; ``metadata``, where the model was read from, is not compared)."""
+        if not isinstance(other, Model):
+            return NotImplemented
+        return same_values(self, other, skip=("metadata",))
+
+    __hash__ = None  # compared by value and mutable (the parameters change in place)
 
     @classmethod
     def empty(cls, **header) -> Model:
@@ -215,7 +225,8 @@ class Model:
 
     # ------------------------------------------------------------------ views
     def network(self, block: int) -> dict[str, np.ndarray]:
-        """Views of network block ``block`` (a species index; 0 for nep3).
+        """Views of network block ``block`` (a species index 0..T-1; 0 for nep3). A negative
+        or larger index raises :class:`~nepzbl_plugin.errors.IndexInputError`.
 
         Keys: ``w0`` (N1, D), ``b0`` (N1,), ``w1`` (N1,) for one hidden layer; with a second
         one (``ANN N1 N2``) ``w1`` (N2, N1), ``b1`` (N2,) and ``w2`` (N2,) instead; ``beta``
@@ -225,7 +236,12 @@ class Model:
             raise InputError(f"network(block): block must be a whole number 0.."
                              f"{self.num_networks - 1} (a species index), not {block!r}")
         if not 0 <= block < self.num_networks:
-            raise IndexError(f"network block {block} out of range 0..{self.num_networks - 1}")
+            # Negative indices are refused, not counted from the end: a block is a species
+            # index, and type indices are 0..T-1 everywhere in nepzbl (System refuses -1 too).
+            species = ("nep3: one network shared by every species" if self.version == 3 else
+                       f"species {', '.join(f'{t}={s}' for t, s in enumerate(self.types))}")
+            raise IndexInputError(f"network({block}): block must be 0..{self.num_networks - 1} "
+                                  f"({species})")
         D, N1, N2 = self.descriptor_dim, self.n_neurons, self.n_neurons_second
         start = block * self.network_block_size
         end = start + self.network_block_size
@@ -396,7 +412,7 @@ class Model:
         if self.version == 4:
             return self.copy()
         if self.version != 3:
-            raise ValueError(f"only nep3 models can be upgraded to nep4, not nep{self.version}")
+            raise InputError(f"only nep3 models can be upgraded to nep4, not nep{self.version}")
         block = self.parameters[: self.network_block_size]
         out = self.copy()
         out.version = 4
@@ -420,7 +436,7 @@ class Model:
         temperature models).
         """
         if not self.temperature:
-            raise ValueError("at_temperature needs a temperature model (nep4_temperature)")
+            raise InputError("at_temperature needs a temperature model (nep4_temperature)")
         t = checked_temperature(temperature)
         D = self.descriptor_dim
         input_value = self.q_scaler[D - 1] * t  # the network's temperature input
@@ -513,6 +529,9 @@ def read_model(path) -> Model:
 
 def read_nep_txt(path) -> Model:
     """Read a ``nep.txt``; see :func:`nepzbl_plugin.io.nep_txt.read_nep_txt_fields`."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputTypeError(f"read_model takes the path of a nep.txt, not "
+                             f"{type(path).__name__}")
     return Model.from_fields(read_nep_txt_fields(path))
 
 

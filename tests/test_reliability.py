@@ -5,7 +5,10 @@ a crash, silently wrong numbers, leftovers after a kill, tracebacks instead of o
 
 from __future__ import annotations
 
+import copy
+import errno
 import os
+import pickle
 import re
 import stat
 import threading
@@ -1103,3 +1106,276 @@ def test_train_and_predict_output_dir_that_is_a_file_and_bad_arguments(tmp_path)
     assert predict(tmp_path / "nep.txt", structures)[1]["force"] > 0
     with pytest.raises(InputError, match="train: nep_in must be a NepIn .* not int"):
         train(structures, 3, epochs=1)
+
+
+# ---------------------------------------------------------------- Python API: objects in ASE use
+@pytest.mark.parametrize("version, block, message", [
+    (4, -1, "network(-1): block must be 0..1 (species 0=Te, 1=Pb)"),
+    (4, 2, "network(2): block must be 0..1 (species 0=Te, 1=Pb)"),
+    (5, np.int64(7), "network(7): block must be 0..1"),
+    (3, 1, "network(1): block must be 0..0 (nep3: one network shared by every species)"),
+])
+def test_model_network_out_of_range_names_the_range(version, block, message):
+    # Before: a bare IndexError "network block -1 out of range 0..1", no NepzblError. A block
+    # is a species index, refused below 0 as System refuses type -1 (not counted from the end).
+    from nepzbl_plugin.errors import IndexInputError, InputError
+    from nepzbl_plugin.testing import random_model
+
+    model = random_model(version=version, types=("Te", "Pb"), seed=1)
+    with pytest.raises(IndexInputError, match=re.escape(message)) as error:
+        model.network(block)
+    assert isinstance(error.value, InputError) and isinstance(error.value, IndexError)
+    assert model.network(model.num_networks - 1)["w0"].shape == (model.n_neurons,
+                                                                  model.descriptor_dim)
+
+
+def _missing_file_readers():
+    from nepzbl_plugin import CPUNEP, NEP, read_model
+    from nepzbl_plugin.engine import Evaluator
+    from nepzbl_plugin.io.nep_in import read_nep_in
+    from nepzbl_plugin.io.xyz import read_train_xyz
+
+    return {"CPUNEP": CPUNEP, "NEP": NEP, "NEP cuda": lambda p: NEP(p, device="cuda"),
+            "Evaluator": Evaluator, "read_model": read_model, "read_nep_in": read_nep_in,
+            "read_train_xyz": read_train_xyz}
+
+
+@pytest.mark.parametrize("reader", sorted(_missing_file_readers()))
+def test_missing_model_file_is_one_error_naming_it(tmp_path, reader):
+    # Before: CPUNEP raised a plain FileNotFoundError (no NepzblError), NEP and read_model a
+    # NepFormatError that calorine users' `except FileNotFoundError` missed, and
+    # read_train_xyz the FileNotFoundError of Path.read_bytes.
+    from nepzbl_plugin.errors import MissingFileError, NepFormatError, NepzblError
+
+    path = tmp_path / "models" / "missing.txt"
+    with pytest.raises(MissingFileError) as error:
+        _missing_file_readers()[reader](str(path))
+    assert str(error.value) == f"{path}: cannot read the file: no such file"
+    for kind in (NepzblError, NepFormatError, FileNotFoundError):
+        assert isinstance(error.value, kind)
+    assert error.value.errno == errno.ENOENT and error.value.filename == str(path)
+    assert error.value.path == str(path) and error.value.line is None
+    again = pickle.loads(pickle.dumps(error.value))  # errors cross multiprocessing pools
+    assert type(again) is MissingFileError and str(again) == str(error.value)
+
+
+def _copy_methods():
+    return {"copy": copy.copy, "deepcopy": copy.deepcopy,
+            "pickle": lambda calc: pickle.loads(pickle.dumps(calc))}
+
+
+def _calculators(tmp_path):
+    from nepzbl_plugin import CPUNEP, NEP
+    from nepzbl_plugin.testing import random_model
+
+    plain = random_model(types=("Te", "Pb"), zbl="universal", n_max=(2, 2), basis=(2, 2),
+                         neurons=3, l_max=2, seed=4)
+    plain.write(tmp_path / "nep.txt", precision="full")
+    hot = random_model(types=("Te", "Pb"), zbl="universal", n_max=(2, 2), basis=(2, 2),
+                       neurons=3, l_max=2, seed=5, temperature=True)
+    hot.q_scaler[-1] = 0.001
+    return {"NEP": NEP(plain, num_threads=1), "CPUNEP": CPUNEP(str(tmp_path / "nep.txt")),
+            "NEP temperature": NEP(hot, temperature=300.0)}
+
+
+def _te_pb_atoms():
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=4.6, cubic=True).repeat((2, 1, 1))
+    atoms.rattle(0.1, seed=3)
+    atoms.set_chemical_symbols(["Te", "Pb"] * 4)
+    return atoms
+
+
+def _results(calc, atoms):
+    atoms = atoms.copy()
+    atoms.calc = calc
+    return atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+
+
+@pytest.mark.parametrize("method", sorted(_copy_methods()))
+@pytest.mark.parametrize("kind", ["NEP", "CPUNEP", "NEP temperature"])
+def test_calculators_copy_and_pickle_rebuild_an_independent_engine(tmp_path, kind, method):
+    # Before: copy.deepcopy and pickle raised "no default __reduce__ due to non-trivial
+    # __cinit__" (the C engine); copy.copy shared the engine and the parameter dict, so one
+    # copy's set(temperature=...) changed the other's results.
+    calc = _calculators(tmp_path)[kind]
+    atoms = _te_pb_atoms()
+    energy, forces, stress = _results(calc, atoms)  # the copy also carries results and atoms
+    if kind == "CPUNEP":
+        os.remove(tmp_path / "nep.txt")  # the copy is made from the model, not the file
+    copied = _copy_methods()[method](calc)
+    assert type(copied) is type(calc) and copied.evaluator is not calc.evaluator
+    assert copied.parameters is not calc.parameters and copied.model is not calc.model
+    assert copied.get_potential_energy() == pytest.approx(energy, abs=1e-12)  # stored results
+    copied.reset()
+    e, f, s = _results(copied, atoms)  # computed again by the rebuilt engine
+    assert e == pytest.approx(energy, abs=1e-12)
+    np.testing.assert_allclose(f, forces, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(s, stress, rtol=0, atol=1e-12)
+    assert repr(copied) == repr(calc)
+    # independent: changing the copy leaves the original as it was
+    if kind == "NEP temperature":
+        copied.set(temperature=900.0)
+        assert calc.parameters["temperature"] == 300.0
+    else:
+        p = copied.model.parameters.copy()
+        p[0] += 0.5
+        copied.evaluator.update_parameters(p)
+        copied.reset()  # the engine changed under the calculator's stored results
+    assert abs(_results(copied, atoms)[0] - energy) > 1e-6
+    calc.reset()
+    assert _results(calc, atoms)[0] == pytest.approx(energy, abs=1e-12)
+
+
+def test_copies_follow_updated_parameters_and_evaluators_pickle():
+    from nepzbl_plugin.engine import Evaluator
+
+    evaluator = _evaluator()
+    p = evaluator.model.parameters.copy()
+    p[3] -= 0.25
+    evaluator.update_parameters(p)  # a copy is made from the model as it is now
+    atoms = _te_pb_atoms()
+    want = evaluator.evaluate(atoms)
+    for method in _copy_methods().values():
+        copied = method(evaluator)
+        assert type(copied) is Evaluator and copied.num_threads == 1
+        np.testing.assert_array_equal(copied.model.parameters, p)
+        got = copied.evaluate(atoms)
+        assert got["energy"] == pytest.approx(want["energy"], abs=1e-12)
+        np.testing.assert_allclose(got["forces"], want["forces"], rtol=0, atol=1e-12)
+    assert repr(evaluator) == "Evaluator(nep4_zbl Te Pb, device='cpu', num_threads=1)"
+
+
+def test_model_equality_compares_values():
+    # Before: == was identity (dataclass eq=False): a model read back from its own
+    # full-precision file was "different"; ZBLSettings == raised for a flexible table.
+    from nepzbl_plugin.testing import random_model
+
+    model = random_model(types=("Te", "Pb"), zbl="flexible", seed=2)
+    assert model == model.copy() and model.zbl == model.copy().zbl
+    changed = model.copy()
+    changed.parameters[5] += 1e-12
+    assert model != changed
+    changed = model.copy()
+    changed.zbl.flexible[0, 3] += 1e-9
+    assert model != changed and model.zbl != changed.zbl
+    assert model != model.without_zbl() and model != "nep.txt"
+    with pytest.raises(TypeError):
+        hash(model)  # compared by value and mutable, as a list
+
+
+def test_model_read_back_from_full_precision_equals_the_original(tmp_path):
+    from nepzbl_plugin.model import read_model
+    from nepzbl_plugin.testing import random_model
+
+    model = random_model(types=("Te", "Pb"), zbl="flexible", seed=2)
+    model.write(tmp_path / "nep.txt", precision="full")
+    back = read_model(tmp_path / "nep.txt")
+    assert back.metadata and back == model  # where it was read from is not compared
+
+
+def test_training_structure_has_a_length():
+    from nepzbl_plugin.io.xyz import TrainingStructure
+
+    frame = TrainingStructure(["Li", "O", "O"], np.zeros((3, 3)), np.eye(3) * 5)
+    assert len(frame) == frame.num_atoms == 3
+
+
+def _bad_model_calls(tmp_path):
+    from nepzbl_plugin import NEP, ZBLSettings
+    from nepzbl_plugin.interop.calorine import from_calorine, to_calorine
+    from nepzbl_plugin.model import Model
+    from nepzbl_plugin.testing import random_model
+
+    model = random_model(types=("Te", "Pb"), seed=1)
+    return {
+        "at_temperature needs a temperature model": lambda: model.at_temperature(300),
+        "only nep3 models can be upgraded to nep4, not nep5":
+            lambda: random_model(version=5).to_nep4(),
+        "precision must be 'gpumd' or 'full', not 'double'":
+            lambda: model.write(tmp_path / "nep.txt", precision="double"),
+        "expected 1101 parameters for this header, got 3":
+            lambda: Model(**{**model.fields(), "parameters": [0.0] * 3}),
+        "unknown ZBL mode 'screened'": lambda: ZBLSettings("screened", 1.0, 2.0),
+        "no atoms: pass the structure": lambda: NEP(model).get_components(),
+        "to_calorine takes a nepzbl Model, not str": lambda: to_calorine("nep.txt"),
+        "from_calorine takes a calorine.nep.model.Model (calorine's read_model), not Model":
+            lambda: from_calorine(model),
+    }
+
+
+@pytest.mark.parametrize("message", sorted(_bad_model_calls(None)))
+def test_model_and_calculator_value_errors_are_input_errors(tmp_path, message):
+    # Before: plain ValueErrors (no NepzblError), and AttributeErrors from deep inside the
+    # calorine conversions. InputError is a ValueError, so `except ValueError` still works.
+    from nepzbl_plugin.errors import InputError
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        _bad_model_calls(tmp_path)[message]()
+    assert not list(tmp_path.iterdir())
+
+
+_CUDA_COPIES = """
+import copy, pickle
+import numpy as np
+from ase.build import bulk
+from nepzbl_plugin import NEP, _cuda
+from nepzbl_plugin.engine.cuda import CudaEvaluator
+from nepzbl_plugin.testing import random_model
+
+assert _cuda.device_count() == 1, "not the emulated build"
+model = random_model(types=("Te", "Pb"), zbl="universal", n_max=(2, 2), basis=(2, 2),
+                     neurons=3, l_max=2, seed=4)
+atoms = bulk("Cu", "fcc", a=4.6, cubic=True)
+atoms.rattle(0.1, seed=3)
+atoms.set_chemical_symbols(["Te", "Pb"] * 2)
+calc = NEP(model, device="cuda", precision="float32")
+atoms.calc = calc
+energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+for method in (copy.copy, copy.deepcopy, lambda c: pickle.loads(pickle.dumps(c))):
+    copied = method(calc)
+    assert copied.evaluator.device == "cuda" and copied.evaluator.precision == "float32"
+    assert copied.evaluator._cuda is not calc.evaluator._cuda
+    other = atoms.copy()
+    other.calc = copied
+    assert abs(other.get_potential_energy() - energy) <= 1e-12
+    assert np.abs(other.get_forces() - forces).max() <= 1e-12
+gpu = CudaEvaluator(model, precision="float64", skin=0.5)
+again = pickle.loads(pickle.dumps(gpu))
+assert again.skin == 0.5 and again.precision == "float64" and again._gpu is not gpu._gpu
+assert repr(again) == "CudaEvaluator(nep4_zbl Te Pb, device='cuda', precision='float64')"
+assert repr(calc) == "NEP(nep4_zbl Te Pb, device='cuda', precision='float32')"
+assert abs(again.evaluate(atoms)["energy"] - gpu.evaluate(atoms)["energy"]) <= 1e-12
+print("copies ok")
+"""
+
+
+@pytest.mark.slow
+def test_cuda_calculator_copies_in_host_emulation(tmp_path_factory, tmp_path):
+    """The CUDA calculator copies and pickles as the CPU one: the GPU engine is rebuilt from
+    the model, with the device and precision of the original (checked on the CUDA sources
+    built for the host, tests/cuda_emulation.py, as test_cuda.py does)."""
+    from cuda_emulation import run_emulated
+
+    result = run_emulated(tmp_path_factory, _CUDA_COPIES, tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "copies ok" in result.stdout
+
+
+def test_arguments_of_the_wrong_kind_are_input_type_errors():
+    # Before: plain TypeErrors, read_model(None)'s from pathlib ("expected str, bytes or
+    # os.PathLike object"), naming neither the function nor the argument.
+    from nepzbl_plugin import NEP, read_model
+    from nepzbl_plugin.engine import Evaluator
+    from nepzbl_plugin.errors import InputError, InputTypeError
+
+    calls = {"read_model takes the path of a nep.txt, not NoneType": lambda: read_model(None),
+             "model must be a Model or the path of a nep.txt, not int": lambda: NEP(3),
+             "model must be a Model or the path of a nep.txt, not list": lambda: Evaluator([]),
+             "expected ase.Atoms or nepzbl System, got str":
+                 lambda: _evaluator().evaluate("TePb")}
+    for message, call in calls.items():
+        with pytest.raises(InputTypeError, match=re.escape(message)) as error:
+            call()
+        assert isinstance(error.value, InputError) and isinstance(error.value, TypeError)

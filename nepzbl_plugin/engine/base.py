@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import whole_number
-from ..errors import EngineError, InputError, UnsupportedModelError
+from ..errors import EngineError, InputError, InputTypeError, UnsupportedModelError
 from ..model import Model, checked_temperature, read_model
 
 __all__ = [
@@ -197,7 +197,8 @@ def load_model(model) -> Model:
         return model.copy()
     if isinstance(model, (str, Path)):
         return read_model(model)
-    raise TypeError(f"expected a Model or a path to a nep.txt, got {type(model).__name__}")
+    raise InputTypeError(f"model must be a Model or the path of a nep.txt, not "
+                         f"{type(model).__name__}")
 
 
 #: The largest hidden layer of a two-layer network the engines hold (``NEP_MAX_NEURONS``).
@@ -274,6 +275,17 @@ class EvaluatorBase:
 
     model: Model
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description()})"
+
+    def description(self) -> str:
+        """The model and the options in one line: ``nep4_zbl Li O, device='cpu'``."""
+        threads = getattr(self, "num_threads", 0)
+        device = getattr(self, "device", "cpu")
+        return (f"{self.model.model_token} {' '.join(self.model.types)}, device={device!r}"
+                + (f", precision={self.precision!r}" if device == "cuda" else "")
+                + (f", num_threads={threads}" if threads else ""))
+
     # ------------------------------------------------------------------ inputs
     def systems(self, structures) -> list[System]:
         """:meth:`system` of each of a list of structures, an input error naming the one it
@@ -305,7 +317,7 @@ class EvaluatorBase:
         try:
             numbers = np.asarray(structure.numbers)
         except AttributeError:
-            raise TypeError(
+            raise InputTypeError(
                 f"expected ase.Atoms or nepzbl System, got {type(structure).__name__}"
             ) from None
         table = self.__dict__.get("_type_of_number")

@@ -98,6 +98,7 @@ class Evaluator(EvaluatorBase):
         self.num_threads = check_threads(num_threads)
         if device not in ("cpu", "cuda", "auto"):
             raise InputError(f"device must be 'cpu', 'cuda' or 'auto', not {device!r}")
+        self._requested_device = device  # "auto" is resolved again where a copy is rebuilt
         if device == "auto":
             device = "cuda" if _cuda_available() else "cpu"
         self.device = device
@@ -108,6 +109,14 @@ class Evaluator(EvaluatorBase):
             self._cuda = CudaEvaluator(self.model, precision=precision)
         else:
             self._core = core_model_from(self.model)
+
+    def __reduce__(self):
+        """Copies and pickles are rebuilt from the model (its current parameters) and the
+        options: the engine itself holds C (or GPU) memory, which cannot be pickled, and a
+        rebuilt engine gives the same numbers. ``device="auto"`` is resolved again where
+        the copy is made (a worker process without a GPU gets the CPU engine)."""
+        return (type(self), (self.model, self._requested_device, self.num_threads or None,
+                             self.precision))
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, structure, properties: Sequence[str] = ("energy", "forces", "virial")

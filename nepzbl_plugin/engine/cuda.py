@@ -103,7 +103,13 @@ class CudaEvaluator(EvaluatorBase):
                 f"CUDA device {self.device_id} does not exist ({count} device(s) found)"
             )
         self._gpu = cuda.CudaModel(spec, PRECISIONS[precision], self.device_id)
-        self._gpu.set_skin(float(skin))
+        self.skin = float(skin)
+        self._gpu.set_skin(self.skin)
+
+    def __reduce__(self):
+        """Copies and pickles are rebuilt from the model and the options (GPU memory cannot
+        be pickled), as :meth:`nepzbl_plugin.engine.Evaluator.__reduce__`."""
+        return (type(self), (self.model, self.precision, self.device_id, self.skin))
 
     # ------------------------------------------------------------------ information
     @property

@@ -14,7 +14,7 @@ import tempfile
 
 import numpy as np
 
-from ..errors import UnsupportedModelError
+from ..errors import InputError, UnsupportedModelError
 from ..model import Model, ZBLSettings
 
 __all__ = ["to_calorine", "from_calorine"]
@@ -26,6 +26,8 @@ def to_calorine(model: Model):
     The conversion goes through a lossless temporary ``nep.txt`` read by calorine's
     ``read_model``, so the result is exactly what calorine makes of our file.
     """
+    if not isinstance(model, Model):
+        raise InputError(f"to_calorine takes a nepzbl Model, not {type(model).__name__}")
     from calorine.nep import read_model as calorine_read_model
 
     if model.version != 4:
@@ -44,6 +46,9 @@ def to_calorine(model: Model):
 def from_calorine(cmodel) -> Model:
     """Convert a ``calorine.nep.model.Model`` (potential or temperature, NEP4)."""
     where = "<calorine Model>"
+    if not hasattr(cmodel, "model_type") or not hasattr(cmodel, "ann_parameters"):
+        raise InputError(f"from_calorine takes a calorine.nep.model.Model (calorine's "
+                         f"read_model), not {type(cmodel).__name__}")
     if cmodel.model_type not in ("potential", "temperature") or getattr(cmodel, "vdw",
                                                                           False):
         raise UnsupportedModelError(where, None, f"calorine model of type "

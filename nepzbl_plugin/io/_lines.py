@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import FileError, NepFormatError
+from ..errors import FileError, MissingFileError, NepFormatError
 
 __all__ = ["MAX_LINE_CHARS", "short_repr", "FileLines"]
 
@@ -46,6 +46,8 @@ class FileLines:
             handle = open(self.path, "rb")
         except IsADirectoryError:
             raise FileError(self.path, "is a folder, not a file") from None
+        except FileNotFoundError:
+            raise MissingFileError(self.path) from None
         except OSError as exc:
             raise NepFormatError(self.path, None,
                                  f"cannot read the file: {exc.strerror or exc}") from None

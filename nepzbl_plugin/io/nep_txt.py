@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..elements import atomic_number
-from ..errors import NepFormatError, UnsupportedModelError
+from ..errors import InputError, NepFormatError, UnsupportedModelError
 from ..layout import (
     ZBLSettings,
     descriptor_dim,
@@ -546,7 +546,7 @@ def format_nep_txt_fields(fields: dict, *, precision: str = "gpumd",
         Used only in error messages.
     """
     if precision not in ("gpumd", "full"):
-        raise ValueError(f"precision must be 'gpumd' or 'full', not {precision!r}")
+        raise InputError(f"precision must be 'gpumd' or 'full', not {precision!r}")
     for name, arr in (("parameters", fields["parameters"]), ("q_scaler", fields["q_scaler"])):
         if not np.all(np.isfinite(arr)):
             bad = int(np.flatnonzero(~np.isfinite(arr))[0])

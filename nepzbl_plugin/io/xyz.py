@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..elements import SYMBOLS
-from ..errors import FileError, NepFormatError
+from ..errors import FileError, MissingFileError, NepFormatError
 from .atomic import atomic_write_text
 
 __all__ = [
@@ -164,6 +164,10 @@ class TrainingStructure:
             self.temperature = float(self.temperature)
             if not 0.0 <= self.temperature <= 1e6:
                 raise ValueError(f"temperature must be 0..1e6 K, got {self.temperature}")
+
+    def __len__(self) -> int:
+        """The number of atoms, as ``len(atoms)`` of an ``ase.Atoms``."""
+        return len(self.symbols)
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -678,11 +682,13 @@ def read_train_xyz(
     ------
     NepFormatError
         Any malformed or inconsistent input, with the 1-based line.
-    FileNotFoundError
-        When the file does not exist.
+    MissingFileError
+        When the file does not exist (a :class:`FileNotFoundError` too).
     """
     try:
         data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise MissingFileError(path) from None
     except IsADirectoryError:
         raise FileError(path, "is a folder, not a train.xyz file") from None
     try:
