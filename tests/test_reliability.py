@@ -1132,12 +1132,13 @@ def test_model_network_out_of_range_names_the_range(version, block, message):
 def _missing_file_readers():
     from nepzbl_plugin import CPUNEP, NEP, read_model
     from nepzbl_plugin.engine import Evaluator
-    from nepzbl_plugin.io.nep_in import read_nep_in
+    from nepzbl_plugin.io.nep_in import read_nep_in, read_zbl_in
     from nepzbl_plugin.io.xyz import read_train_xyz
 
     return {"CPUNEP": CPUNEP, "NEP": NEP, "NEP cuda": lambda p: NEP(p, device="cuda"),
             "Evaluator": Evaluator, "read_model": read_model, "read_nep_in": read_nep_in,
-            "read_train_xyz": read_train_xyz}
+            "read_train_xyz": read_train_xyz,
+            "read_zbl_in": lambda p: read_zbl_in(p, 2)}
 
 
 @pytest.mark.parametrize("reader", sorted(_missing_file_readers()))
@@ -1157,6 +1158,19 @@ def test_missing_model_file_is_one_error_naming_it(tmp_path, reader):
     assert error.value.path == str(path) and error.value.line is None
     again = pickle.loads(pickle.dumps(error.value))  # errors cross multiprocessing pools
     assert type(again) is MissingFileError and str(again) == str(error.value)
+
+
+def test_training_history_column_names_the_known_ones():
+    # Before: a bare KeyError('nope'), and the history was not iterable.
+    from nepzbl_plugin.errors import InputError
+    from nepzbl_plugin.train.trainer import TrainingHistory
+
+    history = TrainingHistory(records=[{"step": 0, "loss": 2.0}, {"step": 5, "loss": 1.5}])
+    assert history.column("loss").tolist() == [2.0, 1.5]
+    assert [r["step"] for r in history] == [0, 5]
+    with pytest.raises(InputError, match=r"column\('nope'\): no such column; known: step, loss"):
+        history.column("nope")
+    assert TrainingHistory().column("loss").shape == (0,)
 
 
 def _copy_methods():

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..elements import COVALENT_RADII, atomic_number
-from ..errors import InputError, NepFormatError, UnsupportedModelError
+from ..errors import InputError, MissingFileError, NepFormatError, UnsupportedModelError
 from ..layout import ZBLSettings
 from ..layout import num_parameters as layout_num_parameters
 from ._lines import FileLines, short_repr
@@ -511,6 +511,8 @@ def read_zbl_in(path, num_types: int) -> np.ndarray:
                                          f"{MAX_FLEXIBLE_ZBL_TYPES} species, found {num_types}")
     try:
         text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise MissingFileError(path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise NepFormatError(path, None, f"cannot read the file: {exc}") from None
     num_pairs = num_types * (num_types + 1) // 2

@@ -90,7 +90,17 @@ class TrainingHistory:
     device: str = "cpu"
 
     def column(self, name: str) -> np.ndarray:
-        return np.array([r[name] for r in self.records], dtype=np.float64)
+        """One quantity per record, e.g. ``column("test_force")``; an unknown name raises
+        :class:`~nepzbl_plugin.errors.InputError` listing the known ones (a record without
+        it, from an older checkpoint, gives NaN)."""
+        known = list(dict.fromkeys(key for r in self.records for key in r))
+        if self.records and name not in known:
+            raise InputError(f"TrainingHistory.column({name!r}): no such column; "
+                             f"known: {', '.join(known)}")
+        return np.array([r.get(name, np.nan) for r in self.records], dtype=np.float64)
+
+    def __iter__(self):
+        return iter(self.records)
 
     def __len__(self) -> int:
         return len(self.records)
