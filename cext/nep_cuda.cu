@@ -165,8 +165,12 @@ cudaError_t reserve(dbuf *b, size_t bytes)
     cudaError_t err = cudaMalloc(&b->p, grown);
     if (err != cudaSuccess) {
         cudaGetLastError();
+        b->p = nullptr;
         err = cudaMalloc(&b->p, bytes);
-        if (err != cudaSuccess) return err;
+        if (err != cudaSuccess) {
+            b->p = nullptr; /* never a pointer free_buffers would free */
+            return err;
+        }
         b->bytes = bytes;
         return cudaSuccess;
     }

@@ -221,6 +221,7 @@ cudaError_t ensure(dmem *b, size_t bytes)
     b->bytes = 0;
     cudaError_t err = cudaMalloc(&b->p, bytes);
     if (err == cudaSuccess) b->bytes = bytes;
+    else b->p = nullptr; /* never a pointer nep_cuda_md_free would free */
     return err;
 }
 

@@ -670,7 +670,10 @@ static int grow(void **p, size_t *have, size_t bytes, const char *what)
     *p = nullptr;
     *have = 0;
     const int status = cuda_status(cudaMalloc(p, bytes), what);
-    if (status) return status;
+    if (status) {
+        *p = nullptr; /* never a pointer nep_train_cuda_free would free */
+        return status;
+    }
     *have = bytes;
     return NEP_OK;
 }
