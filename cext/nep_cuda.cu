@@ -1101,7 +1101,7 @@ int evaluate_outputs(nep_cuda_model *m, const batch *b, const nep_outputs &o0)
     w.need_forces = need_forces;
     /* the ZBL virial needs the ZBL pair buffer and the ZBL gather */
     NEPCU_CHECK(m->im->evaluate(&dm, &m->dev, &w, m->stream), "running the kernels");
-    NEPCU_LAUNCH(k_totals, b->num_structs, NEPCU_TOTALS_THREADS, m->stream,
+    NEPCU_LAUNCH_BARRIERS(k_totals, b->num_structs, NEPCU_TOTALS_THREADS, m->stream,
                  (const bininfo *)m->binfo.p, w.energy, w.virials, w.energy_zbl, w.virials_zbl,
                  (double *)m->totals.p);
     NEPCU_CHECK(cudaGetLastError(), "summing totals");

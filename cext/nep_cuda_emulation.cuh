@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ucontext.h>
+
+#include <functional>
 
 #define __global__
 #define __device__
@@ -19,7 +22,7 @@
 #define __forceinline__ inline
 #define __restrict__
 #define __shared__ static
-#define __syncthreads() ((void)0)
+#define __syncthreads() nepcu_emu_syncthreads()
 
 struct nepcu_emu_dim3 {
     unsigned x, y, z;
@@ -143,6 +146,89 @@ inline bool nepcu_emu_reverse()
  * it is poisoned again (as cudaMalloc's), so that a kernel reading what this call never wrote
  * fails the tests instead of passing on the last call's numbers. */
 #define NEPCU_EMU_POISON(p, bytes) memset((p), 0xA5, (bytes))
+
+/* Kernels with __syncthreads (launched by NEPCU_LAUNCH_BARRIERS) run each block's threads as
+ * fibers: every thread runs until it waits at __syncthreads or ends, then the next one; when
+ * all have arrived, all go on. A missing barrier then reads what another thread has not
+ * written yet, as it may on a device. Elsewhere __syncthreads has nothing to wait for. */
+struct nepcu_emu_fibers {
+    ucontext_t scheduler;
+    ucontext_t *context = nullptr;
+    char *stacks = nullptr;
+    int *done = nullptr;
+    unsigned capacity = 0, current = 0;
+    bool active = false;
+    const std::function<void()> *body = nullptr;
+};
+inline thread_local nepcu_emu_fibers nepcu_emu_fiber;
+#define NEPCU_EMU_FIBER_STACK ((size_t)1 << 18)
+
+inline void nepcu_emu_syncthreads()
+{
+    nepcu_emu_fibers &f = nepcu_emu_fiber;
+    if (f.active) swapcontext(&f.context[f.current], &f.scheduler);
+}
+
+inline void nepcu_emu_fiber_main()
+{
+    nepcu_emu_fibers &f = nepcu_emu_fiber;
+    (*f.body)();
+    f.done[f.current] = 1; /* then back to the scheduler (uc_link) */
+}
+
+inline void nepcu_emu_run_block(unsigned threads, bool reverse, const std::function<void()> &body)
+{
+    nepcu_emu_fibers &f = nepcu_emu_fiber;
+    if (f.capacity < threads) {
+        free(f.context);
+        free(f.stacks);
+        free(f.done);
+        f.context = (ucontext_t *)malloc(sizeof(ucontext_t) * threads);
+        f.stacks = (char *)malloc(NEPCU_EMU_FIBER_STACK * threads);
+        f.done = (int *)malloc(sizeof(int) * threads);
+        if (!f.context || !f.stacks || !f.done) {
+            fprintf(stderr, "nepcu emulation: no memory for %u fibers\n", threads);
+            abort();
+        }
+        f.capacity = threads;
+    }
+    for (unsigned t = 0; t < threads; ++t) {
+        getcontext(&f.context[t]);
+        f.context[t].uc_stack.ss_sp = f.stacks + NEPCU_EMU_FIBER_STACK * t;
+        f.context[t].uc_stack.ss_size = NEPCU_EMU_FIBER_STACK;
+        f.context[t].uc_link = &f.scheduler;
+        makecontext(&f.context[t], nepcu_emu_fiber_main, 0);
+        f.done[t] = 0;
+    }
+    f.body = &body;
+    f.active = true;
+    for (bool waiting = true; waiting;) { /* one round per barrier */
+        waiting = false;
+        for (unsigned k = 0; k < threads; ++k) {
+            const unsigned t = reverse ? threads - 1 - k : k;
+            if (f.done[t]) continue;
+            f.current = t;
+            threadIdx.x = t;
+            swapcontext(&f.scheduler, &f.context[t]);
+            waiting = waiting || !f.done[t];
+        }
+    }
+    f.active = false;
+}
+
+#define NEPCU_LAUNCH_BARRIERS(kernel, blocks, threads, stream, ...)                          \
+    do {                                                                                     \
+        (void)(stream);                                                                      \
+        const long long nb_ = (long long)(blocks), nt_ = (long long)(threads);               \
+        if (!nepcu_emu_launch_ok(nb_, nt_, #kernel)) break;                                  \
+        const bool rev_ = nepcu_emu_reverse();                                               \
+        const std::function<void()> body_ = [&] { kernel(__VA_ARGS__); };                    \
+        blockDim.x = (unsigned)nt_;                                                          \
+        for (long long b_ = 0; b_ < nb_; ++b_) {                                             \
+            blockIdx.x = (unsigned)(rev_ ? nb_ - 1 - b_ : b_);                               \
+            nepcu_emu_run_block((unsigned)nt_, rev_, body_);                                 \
+        }                                                                                    \
+    } while (0)
 
 #define NEPCU_LAUNCH(kernel, blocks, threads, stream, ...)                                   \
     do {                                                                                     \

@@ -23,13 +23,22 @@
 /* Development aid for machines without a GPU: every kernel runs as a plain host loop over
  * blocks and threads (see nep_cuda_emulation.cuh). Never used by the meson build. */
 #include "nep_cuda_emulation.cuh"
-#define NEPCU_TOTALS_THREADS 1
+/* more than one thread, so that the block trees really combine threads (as fibers), and
+ * few blocks for the MD loop's kinetic-energy tree, so that the tests' small systems give
+ * every thread of it several atoms */
+#define NEPCU_TOTALS_THREADS 8
+#define NEPCU_KINETIC_BLOCKS 2
 #else
 #include <cuda_runtime.h>
 #define NEPCU_LAUNCH(kernel, blocks, threads, stream, ...)                                   \
     kernel<<<(blocks), (threads), 0, (stream)>>>(__VA_ARGS__)
+/* a kernel with __syncthreads (the host emulation runs its threads as fibers) */
+#define NEPCU_LAUNCH_BARRIERS(kernel, blocks, threads, stream, ...)                          \
+    NEPCU_LAUNCH(kernel, blocks, threads, stream, __VA_ARGS__)
 /* threads of the per-structure sum kernel (a power of two) */
 #define NEPCU_TOTALS_THREADS 256
+/* blocks of the MD loop's kinetic-energy sum (nep_cuda_md.cu) */
+#define NEPCU_KINETIC_BLOCKS 128
 /* the emulation's poisoning of reused device memory (nep_cuda_emulation.cuh): nothing here */
 #define NEPCU_EMU_POISON(p, bytes) ((void)0)
 #endif

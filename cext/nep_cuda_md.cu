@@ -31,7 +31,7 @@ const int md_threads = 128;
 const int sum_chunks = 256;
 /* blocks of the kinetic tensor's sum (a block tree each, then one block over the blocks):
  * run every step under Bussi, Berendsen and the barostats, so it streams coalesced */
-const int kinetic_blocks = 128;
+const int kinetic_blocks = NEPCU_KINETIC_BLOCKS;
 
 inline int blocks_for(int n, int threads) { return (n + threads - 1) / threads; }
 
@@ -359,9 +359,9 @@ int download_scalars(nep_cuda_md *md, double kinetic[9], bool totals)
     const int N = md->N;
     const cudaStream_t st = md->res.stream;
     double *partial = (double *)md->partial.p, *sums = (double *)md->sums.p;
-    NEPCU_LAUNCH(k_kinetic_blocks, kinetic_blocks, NEPCU_TOTALS_THREADS, st, N, kinetic_blocks,
+    NEPCU_LAUNCH_BARRIERS(k_kinetic_blocks, kinetic_blocks, NEPCU_TOTALS_THREADS, st, N, kinetic_blocks,
                  (const double *)md->mass.p, (const double *)md->vel.p, partial);
-    NEPCU_LAUNCH(k_kinetic_final, 1, NEPCU_TOTALS_THREADS, st, kinetic_blocks,
+    NEPCU_LAUNCH_BARRIERS(k_kinetic_final, 1, NEPCU_TOTALS_THREADS, st, kinetic_blocks,
                  (const double *)partial, sums);
     MD_CHECK(cudaGetLastError(), "summing the kinetic energy");
     double host[20];
