@@ -4,6 +4,8 @@ cannot show:
 
 * launches a device refuses (0 blocks, more than 2^31 - 1 blocks, 0 or more than 1024
   threads) run nothing and leave cudaErrorInvalidConfiguration for cudaGetLastError;
+* kernels with __syncthreads run each block's threads as fibers that wait at every barrier,
+  so that a thread reads what the others wrote before the barrier, and nothing after it;
 * NEPCU_EMU_REVERSE=1 runs every launch's blocks and threads last first: the engine, the
   training kernels and the MD loop must give the same bits as in the forward order, which
   they do only if no thread reads what another thread of the same launch writes.
@@ -24,12 +26,26 @@ _LAUNCHES = r"""
 #include <stdio.h>
 #include "nep_cuda_internal.cuh"
 
-static int runs[8];
+static int runs[8], rotated[8];
 
 __global__ void k_count(int n)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) runs[i] += 1;
+}
+
+/* each thread reads its neighbour's shared value: right only if every thread of the block has
+ * written before any reads, that is with a working barrier */
+__global__ void k_rotate(int *out)
+{
+    __shared__ int value[4];
+    const int t = threadIdx.x;
+    value[t] = 10 * (int)blockIdx.x + t;
+    __syncthreads();
+    const int next = value[(t + 1) % 4];
+    __syncthreads();
+    value[t] = -1; /* the next block's barrier must not let its threads read these */
+    out[4 * blockIdx.x + t] = next;
 }
 
 int main()
@@ -48,13 +64,18 @@ int main()
     NEPCU_LAUNCH(k_count, 3, 3, nullptr, 8);             /* 9 threads for 8 entries */
     bad += cudaGetLastError() != cudaSuccess;
     for (int k = 0; k < 8; ++k) bad += runs[k] != 1;
+    NEPCU_LAUNCH_BARRIERS(k_rotate, 2, 4, nullptr, rotated);
+    bad += cudaGetLastError() != cudaSuccess;
+    for (int k = 0; k < 8; ++k) bad += rotated[k] != 10 * (k / 4) + (k + 1) % 4;
     printf("%d\n", bad);
     return 0;
 }
 """
 
 
-def test_emulation_refuses_the_launches_a_device_refuses(tmp_path):
+def test_emulation_launches_as_a_device_does(tmp_path):
+    """Refused launches leave cudaErrorInvalidConfiguration and run nothing; a barrier makes
+    every thread of a block wait for the others; the same in the reversed order."""
     if not shutil.which("g++"):
         pytest.skip("needs g++")
     source = tmp_path / "launches.cu"
