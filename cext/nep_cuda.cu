@@ -35,9 +35,9 @@ namespace {
 
 struct impl {
     cudaError_t (*upload_model)(const nepcu_dims *, const nep_model_spec *, nepcu_model_dev *,
-                                size_t *);
+                                size_t *, cudaStream_t);
     cudaError_t (*upload_parameters)(const nepcu_dims *, const double *, size_t,
-                                     nepcu_model_dev *);
+                                     nepcu_model_dev *, cudaStream_t);
     void (*free_model)(nepcu_model_dev *);
     size_t (*real_size)();
     cudaError_t (*evaluate)(const nepcu_dims *, const nepcu_model_dev *, const nepcu_work *,
@@ -93,6 +93,7 @@ struct nep_cuda_model {
     size_t model_bytes = 0;
     cudaStream_t stream = nullptr;
     long builds = 0;
+    long generation = 0; /* calls that may change the buffers (nepcu_resident_current) */
     int max_neighbors = 0;
 
     dbuf pos, pos_build, types, struct_of_atom, cells, binfo, atom_bin, atom_cell, atom_wrap,
@@ -153,7 +154,10 @@ void free_buffers(nep_cuda_model *m)
 cudaError_t reserve(dbuf *b, size_t bytes)
 {
     if (bytes == 0) bytes = 16;
-    if (b->bytes >= bytes) return cudaSuccess;
+    if (b->bytes >= bytes) {
+        NEPCU_EMU_POISON(b->p, b->bytes); /* every caller rewrites what it reserves */
+        return cudaSuccess;
+    }
     if (b->p) cudaFree(b->p);
     b->p = nullptr;
     b->bytes = 0;
@@ -161,8 +165,12 @@ cudaError_t reserve(dbuf *b, size_t bytes)
     cudaError_t err = cudaMalloc(&b->p, grown);
     if (err != cudaSuccess) {
         cudaGetLastError();
+        b->p = nullptr;
         err = cudaMalloc(&b->p, bytes);
-        if (err != cudaSuccess) return err;
+        if (err != cudaSuccess) {
+            b->p = nullptr; /* never a pointer free_buffers would free */
+            return err;
+        }
         b->bytes = bytes;
         return cudaSuccess;
     }
@@ -177,8 +185,9 @@ int fill_dims(const nep_model_spec *s, nepcu_dims *d)
         s->n_max_radial < 0 || s->n_max_angular < 0 || s->basis_radial < 0 ||
         s->basis_angular < 0 || s->l_max < 1 || s->l_max > NEP_MAX_LMAX || s->num_neurons < 1)
         return NEP_ERR_MODEL;
-    if (s->n_max_radial >= 20 || s->n_max_angular >= 20 || s->basis_radial >= 20 ||
-        s->basis_angular >= 20 || s->num_neurons > NEPCU_MAX_NEURONS ||
+    if (s->n_max_radial >= NEPCU_MAX_CHANNELS || s->n_max_angular >= NEPCU_MAX_CHANNELS ||
+        s->basis_radial >= NEPCU_MAX_BASIS || s->basis_angular >= NEPCU_MAX_BASIS ||
+        s->num_neurons > NEPCU_MAX_NEURONS ||
         s->num_neurons_second < 0 || s->num_neurons_second > NEPCU_MAX_NEURONS)
         return NEP_ERR_UNSUPPORTED;
     d->version = s->version;
@@ -197,6 +206,7 @@ int fill_dims(const nep_model_spec *s, nepcu_dims *d)
     d->num_neurons2 = s->num_neurons_second > 0 ? s->num_neurons_second : 0;
     d->temperature = s->temperature != 0;
     d->dim = layout.dim;
+    if (d->dim > NEPCU_MAX_DIM) return NEP_ERR_UNSUPPORTED; /* the kernels' dU/dq array */
     d->num_abc = (s->l_max + 1) * (s->l_max + 1) - 1;
     d->s_len = d->num_abc > NEP_MIN_S_LEN ? d->num_abc : NEP_MIN_S_LEN;
     d->use_zbl = s->use_zbl != 0;
@@ -411,7 +421,20 @@ __global__ void k_totals(const bininfo *info, const double *energy, const double
 
 inline int blocks_for(int n, int threads) { return (n + threads - 1) / threads; }
 
-/* Binning lattice of one structure (see the file comment). Returns a nep_status. */
+/* Whether a cell (rows a, b, c) is too flat to bin atoms by: a molecule without a cell. Its
+ * binning lattice then follows the atoms' extent, so make_bininfo reads the positions. */
+bool cell_is_singular(const double *H)
+{
+    const double vol = fabs(H[0] * (H[4] * H[8] - H[5] * H[7]) - H[1] * (H[3] * H[8] - H[5] * H[6]) +
+                            H[2] * (H[3] * H[7] - H[4] * H[6]));
+    double len[3];
+    for (int k = 0; k < 3; ++k)
+        len[k] = sqrt(H[3 * k] * H[3 * k] + H[3 * k + 1] * H[3 * k + 1] + H[3 * k + 2] * H[3 * k + 2]);
+    return !(vol > 1e-9 * (len[0] * len[1] * len[2] + 1e-300)) || !(vol > 1e-12);
+}
+
+/* Binning lattice of one structure (see the file comment); sys->positions are read on the
+ * host when the cell is singular. Returns a nep_status. */
 int make_bininfo(const nep_system *sys, double cutoff, bininfo *b, int *num_bins)
 {
     const double *H = sys->cell;
@@ -420,14 +443,10 @@ int make_bininfo(const nep_system *sys, double cutoff, bininfo *b, int *num_bins
         for (int c = 0; c < 3; ++c) rows[k][c] = H[3 * k + c];
     for (int k = 0; k < 3; ++k) b->periodic[k] = sys->pbc[k] != 0;
     b->origin[0] = b->origin[1] = b->origin[2] = 0.0;
-    const double vol = fabs(rows[0][0] * (rows[1][1] * rows[2][2] - rows[1][2] * rows[2][1]) -
-                            rows[0][1] * (rows[1][0] * rows[2][2] - rows[1][2] * rows[2][0]) +
-                            rows[0][2] * (rows[1][0] * rows[2][1] - rows[1][1] * rows[2][0]));
     double len[3];
     for (int k = 0; k < 3; ++k)
         len[k] = sqrt(rows[k][0] * rows[k][0] + rows[k][1] * rows[k][1] + rows[k][2] * rows[k][2]);
-    const bool singular = !(vol > 1e-9 * (len[0] * len[1] * len[2] + 1e-300)) || !(vol > 1e-12);
-    if (singular) {
+    if (cell_is_singular(H)) {
         /* Gram-Schmidt: keep the periodic rows, complete with orthonormal open rows scaled to
          * the atoms' extent (plus one cutoff so that the extent is never zero). */
         double basis[3][3];
@@ -608,7 +627,8 @@ int nep_cuda_model_create(const nep_model_spec *spec, int precision, int device_
     }
     m->list_cutoff_base = rc;
     err = cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking);
-    if (err == cudaSuccess) err = m->im->upload_model(&m->dims, spec, &m->dev, &m->model_bytes);
+    if (err == cudaSuccess) err = m->im->upload_model(&m->dims, spec, &m->dev, &m->model_bytes,
+                                                         m->stream);
     if (err != cudaSuccess) {
         st = status_of(err, "uploading the model");
         nep_cuda_model_free(m);
@@ -639,8 +659,10 @@ int nep_cuda_model_set_parameters(nep_cuda_model *m, const double *parameters)
     if (!m || !parameters) return NEP_ERR_ARGUMENT;
     for (size_t k = 0; k < m->num_parameters; ++k)
         if (!isfinite(parameters[k])) return NEP_ERR_NONFINITE;
+    m->generation += 1; /* resident forces no longer match the model */
     cudaSetDevice(m->device);
-    return status_of(m->im->upload_parameters(&m->dims, parameters, m->num_parameters, &m->dev),
+    return status_of(m->im->upload_parameters(&m->dims, parameters, m->num_parameters, &m->dev,
+                                                 m->stream),
                      "uploading parameters");
 }
 
@@ -774,17 +796,26 @@ bool same_layout(const nep_cuda_model *m, const batch *b)
     return true;
 }
 
+/* The pinned host staging of the positions, for N atoms. */
+int reserve_host_positions(nep_cuda_model *m, int N)
+{
+    if (m->h_pos_capacity >= (size_t)N * 3 + 3) return NEP_OK;
+    if (m->h_pos) cudaFreeHost(m->h_pos);
+    m->h_pos = nullptr;
+    m->h_pos_capacity = 0;
+    cudaError_t err = cudaMallocHost((void **)&m->h_pos, sizeof(double) * ((size_t)N * 3 + 3));
+    if (err != cudaSuccess) return status_of(err, "pinned host buffer");
+    m->h_pos_capacity = (size_t)N * 3 + 3;
+    return NEP_OK;
+}
+
 /* Upload step: positions, cells and binning lattices (types go with a list rebuild). */
 int upload_positions(nep_cuda_model *m, batch *b, bool positions_on_device = false)
 {
     const int N = b->num_atoms, S = b->num_structs;
-    if (m->h_pos_capacity < (size_t)N * 3 + 3) {
-        if (m->h_pos) cudaFreeHost(m->h_pos);
-        m->h_pos = nullptr;
-        m->h_pos_capacity = 0;
-        cudaError_t err = cudaMallocHost((void **)&m->h_pos, sizeof(double) * ((size_t)N * 3 + 3));
-        if (err != cudaSuccess) return status_of(err, "pinned host buffer");
-        m->h_pos_capacity = (size_t)N * 3 + 3;
+    if (!positions_on_device) {
+        const int code = reserve_host_positions(m, N);
+        if (code != NEP_OK) return code;
     }
     b->h_cells = (double *)malloc(sizeof(double) * 9 * S);
     if (!b->h_cells) return NEP_ERR_NOMEM;
@@ -1070,7 +1101,7 @@ int evaluate_outputs(nep_cuda_model *m, const batch *b, const nep_outputs &o0)
     w.need_forces = need_forces;
     /* the ZBL virial needs the ZBL pair buffer and the ZBL gather */
     NEPCU_CHECK(m->im->evaluate(&dm, &m->dev, &w, m->stream), "running the kernels");
-    NEPCU_LAUNCH(k_totals, b->num_structs, NEPCU_TOTALS_THREADS, m->stream,
+    NEPCU_LAUNCH_BARRIERS(k_totals, b->num_structs, NEPCU_TOTALS_THREADS, m->stream,
                  (const bininfo *)m->binfo.p, w.energy, w.virials, w.energy_zbl, w.virials_zbl,
                  (double *)m->totals.p);
     NEPCU_CHECK(cudaGetLastError(), "summing totals");
@@ -1160,6 +1191,7 @@ int nep_cuda_compute_batch(nep_cuda_model *m, int num_systems, const nep_system 
     if (!m || num_systems < 1 || !systems || !outputs) return NEP_ERR_ARGUMENT;
     /* the latent space is defined for one hidden layer (as in nep_core.c) */
     if (outputs[0].latent && m->dims.num_neurons2 > 0) return NEP_ERR_UNSUPPORTED;
+    m->generation += 1; /* the buffers are about to be reused: resident views go stale */
     cudaError_t err = cudaSetDevice(m->device);
     if (err != cudaSuccess) {
         m->list_valid = false;
@@ -1209,10 +1241,26 @@ int nepcu_compute_resident(nep_cuda_model *m, const nep_system *system, int want
     for (int k = 0; k < 9; ++k)
         if (!(fabs(system->cell[k]) <= 1e10)) return NEP_ERR_NONFINITE;
     if (m->dims.temperature && !isfinite(system->temperature)) return NEP_ERR_NONFINITE;
+    m->generation += 1;
+    cudaError_t err = cudaSetDevice(m->device);
+    if (err != cudaSuccess) return status_of(err, "cudaSetDevice");
+    /* A cell-less structure's binning lattice follows the atoms' extent, which make_bininfo
+     * reads on the host: the device positions are fetched first (only for such cells; a
+     * periodic or boxed structure never needs them on the host). */
+    nep_system binned = *system;
+    if (cell_is_singular(system->cell) && system->num_atoms > 0) {
+        const int code = reserve_host_positions(m, system->num_atoms);
+        if (code != NEP_OK) return code;
+        err = cudaMemcpyAsync(m->h_pos, system->positions, sizeof(double) * 3 * system->num_atoms,
+                              cudaMemcpyDeviceToHost, m->stream);
+        if (err == cudaSuccess) err = cudaStreamSynchronize(m->stream);
+        if (err != cudaSuccess) return status_of(err, "downloading positions");
+        binned.positions = m->h_pos;
+    }
     batch b;
     b.num_structs = 1;
     b.num_atoms = system->num_atoms;
-    b.systems = system;
+    b.systems = &binned;
     const double cutoff = m->list_cutoff_base + m->skin;
     double energy = 0.0, virial[9];
     nep_outputs o;
@@ -1221,6 +1269,7 @@ int nepcu_compute_resident(nep_cuda_model *m, const nep_system *system, int want
     o.forces = (double *)1; /* only tested for NULL by evaluate_outputs: forces wanted */
     o.virial = want_virial ? virial : nullptr;
     int code = plan_bins(&b, cutoff, nullptr);
+    b.systems = system; /* the device positions, for upload_positions */
     const bool layout_unchanged = code == NEP_OK && same_layout(m, &b);
     if (code == NEP_OK) code = upload_positions(m, &b, true);
     if (code == NEP_OK) code = update_list(m, &b, layout_unchanged, cutoff);
@@ -1240,6 +1289,22 @@ int nepcu_compute_resident(nep_cuda_model *m, const nep_system *system, int want
     out->totals = (const double *)m->totals.p;
     out->flags = (const int *)m->struct_flags.p;
     out->stream = m->stream;
+    out->generation = m->generation;
+    return NEP_OK;
+}
+
+bool nepcu_resident_current(const nep_cuda_model *m, const nepcu_resident *out)
+{
+    return m && out && out->generation == m->generation;
+}
+
+int nepcu_model_enter(nep_cuda_model *m, cudaStream_t *stream)
+{
+    last_error[0] = '\0';
+    if (!m) return NEP_ERR_ARGUMENT;
+    const cudaError_t err = cudaSetDevice(m->device);
+    if (err != cudaSuccess) return status_of(err, "cudaSetDevice");
+    if (stream) *stream = m->stream;
     return NEP_OK;
 }
 

@@ -2,14 +2,19 @@
  * Host emulation of the small part of CUDA the engine uses, so that the CUDA engine's exact
  * sources can be compiled by a plain C++ compiler and checked against the CPU engine on a
  * machine without a GPU (-DNEPCU_HOST_EMULATION, g++ -x c++). Kernels run as sequential loops
- * over blocks and threads; atomics are plain read-modify-writes. Only for testing: the meson
- * build never defines NEPCU_HOST_EMULATION.
+ * over blocks and threads (last first with NEPCU_EMU_REVERSE=1); atomics are plain
+ * read-modify-writes; launches a device would refuse are refused; fresh and reused device
+ * memory is poisoned. Only for testing: the meson build never defines NEPCU_HOST_EMULATION.
  */
 #ifndef NEPZBL_NEP_CUDA_EMULATION_CUH
 #define NEPZBL_NEP_CUDA_EMULATION_CUH
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ucontext.h>
+
+#include <functional>
 
 #define __global__
 #define __device__
@@ -17,7 +22,7 @@
 #define __forceinline__ inline
 #define __restrict__
 #define __shared__ static
-#define __syncthreads() ((void)0)
+#define __syncthreads() nepcu_emu_syncthreads()
 
 struct nepcu_emu_dim3 {
     unsigned x, y, z;
@@ -53,7 +58,7 @@ struct double3 {
 inline double3 make_double3(double x, double y, double z) { return double3{x, y, z}; }
 
 typedef int cudaError_t;
-enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2 };
+enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidConfiguration = 9 };
 typedef void *cudaStream_t;
 enum cudaMemcpyKind {
     cudaMemcpyHostToDevice,
@@ -62,9 +67,27 @@ enum cudaMemcpyKind {
 };
 #define cudaStreamNonBlocking 1
 
-inline const char *cudaGetErrorString(cudaError_t e) { return e ? "emulated error" : "no error"; }
-inline const char *cudaGetErrorName(cudaError_t e) { return e ? "cudaErrorEmulated" : "cudaSuccess"; }
-inline cudaError_t cudaGetLastError() { return cudaSuccess; }
+inline const char *cudaGetErrorString(cudaError_t e)
+{
+    return e == cudaSuccess                     ? "no error"
+           : e == cudaErrorInvalidConfiguration ? "invalid configuration argument"
+                                                : "emulated error";
+}
+inline const char *cudaGetErrorName(cudaError_t e)
+{
+    return e == cudaSuccess                     ? "cudaSuccess"
+           : e == cudaErrorInvalidConfiguration ? "cudaErrorInvalidConfiguration"
+                                                : "cudaErrorEmulated";
+}
+/* A launch error waits here for cudaGetLastError, as on a device: a launch that is never
+ * checked loses its error just as silently (and the next check reports it). */
+inline thread_local cudaError_t nepcu_emu_last_error = cudaSuccess;
+inline cudaError_t cudaGetLastError()
+{
+    const cudaError_t e = nepcu_emu_last_error;
+    nepcu_emu_last_error = cudaSuccess;
+    return e;
+}
 inline cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
 inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 inline cudaError_t cudaMalloc(void **p, size_t n)
@@ -93,15 +116,131 @@ inline cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t)
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = nullptr; return cudaSuccess; }
 inline cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+
+/* A device refuses a launch of 0 blocks, of more than 2^31 - 1 blocks, or of 0 or more than
+ * 1024 threads per block: it runs nothing and leaves cudaErrorInvalidConfiguration. So does the
+ * emulation, and it says so on stderr (an unchecked launch shows in the test's output). */
+inline bool nepcu_emu_launch_ok(long long blocks, long long threads, const char *kernel)
+{
+    if (blocks >= 1 && blocks <= 2147483647LL && threads >= 1 && threads <= 1024) return true;
+    fprintf(stderr, "nepcu emulation: invalid launch of %s with %lld blocks of %lld threads\n",
+            kernel, blocks, threads);
+    nepcu_emu_last_error = cudaErrorInvalidConfiguration;
+    return false;
+}
+
+/* NEPCU_EMU_REVERSE=1 in the environment runs every launch's blocks, and the threads of each
+ * block, last first: a kernel that reads what another thread or block of the same launch
+ * writes then gives other numbers than in the forward order (tests compare the two). */
+inline bool nepcu_emu_reverse()
+{
+    static const bool reverse = [] {
+        const char *e = getenv("NEPCU_EMU_REVERSE");
+        return e != NULL && e[0] == '1';
+    }();
+    return reverse;
+}
+
+/* Device memory that a call reuses holds whatever the last call left there: in the emulation
+ * it is poisoned again (as cudaMalloc's), so that a kernel reading what this call never wrote
+ * fails the tests instead of passing on the last call's numbers. */
+#define NEPCU_EMU_POISON(p, bytes) memset((p), 0xA5, (bytes))
+
+/* Kernels with __syncthreads (launched by NEPCU_LAUNCH_BARRIERS) run each block's threads as
+ * fibers: every thread runs until it waits at __syncthreads or ends, then the next one; when
+ * all have arrived, all go on. A missing barrier then reads what another thread has not
+ * written yet, as it may on a device. Elsewhere __syncthreads has nothing to wait for. */
+struct nepcu_emu_fibers {
+    ucontext_t scheduler;
+    ucontext_t *context = nullptr;
+    char *stacks = nullptr;
+    int *done = nullptr;
+    unsigned capacity = 0, current = 0;
+    bool active = false;
+    const std::function<void()> *body = nullptr;
+};
+inline thread_local nepcu_emu_fibers nepcu_emu_fiber;
+#define NEPCU_EMU_FIBER_STACK ((size_t)1 << 18)
+
+inline void nepcu_emu_syncthreads()
+{
+    nepcu_emu_fibers &f = nepcu_emu_fiber;
+    if (f.active) swapcontext(&f.context[f.current], &f.scheduler);
+}
+
+inline void nepcu_emu_fiber_main()
+{
+    nepcu_emu_fibers &f = nepcu_emu_fiber;
+    (*f.body)();
+    f.done[f.current] = 1; /* then back to the scheduler (uc_link) */
+}
+
+inline void nepcu_emu_run_block(unsigned threads, bool reverse, const std::function<void()> &body)
+{
+    nepcu_emu_fibers &f = nepcu_emu_fiber;
+    if (f.capacity < threads) {
+        free(f.context);
+        free(f.stacks);
+        free(f.done);
+        f.context = (ucontext_t *)malloc(sizeof(ucontext_t) * threads);
+        f.stacks = (char *)malloc(NEPCU_EMU_FIBER_STACK * threads);
+        f.done = (int *)malloc(sizeof(int) * threads);
+        if (!f.context || !f.stacks || !f.done) {
+            fprintf(stderr, "nepcu emulation: no memory for %u fibers\n", threads);
+            abort();
+        }
+        f.capacity = threads;
+    }
+    for (unsigned t = 0; t < threads; ++t) {
+        getcontext(&f.context[t]);
+        f.context[t].uc_stack.ss_sp = f.stacks + NEPCU_EMU_FIBER_STACK * t;
+        f.context[t].uc_stack.ss_size = NEPCU_EMU_FIBER_STACK;
+        f.context[t].uc_link = &f.scheduler;
+        makecontext(&f.context[t], nepcu_emu_fiber_main, 0);
+        f.done[t] = 0;
+    }
+    f.body = &body;
+    f.active = true;
+    for (bool waiting = true; waiting;) { /* one round per barrier */
+        waiting = false;
+        for (unsigned k = 0; k < threads; ++k) {
+            const unsigned t = reverse ? threads - 1 - k : k;
+            if (f.done[t]) continue;
+            f.current = t;
+            threadIdx.x = t;
+            swapcontext(&f.scheduler, &f.context[t]);
+            waiting = waiting || !f.done[t];
+        }
+    }
+    f.active = false;
+}
+
+#define NEPCU_LAUNCH_BARRIERS(kernel, blocks, threads, stream, ...)                          \
+    do {                                                                                     \
+        (void)(stream);                                                                      \
+        const long long nb_ = (long long)(blocks), nt_ = (long long)(threads);               \
+        if (!nepcu_emu_launch_ok(nb_, nt_, #kernel)) break;                                  \
+        const bool rev_ = nepcu_emu_reverse();                                               \
+        const std::function<void()> body_ = [&] { kernel(__VA_ARGS__); };                    \
+        blockDim.x = (unsigned)nt_;                                                          \
+        for (long long b_ = 0; b_ < nb_; ++b_) {                                             \
+            blockIdx.x = (unsigned)(rev_ ? nb_ - 1 - b_ : b_);                               \
+            nepcu_emu_run_block((unsigned)nt_, rev_, body_);                                 \
+        }                                                                                    \
+    } while (0)
 
 #define NEPCU_LAUNCH(kernel, blocks, threads, stream, ...)                                   \
     do {                                                                                     \
         (void)(stream);                                                                      \
-        blockDim.x = (unsigned)(threads);                                                    \
-        for (unsigned b_ = 0; b_ < (unsigned)(blocks); ++b_)                                 \
-            for (unsigned t_ = 0; t_ < (unsigned)(threads); ++t_) {                          \
-                blockIdx.x = b_;                                                             \
-                threadIdx.x = t_;                                                            \
+        const long long nb_ = (long long)(blocks), nt_ = (long long)(threads);               \
+        if (!nepcu_emu_launch_ok(nb_, nt_, #kernel)) break;                                  \
+        const bool rev_ = nepcu_emu_reverse();                                               \
+        blockDim.x = (unsigned)nt_;                                                          \
+        for (long long b_ = 0; b_ < nb_; ++b_)                                               \
+            for (long long t_ = 0; t_ < nt_; ++t_) {                                         \
+                blockIdx.x = (unsigned)(rev_ ? nb_ - 1 - b_ : b_);                           \
+                threadIdx.x = (unsigned)(rev_ ? nt_ - 1 - t_ : t_);                          \
                 kernel(__VA_ARGS__);                                                         \
             }                                                                                \
     } while (0)

@@ -23,17 +23,36 @@
 /* Development aid for machines without a GPU: every kernel runs as a plain host loop over
  * blocks and threads (see nep_cuda_emulation.cuh). Never used by the meson build. */
 #include "nep_cuda_emulation.cuh"
-#define NEPCU_TOTALS_THREADS 1
+/* more than one thread, so that the block trees really combine threads (as fibers), and
+ * few blocks for the MD loop's kinetic-energy tree, so that the tests' small systems give
+ * every thread of it several atoms */
+#define NEPCU_TOTALS_THREADS 8
+#define NEPCU_KINETIC_BLOCKS 2
 #else
 #include <cuda_runtime.h>
 #define NEPCU_LAUNCH(kernel, blocks, threads, stream, ...)                                   \
     kernel<<<(blocks), (threads), 0, (stream)>>>(__VA_ARGS__)
+/* a kernel with __syncthreads (the host emulation runs its threads as fibers) */
+#define NEPCU_LAUNCH_BARRIERS(kernel, blocks, threads, stream, ...)                          \
+    NEPCU_LAUNCH(kernel, blocks, threads, stream, __VA_ARGS__)
 /* threads of the per-structure sum kernel (a power of two) */
 #define NEPCU_TOTALS_THREADS 256
+/* blocks of the MD loop's kinetic-energy sum (nep_cuda_md.cu) */
+#define NEPCU_KINETIC_BLOCKS 128
+/* the emulation's poisoning of reused device memory (nep_cuda_emulation.cuh): nothing here */
+#define NEPCU_EMU_POISON(p, bytes) ((void)0)
 #endif
 
 /* Largest hidden layer the kernels hold in per-thread memory. */
 #define NEPCU_MAX_NEURONS 256
+/* Largest number of radial or angular channels (GPUMD's n_max limit is 19) and basis size
+ * (GPUMD's basis_size limit is 19) held in per-thread arrays. */
+#define NEPCU_MAX_CHANNELS 20
+#define NEPCU_MAX_BASIS 20
+/* Longest descriptor held in per-thread arrays (dU/dq): NEPCU_MAX_CHANNELS radial plus that
+ * many per angular block (l_max <= 8 three-body blocks and the 6 optional invariants), plus
+ * a temperature model's input. fill_dims refuses longer ones. */
+#define NEPCU_MAX_DIM (NEPCU_MAX_CHANNELS * (1 + NEP_MAX_LMAX + 6) + 1)
 /* Per-structure error bits, OR-ed by the kernels. */
 #define NEPCU_FLAG_OVERLAP 1
 #define NEPCU_FLAG_LIST 2 /* a pair without its reverse in the list: an engine bug */
@@ -98,9 +117,10 @@ struct nepcu_work {
 #define NEPCU_DECLARE(ns)                                                                   \
     namespace ns {                                                                          \
     cudaError_t upload_model(const nepcu_dims *dims, const nep_model_spec *spec,           \
-                             nepcu_model_dev *dev, size_t *bytes);                          \
+                             nepcu_model_dev *dev, size_t *bytes, cudaStream_t stream);     \
     cudaError_t upload_parameters(const nepcu_dims *dims, const double *parameters,        \
-                                  size_t num_parameters, nepcu_model_dev *dev);             \
+                                  size_t num_parameters, nepcu_model_dev *dev,              \
+                                  cudaStream_t stream);                                     \
     void free_model(nepcu_model_dev *dev);                                                  \
     size_t real_size();                                                                     \
     cudaError_t evaluate(const nepcu_dims *dims, const nepcu_model_dev *dev,               \

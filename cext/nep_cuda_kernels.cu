@@ -35,13 +35,6 @@ typedef NEP_REAL real;
 #define NEPCU_UNROLL
 #endif
 
-/* Largest number of radial or angular channels (GPUMD's n_max limit is 19) and basis size
- * (GPUMD's basis_size limit is 19) held in per-thread arrays. */
-#define NEPCU_MAX_CHANNELS 20
-#define NEPCU_MAX_BASIS 20
-/* Longest descriptor: NEPCU_MAX_CHANNELS radial plus that many per angular block. */
-#define NEPCU_MAX_DIM (NEPCU_MAX_CHANNELS * (1 + NEP_MAX_L + 6))
-
 struct model_ptrs {
     const real *p, *q_scaler, *rc_radial, *rc_angular, *zbl_rows, *zbl_zizj, *zbl_ainv;
 };
@@ -437,7 +430,12 @@ __global__ void k_gather(nepcu_work w, const real *__restrict__ v, double *force
 /* ------------------------------------------------------------------ host side */
 size_t real_size() { return sizeof(real); }
 
-static cudaError_t upload_array(void **dst, const double *src, size_t count, size_t *bytes)
+/* src converted to NEP_REAL and copied to *dst (allocated when NULL) on the model's stream, which
+ * is then synchronised: a plain cudaMemcpy from pageable memory may return before its DMA has
+ * landed, and the legacy stream it runs on does not order the model's non-blocking stream, so
+ * the next kernels could read the old values. */
+static cudaError_t upload_array(void **dst, const double *src, size_t count, size_t *bytes,
+                                cudaStream_t stream)
 {
     real *host = (real *)malloc(count * sizeof(real) + 1);
     if (!host) return cudaErrorMemoryAllocation;
@@ -447,13 +445,15 @@ static cudaError_t upload_array(void **dst, const double *src, size_t count, siz
         err = cudaMalloc(dst, count * sizeof(real) + 1);
         if (err == cudaSuccess && bytes) *bytes += count * sizeof(real) + 1;
     }
-    if (err == cudaSuccess) err = cudaMemcpy(*dst, host, count * sizeof(real), cudaMemcpyHostToDevice);
+    if (err == cudaSuccess)
+        err = cudaMemcpyAsync(*dst, host, count * sizeof(real), cudaMemcpyHostToDevice, stream);
+    if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
     free(host);
     return err;
 }
 
 cudaError_t upload_model(const nepcu_dims *dm, const nep_model_spec *spec, nepcu_model_dev *dev,
-                         size_t *bytes)
+                         size_t *bytes, cudaStream_t stream)
 {
     const int T = dm->num_types;
     cudaError_t err;
@@ -475,13 +475,13 @@ cudaError_t upload_model(const nepcu_dims *dm, const nep_model_spec *spec, nepcu
             if (spec->use_zbl && spec->zbl)
                 for (int c = 0; c < 10; ++c) rows[(a * T + b) * 10 + c] = spec->zbl[(a * T + b) * 10 + c];
         }
-    err = upload_array(&dev->parameters, spec->parameters, spec->num_parameters, bytes);
-    if (err == cudaSuccess) err = upload_array(&dev->q_scaler, spec->q_scaler, dm->dim, bytes);
-    if (err == cudaSuccess) err = upload_array(&dev->rc_radial, spec->rc_radial, (size_t)T * T, bytes);
-    if (err == cudaSuccess) err = upload_array(&dev->rc_angular, spec->rc_angular, (size_t)T * T, bytes);
-    if (err == cudaSuccess) err = upload_array(&dev->zbl_rows, rows, (size_t)T * T * 10, bytes);
-    if (err == cudaSuccess) err = upload_array(&dev->zbl_zizj, zizj, (size_t)T * T, bytes);
-    if (err == cudaSuccess) err = upload_array(&dev->zbl_ainv, ainv, (size_t)T * T, bytes);
+    err = upload_array(&dev->parameters, spec->parameters, spec->num_parameters, bytes, stream);
+    if (err == cudaSuccess) err = upload_array(&dev->q_scaler, spec->q_scaler, dm->dim, bytes, stream);
+    if (err == cudaSuccess) err = upload_array(&dev->rc_radial, spec->rc_radial, (size_t)T * T, bytes, stream);
+    if (err == cudaSuccess) err = upload_array(&dev->rc_angular, spec->rc_angular, (size_t)T * T, bytes, stream);
+    if (err == cudaSuccess) err = upload_array(&dev->zbl_rows, rows, (size_t)T * T * 10, bytes, stream);
+    if (err == cudaSuccess) err = upload_array(&dev->zbl_zizj, zizj, (size_t)T * T, bytes, stream);
+    if (err == cudaSuccess) err = upload_array(&dev->zbl_ainv, ainv, (size_t)T * T, bytes, stream);
     free(zizj);
     free(ainv);
     free(rows);
@@ -489,10 +489,10 @@ cudaError_t upload_model(const nepcu_dims *dm, const nep_model_spec *spec, nepcu
 }
 
 cudaError_t upload_parameters(const nepcu_dims *dm, const double *parameters,
-                              size_t num_parameters, nepcu_model_dev *dev)
+                              size_t num_parameters, nepcu_model_dev *dev, cudaStream_t stream)
 {
     (void)dm;
-    return upload_array(&dev->parameters, parameters, num_parameters, NULL);
+    return upload_array(&dev->parameters, parameters, num_parameters, NULL, stream);
 }
 
 void free_model(nepcu_model_dev *dev)

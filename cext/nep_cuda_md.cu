@@ -31,7 +31,7 @@ const int md_threads = 128;
 const int sum_chunks = 256;
 /* blocks of the kinetic tensor's sum (a block tree each, then one block over the blocks):
  * run every step under Bussi, Berendsen and the barostats, so it streams coalesced */
-const int kinetic_blocks = 128;
+const int kinetic_blocks = NEPCU_KINETIC_BLOCKS;
 
 inline int blocks_for(int n, int threads) { return (n + threads - 1) / threads; }
 
@@ -221,6 +221,7 @@ cudaError_t ensure(dmem *b, size_t bytes)
     b->bytes = 0;
     cudaError_t err = cudaMalloc(&b->p, bytes);
     if (err == cudaSuccess) b->bytes = bytes;
+    else b->p = nullptr; /* never a pointer nep_cuda_md_free would free */
     return err;
 }
 
@@ -341,16 +342,28 @@ int evaluate(nep_cuda_md *md, bool want_virial)
     return code;
 }
 
+/* The model's device made current and, when the model was used by anything else since the
+ * last step (an evaluation reuses and may reallocate the buffers md->res points into), the
+ * forces, list and totals evaluated again at the same positions: the same numbers, so the
+ * trajectory goes on as if nothing had happened. */
+int enter(nep_cuda_md *md, bool need_views)
+{
+    const int code = nepcu_model_enter(md->model, nullptr);
+    if (code != NEP_OK || !need_views || nepcu_resident_current(md->model, &md->res)) return code;
+    return evaluate(md, md->have_virial);
+}
+
 /* The kinetic tensor (and, when asked, energy and virial totals) to the host. */
 int download_scalars(nep_cuda_md *md, double kinetic[9], bool totals)
 {
     const int N = md->N;
     const cudaStream_t st = md->res.stream;
     double *partial = (double *)md->partial.p, *sums = (double *)md->sums.p;
-    NEPCU_LAUNCH(k_kinetic_blocks, kinetic_blocks, NEPCU_TOTALS_THREADS, st, N, kinetic_blocks,
+    NEPCU_LAUNCH_BARRIERS(k_kinetic_blocks, kinetic_blocks, NEPCU_TOTALS_THREADS, st, N, kinetic_blocks,
                  (const double *)md->mass.p, (const double *)md->vel.p, partial);
-    NEPCU_LAUNCH(k_kinetic_final, 1, NEPCU_TOTALS_THREADS, st, kinetic_blocks,
+    NEPCU_LAUNCH_BARRIERS(k_kinetic_final, 1, NEPCU_TOTALS_THREADS, st, kinetic_blocks,
                  (const double *)partial, sums);
+    MD_CHECK(cudaGetLastError(), "summing the kinetic energy");
     double host[20];
     MD_CHECK(cudaMemcpyAsync(kinetic, sums, sizeof(double) * 9, cudaMemcpyDeviceToHost, st),
              "downloading the kinetic energy");
@@ -479,6 +492,9 @@ int nep_cuda_md_create(nep_cuda_model *model, int N, const int *types, const dou
             if (!(fabs(positions[3 * i + c]) <= 1e10) || !isfinite(velocities[3 * i + c]))
                 return NEP_ERR_NONFINITE;
     }
+    cudaStream_t stream = nullptr;
+    const int entered = nepcu_model_enter(model, &stream);
+    if (entered != NEP_OK) return entered;
     void *mem = malloc(sizeof(nep_cuda_md));
     if (!mem) return NEP_ERR_NOMEM;
     nep_cuda_md *md = new (mem) nep_cuda_md();
@@ -507,13 +523,18 @@ int nep_cuda_md_create(nep_cuda_model *model, int N, const int *types, const dou
                                                              : 9 * kinetic_blocks));
         if (err == cudaSuccess) err = ensure(&md->sums, sizeof(double) * (3 * T > 20 ? 3 * T : 20));
         if (err == cudaSuccess) err = ensure(&md->best, sizeof(unsigned long long) * T * T);
-        if (err == cudaSuccess) err = cudaMemcpy(md->pos.p, positions, v3, cudaMemcpyHostToDevice);
-        if (err == cudaSuccess) err = cudaMemcpy(md->origin.p, positions, v3, cudaMemcpyHostToDevice);
-        if (err == cudaSuccess) err = cudaMemcpy(md->vel.p, velocities, v3, cudaMemcpyHostToDevice);
+        /* on the model's stream, which every later kernel of the run uses: a plain cudaMemcpy
+         * runs on the legacy stream, which does not order that non-blocking stream, and from
+         * pageable memory it may return before its DMA has landed */
+        const cudaMemcpyKind up = cudaMemcpyHostToDevice;
+        if (err == cudaSuccess) err = cudaMemcpyAsync(md->pos.p, positions, v3, up, stream);
+        if (err == cudaSuccess) err = cudaMemcpyAsync(md->origin.p, positions, v3, up, stream);
+        if (err == cudaSuccess) err = cudaMemcpyAsync(md->vel.p, velocities, v3, up, stream);
         if (err == cudaSuccess)
-            err = cudaMemcpy(md->mass.p, masses, sizeof(double) * N, cudaMemcpyHostToDevice);
+            err = cudaMemcpyAsync(md->mass.p, masses, sizeof(double) * N, up, stream);
         if (err == cudaSuccess)
-            err = cudaMemcpy(md->inv_mass.p, inv, sizeof(double) * N, cudaMemcpyHostToDevice);
+            err = cudaMemcpyAsync(md->inv_mass.p, inv, sizeof(double) * N, up, stream);
+        if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
         code = cuda_status(err, "allocating the MD state");
     }
     free(inv);
@@ -534,6 +555,7 @@ int nep_cuda_md_create(nep_cuda_model *model, int N, const int *types, const dou
 void nep_cuda_md_free(nep_cuda_md *md)
 {
     if (!md) return;
+    nepcu_model_enter(md->model, nullptr); /* the run's buffers are on the model's device */
     dmem *all[] = {&md->pos, &md->vel, &md->mass, &md->inv_mass, &md->origin, &md->partial,
                    &md->sums, &md->best, &md->hist};
     for (dmem *b : all)
@@ -548,6 +570,8 @@ int nep_cuda_md_run(nep_cuda_md *md, int steps, const double *targets, int *done
     if (!md || steps < 0 || (steps > 0 && !targets && md->s.thermostat != NEP_MD_NONE))
         return NEP_ERR_ARGUMENT;
     if (done) *done = 0;
+    const int entered = enter(md, steps > 0);
+    if (entered != NEP_OK) return entered;
     const nep_cuda_md_settings &s = md->s;
     const int N = md->N;
     const double half_dt = 0.5 * s.dt;
@@ -585,6 +609,8 @@ int nep_cuda_md_state(nep_cuda_md *md, double *positions, double *velocities, do
                       double *energy, double *virial, double *kinetic, long *step)
 {
     if (!md) return NEP_ERR_ARGUMENT;
+    const int entered = enter(md, false);
+    if (entered != NEP_OK) return entered;
     const cudaStream_t st = md->res.stream;
     const size_t v3 = sizeof(double) * 3 * md->N;
     double kin[9];
@@ -609,6 +635,8 @@ int nep_cuda_md_state(nep_cuda_md *md, double *positions, double *velocities, do
 int nep_cuda_md_min_distances(nep_cuda_md *md, double search, double *out)
 {
     if (!md || !out || !(search > 0) || search > md->res.list_cutoff) return NEP_ERR_ARGUMENT;
+    const int entered = enter(md, true);
+    if (entered != NEP_OK) return entered;
     const int T = md->T;
     const cudaStream_t st = md->res.stream;
     const double inf = INFINITY;
@@ -637,6 +665,8 @@ int nep_cuda_md_rdf_setup(nep_cuda_md *md, double r_max, int bins)
 {
     if (!md || !(r_max > 0) || r_max > md->res.list_cutoff || bins < 1 || bins > 100000)
         return NEP_ERR_ARGUMENT;
+    const int entered = enter(md, false);
+    if (entered != NEP_OK) return entered;
     const size_t bytes = sizeof(unsigned long long) * md->T * md->T * bins;
     MD_CHECK(ensure(&md->hist, bytes), "allocating the RDF histogram");
     MD_CHECK(cudaMemsetAsync(md->hist.p, 0, bytes, md->res.stream), "clearing the RDF histogram");
@@ -649,6 +679,8 @@ int nep_cuda_md_rdf_setup(nep_cuda_md *md, double r_max, int bins)
 int nep_cuda_md_rdf_sample(nep_cuda_md *md)
 {
     if (!md || md->rdf_bins < 1) return NEP_ERR_ARGUMENT;
+    const int entered = enter(md, true);
+    if (entered != NEP_OK) return entered;
     NEPCU_LAUNCH(k_rdf, blocks_for(md->N, md_threads), md_threads, md->res.stream, md->res,
                  md->T, md->rdf_r_max, md->rdf_bins, (unsigned long long *)md->hist.p);
     md->rdf_frames += 1;
@@ -658,6 +690,8 @@ int nep_cuda_md_rdf_sample(nep_cuda_md *md)
 int nep_cuda_md_rdf_counts(nep_cuda_md *md, double *counts, int *frames)
 {
     if (!md || !counts || md->rdf_bins < 1) return NEP_ERR_ARGUMENT;
+    const int entered = enter(md, false);
+    if (entered != NEP_OK) return entered;
     const size_t n = (size_t)md->T * md->T * md->rdf_bins;
     unsigned long long *h = (unsigned long long *)malloc(sizeof(unsigned long long) * n);
     if (!h) return NEP_ERR_NOMEM;
@@ -673,6 +707,8 @@ int nep_cuda_md_rdf_counts(nep_cuda_md *md, double *counts, int *frames)
 int nep_cuda_md_msd_origin(nep_cuda_md *md)
 {
     if (!md) return NEP_ERR_ARGUMENT;
+    const int entered = enter(md, false);
+    if (entered != NEP_OK) return entered;
     MD_CHECK(cudaMemcpyAsync(md->origin.p, md->pos.p, sizeof(double) * 3 * md->N,
                              cudaMemcpyDeviceToDevice, md->res.stream), "MSD origin");
     return NEP_OK;
@@ -681,6 +717,8 @@ int nep_cuda_md_msd_origin(nep_cuda_md *md)
 int nep_cuda_md_msd(nep_cuda_md *md, double *out)
 {
     if (!md || !out) return NEP_ERR_ARGUMENT;
+    const int entered = enter(md, true);
+    if (entered != NEP_OK) return entered;
     const int T = md->T;
     const cudaStream_t st = md->res.stream;
     double *partial = (double *)md->partial.p, *sums = (double *)md->sums.p;
@@ -689,6 +727,7 @@ int nep_cuda_md_msd(nep_cuda_md *md, double *out)
                  (const double *)md->origin.p, partial);
     NEPCU_LAUNCH(k_sum_chunks, blocks_for(3 * T, 32), 32, st, sum_chunks, 3 * T,
                  (const double *)partial, sums);
+    MD_CHECK(cudaGetLastError(), "MSD");
     MD_CHECK(cudaMemcpyAsync(out, sums, sizeof(double) * 3 * T, cudaMemcpyDeviceToHost, st), "MSD");
     MD_CHECK(cudaStreamSynchronize(st), "MSD");
     /* sums to means per type */

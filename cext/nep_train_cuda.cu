@@ -269,11 +269,17 @@ int dalloc(nep_train_cuda *h, void **p, size_t bytes, const char *what)
     return NEP_OK;
 }
 
+/* On the handle's stream, then synchronised: a plain cudaMemcpy runs on the legacy stream,
+ * which does not order the handle's non-blocking stream, and from pageable memory it may return
+ * before its DMA has landed, so the first kernels could read the buffer half written. */
 int upload(nep_train_cuda *h, void **p, const void *host, size_t bytes, const char *what)
 {
     int status = dalloc(h, p, bytes, what);
     if (status) return status;
-    if (bytes) status = cuda_status(cudaMemcpy(*p, host, bytes, cudaMemcpyHostToDevice), what);
+    if (bytes)
+        status = cuda_status(cudaMemcpyAsync(*p, host, bytes, cudaMemcpyHostToDevice, h->stream),
+                             what);
+    if (!status) status = cuda_status(cudaStreamSynchronize(h->stream), what);
     return status;
 }
 
@@ -324,6 +330,8 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
         if (!status) snprintf(train_error, sizeof(train_error), "no CUDA device is available");
         return NEP_ERR_CUDA;
     }
+    status = cuda_status(cudaStreamCreateWithFlags(&h->stream, cudaStreamNonBlocking), "stream");
+    if (status) return status;
     nep_layout layout;
     nep_layout_compute(spec->version, spec->num_types, spec->n_max_radial, spec->n_max_angular,
                        spec->basis_radial, spec->basis_angular, spec->l_max, spec->flags,
@@ -446,7 +454,7 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     status = dalloc(h, &a.scratch, h->real * tile * (size_t)a.scratch_len, "scratch");
     if (status) return status;
     a.selected_atoms = h->d_selected_atoms;
-    return cuda_status(cudaStreamCreateWithFlags(&h->stream, cudaStreamNonBlocking), "stream");
+    return NEP_OK;
 }
 
 } // namespace
@@ -496,6 +504,25 @@ static int select_atoms(nep_train_cuda *h, const double *parameters, size_t num_
         h->selection_offset.push_back((long long)h->selected_atoms.size());
     }
     return NEP_OK;
+}
+
+/* The per-call device buffers hold the last call's values: the host emulation poisons them at
+ * the start of a call (NEPCU_EMU_POISON; nothing on a device), so that a kernel reading an
+ * entry this call never wrote (an atom or structure outside the selection) fails the tests. */
+static void poison_call_buffers(nep_train_cuda *h)
+{
+    const size_t S = (size_t)h->num_systems, A = h->num_atoms, NP = h->num_pairs;
+    (void)S, (void)A, (void)NP;
+    NEPCU_EMU_POISON(h->d_forces, sizeof(double) * 3 * A);
+    NEPCU_EMU_POISON(h->d_energy, sizeof(double) * S);
+    NEPCU_EMU_POISON(h->d_virials, sizeof(double) * 9 * S);
+    NEPCU_EMU_POISON(h->d_alpha, sizeof(double) * S);
+    NEPCU_EMU_POISON(h->d_fadj, sizeof(double) * 3 * A);
+    NEPCU_EMU_POISON(h->d_vadj, sizeof(double) * 9 * S);
+    NEPCU_EMU_POISON(h->args.e_atom, sizeof(double) * A);
+    NEPCU_EMU_POISON(h->args.w_atom, sizeof(double) * 9 * A);
+    NEPCU_EMU_POISON(h->args.v_pair, sizeof(double) * 3 * NP);
+    NEPCU_EMU_POISON(h->args.scratch, h->real * (size_t)h->tile * (size_t)h->args.scratch_len);
 }
 
 /* Uploads the selection of select_atoms: its atoms, the structures and their atom offsets. */
@@ -580,6 +607,7 @@ int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_sele
     if (status) return status;
     const int count = (int)h->selected_atoms.size();
     cudaStream_t st = h->stream;
+    poison_call_buffers(h);
     status = upload_inputs(h, h->d_parameters, parameters, P, num_selected, selected);
     if (status) return status;
     std::vector<double> &stage = h->staging;
@@ -634,12 +662,18 @@ int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_sele
  * read by work queued on the stream: cudaFree waits for the device before it frees. */
 static int grow(void **p, size_t *have, size_t bytes, const char *what)
 {
-    if (bytes <= *have) return NEP_OK;
+    if (bytes <= *have) {
+        if (*p) NEPCU_EMU_POISON(*p, *have); /* every caller rewrites what it grows */
+        return NEP_OK;
+    }
     if (*p) cudaFree(*p);
     *p = nullptr;
     *have = 0;
     const int status = cuda_status(cudaMalloc(p, bytes), what);
-    if (status) return status;
+    if (status) {
+        *p = nullptr; /* never a pointer nep_train_cuda_free would free */
+        return status;
+    }
     *have = bytes;
     return NEP_OK;
 }
@@ -849,6 +883,7 @@ static int loss_and_gradient(nep_train_cuda *h, const double *d_z, int num_selec
     const size_t P = a.model.num_parameters;
     const int count = (int)h->selected_atoms.size();
     const int threads = 128;
+    poison_call_buffers(h);
     status = upload_selection(h, num_selected, selected);
     if (status) return status;
     if (P) NEPCU_LAUNCH(to_real_kernel, (unsigned)((P + threads - 1) / threads), threads, st, P, d_z,

@@ -248,7 +248,9 @@ cdef class CudaMD:
     forces and the neighbour list stay on the device between :meth:`run` calls; only what
     :meth:`state` and the observers ask for is downloaded.
 
-    ``model`` is a :class:`CudaModel`, used exclusively by this run while it lives. Units are
+    ``model`` is a :class:`CudaModel`; other calls on it between :meth:`run` calls reuse the
+    device buffers the loop's forces and list live in, so the loop then evaluates its forces
+    again at the same positions (the trajectory is unchanged; it costs one evaluation). Units are
     ASE's (Angstrom, eV, amu, ASE time units; pressures in eV/Angstrom^3). A temperature model
     reads ``model_temperature`` (K) at the start and every step's target after that.
     """

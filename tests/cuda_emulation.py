@@ -1,7 +1,8 @@
 """Build the CUDA engine's own sources for the host (-DNEPCU_HOST_EMULATION: kernels run as
 plain loops over blocks and threads) into a copy of the package, so that tests check the CUDA
-code on machines without a GPU. Used by test_cuda.py and test_cuda_md.py; built once per
-test session.
+code on machines without a GPU. Used by test_cuda.py, test_cuda_md.py, test_train_cuda.py and
+test_cuda_emulation.py; built once per test session (NEPCU_EMU_REVERSE=1 in a run's
+environment reverses the launch order at run time, without another build).
 """
 
 from __future__ import annotations
@@ -80,9 +81,11 @@ def emulated_package(tmp_path_factory) -> Path:
     return _BUILT["path"]
 
 
-def run_emulated(tmp_path_factory, script: str, cwd: Path, timeout: int = 900):
-    """Run a Python script against the emulated package; returns the CompletedProcess."""
+def run_emulated(tmp_path_factory, script: str, cwd: Path, timeout: int = 900,
+                 env: dict[str, str] | None = None):
+    """Run a Python script against the emulated package, with ``env`` added to the
+    environment (e.g. NEPCU_EMU_REVERSE=1); returns the CompletedProcess."""
     path = emulated_package(tmp_path_factory)
     return subprocess.run([sys.executable, "-c", script], cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(path)}, capture_output=True,
-                          text=True, timeout=timeout)
+                          env={**os.environ, **(env or {}), "PYTHONPATH": str(path)},
+                          capture_output=True, text=True, timeout=timeout)

@@ -332,6 +332,19 @@ for precision, tol in (("float64", 1e-9), ("float32", 2e-3)):
             scale = max(1.0, np.abs(c[key]).max())
             assert np.abs(g[key] - c[key]).max() <= tol * scale, (precision, key)
 assert abs(cpu[0]["energy"] - cpu[1]["energy"]) > 1e-3
+# the longest descriptor the kernels' per-thread dU/dq holds (NEPCU_MAX_DIM): 20 radial,
+# 20 channels of 8 three-body blocks and the 6 optional invariants, and the temperature
+model = random_model(types=("Li", "O"), seed=6, flags=(2, 1, 1, 1, 1, 1), l_max=8,
+                     n_max=(19, 19), basis=(3, 3), neurons=4, temperature=True)
+assert model.descriptor_dim == 301, model.descriptor_dim
+model.q_scaler[-1] = 0.001
+atoms = frames[0].copy()
+atoms.set_chemical_symbols([model.types[j % 2] for j in range(len(atoms))])
+cpu = Evaluator(model).evaluate(atoms, ("energy", "forces", "virial"))
+gpu = CudaEvaluator(model, precision="float64").evaluate(atoms, ("energy", "forces", "virial"))
+for key in ("energy", "forces", "virial"):
+    scale = max(1.0, np.abs(cpu[key]).max())
+    assert np.abs(gpu[key] - cpu[key]).max() <= 1e-9 * scale, ("longest descriptor", key)
 print("emulation ok")
 """
 

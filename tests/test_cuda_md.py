@@ -283,3 +283,96 @@ def test_nepzbl_md_device_cuda_writes_the_cpu_outputs(where, tmp_path_factory, t
     out = _run(where, _CLI, tmp_path_factory, tmp_path)
     assert out["rows"] == 5
     assert out["thermo"] < 1e-6, out
+
+
+_MOLECULE = _PRELUDE + """
+from ase import Atoms
+
+# a cluster without a cell (the engine bins it by the atoms' extent, which the device loop
+# reads from device positions): the CPU run_md's trajectory to round-off
+rng = np.random.default_rng(4)
+grid = np.array([(x, y, z) for x in range(3) for y in range(2) for z in range(2)], float)
+molecule = Atoms([model.types[k % 3] for k in range(len(grid))],
+                 positions=2.1 * grid + rng.normal(0, 0.05, grid.shape), pbc=False)
+assert abs(np.linalg.det(molecule.cell.array)) == 0.0
+out = {}
+for ensemble, extra in (("nve", {}), ("nvt-berendsen", dict(tau_temperature=20.0))):
+    kept = {}
+    for device in ("cpu", "cuda"):
+        keep = Keep(5)
+        run(device, molecule, steps=20, timestep=1.0, ensemble=ensemble, temperature=400.0,
+            seed=3, observers=[keep], **extra)
+        kept[device] = keep.frames
+    out[ensemble] = max(float(np.abs(a.positions - b.positions).max())
+                        for a, b in zip(kept["cpu"], kept["cuda"]))
+    out[ensemble + "_moved"] = float(np.abs(kept["cuda"][-1].positions
+                                            - molecule.positions).max())
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", WHERE)
+def test_molecule_without_a_cell_on_the_device_loop(where, tmp_path_factory, tmp_path):
+    """A cell-less cluster on the device loop: its binning lattice follows the atoms' extent,
+    which needs the positions on the host (a host read of the device array crashes on a
+    GPU, while the emulation, whose device memory is host memory, cannot tell)."""
+    out = _run(where, _MOLECULE, tmp_path_factory, tmp_path)
+    for ensemble in ("nve", "nvt-berendsen"):
+        assert out[ensemble] < 1e-9, out
+        assert out[ensemble + "_moved"] > 1e-3, out
+
+
+_SHARED_MODEL = _PRELUDE + """
+from ase import units
+from nepzbl_plugin.md.cuda_loop import cuda_model_of
+
+atoms = structure()
+rng = np.random.default_rng(8)
+velocities = rng.normal(0, 0.005, (len(atoms), 3))
+masses = atoms.get_masses()
+
+
+def start(evaluator):
+    forces = EngineForces(evaluator, atoms)
+    return _cuda.CudaMD(cuda_model_of(forces), forces.types, masses, atoms.positions,
+                        velocities, atoms.cell.array, atoms.pbc, dt=units.fs,
+                        dof=3 * len(atoms) - 3)
+
+
+alone = start(Evaluator(model, device="cuda", precision="float64"))
+alone.run(10)
+shared_evaluator = Evaluator(model, device="cuda", precision="float64")
+shared = start(shared_evaluator)
+shared.run(5)
+# the same CudaModel evaluates a bigger structure between two run() calls: its buffers are
+# reused and reallocated under the loop, which must notice and evaluate its forces again
+shared_evaluator.evaluate(structure(seed=9, repeat=(3, 3, 2)))
+shared.run(5)
+a, b = alone.state(), shared.state()
+rdf_counts = []
+for md in (alone, shared):
+    shared_evaluator.evaluate(structure(seed=10, repeat=(2, 2, 3)))
+    md.rdf_setup(4.0, 20)
+    md.rdf_sample()
+    rdf_counts.append(md.rdf_counts()[0])
+out = {key: float(np.abs(np.asarray(a[key]) - np.asarray(b[key])).max())
+       for key in ("positions", "velocities", "energy", "virial")}
+out["rdf"] = float(np.abs(rdf_counts[0] - rdf_counts[1]).max())
+out["rdf_total"] = float(rdf_counts[0].sum())
+out["moved"] = float(np.abs(a["positions"] - atoms.positions).max())
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", WHERE)
+def test_device_loop_survives_other_use_of_its_model(where, tmp_path_factory, tmp_path):
+    """Another evaluation on the run's CudaModel between run() calls (it reuses, and for a
+    bigger structure reallocates, the buffers the loop's forces and list point into): the
+    trajectory and the observers are those of an undisturbed run, bit for bit."""
+    out = _run(where, _SHARED_MODEL, tmp_path_factory, tmp_path)
+    assert out["moved"] > 1e-4, out
+    for key in ("positions", "velocities", "energy", "virial", "rdf"):
+        assert out[key] == 0.0, out
+    assert out["rdf_total"] > 0, out
