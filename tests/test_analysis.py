@@ -289,7 +289,7 @@ def test_lattice_transition_at_the_c_over_a_crossing():
     T = np.repeat(np.arange(600.0, 1201.0, 50.0), 4)
     a = 13.0 + 1e-4 * (T - 600.0)
     ratio = np.where(T < 900.0, 0.97 + 0.03 * (T - 600.0) / 300.0, 1.0)
-    cells = np.array([np.diag([2 * x, 2 * x, 2 * x * r]) for x, r in zip(a, ratio)])
+    cells = np.array([np.diag([2 * x, 2 * x, 2 * x * r]) for x, r in zip(a, ratio, strict=True)])
     lattice = LatticeTemperature((2, 2, 2), bin_width=50.0, tolerance=0.005).compute(T, cells)
     np.testing.assert_allclose(lattice.lattice[:, 0], 13.0 + 1e-4 * (lattice.temperatures - 600))
     # |c/a - 1| = 0.005 at 850 K on the linear part
@@ -495,7 +495,7 @@ def test_cli_lattice_table(tmp_path, capsys):
     T = np.arange(600.0, 1201.0, 25.0)
     ratio = np.clip(0.97 + 0.03 * (T - 600.0) / 300.0, None, 1.0)
     table = tmp_path / "lattice.txt"
-    table.write_text("".join(f"{t} 13.0 13.0 {13.0 * r}\n" for t, r in zip(T, ratio)))
+    table.write_text("".join(f"{t} 13.0 13.0 {13.0 * r}\n" for t, r in zip(T, ratio, strict=True)))
     status, out, _ = _run(capsys, "analyze", "lattice", table, "--json")
     assert status == 0
     assert json.loads(out)["transition_temperature_K"] == pytest.approx(850.0, abs=1e-6)
@@ -560,7 +560,7 @@ def test_pair_distances_fast_path_equals_ase():
         reference = neighbor_list("ijd", structure, 4.0)
         key = np.lexsort((ours[2], ours[1], ours[0]))
         ref_key = np.lexsort((reference[2], reference[1], reference[0]))
-        for a, b in zip(ours, reference):
+        for a, b in zip(ours, reference, strict=True):
             np.testing.assert_allclose(a[key], b[ref_key], atol=1e-12)
 
 

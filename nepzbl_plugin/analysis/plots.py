@@ -56,7 +56,7 @@ def plot_msd(msd, path, title: str | None = None) -> Path:
     fig, axes = plt.subplots(1, len(species), figsize=(5.2 * len(species), 4.2), squeeze=False)
     t_ps = msd.lag_times_fs / 1000.0
     fit_end = msd.fit_range_fs[1] / 1000.0
-    for ax, s in zip(axes[0], species):
+    for ax, s in zip(axes[0], species, strict=True):
         curve = msd.msd[s]
         for axis, name in enumerate("xyz"):
             ax.plot(t_ps, curve[:, axis], lw=1.0, label=f"{name}")

@@ -281,8 +281,8 @@ def _cmd_msd(args) -> int:
           f"{out['window_fs']:g} fs, fit over 0 to {out['fit_range_fs'][1]:g} fs, "
           f"{out['blocks']} blocks")
     for s, row in out["species"].items():
-        axes = ", ".join(f"{name} {value:.3g}" for name, value in zip("xyz",
-                                                                      row["D_axis_cm2_per_s"]))
+        axes = ", ".join(f"{name} {value:.3g}"
+                         for name, value in zip("xyz", row["D_axis_cm2_per_s"], strict=True))
         print(f"  {s:3s} D = {row['D_cm2_per_s']:.4g} ± {_error(row['D_error_cm2_per_s'])} "
               f"cm²/s ({axes} cm²/s; {row['atoms']} atoms)")
     for s, value in out.get("conductivity_S_per_cm", {}).items():
@@ -455,7 +455,8 @@ def _cmd_lattice(args) -> int:
     print(f"lattice parameters in {len(lattice.temperatures)} bins of {args.bin_width:g} K "
           f"(temperature from {source})")
     print("     T/K      a/Å      b/Å      c/Å      c/a")
-    for t, (a, b, c), r in zip(lattice.temperatures, lattice.lattice, lattice.c_over_a):
+    for t, (a, b, c), r in zip(lattice.temperatures, lattice.lattice, lattice.c_over_a,
+                               strict=True):
         print(f"  {t:7.1f} {a:8.4f} {b:8.4f} {c:8.4f} {r:8.5f}")
     if lattice.transition_temperature is not None:
         print(f"transition temperature: {lattice.transition_temperature:.1f} K "
@@ -498,7 +499,8 @@ def _cmd_locality(args) -> int:
           f"radius, displacements up to {args.amplitude:g} Å; model cutoff {rc:g} Å, "
           f"expected locality radius 2 x {rc:g} = {reach:g} Å")
     print("     R/Å   moved  RMS spread/(eV/Å)  largest change/(eV/Å)")
-    for r, n, s, m in zip(test.radii, test.moved_atoms, test.force_std, test.force_max):
+    for r, n, s, m in zip(test.radii, test.moved_atoms, test.force_std, test.force_max,
+                          strict=True):
         print(f"  {r:6.2f} {n:7d} {s:18.3e} {m:22.3e}")
     apparent = test.apparent_radius()
     print("force independent of the moved atoms from R = "

@@ -66,7 +66,7 @@ def gpumd_run_in(*, ensemble: str, steps: int, timestep: float,
     knots = [0] + [int(round(s)) for s in temperature.steps if 0 < s < steps] + [steps]
     knots = sorted(set(knots))
     blocks = []
-    for begin, end in zip(knots[:-1], knots[1:]):
+    for begin, end in zip(knots[:-1], knots[1:], strict=True):
         blocks.append((end - begin, temperature(begin), temperature(end)))
     if not blocks:
         blocks = [(0, temperature(0), temperature(0))]
@@ -99,8 +99,8 @@ def gpumd_model_xyz(atoms) -> str:
     lines = [str(n), f'pbc="{pbc}" Lattice="{cell}" Properties={properties}']
     from ase import units
 
-    for k, (symbol, position, mass) in enumerate(zip(atoms.get_chemical_symbols(),
-                                                     atoms.positions, atoms.get_masses())):
+    rows = zip(atoms.get_chemical_symbols(), atoms.positions, atoms.get_masses(), strict=True)
+    for k, (symbol, position, mass) in enumerate(rows):
         row = f"{symbol} {position[0]:.10f} {position[1]:.10f} {position[2]:.10f} {mass:.6f}"
         if has_velocities:  # GPUMD reads velocities in Angstrom/fs
             v = velocities[k] * units.fs
