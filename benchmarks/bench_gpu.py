@@ -54,7 +54,8 @@ from nepzbl_plugin.engine import Evaluator  # noqa: E402
 from nepzbl_plugin.engine.cuda import CudaEvaluator, cuda_available  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from bench_cpu import REPEATS, llzo_supercell  # noqa: E402,F401 (bench_gpu_md imports it here)
+from bench_cpu import REPEATS, llzo_repeats, llzo_supercell  # noqa: E402,F401 (bench_gpu_md: here)
+from rehearsal import REHEARSAL  # noqa: E402
 
 SHARED = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data" / "llzo"
 PROPS = ("energy", "forces", "virial")
@@ -219,6 +220,11 @@ def main(argv=None):
     parser.add_argument("--output", default="benchmarks/bench_gpu.md",
                         help="markdown table to write (default: %(default)s)")
     args = parser.parse_args(argv)
+    if REHEARSAL:  # tools/rehearse_device.py: the sizes checked, then 192 atoms and few steps
+        for n in args.sizes:
+            llzo_repeats(n)  # the device's sizes must exist
+        args.sizes, args.min_time, args.cap, args.md_steps = [192], 0.2, 2.0, 100
+        print("rehearsal (NEPZBL_REHEARSAL=1): 192 atoms, 100 MD steps", flush=True)
 
     if not cuda_available():
         raise SystemExit("bench_gpu: no CUDA device (or the CUDA engine is not built)")

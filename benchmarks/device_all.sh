@@ -25,7 +25,8 @@ cd "$(dirname "$0")/.."
 part="${1:-1}"
 out="${OUT:-gpu-out}"
 mkdir -p "$out"
-export PYTHONPATH="$PWD/.device/site:$PWD"
+# (a rehearsal on the host, tools/rehearse_device.py, puts its emulated package first)
+export PYTHONPATH="${NEPZBL_REHEARSAL_PACKAGE:+$NEPZBL_REHEARSAL_PACKAGE:}$PWD/.device/site:$PWD"
 [ -d .device/shared ] && export NEPZBL_SHARED="$PWD/.device/shared"
 py="${PYTHON:-python3}"
 gpumd_args=()

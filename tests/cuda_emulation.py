@@ -2,7 +2,9 @@
 plain loops over blocks and threads) into a copy of the package, so that tests check the CUDA
 code on machines without a GPU. Used by test_cuda.py, test_cuda_md.py, test_train_cuda.py and
 test_cuda_emulation.py; built once per test session (NEPCU_EMU_REVERSE=1 in a run's
-environment reverses the launch order at run time, without another build).
+environment reverses the launch order at run time, without another build). The build itself,
+:func:`build_emulated_package`, also serves tools/rehearse_device.py (the device scripts
+rehearsed on the host).
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import sys
 import sysconfig
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 _BUILT: dict[str, Path] = {}
 
@@ -23,18 +23,38 @@ _BUILT: dict[str, Path] = {}
 def emulated_package(tmp_path_factory) -> Path:
     """The folder to put on PYTHONPATH: nepzbl_plugin with ``_cuda`` replaced by the host
     build (its other files are links to the package as imported). Skips without compilers."""
+    import pytest
+
     if "path" in _BUILT:
         return _BUILT["path"]
-    if not (shutil.which("g++") and shutil.which("gcc") and shutil.which("cython")):
-        pytest.skip("needs g++, gcc and cython")
-    import nepzbl_plugin
+    try:
+        _BUILT["path"] = build_emulated_package(tmp_path_factory.mktemp("cuda_emulation"))
+    except EmulationUnavailable as why:
+        pytest.skip(str(why))
+    return _BUILT["path"]
 
-    package = Path(nepzbl_plugin.__file__).resolve().parent
+
+class EmulationUnavailable(RuntimeError):
+    """No compilers, or no CPU engine to link the emulated package to."""
+
+
+def build_emulated_package(base: Path, package: Path | None = None) -> Path:
+    """Build the host emulation of the CUDA sources in ``base`` (an empty or earlier build
+    folder) and return ``base / "pkg"``, the folder to put on PYTHONPATH: ``package`` (default:
+    nepzbl_plugin as imported) with ``_cuda`` replaced by the host build, its other files links
+    to the originals. Used by the tests (above) and by tools/rehearse_device.py."""
+    if not (shutil.which("g++") and shutil.which("gcc") and shutil.which("cython")):
+        raise EmulationUnavailable("needs g++, gcc and cython")
+    if package is None:
+        import nepzbl_plugin
+
+        package = Path(nepzbl_plugin.__file__).resolve().parent
     if not list(package.glob("_core*.so")):
-        pytest.skip("the CPU engine is not built")
+        raise EmulationUnavailable("the CPU engine is not built")
     cext = REPO / "cext"
-    base = tmp_path_factory.mktemp("cuda_emulation")
     pkg = base / "pkg" / "nepzbl_plugin"
+    if pkg.exists():
+        shutil.rmtree(pkg)
     pkg.mkdir(parents=True)
     for item in package.iterdir():
         if not item.name.startswith("_cuda") and item.name != "__pycache__":
@@ -72,13 +92,13 @@ def emulated_package(tmp_path_factory) -> Path:
                for job in jobs]
     for job, proc in zip(jobs, running, strict=True):
         out, _ = proc.communicate()
-        assert proc.returncode == 0, (job, out.decode()[-3000:])
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(job)}\n{out.decode()[-3000:]}")
     so = pkg / ("_cuda" + sysconfig.get_config_var("EXT_SUFFIX"))
     subprocess.run(["gcc", "-O1", "-fPIC", "-shared", f"-I{sysconfig.get_paths()['include']}",
                     f"-I{cext}", str(c_file), *objects, "-lstdc++", "-lm", "-o", str(so)],
                    check=True, capture_output=True)
-    _BUILT["path"] = base / "pkg"
-    return _BUILT["path"]
+    return base / "pkg"
 
 
 def run_emulated(tmp_path_factory, script: str, cwd: Path, timeout: int = 900,
