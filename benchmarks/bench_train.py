@@ -991,10 +991,9 @@ def main(argv=None):
     DEVICE[0] = args.device
     if REHEARSAL:  # tools/rehearse_device.py: the same command lines, tiny budgets
         args.seconds = {"gpu-steps": 0.2, "gpu": 5.0, "peers": 5.0}.get(args.case, args.seconds)
-        args.peer_seconds = min(args.peer_seconds, 20.0)
         args.peer_first = min(args.peer_first, 10)
         print(f"rehearsal (NEPZBL_REHEARSAL=1): tiny sizes, --seconds {args.seconds}, "
-              f"--peer-seconds {args.peer_seconds:g}, --peer-first {args.peer_first}", flush=True)
+              f"--peer-first {args.peer_first}", flush=True)
     if args.case in ("peers", "llzo-peers", "gpu"):
         _end_peers_on_sigterm()
     if args.case == "scaling":

@@ -38,11 +38,13 @@ class EmulationUnavailable(RuntimeError):
     """No compilers, or no CPU engine to link the emulated package to."""
 
 
-def build_emulated_package(base: Path, package: Path | None = None) -> Path:
+def build_emulated_package(base: Path, package: Path | None = None, *,
+                           reuse: bool = False) -> Path:
     """Build the host emulation of the CUDA sources in ``base`` (an empty or earlier build
     folder) and return ``base / "pkg"``, the folder to put on PYTHONPATH: ``package`` (default:
     nepzbl_plugin as imported) with ``_cuda`` replaced by the host build, its other files links
-    to the originals. Used by the tests (above) and by tools/rehearse_device.py."""
+    to the originals. ``reuse``: keep an earlier build newer than every source it compiles (the
+    links are made afresh). Used by the tests (above) and by tools/rehearse_device.py."""
     if not (shutil.which("g++") and shutil.which("gcc") and shutil.which("cython")):
         raise EmulationUnavailable("needs g++, gcc and cython")
     if package is None:
@@ -53,12 +55,22 @@ def build_emulated_package(base: Path, package: Path | None = None) -> Path:
         raise EmulationUnavailable("the CPU engine is not built")
     cext = REPO / "cext"
     pkg = base / "pkg" / "nepzbl_plugin"
+    so = pkg / ("_cuda" + sysconfig.get_config_var("EXT_SUFFIX"))
+    sources = [*cext.iterdir(), *(REPO / "nepzbl_plugin").glob("_*.p[xy][xid]")]
+    up_to_date = reuse and so.is_file() and so.stat().st_mtime > max(
+        source.stat().st_mtime for source in sources)
     if pkg.exists():
-        shutil.rmtree(pkg)
-    pkg.mkdir(parents=True)
+        for item in pkg.iterdir():  # links, __pycache__, and the build unless up to date
+            if item.is_dir() and not item.is_symlink():
+                shutil.rmtree(item)
+            elif not (up_to_date and item == so):
+                item.unlink()
+    pkg.mkdir(parents=True, exist_ok=True)
     for item in package.iterdir():
         if not item.name.startswith("_cuda") and item.name != "__pycache__":
             (pkg / item.name).symlink_to(item)
+    if up_to_date:
+        return base / "pkg"
     cxx = ["g++", "-O1", "-std=c++17", "-fPIC", "-x", "c++", "-DNEPCU_HOST_EMULATION",
            f"-I{cext}", "-c"]
     jobs, objects = [], []
@@ -94,7 +106,6 @@ def build_emulated_package(base: Path, package: Path | None = None) -> Path:
         out, _ = proc.communicate()
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(job)}\n{out.decode()[-3000:]}")
-    so = pkg / ("_cuda" + sysconfig.get_config_var("EXT_SUFFIX"))
     subprocess.run(["gcc", "-O1", "-fPIC", "-shared", f"-I{sysconfig.get_paths()['include']}",
                     f"-I{cext}", str(c_file), *objects, "-lstdc++", "-lm", "-o", str(so)],
                    check=True, capture_output=True)
