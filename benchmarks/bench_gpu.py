@@ -189,7 +189,8 @@ def fmt_ratio(a, b):
     return "-" if a is None or b is None else f"{a / b:.2f}x"
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_device_scripts.py parses the device scripts' calls)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(SHARED / "NEP802-ZBL.txt"),
@@ -219,7 +220,11 @@ def main(argv=None):
                              "the column is absent without one)")
     parser.add_argument("--output", default="benchmarks/bench_gpu.md",
                         help="markdown table to write (default: %(default)s)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if REHEARSAL:  # tools/rehearse_device.py: the sizes checked, then 192 atoms and few steps
         for n in args.sizes:
             llzo_repeats(n)  # the device's sizes must exist

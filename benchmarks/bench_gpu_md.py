@@ -83,7 +83,8 @@ def evaluate_rate(model, n_atoms, precision):
     return time_steps(step, n_atoms, rehearsed(2.0, 0.2), rehearsed(30.0, 2.0))[0]
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_device_scripts.py parses the device scripts' calls)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(SHARED / "NEP802-ZBL.txt"))
     parser.add_argument("--nve-atoms", type=int, default=1536)
@@ -98,7 +99,11 @@ def main(argv=None):
     parser.add_argument("--evaluate-only", nargs=2, metavar=("ATOMS", "PRECISION"),
                         help=argparse.SUPPRESS)  # the subprocess of the angular A/B
     parser.add_argument("--output", default="bench_gpu_md.json")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if REHEARSAL and not args.evaluate_only:  # tools/rehearse_device.py: 192 atoms, 20 steps
         args.nve_atoms = args.nvt_atoms = args.ab_atoms = 192
         args.nve_steps, args.nvt_steps = 20, 20

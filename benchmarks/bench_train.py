@@ -950,7 +950,8 @@ def bench_scaling(threads, rounds, seconds):
           "depend on it.")
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_device_scripts.py parses the device scripts' calls)."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("case", choices=("llzo", "pbte", "memory", "llzo-peers", "scaling",
@@ -987,7 +988,11 @@ def main(argv=None):
                              "the first found is read; none found: nepzbl trains --seconds now")
     parser.add_argument("--table-only", action="store_true",
                         help="peers: print the table of the results already in --out")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     DEVICE[0] = args.device
     if REHEARSAL:  # tools/rehearse_device.py: the same command lines, tiny budgets
         args.seconds = {"gpu-steps": 0.2, "gpu": 5.0, "peers": 5.0}.get(args.case, args.seconds)
