@@ -320,6 +320,12 @@ def _gpu_memory_used_mib() -> float | None:
         return None
 
 
+def _gpu_memory_text() -> str:
+    """The device's memory in use, "N MiB", or why it is unknown."""
+    used = _gpu_memory_used_mib()
+    return "unknown (no nvidia-smi)" if used is None else f"{used:.0f} MiB"
+
+
 def _nepzbl_held_out_run(structures, nep_in, held_out, seconds, out, optimizer, device,
                          max_rows=None):
     """Train nepzbl for ``seconds`` with a report every 10 steps; the held-out RMSEs of every
@@ -390,7 +396,7 @@ def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first):
               f"{r['force'] * 1e3:10.2f} {r['virial'] * 1e3:13.3f}")
     print(f"optimiser steps per second: {steps / max(train_time, 1e-9):.1f} (target >= 100); "
           f"training-set device memory {backend.device_bytes / 2**20:.0f} MiB; GPU memory in "
-          f"use {_gpu_memory_used_mib()} MiB")
+          f"use {_gpu_memory_text()}")
     print("held-out targets (0.60 meV/atom, 42.3 meV/Å, 5.6 meV/atom) within 20 s: "
           + (f"MET at {reached['time']:.1f} s" if reached and reached["time"] <= 20 else "NOT met"))
     if not rows:
@@ -735,7 +741,7 @@ def bench_gpu_epoch(threads, out):
     cpu_epoch = epoch(cpu, n_cpu) * len(structures) / n_cpu
     print(f"\n{len(structures)} x 192-atom set ({atoms} atoms), batches of {batch}: GPU epoch "
           f"{gpu_epoch:.2f} s (upload and neighbour lists {upload:.1f} s once), device memory "
-          f"{gpu.device_bytes / 2**30:.2f} GiB (GPU in use {_gpu_memory_used_mib()} MiB); CPU "
+          f"{gpu.device_bytes / 2**30:.2f} GiB (GPU in use {_gpu_memory_text()}); CPU "
           f"{threads} threads {cpu_epoch:.1f} s per epoch ({n_cpu} structures, scaled): "
           f"{cpu_epoch / gpu_epoch:.1f} times (target >= 20)")
 def _scaling_setup():
@@ -898,7 +904,7 @@ def bench_gpu_steps(threads, seconds):
     for label, rate in rows:
         print(f"{label:<52} {rate:9.1f} {rate / reference:7.2f}")
     print(f"\ntraining-set device memory {device_loss.device_bytes / 2**20:.0f} MiB; GPU memory "
-          f"in use {_gpu_memory_used_mib()} MiB; target >= 100 Adam steps/s")
+          f"in use {_gpu_memory_text()}; target >= 100 Adam steps/s")
 
 
 def bench_scaling(threads, rounds, seconds):
@@ -997,8 +1003,9 @@ def main(argv=None):
     if REHEARSAL:  # tools/rehearse_device.py: the same command lines, tiny budgets
         args.seconds = {"gpu-steps": 0.2, "gpu": 5.0, "peers": 5.0}.get(args.case, args.seconds)
         args.peer_first = min(args.peer_first, 10)
-        print(f"rehearsal (NEPZBL_REHEARSAL=1): tiny sizes, --seconds {args.seconds}, "
-              f"--peer-first {args.peer_first}", flush=True)
+        print("rehearsal (NEPZBL_REHEARSAL=1): tiny sizes"
+              + (f", --seconds {args.seconds:g}" if args.seconds is not None else "")
+              + f", --peer-first {args.peer_first}", flush=True)
     if args.case in ("peers", "llzo-peers", "gpu"):
         _end_peers_on_sigterm()
     if args.case == "scaling":
