@@ -48,15 +48,21 @@ REPEATS = {**LLZO_SIZES, 786432: 16}  # every size llzo_supercell builds (the GP
 
 
 # ----------------------------------------------------------------------- structures
+def llzo_repeats(n_atoms: int) -> int:
+    """k of the cubic LLZO supercell with n_atoms = 192 k^3 atoms (SystemExit for another
+    size)."""
+    reps = {v * v * v * 192: v for v in REPEATS.values()}
+    if n_atoms not in reps:
+        raise SystemExit(f"size {n_atoms} is not 192 k^3 for k in {sorted(REPEATS.values())}")
+    return reps[n_atoms]
+
+
 def llzo_supercell(n_atoms: int):
     """A cubic LLZO supercell with n_atoms = 192 k^3 atoms, from the first training frame."""
     from ase.io import read
 
-    reps = {v * v * v * 192: v for v in REPEATS.values()}
-    if n_atoms not in reps:
-        raise SystemExit(f"size {n_atoms} is not 192 k^3 for k in {sorted(REPEATS.values())}")
     base = read(DATA / "llzo" / "NEP25-ZBL" / "train.xyz", 0)
-    atoms = base.repeat(reps[n_atoms])
+    atoms = base.repeat(llzo_repeats(n_atoms))
     atoms.calc = None
     return atoms
 

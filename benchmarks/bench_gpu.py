@@ -54,7 +54,8 @@ from nepzbl_plugin.engine import Evaluator  # noqa: E402
 from nepzbl_plugin.engine.cuda import CudaEvaluator, cuda_available  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from bench_cpu import REPEATS, llzo_supercell  # noqa: E402,F401 (bench_gpu_md imports it here)
+from bench_cpu import REPEATS, llzo_repeats, llzo_supercell  # noqa: E402,F401 (bench_gpu_md: here)
+from rehearsal import REHEARSAL  # noqa: E402
 
 SHARED = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data" / "llzo"
 PROPS = ("energy", "forces", "virial")
@@ -188,7 +189,8 @@ def fmt_ratio(a, b):
     return "-" if a is None or b is None else f"{a / b:.2f}x"
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_device_scripts.py parses the device scripts' calls)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(SHARED / "NEP802-ZBL.txt"),
@@ -218,7 +220,16 @@ def main(argv=None):
                              "the column is absent without one)")
     parser.add_argument("--output", default="benchmarks/bench_gpu.md",
                         help="markdown table to write (default: %(default)s)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if REHEARSAL:  # tools/rehearse_device.py: the sizes checked, then 192 atoms and few steps
+        for n in args.sizes:
+            llzo_repeats(n)  # the device's sizes must exist
+        args.sizes, args.min_time, args.cap, args.md_steps = [192], 0.2, 2.0, 100
+        print("rehearsal (NEPZBL_REHEARSAL=1): 192 atoms, 100 MD steps", flush=True)
 
     if not cuda_available():
         raise SystemExit("bench_gpu: no CUDA device (or the CUDA engine is not built)")

@@ -33,6 +33,7 @@ if importlib.util.find_spec("nepzbl_plugin") is None:  # run from a checkout wit
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_gpu import SHARED, jiggled, llzo_supercell, time_steps  # noqa: E402
+from rehearsal import REHEARSAL, rehearsed  # noqa: E402
 
 from nepzbl_plugin.engine import Evaluator  # noqa: E402
 from nepzbl_plugin.md import EngineForces, ThermoLog, run_md  # noqa: E402
@@ -79,10 +80,11 @@ def evaluate_rate(model, n_atoms, precision):
         work.positions = jiggled(pos0, k)
         ev.evaluate(work, ("energy", "forces", "virial"))
 
-    return time_steps(step, n_atoms, 2.0, 30.0)[0]
+    return time_steps(step, n_atoms, rehearsed(2.0, 0.2), rehearsed(30.0, 2.0))[0]
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_device_scripts.py parses the device scripts' calls)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(SHARED / "NEP802-ZBL.txt"))
     parser.add_argument("--nve-atoms", type=int, default=1536)
@@ -97,7 +99,16 @@ def main(argv=None):
     parser.add_argument("--evaluate-only", nargs=2, metavar=("ATOMS", "PRECISION"),
                         help=argparse.SUPPRESS)  # the subprocess of the angular A/B
     parser.add_argument("--output", default="bench_gpu_md.json")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if REHEARSAL and not args.evaluate_only:  # tools/rehearse_device.py: 192 atoms, 20 steps
+        args.nve_atoms = args.nvt_atoms = args.ab_atoms = 192
+        args.nve_steps, args.nvt_steps = 20, 20
+        args.cpu_steps = min(args.cpu_steps, 20)
+        print("rehearsal (NEPZBL_REHEARSAL=1): 192 atoms, 20 steps", flush=True)
     if args.evaluate_only:
         print(evaluate_rate(args.model, int(args.evaluate_only[0]), args.evaluate_only[1]))
         return

@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 import resource
 import sys
@@ -83,11 +84,13 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if importlib.util.find_spec("nepzbl_plugin") is None:  # run from a checkout without PYTHONPATH
+    sys.path.insert(0, str(REPO))
 from nepzbl_plugin.cli.train import TrainingProgressBar  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from peer_training import LENGTH_UNIT, MODEL_FILE, last_step, parse_timing  # noqa: E402
+from rehearsal import REHEARSAL, rehearsed  # noqa: E402
 
 DATA = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data"
 
@@ -113,11 +116,12 @@ def _read(nep_in_path, xyz_paths):
 
 def _llzo_2000():
     """(nep.in, 2000 structures, the generator that made them): the 192-atom LLZO frames of
-    NEP25-ZBL repeated, each rattled by 0.02 Å, for the memory and GPU-epoch runs."""
+    NEP25-ZBL repeated, each rattled by 0.02 Å, for the memory and GPU-epoch runs (8 in a
+    rehearsal)."""
     nep_in, base = _read(DATA / "llzo/NEP25-ZBL/nep.in", [DATA / "llzo/NEP25-ZBL/train.xyz"])
     rng = np.random.default_rng(0)
     structures = []
-    for k in range(2000):
+    for k in range(rehearsed(2000, 8)):
         st = base[k % len(base)]
         structures.append(dataclasses.replace(
             st, positions=st.positions + rng.normal(0, 0.02, st.positions.shape)))
@@ -295,10 +299,12 @@ def bench_llzo_peers(minutes, out, optimizer):
 
 
 def _llzo_sets():
+    """nep.in's path, nep.in, the 25 training and the 120 held-out frames (8 in a rehearsal:
+    every report's model is evaluated on them)."""
     nep_in_path = DATA / "llzo/NEP25-ZBL/nep.in"
     nep_in, structures = _read(nep_in_path, [DATA / "llzo/NEP25-ZBL/train.xyz"])
     _, held_out = _read(nep_in_path, sorted((DATA / "llzo/validation").glob("*.xyz")))
-    return nep_in_path, nep_in, structures, held_out
+    return nep_in_path, nep_in, structures, held_out[:rehearsed(len(held_out), 8)]
 
 
 def _gpu_memory_used_mib() -> float | None:
@@ -312,6 +318,12 @@ def _gpu_memory_used_mib() -> float | None:
         return float(out[0])
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         return None
+
+
+def _gpu_memory_text() -> str:
+    """The device's memory in use, "N MiB", or why it is unknown."""
+    used = _gpu_memory_used_mib()
+    return "unknown (no nvidia-smi)" if used is None else f"{used:.0f} MiB"
 
 
 def _nepzbl_held_out_run(structures, nep_in, held_out, seconds, out, optimizer, device,
@@ -362,8 +374,10 @@ def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first):
     from nepzbl_plugin.train.cuda_backend import CudaBackend
 
     nep_in_path, nep_in, structures, held_out = _llzo_sets()
+    # at most 100 reports evaluated (0.2 s apart over 20 s): a GPU run reports every 10 of its
+    # thousands of steps, and all of them would take the step's time limit (80 s) and more
     model, history, wall, rows = _nepzbl_held_out_run(structures, nep_in, held_out, seconds,
-                                                      out, optimizer, "cuda")
+                                                      out, optimizer, "cuda", max_rows=100)
     reached = None
     for r in rows:
         if all(r[k] < LLZO_TARGET[k] for k in LLZO_TARGET):
@@ -382,7 +396,7 @@ def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first):
               f"{r['force'] * 1e3:10.2f} {r['virial'] * 1e3:13.3f}")
     print(f"optimiser steps per second: {steps / max(train_time, 1e-9):.1f} (target >= 100); "
           f"training-set device memory {backend.device_bytes / 2**20:.0f} MiB; GPU memory in "
-          f"use {_gpu_memory_used_mib()} MiB")
+          f"use {_gpu_memory_text()}")
     print("held-out targets (0.60 meV/atom, 42.3 meV/Å, 5.6 meV/atom) within 20 s: "
           + (f"MET at {reached['time']:.1f} s" if reached and reached["time"] <= 20 else "NOT met"))
     if not rows:
@@ -720,14 +734,15 @@ def bench_gpu_epoch(threads, out):
     t0 = time.monotonic()
     gpu = CudaBackend(model, structures)
     upload = time.monotonic() - t0
-    epoch(gpu, batch)  # warm-up
+    epoch(gpu, min(batch, len(structures)))  # warm-up
     gpu_epoch = epoch(gpu, len(structures))
-    cpu = EngineBackend(model, structures[:100], num_threads=threads)
-    cpu_epoch = epoch(cpu, 100) * len(structures) / 100
-    print(f"\n2000 x 192-atom set ({atoms} atoms), batches of {batch}: GPU epoch "
+    n_cpu = min(100, len(structures))
+    cpu = EngineBackend(model, structures[:n_cpu], num_threads=threads)
+    cpu_epoch = epoch(cpu, n_cpu) * len(structures) / n_cpu
+    print(f"\n{len(structures)} x 192-atom set ({atoms} atoms), batches of {batch}: GPU epoch "
           f"{gpu_epoch:.2f} s (upload and neighbour lists {upload:.1f} s once), device memory "
-          f"{gpu.device_bytes / 2**30:.2f} GiB (GPU in use {_gpu_memory_used_mib()} MiB); CPU "
-          f"{threads} threads {cpu_epoch:.1f} s per epoch (100 structures, scaled): "
+          f"{gpu.device_bytes / 2**30:.2f} GiB (GPU in use {_gpu_memory_text()}); CPU "
+          f"{threads} threads {cpu_epoch:.1f} s per epoch ({n_cpu} structures, scaled): "
           f"{cpu_epoch / gpu_epoch:.1f} times (target >= 20)")
 def _scaling_setup():
     """Model, loss, labels and structures of LLZO NEP25-ZBL as
@@ -851,7 +866,7 @@ def bench_gpu_steps(threads, seconds):
         for label, rate in rows:
             print(f"{label:<52} {rate:9.1f} {rate / reference:7.2f}")
 
-    population = settings.population
+    population = rehearsed(settings.population, 4)
     snes = SNES(loss.parameter_types, model.num_types, population=population, seed=1,
                 mu=params0)
     batch = cases[next(iter(cases))][0]
@@ -889,7 +904,7 @@ def bench_gpu_steps(threads, seconds):
     for label, rate in rows:
         print(f"{label:<52} {rate:9.1f} {rate / reference:7.2f}")
     print(f"\ntraining-set device memory {device_loss.device_bytes / 2**20:.0f} MiB; GPU memory "
-          f"in use {_gpu_memory_used_mib()} MiB; target >= 100 Adam steps/s")
+          f"in use {_gpu_memory_text()}; target >= 100 Adam steps/s")
 
 
 def bench_scaling(threads, rounds, seconds):
@@ -941,7 +956,8 @@ def bench_scaling(threads, rounds, seconds):
           "depend on it.")
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_device_scripts.py parses the device scripts' calls)."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("case", choices=("llzo", "pbte", "memory", "llzo-peers", "scaling",
@@ -978,8 +994,18 @@ def main(argv=None):
                              "the first found is read; none found: nepzbl trains --seconds now")
     parser.add_argument("--table-only", action="store_true",
                         help="peers: print the table of the results already in --out")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     DEVICE[0] = args.device
+    if REHEARSAL:  # tools/rehearse_device.py: the same command lines, tiny budgets
+        args.seconds = {"gpu-steps": 0.2, "gpu": 5.0, "peers": 5.0}.get(args.case, args.seconds)
+        args.peer_first = min(args.peer_first, 10)
+        print("rehearsal (NEPZBL_REHEARSAL=1): tiny sizes"
+              + (f", --seconds {args.seconds:g}" if args.seconds is not None else "")
+              + f", --peer-first {args.peer_first}", flush=True)
     if args.case in ("peers", "llzo-peers", "gpu"):
         _end_peers_on_sigterm()
     if args.case == "scaling":

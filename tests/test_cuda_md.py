@@ -29,7 +29,7 @@ def _run(where, script, tmp_path_factory, tmp_path):
         import nepzbl_plugin
 
         # the package as imported: installed in CI, the tree in development
-        root = str(Path(nepzbl_plugin.__file__).resolve().parents[1])
+        root = str(Path(nepzbl_plugin.__file__).absolute().parents[1])
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path,
                                 env={**os.environ, "PYTHONPATH": path}, capture_output=True,

@@ -17,7 +17,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/nepzbl-device}"
 mkdir -p "$out"
-export PYTHONPATH="$PWD:$PWD/.device/site${PYTHONPATH:+:$PYTHONPATH}"
+# (a rehearsal on the host, tools/rehearse_device.py, puts its emulated package first)
+export PYTHONPATH="${NEPZBL_REHEARSAL_PACKAGE:+$NEPZBL_REHEARSAL_PACKAGE:}$PWD:$PWD/.device/site${PYTHONPATH:+:$PYTHONPATH}"
+# the data the gpu tests read (prepare_device.sh copies it; the device has no ../shared)
+[ -d .device/shared ] && export NEPZBL_SHARED="$PWD/.device/shared"
 py="${PYTHON:-python3}"
 phase="${1:-sanitize}"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true

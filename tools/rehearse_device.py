@@ -1,0 +1,235 @@
+"""Rehearse the GPU session's scripts on this machine, so that a lent device's minutes are not
+lost to a Python error: the exact command lines of ``benchmarks/device_all.sh`` (parts 1, 2
+and 3) and ``tools/device_sanitize.sh`` (sanitize, tests) run against the host emulation of
+the CUDA sources (tests/cuda_emulation.py: the kernels as host loops, slow but the same code),
+with ``NEPZBL_REHEARSAL=1`` shrinking the sizes and budgets inside the scripts
+(benchmarks/rehearsal.py). Then every output the device session is meant to bring back is
+checked: each step's status, the files under $OUT, the tables and JSON the docs copy, and that
+nothing was written outside $OUT (but gpu-out/, the folder part 1 leaves for part 2).
+
+What it cannot rehearse: speeds and time limits on the device (only their logic), nvidia-smi,
+GPUMD (part 3 runs as on a device without .device/bin/gpumd), compute-sanitizer, the sm_90
+build of tools/prepare_device.sh, and the peers on a GPU (they run with PEER_DEVICE=cpu).
+
+Usage (after ``NEPZBL_CUDA_FEATURE=disabled tools/dev_build.sh``; about 4 minutes on 2 cores)::
+
+    python3 tools/rehearse_device.py [--parts 1 2 3 sanitize tests] [--out build/rehearsal/out]
+                                     [--peer-python /tmp/peers-venv/bin/python]
+
+Exit status 0 when every check passes, 1 otherwise (the failures are listed). Run it alone in
+the tree: a file another process writes meanwhile counts as written outside $OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from cuda_emulation import EmulationUnavailable, build_emulated_package  # noqa: E402
+
+PARTS = ("1", "2", "3", "sanitize", "tests")
+# the steps each part records in status.txt (device_all.sh's step names)
+STEPS = {"1": ("tests", "bench_gpu_steps", "bench_train_gpu", "bench_gpu_epoch"),
+         "2": ("peers_nepzbl", "peers_neppo", "peers_torchnep", "peers_table"),
+         "3": ("bench_gpu", "bench_gpu_md")}
+
+
+def command_of(part: str) -> list[str]:
+    if part in STEPS:
+        return ["bash", "benchmarks/device_all.sh", part]
+    return ["bash", "tools/device_sanitize.sh", part]
+
+
+def untracked_files() -> set[str]:
+    """Files git does not track, ignored ones included (to see what a part wrote)."""
+    done = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
+                          cwd=REPO, capture_output=True, text=True, check=True)
+    return {line[3:] for line in done.stdout.splitlines()}
+
+
+def read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.is_file() else ""
+
+
+def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
+    """What is wrong with a part's outputs in ``out`` (an empty list when nothing is)."""
+    problems = []
+
+    def need(condition, what):
+        if not condition:
+            problems.append(what)
+
+    def need_text(name, *phrases):
+        text = read(out / name)
+        need(text, f"{name} missing or empty")
+        for phrase in phrases:
+            need(not text or phrase in text, f"{name} lacks {phrase!r}")
+        need("Traceback" not in text, f"{name} has a traceback")
+
+    if part in STEPS:
+        status = read(out / "status.txt")
+        for step in STEPS[part]:
+            need(f"{step}: status 0 " in status,
+                 f"step {step} did not end with status 0 (status.txt: "
+                 f"{[line for line in status.splitlines() if line.startswith(step + ':')]})")
+        need("CUDA devices 1" in read(out / "device.txt"), "device.txt lacks 'CUDA devices 1'")
+    if part == "1":
+        need_text("tests.txt", " passed")
+        need(" failed" not in read(out / "tests.txt"), "tests.txt: a test failed")
+        need_text("bench_gpu_steps.txt", "Adam, batches of", "full batch",
+                  "everything on the device (DeviceAdam)", "work arrays contiguous", "SNES",
+                  "training-set device memory")
+        need_text("bench_train_gpu.txt", "LLZO NEP25-ZBL on the GPU", "optimiser steps per second",
+                  "held-out targets")
+        reference = out / "train_gpu" / "nepzbl_reference.json"
+        need(reference.is_file(), "train_gpu/nepzbl_reference.json missing")
+        if reference.is_file():
+            keys = set(json.loads(reference.read_text()))
+            need({"target_force", "time_to_target", "device", "budget_s"} <= keys,
+                 f"nepzbl_reference.json has only {sorted(keys)}")
+        need((out / "train_gpu" / "bench_gpu.png").is_file(), "train_gpu/bench_gpu.png missing")
+        need((REPO / "gpu-out" / "nepzbl_reference.json").is_file(),
+             "gpu-out/nepzbl_reference.json (part 2's target) missing")
+        need_text("bench_gpu_epoch.txt", "GPU epoch", "device memory", "per epoch")
+    elif part == "2":
+        need((out / "peers" / "nepzbl_reference.json").is_file(),
+             "peers/nepzbl_reference.json missing")
+        need_text("peers_nepzbl.txt", "nepzbl")
+        for code in ("neppo", "torchnep"):
+            if code in peers:
+                need((out / "peers" / f"peer_{code}.json").is_file(),
+                     f"peers/peer_{code}.json missing")
+                need_text(f"peers_{code}.txt", "time to nepzbl's held-out force RMSE")
+        need_text("peers_table.txt", "time to nepzbl's held-out force RMSE",
+                  *[f"{code} " for code in sorted(peers)])
+    elif part == "3":
+        need_text("bench_gpu.txt", "wrote")
+        rows = [[cell.strip() for cell in line.strip("|").split("|")]
+                for line in read(out / "bench_gpu.md").splitlines() if line.startswith("|")]
+        need(len(rows) == 3, f"bench_gpu.md: {len(rows)} table lines, not header, rule, row")
+        if len(rows) == 3:
+            row = dict(zip(rows[0], rows[2], strict=True))
+            for column in ("GPU f32 (atom-steps/s)", "GPU f64 (atom-steps/s)",
+                           "MD loop f32 (atom-steps/s)", "MD loop f64 (atom-steps/s)",
+                           "MD f32/evaluate f32", "GPU mem f32 (B/atom)"):
+                need(row.get(column, "-") != "-", f"bench_gpu.md: no {column}")
+        result = out / "bench_gpu_md.json"
+        need(result.is_file(), "bench_gpu_md.json missing")
+        if result.is_file():
+            data = json.loads(result.read_text())
+            need(set(data.get("drift", {})) == {"float32", "float64", "cpu_float64"},
+                 f"bench_gpu_md.json drift: {sorted(data.get('drift', {}))}")
+            angular = data.get("angular", {})
+            need(len(angular) == 4 and all(isinstance(v, float) for v in angular.values()),
+                 f"bench_gpu_md.json angular: {angular}")
+            need("wall_s" in data.get("nvt", {}), "bench_gpu_md.json lacks the NVT run")
+    elif part == "sanitize":
+        need(read(out / "plain.txt").rstrip().endswith("device checks ok"),
+             "plain.txt does not end with 'device checks ok'")
+        need_text("plain.txt", "ok engine", "ok training", "ok md")
+    elif part == "tests":
+        need_text("tests.txt", " passed")
+        need(" failed" not in read(out / "tests.txt"), "tests.txt: a test failed")
+    for name in ("tests.txt",):  # the emulation runs every gpu test: none may skip (no data?)
+        need(" skipped" not in read(out / name), f"{name}: tests skipped")
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="which to rehearse, in this order (default: all)")
+    parser.add_argument("--out", default=str(REPO / "build" / "rehearsal" / "out"),
+                        help="each part's $OUT is OUT/PART, emptied first "
+                             "(default: build/rehearsal/out)")
+    parser.add_argument("--peer-python", default="/tmp/peers-venv/bin/python",
+                        help="part 2's Python, with neppo and TorchNEP over torch (default: "
+                             "%(default)s; this Python when it cannot import nepzbl_plugin)")
+    args = parser.parse_args(argv)
+
+    t0 = time.monotonic()
+    try:
+        pkg = build_emulated_package(REPO / "build" / "rehearsal",
+                                     REPO / "nepzbl_plugin", reuse=True)
+    except EmulationUnavailable as why:
+        print(f"rehearse_device: cannot build the emulated package: {why} (build the CPU "
+              "engine first: NEPZBL_CUDA_FEATURE=disabled tools/dev_build.sh)", file=sys.stderr)
+        return 1
+    print(f"emulated package {pkg} ready in {time.monotonic() - t0:.0f} s", flush=True)
+    # the device has no ../shared: the data it reads is prepare_device.sh's .device/shared
+    device_data = REPO / ".device" / "shared" / "data"
+    if not device_data.is_dir():
+        if not (REPO.parent / "shared" / "data").is_dir():
+            print("rehearse_device: no ../shared/data to copy into .device/shared",
+                  file=sys.stderr)
+            return 1
+        shutil.copytree(REPO.parent / "shared" / "data", device_data)
+        print(f"copied ../shared/data to {device_data.relative_to(REPO)} (as "
+              "tools/prepare_device.sh does)", flush=True)
+    no_shared = REPO / "build" / "rehearsal" / "no-shared"
+    no_shared.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "NEPZBL_REHEARSAL": "1", "NEPZBL_REHEARSAL_PACKAGE": str(pkg),
+           # `python -c` and `python -m pytest` in the scripts would put the checkout (and its
+           # package without _cuda) first; on the device it is the package they should import
+           "PYTHONSAFEPATH": "1", "PYTHON": sys.executable,
+           # as on the device, where ../shared does not exist: only a script that reads
+           # .device/shared finds the data
+           "NEPZBL_SHARED": str(no_shared)}
+    env.pop("PYTHONPATH", None)
+    peer_env = {**env, "PYTHON": args.peer_python, "PEER_DEVICE": "cpu"}
+    probe = subprocess.run([args.peer_python, "-c", "import nepzbl_plugin._cuda, ase, neppo, "
+                            "torchnep, torch"], env={**peer_env, "PYTHONPATH": str(pkg)},
+                           capture_output=True, text=True) if Path(args.peer_python).exists() \
+        else None
+    if probe is None or probe.returncode != 0:
+        print(f"part 2: {args.peer_python} cannot run nepzbl and the peers "
+              f"({probe.stderr.strip().splitlines()[-1] if probe else 'absent'}); "
+              f"{sys.executable} instead, without peers", flush=True)
+        peer_env, peers = env, set()
+    else:
+        peers = {"neppo", "torchnep"}
+
+    had_gpu_out = (REPO / "gpu-out").exists()
+    before = untracked_files()
+    failures, timings = {}, {}
+    for part in args.parts:
+        out = Path(args.out) / part
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        start = time.monotonic()
+        done = subprocess.run(command_of(part), cwd=REPO, env={
+            **(peer_env if part == "2" else env), "OUT": str(out)}, capture_output=True,
+            text=True, timeout=1800)
+        timings[part] = time.monotonic() - start
+        (out / "rehearsal-stdout.txt").write_text(done.stdout + done.stderr)
+        problems = check_part(part, out, peers if part == "2" else set())
+        if done.returncode != 0:
+            problems.insert(0, f"{' '.join(command_of(part))} exited {done.returncode}")
+        failures[part] = problems
+        print(f"part {part}: {timings[part]:.0f} s, "
+              + ("ok" if not problems else f"{len(problems)} problem(s)"), flush=True)
+        for problem in problems:
+            print(f"  - {problem}", flush=True)
+    stray = sorted(path for path in untracked_files() - before
+                   if not path.startswith(("build/", "gpu-out/")) and "__pycache__" not in path)
+    if not had_gpu_out:
+        shutil.rmtree(REPO / "gpu-out", ignore_errors=True)
+    if stray:  # (or by another process working in this tree meanwhile)
+        print(f"written outside $OUT: {', '.join(stray)}")
+    bad = [part for part, problems in failures.items() if problems]
+    print(f"rehearsal: {len(args.parts) - len(bad)} of {len(args.parts)} parts ok in "
+          f"{time.monotonic() - t0:.0f} s" + (f"; failed: {', '.join(bad)}" if bad else "")
+          + ("; files written outside $OUT" if stray else "") + f"; outputs in {args.out}")
+    return 1 if bad or stray else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
