@@ -8,17 +8,21 @@ cannot show:
   so that a thread reads what the others wrote before the barrier, and nothing after it;
 * NEPCU_EMU_REVERSE=1 runs every launch's blocks and threads last first: the engine, the
   training kernels and the MD loop must give the same bits as in the forward order, which
-  they do only if no thread reads what another thread of the same launch writes.
+  they do only if no thread reads what another thread of the same launch writes;
+* the gpu-marked tests, which skip on a machine without a GPU, run and pass against the
+  emulated package, so that a Python slip in them cannot first show on a lent device.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from cuda_emulation import run_emulated
+from cuda_emulation import emulated_package, run_emulated
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -167,3 +171,25 @@ def test_cuda_code_gives_the_same_bits_in_reverse_launch_order(tmp_path_factory,
         assert "invalid launch" not in result.stderr, result.stderr[-3000:]
         digests.append(result.stdout.split("DIGEST", 1)[1].strip())
     assert digests[0] == digests[1]
+
+
+@pytest.mark.slow
+def test_gpu_marked_tests_pass_on_the_emulated_device(tmp_path_factory, tmp_path):
+    """The tests marked gpu (skipped in this run for want of a device) against the emulated
+    package, where _cuda reports one device: every one runs and passes. The device session
+    then only meets what emulation cannot show (memory spaces, streams, float32 on
+    hardware), not a broken test."""
+    package = emulated_package(tmp_path_factory)
+    files = [str(REPO / "tests" / name)
+             for name in ("test_cuda.py", "test_cuda_md.py", "test_train_cuda.py")]
+    # cwd is an empty folder: `python -m pytest` puts it first on sys.path, and the
+    # checkout's own nepzbl_plugin (no emulated _cuda) must not shadow the emulated one
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", *files],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(package)},
+        capture_output=True, text=True, timeout=900)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+    if (REPO.parent / "shared" / "data").is_dir() or os.environ.get("NEPZBL_SHARED"):
+        assert "skipped" not in summary, summary  # with the data every gpu test runs
