@@ -75,6 +75,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import json
 import os
 import resource
 import sys
@@ -744,6 +745,13 @@ def bench_gpu_epoch(threads, out):
           f"{gpu.device_bytes / 2**30:.2f} GiB (GPU in use {_gpu_memory_text()}); CPU "
           f"{threads} threads {cpu_epoch:.1f} s per epoch ({n_cpu} structures, scaled): "
           f"{cpu_epoch / gpu_epoch:.1f} times (target >= 20)")
+    result = {"structures": len(structures), "atoms": atoms, "batch": batch,
+              "gpu_epoch_s": gpu_epoch, "upload_s": upload,
+              "device_bytes": int(gpu.device_bytes), "gpu_memory_in_use": _gpu_memory_text(),
+              "cpu_threads": threads, "cpu_structures_timed": n_cpu,
+              "cpu_epoch_s_scaled": cpu_epoch, "ratio": cpu_epoch / gpu_epoch, "target": 20}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "gpu_epoch.json").write_text(json.dumps(result, indent=1) + "\n")
 def _scaling_setup():
     """Model, loss, labels and structures of LLZO NEP25-ZBL as
     :func:`nepzbl_plugin.train.train` prepares them."""

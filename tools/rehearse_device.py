@@ -99,6 +99,9 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
         need((REPO / "gpu-out" / "nepzbl_reference.json").is_file(),
              "gpu-out/nepzbl_reference.json (part 2's target) missing")
         need_text("bench_gpu_epoch.txt", "GPU epoch", "device memory", "per epoch")
+        epoch = out / "gpu_epoch" / "gpu_epoch.json"
+        need(epoch.is_file() and {"gpu_epoch_s", "device_bytes", "ratio"}
+             <= set(json.loads(epoch.read_text())), "gpu_epoch/gpu_epoch.json missing or short")
     elif part == "2":
         need((out / "peers" / "nepzbl_reference.json").is_file(),
              "peers/nepzbl_reference.json missing")
