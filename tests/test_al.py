@@ -395,6 +395,30 @@ def test_md_run_that_blows_up_counts_the_missing_frames():
     assert result.failure_ratio == pytest.approx(result.num_failed / 8)
 
 
+def test_md_run_stopped_by_its_callback_is_a_shorter_run():
+    """A callback that returns a reason (a wall-time budget) ends the run at that sample: the
+    failure ratio is over the samples taken, nothing counts as a blow-up."""
+    from ase.calculators.emt import EMT
+
+    from nepzbl_plugin.al import run_md
+    from nepzbl_plugin.al.config import MDRunSpec
+
+    spec = MDRunSpec(300.0, 300.0, steps=40, timestep=1.0, friction=0.02, sample_interval=5)
+    seen = []
+
+    def budget(done, planned):
+        seen.append((done, planned))
+        return "wall budget" if done == 3 else None
+
+    result = run_md(_cu_cell(), EMT(), spec, {("Cu", "Ni"): 3.0}, seed=0, callback=budget)
+    assert seen == [(1, 8), (2, 8), (3, 8)]
+    assert result.stopped == "wall budget" and result.aborted is None
+    assert len(result.frames) == result.planned == 3 and result.steps_done == 15
+    assert result.num_failed == 3 and result.failure_ratio == 1.0
+    full = run_md(_cu_cell(), EMT(), spec, {}, seed=0, callback=lambda done, planned: None)
+    assert full.stopped is None and full.planned == 8 and full.steps_done == 40
+
+
 @pytest.mark.parametrize("thermostat", ["langevin", "bussi"])
 def test_md_on_the_engine_evaluator_is_the_calculators_trajectory(thermostat):
     """The loop drives MD with the model's engine evaluator (EngineForces, arrays in and out);

@@ -23,7 +23,8 @@ __all__ = ["MDRunResult", "run_md", "pair_min_distances", "too_short"]
 class MDRunResult:
     """One MD run: its frames (``ase.Atoms``, positions wrapped into the cell) and which were
     too short. ``planned`` counts the samples the run should have produced; a run that blew up
-    produced fewer, and its missing samples count as failures."""
+    produced fewer, and its missing samples count as failures. A run its caller stopped
+    (``stopped``: the callback's reason) counts only the samples it took."""
 
     frames: list
     failed: list[bool]
@@ -32,6 +33,8 @@ class MDRunResult:
     temperatures: list[float] = field(default_factory=list)  # kinetic T per sample, K
     min_distances: list[float] = field(default_factory=list)  # shortest pair per sample, Å
     wall_seconds: float = 0.0  # of the MD itself
+    steps_done: int = 0  # MD steps run
+    stopped: str | None = None  # why the caller's callback ended the run early
 
     @property
     def num_failed(self) -> int:
@@ -91,6 +94,8 @@ class _Sampler:
         self.every, self.planned, self.limits = every, planned, limits
         self.result, self.callback = result, callback
         self.error: Exception | None = None
+        self.stop_reason: str | None = None  # the callback's, when it asked to stop
+
 
     def __call__(self, frame) -> str | None:
         if frame.step == 0:
@@ -98,13 +103,13 @@ class _Sampler:
         if not (np.all(np.isfinite(frame.positions)) and np.isfinite(frame.potential_energy)):
             return f"non-finite energy or positions at step {frame.step}"
         try:
-            self._sample(frame)
+            self.stop_reason = self._sample(frame)
         except Exception as error:
             self.error = error
             return f"{type(error).__name__} in the sampler"
-        return None
+        return self.stop_reason
 
-    def _sample(self, frame) -> None:
+    def _sample(self, frame) -> str | None:
         atoms = frame.atoms(wrap=True)
         atoms.info = {"md_temperature_K": float(frame.temperature)}
         hit, shortest = too_short(atoms, self.limits)
@@ -112,8 +117,10 @@ class _Sampler:
         self.result.failed.append(bool(hit))
         self.result.temperatures.append(float(frame.temperature))
         self.result.min_distances.append(shortest)
-        if self.callback is not None:
-            self.callback(len(self.result.frames), self.planned)
+        if self.callback is None:
+            return None
+        reason = self.callback(len(self.result.frames), self.planned)
+        return reason if isinstance(reason, str) and reason else None
 
 
 def run_md(atoms, engine, spec: MDRunSpec, limits: dict[tuple[str, str], float], *,
@@ -130,7 +137,9 @@ def run_md(atoms, engine, spec: MDRunSpec, limits: dict[tuple[str, str], float],
     A frame is *too short* when some pair is closer than its limit in ``limits`` ({(A, B): Å},
     sorted species). The run continues after such frames (as a production run would); it ends
     early only when energies or positions turn non-finite or the force field raises.
-    ``callback(done_samples, planned_samples)`` after each sample.
+    ``callback(done_samples, planned_samples)`` after each sample; when it returns a non-empty
+    string the run ends there (a wall-time budget, say): ``stopped`` is that string and
+    ``planned`` the samples taken, so the failure ratio is that of the shorter run.
     """
     from ..md import TemperatureSchedule
     from ..md import run_md as run_dynamics
@@ -147,7 +156,11 @@ def run_md(atoms, engine, spec: MDRunSpec, limits: dict[tuple[str, str], float],
                            tau_temperature=1.0 / spec.friction, seed=seed, observers=[sampler])
     if sampler.error is not None:
         raise sampler.error
-    if outcome.stopped is not None:  # the model blew up: a finding of the run, not a crash
+    if sampler.stop_reason is not None:  # the caller's stop: a shorter run, not a failure
+        result.stopped = sampler.stop_reason
+        result.planned = len(result.frames)
+    elif outcome.stopped is not None:  # the model blew up: a finding of the run, not a crash
         result.aborted = outcome.stopped
     result.wall_seconds = outcome.wall_seconds
+    result.steps_done = outcome.steps_done
     return result
