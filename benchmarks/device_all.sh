@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every owed GPU measurement of issues 13 and 14, in calls of under 10 minutes each (the
+# Every owed GPU measurement of issues 13, 14 and 16, in calls of under 10 minutes each (the
 # device's per-command limit), the open issue's targets first. Prepare here with
 # tools/prepare_device.sh (it brings neppo and TorchNEP too), then on the device machine:
 #
@@ -11,9 +11,12 @@
 #                                       # time each needs to reach nepzbl's held-out force RMSE
 #   bash benchmarks/device_all.sh 3     # about 5 minutes, the engine: evaluation and the MD
 #                                       # loop against GPUMD, NVE drift, 100 ps NVT, A/B
+#   bash benchmarks/device_all.sh 4     # about 8 minutes, issue 16's contrast: the first
+#                                       # models with and without ZBL, 12288 atoms at 1200 K
+#                                       # for 190 s each, NEP802 as the positive control
 #
 # Parts 1 + 2 (about 11 minutes) fill one 15-minute device budget, machine start included;
-# part 3 needs a budget of its own. Part 2 reads nepzbl's target from part 1 of the same
+# parts 3 and 4 need a budget each. Part 2 reads nepzbl's target from part 1 of the same
 # machine (gpu-out/nepzbl_reference.json, kept between calls while the machine stays warm);
 # without it, nepzbl trains its 20 s first (about 40 s with start-up).
 #
@@ -91,8 +94,33 @@ case "$part" in
     # short without its time, 210 s still keeps the part within a call's 10 minutes
     step bench_gpu_md 210 "$py" benchmarks/bench_gpu_md.py --output "$out/bench_gpu_md.json"
     ;;
+4)
+    # issue 16's contrast (validation/al_contrast_long.py): the LLZO active learning's first
+    # models (25 configurations, with and without zbl 1.8) in Langevin NVT at 1200 K on 12288
+    # atoms (the 192-atom start frame 4 x 4 x 4, the paper's cells), the loop's own MD (the
+    # device loop) and failure rule, a frame every 2 ps; each run stops at its wall budget and
+    # reports the ps done and the collision energy E* reached. First a positive control: the
+    # paper's NEP802 (no ZBL), which collapsed after 48 atom-ns on the CPU, for 45 s.
+    # The first models come from .device/models (tools/prepare_device.sh copies them from
+    # validation/llzo/out/cpu/item6); without them each is trained here first (30 s, Adam,
+    # on the GPU, into $OUT/contrast/models) and the budgets shrink to fit.
+    contrast_out="$out/contrast"
+    models=.device/models wall=190
+    if [ ! -f "$models/zbl.txt" ] || [ ! -f "$models/nozbl.txt" ]; then
+        models="$contrast_out/models" wall=150
+    fi
+    contrast=("$py" validation/al_contrast_long.py --device cuda --repeat 4 4 4 --ps 5000
+        --temperature 1200 --sample-interval 2000 --out "$contrast_out")
+    step contrast_nep802 75 "${contrast[@]}" --tag nep802 --variants nozbl \
+        --model-nozbl .device/shared/data/llzo/NEP802.txt --wall-seconds 45
+    step contrast_nozbl 240 "${contrast[@]}" --variants nozbl --model-nozbl "$models/nozbl.txt" \
+        --train-seconds 30 --wall-seconds "$wall"
+    step contrast_zbl 240 "${contrast[@]}" --variants zbl --model-zbl "$models/zbl.txt" \
+        --train-seconds 30 --wall-seconds "$wall"
+    step contrast_table 20 "$py" validation/al_contrast_long.py --table-only --out "$contrast_out"
+    ;;
 *)
-    echo "device_all.sh: part 1, 2 or 3, not $part" >&2
+    echo "device_all.sh: part 1, 2, 3 or 4, not $part" >&2
     exit 2
     ;;
 esac

@@ -6,7 +6,10 @@
 #      the peers of benchmarks/device_all.sh 2, neppo and TorchNEP: pure-Python wheels
 #      (downloaded once with `pip download --no-deps` into $PEER_WHEELS, default
 #      /tmp/nepzbl-peer-wheels), unzipped; that machine has torch, pandas and numpy already;
-#   3. .device/shared/data: the public data the device scripts read (LLZO, models).
+#   3. .device/shared/data: the public data the device scripts read (LLZO, models);
+#   4. .device/models: the LLZO active learning's first models (zbl.txt, nozbl.txt, about
+#      110 kB each) from validation/llzo/out/cpu/item6 when they are here, for
+#      benchmarks/device_all.sh 4 (which trains them on the GPU first when they are not).
 # Then carry nepzbl_plugin/*.so, .device/site and .device/shared with `run` (under 64 MiB in all)
 # and start benchmarks/device_all.sh there. About 5 minutes on 2 cores; rerunning rebuilds
 # only what changed.
@@ -51,6 +54,18 @@ data=.device/shared/data
 mkdir -p "$data"
 shared="$(cd .. && pwd)/shared/data"
 [ -d "$shared" ] && cp -ru "$shared/." "$data/"
-du -sh nepzbl_plugin/*.cpython-312-*.so "$site" .device/shared | sed 's/^/prepare_device: /'
+# issue 16's contrast: the first models of validation/llzo/run.py --size cpu --only 6
+first_models=validation/llzo/out/cpu/item6
+for variant in zbl nozbl; do
+    model="$first_models/$variant/state/iter_000/nep.txt"
+    if [ -f "$model" ]; then
+        mkdir -p .device/models && cp "$model" ".device/models/$variant.txt"
+    else
+        rm -f ".device/models/$variant.txt"
+        echo "prepare_device: no $model; device_all.sh 4 will train its first models"
+    fi
+done
+du -sh nepzbl_plugin/*.cpython-312-*.so "$site" .device/shared .device/models 2>/dev/null \
+    | sed 's/^/prepare_device: /'
 echo "prepare_device: ok; git ignores these files, so name them in run's carry, e.g."
 echo "  run(carry=[\"nepzbl_plugin/_core.cpython-312-x86_64-linux-gnu.so\", \"nepzbl_plugin/_cuda.cpython-312-x86_64-linux-gnu.so\", \".device\"])"

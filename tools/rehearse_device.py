@@ -1,6 +1,6 @@
 """Rehearse the GPU session's scripts on this machine, so that a lent device's minutes are not
-lost to a Python error: the exact command lines of ``benchmarks/device_all.sh`` (parts 1, 2
-and 3) and ``tools/device_sanitize.sh`` (sanitize, tests) run against the host emulation of
+lost to a Python error: the exact command lines of ``benchmarks/device_all.sh`` (parts 1, 2,
+3 and 4) and ``tools/device_sanitize.sh`` (sanitize, tests) run against the host emulation of
 the CUDA sources (tests/cuda_emulation.py: the kernels as host loops, slow but the same code),
 with ``NEPZBL_REHEARSAL=1`` shrinking the sizes and budgets inside the scripts
 (benchmarks/rehearsal.py). Then every output the device session is meant to bring back is
@@ -13,7 +13,7 @@ build of tools/prepare_device.sh, and the peers on a GPU (they run with PEER_DEV
 
 Usage (after ``NEPZBL_CUDA_FEATURE=disabled tools/dev_build.sh``; about 4 minutes on 2 cores)::
 
-    python3 tools/rehearse_device.py [--parts 1 2 3 sanitize tests] [--out build/rehearsal/out]
+    python3 tools/rehearse_device.py [--parts 1 2 3 4 sanitize tests] [--out build/rehearsal/out]
                                      [--peer-python /tmp/peers-venv/bin/python]
 
 Exit status 0 when every check passes, 1 otherwise (the failures are listed). Run it alone in
@@ -35,11 +35,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from cuda_emulation import EmulationUnavailable, build_emulated_package  # noqa: E402
 
-PARTS = ("1", "2", "3", "sanitize", "tests")
+PARTS = ("1", "2", "3", "4", "sanitize", "tests")
 # the steps each part records in status.txt (device_all.sh's step names)
 STEPS = {"1": ("tests", "bench_gpu_steps", "bench_train_gpu", "bench_gpu_epoch"),
          "2": ("peers_nepzbl", "peers_neppo", "peers_torchnep", "peers_table"),
-         "3": ("bench_gpu", "bench_gpu_md")}
+         "3": ("bench_gpu", "bench_gpu_md"),
+         "4": ("contrast_nep802", "contrast_nozbl", "contrast_zbl", "contrast_table")}
+# part 4's result files (validation/al_contrast_long.py), under contrast/
+CONTRAST_RUNS = ("nep802_nozbl", "nozbl", "zbl")
 
 
 def command_of(part: str) -> list[str]:
@@ -134,6 +137,34 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
             need(len(angular) == 4 and all(isinstance(v, float) for v in angular.values()),
                  f"bench_gpu_md.json angular: {angular}")
             need("wall_s" in data.get("nvt", {}), "bench_gpu_md.json lacks the NVT run")
+    elif part == "4":
+        for run in CONTRAST_RUNS:
+            path = out / "contrast" / f"al_contrast_long_{run}.json"
+            need(path.is_file(), f"contrast/{path.name} missing")
+            if not path.is_file():
+                continue
+            record = json.loads(path.read_text())
+            for key in ("device", "atoms", "ps_done", "collision_energy_eV", "failed_frames",
+                        "samples_done", "shortest_distance_A", "atom_steps_per_s", "status"):
+                need(record.get(key) is not None, f"contrast/{path.name}: no {key}")
+            need(record.get("device") == "cuda", f"contrast/{path.name}: device "
+                 f"{record.get('device')!r}, not 'cuda'")
+            # the rehearsal's 2 s budget ends a 1000-step run early: the budget's path ran
+            need(str(record.get("status", "")).startswith("stopped: wall budget"),
+                 f"contrast/{path.name}: status {record.get('status')!r}, not stopped by its "
+                 "wall budget")
+            need((record.get("ps_done") or 0) > 0, f"contrast/{path.name}: no ps done")
+        trained = [v for v in ("zbl", "nozbl")
+                   if not (REPO / ".device" / "models" / f"{v}.txt").is_file()]
+        for variant in trained:  # no first model carried: trained on the (emulated) GPU
+            need((out / "contrast" / "models" / f"{variant}.txt").is_file(),
+                 f"contrast/models/{variant}.txt (trained) missing")
+        table = read(out / "contrast_table.txt")
+        need_text("contrast_table.txt", "E* (eV)", "frames failed", "atom-steps/s",
+                  "nep802: without ZBL", "with ZBL (zbl 1.8)")
+        need(len(table.strip().splitlines()) == 1 + len(CONTRAST_RUNS),
+             f"contrast_table.txt: {len(table.strip().splitlines())} lines, not a header and "
+             f"{len(CONTRAST_RUNS)} rows")
     elif part == "sanitize":
         need(read(out / "plain.txt").rstrip().endswith("device checks ok"),
              "plain.txt does not end with 'device checks ok'")

@@ -29,8 +29,8 @@ pair and atom-steps/s. ``--table-only`` prints the table of every such file in `
 say) and ``--tag`` keeps their results apart; ``--train-seconds`` trains a missing first model
 (from ``llzo/NEP25-ZBL``, Adam, on ``--device``) instead of refusing.
 
-With ``NEPZBL_REHEARSAL=1`` (tools/rehearse_device.py) the sizes shrink to 192 atoms, a few
-hundred steps and seconds of training, the command line staying as it is.
+With ``NEPZBL_REHEARSAL=1`` (tools/rehearse_device.py) the sizes shrink to 192 atoms, 1000
+steps, a 2 s budget and 2 s of training, the command line staying as it is.
 
 Usage::
 
@@ -343,14 +343,17 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    settings = {"ps": rehearsed(args.ps, min(args.ps, 0.12)), "temperature": args.temperature,
+    # a rehearsal: 192 atoms, frames every 20 steps, and a budget of 2 s that stops a run of
+    # 1000 steps (about 8 s in the host emulation) early, so that the budget's path runs too
+    wall = args.wall_seconds
+    settings = {"ps": rehearsed(args.ps, min(args.ps, 1.0)), "temperature": args.temperature,
                 "timestep": args.timestep,
                 "sample_interval": rehearsed(args.sample_interval, min(args.sample_interval, 20)),
                 "start_frame": args.start_frame, "seed": args.seed,
                 "tag": f"{args.tag}_" if args.tag else "", "out": args.out,
                 "device": args.device, "precision": args.precision,
                 "repeat": (1, 1, 1) if REHEARSAL else _repeat(args, _frame_atoms(args)),
-                "wall_seconds": args.wall_seconds}
+                "wall_seconds": rehearsed(wall, wall and min(wall, 2.0))}
     if args.device == "cuda":  # one GPU: one variant after the other, in this process
         records = [run_variant(v, str(p), {**settings, "training": training.get(v)})
                    for v, p in models.items()]
