@@ -1,6 +1,7 @@
-"""The GPU session's shell scripts call the benchmark scripts with options their parsers accept
-(a typo there would cost a lent device's minutes), and tools/rehearse_device.py checks the
-steps device_all.sh records. Parsing only: nothing runs, no GPU needed."""
+"""The GPU session's shell scripts call the benchmark and validation scripts with options their
+parsers accept (a typo there would cost a lent device's minutes), each part of device_all.sh
+fits one device call, and tools/rehearse_device.py checks the steps device_all.sh records.
+Parsing only: nothing runs, no GPU needed."""
 
 from __future__ import annotations
 
@@ -16,17 +17,24 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ("benchmarks/device_all.sh", "benchmarks/gpu_session.sh",
            "benchmarks/h200_training.sh")
 # what the shell variables of those calls stand for on the device
-VALUES = {"$device": "cuda"}
+VALUES = {"$device": "cuda", "$wall": "190"}
+# the device's per-command limit, s: every part of device_all.sh must end within it
+COMMAND_LIMIT_S = 600
 
 
 def _calls(script: str):
-    """(benchmark module, its arguments) of every benchmark call in a shell script, the
+    """(benchmark or validation module, its arguments) of every such call in a shell script,
+    command arrays (``cmd=("$py" script.py ...)`` used as ``"${cmd[@]}" ...``) expanded, the
     redirections and the array of optional arguments (``${gpumd_args[@]}``) left out."""
     text = (REPO / script).read_text().replace("\\\n", " ")
+    arrays = {name: " ".join(body.split()) for name, body in
+              re.findall(r"^\s*(\w+)=\(([^)]*)\)", text, flags=re.MULTILINE)}
     for line in text.splitlines():
-        if line.lstrip().startswith("#"):
+        if line.lstrip().startswith("#") or re.match(r"^\s*\w+=\(", line):
             continue
-        found = re.search(r"benchmarks/(bench_\w+)\.py(.*)", line)
+        for name, body in arrays.items():
+            line = line.replace(f'"${{{name}[@]}}"', body)
+        found = re.search(r"((?:benchmarks/bench|validation/al)_\w+)\.py(.*)", line)
         if not found:
             continue
         args = []
@@ -39,11 +47,12 @@ def _calls(script: str):
 
 
 def _parser(module: str):
-    sys.path.insert(0, str(REPO / "benchmarks"))
+    folder, name = module.split("/")
+    sys.path.insert(0, str(REPO / folder))
     try:
-        return importlib.import_module(module).build_parser()
+        return importlib.import_module(name).build_parser()
     finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+        sys.path.remove(str(REPO / folder))
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -59,7 +68,7 @@ def test_device_scripts_call_the_benchmarks_with_options_they_accept(script):
 
 def test_parsing_a_bad_option_fails():  # the test above would see a typo
     with pytest.raises(SystemExit):
-        _parser("bench_train").parse_args(["gpu", "--time", "20"])
+        _parser("benchmarks/bench_train").parse_args(["gpu", "--time", "20"])
 
 
 def test_rehearsal_checks_the_steps_device_all_records():
@@ -77,3 +86,33 @@ def test_rehearsal_checks_the_steps_device_all_records():
             steps[steps.index("peers_"):steps.index("peers_") + 1] = ["peers_neppo",
                                                                       "peers_torchnep"]
         assert tuple(steps) == rehearse.STEPS[part], part
+
+
+def _parts():
+    """{part: its body} of device_all.sh's case statement."""
+    text = (REPO / "benchmarks/device_all.sh").read_text()
+    parts = re.split(r"^(\d)\)$", text, flags=re.MULTILINE)
+    return {part: body.split(";;")[0] for part, body in zip(parts[1::2], parts[2::2],
+                                                             strict=True)}
+
+
+def test_contrast_part_calls_the_validation_script():  # the array expansion above works
+    calls = [(module, args) for module, args in _calls("benchmarks/device_all.sh")
+             if module == "validation/al_contrast_long"]
+    assert len(calls) == 4
+    runs = [args for _, args in calls if "--table-only" not in args]
+    assert all(args[:2] == ["--device", "cuda"] and "--wall-seconds" in args for args in runs)
+    parsed = _parser("validation/al_contrast_long").parse_args(runs[0])
+    assert parsed.repeat == [4, 4, 4] and parsed.variants == ["nozbl"]
+
+
+@pytest.mark.parametrize("part", sorted(_parts()))
+def test_every_part_ends_within_one_device_call(part):
+    """The steps' time limits add up to less than a device command may run (each step is
+    killed at its limit), so a slow step never costs the part's other results."""
+    limits = [int(s) for s in re.findall(r'^\s*step "?[\w$]+"? (\d+) ', _parts()[part],
+                                         flags=re.MULTILINE)]
+    body = _parts()[part]
+    if "for peer in neppo torchnep" in body:  # the loop's step runs twice
+        limits.append(int(re.search(r'step "peers_\$peer" (\d+)', body).group(1)))
+    assert limits and sum(limits) < COMMAND_LIMIT_S - 15, (part, limits)
