@@ -41,7 +41,8 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log, record the stat
     local name="$1" limit="$2"
     shift 2
     local t0=$SECONDS
-    timeout "$limit" "$@" >"$out/$name.txt" 2>&1
+    # SIGTERM at the limit, SIGKILL 10 s later for a step that stops only at its next sample
+    timeout -k 10 "$limit" "$@" >"$out/$name.txt" 2>&1
     echo "$name: status $? in $((SECONDS - t0)) s (limit $limit s)" | tee -a "$out/status.txt"
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/device.txt" 2>&1
@@ -111,13 +112,13 @@ case "$part" in
     fi
     contrast=("$py" validation/al_contrast_long.py --device cuda --repeat 4 4 4 --ps 5000
         --temperature 1200 --sample-interval 2000 --out "$contrast_out")
-    step contrast_nep802 75 "${contrast[@]}" --tag nep802 --variants nozbl \
+    step contrast_nep802 70 "${contrast[@]}" --tag nep802 --variants nozbl \
         --model-nozbl .device/shared/data/llzo/NEP802.txt --wall-seconds 45
-    step contrast_nozbl 240 "${contrast[@]}" --variants nozbl --model-nozbl "$models/nozbl.txt" \
+    step contrast_nozbl 225 "${contrast[@]}" --variants nozbl --model-nozbl "$models/nozbl.txt" \
         --train-seconds 30 --wall-seconds "$wall"
-    step contrast_zbl 240 "${contrast[@]}" --variants zbl --model-zbl "$models/zbl.txt" \
+    step contrast_zbl 225 "${contrast[@]}" --variants zbl --model-zbl "$models/zbl.txt" \
         --train-seconds 30 --wall-seconds "$wall"
-    step contrast_table 20 "$py" validation/al_contrast_long.py --table-only --out "$contrast_out"
+    step contrast_table 15 "$py" validation/al_contrast_long.py --table-only --out "$contrast_out"
     ;;
 *)
     echo "device_all.sh: part 1, 2, 3 or 4, not $part" >&2

@@ -119,7 +119,9 @@ def start_frame(data, index: int, repeat):
 def _stop_on_sigterm(flag: threading.Event):
     """Turn SIGTERM (``timeout``'s signal) into a stop at the next sample, so a run killed for
     time still writes its result; the previous handler is returned (None off the main
-    thread, where signals cannot be caught)."""
+    thread, where signals cannot be caught). Python runs the handler only between calls into
+    the engine, and the GPU's device loop runs from one sample to the next in one call: a
+    caller that must bound the time sends SIGKILL a little later (``timeout -k``)."""
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, lambda *_: flag.set())
