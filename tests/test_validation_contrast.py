@@ -25,7 +25,7 @@ def test_contrast_runs_write_one_record_per_model(tmp_path):
          "--model-nozbl", str(SHARED / "NEP802.txt")],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "failure ratio" in result.stdout
+    assert "frames failed" in result.stdout and "E* (eV)" in result.stdout
     for variant in ("zbl", "nozbl"):
         record = json.loads((tmp_path / f"al_contrast_long_smoke_{variant}.json").read_text())
         assert record["status"] == "done" and record["atoms"] == 192
@@ -34,3 +34,44 @@ def test_contrast_runs_write_one_record_per_model(tmp_path):
         assert 1.2 < record["shortest_distance_A"] < 2.5
         assert record["limits_A"]["Li-O"] == pytest.approx(0.9224, abs=1e-3)
         assert record["collision_energy_eV"] == pytest.approx(0.63, abs=0.02)
+        assert record["ps_done"] == pytest.approx(0.2) and record["steps_done"] == 200
+        assert record["device"] == "cpu" and record["atom_steps_per_s"] > 0
+
+
+def _contrast(*args, timeout=300):
+    return subprocess.run([sys.executable, str(ROOT / "validation" / "al_contrast_long.py"),
+                           *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.skipif(not (SHARED / "NEP802.txt").is_file(), reason="LLZO data not present")
+def test_contrast_run_stops_at_its_wall_budget_and_reports_how_far_it_got(tmp_path):
+    """A budget shorter than one sample: the run stops cleanly at its first sample, and the
+    record says how far it got, E* from the ps done (not the planned ps) on the supercell."""
+    from nepzbl_plugin.audit.stress_test import knock_on_energy
+
+    result = _contrast("--ps", "100", "--sample-interval", "10", "--wall-seconds", "1e-6",
+                       "--repeat", "2", "1", "1", "--variants", "nozbl", "--tag", "budget",
+                       "--model-nozbl", str(SHARED / "NEP802.txt"), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (tmp_path / "al_contrast_long_budget_zbl.json").exists()
+    record = json.loads((tmp_path / "al_contrast_long_budget_nozbl.json").read_text())
+    assert record["status"].startswith("stopped: wall budget")
+    assert record["atoms"] == 384 and record["repeat"] == [2, 1, 1]
+    assert record["samples_done"] == 1 and record["steps_done"] == 10
+    assert record["ps_done"] == pytest.approx(0.01)
+    assert record["collision_energy_eV"] == pytest.approx(knock_on_energy(1200, 384 * 1e-5),
+                                                          abs=1e-3)
+    assert record["collision_energy_planned_eV"] > record["collision_energy_eV"]
+    assert record["failed_frames"] == 0 and record["failure_ratio"] == 0.0
+    table = _contrast("--table-only", "--out", str(tmp_path))
+    assert table.returncode == 0, table.stderr[-2000:]
+    lines = table.stdout.strip().splitlines()
+    assert len(lines) == 2 and "budget: without ZBL" in lines[1] and "budget" in lines[1][-10:]
+
+
+def test_contrast_refuses_a_supercell_that_is_not_the_frame_repeated(tmp_path):
+    if not (SHARED / "NEP25-ZBL" / "train.xyz").is_file():
+        pytest.skip("LLZO data not present")
+    result = _contrast("--atoms", "1000", "--out", str(tmp_path), timeout=60)
+    assert result.returncode != 0 and "192 k^3" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -323,6 +323,7 @@ def main(argv=None) -> int:
             return 1
         print(format_table([json.loads(f.read_text()) for f in files]))
         return 0
+    repeat = (1, 1, 1) if REHEARSAL else _repeat(args, _frame_atoms(args))
     models = {v: Path(args.models) / v / "state" / "iter_000" / "nep.txt" for v in VARIANTS}
     if args.model_zbl:
         models["zbl"] = Path(args.model_zbl)
@@ -354,7 +355,7 @@ def main(argv=None) -> int:
                 "start_frame": args.start_frame, "seed": args.seed,
                 "tag": f"{args.tag}_" if args.tag else "", "out": args.out,
                 "device": args.device, "precision": args.precision,
-                "repeat": (1, 1, 1) if REHEARSAL else _repeat(args, _frame_atoms(args)),
+                "repeat": repeat,
                 "wall_seconds": rehearsed(wall, wall and min(wall, 2.0))}
     if args.device == "cuda":  # one GPU: one variant after the other, in this process
         records = [run_variant(v, str(p), {**settings, "training": training.get(v)})
