@@ -39,7 +39,7 @@ Usage::
     python validation/al_contrast_long.py --tag nep802 --ps 600 \\
         --model-zbl ../shared/data/llzo/NEP802-ZBL.txt --model-nozbl ../shared/data/llzo/NEP802.txt
     python validation/al_contrast_long.py --device cuda --repeat 4 4 4 --ps 5000 \\
-        --wall-seconds 190 --sample-interval 2000 --out gpu-out/contrast   (validation/device_contrast.sh)
+        --wall-seconds 190 --sample-interval 2000 --out gpu-out/contrast  # device_all.sh 4
     python validation/al_contrast_long.py --table-only --out gpu-out/contrast
 """
 
