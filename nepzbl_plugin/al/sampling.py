@@ -96,7 +96,6 @@ class _Sampler:
         self.error: Exception | None = None
         self.stop_reason: str | None = None  # the callback's, when it asked to stop
 
-
     def __call__(self, frame) -> str | None:
         if frame.step == 0:
             return None
