@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .elements import COVALENT_RADII
+from .elements import COVALENT_RADII, atomic_number
 from .errors import InputError
 
 __all__ = [
     "ZBLSettings", "UNIVERSAL_ZBL_COEFFICIENTS", "FLAG_NAMES", "pair_index", "num_angular_blocks",
     "descriptor_dim", "num_networks", "network_block_size", "num_network_parameters",
     "num_descriptor_parameters", "num_parameters", "model_token", "pair_cutoffs", "zbl_table",
-    "same_values",
+    "zbl_beyond_angular", "same_values",
 ]
 
 # (A_k, B_k) of the universal ZBL screening function, k = 1..4.
@@ -191,3 +191,24 @@ def zbl_table(atomic_numbers, zbl: ZBLSettings | None) -> np.ndarray | None:
                 table[a, b, 1] = zbl.outer
                 table[a, b, 2:] = universal
     return table
+
+
+def zbl_beyond_angular(types, zbl: ZBLSettings,
+                       angular_pair_cutoffs) -> tuple[int, int, str] | None:
+    """The first type pair (a <= b, GPUMD's pair order) of the species ``types`` whose ZBL
+    outer radius lies beyond its angular pair cutoff, as (a, b, the problem in words), or None.
+
+    ZBL pairs come from the angular neighbour list (as GPUMD's): an outer radius beyond the
+    pair's angular cutoff would cut the ZBL energy off abruptly there (a jump, not a switch).
+    The nep.txt and nep.in readers and :meth:`Model.with_zbl` refuse it alike.
+    """
+    table = zbl_table([atomic_number(s) for s in types], zbl)
+    T = len(types)
+    for a in range(T):
+        for b in range(a, T):
+            outer, cutoff = table[a, b, 1], angular_pair_cutoffs[a, b]
+            if outer > cutoff + 1e-9:
+                return a, b, (f"ZBL outer radius {outer:g} A of {types[a]}-{types[b]} exceeds "
+                              f"its angular cutoff {cutoff:g} A: ZBL would stop abruptly there "
+                              "(GPUMD uses outer radii of 1 to 3 A)")
+    return None

@@ -388,18 +388,10 @@ class Model:
         out = self.copy()
         mode = "universal" if factor is None else "typewise"
         out.zbl = ZBLSettings(mode, inner=inner, outer=outer, factor=factor)
-        # ZBL pairs come from the angular neighbour list (as GPUMD's): an outer radius beyond a
-        # pair's angular cutoff would cut ZBL off abruptly there, and read_model refuses it.
-        table, (_, angular) = out.zbl_table(), out.pair_cutoffs()
-        T = self.num_types
-        for a in range(T):
-            for b in range(a, T):
-                if table[a, b, 1] > angular[a, b] + 1e-9:
-                    raise InputError(
-                        f"with_zbl: ZBL outer radius {table[a, b, 1]:g} A of "
-                        f"{self.types[a]}-{self.types[b]} exceeds its angular cutoff "
-                        f"{angular[a, b]:g} A: ZBL would stop abruptly there (GPUMD uses outer "
-                        "radii of 1 to 3 A)")
+        # refused as read_model refuses it (ZBL pairs come from the angular neighbour list)
+        beyond = layout.zbl_beyond_angular(out.types, out.zbl, out.pair_cutoffs()[1])
+        if beyond is not None:
+            raise InputError(f"with_zbl: {beyond[2]}")
         return out
 
     def to_nep4(self) -> Model:

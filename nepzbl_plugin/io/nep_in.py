@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..elements import COVALENT_RADII, atomic_number
+from ..elements import atomic_number
 from ..errors import InputError, MissingFileError, NepFormatError, UnsupportedModelError
-from ..layout import ZBLSettings
+from ..layout import ZBLSettings, pair_cutoffs, pair_index, zbl_beyond_angular
 from ..layout import num_parameters as layout_num_parameters
 from ._lines import FileLines, short_repr
 from .nep_txt import MAX_FLEXIBLE_ZBL_TYPES, atomic_write_text
@@ -474,32 +474,19 @@ def _parse_nep_in_lines(lines, path) -> NepIn:
 
 
 def _check_zbl_inside_angular(nep: NepIn, path, zbl_in=None) -> None:
-    """ZBL pairs come from the angular neighbour list: an outer radius beyond a pair's angular
-    cutoff would cut the ZBL energy off abruptly there. Checked per pair, for the ZBL form
-    the input trains with; errors name nep.in's zbl line, or the zbl.in row."""
+    """An outer ZBL radius beyond a pair's angular cutoff (:func:`layout.zbl_beyond_angular`),
+    for the ZBL form the input trains with; errors name nep.in's zbl line, or the zbl.in row."""
     settings = nep.zbl_settings()
     if settings is None or not nep.types:
         return
-    _, angular = nep.per_type_cutoffs()
-    T = nep.num_types
-    rcov = np.array([COVALENT_RADII[atomic_number(s) - 1] for s in nep.types])
-    row = 0
-    for a in range(T):
-        for b in range(a, T):
-            if settings.mode == "flexible":
-                outer = float(settings.flexible[row, 1])
-            elif settings.mode == "typewise":
-                outer = min(settings.factor * (rcov[a] + rcov[b]), settings.outer)
-            else:
-                outer = settings.outer
-            cutoff = 0.5 * (angular[a] + angular[b])
-            if outer > cutoff + 1e-9:
-                where, line = (zbl_in, row + 1) if zbl_in is not None else (path, nep.lines["zbl"])
-                raise NepFormatError(where, line, f"ZBL outer radius {outer:g} A of "
-                                     f"{nep.types[a]}-{nep.types[b]} exceeds its angular cutoff "
-                                     f"{cutoff:g} A: ZBL would stop abruptly there (GPUMD uses "
-                                     "outer radii of 1 to 3 A)")
-            row += 1
+    radial, angular = nep.per_type_cutoffs()
+    _, angular = pair_cutoffs([atomic_number(s) for s in nep.types], radial, angular)
+    beyond = zbl_beyond_angular(nep.types, settings, angular)
+    if beyond is not None:
+        a, b, problem = beyond
+        where, line = ((zbl_in, pair_index(a, b, nep.num_types) + 1) if zbl_in is not None
+                       else (path, nep.lines["zbl"]))
+        raise NepFormatError(where, line, problem)
 
 
 def read_zbl_in(path, num_types: int) -> np.ndarray:

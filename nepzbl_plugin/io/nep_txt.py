@@ -40,7 +40,7 @@ from ..layout import (
     num_parameters,
     pair_cutoffs,
     pair_index,
-    zbl_table,
+    zbl_beyond_angular,
 )
 from ._lines import FileLines, short_repr
 from .atomic import atomic_write_text
@@ -474,25 +474,20 @@ def _parse_lines(source, path) -> dict:
 
 
 def _check_zbl_inside_angular(fields: dict, rd: _Reader, zbl_line: int, flexible_line) -> None:
-    """ZBL pairs come from the angular neighbour list: an outer radius beyond the pair's
-    angular cutoff would cut the ZBL energy off abruptly there (a jump, not a switch)."""
-    numbers = [atomic_number(s) for s in fields["types"]]
-    table = zbl_table(numbers, fields["zbl"])
-    T = len(numbers)
+    """An outer ZBL radius beyond a pair's angular cutoff (:func:`layout.zbl_beyond_angular`)
+    is refused at the zbl line, or at the pair's r_outer in the flexible table."""
+    T = len(fields["types"])
     radial, angular = (np.broadcast_to(np.asarray(fields[k], dtype=np.float64), (T,))
                        for k in ("radial_cutoffs", "angular_cutoffs"))
+    numbers = [atomic_number(s) for s in fields["types"]]
     _, angular = pair_cutoffs(numbers, radial, angular, fields["typewise_cutoff_factors"])
-    for a in range(T):
-        for b in range(a, T):
-            outer, cutoff = table[a, b, 1], angular[a, b]
-            if outer > cutoff + 1e-9:
-                pair = f"{fields['types'][a]}-{fields['types'][b]}"
-                line = zbl_line
-                if flexible_line is not None:
-                    line = flexible_line + 10 * pair_index(a, b, T) + 1  # its r_outer
-                raise rd.error(line, f"ZBL outer radius {outer:g} A of {pair} exceeds its angular "
-                                     f"cutoff {cutoff:g} A: ZBL would stop abruptly there (GPUMD "
-                                     "uses outer radii of 1 to 3 A)")
+    beyond = zbl_beyond_angular(fields["types"], fields["zbl"], angular)
+    if beyond is not None:
+        a, b, problem = beyond
+        line = zbl_line
+        if flexible_line is not None:
+            line = flexible_line + 10 * pair_index(a, b, T) + 1  # its r_outer
+        raise rd.error(line, problem)
 
 
 def _legacy7(rd: _Reader, values: list[str], line: int):
