@@ -27,7 +27,7 @@ from ..errors import InputError, MissingFileError, NepFormatError, UnsupportedMo
 from ..layout import ZBLSettings, pair_cutoffs, pair_index, zbl_beyond_angular
 from ..layout import num_parameters as layout_num_parameters
 from ._lines import FileLines, short_repr
-from .nep_txt import MAX_FLEXIBLE_ZBL_TYPES, atomic_write_text
+from .nep_txt import MAX_CUTOFF, MAX_FLEXIBLE_ZBL_TYPES, atomic_write_text
 
 __all__ = ["NepIn", "read_nep_in", "nep_in_of", "parse_nep_in", "write_nep_in", "read_zbl_in",
            "OPTIMIZERS", "check_option"]
@@ -258,8 +258,8 @@ def _k_cutoff(nep, ln):
             raise ln.error(f"angular cutoff {ra:g} A is below 3 A")
         if ra > rr:
             raise ln.error(f"angular cutoff {ra:g} A exceeds radial cutoff {rr:g} A")
-        if rr > 100:
-            raise ln.error(f"radial cutoff {rr:g} A exceeds 100 A")
+        if rr > MAX_CUTOFF:
+            raise ln.error(f"radial cutoff {rr:g} A exceeds {MAX_CUTOFF:g} A")
     nep.radial_cutoffs, nep.angular_cutoffs = radial, angular
 
 

@@ -50,7 +50,7 @@ __all__ = [
     "l_max_line",
 ]
 
-# Largest cutoff accepted, as in nep.in (GPUMD's nep.in limit; trained models use <= 10 A).
+# Largest cutoff accepted in nep.txt and nep.in (GPUMD's nep.in limit; trained models use <= 10 A).
 MAX_CUTOFF = 100.0
 # Fixed typewise factors of the 6- and 7-token historic cutoff forms (section 1.4).
 _HISTORIC_RADIAL_FACTOR = 2.5
