@@ -77,6 +77,12 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
             need(not text or phrase in text, f"{name} lacks {phrase!r}")
         need("Traceback" not in text, f"{name} has a traceback")
 
+    def need_tests():  # the emulation runs every gpu test: none may fail or skip (no data?)
+        need_text("tests.txt", " passed")
+        text = read(out / "tests.txt")
+        need(" failed" not in text, "tests.txt: a test failed")
+        need(" skipped" not in text, "tests.txt: tests skipped")
+
     if part in STEPS:
         status = read(out / "status.txt")
         for step in STEPS[part]:
@@ -85,8 +91,7 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
                  f"{[line for line in status.splitlines() if line.startswith(step + ':')]})")
         need("CUDA devices 1" in read(out / "device.txt"), "device.txt lacks 'CUDA devices 1'")
     if part == "1":
-        need_text("tests.txt", " passed")
-        need(" failed" not in read(out / "tests.txt"), "tests.txt: a test failed")
+        need_tests()
         need_text("bench_gpu_steps.txt", "Adam, batches of", "full batch",
                   "everything on the device (DeviceAdam)", "work arrays contiguous", "SNES",
                   "training-set device memory")
@@ -170,10 +175,7 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
              "plain.txt does not end with 'device checks ok'")
         need_text("plain.txt", "ok engine", "ok training", "ok md")
     elif part == "tests":
-        need_text("tests.txt", " passed")
-        need(" failed" not in read(out / "tests.txt"), "tests.txt: a test failed")
-    for name in ("tests.txt",):  # the emulation runs every gpu test: none may skip (no data?)
-        need(" skipped" not in read(out / name), f"{name}: tests skipped")
+        need_tests()
     return problems
 
 
