@@ -62,6 +62,8 @@ try:  # an installed nepzbl (CI), else this checkout with its built extensions
 except ImportError:
     sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "validation"))  # not the script's folder under PYTHONSAFEPATH
+from al_llzo import nep_in_text  # noqa: E402  (the loop's first models' nep.in)
 from rehearsal import REHEARSAL, rehearsed  # noqa: E402
 
 DATA = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data" / "llzo"
@@ -74,19 +76,6 @@ def _write(path: Path, record: dict) -> None:
     from nepzbl_plugin.io.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
-
-
-def nep_in_text(with_zbl: bool) -> str:
-    """``llzo/NEP25-ZBL/nep.in`` as the loop's first models were trained from it (validation/
-    al_llzo.py): without its SNES settings, and without its ``zbl`` line for the pure model."""
-    lines = []
-    for line in (DATA / "NEP25-ZBL" / "nep.in").read_text().splitlines():
-        keyword = line.split()[0] if line.split() else ""
-        if (keyword == "zbl" and not with_zbl) or keyword in ("population", "generation",
-                                                               "batch"):
-            continue
-        lines.append(line)
-    return "\n".join(lines) + "\n"
 
 
 def train_first_model(variant: str, path: Path, device: str, seconds: float) -> dict:

@@ -36,7 +36,9 @@ DATA = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data" / 
 PAPER_RAMPS = [(100.0, 400.0), (500.0, 800.0), (800.0, 1200.0)]  # K, one per iteration
 
 
-def _nep_in_text(with_zbl: bool) -> str:
+def nep_in_text(with_zbl: bool) -> str:
+    """``llzo/NEP25-ZBL/nep.in`` as the loop's first models train from it: without its SNES
+    settings, and without its ``zbl`` line for the pure model."""
     lines = []
     for line in (DATA / "NEP25-ZBL" / "nep.in").read_text().splitlines():
         keyword = line.split()[0] if line.split() else ""
@@ -60,7 +62,7 @@ def _steps_per_iteration(text, iterations: int) -> list[int]:
 
 def write_config(folder: Path, *, with_zbl: bool, args) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "nep.in").write_text(_nep_in_text(with_zbl))
+    (folder / "nep.in").write_text(nep_in_text(with_zbl))
     initial_model = None
     if args.initial_models:
         # the first model of an earlier run of this script (same data, same nep.in): saves its
