@@ -30,7 +30,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+try:  # an installed nepzbl (CI), else this checkout with its built extensions
+    import nepzbl_plugin._core  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data" / "llzo"
 
 PAPER_RAMPS = [(100.0, 400.0), (500.0, 800.0), (800.0, 1200.0)]  # K, one per iteration
