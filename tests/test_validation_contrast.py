@@ -75,3 +75,30 @@ def test_contrast_refuses_a_supercell_that_is_not_the_frame_repeated(tmp_path):
     result = _contrast("--atoms", "1000", "--out", str(tmp_path), timeout=60)
     assert result.returncode != 0 and "192 k^3" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not (SHARED / "NEP802.txt").is_file(), reason="LLZO data not present")
+def test_knock_on_contrast_separates_the_papers_models_and_reuses_its_records(tmp_path):
+    """validation/al_contrast_knockon.py on the paper's models only, one kick per pair after
+    100 steps: at the paper's collision energy (2.0 eV at 1200 K) NEP802 falls through and
+    NEP802-ZBL does not; a second call reuses the records instead of running again."""
+    script = str(ROOT / "validation" / "al_contrast_knockon.py")
+    args = [sys.executable, script, "--train-seeds", "--kick-seeds", "2", "--steps", "100",
+            "--kicks-per-pair", "1", "--out", str(tmp_path)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads((tmp_path / "al_contrast_knockon.json").read_text())
+    assert saved["E_star_eV"] == pytest.approx(2.00, abs=0.005)
+    records = {r["model"]: r for r in saved["records"]}
+    assert set(records) == {"NEP802", "NEP802-ZBL"}
+    assert records["NEP802"]["fell_through"] and records["NEP802"]["shortest_A"] < 0.5
+    assert records["NEP802"]["frames_failed_fraction"] > 0.3
+    assert not records["NEP802-ZBL"]["fell_through"]
+    assert records["NEP802-ZBL"]["frames_failed_fraction"] == 0.0
+    assert records["NEP802-ZBL"]["shortest_A"] > 1.0 and not records["NEP802"]["zbl"]
+    assert records["NEP802-ZBL"]["collisions"] == 9  # one per species pair in contact
+    again = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "0 stress tests to run" in again.stdout and "2 saved" in again.stdout
+    row = next(line for line in again.stdout.splitlines() if line.startswith("NEP802 "))
+    assert row.count("1 of 1") == 2  # the seed failing, and falling through

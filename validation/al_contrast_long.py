@@ -78,9 +78,10 @@ def _write(path: Path, record: dict) -> None:
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
 
 
-def train_first_model(variant: str, path: Path, device: str, seconds: float) -> dict:
+def train_first_model(variant: str, path: Path, device: str, seconds: float,
+                      seed: int = 0) -> dict:
     """Train the first model of ``variant`` on the 25 configurations (Adam, ``seconds`` of
-    wall time, seed 0) and write it to ``path``; returns what the training reports."""
+    wall time, ``seed``) and write it to ``path``; returns what the training reports."""
     from nepzbl_plugin.io.atomic import atomic_write_text
     from nepzbl_plugin.io.xyz import read_train_xyz
     from nepzbl_plugin.train import train
@@ -90,11 +91,11 @@ def train_first_model(variant: str, path: Path, device: str, seconds: float) -> 
     atomic_write_text(nep_in, nep_in_text(variant == "zbl"))
     data = read_train_xyz(DATA / "NEP25-ZBL" / "train.xyz")
     t0 = time.monotonic()
-    model, history = train(data, str(nep_in), seed=0, optimizer="adam", max_time=seconds,
+    model, history = train(data, str(nep_in), seed=seed, optimizer="adam", max_time=seconds,
                            resume=False, device=device)
     model.write(path)
     last = history.records[-1] if history.records else {}
-    return {"model": str(path), "device": history.device, "seconds": seconds,
+    return {"model": str(path), "device": history.device, "seconds": seconds, "seed": seed,
             "wall_s": round(time.monotonic() - t0, 1), "stop_reason": history.stop_reason,
             "rmse_force_eV_per_A": last.get("rmse_force_train"),
             "rmse_energy_eV_per_atom": last.get("rmse_energy_train")}
