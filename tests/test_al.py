@@ -19,6 +19,7 @@ from nepzbl_plugin.al import (
     ConfigError,
     extrapolation_grade,
     farthest_point_sampling,
+    format_table,
     load_config,
     maxvol_active_set,
     run_active_learning,
@@ -301,6 +302,18 @@ temperature = 300
     (_GOOD + "thermostat = \"nose\"\n", "iteration[1].thermostat", "langevin, bussi"),
     (_GOOD.replace("[data]", "[md]\nthermostat = 3\n[data]"), "md.thermostat",
      "non-empty string"),
+    (_GOOD + "steps = 5000\nknock_on_energy = 2.0\nknock_on_horizon = 100\n",
+     "iteration[1].knock_on_energy", "not both"),
+    (_GOOD + "steps = 5000\nknock_on_horizon = 1e-5\n", "iteration[1].knock_on_horizon",
+     "above 1e-4 atom ns"),
+    (_GOOD + "steps = 5000\nknock_on_energy = -1\n", "iteration[1].knock_on_energy",
+     "at least 0"),
+    (_GOOD + "steps = 5000\nknock_on_energy = 2\nknock_on_rounds = 0\n",
+     "iteration[1].knock_on_rounds", "at least 1"),
+    (_GOOD + "steps = 700\nknock_on_energy = 2\n", "iteration[1].steps",
+     "give at least 800 steps"),
+    (_GOOD.replace("[data]", "[md]\nknock_on_interval = 1\n[data]"), "md.knock_on_interval",
+     "at least 2"),
 ])
 def test_config_errors_name_the_file_and_key(tmp_path, body, key, words):
     path = _config_text(tmp_path, body)
@@ -444,6 +457,101 @@ def test_md_on_the_engine_evaluator_is_the_calculators_trajectory(thermostat):
     assert all(1.5 < d < 2.7 for d in engine.min_distances)
 
 
+def test_knock_on_config_md_defaults_and_per_iteration_override(tmp_path):
+    """[md]'s knock-on keys are every iteration's default; an iteration's energy or horizon
+    replaces both, and 0 turns the collisions off there. The energy of a horizon is E* at the
+    top of the ramp."""
+    from nepzbl_plugin.audit.stress_test import knock_on_energy
+
+    body = _GOOD.replace("[data]", "[md]\nsteps = 2000\nknock_on_horizon = 24576\n"
+                                   "knock_on_interval = 100\n[data]")
+    body = body.replace("temperature = 300", "temperature = [800, 1200]")
+    body += ("[[iteration]]\ntemperature = 500\nknock_on_energy = 0\n"
+             "[[iteration]]\ntemperature = 500\nknock_on_energy = 1.5\nknock_on_rounds = 1\n")
+    first, off, energy = (it.runs[0] for it in load_config(_config_text(tmp_path, body))
+                          .iterations)
+    assert first.knocks_on and first.knock_on_interval == 100 and first.knock_on_rounds == 3
+    assert first.collision_energy() == pytest.approx(knock_on_energy(1200.0, 24576.0))
+    assert first.collision_energy() == pytest.approx(2.00, abs=0.005)
+    assert first.knock_on_steps(3) == [1100 + 100 * n for n in range(9)]
+    assert first.as_dict()["knock_on_energy_eV"] == pytest.approx(first.collision_energy())
+    assert not off.knocks_on and off.collision_energy() is None and off.knock_on_steps(3) == []
+    assert "knock_on_energy_eV" not in off.as_dict()
+    assert energy.collision_energy() == 1.5 and energy.knock_on_horizon is None
+    assert energy.knock_on_steps(2) == [1800, 1900]
+
+
+def test_md_run_with_knock_ons_collides_the_pairs_in_turn_at_its_end():
+    """Knock-on collisions at the end of a run: each pair in turn at the planned steps, the
+    samples just after a collision left out of the frames, the same trajectory as without
+    them up to the first, and their energy in the run after it."""
+    from ase.calculators.emt import EMT
+
+    from nepzbl_plugin.al import run_md
+    from nepzbl_plugin.al.config import MDRunSpec
+
+    pairs = [("Cu", "Cu"), ("Cu", "Ni"), ("Ni", "Ni")]
+    spec = MDRunSpec(300.0, 600.0, steps=400, timestep=1.0, friction=0.02, sample_interval=10,
+                     knock_on_energy=8.0, knock_on_rounds=2, knock_on_interval=50)
+    limits = {pair: 1.9 for pair in pairs}
+    result = run_md(_cu_cell(), EMT(), spec, limits, seed=4, knock_pairs=pairs)
+    assert [k["step"] for k in result.knock_ons] == list(range(100, 400, 50))
+    assert [k["pair"] for k in result.knock_ons] == ["Cu-Cu", "Cu-Ni", "Ni-Ni"] * 2
+    assert all(2.0 < k["distance"] < 2.9 for k in result.knock_ons)  # nearest neighbours
+    assert result.knock_on_energy == 8.0 and result.steps_done == 400
+    # 10 samples before the first collision, then 3 per 50-step segment (30, 40, 50 steps
+    # after the collision: the first 25 are transient)
+    assert result.planned == len(result.frames) == 10 + 6 * 3
+    assert result.aborted is None
+    plain = run_md(_cu_cell(), EMT(), spec, limits, seed=4, knock_pairs=())
+    assert plain.knock_ons == [] and plain.knock_on_energy is None
+    assert plain.planned == 40 and plain.failure_ratio == 0.0
+    # before the first collision the two runs are the same trajectory
+    np.testing.assert_array_equal(result.frames[9].positions, plain.frames[9].positions)
+    assert result.temperatures[:10] == plain.temperatures[:10]
+    # 30 fs after it, the 8 eV are heat: about 1900 K on 32 atoms, the thermostat taking some
+    assert result.temperatures[10] > plain.temperatures[12] + 500  # both at step 130
+
+
+def test_loop_with_knock_ons_records_them_and_refuses_a_run_too_short(tmp_path):
+    """The EMT example with collisions in its last iteration: the pairs the data bring into
+    contact are collided, md_run_R.json lists the collisions and the record the energy; a run
+    too short for one round over those pairs is a ConfigError naming the key."""
+    from nepzbl_plugin.al import contact_pairs
+    from nepzbl_plugin.io.xyz import read_train_xyz
+
+    config = _example(tmp_path / "ok", **_LEAN)
+    text = config.read_text() + ("\n[[iteration]]\nruns = 1\ntemperature = [600, 900]\n"
+                                 "steps = 200\nknock_on_energy = 3.0\nknock_on_rounds = 1\n"
+                                 "knock_on_interval = 40\n")
+    config.write_text(text)
+    loaded = load_config(config)
+    data = [s.to_atoms() for s in read_train_xyz(loaded.train)]
+    pairs = contact_pairs(["Cu", "Ni"], data)
+    assert pairs == [("Cu", "Cu"), ("Cu", "Ni"), ("Ni", "Ni")]
+    result = run_active_learning(loaded)
+    assert result.status == "finished"
+    k = len(loaded.iterations)
+    run = json.loads((loaded.state / f"iter_{k:03d}" / "md_run_00.json").read_text())
+    assert run["knock_on_energy_eV"] == 3.0
+    assert [c["pair"] for c in run["knock_ons"]] == ["Cu-Cu", "Cu-Ni", "Ni-Ni"]
+    assert [c["step"] for c in run["knock_ons"]] == [80, 120, 160]
+    assert run["md"]["knock_on_energy_eV"] == 3.0
+    records = json.loads((loaded.state / "iterations.json").read_text())
+    assert records[-1]["knock_on_energy_eV"] == 3.0
+    assert all(r["knock_on_energy_eV"] is None for r in records[:-1])
+    table = format_table(records).splitlines()
+    assert "kicks (eV)" in table[0] and "3.00" in table[-1] and "3.00" not in table[2]
+
+    short = _example(tmp_path / "short", **_LEAN)
+    short.write_text(short.read_text() + ("\n[[iteration]]\nruns = 1\ntemperature = 900\n"
+                                          "steps = 100\nknock_on_energy = 3.0\n"
+                                          "knock_on_rounds = 1\nknock_on_interval = 40\n"))
+    with pytest.raises(ConfigError, match=r"iteration\[\d\]\.steps: 100 steps leave no room "
+                                          r"for 3 knock-on collisions .* at least 160 steps"):
+        run_active_learning(load_config(short))
+
+
 def test_collapse_limits_are_the_audits():
     from nepzbl_plugin.al import collapse_limits
     from nepzbl_plugin.audit.distances import min_pair_distances
@@ -519,3 +627,57 @@ def test_emt_example_on_the_cuda_path_in_host_emulation(tmp_path_factory, tmp_pa
     assert all(out[f"train_{k}"]["device"] == "cuda" for k in (0, 1, 2))
     assert all(out[f"md_{k}"]["device"] == "cuda" for k in (1, 2))
     assert all(out[f"md_{k}"]["frames"] == 10 for k in (1, 2))
+
+
+_KNOCK_ON_DEVICE = r'''
+import json
+import numpy as np
+from ase.build import bulk
+from nepzbl_plugin import _cuda
+from nepzbl_plugin.al import run_md
+from nepzbl_plugin.al.config import MDRunSpec
+from nepzbl_plugin.engine import Evaluator
+from nepzbl_plugin.testing import random_model
+
+assert _cuda.device_count() >= 1, "no CUDA device (emulated or real)"
+model = random_model(types=("Li", "La", "O"), seed=1, version=4, zbl="universal", scale=0.3)
+atoms = bulk("Cu", "fcc", a=4.0, cubic=True).repeat((2, 2, 1))
+atoms.rattle(0.05, seed=2)
+atoms.set_chemical_symbols([model.types[k % 3] for k in range(len(atoms))])
+spec = MDRunSpec(300.0, 600.0, steps=300, friction=0.002, sample_interval=10,
+                 knock_on_energy=3.0, knock_on_rounds=1, knock_on_interval=50)
+pairs = [("Li", "La"), ("Li", "O")]
+evaluator = Evaluator(model, device="cuda", precision="float64")
+runs = [run_md(atoms, evaluator, spec, {}, seed=3, knock_pairs=pairs) for _ in range(2)]
+plain = run_md(atoms, evaluator, spec, {}, seed=3, knock_pairs=())
+print("RESULT" + json.dumps({
+    "device": evaluator.device, "steps": [k["step"] for k in runs[0].knock_ons],
+    "pairs": [k["pair"] for k in runs[0].knock_ons], "planned": runs[0].planned,
+    "frames": len(runs[0].frames), "steps_done": runs[0].steps_done,
+    "aborted": runs[0].aborted,
+    "same": all(np.array_equal(a.positions, b.positions)
+                for a, b in zip(runs[0].frames, runs[1].frames)),
+    "same_before": bool(np.array_equal(runs[0].frames[19].positions,
+                                       plain.frames[19].positions)),
+    # the samples after the collisions (steps 230-250, 280-300) against the plain run's
+    "hotter": float(np.mean(runs[0].temperatures[20:]) - np.mean(
+        [plain.temperatures[k] for k in (22, 23, 24, 27, 28, 29)]))}))
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["emulated", pytest.param("device", marks=pytest.mark.gpu)])
+def test_knock_on_run_on_the_device_loop(where, tmp_path_factory, tmp_path):
+    """The loop's knock-on runs on a CUDA evaluator go through the device MD loop segment by
+    segment: collisions at the planned steps, the samples the CPU path takes, the same
+    trajectory for the same seed, the plain run's up to the first collision, and its energy
+    in the run after it."""
+    from test_cuda_md import _run
+
+    out = _run(where, _KNOCK_ON_DEVICE, tmp_path_factory, tmp_path)
+    assert out["device"] == "cuda" and out["aborted"] is None
+    assert out["steps"] == [200, 250] and out["pairs"] == ["Li-La", "Li-O"]
+    assert out["planned"] == out["frames"] == 20 + 2 * 3 and out["steps_done"] == 300
+    assert out["same"] and out["same_before"]
+    # 2 x 3 eV on 16 atoms is about 1500 K each before the weak thermostat takes it
+    assert out["hotter"] > 500

@@ -7,6 +7,7 @@ from .config import ALConfig, ConfigError, load_config, parse_config
 from .loop import (
     ALResult,
     collapse_limits,
+    contact_pairs,
     export_selected,
     format_table,
     import_labels,
@@ -29,6 +30,7 @@ __all__ = [
     "MDRunResult",
     "OracleError",
     "collapse_limits",
+    "contact_pairs",
     "export_selected",
     "extrapolation_grade",
     "farthest_point_sampling",

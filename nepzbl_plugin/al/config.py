@@ -21,6 +21,11 @@ Example (``nepzbl al --example emt DIR`` writes a complete one)::
     thermostat = "langevin"         # "langevin" or "bussi" (NVT, target ramped linearly)
     friction = 0.01                 # 1/fs: Langevin friction; 1/friction is the coupling time
     sample_interval = 10            # steps between candidate frames
+    # knock_on_horizon = 24576      # optional: head-on collisions at the energy E* a run of
+                                    # this many atom-ns meets (k_B T ln(nu N t), T the top of
+                                    # the ramp), or knock_on_energy = 2.0 (eV); see docs/al.md
+    # knock_on_rounds = 3           # rounds over the species pairs in contact, at the run's end
+    # knock_on_interval = 200       # steps between collisions
 
     [[iteration]]                   # one table per iteration
     runs = 2                        # MD runs, each from a training structure
@@ -112,15 +117,55 @@ class MDRunSpec:
     friction: float = 0.01  # 1/fs
     sample_interval: int = 10  # steps between candidate frames
     thermostat: str = "langevin"  # or "bussi"
+    # Knock-on collisions (off unless an energy or a horizon is given): the collisions a long
+    # production run meets, delivered on purpose at the end of a short one (the audit's stress
+    # test inside the loop). ``knock_on_energy`` in eV, or ``knock_on_horizon`` in atom ns: the
+    # energy E* = k_B T ln(nu N t) that N t atom ns at the top of the ramp reach about once.
+    knock_on_energy: float | None = None
+    knock_on_horizon: float | None = None
+    knock_on_rounds: int = 3  # rounds over the species pairs in contact
+    knock_on_interval: int = 200  # steps between collisions
 
     @property
     def length_ps(self) -> float:
         return self.steps * self.timestep / 1000.0
 
+    @property
+    def knocks_on(self) -> bool:
+        return self.knock_on_energy is not None or self.knock_on_horizon is not None
+
+    def collision_energy(self) -> float | None:
+        """The knock-on energy in eV (None when off): ``knock_on_energy``, else E* of
+        ``knock_on_horizon`` at the top of the ramp."""
+        if self.knock_on_energy is not None:
+            return self.knock_on_energy
+        if self.knock_on_horizon is None:
+            return None
+        from ..audit.stress_test import knock_on_energy
+
+        return knock_on_energy(max(self.t_start, self.t_end), self.knock_on_horizon)
+
+    def knock_on_steps(self, num_pairs: int) -> list[int]:
+        """The steps at which the collisions come: ``knock_on_rounds`` x ``num_pairs`` of them,
+        ``knock_on_interval`` apart, the last one ``knock_on_interval`` before the end (so
+        the run ends at the top of its ramp, where the collisions are hardest, with time to
+        see what each did). Empty when off."""
+        if not self.knocks_on or num_pairs < 1:
+            return []
+        count = self.knock_on_rounds * num_pairs
+        first = self.steps - count * self.knock_on_interval
+        return [first + n * self.knock_on_interval for n in range(count)]
+
     def as_dict(self) -> dict:
-        return {"temperature_K": [self.t_start, self.t_end], "steps": self.steps,
-                "timestep_fs": self.timestep, "friction_per_fs": self.friction,
-                "sample_interval": self.sample_interval, "thermostat": self.thermostat}
+        out = {"temperature_K": [self.t_start, self.t_end], "steps": self.steps,
+               "timestep_fs": self.timestep, "friction_per_fs": self.friction,
+               "sample_interval": self.sample_interval, "thermostat": self.thermostat}
+        if self.knocks_on:
+            out.update(knock_on_energy_eV=self.collision_energy(),
+                       knock_on_horizon_atom_ns=self.knock_on_horizon,
+                       knock_on_rounds=self.knock_on_rounds,
+                       knock_on_interval=self.knock_on_interval)
+        return out
 
 
 @dataclass
@@ -180,14 +225,15 @@ def _thermostat(reader, table, name, default) -> str:
     return value
 
 
+_KNOCK_KEYS = ("knock_on_energy", "knock_on_horizon", "knock_on_rounds", "knock_on_interval")
 _TOP_KEYS = {"state", "seed", "threads", "device", "data", "oracle", "md", "iteration", "selection",
              "filter", "training", "audit"}
 _SECTION_KEYS = {
     "data": {"train", "nep_in", "model"},
     "oracle": {"calculator"},
-    "md": {"steps", "timestep", "friction", "sample_interval", "thermostat"},
+    "md": {"steps", "timestep", "friction", "sample_interval", "thermostat", *_KNOCK_KEYS},
     "iteration": {"runs", "temperature", "steps", "timestep", "friction", "sample_interval",
-                  "thermostat"},
+                  "thermostat", *_KNOCK_KEYS},
     "selection": {"method", "min_distance", "max_frames", "grade_threshold"},
     "filter": {"fraction"},
     "training": {"min_new_frames", "epochs", "max_time", "fine_tune", "optimizer",
@@ -283,6 +329,50 @@ def _temperatures(reader: _Reader, value, name) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def _knock_on(reader: _Reader, table: dict, prefix: str, defaults: dict) -> dict:
+    """The knock-on keys of ``table`` ([md] or an [[iteration]]), the [md] values by default.
+    An iteration's ``knock_on_energy`` or ``knock_on_horizon`` replaces both of [md]'s; 0
+    turns the collisions off for that iteration."""
+    energy_key, horizon_key = f"{prefix}.knock_on_energy", f"{prefix}.knock_on_horizon"
+    if "knock_on_energy" in table and "knock_on_horizon" in table:
+        raise reader.error(energy_key, "give knock_on_energy or knock_on_horizon, not both")
+    energy, horizon = defaults.get("knock_on_energy"), defaults.get("knock_on_horizon")
+    if "knock_on_energy" in table or "knock_on_horizon" in table:
+        energy = reader.number(table, "knock_on_energy", energy_key, None, low=0,
+                               allow_none=True)
+        horizon = reader.number(table, "knock_on_horizon", horizon_key, None, low=0,
+                                allow_none=True)
+        # E* = k_B T ln(nu N t) is positive only for nu N t > 1: N t > 1e-4 atom ns
+        if horizon is not None and 0 < horizon <= 1e-4:
+            raise reader.error(horizon_key, f"must be above 1e-4 atom ns (N atoms x t ns), "
+                                            f"or 0 for none, not {horizon!r}")
+        energy = energy or None
+        horizon = horizon or None
+    return {
+        "knock_on_energy": energy, "knock_on_horizon": horizon,
+        "knock_on_rounds": reader.number(table, "knock_on_rounds", f"{prefix}.knock_on_rounds",
+                                         defaults.get("knock_on_rounds", 3), integer=True,
+                                         low=1),
+        "knock_on_interval": reader.number(table, "knock_on_interval",
+                                           f"{prefix}.knock_on_interval",
+                                           defaults.get("knock_on_interval", 200),
+                                           integer=True, low=2),
+    }
+
+
+def _check_knock_on_fits(reader: _Reader, settings: dict, prefix: str) -> None:
+    """At least one round of collisions (one species pair) must fit after some plain MD."""
+    if settings["knock_on_energy"] is None and settings["knock_on_horizon"] is None:
+        return
+    need = (settings["knock_on_rounds"] + 1) * settings["knock_on_interval"]
+    if settings["steps"] < need:
+        raise reader.error(f"{prefix}.steps",
+                           f"{settings['steps']} steps leave no room for "
+                           f"{settings['knock_on_rounds']} round(s) of knock-on collisions "
+                           f"{settings['knock_on_interval']} steps apart: give at least {need} "
+                           "steps (more for more species pairs), or fewer rounds")
+
+
 def parse_config(data: dict, path) -> ALConfig:
     """Validate a parsed TOML document; ``path`` names the file in errors and anchors paths."""
     reader = _Reader(path)
@@ -332,6 +422,7 @@ def parse_config(data: dict, path) -> ALConfig:
         "sample_interval": reader.number(md, "sample_interval", "md.sample_interval", 10,
                                          integer=True, low=1),
         "thermostat": _thermostat(reader, md, "md.thermostat", "langevin"),
+        **_knock_on(reader, md, "md", {}),
     }
     entries = data.get("iteration")
     if entries is None:
@@ -359,7 +450,9 @@ def parse_config(data: dict, path) -> ALConfig:
                                              defaults["sample_interval"], integer=True, low=1),
             "thermostat": _thermostat(reader, entry, f"{prefix}.thermostat",
                                       defaults["thermostat"]),
+            **_knock_on(reader, entry, prefix, defaults),
         }
+        _check_knock_on_fits(reader, settings, prefix)
         iterations.append(IterationSpec([MDRunSpec(t_start, t_end, **settings)
                                          for _ in range(runs)]))
 

@@ -4,7 +4,10 @@ Each iteration k (1-based) works in ``STATE/iter_k/`` (``k`` with three digits):
 
 1. ``md_run_R.xyz`` + ``md_run_R.json``: MD run R from a training structure (chosen by the seed),
    its frames and which were too short (a pair below ``fraction`` x the shortest such pair of
-   the start data, as the audit's collapse distances);
+   the start data, as the audit's collapse distances); with ``knock_on_horizon`` or
+   ``knock_on_energy`` the run ends with head-on collisions between the species pairs the start
+   data bring into contact, at the energy a long production run meets (the collisions in
+   ``md_run_R.json``);
 2. ``selection.json`` + ``selected.xyz``: farthest-point sampling on structure-averaged
    descriptors of the current model against the training set, or the MaxVol grade;
 3. ``labelled.xyz``: the oracle's labels (or, for an external oracle, ``to_label.xyz`` is
@@ -32,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.atomic import atomic_write_text
-from .config import ALConfig
+from .config import ALConfig, ConfigError
 from .oracle import label_frames, load_oracle
 from .sampling import run_md
 from .selection import (
@@ -42,7 +45,7 @@ from .selection import (
     structure_descriptors,
 )
 
-__all__ = ["run_active_learning", "ALResult", "collapse_limits", "read_iterations",
+__all__ = ["run_active_learning", "ALResult", "collapse_limits", "contact_pairs", "read_iterations",
            "format_table", "export_selected", "import_labels"]
 
 STATE_VERSION = 1
@@ -204,11 +207,36 @@ def _audit_summary(report: dict) -> dict:
             "checks": {k: v.get("status") for k, v in report.get("checks", {}).items()}}
 
 
-def _md_phase(config: ALConfig, k: int, model_path: Path, data, limits, callback) -> list[dict]:
+def contact_pairs(species, structures) -> list[tuple[str, str]]:
+    """The species pairs (A, B) the data bring into contact (closer than the audit's search
+    distance, 4 Å), in the order of ``species``: the pairs knock-on collisions go to."""
+    from ..audit.distances import min_pair_distances
+
+    distances = min_pair_distances(structures, species)
+    return [tuple(name.split("-")) for name, value in distances.items() if value is not None]
+
+
+def _check_knock_ons_fit(config: ALConfig, k: int, pairs) -> None:
+    """Every run's collisions must fit after some plain MD, for the pairs the data have."""
+    for spec in config.iterations[k - 1].runs:
+        kicks = spec.knock_on_steps(len(pairs))
+        if kicks and kicks[0] < spec.knock_on_interval:
+            raise ConfigError(config.path, f"iteration[{k}].steps",
+                              f"{spec.steps} steps leave no room for {len(kicks)} knock-on "
+                              f"collisions ({spec.knock_on_rounds} round(s) over the "
+                              f"{len(pairs)} species pairs in contact, "
+                              f"{spec.knock_on_interval} steps apart): give at least "
+                              f"{(len(kicks) + 1) * spec.knock_on_interval} steps, or fewer "
+                              "rounds")
+
+
+def _md_phase(config: ALConfig, k: int, model_path: Path, data, limits, callback,
+              pairs=()) -> list[dict]:
     from ..engine import Evaluator
 
     folder = _iter_dir(config, k)
     spec = config.iterations[k - 1]
+    _check_knock_ons_fit(config, k, pairs)
     evaluator = None  # the current model drives the MD, whatever the oracle is
     summaries = []
     for r, run_spec in enumerate(spec.runs):
@@ -226,7 +254,7 @@ def _md_phase(config: ALConfig, k: int, model_path: Path, data, limits, callback
             callback("md_progress", {"iteration": k, "run": r, "done": done, "total": total})
 
         result = run_md(data[start_index].to_atoms(), evaluator, run_spec, limits,
-                        seed=_seed(config, k, r), callback=progress)
+                        seed=_seed(config, k, r), callback=progress, knock_pairs=pairs)
         frames = [_structure_from_atoms(f) for f in result.frames]
         _write_xyz(folder / f"md_run_{r:02d}.xyz", frames)
         summary = {"run": r, "start_structure": start_index, "md": run_spec.as_dict(),
@@ -236,6 +264,9 @@ def _md_phase(config: ALConfig, k: int, model_path: Path, data, limits, callback
                    "min_distance_A": result.min_distances,
                    "device": evaluator.device, "md_wall_s": result.wall_seconds,
                    "wall_s": time.perf_counter() - start}
+        if result.knock_on_energy is not None:
+            summary.update(knock_on_energy_eV=result.knock_on_energy,
+                           knock_ons=result.knock_ons)
         _write_json(json_path, summary)
         summaries.append(summary)
         callback("md_run_done", {"iteration": k, "run": r, "failure_ratio": result.failure_ratio,
@@ -322,7 +353,7 @@ def _wall(folder: Path) -> float:
 
 
 def _iteration(config: ALConfig, k: int, limits, oracle_holder, previous: dict | None,
-               callback):
+               callback, pairs=()):
     """Run or resume iteration k; returns its record, or None when waiting for labels."""
     from ..model import read_model
 
@@ -334,7 +365,7 @@ def _iteration(config: ALConfig, k: int, limits, oracle_holder, previous: dict |
     callback("iteration_start", {"iteration": k})
     model_path = _model_for(config, k)
     data = _read_xyz(_iter_dir(config, k - 1) / "data.xyz", labelled=True)
-    summaries = _md_phase(config, k, model_path, data, limits, callback)
+    summaries = _md_phase(config, k, model_path, data, limits, callback, pairs)
     candidates = _candidates(config, k, summaries)
     selected = _select_phase(config, k, model_path, data, candidates, callback)
     labelled = _label_phase(config, k, selected, oracle_holder, callback)
@@ -381,6 +412,8 @@ def _iteration(config: ALConfig, k: int, limits, oracle_holder, previous: dict |
         "failure_ratio": failed / planned if planned else 0.0,
         "failure_ratio_per_run": [s["failure_ratio"] for s in summaries],
         "aborted_runs": sum(1 for s in summaries if s["aborted"]),
+        "knock_on_energy_eV": max((s.get("knock_on_energy_eV") or 0.0 for s in summaries),
+                                  default=0.0) or None,
         "candidates": len(candidates),
         "new_frames": len(labelled),
         "training_size": len(data),
@@ -419,8 +452,6 @@ def _state_header(config: ALConfig) -> None:
     if path.is_file():
         old = _read_json(path)
         if old.get("version") != STATE_VERSION:
-            from .config import ConfigError
-
             raise ConfigError(config.path, "state",
                               f"{config.state} holds state version {old.get('version')}, "
                               f"this nepzbl writes {STATE_VERSION}")
@@ -445,11 +476,13 @@ def run_active_learning(config: ALConfig, *, callback=None) -> ALResult:
     species = list(_read_model_types(_iter_dir(config, 0) / "nep.txt"))
     start_data = _read_xyz(_iter_dir(config, 0) / "data.xyz", labelled=True)
     limits = collapse_limits(species, start_data, config.filter_fraction)
+    knocks = any(run.knocks_on for spec in config.iterations for run in spec.runs)
+    pairs = contact_pairs(species, start_data) if knocks else []
     oracle_holder: dict = {}
     records = read_iterations(config.state)
     previous = None
     for k in range(1, len(config.iterations) + 1):
-        record = _iteration(config, k, limits, oracle_holder, previous, callback)
+        record = _iteration(config, k, limits, oracle_holder, previous, callback, pairs)
         if record is None:
             to_label = _iter_dir(config, k) / "to_label.xyz"
             _publish(config, read_iterations(config.state))
@@ -529,18 +562,24 @@ def import_labels(config: ALConfig, path) -> int:
 
 
 def format_table(records: list[dict]) -> str:
-    """The paper's per-iteration table as text."""
+    """The paper's per-iteration table as text (with the knock-on energy when a run had
+    collisions)."""
+    kicks = any(r.get("knock_on_energy_eV") for r in records)
     head = (f"{'iter':>4} {'wall (s)':>9} {'T (K)':>11} {'MD (ps)':>8} {'runs':>4} "
-            f"{'new frames':>10} {'train size':>10} {'failure (%)':>11} {'updated':>7} "
+            + (f"{'kicks (eV)':>10} " if kicks else "")
+            + f"{'new frames':>10} {'train size':>10} {'failure (%)':>11} {'updated':>7} "
             f"{'audit':>6}")
     lines = [head, "-" * len(head)]
     for r in records:
         t_low, t_high = r["temperature_K"]
         temps = f"{t_low:.0f}-{t_high:.0f}" if t_low != t_high else f"{t_low:.0f}"
         audit = "-" if not r.get("audit") else ("safe" if r["audit"]["safe"] else "UNSAFE")
+        energy = r.get("knock_on_energy_eV")
         lines.append(
             f"{r['iteration']:>4} {r['wall_s']:>9.1f} {temps:>11} {r['md_length_ps']:>8.3f} "
-            f"{r['md_runs']:>4} {r['new_frames']:>10} {r['training_size']:>10} "
+            f"{r['md_runs']:>4} "
+            + (f"{'-' if not energy else f'{energy:.2f}':>10} " if kicks else "")
+            + f"{r['new_frames']:>10} {r['training_size']:>10} "
             f"{100 * r['failure_ratio']:>11.1f} {'yes' if r['updated'] else 'no':>7} "
             f"{audit:>6}")
     return "\n".join(lines)

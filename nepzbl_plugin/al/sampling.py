@@ -35,6 +35,8 @@ class MDRunResult:
     wall_seconds: float = 0.0  # of the MD itself
     steps_done: int = 0  # MD steps run
     stopped: str | None = None  # why the caller's callback ended the run early
+    knock_on_energy: float | None = None  # eV of each knock-on collision, None without
+    knock_ons: list[dict] = field(default_factory=list)  # step, pair, atoms, distance (Å)
 
     @property
     def num_failed(self) -> int:
@@ -95,9 +97,12 @@ class _Sampler:
         self.result, self.callback = result, callback
         self.error: Exception | None = None
         self.stop_reason: str | None = None  # the callback's, when it asked to stop
+        # steps of the current run (a segment between knock-ons) whose samples are transient:
+        # a collision brings its pair close for a few tens of fs even against a hard wall
+        self.skip_before = 0
 
     def __call__(self, frame) -> str | None:
-        if frame.step == 0:
+        if frame.step == 0 or frame.step < self.skip_before:
             return None
         if not (np.all(np.isfinite(frame.positions)) and np.isfinite(frame.potential_energy)):
             return f"non-finite energy or positions at step {frame.step}"
@@ -123,7 +128,7 @@ class _Sampler:
 
 
 def run_md(atoms, engine, spec: MDRunSpec, limits: dict[tuple[str, str], float], *,
-           seed: int = 0, callback=None) -> MDRunResult:
+           seed: int = 0, callback=None, knock_pairs=None) -> MDRunResult:
     """NVT MD from ``atoms`` (not modified) through :func:`nepzbl_plugin.md.run_md`, the target
     temperature ramped linearly from ``spec.t_start`` to ``spec.t_end`` K over the run
     (Langevin or Bussi, ``spec.thermostat``, coupling time 1 / ``spec.friction``); a frame every
@@ -139,20 +144,58 @@ def run_md(atoms, engine, spec: MDRunSpec, limits: dict[tuple[str, str], float],
     ``callback(done_samples, planned_samples)`` after each sample; when it returns a non-empty
     string the run ends there (a wall-time budget, say): ``stopped`` is that string and
     ``planned`` the samples taken, so the failure ratio is that of the shorter run.
+
+    With knock-on collisions in ``spec`` (:attr:`MDRunSpec.knocks_on`) and ``knock_pairs``
+    (species pairs (A, B) to collide, in turn), the run stops at each of
+    :meth:`MDRunSpec.knock_on_steps`, sends a random A atom and its nearest B head-on at each
+    other with :meth:`MDRunSpec.collision_energy` eV (:func:`nepzbl_plugin.md.observers.knock_on`)
+    and goes on from there, the ramp unbroken; samples in the first
+    min(100, interval / 2) steps after a collision are transient and not taken. ``knock_ons``
+    lists the collisions.
     """
     from ..md import TemperatureSchedule
     from ..md import run_md as run_dynamics
+    from ..md.observers import knock_on
 
-    planned = max(1, spec.steps // spec.sample_interval)
-    steps = planned * spec.sample_interval
-    result = MDRunResult(frames=[], failed=[], planned=planned)
-    sampler = _Sampler(spec.sample_interval, planned, limits, result, callback)
+    pairs = list(knock_pairs or ()) if spec.knocks_on else []
+    kicks = spec.knock_on_steps(len(pairs))
+    if kicks and kicks[0] < spec.knock_on_interval:
+        raise ValueError(f"{spec.steps} steps leave no room for {len(kicks)} knock-on "
+                         f"collisions {spec.knock_on_interval} steps apart after some plain "
+                         f"MD: give at least {(len(kicks) + 1) * spec.knock_on_interval} steps")
+    if kicks:
+        steps = spec.steps
+        segments = list(zip([0, *kicks], [*kicks, steps], strict=True))
+    else:
+        steps = max(1, spec.steps // spec.sample_interval) * spec.sample_interval
+        segments = [(0, steps)]
+    settle = min(100, spec.knock_on_interval // 2)
+    planned = sum(_samples(end - begin, spec.sample_interval, settle if begin else 0)
+                  for begin, end in segments)
+    result = MDRunResult(frames=[], failed=[], planned=max(1, planned),
+                         knock_on_energy=spec.collision_energy() if kicks else None)
+    sampler = _Sampler(spec.sample_interval, result.planned, limits, result, callback)
     ensemble = {"langevin": "nvt-langevin", "bussi": "nvt-bussi"}[spec.thermostat]
-    outcome = run_dynamics(atoms, _force_field(engine, atoms), steps, spec.timestep,
-                           ensemble=ensemble,
-                           temperature=TemperatureSchedule.linear(spec.t_start, spec.t_end,
-                                                                  steps),
-                           tau_temperature=1.0 / spec.friction, seed=seed, observers=[sampler])
+    forces = _force_field(engine, atoms)
+    rng = np.random.default_rng(None if seed is None else seed + 1)
+    ramp = TemperatureSchedule.linear(spec.t_start, spec.t_end, steps)
+    current, outcome = atoms, None
+    for n, (begin, end) in enumerate(segments):
+        sampler.skip_before = settle if begin else 0
+        outcome = run_dynamics(
+            current, forces, end - begin, spec.timestep, ensemble=ensemble,
+            temperature=TemperatureSchedule.linear(ramp(begin), ramp(end), end - begin),
+            tau_temperature=1.0 / spec.friction, observers=[sampler], thermalize=n == 0,
+            seed=None if seed is None else seed + 7919 * n)
+        result.wall_seconds += outcome.wall_seconds
+        result.steps_done += outcome.steps_done
+        if outcome.stopped is not None or end == steps:
+            break
+        current = outcome.atoms
+        first, second = pairs[n % len(pairs)]
+        event = knock_on(current, first, second, result.knock_on_energy, rng)
+        if event is not None:
+            result.knock_ons.append({"step": end, "pair": f"{first}-{second}", **event})
     if sampler.error is not None:
         raise sampler.error
     if sampler.stop_reason is not None:  # the caller's stop: a shorter run, not a failure
@@ -160,6 +203,10 @@ def run_md(atoms, engine, spec: MDRunSpec, limits: dict[tuple[str, str], float],
         result.planned = len(result.frames)
     elif outcome.stopped is not None:  # the model blew up: a finding of the run, not a crash
         result.aborted = outcome.stopped
-    result.wall_seconds = outcome.wall_seconds
-    result.steps_done = outcome.steps_done
     return result
+
+
+def _samples(steps: int, every: int, skip_before: int) -> int:
+    """Samples an observer called every ``every`` steps takes in a run of ``steps``, leaving out
+    step 0 and those before ``skip_before``."""
+    return sum(1 for step in range(every, steps + 1, every) if step >= skip_before)
