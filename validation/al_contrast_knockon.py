@@ -41,12 +41,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-try:  # an installed nepzbl (CI), else this checkout with its built extensions
-    import nepzbl_plugin._core  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "validation"))  # not the script's folder under PYTHONSAFEPATH
+# importing it puts an installed nepzbl first, else this checkout, as every script here does
 from al_contrast_long import DATA, train_first_model  # noqa: E402
 
 OUT = REPO / "validation" / "out"
