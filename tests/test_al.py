@@ -550,6 +550,7 @@ def test_loop_with_knock_ons_records_them_and_refuses_a_run_too_short(tmp_path):
     with pytest.raises(ConfigError, match=r"iteration\[\d\]\.steps: 100 steps leave no room "
                                           r"for 3 knock-on collisions .* at least 160 steps"):
         run_active_learning(load_config(short))
+    assert not (tmp_path / "short" / "al-state").exists()  # refused before any work
 
 
 def test_collapse_limits_are_the_audits():

@@ -209,7 +209,8 @@ def _audit_summary(report: dict) -> dict:
 
 def contact_pairs(species, structures) -> list[tuple[str, str]]:
     """The species pairs (A, B) the data bring into contact (closer than the audit's search
-    distance, 4 Å), in the order of ``species``: the pairs knock-on collisions go to."""
+    distance, 4 Å), in the order of ``species`` (None: the data's order of appearance): the
+    pairs knock-on collisions go to."""
     from ..audit.distances import min_pair_distances
 
     distances = min_pair_distances(structures, species)
@@ -236,7 +237,6 @@ def _md_phase(config: ALConfig, k: int, model_path: Path, data, limits, callback
 
     folder = _iter_dir(config, k)
     spec = config.iterations[k - 1]
-    _check_knock_ons_fit(config, k, pairs)
     evaluator = None  # the current model drives the MD, whatever the oracle is
     summaries = []
     for r, run_spec in enumerate(spec.runs):
@@ -470,13 +470,19 @@ def run_active_learning(config: ALConfig, *, callback=None) -> ALResult:
     resumes.
     """
     callback = callback or _noop
+    knocks = any(run.knocks_on for spec in config.iterations for run in spec.runs)
+    if knocks:  # a run too short for its collisions is an error before any work
+        from ..io.xyz import read_train_xyz
+
+        pairs = contact_pairs(None, [s.to_atoms() for s in read_train_xyz(config.train)])
+        for k in range(1, len(config.iterations) + 1):
+            _check_knock_ons_fit(config, k, pairs)
     config.state.mkdir(parents=True, exist_ok=True)
     _state_header(config)
     _initial(config, callback)
     species = list(_read_model_types(_iter_dir(config, 0) / "nep.txt"))
     start_data = _read_xyz(_iter_dir(config, 0) / "data.xyz", labelled=True)
     limits = collapse_limits(species, start_data, config.filter_fraction)
-    knocks = any(run.knocks_on for spec in config.iterations for run in spec.runs)
     pairs = contact_pairs(species, start_data) if knocks else []
     oracle_holder: dict = {}
     records = read_iterations(config.state)
