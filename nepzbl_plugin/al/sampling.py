@@ -177,6 +177,8 @@ def run_md(atoms, engine, spec: MDRunSpec, limits: dict[tuple[str, str], float],
     sampler = _Sampler(spec.sample_interval, result.planned, limits, result, callback)
     ensemble = {"langevin": "nvt-langevin", "bussi": "nvt-bussi"}[spec.thermostat]
     forces = _force_field(engine, atoms)
+    # which atoms collide: a stream of its own, so the MD's noise is the plain run's up to the
+    # first collision (and each segment's thermostat noise gets its own seed below)
     rng = np.random.default_rng(None if seed is None else seed + 1)
     ramp = TemperatureSchedule.linear(spec.t_start, spec.t_end, steps)
     current, outcome = atoms, None
