@@ -111,31 +111,59 @@ def _model_zbl(path: str) -> bool:
     return read_model(path).zbl is not None
 
 
+def knock_on_jobs(models, seeds, *, temperature: float, horizon: float, steps: int,
+                  kicks_per_pair: int) -> list[dict]:
+    """The :func:`knock_on_test` jobs: each model of ``models`` ((name, nep.txt path, has ZBL,
+    training seed or None)) with each kick seed of ``seeds``."""
+    return [{"name": name, "path": path, "zbl": zbl, "train_seed": train_seed,
+             "kick_seed": seed, "temperature": temperature, "horizon": horizon,
+             "steps": steps, "kicks_per_pair": kicks_per_pair}
+            for name, path, zbl, train_seed in models for seed in seeds]
+
+
+def summarize(records: list[dict]) -> dict:
+    """{model name: its runs (by kick seed), seeds (their number), failing (seeds with a frame
+    failing the loop's rule, or a blow-up), fell_through (a pair below ``FELL_THROUGH``, or a
+    blow-up), frames_failed (mean fraction over the seeds), shortest_A, first_failure and
+    first_failure_seed (the lowest kick seed that failed)}, in the records' order of models."""
+    grouped = {}
+    for r in records:
+        grouped.setdefault(r["model"], []).append(r)
+    summary = {}
+    for name, runs in grouped.items():
+        runs = sorted(runs, key=lambda r: r["kick_seed"])
+        first = next((r for r in runs if r["first_failure_after"]), None)
+        summary[name] = {
+            "runs": runs, "seeds": len(runs),
+            "failing": sum(r["frames_failed_fraction"] > 0 or bool(r["aborted"]) for r in runs),
+            "fell_through": sum(bool(r["fell_through"] or r["aborted"]) for r in runs),
+            "frames_failed": sum(r["frames_failed_fraction"] for r in runs) / len(runs),
+            "shortest_A": min((r["shortest_A"] for r in runs if r["shortest_A"] is not None),
+                              default=None),
+            "first_failure": None if first is None else first["first_failure_after"],
+            "first_failure_seed": None if first is None else first["kick_seed"]}
+    return summary
+
+
 def format_table(records: list[dict]) -> str:
     """One row per model: kick seeds with failing frames and with a pair fallen through."""
-    rows = {}
-    for r in records:
-        rows.setdefault(r["model"], []).append(r)
     head = (f"{'model':<16} {'ZBL':>3} {'RMSE F':>8} {'E* (eV)':>7} {'T (K)':>6} "
             f"{'seeds failing':>13} {'fell through':>12} {'frames failed':>13} "
             f"{'first failure':>22} {'shortest (Å)':>12}")
     lines = [head, "-" * len(head)]
-    for name, runs in rows.items():
-        runs.sort(key=lambda r: r["kick_seed"])
-        failing = sum(r["frames_failed_fraction"] > 0 or bool(r["aborted"]) for r in runs)
-        fell = sum(r["fell_through"] or bool(r["aborted"]) for r in runs)
-        first = next((f"{r['first_failure_after']} (s{r['kick_seed']})" for r in runs
-                      if r["first_failure_after"]), "-")
-        shortest = min((r["shortest_A"] for r in runs if r["shortest_A"] is not None),
-                       default=float("nan"))
-        rmse = runs[0].get("rmse_force_meV_per_A")
+    for name, s in summarize(records).items():
+        one = s["runs"][0]
+        first = ("-" if s["first_failure"] is None
+                 else f"{s['first_failure']} (s{s['first_failure_seed']})")
+        shortest = float("nan") if s["shortest_A"] is None else s["shortest_A"]
+        rmse = one.get("rmse_force_meV_per_A")
+        failing = f"{s['failing']} of {s['seeds']}"
+        fell = f"{s['fell_through']} of {s['seeds']}"
         lines.append(
-            f"{name:<16} {'yes' if runs[0]['zbl'] else 'no':>3} "
-            f"{'-' if rmse is None else f'{rmse:.0f}':>8} {runs[0]['E_star_eV']:>7.2f} "
-            f"{runs[0]['temperature_K']:>6.0f} {f'{failing} of {len(runs)}':>13} "
-            f"{f'{fell} of {len(runs)}':>12} "
-            f"{sum(r['frames_failed_fraction'] for r in runs) / len(runs):>12.1%} "
-            f"{first:>22} {shortest:>12.3f}")
+            f"{name:<16} {'yes' if one['zbl'] else 'no':>3} "
+            f"{'-' if rmse is None else f'{rmse:.0f}':>8} {one['E_star_eV']:>7.2f} "
+            f"{one['temperature_K']:>6.0f} {failing:>13} {fell:>12} "
+            f"{s['frames_failed']:>12.1%} {first:>22} {shortest:>12.3f}")
     lines.append("RMSE F: train force RMSE (meV/Å) of the models trained here; seeds failing: "
                  "kick seeds with a frame failing the loop's rule; fell through: a pair below "
                  f"{FELL_THROUGH} Å; frames failed: mean over the seeds, samples right after "
@@ -218,12 +246,11 @@ def main(argv=None) -> int:
         _write(result_path, {"settings": settings, "E_star_eV": energy, "trained": trained,
                              "records": records})
 
-    kicks = [{"name": name, "path": path, "train_seed": seed,
-              "zbl": _model_zbl(path) if zbl is None else zbl, "kick_seed": kick_seed,
-              "temperature": args.temperature, "horizon": args.horizon, "steps": args.steps,
-              "kicks_per_pair": args.kicks_per_pair}
-             for name, (path, seed, zbl) in models.items() for kick_seed in args.kick_seeds
-             if (name, kick_seed) not in done]
+    kicks = [job for job in knock_on_jobs(
+        [(name, path, _model_zbl(path) if zbl is None else zbl, seed)
+         for name, (path, seed, zbl) in models.items()], args.kick_seeds,
+        temperature=args.temperature, horizon=args.horizon, steps=args.steps,
+        kicks_per_pair=args.kicks_per_pair) if (job["name"], job["kick_seed"]) not in done]
     print(f"knock-on collisions of {energy:.2f} eV at {args.temperature:g} K "
           f"(E* of {args.horizon:g} atom ns): {len(trainings)} models to train, "
           f"{len(kicks)} stress tests to run ({len(models)} models x {len(args.kick_seeds)} "

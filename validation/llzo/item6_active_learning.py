@@ -89,13 +89,12 @@ def _knock_on(ctx, settings: dict, variants: dict) -> dict | None:
         if variant["last_model"] and variant["last_model"] != "iter_000/nep.txt":
             models["last"] = state / variant["last_model"]
         for which, path in models.items():
-            jobs += [(f"{name} {which}", str(path), name != "nozbl")]
+            jobs += [(f"{name} {which}", str(path), name != "nozbl", None)]
     # the paper's own pair, as the test's positive control
-    jobs += [(paper, str(knock.DATA / file), paper.endswith("ZBL"))
+    jobs += [(paper, str(knock.DATA / file), paper.endswith("ZBL"), None)
              for paper, file in knock.DEFAULT_MODELS.items()]
-    jobs = [{"name": label, "path": path, "zbl": zbl, "kick_seed": seed,
-             "temperature": temperature, "horizon": knock.PAPER_HORIZON, "steps": 1000,
-             "kicks_per_pair": 3} for label, path, zbl in jobs for seed in seeds]
+    jobs = knock.knock_on_jobs(jobs, seeds, temperature=temperature,
+                               horizon=knock.PAPER_HORIZON, steps=1000, kicks_per_pair=3)
     ctx.log(f"[6] knock-on stress tests at the paper's collision energy: {len(jobs)} runs")
     t0 = time.monotonic()
     spawn = multiprocessing.get_context("spawn")
@@ -285,24 +284,9 @@ def _ramps(result) -> str:
 
 
 def _knock_summary(knock: dict) -> dict:
-    """{model name: seeds, seeds failing (a frame below the loop's limit), seeds falling
-    through (a pair below ``fell_through_below_A``), mean fraction of frames failed, shortest
-    pair, first failure} from the knock-on records."""
-    out = {}
-    for r in knock["records"]:
-        out.setdefault(r["model"], []).append(r)
-    summary = {}
-    for name, runs in out.items():
-        failed = [r for r in runs if r["frames_failed_fraction"] > 0 or r["aborted"]]
-        summary[name] = {
-            "seeds": len(runs), "failing": len(failed),
-            "fell_through": sum(bool(r["fell_through"] or r["aborted"]) for r in runs),
-            "frames_failed": sum(r["frames_failed_fraction"] for r in runs) / len(runs),
-            "shortest_A": min((r["shortest_A"] for r in runs if r["shortest_A"] is not None),
-                              default=None),
-            "first_failure": next((r["first_failure_after"] for r in failed
-                                   if r["first_failure_after"]), None)}
-    return summary
+    """:func:`al_contrast_knockon.summarize` of the knock-on records: per model, the seeds
+    failing, falling through, the frames failed, the shortest pair and the first failure."""
+    return _knock_on_module().summarize(knock["records"])
 
 
 def _knock_cell(summary: dict, name: str) -> str:
