@@ -156,6 +156,17 @@ class MDRunSpec:
         first = self.steps - count * self.knock_on_interval
         return [first + n * self.knock_on_interval for n in range(count)]
 
+    def knock_on_shortfall(self, num_pairs: int) -> str | None:
+        """Why the run is too short for its collisions over ``num_pairs`` species pairs (they
+        must all come after ``knock_on_interval`` steps of plain MD), or None when they fit."""
+        kicks = self.knock_on_steps(num_pairs)
+        if not kicks or kicks[0] >= self.knock_on_interval:
+            return None
+        return (f"{self.steps} steps leave no room for {len(kicks)} knock-on collisions "
+                f"({self.knock_on_rounds} round(s) over {num_pairs} species pair(s), "
+                f"{self.knock_on_interval} steps apart) after some plain MD: give at least "
+                f"{(len(kicks) + 1) * self.knock_on_interval} steps, or fewer rounds")
+
     def as_dict(self) -> dict:
         out = {"temperature_K": [self.t_start, self.t_end], "steps": self.steps,
                "timestep_fs": self.timestep, "friction_per_fs": self.friction,
@@ -360,19 +371,6 @@ def _knock_on(reader: _Reader, table: dict, prefix: str, defaults: dict) -> dict
     }
 
 
-def _check_knock_on_fits(reader: _Reader, settings: dict, prefix: str) -> None:
-    """At least one round of collisions (one species pair) must fit after some plain MD."""
-    if settings["knock_on_energy"] is None and settings["knock_on_horizon"] is None:
-        return
-    need = (settings["knock_on_rounds"] + 1) * settings["knock_on_interval"]
-    if settings["steps"] < need:
-        raise reader.error(f"{prefix}.steps",
-                           f"{settings['steps']} steps leave no room for "
-                           f"{settings['knock_on_rounds']} round(s) of knock-on collisions "
-                           f"{settings['knock_on_interval']} steps apart: give at least {need} "
-                           "steps (more for more species pairs), or fewer rounds")
-
-
 def parse_config(data: dict, path) -> ALConfig:
     """Validate a parsed TOML document; ``path`` names the file in errors and anchors paths."""
     reader = _Reader(path)
@@ -452,7 +450,12 @@ def parse_config(data: dict, path) -> ALConfig:
                                       defaults["thermostat"]),
             **_knock_on(reader, entry, prefix, defaults),
         }
-        _check_knock_on_fits(reader, settings, prefix)
+        # one species pair at least; the loop checks again for the start data's pairs
+        problem = MDRunSpec(t_start, t_end, **settings).knock_on_shortfall(1)
+        if problem:
+            raise reader.error(f"{prefix}.steps", problem + " (each species pair the start "
+                                                            "data bring into contact adds "
+                                                            "rounds x interval)")
         iterations.append(IterationSpec([MDRunSpec(t_start, t_end, **settings)
                                          for _ in range(runs)]))
 

@@ -220,15 +220,9 @@ def contact_pairs(species, structures) -> list[tuple[str, str]]:
 def _check_knock_ons_fit(config: ALConfig, k: int, pairs) -> None:
     """Every run's collisions must fit after some plain MD, for the pairs the data have."""
     for spec in config.iterations[k - 1].runs:
-        kicks = spec.knock_on_steps(len(pairs))
-        if kicks and kicks[0] < spec.knock_on_interval:
-            raise ConfigError(config.path, f"iteration[{k}].steps",
-                              f"{spec.steps} steps leave no room for {len(kicks)} knock-on "
-                              f"collisions ({spec.knock_on_rounds} round(s) over the "
-                              f"{len(pairs)} species pairs in contact, "
-                              f"{spec.knock_on_interval} steps apart): give at least "
-                              f"{(len(kicks) + 1) * spec.knock_on_interval} steps, or fewer "
-                              "rounds")
+        problem = spec.knock_on_shortfall(len(pairs))
+        if problem:
+            raise ConfigError(config.path, f"iteration[{k}].steps", problem)
 
 
 def _md_phase(config: ALConfig, k: int, model_path: Path, data, limits, callback,

@@ -158,11 +158,10 @@ def run_md(atoms, engine, spec: MDRunSpec, limits: dict[tuple[str, str], float],
     from ..md.observers import knock_on
 
     pairs = list(knock_pairs or ()) if spec.knocks_on else []
+    problem = spec.knock_on_shortfall(len(pairs))
+    if problem:
+        raise ValueError(problem)
     kicks = spec.knock_on_steps(len(pairs))
-    if kicks and kicks[0] < spec.knock_on_interval:
-        raise ValueError(f"{spec.steps} steps leave no room for {len(kicks)} knock-on "
-                         f"collisions {spec.knock_on_interval} steps apart after some plain "
-                         f"MD: give at least {(len(kicks) + 1) * spec.knock_on_interval} steps")
     if kicks:
         steps = spec.steps
         segments = list(zip([0, *kicks], [*kicks, steps], strict=True))
