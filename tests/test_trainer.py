@@ -315,3 +315,50 @@ def test_c_loss_and_numpy_loss_train_the_same_run(data, optimizer):
         runs[name] = (model.parameters, hist.column("loss"))
     np.testing.assert_allclose(runs["c"][1], runs["numpy"][1], rtol=1e-9)
     np.testing.assert_allclose(runs["c"][0], runs["numpy"][0], rtol=1e-7, atol=1e-9)
+
+
+def test_history_counts_optimiser_updates_and_evaluations(tmp_path, data):
+    """Steps per second need the updates, not the epochs: Adam makes one update per batch
+    (batches of 2 of 5 structures: 3 an epoch), L-BFGS one per iteration (with one or more
+    evaluations each), SNES one per generation (one evaluation per candidate); a resumed
+    run continues the counts of the checkpoint."""
+    nep_in, structures = data
+    messages = []
+    _, hist = train(structures[:5], nep_in, output_dir=tmp_path / "a", epochs=12, seed=0,
+                    batch_size=2, patience=1, polish_after=1, report_interval=3,
+                    log=messages.append)
+    switch = next(m for m in messages if "continuing with full-batch L-BFGS" in m)
+    adam_epochs = int(switch.split()[1].rstrip(":"))
+    last = hist.records[-1]
+    assert 0 < adam_epochs < 12 and last["step"] == 12
+    assert last["updates"] == 3 * adam_epochs + (12 - adam_epochs)
+    assert last["evaluations"] >= last["updates"]
+    adam_rows = [r for r in hist.records if r["step"] <= adam_epochs]
+    assert [r["updates"] for r in adam_rows] == [3 * r["step"] for r in adam_rows]
+    assert [r["evaluations"] for r in adam_rows] == [3 * r["step"] for r in adam_rows]
+
+    snes_in = parse_nep_in(NEP_IN + "population 10\nbatch 3\n")
+    _, snes = train(structures[:5], snes_in, optimizer="snes", output_dir=tmp_path / "s",
+                    epochs=4, seed=1, report_interval=2, log=None)
+    assert [(r["step"], r["updates"], r["evaluations"]) for r in snes.records] == [
+        (2, 2, 20), (4, 4, 40)]
+    _, resumed = train(structures[:5], snes_in, optimizer="snes", output_dir=tmp_path / "s",
+                       epochs=6, seed=1, report_interval=2, log=None)
+    assert (resumed.records[-1]["updates"], resumed.records[-1]["evaluations"]) == (6, 60)
+    scalars = load_checkpoint(tmp_path / "s")[1]
+    assert (scalars["updates"], scalars["evaluations"]) == (6, 60)
+
+
+def test_bad_update_count_in_checkpoint_is_one_error(tmp_path, data):
+    import json
+
+    from nepzbl_plugin.errors import NepFormatError
+
+    nep_in, structures = data
+    train(structures[:5], nep_in, output_dir=tmp_path, epochs=2, seed=0, log=None)
+    path = tmp_path / "nepzbl_restart.json"
+    meta = json.loads(path.read_text())
+    meta["updates"] = "many"
+    path.write_text(json.dumps(meta))
+    with pytest.raises(NepFormatError, match="'updates': expected a count >= 0, found 'many'"):
+        train(structures[:5], nep_in, output_dir=tmp_path, epochs=4, seed=0, log=None)

@@ -81,9 +81,11 @@ class TrainingSettings:
 
 @dataclass
 class TrainingHistory:
-    """One record per report: ``step`` (epoch or generation, 1-based), ``time`` (s), the
-    loss terms of L(T) and the train/test RMSEs (eV/atom, eV/Å, eV/atom); ``device``: where
-    the training ran ("cpu" or "cuda")."""
+    """One record per report: ``step`` (epoch or generation, 1-based), ``time`` (s),
+    ``updates`` (parameter updates so far: Adam one per batch, L-BFGS one per iteration, SNES
+    one per generation), ``evaluations`` (losses evaluated on a batch so far, with their
+    gradient; SNES: one per candidate), the loss terms of L(T) and the train/test RMSEs
+    (eV/atom, eV/Å, eV/atom); ``device``: where the training ran ("cpu" or "cuda")."""
 
     records: list[dict] = field(default_factory=list)
     stop_reason: str = ""
@@ -320,6 +322,11 @@ class _Run:
         self.start_time = time.monotonic()
         self.last_good_params = model.parameters.copy()
         self.callback = None
+        # work done so far, for steps per second on any device: parameter updates (Adam: one
+        # per batch, L-BFGS: one per iteration, SNES: one per generation) and evaluations of
+        # the loss on a batch (with its gradient; SNES: one per candidate)
+        self.updates = 0
+        self.evaluations = 0
 
     # ---------------------------------------------------------------- evaluation
     def elapsed(self) -> float:
@@ -335,6 +342,7 @@ class _Run:
         )
 
     def value_and_gradient(self, params, indices):
+        self.evaluations += 1
         if self.loss_on_backend:
             value, grad = self.backend.loss_and_gradient(params, indices)
             return (value, grad) if value.is_finite() else (value, None)
@@ -396,6 +404,8 @@ class _Run:
         record, shift, _, _ = self.full_report(params)
         record["step"] = int(step)
         record["time"] = self.elapsed()
+        record["updates"] = self.updates
+        record["evaluations"] = self.evaluations
         if not np.isfinite(record["loss"]):
             raise TrainingDiverged(
                 f"the loss is {record['loss']} at step {step}; the last good checkpoint is kept"
@@ -423,6 +433,8 @@ class _Run:
         scalars = {
             "step": int(step),
             "elapsed": self.elapsed(),
+            "updates": self.updates,
+            "evaluations": self.evaluations,
             "optimizer": self.settings.optimizer,
             "types": list(self.model.types),
             "num_parameters": int(self.model.num_parameters),
@@ -612,12 +624,15 @@ def _gradient_loop(run: _Run, params: np.ndarray, state) -> tuple[np.ndarray, st
                 idx = np.sort(perm[start : start + s.batch_size])
                 adam.learning_rate = schedule.learning_rate
                 if device is not None:
+                    run.evaluations += 1
                     value, finite = device.step(idx)
                 else:
                     value, grad = run.value_and_gradient(params, idx)
                     finite = grad is not None and bool(np.all(np.isfinite(grad)))
                     if finite:
                         adam.step(params, grad)
+                if finite:
+                    run.updates += 1
                 if not finite:
                     raise TrainingDiverged(
                         f"the loss or its gradient became non-finite in epoch {epoch + 1} "
@@ -681,6 +696,7 @@ def _lbfgs_loop(run: _Run, params: np.ndarray, state, start_step: int = 0
 
     def callback(x, loss):
         outcome["iteration"] += 1
+        run.updates += 1
         it = outcome["iteration"]
         outcome["losses"][it] = loss
         if bar is not None:
@@ -765,10 +781,12 @@ def _snes_loop(run: _Run, params: np.ndarray, state, mu0) -> tuple[np.ndarray, s
                 values = evaluate_population(population, generation % len(batches))
             for p, value in enumerate(values):
                 losses[p] = value.total
+            run.evaluations += len(values)
             best_index = snes.tell(losses)
             if np.isfinite(losses[best_index, -1]):
                 best = population[best_index].copy()
             generation += 1
+            run.updates += 1
             if bar is not None:
                 bar.update(1)
             if generation % s.report_interval == 0:
@@ -860,6 +878,12 @@ def _check_checkpoint_arrays(output: Path, arrays: dict, scalars: dict, model: M
     if not isinstance(scalars.get("history", []), list):
         raise NepFormatError(output / "nepzbl_restart.json", None,
                              "checkpoint key 'history': expected a list")
+    for key in ("updates", "evaluations"):  # absent in checkpoints before 2026-11-30
+        value = scalars.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise NepFormatError(output / "nepzbl_restart.json", None,
+                                 f"checkpoint key {key!r}: expected a count >= 0, found "
+                                 f"{value!r}"[:200])
 
 
 def _trim_loss_out(path: Path, step: int) -> None:
@@ -1093,6 +1117,8 @@ def train(
     if state is not None:
         run.elapsed_before = float(state[1].get("elapsed", 0.0))
         run.history.records = list(state[1].get("history", []))
+        run.updates = int(state[1].get("updates", 0))
+        run.evaluations = int(state[1].get("evaluations", 0))
         if state[1].get("finished") and str(state[1].get("stop_reason")).startswith(
             ("converged", "train force RMSE below")
         ):
