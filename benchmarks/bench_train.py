@@ -42,6 +42,13 @@
   and the device memory on the GPU, against the CPU trainer's epoch time (``--threads``,
   measured on 100 structures and scaled); target at least 20 times the CPU rate.
 
+* ``schedules``: loss + gradient evaluations (and wall time) to the held-out targets for each
+  optimiser schedule (``--schedules``: Adam with batches of 4 and L-BFGS after 3 halvings, the
+  CPU default; the same with L-BFGS after 1 halving; full-batch L-BFGS from the start; Adam
+  on the full batch), ``--epochs`` each, seed 0, on ``--device``. On a GPU an evaluation of a
+  batch of 4 LLZO structures and of all 25 take about the same time (too few atoms to fill
+  it), so evaluations are the GPU's cost; on the CPU the cost grows with the structures.
+  Prints a table with the ratio to the first schedule and writes ``schedules.png``.
 * ``gpu-steps``: where the time of a GPU training step goes. LLZO NEP25-ZBL, nep.in's batches
   and the full set, in one run: Adam steps per second with the loss on the host (predictions
   to the host, numpy loss and adjoints, adjoints back, gradient: the previous GPU path), with
@@ -66,6 +73,8 @@ Usage::
         [--nepzbl-reference OUT/nepzbl_reference.json] [--peers neppo,torchnep] [--table-only]
     PYTHONPATH=. python benchmarks/bench_train.py gpu-epoch [--threads 16]
     PYTHONPATH=. python benchmarks/bench_train.py gpu-steps [--threads 16] [--seconds 3]
+    PYTHONPATH=. python benchmarks/bench_train.py schedules [--epochs 1500] [--device cpu]
+        [--schedules adam,adam-polish1,lbfgs,adam-full]
     PYTHONPATH=. python benchmarks/bench_train.py scaling [--threads 1,2] [--rounds 5]
                                                           [--seconds 3]
 """
@@ -328,11 +337,12 @@ def _gpu_memory_text() -> str:
 
 
 def _nepzbl_held_out_run(structures, nep_in, held_out, seconds, out, optimizer, device,
-                         max_rows=None):
-    """Train nepzbl for ``seconds`` with a report every 10 steps; the held-out RMSEs of every
-    report's model (of every k-th and the last when there are more than ``max_rows``),
-    evaluated afterwards so that they do not count as training time. Returns the model, the
-    history, the wall time and the rows (wall time since the call, step, RMSEs)."""
+                         max_rows=None, **train_options):
+    """Train nepzbl for ``seconds`` (None: until ``train_options``' epochs) with a report every
+    10 steps; the held-out RMSEs of every report's model (of every k-th and the last when there
+    are more than ``max_rows``), evaluated afterwards so that they do not count as training
+    time. Returns the model, the history, the wall time and the rows (wall time since the
+    call, step, parameter updates, loss evaluations, RMSEs)."""
     from nepzbl_plugin.train import predict, train
 
     snapshots = []
@@ -343,7 +353,7 @@ def _nepzbl_held_out_run(structures, nep_in, held_out, seconds, out, optimizer, 
 
     model, history = train(structures, nep_in, output_dir=out, optimizer=optimizer,
                            max_time=seconds, callback=callback, report_interval=10,
-                           device=device, log=None)
+                           device=device, log=None, **train_options)
     wall = time.monotonic() - t0
     if max_rows and len(snapshots) > max_rows:
         # a GPU run reports a few hundred times in 20 s: evaluating all would take minutes
@@ -353,7 +363,8 @@ def _nepzbl_held_out_run(structures, nep_in, held_out, seconds, out, optimizer, 
     rows = []
     for when, record, snap in snapshots:
         _, rmse = predict(snap, held_out)
-        rows.append({"time": when, "step": record["step"], **rmse})
+        rows.append({"time": when, "step": record["step"], "updates": record["updates"],
+                     "evaluations": record["evaluations"], **rmse})
     return model, history, wall, rows
 
 
@@ -365,6 +376,83 @@ def _nepzbl_reference(rows, device, seconds, version):
     return {"code": f"nepzbl {version}", "device": device, "budget_s": seconds,
             "target_force": target, "time_to_target": first["time"], "step": first["step"],
             "energy": rows[-1]["energy"], "virial": rows[-1]["virial"]}
+
+
+# name: (what it is, train() options); the first is the reference of the ratio column
+SCHEDULES = {
+    "adam": ("Adam, batches of 4, L-BFGS after 3 halvings (the CPU default)",
+             {"optimizer": "adam"}),
+    "adam-polish1": ("Adam, batches of 4, L-BFGS after 1 halving",
+                     {"optimizer": "adam", "polish_after": 1}),
+    "lbfgs": ("full-batch L-BFGS from the start", {"optimizer": "lbfgs"}),
+    "adam-full": ("Adam, full batch, L-BFGS after 3 halvings",
+                  {"optimizer": "adam", "batch_size": 10**6}),
+}
+
+
+def bench_schedules(epochs, out, names, device):
+    """Loss evaluations (each one batch's loss and gradient) to the held-out targets for each
+    optimiser schedule, LLZO NEP25-ZBL. On a GPU a batch of 4 structures (768 atoms) and the
+    whole set (4800) each take about one latency-bound kernel sequence, so evaluations, not
+    structures, measure the GPU's cost; on the CPU the cost is the structures evaluated."""
+    nep_in_path, nep_in, structures, held_out = _llzo_sets()
+    results = []
+    for name in names:
+        what, options = SCHEDULES[name]
+        options = dict(options)
+        _, history, wall, rows = _nepzbl_held_out_run(
+            structures, nep_in, held_out, None, Path(out) / name, options.pop("optimizer"),
+            device, epochs=epochs, seed=0, **options)
+        first = next((r for r in rows if all(r[k] < LLZO_TARGET[k] for k in LLZO_TARGET)),
+                     None)
+        results.append({"schedule": name, "what": what, "first": first, "last": rows[-1],
+                        "wall": wall, "stop": history.stop_reason, "rows": rows})
+        print(f"{name}: {what}: " + (f"targets at evaluation {first['evaluations']}, "
+                                     f"{first['time']:.0f} s" if first else "targets not met")
+              + f"; {rows[-1]['evaluations']} evaluations in {wall:.0f} s", flush=True)
+    (Path(out) / "schedules.json").write_text(json.dumps(results, indent=1) + "\n")
+    reference = results[0]["first"]
+    print(f"\nLLZO NEP25-ZBL ({len(structures)} frames), {epochs} epochs or L-BFGS iterations "
+          f"each, seed 0, device {device}; held-out targets ({len(held_out)} frames): "
+          "E < 0.60 meV/atom, F < 42.3 meV/Å, V < 5.6 meV/atom")
+    print(f"{'schedule':<13} {'evaluations':>11} {'x ' + results[0]['schedule']:>12} "
+          f"{'updates':>8} {'step':>5} {'time (s)':>9} | {'at the end: evals':>17} "
+          f"{'E (meV/atom)':>13} {'F (meV/Å)':>10} {'V (meV/atom)':>13}")
+    for r in results:
+        f, last = r["first"], r["last"]
+        ratio = (f"{f['evaluations'] / reference['evaluations']:.2f}" if f and reference
+                 else "-")
+        reached = (f"{f['evaluations']:>11d} {ratio:>12} {f['updates']:>8d} {f['step']:>5d} "
+                   f"{f['time']:9.0f}" if f else f"{'not met':>11} {'-':>12} {'':>8} {'':>5} "
+                   f"{'':>9}")
+        print(f"{r['schedule']:<13} {reached} | {last['evaluations']:>17d} "
+              f"{last['energy'] * 1e3:13.3f} {last['force'] * 1e3:10.2f} "
+              f"{last['virial'] * 1e3:13.3f}")
+    _plot_schedules(results, Path(out) / "schedules.png")
+
+
+def _plot_schedules(results, path):
+    """Held-out RMSE against loss evaluations, one line per schedule, the targets dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [("energy", "meV/atom"), ("force", "meV/Å"), ("virial", "meV/atom")]
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
+    for ax, (key, unit) in zip(axes, keys, strict=True):
+        for r in results:
+            ax.plot([row["evaluations"] for row in r["rows"]],
+                    [row[key] * 1e3 for row in r["rows"]], "-", label=r["schedule"])
+        ax.axhline(LLZO_TARGET[key] * 1e3, color="k", ls="--", label="target")
+        ax.set_xlabel("loss + gradient evaluations")
+        ax.set_ylabel(f"held-out {key} RMSE ({unit})")
+        ax.set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("LLZO NEP25-ZBL: held-out RMSE against evaluations, by optimiser schedule")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first):
@@ -976,7 +1064,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("case", choices=("llzo", "pbte", "memory", "llzo-peers", "scaling",
-                                         "gpu", "gpu-epoch", "gpu-steps", "peers"))
+                                         "gpu", "gpu-epoch", "gpu-steps", "peers",
+                                         "schedules"))
     parser.add_argument("--minutes", type=float, default=None,
                         help="training wall time in minutes (default 20; memory: 3)")
     parser.add_argument("--out", default=None, help="output folder (default bench_train_CASE)")
@@ -1007,6 +1096,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="peers: nepzbl_reference.json written by the gpu case (nepzbl's "
                              "held-out force RMSE and its time), or several comma-separated, "
                              "the first found is read; none found: nepzbl trains --seconds now")
+    parser.add_argument("--schedules", default=",".join(SCHEDULES),
+                        help="schedules: which, comma-separated, the first the reference "
+                             f"(default {','.join(SCHEDULES)})")
+    parser.add_argument("--epochs", type=int, default=1500,
+                        help="schedules: epochs (L-BFGS: iterations) per schedule (default "
+                             "1500)")
     parser.add_argument("--table-only", action="store_true",
                         help="peers: print the table of the results already in --out")
     return parser
@@ -1046,6 +1141,13 @@ def main(argv=None):
                     args.peer_first, args.table_only)
     elif args.case == "gpu-epoch":
         bench_gpu_epoch(int(args.threads or 16), out)
+    elif args.case == "schedules":
+        names = [n for n in args.schedules.split(",") if n]
+        unknown = [n for n in names if n not in SCHEDULES]
+        if unknown or not names:
+            sys.exit(f"bench_train.py schedules: unknown schedule(s) {', '.join(unknown)}; "
+                     f"choose from {', '.join(SCHEDULES)}")
+        bench_schedules(rehearsed(args.epochs, 20), out, names, args.device)
     else:
         {"llzo": bench_llzo, "pbte": bench_pbte, "memory": bench_memory,
          "llzo-peers": bench_llzo_peers}[args.case](minutes, out, args.optimizer)

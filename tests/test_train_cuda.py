@@ -186,6 +186,13 @@ with tempfile.TemporaryDirectory() as folder:
                            **common)
     resumed = history.records[-1]["loss"]
 assert abs(resumed - losses["cpu"]) / losses["cpu"] < 1e-4, (resumed, losses)
+# no optimizer named: on the GPU a set this small trains with full-batch L-BFGS
+messages = []
+_, history = train(structures[:4], nep_in, seed=3, resume=False, log=messages.append,
+                   device="cuda", epochs=3, report_interval=3)
+assert any("all 40 atoms of the training set" in m and "full-batch L-BFGS" in m
+           for m in messages), messages
+assert history.records[-1]["updates"] == 3, history.records[-1]
 print("training run ok", losses, snes, lbfgs, resumed)
 '''
 

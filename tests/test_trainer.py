@@ -362,3 +362,40 @@ def test_bad_update_count_in_checkpoint_is_one_error(tmp_path, data):
     path.write_text(json.dumps(meta))
     with pytest.raises(NepFormatError, match="'updates': expected a count >= 0, found 'many'"):
         train(structures[:5], nep_in, output_dir=tmp_path, epochs=4, seed=0, log=None)
+
+
+def test_default_optimizer_on_the_gpu_is_full_batch_lbfgs_for_small_sets(data):
+    """On a GPU a small set is evaluated whole for the cost of a mini-batch: the default is
+    then full-batch L-BFGS; a large set, the CPU, or a named optimizer keep their choice."""
+    from nepzbl_plugin.train.trainer import GPU_FULL_BATCH_ATOMS, settings_from_nep_in
+
+    nep_in, _ = data
+    small = settings_from_nep_in(nep_in, 25, gpu_atoms=4800)
+    assert (small.optimizer, small.optimizer_is_default) == ("lbfgs", True)
+    assert "all 4800 atoms of the training set" in small.notes[0]
+    assert "add `optimizer adam` for the CPU's default" in small.notes[0]
+    large = settings_from_nep_in(nep_in, 2000, gpu_atoms=GPU_FULL_BATCH_ATOMS + 1)
+    assert (large.optimizer, large.batch_size) == ("adam", 4)
+    assert settings_from_nep_in(nep_in, 25).optimizer == "adam"
+    named = settings_from_nep_in(nep_in, 25, gpu_atoms=4800, optimizer="adam")
+    assert (named.optimizer, named.optimizer_is_default) == ("adam", False)
+    assert settings_from_nep_in(parse_nep_in(NEP_IN + "optimizer snes\n"), 25,
+                                gpu_atoms=4800).optimizer == "snes"
+
+
+def test_a_run_resumed_on_another_device_keeps_its_default_optimizer(tmp_path, data):
+    """A default run begun on the GPU (L-BFGS there) goes on with L-BFGS on the CPU, whose
+    default is Adam; an optimizer named on resume must still match the checkpoint."""
+    nep_in, structures = data
+    train(structures[:5], nep_in, output_dir=tmp_path, optimizer="lbfgs", epochs=3, seed=0,
+          report_interval=3, log=None)
+    messages = []
+    _, history = train(structures[:5], nep_in, output_dir=tmp_path, epochs=6, seed=0,
+                       report_interval=3, log=messages.append)
+    assert any("the checkpoint was made by lbfgs" in m and "going on with lbfgs" in m
+               for m in messages)
+    assert history.records[-1]["step"] == 6
+    assert load_checkpoint(tmp_path)[1]["optimizer"] == "lbfgs"
+    with pytest.raises(ValueError, match="another model or optimizer"):
+        train(structures[:5], nep_in, output_dir=tmp_path, optimizer="adam", epochs=9,
+              log=None)

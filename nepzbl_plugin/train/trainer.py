@@ -77,6 +77,7 @@ class TrainingSettings:
     full_batch: bool = False  # SNES: GPUMD's `batch N 1`
     initial_para: float = 1.0
     notes: list[str] = field(default_factory=list)  # how the settings were chosen
+    optimizer_is_default: bool = False  # neither nep.in nor the caller chose it
 
 
 @dataclass
@@ -114,22 +115,45 @@ def _nep_in_value(nep_in, name, default=None):
     return default if value is None else value
 
 
-def settings_from_nep_in(nep_in, num_structures: int, **overrides) -> TrainingSettings:
+# One evaluation of the GPU's training kernels takes about as long for a whole small set as
+# for a mini-batch of it: the gradient kernel runs one thread per atom at 255 registers, 8
+# warps (256 atoms) per SM, 33,792 atoms at once on an H200's 132 SMs, and a batch of 4 LLZO
+# structures (768 atoms) leaves most of it idle. Full-batch L-BFGS reaches LLZO's held-out
+# targets in 1268 evaluations against 3102 for Adam on batches of 4 then L-BFGS
+# (bench_train.py schedules), so it is the default on the GPU for sets up to this size.
+GPU_FULL_BATCH_ATOMS = 32768
+
+
+def settings_from_nep_in(nep_in, num_structures: int, *, gpu_atoms: int | None = None,
+                         **overrides) -> TrainingSettings:
     """Resolve :class:`TrainingSettings` from a NepIn and explicit overrides.
 
     A plain GPUMD nep.in (no ``optimizer`` line) trains with the default gradient optimiser
-    (Adam + plateau stopping rule); ``population``/``generation`` are then not used, which
-    ``notes`` says.
+    (Adam + plateau stopping rule, then full-batch L-BFGS); ``population``/``generation`` are
+    then not used, which ``notes`` says. ``gpu_atoms``: the training set's atom count when it
+    trains on a GPU; a set of at most :data:`GPU_FULL_BATCH_ATOMS` then trains with
+    full-batch L-BFGS by default.
     """
     s = TrainingSettings()
     chosen = overrides.get("optimizer") or _nep_in_value(nep_in, "optimizer")
     if chosen is None:
-        s.optimizer = "adam"
-        s.notes.append(
-            "nep.in names no optimizer: training with the default gradient optimiser (Adam on "
-            "GPUMD's loss with analytic gradients, then full-batch L-BFGS); add `optimizer "
-            "snes` for GPUMD's SNES."
-        )
+        s.optimizer_is_default = True
+        if gpu_atoms is not None and gpu_atoms <= GPU_FULL_BATCH_ATOMS:
+            s.optimizer = "lbfgs"
+            s.notes.append(
+                f"nep.in names no optimizer: the GPU evaluates all {gpu_atoms} atoms of the "
+                "training set in about the time of a mini-batch, so training with full-batch "
+                "L-BFGS on GPUMD's loss with analytic gradients, which needs fewer evaluations "
+                "than Adam on mini-batches (docs/gpu-training.md); add `optimizer adam` for the "
+                "CPU's default, `optimizer snes` for GPUMD's SNES."
+            )
+        else:
+            s.optimizer = "adam"
+            s.notes.append(
+                "nep.in names no optimizer: training with the default gradient optimiser (Adam "
+                "on GPUMD's loss with analytic gradients, then full-batch L-BFGS); add "
+                "`optimizer snes` for GPUMD's SNES."
+            )
     else:
         s.optimizer = str(chosen).lower()
     if s.optimizer not in OPTIMIZERS:
@@ -166,11 +190,13 @@ def settings_from_nep_in(nep_in, num_structures: int, **overrides) -> TrainingSe
         if s.epochs is None:
             generation = int(_nep_in_value(nep_in, "generation", 100000))
             s.epochs = generation
+            unit = ("L-BFGS iterations (one full-batch step each" if s.optimizer == "lbfgs"
+                    else f"epochs (an epoch is one pass over all {num_structures} structures")
             s.notes.append(
                 f"{s.optimizer}: nep.in's generation {generation} becomes at most {generation} "
-                f"epochs (an epoch is one pass over all {num_structures} structures; a GPUMD "
-                "generation is one SNES step on one batch); population is not used, loss.out "
-                f"is written every {s.report_interval} epochs (output_interval / 10)"
+                f"{unit}; a GPUMD generation is one SNES step on one batch); population is not "
+                f"used, loss.out is written every {s.report_interval} "
+                f"{'iterations' if s.optimizer == 'lbfgs' else 'epochs'} (output_interval / 10)"
             )
         if s.batch_size is None:
             s.batch_size = min(num_structures, 4)
@@ -810,6 +836,14 @@ def _snes_loop(run: _Run, params: np.ndarray, state, mu0) -> tuple[np.ndarray, s
 
 
 # ------------------------------------------------------------------------------------ API
+def _trains_on_gpu(device) -> bool:
+    """Whether the trainer's own backend for ``device`` ("auto", "cpu", "cuda") is the GPU."""
+    from .cuda_backend import cuda_training_available
+
+    device = str(device).lower()
+    return device in ("cuda", "gpu") or (device == "auto" and cuda_training_available())
+
+
 def make_output_dir(path: Path) -> None:
     """Create the output folder (and its parents), or one FileError naming it."""
     try:
@@ -1006,7 +1040,11 @@ def train(
                      target_force_rmse=target_force_rmse, report_interval=report_interval,
                      patience=patience, polish_after=polish_after)
     check_overrides(overrides)
-    settings = settings_from_nep_in(nep_in, len(train_structures), **overrides)
+    device = device or _nep_in_value(nep_in, "device") or "auto"
+    gpu_atoms = (sum(len(st.symbols) for st in train_structures)
+                 if backend is None and _trains_on_gpu(device) else None)
+    settings = settings_from_nep_in(nep_in, len(train_structures), gpu_atoms=gpu_atoms,
+                                    **overrides)
     for note in settings.notes:
         log(note)
 
@@ -1071,6 +1109,14 @@ def train(
     state = load_checkpoint(output) if (output is not None and resume) else None
     if state is not None:
         arrays, scalars = state
+        made_by = scalars.get("optimizer")
+        if (settings.optimizer_is_default and made_by != settings.optimizer
+                and made_by in ("adam", "lbfgs")):
+            # the default depends on the device: a run begun on the GPU goes on with its
+            # optimiser on the CPU, and the other way round
+            log(f"the checkpoint was made by {made_by}, the default where it began; going on "
+                f"with {made_by} (name an optimizer in nep.in to choose)")
+            settings.optimizer = made_by
         if (scalars.get("types") != species
                 or int(scalars.get("num_parameters", -1)) != model.num_parameters
                 or scalars.get("optimizer") != settings.optimizer):
@@ -1110,7 +1156,6 @@ def train(
                 global_mask=_global_mask(model))
     if params0 is not None:
         model.parameters[:] = params0
-    device = device or _nep_in_value(nep_in, "device") or "auto"
     run = _Run(model, train_structures, test_structures, settings, loss, output, progress, log,
                backend, device=device)
     run.callback = callback
