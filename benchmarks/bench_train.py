@@ -490,7 +490,7 @@ def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first):
     per_second = 1.0 / max(train_time, 1e-9)
     print(f"optimiser steps per second: {updates * per_second:.1f} (target >= 100; "
           f"{updates} parameter updates, {evaluations} loss + gradient evaluations, {epochs} "
-          f"epochs in {train_time:.1f} s of training: {epochs * per_second:.1f} epochs/s); "
+          f"epochs or L-BFGS iterations in {train_time:.1f} s of training); "
           f"training-set device memory {backend.device_bytes / 2**20:.0f} MiB; GPU memory in "
           f"use {_gpu_memory_text()}")
     print("held-out targets (0.60 meV/atom, 42.3 meV/Å, 5.6 meV/atom) within 20 s: "
