@@ -9,7 +9,8 @@
 #   bash benchmarks/device_all.sh 2     # about 3 minutes (4 without part 1's result), issue
 #                                       # 14's peers: neppo and TorchNEP on the same GPU, the
 #                                       # time each needs to reach nepzbl's held-out force RMSE
-#   bash benchmarks/device_all.sh 3     # about 5 minutes, the engine: evaluation and the MD
+#   bash benchmarks/device_all.sh 3     # about 7 minutes: the optimiser schedules on the GPU
+#                                       # (issue 14), then the engine: evaluation and the MD
 #                                       # loop against GPUMD, NVE drift, 100 ps NVT, A/B
 #   bash benchmarks/device_all.sh 4     # about 8 minutes, issue 16's contrast: the first
 #                                       # models with and without ZBL, 12288 atoms at 1200 K
@@ -86,6 +87,11 @@ case "$part" in
         --out "$peers_out"
     ;;
 3)
+    # issue 14's evidence for the GPU's default optimiser: evaluations and wall time to
+    # LLZO's held-out targets of full-batch L-BFGS and of Adam on batches of 4, float32 on the
+    # device (each schedule's line is printed when it ends, the table at the end)
+    step train_schedules 150 "$py" benchmarks/bench_train.py schedules --device cuda \
+        --schedules lbfgs,adam --epochs 1400 --out "$out/schedules"
     # evaluate f32/f64 and the device MD loop against GPUMD, four sizes
     step bench_gpu 140 "$py" benchmarks/bench_gpu.py --sizes 1536 12288 98304 786432 --no-cpu \
         --min-time 1 --cap 10 --md-steps 1000 --md-atom-steps 200000000 "${gpumd_args[@]}" \

@@ -39,7 +39,7 @@ PARTS = ("1", "2", "3", "4", "sanitize", "tests")
 # the steps each part records in status.txt (device_all.sh's step names)
 STEPS = {"1": ("tests", "bench_gpu_steps", "bench_train_gpu", "bench_gpu_epoch"),
          "2": ("peers_nepzbl", "peers_neppo", "peers_torchnep", "peers_table"),
-         "3": ("bench_gpu", "bench_gpu_md"),
+         "3": ("train_schedules", "bench_gpu", "bench_gpu_md"),
          "4": ("contrast_nep802", "contrast_nozbl", "contrast_zbl", "contrast_table")}
 # part 4's result files (validation/al_contrast_long.py), under contrast/
 CONTRAST_RUNS = ("nep802_nozbl", "nozbl", "zbl")
@@ -122,6 +122,9 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
         need_text("peers_table.txt", "time to nepzbl's held-out force RMSE",
                   *[f"{code} " for code in sorted(peers)])
     elif part == "3":
+        need_text("train_schedules.txt", "lbfgs: full-batch L-BFGS from the start",
+                  "x lbfgs", "device cuda")
+        need((out / "schedules" / "schedules.png").is_file(), "schedules/schedules.png missing")
         need_text("bench_gpu.txt", "wrote")
         rows = [[cell.strip() for cell in line.strip("|").split("|")]
                 for line in read(out / "bench_gpu.md").splitlines() if line.startswith("|")]
