@@ -399,3 +399,20 @@ def test_a_run_resumed_on_another_device_keeps_its_default_optimizer(tmp_path, d
     with pytest.raises(ValueError, match="another model or optimizer"):
         train(structures[:5], nep_in, output_dir=tmp_path, optimizer="adam", epochs=9,
               log=None)
+
+
+def test_train_cli_adam_only_keeps_adam_where_the_default_is_lbfgs(tmp_path, data, capsys,
+                                                                   monkeypatch):
+    """`--adam-only` asks for Adam: on a GPU (stood in for here: the trainer is told it
+    trains on one, the CPU computes) the default would otherwise be full-batch L-BFGS."""
+    import nepzbl_plugin.train.trainer as trainer
+
+    _, structures = data
+    monkeypatch.setattr(trainer, "_trains_on_gpu", lambda device: True)
+    for folder, extra, expected in (("default", [], "with lbfgs"),
+                                    ("adam_only", ["--adam-only"], "with adam")):
+        _write_inputs(tmp_path / folder, structures)
+        assert main(["train", str(tmp_path / folder), "--no-progress", "--epochs", "2"] + extra
+                    ) == 0
+        out = capsys.readouterr().out
+        assert f"parameters {expected} on 5 structures" in out, out

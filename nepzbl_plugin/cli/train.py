@@ -19,8 +19,10 @@ neither read nor written) from which an interrupted run resumes: run the same co
 
 Without an `optimizer` line, nep.in trains with Adam on analytic gradients, then full-batch
 L-BFGS, and stops when the loss stops improving (or at max_time / epochs; both are nep.in
-keywords too, max_time in minutes); `optimizer snes` runs GPUMD's SNES with
-population/batch/generation; `optimizer lbfgs` runs full-batch L-BFGS. `prediction 1` evaluates
+keywords too, max_time in minutes); on a GPU a set of at most 32768 atoms trains with
+full-batch L-BFGS from the start, which needs fewer evaluations there; `optimizer snes` runs
+GPUMD's SNES with population/batch/generation; `optimizer lbfgs` runs full-batch L-BFGS;
+`optimizer adam` the CPU's default everywhere. `prediction 1` evaluates
 DIR/nep.txt on train.xyz instead of training. Each option below except --adam-only, --fresh
 and --no-progress is also a nep.in keyword (optimizer, max_time, epochs, learning_rate,
 batch_size, seed, target_force_rmse, device); the option wins. See docs/training.md."""
@@ -49,7 +51,8 @@ def register(subparsers) -> None:
                    help="where to train: the GPU when one is present (auto, the default), or "
                         "forced; overrides nep.in's device")
     p.add_argument("--adam-only", action="store_true",
-                   help="Adam until its own stopping rule, without the L-BFGS phase")
+                   help="Adam until its own stopping rule, without the L-BFGS phase (on "
+                        "the GPU too, whose default is otherwise L-BFGS)")
     p.add_argument("--fresh", action="store_true",
                    help="ignore an existing restart checkpoint and start again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -191,6 +194,8 @@ def _run_train(args) -> int:
         for old in directory.glob("nepzbl_restart.*"):
             old.unlink()
     max_time = options.pop("max_time")
+    if args.adam_only and options.get("optimizer") is None and nep_in.optimizer is None:
+        options["optimizer"] = "adam"  # the GPU's default would be L-BFGS
 
     # A cluster's wall-time SIGTERM ends the run as Ctrl-C does: the trainer saves its
     # checkpoint and writes nep.txt, the *_train.out files and the parity plots.
