@@ -119,7 +119,7 @@ def _nep_in_value(nep_in, name, default=None):
 # for a mini-batch of it: the gradient kernel runs one thread per atom at 255 registers, 8
 # warps (256 atoms) per SM, 33,792 atoms at once on an H200's 132 SMs, and a batch of 4 LLZO
 # structures (768 atoms) leaves most of it idle. Full-batch L-BFGS reaches LLZO's held-out
-# targets in 1268 evaluations against 3102 for Adam on batches of 4 then L-BFGS
+# targets in 918 evaluations against 2998 for Adam on batches of 4 then L-BFGS
 # (bench_train.py schedules), so it is the default on the GPU for sets up to this size.
 GPU_FULL_BATCH_ATOMS = 32768
 
