@@ -378,6 +378,11 @@ def _nepzbl_reference(rows, device, seconds, version):
             "energy": rows[-1]["energy"], "virial": rows[-1]["virial"]}
 
 
+def _first_at_llzo_targets(rows):
+    """The first row whose held-out RMSEs are below all three LLZO targets, or None."""
+    return next((r for r in rows if all(r[k] < LLZO_TARGET[k] for k in LLZO_TARGET)), None)
+
+
 # name: (what it is, train() options); the first is the reference of the ratio column
 SCHEDULES = {
     "adam": ("Adam, batches of 4, L-BFGS after 3 halvings (the CPU default)",
@@ -395,7 +400,7 @@ def bench_schedules(epochs, out, names, device):
     optimiser schedule, LLZO NEP25-ZBL. On a GPU a batch of 4 structures (768 atoms) and the
     whole set (4800) each take about one latency-bound kernel sequence, so evaluations, not
     structures, measure the GPU's cost; on the CPU the cost is the structures evaluated."""
-    nep_in_path, nep_in, structures, held_out = _llzo_sets()
+    _, nep_in, structures, held_out = _llzo_sets()
     results = []
     for name in names:
         what, options = SCHEDULES[name]
@@ -403,8 +408,7 @@ def bench_schedules(epochs, out, names, device):
         _, history, wall, rows = _nepzbl_held_out_run(
             structures, nep_in, held_out, None, Path(out) / name, options.pop("optimizer"),
             device, epochs=epochs, seed=0, **options)
-        first = next((r for r in rows if all(r[k] < LLZO_TARGET[k] for k in LLZO_TARGET)),
-                     None)
+        first = _first_at_llzo_targets(rows)
         results.append({"schedule": name, "what": what, "first": first, "last": rows[-1],
                         "wall": wall, "stop": history.stop_reason, "rows": rows})
         print(f"{name}: {what}: " + (f"targets at evaluation {first['evaluations']}, "
@@ -467,11 +471,7 @@ def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first):
     # thousands of steps, and all of them would take the step's time limit (80 s) and more
     model, history, wall, rows = _nepzbl_held_out_run(structures, nep_in, held_out, seconds,
                                                       out, optimizer, "cuda", max_rows=100)
-    reached = None
-    for r in rows:
-        if all(r[k] < LLZO_TARGET[k] for k in LLZO_TARGET):
-            reached = r
-            break
+    reached = _first_at_llzo_targets(rows)
     last = history.records[-1] if history.records else {}
     epochs = last.get("step", 0)
     # an optimiser step is one parameter update (Adam: one per batch of nep.in's 4 structures,

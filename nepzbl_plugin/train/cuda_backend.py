@@ -26,7 +26,8 @@ from ..errors import CudaUnavailableError
 from ._backend import EngineBackend, _Flat, located_errors, selection_array
 from .loss import Adjoints, Labels, Loss, LossValue, Predictions, c_loss_arguments
 
-__all__ = ["CudaBackend", "DeviceAdam", "cuda_training_available", "make_backend", "DEVICES"]
+__all__ = ["CudaBackend", "DeviceAdam", "cuda_training_available", "make_backend",
+           "training_device", "DEVICES"]
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("float32", "float64")
@@ -228,15 +229,23 @@ class DeviceAdam:
         self._host_current = True
 
 
-def make_backend(device: str, model, structures, precision: str = "float32"):
-    """The training backend for ``device`` ("auto", "cpu" or "cuda")."""
+def training_device(device: str | None) -> str:
+    """Where training on ``device`` ("auto", "cpu", "cuda"; "gpu" means "cuda") runs: "cpu"
+    or "cuda" ("auto": the GPU when the extension sees one). ValueError for another name."""
     device = (device or "auto").lower()
     if device == "gpu":
         device = "cuda"
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
     if device == "cpu" or (device == "auto" and not cuda_training_available()):
+        return "cpu"
+    return "cuda"
+
+
+def make_backend(device: str, model, structures, precision: str = "float32"):
+    """The training backend for ``device`` ("auto", "cpu" or "cuda")."""
+    if training_device(device) == "cpu":
         return EngineBackend(model, structures)
-    if device == "cuda" and _cuda_module().device_count() < 1:
+    if _cuda_module().device_count() < 1:  # "cuda" named on a machine without a GPU
         raise CudaUnavailableError("device cuda: no CUDA device is available")
     return CudaBackend(model, structures, precision=precision)

@@ -190,13 +190,15 @@ def settings_from_nep_in(nep_in, num_structures: int, *, gpu_atoms: int | None =
         if s.epochs is None:
             generation = int(_nep_in_value(nep_in, "generation", 100000))
             s.epochs = generation
-            unit = ("L-BFGS iterations (one full-batch step each" if s.optimizer == "lbfgs"
-                    else f"epochs (an epoch is one pass over all {num_structures} structures")
+            unit, what = (("iterations", "L-BFGS iterations (one full-batch step each")
+                          if s.optimizer == "lbfgs" else
+                          ("epochs", f"epochs (an epoch is one pass over all {num_structures} "
+                           "structures"))
             s.notes.append(
                 f"{s.optimizer}: nep.in's generation {generation} becomes at most {generation} "
-                f"{unit}; a GPUMD generation is one SNES step on one batch); population is not "
-                f"used, loss.out is written every {s.report_interval} "
-                f"{'iterations' if s.optimizer == 'lbfgs' else 'epochs'} (output_interval / 10)"
+                f"{what}; a GPUMD generation is one SNES step on one batch); population is not "
+                f"used, loss.out is written every {s.report_interval} {unit} "
+                "(output_interval / 10)"
             )
         if s.batch_size is None:
             s.batch_size = min(num_structures, 4)
@@ -657,14 +659,13 @@ def _gradient_loop(run: _Run, params: np.ndarray, state) -> tuple[np.ndarray, st
                     finite = grad is not None and bool(np.all(np.isfinite(grad)))
                     if finite:
                         adam.step(params, grad)
-                if finite:
-                    run.updates += 1
                 if not finite:
                     raise TrainingDiverged(
                         f"the loss or its gradient became non-finite in epoch {epoch + 1} "
                         f"(loss {value.value}); stopped, keeping the last good checkpoint. "
                         "Try a smaller learning_rate."
                     )
+                run.updates += 1
                 epoch_losses.append(value.value)
             epoch += 1
             converged = schedule.update(float(np.mean(epoch_losses)))
@@ -838,10 +839,9 @@ def _snes_loop(run: _Run, params: np.ndarray, state, mu0) -> tuple[np.ndarray, s
 # ------------------------------------------------------------------------------------ API
 def _trains_on_gpu(device) -> bool:
     """Whether the trainer's own backend for ``device`` ("auto", "cpu", "cuda") is the GPU."""
-    from .cuda_backend import cuda_training_available
+    from .cuda_backend import training_device
 
-    device = str(device).lower()
-    return device in ("cuda", "gpu") or (device == "auto" and cuda_training_available())
+    return training_device(device) == "cuda"
 
 
 def make_output_dir(path: Path) -> None:
