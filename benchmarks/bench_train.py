@@ -38,8 +38,9 @@
   evaluation of it agrees with the peer's own in float64; a file nepzbl cannot read is
   reported as such, without an RMSE.
 * ``gpu-epoch``: a 2000-structure, 192-atom set (LLZO frames, randomly displaced): the time of
-  one epoch (every structure's predictions and gradient once, in batches of ``batch_size``)
-  and the device memory on the GPU, against the CPU trainer's epoch time (``--threads``,
+  one epoch (every structure's loss and gradient once, the trainer's call) on the GPU in
+  batches that fill it (32768 atoms) and in nep.in's ``batch_size``, the time of one call by
+  batch size, and the device memory, against the CPU trainer's epoch time (``--threads``,
   measured on 100 structures and scaled); target at least 20 times the CPU rate.
 
 * ``schedules``: loss + gradient evaluations (and wall time) to the held-out targets for each
@@ -99,7 +100,7 @@ if importlib.util.find_spec("nepzbl_plugin") is None:  # run from a checkout wit
 from nepzbl_plugin.cli.train import TrainingProgressBar  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from peer_training import LENGTH_UNIT, MODEL_FILE, last_step, parse_timing  # noqa: E402
+from peer_training import LENGTH_UNIT, MODEL_FILE, PACKAGE, last_step, parse_timing  # noqa: E402
 from rehearsal import REHEARSAL, rehearsed  # noqa: E402
 
 DATA = Path(os.environ.get("NEPZBL_SHARED", REPO.parent / "shared")) / "data"
@@ -585,7 +586,7 @@ def _peer_version(code: str) -> str | None:
     from importlib import metadata
 
     try:
-        return metadata.version(code)
+        return metadata.version(PACKAGE.get(code, code))
     except metadata.PackageNotFoundError:
         return None
 
@@ -770,16 +771,16 @@ def _print_peer_table(reference, results, budget, device):
     print(f"\nLLZO NEP25-ZBL (zbl 1.8): time to nepzbl's held-out force RMSE "
           f"{reference['target_force'] * 1e3:.2f} meV/Å (120 frames), each peer on {device}, "
           f"at most {budget:.0f} s per peer; nepzbl on {reference['device']}")
-    print(f"{'code':<16} {'time (s)':>9} {'x nepzbl':>9} {'run':>13} {'F (meV/Å)':>10} "
+    print(f"{'code':<20} {'time (s)':>9} {'x nepzbl':>9} {'run':>13} {'F (meV/Å)':>10} "
           f"{'E (meV/atom)':>13} {'V (meV/atom)':>13} {'spent (s)':>10}")
-    print(f"{reference['code']:<16} {nepzbl_time:9.1f} {1.0:9.2f} "
+    print(f"{reference['code']:<20} {nepzbl_time:9.1f} {1.0:9.2f} "
           f"{str(reference['step']) + ' steps':>13} {reference['target_force'] * 1e3:10.2f} "
           f"{reference['energy'] * 1e3:13.3f} {reference['virial'] * 1e3:13.3f} "
           f"{reference['budget_s']:10.0f}")
     for r in results:
         best = r["best"]
         if best is None:
-            print(f"{r['name']:<16} {'-':>9} {'-':>9} {'-':>13} {r['note']}")
+            print(f"{r['name']:<20} {'-':>9} {'-':>9} {'-':>13} {r['note']}")
             continue
         if r["reached"] is not None:
             # a run the budget stopped: its wall time bounds the time to the target from above
@@ -790,7 +791,7 @@ def _print_peer_table(reference, results, budget, device):
         rmse = best["rmse"]
         length = (f"{best['done'] or 0}/{best['length']}" if best["stopped"]
                   else str(best["length"]))
-        print(f"{r['name']:<16} {time_text:>9} {ratio:>9} "
+        print(f"{r['name']:<20} {time_text:>9} {ratio:>9} "
               f"{length + ' ' + r['unit']:>13} {rmse['force'] * 1e3:10.2f} "
               f"{rmse['energy'] * 1e3:13.3f} {rmse['virial'] * 1e3:13.3f} {r['spent']:10.0f}")
     print("time: nepzbl's first report at the target (start-up included, imports and reading "
@@ -805,48 +806,79 @@ def _print_peer_table(reference, results, budget, device):
 
 
 def bench_gpu_epoch(threads, out):
-    """One epoch of a 2000 x 192-atom set on the GPU against the CPU trainer."""
+    """One epoch of a 2000 x 192-atom set on the GPU against the CPU trainer, both through the
+    trainer's own call (loss and gradient of a batch in one call, the loss in C), and the time
+    of one such call by batch size on the GPU: a small batch leaves most of the GPU idle (one
+    thread per atom), so the GPU's epoch is timed with nep.in's batches and with batches that
+    fill it (:data:`~nepzbl_plugin.train.trainer.GPU_FULL_BATCH_ATOMS` atoms)."""
     from nepzbl_plugin.model import Model
+    from nepzbl_plugin.train import trainer as T
     from nepzbl_plugin.train._backend import EngineBackend
     from nepzbl_plugin.train.cuda_backend import CudaBackend
-    from nepzbl_plugin.train.loss import Adjoints
+    from nepzbl_plugin.train.loss import Labels, Loss
 
     nep_in, structures, rng = _llzo_2000()
     atoms = sum(len(st.symbols) for st in structures)
+    per_structure = len(structures[0].symbols)
     model = Model.from_nep_in(nep_in)
     model.parameters[:] = rng.normal(0, 0.1, model.num_parameters)
+    weights = T.loss_weights_from_nep_in(nep_in, model.num_types).resolved(model.num_parameters)
+    loss = Loss(weights, model.parameter_types(), global_mask=T._global_mask(model))
     batch = nep_in.batch_size or 25
+    fill = max(1, min(len(structures), T.GPU_FULL_BATCH_ATOMS // per_structure))
+    params = model.parameters
 
-    def epoch(backend, count):
+    def epoch(backend, count, size):
         t0 = time.monotonic()
-        for first in range(0, count, batch):
-            idx = list(range(first, min(count, first + batch)))
-            pred = backend.predict(model.parameters, idx)
-            adj = Adjoints(np.ones(len(idx)), np.ones_like(pred.forces),
-                           np.ones((len(idx), 3, 3)), np.zeros(model.num_parameters))
-            backend.gradient(model.parameters, idx, adj)
+        for first in range(0, count, size):
+            backend.loss_and_gradient(params, np.arange(first, min(count, first + size)))
         return time.monotonic() - t0
 
     t0 = time.monotonic()
     gpu = CudaBackend(model, structures)
+    gpu.attach_loss(Labels.from_structures(structures, list(model.types)), loss)
     upload = time.monotonic() - t0
-    epoch(gpu, min(batch, len(structures)))  # warm-up
-    gpu_epoch = epoch(gpu, len(structures))
+    calls = []  # (structures per call, ms per call)
+    for size in sorted({1, 4, batch, 100, fill, 2 * fill} & set(range(1, len(structures) + 1))):
+        idx = np.arange(size)
+        gpu.loss_and_gradient(params, idx)  # warm-up
+        count, t1 = 0, time.perf_counter()
+        while count < 3 or time.perf_counter() - t1 < 0.5:
+            gpu.loss_and_gradient(params, idx)
+            count += 1
+        calls.append((size, (time.perf_counter() - t1) / count * 1e3))
+    epoch(gpu, min(batch, len(structures)), batch)  # warm-up
+    gpu_epoch_batch = epoch(gpu, len(structures), batch)
+    gpu_epoch = epoch(gpu, len(structures), fill)
     n_cpu = min(100, len(structures))
     cpu = EngineBackend(model, structures[:n_cpu], num_threads=threads)
-    cpu_epoch = epoch(cpu, n_cpu) * len(structures) / n_cpu
-    print(f"\n{len(structures)} x 192-atom set ({atoms} atoms), batches of {batch}: GPU epoch "
-          f"{gpu_epoch:.2f} s (upload and neighbour lists {upload:.1f} s once), device memory "
-          f"{gpu.device_bytes / 2**30:.2f} GiB (GPU in use {_gpu_memory_text()}); CPU "
-          f"{threads} threads {cpu_epoch:.1f} s per epoch ({n_cpu} structures, scaled): "
-          f"{cpu_epoch / gpu_epoch:.1f} times (target >= 20)")
-    result = {"structures": len(structures), "atoms": atoms, "batch": batch,
-              "gpu_epoch_s": gpu_epoch, "upload_s": upload,
-              "device_bytes": int(gpu.device_bytes), "gpu_memory_in_use": _gpu_memory_text(),
-              "cpu_threads": threads, "cpu_structures_timed": n_cpu,
-              "cpu_epoch_s_scaled": cpu_epoch, "ratio": cpu_epoch / gpu_epoch, "target": 20}
+    cpu.attach_loss(Labels.from_structures(structures[:n_cpu], list(model.types)), loss)
+    cpu_epoch = epoch(cpu, n_cpu, batch) * len(structures) / n_cpu
+    print(f"\n{len(structures)} x {per_structure}-atom set ({atoms} atoms), the trainer's call "
+          "(loss + gradient of a batch) on the GPU by batch size:")
+    print(f"{'structures':>10} {'atoms':>7} {'ms per call':>12} {'atoms/s':>10}")
+    for size, ms in calls:
+        print(f"{size:10d} {size * per_structure:7d} {ms:12.2f} "
+              f"{size * per_structure / ms * 1e3:10.3g}")
+    print(f"GPU epoch {gpu_epoch:.2f} s in batches of {fill} (the GPU filled, "
+          f"{fill * per_structure} atoms), {gpu_epoch_batch:.2f} s in nep.in's batches of {batch} "
+          f"(upload and neighbour lists {upload:.1f} s once); device memory "
+          f"{gpu.device_bytes / 2**30:.2f} GiB (GPU in use {_gpu_memory_text()})")
+    print(f"CPU {threads} threads {cpu_epoch:.1f} s per epoch in batches of {batch} ({n_cpu} "
+          f"structures, scaled): GPU {cpu_epoch / gpu_epoch:.1f} times faster filled, "
+          f"{cpu_epoch / gpu_epoch_batch:.1f} times in batches of {batch} (target >= 20)")
+    result = {"structures": len(structures), "atoms": atoms, "batch": batch, "fill_batch": fill,
+              "gpu_epoch_s": gpu_epoch, "gpu_epoch_batch_s": gpu_epoch_batch,
+              "call_ms_by_structures": {str(size): ms for size, ms in calls},
+              "upload_s": upload, "device_bytes": int(gpu.device_bytes),
+              "gpu_memory_in_use": _gpu_memory_text(), "cpu_threads": threads,
+              "cpu_structures_timed": n_cpu, "cpu_epoch_s_scaled": cpu_epoch,
+              "ratio": cpu_epoch / gpu_epoch, "ratio_batch": cpu_epoch / gpu_epoch_batch,
+              "target": 20}
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "gpu_epoch.json").write_text(json.dumps(result, indent=1) + "\n")
+
+
 def _scaling_setup():
     """Model, loss, labels and structures of LLZO NEP25-ZBL as
     :func:`nepzbl_plugin.train.train` prepares them."""
@@ -1091,7 +1123,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="gpu, peers: a peer's first run length in steps (neppo) or epochs "
                              "(TorchNEP), doubled until the target (default 100)")
     parser.add_argument("--peers", default=",".join(PEERS),
-                        help=f"peers: which, comma-separated (default {','.join(PEERS)})")
+                        help=f"peers: which, comma-separated (default {','.join(PEERS)}; "
+                             "torchnep-eager: TorchNEP without torch.compile)")
     parser.add_argument("--nepzbl-reference", default=None,
                         help="peers: nepzbl_reference.json written by the gpu case (nepzbl's "
                              "held-out force RMSE and its time), or several comma-separated, "

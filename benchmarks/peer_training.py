@@ -6,8 +6,12 @@ together with the processes it starts (``torch.compile``'s workers), and no torc
 carried from one run into the next or into nepzbl's process. Children::
 
     python benchmarks/peer_training.py train neppo DEVICE STEPS
-    python benchmarks/peer_training.py train torchnep DEVICE EPOCHS
+    python benchmarks/peer_training.py train torchnep|torchnep-eager DEVICE EPOCHS
     python benchmarks/peer_training.py check neppo|torchnep MODEL XYZ
+
+``torchnep`` is TorchNEP as it comes: on a GPU it ``torch.compile``s its kernels first (on an
+H200 that alone took more than 60 s for LLZO); ``torchnep-eager`` is the same run with
+``use_compile=False``, the package's own switch, so that its training speed is measured too.
 
 ``train`` runs the package's own nep.in runner with its defaults wherever GPUMD's nep.in
 does not say otherwise; the run length is the only setting given. It prints one line
@@ -31,11 +35,14 @@ from pathlib import Path
 # What each peer writes: neppo its current model as nep.txt (nep_best.txt only with a
 # test.xyz), TorchNEP the model of its lowest training loss as output/nep_best.txt (the file
 # its documentation names as the result) and the last epoch's as output/nep_final.txt.
-MODEL_FILE = {"neppo": Path("nep.txt"), "torchnep": Path("output/nep_best.txt")}
+MODEL_FILE = {"neppo": Path("nep.txt"), "torchnep": Path("output/nep_best.txt"),
+              "torchnep-eager": Path("output/nep_best.txt")}
 # The run length each package counts in: neppo's nep.in ``generation`` is its number of
 # AdamW steps (a cosine learning-rate schedule over them); TorchNEP's ``epoch`` is its number
 # of epochs (one AdamW step per batch; ReduceLROnPlateau, which does not depend on it).
-LENGTH_UNIT = {"neppo": "steps", "torchnep": "epochs"}
+LENGTH_UNIT = {"neppo": "steps", "torchnep": "epochs", "torchnep-eager": "epochs"}
+# The package each peer code runs (its version is the row's)
+PACKAGE = {"neppo": "neppo", "torchnep": "torchnep", "torchnep-eager": "torchnep"}
 # TorchNEP logs "Epoch   12 | loss ...", neppo a table row per report starting with the step
 EPOCH_RE = re.compile(r"Epoch\s+(\d+)\s+\|")
 STEP_RE = re.compile(r"^\s*(\d+)\s+\S", re.MULTILINE)
@@ -97,7 +104,7 @@ def parse_timing(log_text: str) -> tuple[float, float] | None:
 
 def last_step(code: str, log_text: str) -> int | None:
     """The last step (neppo) or epoch (TorchNEP) a child's log reports, or None."""
-    pattern = EPOCH_RE if code == "torchnep" else STEP_RE
+    pattern = EPOCH_RE if PACKAGE.get(code) == "torchnep" else STEP_RE
     found = pattern.findall(log_text)
     return int(found[-1]) if found else None
 
@@ -116,7 +123,7 @@ def _train(code: str, device: str, length: int) -> None:
         t1 = time.monotonic()
         Path("nep.in").write_text(neppo_nep_in(Path("nep.gpumd.in").read_text(), length))
         run(".", device=device)
-    elif code == "torchnep":
+    elif PACKAGE.get(code) == "torchnep":
         from torchnep import __version__, train_nep
         from torchnep.data import NEP_IN_KEYWORDS
 
@@ -131,7 +138,9 @@ def _train(code: str, device: str, length: int) -> None:
         # different lengths start from the same weights (the seed is no training setting).
         # valid_ratio/valid_file unset: no frames are taken out of the training set, as for
         # nepzbl and neppo; the held-out frames are evaluated afterwards by nepzbl.
-        train_nep("nep.in", "train.xyz", output_dir="output", device=device, run_seed=42)
+        # use_compile None is TorchNEP's default (compile on a GPU); False runs eager
+        train_nep("nep.in", "train.xyz", output_dir="output", device=device, run_seed=42,
+                  use_compile=False if code == "torchnep-eager" else None)
     else:
         raise SystemExit(f"peer_training: unknown peer {code!r}")
     print(f"peer-timing import {imported:.3f} train {time.monotonic() - t1:.3f}", flush=True)
@@ -153,7 +162,7 @@ def _check(code: str, model: str, xyz: str) -> None:
         for result in predict(read_model(model, dtype=torch.float64), frames):
             energies.append(float(result.info["energy_predicted"][0]) * len(result))
             forces.append(result.arrays["force_predicted"].tolist())
-    elif code == "torchnep":
+    elif PACKAGE.get(code) == "torchnep":
         from torchnep.ase_calculator import NEP
 
         calculator = NEP(model, dtype="float64", device="cpu")

@@ -117,6 +117,12 @@ inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = n
 inline cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+/* no device memory to ask about: the callers size nothing from it in the emulation */
+inline cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
+{
+    *free_bytes = *total_bytes = 0;
+    return cudaSuccess;
+}
 
 /* A device refuses a launch of 0 blocks, of more than 2^31 - 1 blocks, or of 0 or more than
  * 1024 threads per block: it runs nothing and leaves cudaErrorInvalidConfiguration. So does the

@@ -35,7 +35,12 @@ int cuda_status(cudaError_t err, const char *what)
     return err == cudaErrorMemoryAllocation ? NEP_ERR_NOMEM : NEP_ERR_CUDA;
 }
 
-/* Largest gradient-row buffer (bytes) one call uses; it bounds the atoms per tile. */
+/* Gradient-row buffer (bytes) a tile may always use. A tile is made at least as large as
+ * the atoms one launch of the gradient kernel keeps resident on the device (a wave: 33,792 on
+ * an H200 at 8 one-warp blocks per SM), if a quarter of the free device memory holds their
+ * rows: a smaller tile leaves SMs idle while its launch lasts as long as a full wave's, which
+ * is what an H200 measured (a tile of 9,800 LLZO atoms, the old fixed 512 MiB, is 29 % of a
+ * wave). */
 const size_t ROWS_BUDGET = (size_t)1 << 29;
 /* Default of the per-candidate work one population launch may hold (bytes); it bounds the
  * candidates a launch evaluates side by side (nep_train_cuda_set_population_budget). */
@@ -446,7 +451,18 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     status = dalloc(h, &h->d_parameters, h->real * a.model.num_parameters, "parameters");
     if (status) return status;
     a.parameters = h->d_parameters;
-    size_t tile = ROWS_BUDGET / (sizeof(double) * (a.model.num_parameters ? a.model.num_parameters : 1));
+    const size_t row_bytes = sizeof(double) * (a.model.num_parameters ? a.model.num_parameters : 1);
+    size_t tile = ROWS_BUDGET / row_bytes;
+    const size_t wave = h->use_float64 ? nepct_f64::resident_atoms() : nepct_f32::resident_atoms();
+    if (wave > tile && A > tile) {
+        size_t free_bytes = 0, total_bytes = 0;
+        if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
+            const size_t fits = free_bytes / 4 / row_bytes;
+            tile = wave < fits ? wave : (fits > tile ? fits : tile);
+        } else {
+            cudaGetLastError();
+        }
+    }
     if (tile < 32) tile = 32;
     if (tile > A) tile = A > 0 ? A : 1;
     h->tile = (int)tile;

@@ -63,6 +63,9 @@ struct nepct_population {
 #define NEPCT_DECLARE(ns)                                                                   \
     namespace ns {                                                                          \
     size_t real_size();                                                                     \
+    /* atoms one launch of the gradient kernel keeps resident on the current device (SMs x  \
+     * blocks per SM x NEPCT_THREADS); 0 in the host emulation */                           \
+    size_t resident_atoms();                                                                \
     /* atoms selected_atoms[first .. first + count) of the call, one thread each */         \
     void launch_atoms(const nepct_args &args, int first, int count, cudaStream_t stream);   \
     /* every selected atom for each of `candidates` parameter vectors, in one launch */     \

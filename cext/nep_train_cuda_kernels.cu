@@ -90,6 +90,23 @@ __global__ void population_kernel(const nepct_args args, int count, int candidat
                pop.v_pair + 3 * (size_t)k * pop.pairs);
 }
 
+size_t resident_atoms()
+{
+#ifdef NEPCU_HOST_EMULATION
+    return 0;
+#else
+    int device = 0, sms = 0, blocks = 0;
+    if (cudaGetDevice(&device) != cudaSuccess
+        || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess
+        || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, atoms_kernel, NEPCT_THREADS, 0)
+               != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return (size_t)sms * (size_t)blocks * NEPCT_THREADS;
+#endif
+}
+
 void launch_atoms(const nepct_args &args, int first, int count, cudaStream_t stream)
 {
     if (count <= 0) return;

@@ -2,7 +2,8 @@
 # Prepare what the H200 machine needs (../shared/docs/gpu-runbook.md), here, in one command:
 #   1. the extensions for its Python 3.12, CUDA for sm_90 only, into nepzbl_plugin/
 #      (*.cpython-312-*.so, next to this machine's own build; git ignores both);
-#   2. .device/site: ase and calorine (with its compiled module), which that machine lacks, and
+#   2. .device/site: ase and calorine (with its compiled module _nepy, which sits beside the
+#      package, not in it: without it neppo cannot even be imported), which that machine lacks, and
 #      the peers of benchmarks/device_all.sh 2, neppo and TorchNEP: pure-Python wheels
 #      (downloaded once with `pip download --no-deps` into $PEER_WHEELS, default
 #      /tmp/nepzbl-peer-wheels), unzipped; that machine has torch, pandas and numpy already;
@@ -35,8 +36,8 @@ cp "$build"/nepzbl_plugin/*.cpython-312-*.so nepzbl_plugin/
 site=.device/site
 packages="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 mkdir -p "$site"
-rm -rf "$site/ase" "$site/calorine"
-cp -r "$packages/ase" "$packages/calorine" "$site/"
+rm -rf "$site/ase" "$site/calorine" "$site"/_nepy*.so
+cp -r "$packages/ase" "$packages/calorine" "$packages"/_nepy*.so "$site/"
 rm -rf "$site/ase/test" "$site/ase/gui"
 # the peers: wheels unzip into an importable tree (about 1 MB for both)
 wheels="${PEER_WHEELS:-/tmp/nepzbl-peer-wheels}"

@@ -37,8 +37,10 @@ from cuda_emulation import EmulationUnavailable, build_emulated_package  # noqa:
 
 PARTS = ("1", "2", "3", "4", "sanitize", "tests")
 # the steps each part records in status.txt (device_all.sh's step names)
-STEPS = {"1": ("tests", "bench_gpu_steps", "bench_train_gpu", "bench_gpu_epoch"),
-         "2": ("peers_nepzbl", "peers_neppo", "peers_torchnep", "peers_table"),
+STEPS = {"1": ("tests", "bench_gpu_steps", "bench_train_gpu", "bench_train_gpu_adam",
+              "bench_gpu_epoch", "bench_scaling"),
+         "2": ("peers_nepzbl", "peers_neppo", "peers_torchnep", "peers_torchnep-eager",
+               "peers_table"),
          "3": ("train_schedules", "bench_gpu", "bench_gpu_md"),
          "4": ("contrast_nep802", "contrast_nozbl", "contrast_zbl", "contrast_table")}
 # part 4's result files (validation/al_contrast_long.py), under contrast/
@@ -106,7 +108,10 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
         need((out / "train_gpu" / "bench_gpu.png").is_file(), "train_gpu/bench_gpu.png missing")
         need((REPO / "gpu-out" / "nepzbl_reference.json").is_file(),
              "gpu-out/nepzbl_reference.json (part 2's target) missing")
-        need_text("bench_gpu_epoch.txt", "GPU epoch", "device memory", "per epoch")
+        need_text("bench_gpu_epoch.txt", "GPU epoch", "device memory", "per epoch",
+                  "ms per call", "the GPU filled")
+        need_text("bench_train_gpu_adam.txt", "optimiser steps per second", "held-out targets")
+        need_text("bench_scaling.txt", "best / best(1)")
         epoch = out / "gpu_epoch" / "gpu_epoch.json"
         need(epoch.is_file() and {"gpu_epoch_s", "device_bytes", "ratio"}
              <= set(json.loads(epoch.read_text())), "gpu_epoch/gpu_epoch.json missing or short")
@@ -114,7 +119,7 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
         need((out / "peers" / "nepzbl_reference.json").is_file(),
              "peers/nepzbl_reference.json missing")
         need_text("peers_nepzbl.txt", "nepzbl")
-        for code in ("neppo", "torchnep"):
+        for code in ("neppo", "torchnep", "torchnep-eager"):
             if code in peers:
                 need((out / "peers" / f"peer_{code}.json").is_file(),
                      f"peers/peer_{code}.json missing")
@@ -234,7 +239,7 @@ def main(argv=None) -> int:
               f"{sys.executable} instead, without peers", flush=True)
         peer_env, peers = env, set()
     else:
-        peers = {"neppo", "torchnep"}
+        peers = {"neppo", "torchnep", "torchnep-eager"}
 
     had_gpu_out = (REPO / "gpu-out").exists()
     before = untracked_files()
