@@ -40,8 +40,9 @@
 * ``gpu-epoch``: a 2000-structure, 192-atom set (LLZO frames, randomly displaced): the time of
   one epoch (every structure's loss and gradient once, the trainer's call) on the GPU in
   batches that fill it (32768 atoms) and in nep.in's ``batch_size``, the time of one call by
-  batch size, and the device memory, against the CPU trainer's epoch time (``--threads``,
-  measured on 100 structures and scaled); target at least 20 times the CPU rate.
+  batch size, the epoch with each choice of per-atom kernels (``KERNEL_CHOICES``), and the
+  device memory, against the CPU trainer's epoch time (``--threads``, measured on 100
+  structures and scaled); target at least 20 times the CPU rate.
 
 * ``schedules``: loss + gradient evaluations (and wall time) to the held-out targets for each
   optimiser schedule (``--schedules``: Adam with batches of 4 and L-BFGS after 3 halvings, the
@@ -57,7 +58,8 @@
   (everything on the device); SNES generations per second with the population's predictions
   brought back against only its losses; the CPU trainer on ``--threads`` as the peer, with
   the ratio of each row to it. The device rows are timed again with the kernels' work arrays
-  contiguous per thread (the layout before 2026-11-30), the A/B of the interleaved layout.
+  contiguous per thread (the layout before 2026-11-30), the A/B of the interleaved layout,
+  and with each other choice of per-atom kernels (``KERNEL_CHOICES``).
 
 ``--device`` (auto, cpu, cuda) chooses where ``llzo``, ``pbte``, ``memory``, ``llzo-peers``
 and ``peers`` train. Each prints a table (time, RMSEs) and writes a PNG of RMSE vs wall time
@@ -805,6 +807,15 @@ def _print_peer_table(reference, results, budget, device):
             print(f"  {r['name']}: {r['check']}")
 
 
+# The CUDA trainer's per-atom kernel choices (CudaBackend.set_kernels(predict_kernel,
+# wide_gradient)), the default first, timed against each other by gpu-steps and gpu-epoch
+KERNEL_CHOICES = (
+    ("predictions in their own kernel (default)", (True, False)),
+    ("predictions in the gradient kernel (before 2026-11-30)", (False, False)),
+    ("gradient in the 128-register kernel", (True, True)),
+)
+
+
 def bench_gpu_epoch(threads, out):
     """One epoch of a 2000 x 192-atom set on the GPU against the CPU trainer, both through the
     trainer's own call (loss and gradient of a batch in one call, the loss in C), and the time
@@ -850,6 +861,12 @@ def bench_gpu_epoch(threads, out):
     epoch(gpu, min(batch, len(structures)), batch)  # warm-up
     gpu_epoch_batch = epoch(gpu, len(structures), batch)
     gpu_epoch = epoch(gpu, len(structures), fill)
+    by_kernels = {KERNEL_CHOICES[0][0]: gpu_epoch}
+    for label, choice in KERNEL_CHOICES[1:]:  # the per-atom kernels' A/B, filled batches
+        gpu.set_kernels(*choice)
+        epoch(gpu, min(fill, len(structures)), fill)  # warm-up
+        by_kernels[label] = epoch(gpu, len(structures), fill)
+    gpu.set_kernels()
     n_cpu = min(100, len(structures))
     cpu = EngineBackend(model, structures[:n_cpu], num_threads=threads)
     cpu.attach_loss(Labels.from_structures(structures[:n_cpu], list(model.types)), loss)
@@ -867,6 +884,10 @@ def bench_gpu_epoch(threads, out):
     print(f"CPU {threads} threads {cpu_epoch:.1f} s per epoch in batches of {batch} ({n_cpu} "
           f"structures, scaled): GPU {cpu_epoch / gpu_epoch:.1f} times faster filled, "
           f"{cpu_epoch / gpu_epoch_batch:.1f} times in batches of {batch} (target >= 20)")
+    print(f"\n{'per-atom kernels (epoch in batches of ' + str(fill) + ')':<58} "
+          f"{'epoch (s)':>9} {'x CPU':>7}")
+    for label, seconds in by_kernels.items():
+        print(f"{label:<58} {seconds:9.3f} {cpu_epoch / seconds:7.1f}")
     result = {"structures": len(structures), "atoms": atoms, "batch": batch, "fill_batch": fill,
               "gpu_epoch_s": gpu_epoch, "gpu_epoch_batch_s": gpu_epoch_batch,
               "call_ms_by_structures": {str(size): ms for size, ms in calls},
@@ -874,6 +895,7 @@ def bench_gpu_epoch(threads, out):
               "gpu_memory_in_use": _gpu_memory_text(), "cpu_threads": threads,
               "cpu_structures_timed": n_cpu, "cpu_epoch_s_scaled": cpu_epoch,
               "ratio": cpu_epoch / gpu_epoch, "ratio_batch": cpu_epoch / gpu_epoch_batch,
+              "gpu_epoch_s_by_kernels": by_kernels,
               "target": 20}
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "gpu_epoch.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -996,10 +1018,14 @@ def bench_gpu_steps(threads, seconds):
         rows.append(("  the same, work arrays contiguous per thread",
                      per_second(resident(device_loss, batches))))
         device_loss.set_interleaved(True)
+        for label, choice in KERNEL_CHOICES[1:]:  # A/B: the per-atom kernels
+            device_loss.set_kernels(*choice)
+            rows.append((f"  the same, {label}", per_second(resident(device_loss, batches))))
+        device_loss.set_kernels()
         print(f"\n{case}")
-        print(f"{'path':<52} {'steps/s':>9} {'x CPU':>7}")
+        print(f"{'path':<68} {'steps/s':>9} {'x CPU':>7}")
         for label, rate in rows:
-            print(f"{label:<52} {rate:9.1f} {rate / reference:7.2f}")
+            print(f"{label:<68} {rate:9.1f} {rate / reference:7.2f}")
 
     population = rehearsed(settings.population, 4)
     snes = SNES(loss.parameter_types, model.num_types, population=population, seed=1,
@@ -1035,9 +1061,9 @@ def bench_gpu_steps(threads, seconds):
     rows.append(("  the same, work arrays contiguous per thread", per_second(snes_device())))
     device_loss.set_interleaved(True)
     print(f"\nSNES, population {population}, one batch of {len(batch)}")
-    print(f"{'path':<52} {'gen/s':>9} {'x CPU':>7}")
+    print(f"{'path':<68} {'gen/s':>9} {'x CPU':>7}")
     for label, rate in rows:
-        print(f"{label:<52} {rate:9.1f} {rate / reference:7.2f}")
+        print(f"{label:<68} {rate:9.1f} {rate / reference:7.2f}")
     print(f"\ntraining-set device memory {device_loss.device_bytes / 2**20:.0f} MiB; GPU memory "
           f"in use {_gpu_memory_text()}; target >= 100 Adam steps/s")
 

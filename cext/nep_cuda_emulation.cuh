@@ -17,6 +17,7 @@
 #include <functional>
 
 #define __global__
+#define __launch_bounds__(...)
 #define __device__
 #define __host__
 #define __forceinline__ inline

@@ -349,6 +349,7 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     for (int k = 0; k < NEP_TRAIN_NUM_WORK; ++k) scratch_len += nep_train_work_length(&a.model, k);
     a.scratch_len = (int)scratch_len;
     a.interleave = 1;
+    a.kernels = NEPCT_KERNEL_PREDICT;
     h->real = h->use_float64 ? nepct_f64::real_size() : nepct_f32::real_size();
 
     /* neighbour lists, once, on the host (the C engine's own builder and order) */
@@ -1056,6 +1057,13 @@ void nep_train_cuda_set_population_budget(nep_train_cuda *h, size_t bytes)
 void nep_train_cuda_set_interleaved(nep_train_cuda *h, int interleaved)
 {
     if (h) h->args.interleave = interleaved != 0;
+}
+
+void nep_train_cuda_set_kernels(nep_train_cuda *h, int predict_kernel, int wide_gradient)
+{
+    if (h)
+        h->args.kernels = (predict_kernel ? NEPCT_KERNEL_PREDICT : 0)
+                          | (wide_gradient ? NEPCT_KERNEL_WIDE_GRADIENT : 0);
 }
 
 size_t nep_train_cuda_device_bytes(const nep_train_cuda *h)

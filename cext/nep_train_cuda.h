@@ -127,6 +127,13 @@ void nep_train_cuda_set_population_budget(nep_train_cuda *handle, size_t bytes);
  * layout before 2026-11-30). The same numbers either way; for timing the two on a device. */
 void nep_train_cuda_set_interleaved(nep_train_cuda *handle, int interleaved);
 
+/* Which per-atom kernel runs which pass (the same numbers; for timing them on a device):
+ * predict_kernel 1 (default) runs prediction passes in a kernel specialised for them (no
+ * gradient path: fewer registers, more warps per SM), 0 in the gradient kernel; wide_gradient
+ * 1 runs the gradient in a kernel bounded to 128 registers (16 one-warp blocks per SM on sm_90,
+ * spilling the rest), 0 (default) in the unbounded one (255 registers, 8 blocks). */
+void nep_train_cuda_set_kernels(nep_train_cuda *handle, int predict_kernel, int wide_gradient);
+
 /* Device memory held (bytes), the number of parameters, atoms and pairs. */
 size_t nep_train_cuda_device_bytes(const nep_train_cuda *handle);
 size_t nep_train_cuda_num_parameters(const nep_train_cuda *handle);

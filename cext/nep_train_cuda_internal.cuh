@@ -28,6 +28,7 @@ struct nepct_args {
     nep_train_atom_model model;
     int scratch_len; /* NEP_REAL values of one thread's work arrays */
     int interleave;  /* 1: the threads' work arrays interleaved entry by entry (default) */
+    int kernels;     /* NEPCT_KERNEL_* bits: which per-atom kernel runs which pass */
     /* model arrays in NEP_REAL */
     const void *parameters, *q_scaler, *zbl; /* zbl: [T*T][10] or NULL */
     /* the training set (uploaded once) */
@@ -55,6 +56,12 @@ struct nepct_population {
     double *e_atom, *w_atom, *v_pair;
     size_t atoms, pairs;
 };
+
+/* Kernel choices (nepct_args.kernels, nep_train_cuda_set_kernels): a prediction pass runs
+ * predict_kernel, specialised for it (default on); the gradient pass runs atoms_kernel_wide,
+ * bounded to 128 registers for twice the resident warps (default off). */
+#define NEPCT_KERNEL_PREDICT 1
+#define NEPCT_KERNEL_WIDE_GRADIENT 2
 
 /* Threads per block of the per-atom kernels: one warp, so that a small batch (a few hundred
  * atoms, one thread each) spreads over as many SMs as it can. */

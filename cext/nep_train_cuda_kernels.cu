@@ -38,9 +38,9 @@ __device__ static real *work_start(const nepct_args &A, real *scratch, size_t t,
 /* Atom i with parameters `par`: its energy, virial and pair derivatives into e_atom, w_atom
  * and v_pair (whole-set arrays), its gradient into `grad` (NULL: none); ws holds the work
  * arrays one after the other (NEP_TRAIN_WORK_* order), entries `stride` apart. */
-__device__ static void train_atom(const nepct_args &A, const real *par, int i, real *ws,
-                                  size_t stride, double *grad, double *e_atom, double *w_atom,
-                                  double *v_pair)
+__device__ static __forceinline__ void train_atom(const nepct_args &A, const real *par, int i,
+                                                  real *ws, size_t stride, double *grad,
+                                                  double *e_atom, double *w_atom, double *v_pair)
 {
     real *work[NEP_TRAIN_NUM_WORK];
     for (int k = 0; k < NEP_TRAIN_NUM_WORK; ++k) {
@@ -60,7 +60,9 @@ __device__ static void train_atom(const nepct_args &A, const real *par, int i, r
     for (int k = 0; k < 9; ++k) w_atom[9 * (size_t)i + k] = virial[k];
 }
 
-__global__ void atoms_kernel(const nepct_args args, int first, int count)
+/* The t-th of `count` atoms of a launch (selected_atoms[first + t]); with a gradient (args.rows
+ * set) into row t. */
+__device__ static __forceinline__ void atoms_body(const nepct_args &args, int first, int count)
 {
     const int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= count) return;
@@ -72,6 +74,38 @@ __global__ void atoms_kernel(const nepct_args args, int first, int count)
                args.w_atom, args.v_pair);
 }
 
+/* Every pass: predictions, or predictions and the gradient. Its registers are the gradient
+ * path's (255 on sm_90: 8 one-warp blocks per SM). */
+__global__ void atoms_kernel(const nepct_args args, int first, int count)
+{
+    atoms_body(args, first, count);
+}
+
+/* The same asked to fit 16 one-warp blocks per SM (at most 128 registers on sm_90, the rest
+ * spilled to local memory): twice the warps to hide latency with, each slower. Chosen by
+ * NEPCT_KERNEL_WIDE_GRADIENT, for timing the two on a device. */
+__global__ void __launch_bounds__(NEPCT_THREADS, 16)
+    atoms_kernel_wide(const nepct_args args, int first, int count)
+{
+    atoms_body(args, first, count);
+}
+
+/* A prediction pass (no gradient, no adjoints): the same maths with the gradient's NULLs
+ * known to the compiler, which drops the gradient path and its registers (as for
+ * population_kernel), so more warps fit an SM. Same arithmetic, same results. */
+__global__ void predict_kernel(const nepct_args args, int first, int count)
+{
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= count) return;
+    nepct_args a = args;
+    a.alpha = a.force_adjoint = a.virial_adjoint = NULL;
+    const int i = a.selected_atoms[first + t];
+    size_t stride;
+    real *ws = work_start(a, (real *)a.scratch, (size_t)t, (size_t)count, &stride);
+    train_atom(a, (const real *)a.parameters, i, ws, stride, NULL, a.e_atom, a.w_atom,
+               a.v_pair);
+}
+
 /* Thread (k, t): the t-th selected atom for candidate k of a population, predictions only;
  * candidate k's parameters, per-atom and per-pair outputs and work arrays at k times the
  * given strides. */
@@ -81,11 +115,14 @@ __global__ void population_kernel(const nepct_args args, int count, int candidat
     const long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (g >= (long long)count * candidates) return;
     const int k = (int)(g / count), t = (int)(g % count);
-    const int i = args.selected_atoms[t];
+    /* predictions only: the adjoints' NULLs known to the compiler, as in predict_kernel (the
+     * one caller passes them NULL) */
+    nepct_args a = args;
+    a.alpha = a.force_adjoint = a.virial_adjoint = NULL;
+    const int i = a.selected_atoms[t];
     size_t stride;
-    real *ws = work_start(args, (real *)pop.scratch, (size_t)g, (size_t)count * candidates,
-                          &stride);
-    train_atom(args, (const real *)pop.parameters + (size_t)k * args.model.num_parameters, i, ws,
+    real *ws = work_start(a, (real *)pop.scratch, (size_t)g, (size_t)count * candidates, &stride);
+    train_atom(a, (const real *)pop.parameters + (size_t)k * a.model.num_parameters, i, ws,
                stride, NULL, pop.e_atom + (size_t)k * pop.atoms, pop.w_atom + 9 * (size_t)k * pop.atoms,
                pop.v_pair + 3 * (size_t)k * pop.pairs);
 }
@@ -95,23 +132,33 @@ size_t resident_atoms()
 #ifdef NEPCU_HOST_EMULATION
     return 0;
 #else
-    int device = 0, sms = 0, blocks = 0;
+    int device = 0, sms = 0, blocks = 0, wide = 0;
     if (cudaGetDevice(&device) != cudaSuccess
         || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess
         || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, atoms_kernel, NEPCT_THREADS, 0)
-               != cudaSuccess) {
+               != cudaSuccess
+        || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&wide, atoms_kernel_wide, NEPCT_THREADS,
+                                                         0) != cudaSuccess) {
         cudaGetLastError();
         return 0;
     }
-    return (size_t)sms * (size_t)blocks * NEPCT_THREADS;
+    /* the larger of the two gradient kernels' waves, so that either fills the device */
+    return (size_t)sms * (size_t)(wide > blocks ? wide : blocks) * NEPCT_THREADS;
 #endif
 }
 
 void launch_atoms(const nepct_args &args, int first, int count, cudaStream_t stream)
 {
     if (count <= 0) return;
-    NEPCU_LAUNCH(atoms_kernel, (count + NEPCT_THREADS - 1) / NEPCT_THREADS, NEPCT_THREADS, stream,
-                 args, first, count);
+    const unsigned blocks = (count + NEPCT_THREADS - 1) / NEPCT_THREADS;
+    const bool predictions = !args.rows && !args.alpha && !args.force_adjoint
+                             && !args.virial_adjoint;
+    if (predictions && (args.kernels & NEPCT_KERNEL_PREDICT))
+        NEPCU_LAUNCH(predict_kernel, blocks, NEPCT_THREADS, stream, args, first, count);
+    else if (args.kernels & NEPCT_KERNEL_WIDE_GRADIENT)
+        NEPCU_LAUNCH(atoms_kernel_wide, blocks, NEPCT_THREADS, stream, args, first, count);
+    else
+        NEPCU_LAUNCH(atoms_kernel, blocks, NEPCT_THREADS, stream, args, first, count);
 }
 
 void launch_population(const nepct_args &args, int count, int candidates,

@@ -49,6 +49,8 @@ cdef extern from "nep_train_cuda.h" nogil:
                                   double *v)
     void nep_train_cuda_set_population_budget(nep_train_cuda *handle, size_t bytes)
     void nep_train_cuda_set_interleaved(nep_train_cuda *handle, int interleaved)
+    void nep_train_cuda_set_kernels(nep_train_cuda *handle, int predict_kernel,
+                                    int wide_gradient)
     size_t nep_train_cuda_device_bytes(const nep_train_cuda *handle)
     size_t nep_train_cuda_num_parameters(const nep_train_cuda *handle)
     size_t nep_train_cuda_num_pairs(const nep_train_cuda *handle)
@@ -131,6 +133,13 @@ cdef class CudaTrainingSet:
         """Work arrays interleaved across a launch's threads (True, the default: coalesced)
         or contiguous per thread (False, the earlier layout); the same numbers either way."""
         nep_train_cuda_set_interleaved(self.ptr, 1 if interleaved else 0)
+
+    def set_kernels(self, bint predict_kernel=True, bint wide_gradient=False):
+        """Which kernel runs which pass: prediction passes in their own specialised kernel
+        (True, the default) or the gradient kernel; the gradient in the kernel bounded to 128
+        registers (True) or the unbounded one (False, the default). The same numbers."""
+        nep_train_cuda_set_kernels(self.ptr, 1 if predict_kernel else 0,
+                                   1 if wide_gradient else 0)
 
     @property
     def device_bytes(self):

@@ -105,6 +105,21 @@ for kw in variants:
         ts.set_interleaved(True)
         assert np.array_equal(g, g4) and np.array_equal(f, f4) and np.array_equal(w, w4), kw
         assert np.array_equal(pe4[0], e[sub]) and np.array_equal(pe4[1], e[sub]), kw
+        # the same numbers from the other kernel choices: predictions in the gradient kernel
+        # instead of their own, the gradient in the register-bounded kernel (the same bits in
+        # the host emulation; on a device the compiler may fuse a product and a sum
+        # differently in each specialisation: round-off, so a tolerance far below tol)
+        def same(a, b):
+            return np.abs(a - b).max() <= 1e-2 * tol * max(1.0, np.abs(b).max())
+        _, e7, f7, w7 = ts.run(params, sub, want_gradient=False)
+        for predict_kernel, wide in ((False, False), (True, True), (False, True)):
+            ts.set_kernels(predict_kernel, wide)
+            g5, e5, f5, w5 = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
+            _, e6, f6, w6 = ts.run(params, sub, want_gradient=False)
+            ts.set_kernels()
+            assert same(g5, g) and same(e5, e) and same(f5, f) and same(w5, w), (kw, wide)
+            assert same(e6, e7) and same(f6, f7) and same(w6, w7), (kw, predict_kernel)
+            assert same(e7, e[sub]), kw
         # a population in one call: each member as its own call
         pop = params + 0.01 * rng.normal(size=(3, params.size))
         pe, pf, pw = ts.predict_population(pop, sub)

@@ -95,7 +95,8 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
     if part == "1":
         need_tests()
         need_text("bench_gpu_steps.txt", "Adam, batches of", "full batch",
-                  "everything on the device (DeviceAdam)", "work arrays contiguous", "SNES",
+                  "everything on the device (DeviceAdam)", "work arrays contiguous",
+                  "predictions in the gradient kernel", "SNES",
                   "training-set device memory")
         need_text("bench_train_gpu.txt", "LLZO NEP25-ZBL on the GPU", "optimiser steps per second",
                   "held-out targets")
@@ -109,7 +110,8 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
         need((REPO / "gpu-out" / "nepzbl_reference.json").is_file(),
              "gpu-out/nepzbl_reference.json (part 2's target) missing")
         need_text("bench_gpu_epoch.txt", "GPU epoch", "device memory", "per epoch",
-                  "ms per call", "the GPU filled")
+                  "ms per call", "the GPU filled", "per-atom kernels",
+                  "gradient in the 128-register kernel")
         need_text("bench_train_gpu_adam.txt", "optimiser steps per second", "held-out targets")
         need_text("bench_scaling.txt", "best / best(1)")
         epoch = out / "gpu_epoch" / "gpu_epoch.json"

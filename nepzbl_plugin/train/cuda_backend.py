@@ -103,6 +103,15 @@ class CudaBackend:
         are the same; this is for timing the two (``benchmarks/bench_train.py gpu-steps``)."""
         self._set.set_interleaved(bool(interleaved))
 
+    def set_kernels(self, predict_kernel: bool = True, wide_gradient: bool = False) -> None:
+        """Which per-atom kernel runs which pass: predictions in a kernel specialised for
+        them (True, the default: no gradient path, so fewer registers and more warps per SM)
+        or in the gradient kernel; the gradient in a kernel bounded to 128 registers for twice
+        the resident warps (True) or the unbounded one (False, the default). The numbers are
+        the same; this is for timing them (``benchmarks/bench_train.py gpu-steps``,
+        ``gpu-epoch``)."""
+        self._set.set_kernels(bool(predict_kernel), bool(wide_gradient))
+
     def predict(self, params: np.ndarray, indices) -> Predictions:
         """Energies, forces and virials of structures ``indices`` (in that order)."""
         _, energy, forces, virial = self._set.run(
