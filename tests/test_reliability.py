@@ -302,28 +302,68 @@ def _tiny_run(tmp_path):
 def test_resume_never_repeats_a_loss_out_row(tmp_path):
     """A kill after the loss.out append but before the checkpoint: the resumed run starts from
     the older checkpoint and must not write that step's row twice."""
-    import numpy as np
+
+    import shutil
 
     from nepzbl_plugin.io.gpumd_outputs import read_loss_out
     from nepzbl_plugin.train import train
 
     structures, nep_in = _tiny_run(tmp_path)
-    train(structures, nep_in, output_dir=tmp_path, epochs=4, seed=0, report_interval=2,
-          log=None)
-    # simulate the kill: the checkpoint says step 2, loss.out already has step 4
+    out = tmp_path / "run"
+    train(structures, nep_in, output_dir=out, epochs=2, seed=0, report_interval=2, log=None)
+    saved = tmp_path / "step2"
+    saved.mkdir()
+    for path in out.glob("nepzbl_restart.*"):
+        shutil.copy(path, saved / path.name)
+    _, history = train(structures, nep_in, output_dir=out, epochs=4, seed=0,
+                       report_interval=2, log=None)
+    # simulate the kill: the checkpoint of step 2 is back, loss.out already has step 4
+    for path in out.glob("nepzbl_restart.*"):
+        path.unlink()
+    for path in saved.iterdir():
+        shutil.copy(path, out / path.name)
+    _, again = train(structures, nep_in, output_dir=out, epochs=4, seed=0, report_interval=2,
+                     log=None)
+    steps = read_loss_out(out / "loss.out").generation
+    assert list(steps) == [2, 4]
+    # the history (kept in the checkpoint's arrays) goes on from step 2, types and all
+    assert [r["step"] for r in again.records] == [2, 4]
+    def without_time(records):  # the wall time of step 4 is the second run's own
+        return [{k: v for k, v in r.items() if k != "time"} for r in records]
+    assert again.records[0] == history.records[0]
+    assert without_time(again.records) == without_time(history.records)
+    assert all(type(r["step"]) is int and type(r["has_virial_train"]) is bool
+               and type(r["loss"]) is float for r in again.records)
+
+
+def test_checkpoint_history_is_read_back_from_either_form(tmp_path):
+    """A checkpoint before 2026-11-30 kept the history as a JSON list; both forms resume,
+    and a malformed history is one error naming the file."""
     import json
 
+    from nepzbl_plugin.errors import NepFormatError
+    from nepzbl_plugin.train import train
+
+    structures, nep_in = _tiny_run(tmp_path)
+    _, history = train(structures, nep_in, output_dir=tmp_path, epochs=4, seed=0,
+                       report_interval=2, log=None)
     json_path = tmp_path / "nepzbl_restart.json"
     meta = json.loads(json_path.read_text())
-    meta["step"] = 2
-    meta["finished"] = False
-    meta["history"] = meta["history"][:1]
-    json_path.write_text(json.dumps(meta))
-    train(structures, nep_in, output_dir=tmp_path, epochs=4, seed=0, report_interval=2,
-          log=None)
-    steps = read_loss_out(tmp_path / "loss.out").generation
-    assert list(steps) == sorted(set(steps.tolist()))
-    assert np.all(np.diff(steps) > 0)
+    assert "history" not in meta and meta["history_types"]["step"] == "int"
+    # the older form: the list in the JSON (the arrays' columns are then not read)
+    old = dict(meta, history=history.records, finished=False, step=4)
+    json_path.write_text(json.dumps(old))
+    _, resumed = train(structures, nep_in, output_dir=tmp_path, epochs=6, seed=0,
+                       report_interval=2, log=None)
+    assert [r["step"] for r in resumed.records] == [2, 4, 6]
+    assert resumed.records[:2] == history.records
+    meta = json.loads(json_path.read_text())
+    for bad in ({"history_types": {"step": "complex"}}, {"history_types": {"nope": "int"}},
+                {"history": "not a list"}):
+        json_path.write_text(json.dumps(dict(meta, **bad, finished=False)))
+        with pytest.raises(NepFormatError, match="nepzbl_restart"):
+            train(structures, nep_in, output_dir=tmp_path, epochs=8, seed=0,
+                  report_interval=2, log=None)
 
 
 def test_short_parameter_array_in_checkpoint_is_one_error(tmp_path):
