@@ -359,7 +359,8 @@ def test_checkpoint_history_is_read_back_from_either_form(tmp_path):
     assert resumed.records[:2] == history.records
     meta = json.loads(json_path.read_text())
     for bad in ({"history_types": {"step": "complex"}}, {"history_types": {"nope": "int"}},
-                {"history": "not a list"}):
+                {"history": "not a list"}, {"history_types": {"time": "int"}},
+                {"history_types": {"step": "bool"}}):
         json_path.write_text(json.dumps(dict(meta, **bad, finished=False)))
         with pytest.raises(NepFormatError, match="nepzbl_restart"):
             train(structures, nep_in, output_dir=tmp_path, epochs=8, seed=0,
