@@ -51,6 +51,10 @@ for spec in neppo==1.0 torchnep==1.0.7; do
     "$venv/bin/python" -m zipfile -e "$(ls "$wheels/$name"-*-py3-none-any.whl | tail -1)" "$site"
 done
 find "$site" -name __pycache__ -prune -exec rm -rf {} +
+# what the device's Python 3.12 must import from here (a missing _nepy cost a device call)
+for need in ase calorine neppo torchnep "_nepy.cpython-312-*.so"; do
+    ls -d "$site"/$need >/dev/null 2>&1 || { echo "prepare_device: $site lacks $need" >&2; exit 1; }
+done
 data=.device/shared/data
 mkdir -p "$data"
 shared="$(cd .. && pwd)/shared/data"
