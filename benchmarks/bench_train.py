@@ -371,6 +371,21 @@ def _nepzbl_held_out_run(structures, nep_in, held_out, seconds, out, optimizer, 
     return model, history, wall, rows
 
 
+def _adam_phase(records, structures, nep_in):
+    """The Adam phase of a history that switched to L-BFGS (the last report whose updates are
+    its epochs times the batches of an epoch: step, updates, time), or None when the run
+    never left Adam or never used it."""
+    from nepzbl_plugin.train import trainer as T
+
+    batch = T.settings_from_nep_in(nep_in, structures, optimizer="adam").batch_size
+    per_epoch = -(-structures // batch)
+    adam = [r for r in records if r.get("updates") == per_epoch * r["step"]]
+    if not adam or len(adam) == len(records):
+        return None
+    last = adam[-1]
+    return {"epochs": last["step"], "updates": last["updates"], "time": last["time"]}
+
+
 def _nepzbl_reference(rows, device, seconds, version):
     """The peers' target: nepzbl's final held-out force RMSE, and the first wall time at which
     nepzbl's held-out force RMSE was that low."""
@@ -496,6 +511,11 @@ def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first):
           f"epochs or L-BFGS iterations in {train_time:.1f} s of training); "
           f"training-set device memory {backend.device_bytes / 2**20:.0f} MiB; GPU memory in "
           f"use {_gpu_memory_text()}")
+    phase = _adam_phase(history.records, len(structures), nep_in)
+    if phase is not None:
+        print(f"of which Adam: {phase['updates']} steps in {phase['epochs']} epochs, "
+              f"{phase['time']:.1f} s: {phase['updates'] / max(phase['time'], 1e-9):.1f} Adam "
+              "steps per second (reports included), then full-batch L-BFGS")
     print("held-out targets (0.60 meV/atom, 42.3 meV/Å, 5.6 meV/atom) within 20 s: "
           + (f"MET at {reached['time']:.1f} s" if reached and reached["time"] <= 20 else "NOT met"))
     if not rows:
