@@ -86,6 +86,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib.util
 import json
 import os
@@ -846,15 +847,14 @@ def bench_gpu_epoch(threads, out):
     from nepzbl_plugin.train import trainer as T
     from nepzbl_plugin.train._backend import EngineBackend
     from nepzbl_plugin.train.cuda_backend import CudaBackend
-    from nepzbl_plugin.train.loss import Labels, Loss
+    from nepzbl_plugin.train.loss import Labels
 
     nep_in, structures, rng = _llzo_2000()
     atoms = sum(len(st.symbols) for st in structures)
     per_structure = len(structures[0].symbols)
     model = Model.from_nep_in(nep_in)
     model.parameters[:] = rng.normal(0, 0.1, model.num_parameters)
-    weights = T.loss_weights_from_nep_in(nep_in, model.num_types).resolved(model.num_parameters)
-    loss = Loss(weights, model.parameter_types(), global_mask=T._global_mask(model))
+    loss = _trainer_loss(nep_in, model)
     batch = nep_in.batch_size or 25
     fill = max(1, min(len(structures), T.GPU_FULL_BATCH_ATOMS // per_structure))
     params = model.parameters
@@ -871,13 +871,9 @@ def bench_gpu_epoch(threads, out):
     upload = time.monotonic() - t0
     calls = []  # (structures per call, ms per call)
     for size in sorted({1, 4, batch, 100, fill, 2 * fill} & set(range(1, len(structures) + 1))):
-        idx = np.arange(size)
-        gpu.loss_and_gradient(params, idx)  # warm-up
-        count, t1 = 0, time.perf_counter()
-        while count < 3 or time.perf_counter() - t1 < 0.5:
-            gpu.loss_and_gradient(params, idx)
-            count += 1
-        calls.append((size, (time.perf_counter() - t1) / count * 1e3))
+        call = functools.partial(gpu.loss_and_gradient, params, np.arange(size))
+        call()  # warm-up
+        calls.append((size, 1e3 / _timed(call, 0.5)[0]))
     epoch(gpu, min(batch, len(structures)), batch)  # warm-up
     gpu_epoch_batch = epoch(gpu, len(structures), batch)
     gpu_epoch = epoch(gpu, len(structures), fill)
@@ -927,7 +923,7 @@ def _scaling_setup():
     from nepzbl_plugin.model import Model
     from nepzbl_plugin.train import trainer as T
     from nepzbl_plugin.train.initialise import initialise_parameters
-    from nepzbl_plugin.train.loss import Labels, Loss
+    from nepzbl_plugin.train.loss import Labels
     from nepzbl_plugin.train.qscaler import compute_q_scaler
 
     nep_in_path = DATA / "llzo/NEP25-ZBL/nep.in"
@@ -939,10 +935,19 @@ def _scaling_setup():
     model = Model.from_nep_in(nep_in)
     model.q_scaler[:] = compute_q_scaler(model, structures, initial_para=settings.initial_para)
     model.parameters[:] = initialise_parameters(model, structures, seed=settings.seed)
-    weights = T.loss_weights_from_nep_in(nep_in, model.num_types).resolved(model.num_parameters)
-    loss = Loss(weights, model.parameter_types(), global_mask=T._global_mask(model))
+    loss = _trainer_loss(nep_in, model)
     labels = Labels.from_structures(structures, list(model.types))
     return name, settings, model, loss, labels, structures
+
+
+def _trainer_loss(nep_in, model):
+    """GPUMD's loss for ``model`` with nep.in's weights, as :func:`nepzbl_plugin.train.train`
+    builds it."""
+    from nepzbl_plugin.train import trainer as T
+    from nepzbl_plugin.train.loss import Loss
+
+    weights = T.loss_weights_from_nep_in(nep_in, model.num_types).resolved(model.num_parameters)
+    return Loss(weights, model.parameter_types(), global_mask=T._global_mask(model))
 
 
 def _timed(step, seconds):

@@ -950,8 +950,8 @@ class _HistoryColumns:
                 for key, column in self._columns.items()}
 
     def types(self) -> dict[str, str]:
-        return {key: (kinds.pop() if len(kinds) == 1 else "float")
-                for key, kinds in ((k, set(v)) for k, v in self._kinds.items())}
+        return {key: next(iter(kinds)) if len(kinds) == 1 else "float"
+                for key, kinds in self._kinds.items()}
 
 
 def _history_records(where: Path, arrays: dict, scalars: dict) -> list[dict]:
