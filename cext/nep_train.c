@@ -105,7 +105,7 @@ static void compute_structure(const train_model *m, const nep_system *sys,
                                         sys->types[i], list->offset[i], list->offset[i + 1],
                                         list->neighbor, list->r, sys->types, sys->temperature,
                                         fadj ? fadj + 3 * i : NULL, fadj, vadj, alpha, ws->work,
-                                        1, grad, pair_v, NULL);
+                                        1, grad, 1, pair_v, NULL);
 }
 
 /* The work of one call is split in waves of consecutive structures of about

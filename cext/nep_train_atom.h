@@ -193,12 +193,12 @@ NEP_HD void nep_train_angular_pair(int L, NEP_REAL d, const NEP_REAL *u, const N
  *   (1 - h2_j^2); P = w1^T a2, Q = w1^T c2; c1 = Q (1 - h1^2) = dPhi/dz1dot (w0^T c1 = mu),
  *   a1 = (P - 2 h1 z1dot Q) (1 - h1^2) = dPhi/dz1 (w0^T a1 = lam).
  * lam and mu are in x (the caller multiplies by q_scaler, as for one layer); hid holds h1, h2,
- * z1dot, z2dot, P, Q ([4 N1 + 2 N2], entries st apart). */
+ * z1dot, z2dot, P, Q ([4 N1 + 2 N2], entries st apart); gradient entry k is grad[k gst]. */
 NEP_HD NEP_REAL nep_train_network2(const nep_train_atom_model *m, const NEP_REAL *par,
                                    size_t w0_off, size_t shared_bias, const NEP_REAL *q,
                                    const NEP_REAL *qdot, size_t st, const NEP_REAL *scaler,
-                                   double alpha, NEP_REAL *hid, double *grad, NEP_REAL *lam,
-                                   NEP_REAL *mu)
+                                   double alpha, NEP_REAL *hid, double *grad, size_t gst,
+                                   NEP_REAL *lam, NEP_REAL *mu)
 {
     const int D = m->dim, N1 = m->num_neurons, N2 = m->num_neurons_second;
     const NEP_REAL *w0 = par + w0_off, *b0 = w0 + (size_t)N1 * D, *w1 = b0 + N1;
@@ -220,8 +220,8 @@ NEP_HD NEP_REAL nep_train_network2(const nep_train_atom_model *m, const NEP_REAL
         z1d[k * st] = nep_network_dot(D, w0 + (size_t)k * D, qdot, st, scaler);
         P[k * st] = Q[k * st] = (NEP_REAL)0;
     }
-    double *g0 = grad + w0_off, *gb0 = g0 + (size_t)N1 * D, *g1 = gb0 + N1;
-    double *gb1 = g1 + (size_t)N2 * N1, *g2 = gb1 + N2;
+    double *g0 = grad + w0_off * gst, *gb0 = g0 + (size_t)N1 * D * gst, *g1 = gb0 + N1 * gst;
+    double *gb1 = g1 + (size_t)N2 * N1 * gst, *g2 = gb1 + N2 * gst;
     for (int j = 0; j < N2; ++j) {
         const NEP_REAL *wj = w1 + (size_t)j * N1;
         NEP_REAL zd = (NEP_REAL)0;
@@ -233,13 +233,13 @@ NEP_HD NEP_REAL nep_train_network2(const nep_train_atom_model *m, const NEP_REAL
         const NEP_REAL h = h2[j * st], dh = (NEP_REAL)1 - h * h;
         const NEP_REAL c2 = -w2[j] * dh;
         const NEP_REAL a2 = w2[j] * (al + (NEP_REAL)2 * h * zd) * dh;
-        g2[j] += (double)(al * h - dh * zd);
-        gb1[j] -= (double)a2;
-        double *gj = g1 + (size_t)j * N1;
+        g2[j * gst] += (double)(al * h - dh * zd);
+        gb1[j * gst] -= (double)a2;
+        double *gj = g1 + (size_t)j * N1 * gst;
         for (int k = 0; k < N1; ++k) {
             const NEP_REAL hk = h1[k * st];
             const NEP_REAL h1dot = ((NEP_REAL)1 - hk * hk) * z1d[k * st];
-            gj[k] += (double)(a2 * hk + c2 * h1dot);
+            gj[k * gst] += (double)(a2 * hk + c2 * h1dot);
             P[k * st] += a2 * wj[k];
             Q[k * st] += c2 * wj[k];
         }
@@ -249,15 +249,15 @@ NEP_HD NEP_REAL nep_train_network2(const nep_train_atom_model *m, const NEP_REAL
         const NEP_REAL c1 = Q[k * st] * dh;
         const NEP_REAL a1 = (P[k * st] - (NEP_REAL)2 * h * z1d[k * st] * Q[k * st]) * dh;
         const NEP_REAL *wk = w0 + (size_t)k * D;
-        double *gk = g0 + (size_t)k * D;
+        double *gk = g0 + (size_t)k * D * gst;
         for (int d = 0; d < D; ++d) {
-            gk[d] += (double)(a1 * q[d * st] * scaler[d] + c1 * qdot[d * st] * scaler[d]);
+            gk[d * gst] += (double)(a1 * q[d * st] * scaler[d] + c1 * qdot[d * st] * scaler[d]);
             lam[d * st] += a1 * wk[d];
         }
-        gb0[k] -= (double)a1;
+        gb0[k * gst] -= (double)a1;
     }
-    grad[shared_bias] -= alpha;
-    if (m->version == 5) grad[w0_off + beta] -= alpha;
+    grad[shared_bias * gst] -= alpha;
+    if (m->version == 5) grad[(w0_off + beta) * gst] -= alpha;
     return U;
 }
 
@@ -266,6 +266,60 @@ NEP_HD NEP_REAL nep_train_network2(const nep_train_atom_model *m, const NEP_REAL
 NEP_HD void nep_train_gather(const NEP_REAL *x, size_t stride, int count, NEP_REAL *y)
 {
     for (int k = 0; k < count; ++k) y[k] = x[(size_t)k * stride];
+}
+
+/* g[k gst] += (double)(a x[k] + b y[k]) for k < count: one channel's coefficient gradient
+ * from one pair. The loads of each group of four are written before its stores: a compiler
+ * cannot tell that the four addresses differ, so written one after another each
+ * read-modify-write waits for the last, while grouped a GPU thread has four in flight (the
+ * arithmetic is the same). */
+NEP_HD void nep_train_grad_add(double *g, size_t gst, int count, NEP_REAL a, const NEP_REAL *x,
+                               NEP_REAL b, const NEP_REAL *y)
+{
+    int k = 0;
+    for (; k + 4 <= count; k += 4) {
+        double *g0 = g + (size_t)k * gst, *g1 = g0 + gst, *g2 = g1 + gst, *g3 = g2 + gst;
+        const double v0 = *g0, v1 = *g1, v2 = *g2, v3 = *g3;
+        *g0 = v0 + (double)(a * x[k] + b * y[k]);
+        *g1 = v1 + (double)(a * x[k + 1] + b * y[k + 1]);
+        *g2 = v2 + (double)(a * x[k + 2] + b * y[k + 2]);
+        *g3 = v3 + (double)(a * x[k + 3] + b * y[k + 3]);
+    }
+    for (; k < count; ++k) g[(size_t)k * gst] += (double)(a * x[k] + b * y[k]);
+}
+
+/* One pair's part of one angular channel: s[k st] += g y[k] and, with sdot (not NULL),
+ * sdot[k st] += gd y[k] + g ydot[k], for k < K; grouped as in nep_train_grad_add (s and sdot
+ * lie in the same work buffer). */
+NEP_HD void nep_train_s_add(NEP_REAL *s, NEP_REAL *sdot, size_t st, int K, NEP_REAL g,
+                            NEP_REAL gd, const NEP_REAL *y, const NEP_REAL *ydot)
+{
+    int k = 0;
+    if (!sdot) {
+        for (; k + 4 <= K; k += 4) {
+            NEP_REAL *s0 = s + (size_t)k * st, *s1 = s0 + st, *s2 = s1 + st, *s3 = s2 + st;
+            const NEP_REAL v0 = *s0, v1 = *s1, v2 = *s2, v3 = *s3;
+            *s0 = v0 + g * y[k];
+            *s1 = v1 + g * y[k + 1];
+            *s2 = v2 + g * y[k + 2];
+            *s3 = v3 + g * y[k + 3];
+        }
+        for (; k < K; ++k) s[(size_t)k * st] += g * y[k];
+        return;
+    }
+    for (; k + 2 <= K; k += 2) {
+        NEP_REAL *s0 = s + (size_t)k * st, *s1 = s0 + st;
+        NEP_REAL *d0 = sdot + (size_t)k * st, *d1 = d0 + st;
+        const NEP_REAL v0 = *s0, v1 = *s1, w0 = *d0, w1 = *d1;
+        *s0 = v0 + g * y[k];
+        *s1 = v1 + g * y[k + 1];
+        *d0 = w0 + (gd * y[k] + g * ydot[k]);
+        *d1 = w1 + (gd * y[k + 1] + g * ydot[k + 1]);
+    }
+    for (; k < K; ++k) {
+        s[(size_t)k * st] += g * y[k];
+        sdot[(size_t)k * st] += gd * y[k] + g * ydot[k];
+    }
 }
 
 /* Atom i of type ti, whose pairs are p0 .. p1 - 1 of a neighbour list (neighbor[p], r[3 p]
@@ -279,7 +333,8 @@ NEP_HD void nep_train_gather(const NEP_REAL *x, size_t stride, int count, NEP_RE
  * contiguous (the CPU), st = the threads of a launch interleaves the atoms (the GPU: a warp's
  * 32 threads then read and write 32 neighbouring values at once instead of 32 cache lines).
  * The arithmetic is the same for every st. Adds the gradient contributions to grad (NULL:
- * none), writes v = dU_i/dr_ij to pair_v[3 p], subtracts r_ij (x) v from virial[9] (NULL:
+ * none; parameter k's at grad[k gst], gst = 1 on the CPU, the threads of a tile on the GPU,
+ * whose rows are interleaved like the work arrays), writes v = dU_i/dr_ij to pair_v[3 p], subtracts r_ij (x) v from virial[9] (NULL:
  * not formed) and returns the atom's energy (its network energy and half of its ZBL pair
  * energies). */
 NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
@@ -287,8 +342,8 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
                              size_t p1, const int *neighbor, const double *r_pairs,
                              const int *types, double temperature, const double *ai,
                              const double *fadj, const double *B, double alpha,
-                             NEP_REAL *const *work, size_t st, double *grad, double *pair_v,
-                             double *virial)
+                             NEP_REAL *const *work, size_t st, double *grad, size_t gst,
+                             double *pair_v, double *virial)
 {
     const int T = m->num_types, D = m->dim, N1 = m->num_neurons;
     const int nR = m->n_max_radial, nA = m->n_max_angular;
@@ -342,15 +397,12 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
                 NEP_REAL *sn = s + (size_t)n * sy, *sdn = sdot + (size_t)n * sy;
                 if (!want_gradient) {
                     const NEP_REAL g = nep_channel(bA + 1, c, (size_t)T * T, fk);
-                    for (int k = 0; k < K; ++k) sn[k * st] += g * y[k];
+                    nep_train_s_add(sn, NULL, st, K, g, (NEP_REAL)0, y, NULL);
                     continue;
                 }
                 NEP_REAL g, gp;
                 nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
-                for (int k = 0; k < K; ++k) {
-                    sn[k * st] += g * y[k];
-                    sdn[k * st] += gp * ddot * y[k] + g * ydot[k];
-                }
+                nep_train_s_add(sn, sdn, st, K, g, gp * ddot, y, ydot);
             }
         }
     }
@@ -388,7 +440,7 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
      * layer has its own network pass (which also takes the gradient) */
     const NEP_REAL U =
         two_layers ? nep_train_network2(m, par, w0_off, m->shared_bias, q, qdot, st, scaler,
-                                        alpha, hidden, grad, lam, mu)
+                                        alpha, hidden, grad, gst, lam, mu)
                    : nep_network_forward(D, N1, w0, b0, w1, par[m->shared_bias],
                                          m->version == 5 ? w1 + N1 : NULL, q, st, scaler, NULL,
                                          hidden, mu, st);
@@ -408,16 +460,16 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
         const NEP_REAL A = alpha_r * e - nf;                   /* dPhi/dz_k */
         for (int d = 0; d < D; ++d) lam[d * st] += A * wk[d];
         if (grad) {
-            double *gw = grad + w0_off + (size_t)k * D;
+            double *gw = grad + (w0_off + (size_t)k * D) * gst;
             for (int d = 0; d < D; ++d)
-                gw[d] += (double)(A * q[d * st] * scaler[d] - e * qdot[d * st] * scaler[d]);
-            grad[w0_off + (size_t)N1 * D + k] -= (double)A;
-            grad[w0_off + (size_t)N1 * D + N1 + k] += (double)(alpha_r * h - dh * zd);
+                gw[d * gst] += (double)(A * q[d * st] * scaler[d] - e * qdot[d * st] * scaler[d]);
+            grad[(w0_off + (size_t)N1 * D + k) * gst] -= (double)A;
+            grad[(w0_off + (size_t)N1 * D + N1 + k) * gst] += (double)(alpha_r * h - dh * zd);
         }
     }
     if (grad && !two_layers) {
-        grad[m->shared_bias] -= alpha;
-        if (m->version == 5) grad[w0_off + (size_t)(D + 2) * N1] -= alpha;
+        grad[m->shared_bias * gst] -= alpha;
+        if (m->version == 5) grad[(w0_off + (size_t)(D + 2) * N1) * gst] -= alpha;
     }
     double energy = (double)U;
     for (int d = 0; d < D; ++d) {
@@ -476,11 +528,9 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
                 const NEP_REAL gp = nep_channel(bR + 1, par + off, (size_t)T * T, fkp);
                 const NEP_REAL dudq = -mu[n * st];
                 for (int c3 = 0; c3 < 3; ++c3) v[c3] += dudq * gp * u[c3];
-                if (grad) {
-                    const NEP_REAL la = lam[n * st], mud = mu[n * st] * ddot;
-                    for (int k = 0; k <= bR; ++k)
-                        grad[off + (size_t)k * T * T] += (double)(la * fk[k] + mud * fkp[k]);
-                }
+                if (grad)
+                    nep_train_grad_add(grad + off * gst, (size_t)T * T * gst, bR + 1,
+                                       lam[n * st], fk, mu[n * st] * ddot, fkp);
             }
         }
         const NEP_REAL rca = (NEP_REAL)m->rc_angular[ti * T + tj];
@@ -505,11 +555,9 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
                 }
                 /* dU/ds = -tau */
                 for (int c3 = 0; c3 < 3; ++c3) v[c3] -= gp * tau_y * u[c3] + g * tau_dy[c3];
-                if (grad) {
-                    const NEP_REAL tyd = tau_y * ddot;
-                    for (int k = 0; k <= bA; ++k)
-                        grad[off + (size_t)k * T * T] += (double)(fk[k] * sig + fkp[k] * tyd);
-                }
+                if (grad)
+                    nep_train_grad_add(grad + off * gst, (size_t)T * T * gst, bA + 1, sig, fk,
+                                       tau_y * ddot, fkp);
             }
             if (m->use_zbl) {
                 NEP_REAL phi, dphi;

@@ -122,9 +122,10 @@ int nep_train_cuda_adam_state(nep_train_cuda *handle, double *parameters, double
  * candidate runs at a time whatever the budget. */
 void nep_train_cuda_set_population_budget(nep_train_cuda *handle, size_t bytes);
 
-/* The per-atom kernels' work arrays: interleaved entry by entry across the threads of a
- * launch (1, the default: a warp's accesses coalesce) or each thread's contiguous (0, the
- * layout before 2026-11-30). The same numbers either way; for timing the two on a device. */
+/* The per-atom kernels' work arrays and gradient rows: interleaved entry by entry across the
+ * threads of a launch (1, the default: a warp's accesses coalesce, and the rows are summed at
+ * the device's bandwidth) or each thread's contiguous (0, the first layout). The same numbers
+ * up to the order of the gradient's sums; for timing the two on a device. */
 void nep_train_cuda_set_interleaved(nep_train_cuda *handle, int interleaved);
 
 /* Which per-atom kernel runs which pass (the same numbers; for timing them on a device):

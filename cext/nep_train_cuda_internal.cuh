@@ -10,9 +10,11 @@
  *   incoming   in_offset[A + 1], in_pair[P]: the pairs whose neighbour is the atom, in pair
  *              order, so that forces are gathered (no atomics, reproducible sums)
  *   per atom   e_atom[A] double, w_atom[A][9] double; per pair v[P][3] double (dU_i/dr_ij)
- *   gradient   rows[tile][num_parameters] double: one row per atom of the current tile, each
- *              thread adding only to its own row; a column kernel then sums the rows in
- *              order into the float64 gradient (deterministic, no float atomics)
+ *   gradient   one float64 row of num_parameters per atom of the current tile, each thread
+ *              adding only to its own row, interleaved like the work arrays (parameter k of
+ *              the t-th of n atoms at rows[k n + t]; rows[t][k] when they are not); then
+ *              summed per parameter in a fixed order into the float64 gradient
+ *              (deterministic, no float atomics)
  */
 #ifndef NEPZBL_NEP_TRAIN_CUDA_INTERNAL_CUH
 #define NEPZBL_NEP_TRAIN_CUDA_INTERNAL_CUH
@@ -27,7 +29,8 @@ struct nepct_args {
      * copies, as given) */
     nep_train_atom_model model;
     int scratch_len; /* NEP_REAL values of one thread's work arrays */
-    int interleave;  /* 1: the threads' work arrays interleaved entry by entry (default) */
+    int interleave;  /* 1: the threads' work arrays and gradient rows interleaved entry by
+                      * entry (default) */
     int kernels;     /* NEPCT_KERNEL_* bits: which per-atom kernel runs which pass */
     /* model arrays in NEP_REAL */
     const void *parameters, *q_scaler, *zbl; /* zbl: [T*T][10] or NULL */
@@ -43,7 +46,7 @@ struct nepct_args {
     const double *alpha, *force_adjoint, *virial_adjoint;
     /* work and outputs */
     void *scratch;   /* [tile][scratch_len] NEP_REAL */
-    double *rows;    /* [tile][num_parameters], or NULL for predictions only */
+    double *rows;    /* a tile's gradient rows (see above), or NULL for predictions only */
     double *e_atom, *w_atom, *v_pair;
 };
 

@@ -36,8 +36,8 @@ __device__ static real *work_start(const nepct_args &A, real *scratch, size_t t,
 }
 
 /* Atom i with parameters `par`: its energy, virial and pair derivatives into e_atom, w_atom
- * and v_pair (whole-set arrays), its gradient into `grad` (NULL: none); ws holds the work
- * arrays one after the other (NEP_TRAIN_WORK_* order), entries `stride` apart. */
+ * and v_pair (whole-set arrays), its gradient into `grad` (NULL: none), entries `stride`
+ * apart like its work arrays, which ws holds one after the other (NEP_TRAIN_WORK_* order). */
 __device__ static __forceinline__ void train_atom(const nepct_args &A, const real *par, int i,
                                                   real *ws, size_t stride, double *grad,
                                                   double *e_atom, double *w_atom, double *v_pair)
@@ -55,13 +55,13 @@ __device__ static __forceinline__ void train_atom(const nepct_args &A, const rea
                                  (size_t)A.pair_offset[i + 1], A.neighbor, A.r, A.types,
                                  A.temperature ? A.temperature[st] : 0.0, fadj ? fadj + 3 * (size_t)i : NULL, fadj,
                                  A.virial_adjoint ? A.virial_adjoint + 9 * (size_t)st : NULL,
-                                 A.alpha ? A.alpha[st] : 0.0, work, stride, grad, v_pair,
-                                 virial);
+                                 A.alpha ? A.alpha[st] : 0.0, work, stride, grad, stride,
+                                 v_pair, virial);
     for (int k = 0; k < 9; ++k) w_atom[9 * (size_t)i + k] = virial[k];
 }
 
 /* The t-th of `count` atoms of a launch (selected_atoms[first + t]); with a gradient (args.rows
- * set) into row t. */
+ * set) into row t, interleaved (parameter k at rows[k count + t]) when the work arrays are. */
 __device__ static __forceinline__ void atoms_body(const nepct_args &args, int first, int count)
 {
     const int t = blockIdx.x * blockDim.x + threadIdx.x;
@@ -69,7 +69,9 @@ __device__ static __forceinline__ void atoms_body(const nepct_args &args, int fi
     const int i = args.selected_atoms[first + t];
     size_t stride;
     real *ws = work_start(args, (real *)args.scratch, (size_t)t, (size_t)count, &stride);
-    double *row = args.rows ? args.rows + (size_t)t * args.model.num_parameters : NULL;
+    double *row = !args.rows ? NULL
+                  : args.interleave ? args.rows + t
+                                    : args.rows + (size_t)t * args.model.num_parameters;
     train_atom(args, (const real *)args.parameters, i, ws, stride, row, args.e_atom,
                args.w_atom, args.v_pair);
 }
@@ -90,12 +92,19 @@ __global__ void __launch_bounds__(NEPCT_THREADS, 16)
     atoms_body(args, first, count);
 }
 
+/* One-warp blocks the prediction kernels (predict_kernel, population_kernel) must fit on an
+ * SM: 16 (128 registers) in float32, where nvcc 13.0 would otherwise take 148 (13 warps) for
+ * the grouped loads of nep_train_s_add and, bounded, spills 20 bytes; 12 (170 registers) in
+ * float64, which fits without spilling where unbounded it took up to 252 (8 warps). */
+#define PREDICT_BLOCKS_PER_SM (sizeof(real) == 4 ? 16 : 12)
+
 /* A prediction pass (no gradient, no adjoints): the same maths with the gradient's NULLs
  * known to the compiler, which drops the gradient path and its registers (as for
  * population_kernel), so more warps fit an SM. Same arithmetic, same results. The NULL row
  * is passed literally: through atoms_body (a.rows = NULL in a copy) nvcc 13.0 kept 234 of the
  * 255 registers instead of 126. */
-__global__ void predict_kernel(const nepct_args args, int first, int count)
+__global__ void __launch_bounds__(NEPCT_THREADS, PREDICT_BLOCKS_PER_SM)
+    predict_kernel(const nepct_args args, int first, int count)
 {
     const int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= count) return;
@@ -111,8 +120,8 @@ __global__ void predict_kernel(const nepct_args args, int first, int count)
 /* Thread (k, t): the t-th selected atom for candidate k of a population, predictions only;
  * candidate k's parameters, per-atom and per-pair outputs and work arrays at k times the
  * given strides. */
-__global__ void population_kernel(const nepct_args args, int count, int candidates,
-                                  nepct_population pop)
+__global__ void __launch_bounds__(NEPCT_THREADS, PREDICT_BLOCKS_PER_SM)
+    population_kernel(const nepct_args args, int count, int candidates, nepct_population pop)
 {
     const long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (g >= (long long)count * candidates) return;
@@ -149,8 +158,28 @@ size_t resident_atoms()
 #endif
 }
 
+/* The per-atom kernels use no shared memory, and each thread's local arrays (the pair's
+ * spherical harmonics and their gradients, a few hundred bytes an atom, written and read back
+ * within one pair) are what L1 should hold: ask for the largest L1 the SM allows rather than
+ * leave the split to the driver. A hint; the numbers do not depend on it. Once per process
+ * (a function-local static is initialised once, thread-safely). */
+static bool prefer_l1()
+{
+#ifndef NEPCU_HOST_EMULATION
+    const int max_l1 = cudaSharedmemCarveoutMaxL1;
+    cudaFuncSetAttribute(atoms_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, max_l1);
+    cudaFuncSetAttribute(atoms_kernel_wide, cudaFuncAttributePreferredSharedMemoryCarveout, max_l1);
+    cudaFuncSetAttribute(predict_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, max_l1);
+    cudaFuncSetAttribute(population_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, max_l1);
+    cudaGetLastError(); /* a device that refuses the hint runs the kernels as before */
+#endif
+    return true;
+}
+
 void launch_atoms(const nepct_args &args, int first, int count, cudaStream_t stream)
 {
+    static const bool l1 = prefer_l1();
+    (void)l1;
     if (count <= 0) return;
     const unsigned blocks = (count + NEPCT_THREADS - 1) / NEPCT_THREADS;
     const bool predictions = !args.rows && !args.alpha && !args.force_adjoint
@@ -166,6 +195,8 @@ void launch_atoms(const nepct_args &args, int first, int count, cudaStream_t str
 void launch_population(const nepct_args &args, int count, int candidates,
                        const nepct_population &pop, cudaStream_t stream)
 {
+    static const bool l1 = prefer_l1();
+    (void)l1;
     const long long n = (long long)count * candidates;
     if (n <= 0) return;
     NEPCU_LAUNCH(population_kernel, (unsigned)((n + NEPCT_THREADS - 1) / NEPCT_THREADS),

@@ -130,8 +130,9 @@ cdef class CudaTrainingSet:
         nep_train_cuda_set_population_budget(self.ptr, bytes)
 
     def set_interleaved(self, bint interleaved):
-        """Work arrays interleaved across a launch's threads (True, the default: coalesced)
-        or contiguous per thread (False, the earlier layout); the same numbers either way."""
+        """Work arrays and gradient rows interleaved across a launch's threads (True, the
+        default: coalesced) or contiguous per thread (False, the earlier layout); the same
+        numbers up to the order of the gradient's sums."""
         nep_train_cuda_set_interleaved(self.ptr, 1 if interleaved else 0)
 
     def set_kernels(self, bint predict_kernel=True, bint wide_gradient=False):

@@ -98,12 +98,14 @@ for kw in variants:
         # reproducible bit for bit
         g3, _, _, _ = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
         assert np.array_equal(g, g3)
-        # the same bits with each thread's work arrays contiguous (the earlier layout)
+        # each thread's work arrays and gradient row contiguous (the earlier layout): the
+        # same bits but for the gradient, whose rows are then summed in another order
         ts.set_interleaved(False)
         g4, e4, f4, w4 = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
         pe4 = ts.predict_population(params[None, :] + np.zeros((2, 1)), sub)[0]
         ts.set_interleaved(True)
-        assert np.array_equal(g, g4) and np.array_equal(f, f4) and np.array_equal(w, w4), kw
+        assert np.array_equal(f, f4) and np.array_equal(w, w4), kw
+        assert np.abs(g - g4).max() <= 1e-13 * np.abs(g).max(), kw
         assert np.array_equal(pe4[0], e[sub]) and np.array_equal(pe4[1], e[sub]), kw
         # the same numbers from the other kernel choices: predictions in the gradient kernel
         # instead of their own, the gradient in the register-bounded kernel (the same bits in

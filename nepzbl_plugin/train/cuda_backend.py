@@ -98,9 +98,10 @@ class CudaBackend:
         return int(self._set.device_bytes)
 
     def set_interleaved(self, interleaved: bool) -> None:
-        """The kernels' per-atom work arrays interleaved across the threads (True, the
-        default: coalesced) or contiguous per thread (False, the earlier layout). The numbers
-        are the same; this is for timing the two (``benchmarks/bench_train.py gpu-steps``)."""
+        """The kernels' per-atom work arrays and gradient rows interleaved across the
+        threads (True, the default: coalesced) or contiguous per thread (False, the earlier
+        layout). The numbers are the same up to the order of the gradient's sums; this is
+        for timing the two (``benchmarks/bench_train.py gpu-steps``)."""
         self._set.set_interleaved(bool(interleaved))
 
     def set_kernels(self, predict_kernel: bool = True, wide_gradient: bool = False) -> None:
