@@ -40,9 +40,10 @@
 * ``gpu-epoch``: a 2000-structure, 192-atom set (LLZO frames, randomly displaced): the time of
   one epoch (every structure's loss and gradient once, the trainer's call) on the GPU in
   batches that fill it (32768 atoms) and in nep.in's ``batch_size``, the time of one call by
-  batch size, the epoch with each choice of per-atom kernels (``KERNEL_CHOICES``), and the
-  device memory, against the CPU trainer's epoch time (``--threads``, measured on 100
-  structures and scaled); target at least 20 times the CPU rate.
+  batch size, the epoch with each choice of per-atom kernels (``KERNEL_CHOICES``) and with
+  the first (contiguous) layout of work arrays and gradient rows, and the device memory,
+  against the CPU trainer's epoch time (``--threads``, measured on 100 structures and
+  scaled); target at least 20 times the CPU rate.
 
 * ``schedules``: loss + gradient evaluations (and wall time) to the held-out targets for each
   optimiser schedule (``--schedules``: Adam with batches of 4 and L-BFGS after 3 halvings, the
@@ -58,8 +59,8 @@
   (everything on the device); SNES generations per second with the population's predictions
   brought back against only its losses; the CPU trainer on ``--threads`` as the peer, with
   the ratio of each row to it. The device rows are timed again with the kernels' work arrays
-  contiguous per thread (the layout before 2026-11-30), the A/B of the interleaved layout,
-  and with each other choice of per-atom kernels (``KERNEL_CHOICES``).
+  and gradient rows contiguous per thread (the first layout), the A/B of the interleaved
+  layout, and with each other choice of per-atom kernels (``KERNEL_CHOICES``).
 
 ``--device`` (auto, cpu, cuda) chooses where ``llzo``, ``pbte``, ``memory``, ``llzo-peers``
 and ``peers`` train. Each prints a table (time, RMSEs) and writes a PNG of RMSE vs wall time
@@ -835,6 +836,8 @@ KERNEL_CHOICES = (
     ("predictions in the gradient kernel (before 2026-11-30)", (False, False)),
     ("gradient in the 128-register kernel", (True, True)),
 )
+# gpu-epoch's row for the other layout (CudaBackend.set_interleaved(False))
+LAYOUT_AB = "default kernels, work arrays and gradient rows contiguous"
 
 
 def bench_gpu_epoch(threads, out):
@@ -883,6 +886,10 @@ def bench_gpu_epoch(threads, out):
         epoch(gpu, min(fill, len(structures)), fill)  # warm-up
         by_kernels[label] = epoch(gpu, len(structures), fill)
     gpu.set_kernels()
+    gpu.set_interleaved(False)  # the layout's A/B: its gradient rows are most of the memory
+    epoch(gpu, min(fill, len(structures)), fill)  # warm-up
+    by_kernels[LAYOUT_AB] = epoch(gpu, len(structures), fill)
+    gpu.set_interleaved(True)
     n_cpu = min(100, len(structures))
     cpu = EngineBackend(model, structures[:n_cpu], num_threads=threads)
     cpu.attach_loss(Labels.from_structures(structures[:n_cpu], list(model.types)), loss)
@@ -900,7 +907,7 @@ def bench_gpu_epoch(threads, out):
     print(f"CPU {threads} threads {cpu_epoch:.1f} s per epoch in batches of {batch} ({n_cpu} "
           f"structures, scaled): GPU {cpu_epoch / gpu_epoch:.1f} times faster filled, "
           f"{cpu_epoch / gpu_epoch_batch:.1f} times in batches of {batch} (target >= 20)")
-    print(f"\n{'per-atom kernels (epoch in batches of ' + str(fill) + ')':<58} "
+    print(f"\n{'per-atom kernels, layout (epoch in batches of ' + str(fill) + ')':<58} "
           f"{'epoch (s)':>9} {'x CPU':>7}")
     for label, seconds in by_kernels.items():
         print(f"{label:<58} {seconds:9.3f} {cpu_epoch / seconds:7.1f}")
@@ -1039,8 +1046,8 @@ def bench_gpu_steps(threads, seconds):
                  per_second(_adam_step(device_loss, loss, labels, params0, batches))),
                 ("GPU, everything on the device (DeviceAdam)",
                  per_second(resident(device_loss, batches)))]
-        device_loss.set_interleaved(False)  # A/B: the work-array layout before 2026-11-30
-        rows.append(("  the same, work arrays contiguous per thread",
+        device_loss.set_interleaved(False)  # A/B: the first layout
+        rows.append(("  the same, work arrays and gradient rows contiguous per thread",
                      per_second(resident(device_loss, batches))))
         device_loss.set_interleaved(True)
         for label, choice in KERNEL_CHOICES[1:]:  # A/B: the per-atom kernels

@@ -6,7 +6,8 @@
 #   bash benchmarks/device_all.sh 1     # about 4 minutes (2 on the first H200, 2026-11-30),
 #                                       # issue 14's targets: GPU tests, training steps/s (16
 #                                       # CPU threads too), the 20 s training target (default
-#                                       # and Adam), the 2000-structure epoch, 1 vs 16 threads
+#                                       # and Adam), the 2000-structure epoch, 1 vs 16
+#                                       # threads
 #   bash benchmarks/device_all.sh 2     # about 5 minutes (6 without part 1's result), issue
 #                                       # 14's peers: neppo and TorchNEP (compiled and eager)
 #                                       # on the same GPU, the time each needs to reach
@@ -17,8 +18,14 @@
 #   bash benchmarks/device_all.sh 4     # about 8 minutes, issue 16's contrast: the first
 #                                       # models with and without ZBL, 12288 atoms at 1200 K
 #                                       # for 190 s each, NEP802 as the positive control
+#   bash benchmarks/device_all.sh 5     # about 2 minutes, issue 14's epoch: where one
+#                                       # filled call of the trainer spends its time (by
+#                                       # differences of timed calls), then its per-atom
+#                                       # kernels under Nsight Compute where it reads the
+#                                       # hardware counters (Firecracker machines)
 #
 # Parts 1 + 2 (about 9 minutes) fill one 15-minute device budget, machine start included;
+# with part 2's peers measured (2026-11-30), parts 1 + 5 (about 6 minutes) do instead;
 # parts 3 and 4 need a budget each. Part 2 reads nepzbl's target from part 1 of the same
 # machine (gpu-out/nepzbl_reference.json, kept between calls while the machine stays warm);
 # without it, nepzbl trains its 20 s first (about 40 s with start-up).
@@ -140,8 +147,24 @@ case "$part" in
         --train-seconds 30 --wall-seconds "$wall"
     step contrast_table 15 "$py" validation/al_contrast_long.py --table-only --out "$contrast_out"
     ;;
+5)
+    # where a filled call's time goes: predictions, loss, loss + gradient, and the gradient
+    # call with the first layout and each other kernel choice (by differences of timed calls)
+    step profile_train 60 "$py" benchmarks/bench_profile_train.py --json "$out/profile_train.json"
+    # then the per-atom kernels under Nsight Compute: stall reasons, occupancy, memory
+    # traffic; where ncu cannot read the counters (gVisor) it fails at once, and its status
+    # says so; where there is no ncu at all the step is left out
+    ncu_bin="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -n 1)"
+    if [ -n "$ncu_bin" ]; then
+        step ncu_train 90 "$ncu_bin" --clock-control none --launch-count 3 \
+            --kernel-name regex:'predict_kernel|atoms_kernel|row_partials_kernel' \
+            --section SpeedOfLight --section Occupancy --section LaunchStats \
+            --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
+            "$py" benchmarks/bench_profile_train.py --repeats 0
+    fi
+    ;;
 *)
-    echo "device_all.sh: part 1, 2, 3 or 4, not $part" >&2
+    echo "device_all.sh: part 1, 2, 3, 4 or 5, not $part" >&2
     exit 2
     ;;
 esac

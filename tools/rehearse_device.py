@@ -1,6 +1,6 @@
 """Rehearse the GPU session's scripts on this machine, so that a lent device's minutes are not
-lost to a Python error: the exact command lines of ``benchmarks/device_all.sh`` (parts 1, 2,
-3 and 4) and ``tools/device_sanitize.sh`` (sanitize, tests) run against the host emulation of
+lost to a Python error: the exact command lines of ``benchmarks/device_all.sh`` (parts 1 to
+5) and ``tools/device_sanitize.sh`` (sanitize, tests) run against the host emulation of
 the CUDA sources (tests/cuda_emulation.py: the kernels as host loops, slow but the same code),
 with ``NEPZBL_REHEARSAL=1`` shrinking the sizes and budgets inside the scripts
 (benchmarks/rehearsal.py). Then every output the device session is meant to bring back is
@@ -8,12 +8,13 @@ checked: each step's status, the files under $OUT, the tables and JSON the docs 
 nothing was written outside $OUT (but gpu-out/, the folder part 1 leaves for part 2).
 
 What it cannot rehearse: speeds and time limits on the device (only their logic), nvidia-smi,
-GPUMD (part 3 runs as on a device without .device/bin/gpumd), compute-sanitizer, the sm_90
+GPUMD (part 3 runs as on a device without .device/bin/gpumd), Nsight Compute (part 5's
+ncu step runs only where ncu is installed), compute-sanitizer, the sm_90
 build of tools/prepare_device.sh, and the peers on a GPU (they run with PEER_DEVICE=cpu).
 
 Usage (after ``NEPZBL_CUDA_FEATURE=disabled tools/dev_build.sh``; about 4 minutes on 2 cores)::
 
-    python3 tools/rehearse_device.py [--parts 1 2 3 4 sanitize tests] [--out build/rehearsal/out]
+    python3 tools/rehearse_device.py [--parts 1 2 3 4 5 sanitize tests] [--out build/rehearsal/out]
                                      [--peer-python /tmp/peers-venv/bin/python]
 
 Exit status 0 when every check passes, 1 otherwise (the failures are listed). Run it alone in
@@ -35,14 +36,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from cuda_emulation import EmulationUnavailable, build_emulated_package  # noqa: E402
 
-PARTS = ("1", "2", "3", "4", "sanitize", "tests")
+PARTS = ("1", "2", "3", "4", "5", "sanitize", "tests")
 # the steps each part records in status.txt (device_all.sh's step names)
 STEPS = {"1": ("tests", "bench_gpu_steps", "bench_train_gpu", "bench_train_gpu_adam",
               "bench_gpu_epoch", "bench_scaling"),
          "2": ("peers_nepzbl", "peers_neppo", "peers_torchnep", "peers_torchnep-eager",
                "peers_table"),
          "3": ("train_schedules", "bench_gpu", "bench_gpu_md"),
-         "4": ("contrast_nep802", "contrast_nozbl", "contrast_zbl", "contrast_table")}
+         "4": ("contrast_nep802", "contrast_nozbl", "contrast_zbl", "contrast_table"),
+         "5": ("profile_train", "ncu_train")}
+# steps a part runs only where their tool is installed (ncu): checked when they ran
+OPTIONAL_STEPS = {"ncu_train"}
 # part 4's result files (validation/al_contrast_long.py), under contrast/
 CONTRAST_RUNS = ("nep802_nozbl", "nozbl", "zbl")
 
@@ -88,6 +92,8 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
     if part in STEPS:
         status = read(out / "status.txt")
         for step in STEPS[part]:
+            if step in OPTIONAL_STEPS and f"{step}: status " not in status:
+                continue
             need(f"{step}: status 0 " in status,
                  f"step {step} did not end with status 0 (status.txt: "
                  f"{[line for line in status.splitlines() if line.startswith(step + ':')]})")
@@ -95,7 +101,7 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
     if part == "1":
         need_tests()
         need_text("bench_gpu_steps.txt", "Adam, batches of", "full batch",
-                  "everything on the device (DeviceAdam)", "work arrays contiguous",
+                  "everything on the device (DeviceAdam)", "gradient rows contiguous",
                   "predictions in the gradient kernel", "SNES",
                   "training-set device memory")
         need_text("bench_train_gpu.txt", "LLZO NEP25-ZBL on the GPU", "optimiser steps per second",
@@ -111,7 +117,7 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
              "gpu-out/nepzbl_reference.json (part 2's target) missing")
         need_text("bench_gpu_epoch.txt", "GPU epoch", "device memory", "per epoch",
                   "ms per call", "the GPU filled", "per-atom kernels",
-                  "gradient in the 128-register kernel")
+                  "gradient in the 128-register kernel", "gradient rows contiguous")
         need_text("bench_train_gpu_adam.txt", "optimiser steps per second", "held-out targets")
         need_text("bench_scaling.txt", "best / best(1)")
         epoch = out / "gpu_epoch" / "gpu_epoch.json"
@@ -180,6 +186,13 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
         need(len(table.strip().splitlines()) == 1 + len(CONTRAST_RUNS),
              f"contrast_table.txt: {len(table.strip().splitlines())} lines, not a header and "
              f"{len(CONTRAST_RUNS)} rows")
+    elif part == "5":
+        need_text("profile_train.txt", "loss + gradient (the trainer's call)",
+                  "gradient rows contiguous", "gradient in the 128-register kernel",
+                  "by difference")
+        result = out / "profile_train.json"
+        need(result.is_file() and len(json.loads(result.read_text()).get("ms", {})) == 6,
+             "profile_train.json missing or short")
     elif part == "sanitize":
         need(read(out / "plain.txt").rstrip().endswith("device checks ok"),
              "plain.txt does not end with 'device checks ok'")
