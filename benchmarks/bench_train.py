@@ -830,11 +830,13 @@ def _print_peer_table(reference, results, budget, device):
 
 
 # The CUDA trainer's per-atom kernel choices (CudaBackend.set_kernels(predict_kernel,
-# wide_gradient)), the default first, timed against each other by gpu-steps and gpu-epoch
+# gradient)), the default first, timed against each other by gpu-steps, gpu-epoch and
+# bench_profile_train.py
 KERNEL_CHOICES = (
-    ("predictions in their own kernel (default)", (True, False)),
-    ("predictions in the gradient kernel (before 2026-11-30)", (False, False)),
-    ("gradient in the 128-register kernel", (True, True)),
+    ("default kernels (gradient at 12 warps per SM)", (True, "default")),
+    ("predictions in the gradient kernel (before 2026-11-30)", (False, "default")),
+    ("gradient in the 16-warp, 128-register kernel", (True, "wide")),
+    ("gradient in the unbounded kernel (8 warps per SM)", (True, "unbounded")),
 )
 # gpu-epoch's row for the other layout (CudaBackend.set_interleaved(False))
 LAYOUT_AB = "default kernels, work arrays and gradient rows contiguous"

@@ -129,22 +129,6 @@ NEP_HD void nep_train_invariant_grad(int which, const NEP_REAL *s, NEP_REAL *gra
     nep_invariant_grad(which, s, (NEP_REAL)1, grad);
 }
 
-/* The Hessian-vector product of optional invariant `which` along v; returns the entries
- * written. The generated tables are double, so NEP_REAL goes through double copies (exact
- * for double). */
-NEP_HD int nep_train_invariant_hvp_real(int which, const NEP_REAL *s, const NEP_REAL *v,
-                                        NEP_REAL *hvp)
-{
-    double sd[NEP_TRAIN_S_LEN], vd[NEP_TRAIN_S_LEN], hd[NEP_TRAIN_S_LEN];
-    for (int k = 0; k < NEP_TRAIN_S_LEN; ++k) {
-        sd[k] = (double)s[k];
-        vd[k] = (double)v[k];
-    }
-    const int size = nep_train_invariant_hvp(which, sd, vd, hd);
-    for (int k = 0; k < size; ++k) hvp[k] = (NEP_REAL)hd[k];
-    return size;
-}
-
 /* One pair, as both passes need it: the distance d, the unit vector u, the perturbation
  * delta = a_j - a_i + B^T r (formed in double; ai, aj, B may be NULL: zero) and its radial
  * part u . delta, returned. */
@@ -503,7 +487,7 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
                 ++block;
                 continue;
             }
-            const int size = nep_train_invariant_hvp_real(f, sl, sdl, inv_hvp);
+            const int size = nep_train_invariant_hvp(f, sl, sdl, inv_hvp);
             for (int k = 0; k < size && k < K; ++k) {
                 sg[k * st] += la * inv_grad[k] + mi * inv_hvp[k];
                 ta[k * st] += mi * inv_grad[k];

@@ -36,11 +36,11 @@ int cuda_status(cudaError_t err, const char *what)
 }
 
 /* Gradient-row buffer (bytes) a tile may always use. A tile is made at least as large as
- * the atoms one launch of the gradient kernel keeps resident on the device (a wave: 33,792 on
- * an H200 at 8 one-warp blocks per SM), if a quarter of the free device memory holds their
- * rows: a smaller tile leaves SMs idle while its launch lasts as long as a full wave's, which
- * is what an H200 measured (a tile of 9,800 LLZO atoms, the old fixed 512 MiB, is 29 % of a
- * wave). */
+ * the atoms one launch of the gradient kernel keeps resident on the device (a wave: 67,584 on
+ * an H200 for the 16-warp kernel, the largest; 33,792 at the 8 warps per SM the first H200
+ * run had), if a quarter of the free device memory holds their rows: a smaller tile leaves
+ * SMs idle while its launch lasts as long as a full wave's, which is what that run measured
+ * (a tile of 9,800 LLZO atoms, the old fixed 512 MiB, was 29 % of its wave). */
 const size_t ROWS_BUDGET = (size_t)1 << 29;
 /* Default of the per-candidate work one population launch may hold (bytes); it bounds the
  * candidates a launch evaluates side by side (nep_train_cuda_set_population_budget). */
@@ -1103,11 +1103,14 @@ void nep_train_cuda_set_interleaved(nep_train_cuda *h, int interleaved)
     if (h) h->args.interleave = interleaved != 0;
 }
 
-void nep_train_cuda_set_kernels(nep_train_cuda *h, int predict_kernel, int wide_gradient)
+void nep_train_cuda_set_kernels(nep_train_cuda *h, int predict_kernel, int gradient_kernel)
 {
     if (h)
-        h->args.kernels = (predict_kernel ? NEPCT_KERNEL_PREDICT : 0)
-                          | (wide_gradient ? NEPCT_KERNEL_WIDE_GRADIENT : 0);
+        h->args.kernels =
+            (predict_kernel ? NEPCT_KERNEL_PREDICT : 0)
+            | (gradient_kernel == NEP_TRAIN_CUDA_GRADIENT_WIDE ? NEPCT_KERNEL_WIDE_GRADIENT : 0)
+            | (gradient_kernel == NEP_TRAIN_CUDA_GRADIENT_UNBOUNDED
+                   ? NEPCT_KERNEL_UNBOUNDED_GRADIENT : 0);
 }
 
 size_t nep_train_cuda_device_bytes(const nep_train_cuda *h)

@@ -130,10 +130,17 @@ void nep_train_cuda_set_interleaved(nep_train_cuda *handle, int interleaved);
 
 /* Which per-atom kernel runs which pass (the same numbers; for timing them on a device):
  * predict_kernel 1 (default) runs prediction passes in a kernel specialised for them (no
- * gradient path: fewer registers, more warps per SM), 0 in the gradient kernel; wide_gradient
- * 1 runs the gradient in a kernel bounded to 128 registers (16 one-warp blocks per SM on sm_90,
- * spilling the rest), 0 (default) in the unbounded one (255 registers, 8 blocks). */
-void nep_train_cuda_set_kernels(nep_train_cuda *handle, int predict_kernel, int wide_gradient);
+ * gradient path: fewer registers, more warps per SM), 0 in the gradient kernel. The gradient
+ * runs in the kernel gradient_kernel names: NEP_TRAIN_CUDA_GRADIENT_DEFAULT (bounded to 12
+ * one-warp blocks per SM in float32: 168 registers on sm_90, the rest spilled),
+ * NEP_TRAIN_CUDA_GRADIENT_WIDE (16 blocks, 128 registers) or
+ * NEP_TRAIN_CUDA_GRADIENT_UNBOUNDED (the registers nvcc chooses: 244, 8 blocks). */
+enum {
+    NEP_TRAIN_CUDA_GRADIENT_DEFAULT = 0,
+    NEP_TRAIN_CUDA_GRADIENT_WIDE = 1,
+    NEP_TRAIN_CUDA_GRADIENT_UNBOUNDED = 2
+};
+void nep_train_cuda_set_kernels(nep_train_cuda *handle, int predict_kernel, int gradient_kernel);
 
 /* Device memory held (bytes), the number of parameters, atoms and pairs. */
 size_t nep_train_cuda_device_bytes(const nep_train_cuda *handle);

@@ -61,10 +61,12 @@ struct nepct_population {
 };
 
 /* Kernel choices (nepct_args.kernels, nep_train_cuda_set_kernels): a prediction pass runs
- * predict_kernel, specialised for it (default on); the gradient pass runs atoms_kernel_wide,
- * bounded to 128 registers for twice the resident warps (default off). */
+ * predict_kernel, specialised for it (default on); the gradient pass runs atoms_kernel
+ * (bounded to 12 warps per SM in float32) unless atoms_kernel_wide (bounded to 16 warps,
+ * 128 registers) or atoms_kernel_unbounded (the registers nvcc chooses) is asked for. */
 #define NEPCT_KERNEL_PREDICT 1
 #define NEPCT_KERNEL_WIDE_GRADIENT 2
+#define NEPCT_KERNEL_UNBOUNDED_GRADIENT 4
 
 /* Threads per block of the per-atom kernels: one warp, so that a small batch (a few hundred
  * atoms, one thread each) spreads over as many SMs as it can. */

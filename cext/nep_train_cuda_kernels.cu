@@ -76,18 +76,33 @@ __device__ static __forceinline__ void atoms_body(const nepct_args &args, int fi
                args.w_atom, args.v_pair);
 }
 
-/* Every pass: predictions, or predictions and the gradient. Its registers are the gradient
- * path's (255 on sm_90: 8 one-warp blocks per SM). */
-__global__ void atoms_kernel(const nepct_args args, int first, int count)
+/* One-warp blocks of the gradient kernel an SM must fit: 12 in float32 (168 registers, 348
+ * bytes spilled, nvcc 13.0 for sm_90) rather than the 8 of the unbounded kernel (244
+ * registers, none spilled; 255 and 544 bytes spilled when the first H200 measured it): the
+ * kernel waits on memory, so half again the warps to switch between should outweigh the
+ * spills, which L1 holds (an expectation until a device has timed it: gpu-epoch's A/B
+ * against the 128-register kernel, and bench_profile_train.py). float64 stays at 8 (255). */
+#define GRADIENT_BLOCKS_PER_SM (sizeof(real) == 4 ? 12 : 8)
+
+/* Every pass: predictions, or predictions and the gradient. */
+__global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
+    atoms_kernel(const nepct_args args, int first, int count)
 {
     atoms_body(args, first, count);
 }
 
 /* The same asked to fit 16 one-warp blocks per SM (at most 128 registers on sm_90, the rest
- * spilled to local memory): twice the warps to hide latency with, each slower. Chosen by
- * NEPCT_KERNEL_WIDE_GRADIENT, for timing the two on a device. */
+ * spilled to local memory): more warps to hide latency with, each slower. Chosen by
+ * NEPCT_KERNEL_WIDE_GRADIENT, for timing against the others on a device. */
 __global__ void __launch_bounds__(NEPCT_THREADS, 16)
     atoms_kernel_wide(const nepct_args args, int first, int count)
+{
+    atoms_body(args, first, count);
+}
+
+/* The same with the registers nvcc chooses (244 in float32: 8 blocks per SM, no spills).
+ * Chosen by NEPCT_KERNEL_UNBOUNDED_GRADIENT, for the same A/B. */
+__global__ void atoms_kernel_unbounded(const nepct_args args, int first, int count)
 {
     atoms_body(args, first, count);
 }
@@ -188,6 +203,8 @@ void launch_atoms(const nepct_args &args, int first, int count, cudaStream_t str
         NEPCU_LAUNCH(predict_kernel, blocks, NEPCT_THREADS, stream, args, first, count);
     else if (args.kernels & NEPCT_KERNEL_WIDE_GRADIENT)
         NEPCU_LAUNCH(atoms_kernel_wide, blocks, NEPCT_THREADS, stream, args, first, count);
+    else if (args.kernels & NEPCT_KERNEL_UNBOUNDED_GRADIENT)
+        NEPCU_LAUNCH(atoms_kernel_unbounded, blocks, NEPCT_THREADS, stream, args, first, count);
     else
         NEPCU_LAUNCH(atoms_kernel, blocks, NEPCT_THREADS, stream, args, first, count);
 }

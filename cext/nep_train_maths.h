@@ -8,23 +8,26 @@
  * nep-reference.md section 2.7, for k = 0 .. NEP_TRAIN_HVP_<NAME>_SIZE - 1 (every
  * entry of that range is written). The invariants are cubic or quartic polynomials, so
  * this is exact algebra. The 3-body invariants have the diagonal Hessian
- * 2 w'_kappa and need no code here.
+ * 2 w'_kappa and need no code here. Written in NEP_REAL (nep_maths.h: double unless
+ * the includer defines it), like the rest of the per-atom maths: a float32 GPU copy
+ * computes them in float32 (through double copies of s, v and hvp the float32
+ * gradient kernel needed 255 registers and spilled 544 bytes; in float32, 244 and
+ * none: nvcc 13.0, sm_90).
  */
 #ifndef NEPZBL_NEP_TRAIN_MATHS_H
 #define NEPZBL_NEP_TRAIN_MATHS_H
 
-#include <math.h>
-
 #include "nep_hd.h"
+#include "nep_maths.h" /* NEP_REAL */
 
 #define NEP_TRAIN_HVP_Q222_SIZE 8
-NEP_HD void nep_train_hvp_q222(const double *s, const double *v, double *hvp)
+NEP_HD void nep_train_hvp_q222(const NEP_REAL *s, const NEP_REAL *v, NEP_REAL *hvp)
 {
-    const double C0 = -0.007499480826664;
-    const double C1 = -0.134990654879954;
-    const double C2 = 0.067495327439977;
-    const double C3 = 0.404971964639861;
-    const double C4 = -0.809943929279723;
+    const NEP_REAL C0 = (NEP_REAL)-0.007499480826664;
+    const NEP_REAL C1 = (NEP_REAL)-0.134990654879954;
+    const NEP_REAL C2 = (NEP_REAL)0.067495327439977;
+    const NEP_REAL C3 = (NEP_REAL)0.404971964639861;
+    const NEP_REAL C4 = (NEP_REAL)-0.809943929279723;
     hvp[0] = 0;
     hvp[1] = 0;
     hvp[2] = 0;
@@ -36,24 +39,24 @@ NEP_HD void nep_train_hvp_q222(const double *s, const double *v, double *hvp)
 }
 
 #define NEP_TRAIN_HVP_Q1111_SIZE 3
-NEP_HD void nep_train_hvp_q1111(const double *s, const double *v, double *hvp)
+NEP_HD void nep_train_hvp_q1111(const NEP_REAL *s, const NEP_REAL *v, NEP_REAL *hvp)
 {
-    const double Cf0 = 0.026596810706114;
-    const double Cf1 = 0.053193621412227;
-    const double Cf2 = 0.026596810706114;
-    hvp[0] = 12*Cf0*pow(s[0], 2)*v[0] + 4*Cf1*s[0]*s[1]*v[1] + 4*Cf1*s[0]*s[2]*v[2] + 2*Cf1*pow(s[1], 2)*v[0] + 2*Cf1*pow(s[2], 2)*v[0];
-    hvp[1] = 2*Cf1*pow(s[0], 2)*v[1] + 4*Cf1*s[0]*s[1]*v[0] + 12*Cf2*pow(s[1], 2)*v[1] + 8*Cf2*s[1]*s[2]*v[2] + 4*Cf2*pow(s[2], 2)*v[1];
-    hvp[2] = 2*Cf1*pow(s[0], 2)*v[2] + 4*Cf1*s[0]*s[2]*v[0] + 4*Cf2*pow(s[1], 2)*v[2] + 8*Cf2*s[1]*s[2]*v[1] + 12*Cf2*pow(s[2], 2)*v[2];
+    const NEP_REAL Cf0 = (NEP_REAL)0.026596810706114;
+    const NEP_REAL Cf1 = (NEP_REAL)0.053193621412227;
+    const NEP_REAL Cf2 = (NEP_REAL)0.026596810706114;
+    hvp[0] = 12*Cf0*(s[0]*s[0])*v[0] + 4*Cf1*s[0]*s[1]*v[1] + 4*Cf1*s[0]*s[2]*v[2] + 2*Cf1*(s[1]*s[1])*v[0] + 2*Cf1*(s[2]*s[2])*v[0];
+    hvp[1] = 2*Cf1*(s[0]*s[0])*v[1] + 4*Cf1*s[0]*s[1]*v[0] + 12*Cf2*(s[1]*s[1])*v[1] + 8*Cf2*s[1]*s[2]*v[2] + 4*Cf2*(s[2]*s[2])*v[1];
+    hvp[2] = 2*Cf1*(s[0]*s[0])*v[2] + 4*Cf1*s[0]*s[2]*v[0] + 4*Cf2*(s[1]*s[1])*v[2] + 8*Cf2*s[1]*s[2]*v[1] + 12*Cf2*(s[2]*s[2])*v[2];
 }
 
 #define NEP_TRAIN_HVP_Q112_SIZE 8
-NEP_HD void nep_train_hvp_q112(const double *s, const double *v, double *hvp)
+NEP_HD void nep_train_hvp_q112(const NEP_REAL *s, const NEP_REAL *v, NEP_REAL *hvp)
 {
-    const double E0 = 0.027493550848847;
-    const double E1 = 0.16496130509308;
-    const double E2 = -0.013746775424423;
-    const double E3 = 0.04124032627327;
-    const double E4 = 0.08248065254654;
+    const NEP_REAL E0 = (NEP_REAL)0.027493550848847;
+    const NEP_REAL E1 = (NEP_REAL)0.16496130509308;
+    const NEP_REAL E2 = (NEP_REAL)-0.013746775424423;
+    const NEP_REAL E3 = (NEP_REAL)0.04124032627327;
+    const NEP_REAL E4 = (NEP_REAL)0.08248065254654;
     hvp[0] = 2*E0*s[0]*v[3] + 2*E0*s[3]*v[0] + E1*s[1]*v[4] + E1*s[2]*v[5] + E1*s[4]*v[1] + E1*s[5]*v[2];
     hvp[1] = E1*s[0]*v[4] + E1*s[4]*v[0] + 2*E2*s[1]*v[3] + 2*E2*s[3]*v[1] + 2*E3*s[1]*v[6] + 2*E3*s[6]*v[1] + E4*s[2]*v[7] + E4*s[7]*v[2];
     hvp[2] = E1*s[0]*v[5] + E1*s[5]*v[0] + 2*E2*s[2]*v[3] + 2*E2*s[3]*v[2] - 2*E3*s[2]*v[6] - 2*E3*s[6]*v[2] + E4*s[1]*v[7] + E4*s[7]*v[1];
@@ -65,15 +68,15 @@ NEP_HD void nep_train_hvp_q112(const double *s, const double *v, double *hvp)
 }
 
 #define NEP_TRAIN_HVP_Q123_SIZE 15
-NEP_HD void nep_train_hvp_q123(const double *s, const double *v, double *hvp)
+NEP_HD void nep_train_hvp_q123(const NEP_REAL *s, const NEP_REAL *v, NEP_REAL *hvp)
 {
-    const double F0 = -0.008418146349617;
-    const double F1 = -0.016836292699234;
-    const double F2 = -0.033672585398469;
-    const double F3 = -0.042090731748086;
-    const double F4 = -0.067345170796937;
-    const double F5 = -0.084181463496172;
-    const double F6 = -0.168362926992344;
+    const NEP_REAL F0 = (NEP_REAL)-0.008418146349617;
+    const NEP_REAL F1 = (NEP_REAL)-0.016836292699234;
+    const NEP_REAL F2 = (NEP_REAL)-0.033672585398469;
+    const NEP_REAL F3 = (NEP_REAL)-0.042090731748086;
+    const NEP_REAL F4 = (NEP_REAL)-0.067345170796937;
+    const NEP_REAL F5 = (NEP_REAL)-0.084181463496172;
+    const NEP_REAL F6 = (NEP_REAL)-0.168362926992344;
     hvp[0] = F1*s[3]*v[8] + F1*s[8]*v[3] + F4*s[10]*v[5] + F4*s[4]*v[9] + F4*s[5]*v[10] + F4*s[9]*v[4] + F5*s[11]*v[6] + F5*s[12]*v[7] + F5*s[6]*v[11] + F5*s[7]*v[12];
     hvp[1] = -F0*s[10]*v[7] - F0*s[6]*v[9] - F0*s[7]*v[10] - F0*s[9]*v[6] + F1*s[3]*v[9] + F1*s[9]*v[3] - F2*s[4]*v[8] - F2*s[8]*v[4] + F3*s[13]*v[6] + F3*s[14]*v[7] + F3*s[6]*v[13] + F3*s[7]*v[14] + F6*s[11]*v[4] + F6*s[12]*v[5] + F6*s[4]*v[11] + F6*s[5]*v[12];
     hvp[2] = F0*s[10]*v[6] + F0*s[6]*v[10] - F0*s[7]*v[9] - F0*s[9]*v[7] + F1*s[10]*v[3] + F1*s[3]*v[10] - F2*s[5]*v[8] - F2*s[8]*v[5] - F3*s[13]*v[7] + F3*s[14]*v[6] + F3*s[6]*v[14] - F3*s[7]*v[13] - F6*s[11]*v[5] + F6*s[12]*v[4] + F6*s[4]*v[12] - F6*s[5]*v[11];
@@ -92,18 +95,18 @@ NEP_HD void nep_train_hvp_q123(const double *s, const double *v, double *hvp)
 }
 
 #define NEP_TRAIN_HVP_Q233_SIZE 15
-NEP_HD void nep_train_hvp_q233(const double *s, const double *v, double *hvp)
+NEP_HD void nep_train_hvp_q233(const NEP_REAL *s, const NEP_REAL *v, NEP_REAL *hvp)
 {
-    const double G0 = 0.008572620635186;
-    const double G1 = 0.009644198214584;
-    const double G2 = 0.019288396429168;
-    const double G3 = 0.025717861905558;
-    const double G4 = 0.026789439484956;
-    const double G5 = 0.032147327381947;
-    const double G6 = 0.038576792858337;
-    const double G7 = 0.12858930952779;
-    const double G8 = 0.192883964291685;
-    const double G9 = 0.321473273819474;
+    const NEP_REAL G0 = (NEP_REAL)0.008572620635186;
+    const NEP_REAL G1 = (NEP_REAL)0.009644198214584;
+    const NEP_REAL G2 = (NEP_REAL)0.019288396429168;
+    const NEP_REAL G3 = (NEP_REAL)0.025717861905558;
+    const NEP_REAL G4 = (NEP_REAL)0.026789439484956;
+    const NEP_REAL G5 = (NEP_REAL)0.032147327381947;
+    const NEP_REAL G6 = (NEP_REAL)0.038576792858337;
+    const NEP_REAL G7 = (NEP_REAL)0.12858930952779;
+    const NEP_REAL G8 = (NEP_REAL)0.192883964291685;
+    const NEP_REAL G9 = (NEP_REAL)0.321473273819474;
     hvp[0] = 0;
     hvp[1] = 0;
     hvp[2] = 0;
@@ -122,18 +125,18 @@ NEP_HD void nep_train_hvp_q233(const double *s, const double *v, double *hvp)
 }
 
 #define NEP_TRAIN_HVP_Q134_SIZE 24
-NEP_HD void nep_train_hvp_q134(const double *s, const double *v, double *hvp)
+NEP_HD void nep_train_hvp_q134(const NEP_REAL *s, const NEP_REAL *v, NEP_REAL *hvp)
 {
-    const double H0 = 0.003645164295772;
-    const double H1 = 0.004860219061029;
-    const double H2 = 0.006075273826286;
-    const double H3 = 0.018225821478859;
-    const double H4 = 0.024301095305146;
-    const double H5 = 0.036451642957719;
-    const double H6 = 0.042526916784005;
-    const double H7 = 0.072903285915437;
-    const double H8 = 0.08505383356801;
-    const double H9 = 0.25516150070403;
+    const NEP_REAL H0 = (NEP_REAL)0.003645164295772;
+    const NEP_REAL H1 = (NEP_REAL)0.004860219061029;
+    const NEP_REAL H2 = (NEP_REAL)0.006075273826286;
+    const NEP_REAL H3 = (NEP_REAL)0.018225821478859;
+    const NEP_REAL H4 = (NEP_REAL)0.024301095305146;
+    const NEP_REAL H5 = (NEP_REAL)0.036451642957719;
+    const NEP_REAL H6 = (NEP_REAL)0.042526916784005;
+    const NEP_REAL H7 = (NEP_REAL)0.072903285915437;
+    const NEP_REAL H8 = (NEP_REAL)0.08505383356801;
+    const NEP_REAL H9 = (NEP_REAL)0.25516150070403;
     hvp[0] = H1*s[15]*v[8] + H1*s[8]*v[15] + H5*s[10]*v[17] + H5*s[16]*v[9] + H5*s[17]*v[10] + H5*s[9]*v[16] + H7*s[11]*v[18] + H7*s[12]*v[19] + H7*s[18]*v[11] + H7*s[19]*v[12] + H8*s[13]*v[20] + H8*s[14]*v[21] + H8*s[20]*v[13] + H8*s[21]*v[14];
     hvp[1] = -H0*s[15]*v[9] - H0*s[9]*v[15] - H2*s[13]*v[18] - H2*s[14]*v[19] - H2*s[18]*v[13] - H2*s[19]*v[14] + H3*s[10]*v[19] + H3*s[18]*v[9] + H3*s[19]*v[10] + H3*s[9]*v[18] + H4*s[16]*v[8] + H4*s[8]*v[16] - H5*s[11]*v[16] - H5*s[12]*v[17] - H5*s[16]*v[11] - H5*s[17]*v[12] + H6*s[13]*v[22] + H6*s[14]*v[23] + H6*s[22]*v[13] + H6*s[23]*v[14] + H9*s[11]*v[20] + H9*s[12]*v[21] + H9*s[20]*v[11] + H9*s[21]*v[12];
     hvp[2] = -H0*s[10]*v[15] - H0*s[15]*v[10] + H2*s[13]*v[19] - H2*s[14]*v[18] - H2*s[18]*v[14] + H2*s[19]*v[13] - H3*s[10]*v[18] - H3*s[18]*v[10] + H3*s[19]*v[9] + H3*s[9]*v[19] + H4*s[17]*v[8] + H4*s[8]*v[17] + H5*s[11]*v[17] - H5*s[12]*v[16] - H5*s[16]*v[12] + H5*s[17]*v[11] + H6*s[13]*v[23] - H6*s[14]*v[22] - H6*s[22]*v[14] + H6*s[23]*v[13] + H9*s[11]*v[21] - H9*s[12]*v[20] - H9*s[20]*v[12] + H9*s[21]*v[11];
@@ -177,8 +180,8 @@ NEP_HD int nep_train_invariant_size(int which)
 
 /* The Hessian-vector product of optional invariant `which` (enum nep_flag order);
  * returns how many entries of hvp it wrote. */
-NEP_HD int nep_train_invariant_hvp(int which, const double *s, const double *v,
-                                   double *hvp)
+NEP_HD int nep_train_invariant_hvp(int which, const NEP_REAL *s, const NEP_REAL *v,
+                                   NEP_REAL *hvp)
 {
     switch (which) {
     case 0: nep_train_hvp_q222(s, v, hvp); break;

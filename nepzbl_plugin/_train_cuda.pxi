@@ -50,7 +50,7 @@ cdef extern from "nep_train_cuda.h" nogil:
     void nep_train_cuda_set_population_budget(nep_train_cuda *handle, size_t bytes)
     void nep_train_cuda_set_interleaved(nep_train_cuda *handle, int interleaved)
     void nep_train_cuda_set_kernels(nep_train_cuda *handle, int predict_kernel,
-                                    int wide_gradient)
+                                    int gradient_kernel)
     size_t nep_train_cuda_device_bytes(const nep_train_cuda *handle)
     size_t nep_train_cuda_num_parameters(const nep_train_cuda *handle)
     size_t nep_train_cuda_num_pairs(const nep_train_cuda *handle)
@@ -135,12 +135,14 @@ cdef class CudaTrainingSet:
         numbers up to the order of the gradient's sums."""
         nep_train_cuda_set_interleaved(self.ptr, 1 if interleaved else 0)
 
-    def set_kernels(self, bint predict_kernel=True, bint wide_gradient=False):
+    def set_kernels(self, bint predict_kernel=True, int gradient_kernel=0):
         """Which kernel runs which pass: prediction passes in their own specialised kernel
-        (True, the default) or the gradient kernel; the gradient in the kernel bounded to 128
-        registers (True) or the unbounded one (False, the default). The same numbers."""
-        nep_train_cuda_set_kernels(self.ptr, 1 if predict_kernel else 0,
-                                   1 if wide_gradient else 0)
+        (True, the default) or the gradient kernel; the gradient in the default kernel (0:
+        bounded to 12 warps per SM in float32), the 16-warp one (1) or the unbounded one
+        (2). The same numbers."""
+        if gradient_kernel not in (0, 1, 2):
+            raise ValueError(f"gradient_kernel must be 0, 1 or 2, not {gradient_kernel}")
+        nep_train_cuda_set_kernels(self.ptr, 1 if predict_kernel else 0, gradient_kernel)
 
     @property
     def device_bytes(self):

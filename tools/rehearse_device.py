@@ -117,7 +117,8 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
              "gpu-out/nepzbl_reference.json (part 2's target) missing")
         need_text("bench_gpu_epoch.txt", "GPU epoch", "device memory", "per epoch",
                   "ms per call", "the GPU filled", "per-atom kernels",
-                  "gradient in the 128-register kernel", "gradient rows contiguous")
+                  "128-register kernel", "gradient in the unbounded kernel",
+                  "gradient rows contiguous")
         need_text("bench_train_gpu_adam.txt", "optimiser steps per second", "held-out targets")
         need_text("bench_scaling.txt", "best / best(1)")
         epoch = out / "gpu_epoch" / "gpu_epoch.json"
@@ -188,10 +189,11 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
              f"{len(CONTRAST_RUNS)} rows")
     elif part == "5":
         need_text("profile_train.txt", "loss + gradient (the trainer's call)",
-                  "gradient rows contiguous", "gradient in the 128-register kernel",
+                  "gradient rows contiguous", "128-register kernel",
+                  "gradient in the unbounded kernel",
                   "by difference")
         result = out / "profile_train.json"
-        need(result.is_file() and len(json.loads(result.read_text()).get("ms", {})) == 6,
+        need(result.is_file() and len(json.loads(result.read_text()).get("ms", {})) == 7,
              "profile_train.json missing or short")
     elif part == "sanitize":
         need(read(out / "plain.txt").rstrip().endswith("device checks ok"),

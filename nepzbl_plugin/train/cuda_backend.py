@@ -31,6 +31,8 @@ __all__ = ["CudaBackend", "DeviceAdam", "cuda_training_available", "make_backend
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("float32", "float64")
+# the gradient kernels CudaBackend.set_kernels chooses from, in nep_train_cuda.h's order
+GRADIENT_KERNELS = ("default", "wide", "unbounded")
 
 
 def _cuda_module():
@@ -104,14 +106,17 @@ class CudaBackend:
         for timing the two (``benchmarks/bench_train.py gpu-steps``)."""
         self._set.set_interleaved(bool(interleaved))
 
-    def set_kernels(self, predict_kernel: bool = True, wide_gradient: bool = False) -> None:
+    def set_kernels(self, predict_kernel: bool = True, gradient: str = "default") -> None:
         """Which per-atom kernel runs which pass: predictions in a kernel specialised for
         them (True, the default: no gradient path, so fewer registers and more warps per SM)
-        or in the gradient kernel; the gradient in a kernel bounded to 128 registers for twice
-        the resident warps (True) or the unbounded one (False, the default). The numbers are
-        the same; this is for timing them (``benchmarks/bench_train.py gpu-steps``,
-        ``gpu-epoch``)."""
-        self._set.set_kernels(bool(predict_kernel), bool(wide_gradient))
+        or in the gradient kernel; the gradient in the kernel bounded to 12 warps per SM in
+        float32 (``"default"``), to 16 (``"wide"``: 128 registers) or in the one with the
+        registers the compiler chooses (``"unbounded"``: 8 warps). The numbers are the same;
+        this is for timing them (``benchmarks/bench_train.py gpu-steps``, ``gpu-epoch``,
+        ``benchmarks/bench_profile_train.py``)."""
+        if gradient not in GRADIENT_KERNELS:
+            raise ValueError(f"gradient kernel {gradient!r}: one of {', '.join(GRADIENT_KERNELS)}")
+        self._set.set_kernels(bool(predict_kernel), GRADIENT_KERNELS.index(gradient))
 
     def predict(self, params: np.ndarray, indices) -> Predictions:
         """Energies, forces and virials of structures ``indices`` (in that order)."""
