@@ -306,6 +306,158 @@ NEP_HD void nep_train_s_add(NEP_REAL *s, NEP_REAL *sdot, size_t st, int K, NEP_R
     }
 }
 
+/* Channel n's angular descriptors q (nep_pack_angular) from its s-vector sn and, with sdn
+ * (not NULL: a gradient), their directional derivatives qdot = dq/ds . sdot; sn and sdn hold
+ * max(K, NEP_TRAIN_S_LEN) entries sst apart (the ones beyond K zero), q and qdot entries st
+ * apart. */
+NEP_HD void nep_train_channel_descriptors(const nep_train_atom_model *m, int n,
+                                          const NEP_REAL *sn, const NEP_REAL *sdn, size_t sst,
+                                          NEP_REAL *q, NEP_REAL *qdot, size_t st)
+{
+    const int L = m->l_max, nR = m->n_max_radial, nA = m->n_max_angular, K = m->num_abc;
+    const int SG = K > NEP_TRAIN_S_LEN ? K : NEP_TRAIN_S_LEN;
+    NEP_REAL sl[NEP_TRAIN_NUM_Y], sdl[NEP_TRAIN_NUM_Y], inv_grad[NEP_TRAIN_S_LEN];
+    nep_train_gather(sn, sst, SG, sl);
+    nep_pack_angular(L, m->flags, nR, nA, n, sl, q, st);
+    if (!sdn) return;
+    nep_train_gather(sdn, sst, SG, sdl);
+    for (int l = 1; l <= L; ++l) {
+        NEP_REAL qd = (NEP_REAL)0;
+        for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k)
+            qd += (NEP_REAL)2 * nep_train_w3(l, k) * sl[k] * sdl[k];
+        qdot[(size_t)nep_angular_descriptor_index(nR, nA, l - 1, n) * st] = qd;
+    }
+    int block = L;
+    for (int f = 0; f < 6; ++f) {
+        if (!m->flags[f]) continue;
+        nep_train_invariant_grad(f, sl, inv_grad);
+        NEP_REAL qd = (NEP_REAL)0;
+        for (int k = 0; k < NEP_TRAIN_S_LEN; ++k) qd += inv_grad[k] * sdl[k];
+        qdot[(size_t)nep_angular_descriptor_index(nR, nA, block, n) * st] = qd;
+        ++block;
+    }
+}
+
+/* The one-hidden-layer network of nep_train_atom (the block of type ti at par + w0_off):
+ * returns U and writes mu = -dU/dx (x = q q_scaler; the caller multiplies by q_scaler) and
+ * hidden; with a gradient (want_gradient) also lam = dPhi/dx of Phi = alpha U - dU/dx . xdot,
+ * and, when gblock is not NULL, Phi's gradient with respect to the block's parameters (entry
+ * k at gblock[k gst]) and the shared bias (*gbias). */
+NEP_HD NEP_REAL nep_train_network1(const nep_train_atom_model *m, const NEP_REAL *par,
+                                   size_t w0_off, const NEP_REAL *q, const NEP_REAL *qdot,
+                                   size_t st, const NEP_REAL *scaler, double alpha,
+                                   int want_gradient, NEP_REAL *hidden, double *gblock,
+                                   double *gbias, size_t gst, NEP_REAL *lam, NEP_REAL *mu)
+{
+    const int D = m->dim, N1 = m->num_neurons;
+    const NEP_REAL *w0 = par + w0_off;
+    const NEP_REAL *b0 = w0 + (size_t)N1 * D;
+    const NEP_REAL *w1 = b0 + N1;
+    const NEP_REAL U = nep_network_forward(D, N1, w0, b0, w1, par[m->shared_bias],
+                                           m->version == 5 ? w1 + N1 : NULL, q, st, scaler,
+                                           NULL, hidden, mu, st);
+    for (int d = 0; d < D; ++d) {
+        lam[d * st] = (NEP_REAL)0;
+        mu[d * st] = -mu[d * st];
+    }
+    if (!want_gradient) return U;
+    /* its JVP along qdot: zdot_k = w0_k . (qdot q_scaler) */
+    const NEP_REAL alpha_r = (NEP_REAL)alpha;
+    for (int k = 0; k < N1; ++k) {
+        const NEP_REAL *wk = w0 + (size_t)k * D;
+        const NEP_REAL zd = nep_network_dot(D, wk, qdot, st, scaler);
+        const NEP_REAL h = hidden[k * st];
+        const NEP_REAL dh = (NEP_REAL)1 - h * h;
+        const NEP_REAL e = w1[k] * dh;                            /* dU/dz_k */
+        const NEP_REAL nf = (NEP_REAL)(-2) * w1[k] * h * dh * zd; /* d2U/dz_k^2 zdot_k */
+        const NEP_REAL A = alpha_r * e - nf;                      /* dPhi/dz_k */
+        for (int d = 0; d < D; ++d) lam[d * st] += A * wk[d];
+        if (gblock) {
+            double *gw = gblock + (size_t)k * D * gst;
+            for (int d = 0; d < D; ++d)
+                gw[d * gst] += (double)(A * q[d * st] * scaler[d] - e * qdot[d * st] * scaler[d]);
+            gblock[((size_t)N1 * D + k) * gst] -= (double)A;
+            gblock[((size_t)N1 * D + N1 + k) * gst] += (double)(alpha_r * h - dh * zd);
+        }
+    }
+    if (gblock) {
+        *gbias -= alpha;
+        if (m->version == 5) gblock[(size_t)(D + 2) * N1 * gst] -= alpha;
+    }
+    return U;
+}
+
+/* Channel n's angular adjoints sigma = dPhi/ds (sg; with a gradient only: sdn not NULL) and
+ * tau = dPhi/dsdot (ta) from lam and mu (entries st apart) and the channel's s and sdot
+ * (entries sst apart, as in nep_train_channel_descriptors); sg and ta: K entries sst apart,
+ * overwritten. */
+NEP_HD void nep_train_channel_adjoints(const nep_train_atom_model *m, int n, const NEP_REAL *sn,
+                                       const NEP_REAL *sdn, size_t sst, const NEP_REAL *lam,
+                                       const NEP_REAL *mu, size_t st, NEP_REAL *sg, NEP_REAL *ta)
+{
+    const int L = m->l_max, nR = m->n_max_radial, nA = m->n_max_angular, K = m->num_abc;
+    const int SG = K > NEP_TRAIN_S_LEN ? K : NEP_TRAIN_S_LEN;
+    const int want_gradient = sdn != NULL;
+    NEP_REAL sl[NEP_TRAIN_NUM_Y], sdl[NEP_TRAIN_NUM_Y];
+    NEP_REAL inv_grad[NEP_TRAIN_S_LEN], inv_hvp[NEP_TRAIN_S_LEN];
+    for (int k = 0; k < K; ++k) sg[k * sst] = ta[k * sst] = (NEP_REAL)0;
+    nep_train_gather(sn, sst, SG, sl);
+    if (want_gradient) nep_train_gather(sdn, sst, SG, sdl);
+    for (int l = 1; l <= L; ++l) {
+        const size_t index = (size_t)nep_angular_descriptor_index(nR, nA, l - 1, n) * st;
+        const NEP_REAL la = lam[index], mi = mu[index];
+        for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k) {
+            const NEP_REAL w2 = (NEP_REAL)2 * nep_train_w3(l, k);
+            if (want_gradient) sg[k * sst] += la * w2 * sl[k] + mi * w2 * sdl[k];
+            ta[k * sst] += mi * w2 * sl[k];
+        }
+    }
+    int block = L;
+    for (int f = 0; f < 6; ++f) {
+        if (!m->flags[f]) continue;
+        const size_t index = (size_t)nep_angular_descriptor_index(nR, nA, block, n) * st;
+        const NEP_REAL la = lam[index], mi = mu[index];
+        nep_train_invariant_grad(f, sl, inv_grad);
+        if (!want_gradient) {
+            const int size = nep_train_invariant_size(f);
+            for (int k = 0; k < size && k < K; ++k) ta[k * sst] += mi * inv_grad[k];
+            ++block;
+            continue;
+        }
+        const int size = nep_train_invariant_hvp(f, sl, sdl, inv_hvp);
+        for (int k = 0; k < size && k < K; ++k) {
+            sg[k * sst] += la * inv_grad[k] + mi * inv_hvp[k];
+            ta[k * sst] += mi * inv_grad[k];
+        }
+        ++block;
+    }
+}
+
+/* One pair's sums over one angular channel's adjoints (ta, sg: K entries sst apart; sg read
+ * only with a gradient): tau . Y, tau . dY/dr (tau_dy[3]) and, with a gradient,
+ * sigma . Y + tau . Ydot (*sig; else 0). */
+NEP_HD void nep_train_pair_channel_sums(int K, const NEP_REAL *ta, const NEP_REAL *sg,
+                                        size_t sst, int want_gradient, const NEP_REAL *y,
+                                        const NEP_REAL *ydot, NEP_REAL (*dyr)[3],
+                                        NEP_REAL *tau_y, NEP_REAL *sig, NEP_REAL *tau_dy)
+{
+    NEP_REAL ty = (NEP_REAL)0, sg_sum = (NEP_REAL)0;
+    NEP_REAL t0 = (NEP_REAL)0, t1 = (NEP_REAL)0, t2 = (NEP_REAL)0;
+    for (int k = 0; k < K; ++k) {
+        const NEP_REAL tk = ta[k * sst];
+        ty += tk * y[k];
+        if (want_gradient) sg_sum += sg[k * sst] * y[k] + tk * ydot[k];
+        t0 += tk * dyr[k][0];
+        t1 += tk * dyr[k][1];
+        t2 += tk * dyr[k][2];
+    }
+    *tau_y = ty;
+    *sig = sg_sum;
+    tau_dy[0] = t0;
+    tau_dy[1] = t1;
+    tau_dy[2] = t2;
+}
+
 /* Atom i of type ti, whose pairs are p0 .. p1 - 1 of a neighbour list (neighbor[p], r[3 p]
  * = r_j - r_i; types[j] the neighbours' types), in a structure at `temperature` (K; read by
  * temperature models only, whose last descriptor entry it is: no pair depends on it, so its
@@ -329,13 +481,11 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
                              NEP_REAL *const *work, size_t st, double *grad, size_t gst,
                              double *pair_v, double *virial)
 {
-    const int T = m->num_types, D = m->dim, N1 = m->num_neurons;
+    const int T = m->num_types, D = m->dim;
     const int nR = m->n_max_radial, nA = m->n_max_angular;
     const int bR = m->basis_radial, bA = m->basis_angular, L = m->l_max, K = m->num_abc;
     const size_t ns = (size_t)(nA + 1) * NEP_TRAIN_NUM_Y;
     const size_t sy = (size_t)NEP_TRAIN_NUM_Y * st; /* from one channel's s-vector to the next */
-    /* entries of an s-vector the invariants read (the ones beyond K stay 0) */
-    const int SG = K > NEP_TRAIN_S_LEN ? K : NEP_TRAIN_S_LEN;
     NEP_REAL *q = work[NEP_TRAIN_WORK_Q], *qdot = work[NEP_TRAIN_WORK_QDOT];
     NEP_REAL *lam = work[NEP_TRAIN_WORK_LAMBDA], *mu = work[NEP_TRAIN_WORK_MU];
     NEP_REAL *hidden = work[NEP_TRAIN_WORK_HIDDEN];
@@ -343,10 +493,9 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
     NEP_REAL *sigma = work[NEP_TRAIN_WORK_SIGMA], *tau = work[NEP_TRAIN_WORK_TAU];
     NEP_REAL fk[NEP_TRAIN_MAX_BASIS], fkp[NEP_TRAIN_MAX_BASIS];
     NEP_REAL y[NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3], ydot[NEP_TRAIN_NUM_Y];
-    NEP_REAL sl[NEP_TRAIN_NUM_Y], sdl[NEP_TRAIN_NUM_Y]; /* one channel's s and sdot, gathered */
-    NEP_REAL inv_grad[NEP_TRAIN_S_LEN], inv_hvp[NEP_TRAIN_S_LEN];
     const int want_gradient = grad != NULL;
     for (int d = 0; d < D; ++d) q[d * st] = qdot[d * st] = (NEP_REAL)0;
+    /* (the entries of an s-vector beyond K, which the invariants read, stay 0) */
     for (size_t k = 0; k < ns; ++k) s[k * st] = sdot[k * st] = (NEP_REAL)0;
 
     /* ---- pass 1: descriptors and their directional derivatives */
@@ -391,110 +540,33 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
         }
     }
     /* invariants and their directional derivatives qdot = dq/ds . sdot */
-    for (int n = 0; n <= nA; ++n) {
-        nep_train_gather(s + (size_t)n * sy, st, SG, sl);
-        nep_pack_angular(L, m->flags, nR, nA, n, sl, q, st);
-        if (!want_gradient) continue;
-        nep_train_gather(sdot + (size_t)n * sy, st, SG, sdl);
-        for (int l = 1; l <= L; ++l) {
-            NEP_REAL qd = (NEP_REAL)0;
-            for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k)
-                qd += (NEP_REAL)2 * nep_train_w3(l, k) * sl[k] * sdl[k];
-            qdot[(size_t)nep_angular_descriptor_index(nR, nA, l - 1, n) * st] = qd;
-        }
-        int block = L;
-        for (int f = 0; f < 6; ++f) {
-            if (!m->flags[f]) continue;
-            nep_train_invariant_grad(f, sl, inv_grad);
-            NEP_REAL qd = (NEP_REAL)0;
-            for (int k = 0; k < NEP_TRAIN_S_LEN; ++k) qd += inv_grad[k] * sdl[k];
-            qdot[(size_t)nep_angular_descriptor_index(nR, nA, block, n) * st] = qd;
-            ++block;
-        }
-    }
+    for (int n = 0; n <= nA; ++n)
+        nep_train_channel_descriptors(m, n, s + (size_t)n * sy,
+                                      want_gradient ? sdot + (size_t)n * sy : NULL, st, q, qdot,
+                                      st);
     if (m->temperature) q[(size_t)(D - 1) * st] = (NEP_REAL)temperature;
 
     /* ---- network, its parameter gradient and the descriptor adjoints */
     const size_t w0_off = (size_t)nep_network_of_type(m->version, ti) * m->block_size;
-    const NEP_REAL *w0 = par + w0_off;
-    const NEP_REAL *b0 = w0 + (size_t)N1 * D;
-    const NEP_REAL *w1 = b0 + N1;
-    const int two_layers = m->num_neurons_second > 0;
-    /* U and dU/dq (into mu, negated below) from the shared forward pass; a second hidden
-     * layer has its own network pass (which also takes the gradient) */
+    /* U and dU/dq (into mu, negated), with a gradient lam and the network's parameter
+     * gradient; a second hidden layer has a network pass of its own */
     const NEP_REAL U =
-        two_layers ? nep_train_network2(m, par, w0_off, m->shared_bias, q, qdot, st, scaler,
-                                        alpha, hidden, grad, gst, lam, mu)
-                   : nep_network_forward(D, N1, w0, b0, w1, par[m->shared_bias],
-                                         m->version == 5 ? w1 + N1 : NULL, q, st, scaler, NULL,
-                                         hidden, mu, st);
-    for (int d = 0; d < D && !two_layers; ++d) {
-        lam[d * st] = (NEP_REAL)0;
-        mu[d * st] = -mu[d * st];
-    }
-    /* its JVP along qdot: zdot_k = w0_k . (qdot q_scaler) */
-    const NEP_REAL alpha_r = (NEP_REAL)alpha;
-    for (int k = 0; k < N1 && want_gradient && !two_layers; ++k) {
-        const NEP_REAL *wk = w0 + (size_t)k * D;
-        const NEP_REAL zd = nep_network_dot(D, wk, qdot, st, scaler);
-        const NEP_REAL h = hidden[k * st];
-        const NEP_REAL dh = (NEP_REAL)1 - h * h;
-        const NEP_REAL e = w1[k] * dh;                         /* dU/dz_k */
-        const NEP_REAL nf = (NEP_REAL)(-2) * w1[k] * h * dh * zd; /* d2U/dz_k^2 zdot_k */
-        const NEP_REAL A = alpha_r * e - nf;                   /* dPhi/dz_k */
-        for (int d = 0; d < D; ++d) lam[d * st] += A * wk[d];
-        if (grad) {
-            double *gw = grad + (w0_off + (size_t)k * D) * gst;
-            for (int d = 0; d < D; ++d)
-                gw[d * gst] += (double)(A * q[d * st] * scaler[d] - e * qdot[d * st] * scaler[d]);
-            grad[(w0_off + (size_t)N1 * D + k) * gst] -= (double)A;
-            grad[(w0_off + (size_t)N1 * D + N1 + k) * gst] += (double)(alpha_r * h - dh * zd);
-        }
-    }
-    if (grad && !two_layers) {
-        grad[m->shared_bias * gst] -= alpha;
-        if (m->version == 5) grad[(w0_off + (size_t)(D + 2) * N1) * gst] -= alpha;
-    }
+        m->num_neurons_second > 0
+            ? nep_train_network2(m, par, w0_off, m->shared_bias, q, qdot, st, scaler, alpha,
+                                 hidden, grad, gst, lam, mu)
+            : nep_train_network1(m, par, w0_off, q, qdot, st, scaler, alpha, want_gradient,
+                                 hidden, grad ? grad + w0_off * gst : NULL,
+                                 grad ? grad + m->shared_bias * gst : NULL, gst, lam, mu);
     double energy = (double)U;
     for (int d = 0; d < D; ++d) {
         lam[d * st] *= scaler[d];
         mu[d * st] *= scaler[d];
     }
     /* angular adjoints sigma = dPhi/ds and tau = dPhi/dsdot per channel */
-    for (size_t k = 0; k < ns; ++k) sigma[k * st] = tau[k * st] = (NEP_REAL)0;
-    for (int n = 0; n <= nA; ++n) {
-        nep_train_gather(s + (size_t)n * sy, st, SG, sl);
-        if (want_gradient) nep_train_gather(sdot + (size_t)n * sy, st, SG, sdl);
-        NEP_REAL *sg = sigma + (size_t)n * sy, *ta = tau + (size_t)n * sy;
-        for (int l = 1; l <= L; ++l) {
-            const size_t index = (size_t)nep_angular_descriptor_index(nR, nA, l - 1, n) * st;
-            const NEP_REAL la = lam[index], mi = mu[index];
-            for (int k = l * l - 1; k < (l + 1) * (l + 1) - 1; ++k) {
-                const NEP_REAL w2 = (NEP_REAL)2 * nep_train_w3(l, k);
-                if (want_gradient) sg[k * st] += la * w2 * sl[k] + mi * w2 * sdl[k];
-                ta[k * st] += mi * w2 * sl[k];
-            }
-        }
-        int block = L;
-        for (int f = 0; f < 6; ++f) {
-            if (!m->flags[f]) continue;
-            const size_t index = (size_t)nep_angular_descriptor_index(nR, nA, block, n) * st;
-            const NEP_REAL la = lam[index], mi = mu[index];
-            nep_train_invariant_grad(f, sl, inv_grad);
-            if (!want_gradient) {
-                const int size = nep_train_invariant_size(f);
-                for (int k = 0; k < size && k < K; ++k) ta[k * st] += mi * inv_grad[k];
-                ++block;
-                continue;
-            }
-            const int size = nep_train_invariant_hvp(f, sl, sdl, inv_hvp);
-            for (int k = 0; k < size && k < K; ++k) {
-                sg[k * st] += la * inv_grad[k] + mi * inv_hvp[k];
-                ta[k * st] += mi * inv_grad[k];
-            }
-            ++block;
-        }
-    }
+    for (int n = 0; n <= nA; ++n)
+        nep_train_channel_adjoints(m, n, s + (size_t)n * sy,
+                                   want_gradient ? sdot + (size_t)n * sy : NULL, st, lam, mu, st,
+                                   sigma + (size_t)n * sy, tau + (size_t)n * sy);
 
     /* ---- pass 2: pair derivatives (forces, virial) and coefficient gradients */
     for (size_t p = p0; p < p1; ++p) {
@@ -525,18 +597,9 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
                 const size_t off = m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
                 NEP_REAL g, gp;
                 nep_channel_deriv(bA + 1, par + off, (size_t)T * T, fk, fkp, &g, &gp);
-                const NEP_REAL *sg = sigma + (size_t)n * sy;
-                const NEP_REAL *ta = tau + (size_t)n * sy;
-                NEP_REAL tau_y = (NEP_REAL)0, sig = (NEP_REAL)0;
-                NEP_REAL tau_dy[3] = {(NEP_REAL)0, (NEP_REAL)0, (NEP_REAL)0};
-                for (int k = 0; k < K; ++k) {
-                    const NEP_REAL tk = ta[k * st];
-                    tau_y += tk * y[k];
-                    if (want_gradient) sig += sg[k * st] * y[k] + tk * ydot[k];
-                    tau_dy[0] += tk * dyr[k][0];
-                    tau_dy[1] += tk * dyr[k][1];
-                    tau_dy[2] += tk * dyr[k][2];
-                }
+                NEP_REAL tau_y, sig, tau_dy[3];
+                nep_train_pair_channel_sums(K, tau + (size_t)n * sy, sigma + (size_t)n * sy, st,
+                                            want_gradient, y, ydot, dyr, &tau_y, &sig, tau_dy);
                 /* dU/ds = -tau */
                 for (int c3 = 0; c3 < 3; ++c3) v[c3] -= gp * tau_y * u[c3] + g * tau_dy[c3];
                 if (grad)
