@@ -837,6 +837,7 @@ KERNEL_CHOICES = (
     ("predictions in the gradient kernel (before 2026-11-30)", (False, "default")),
     ("gradient in the 16-warp, 128-register kernel", (True, "wide")),
     ("gradient in the unbounded kernel (8 warps per SM)", (True, "unbounded")),
+    ("gradient in the warp kernel (a warp an atom)", (True, "warp")),
 )
 # gpu-epoch's row for the other layout (CudaBackend.set_interleaved(False))
 LAYOUT_AB = "default kernels, work arrays and gradient rows contiguous"

@@ -15,6 +15,7 @@
 #include <ucontext.h>
 
 #include <functional>
+#include <vector>
 
 #define __global__
 #define __launch_bounds__(...)
@@ -232,6 +233,27 @@ inline void nepcu_emu_run_block(unsigned threads, bool reverse, const std::funct
         const std::function<void()> body_ = [&] { kernel(__VA_ARGS__); };                    \
         blockDim.x = (unsigned)nt_;                                                          \
         for (long long b_ = 0; b_ < nb_; ++b_) {                                             \
+            blockIdx.x = (unsigned)(rev_ ? nb_ - 1 - b_ : b_);                               \
+            nepcu_emu_run_block((unsigned)nt_, rev_, body_);                                 \
+        }                                                                                    \
+    } while (0)
+
+/* Dynamic shared memory: one buffer, which a block's fibers share (they run on one host
+ * thread) and which is poisoned before each block, as a block on a device finds its shared
+ * memory holding whatever was there. */
+inline thread_local std::vector<double> nepcu_emu_shared;
+#define NEPCU_DYNAMIC_SHARED(name) double *name = nepcu_emu_shared.data()
+#define NEPCU_LAUNCH_SHARED(kernel, blocks, threads, bytes, stream, ...)                     \
+    do {                                                                                     \
+        (void)(stream);                                                                      \
+        const long long nb_ = (long long)(blocks), nt_ = (long long)(threads);               \
+        if (!nepcu_emu_launch_ok(nb_, nt_, #kernel)) break;                                  \
+        const bool rev_ = nepcu_emu_reverse();                                               \
+        const std::function<void()> body_ = [&] { kernel(__VA_ARGS__); };                    \
+        blockDim.x = (unsigned)nt_;                                                          \
+        nepcu_emu_shared.resize(((size_t)(bytes) + 7) / 8 + 1);                              \
+        for (long long b_ = 0; b_ < nb_; ++b_) {                                             \
+            memset(nepcu_emu_shared.data(), 0xA5, nepcu_emu_shared.size() * sizeof(double)); \
             blockIdx.x = (unsigned)(rev_ ? nb_ - 1 - b_ : b_);                               \
             nepcu_emu_run_block((unsigned)nt_, rev_, body_);                                 \
         }                                                                                    \

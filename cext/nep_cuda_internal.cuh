@@ -35,6 +35,11 @@
 /* a kernel with __syncthreads (the host emulation runs its threads as fibers) */
 #define NEPCU_LAUNCH_BARRIERS(kernel, blocks, threads, stream, ...)                          \
     NEPCU_LAUNCH(kernel, blocks, threads, stream, __VA_ARGS__)
+/* a kernel with __syncthreads and `bytes` of dynamic shared memory, which it reaches through
+ * NEPCU_DYNAMIC_SHARED(name) (a double array: 8-byte aligned) */
+#define NEPCU_LAUNCH_SHARED(kernel, blocks, threads, bytes, stream, ...)                     \
+    kernel<<<(blocks), (threads), (bytes), (stream)>>>(__VA_ARGS__)
+#define NEPCU_DYNAMIC_SHARED(name) extern __shared__ double name[]
 /* threads of the per-structure sum kernel (a power of two) */
 #define NEPCU_TOTALS_THREADS 256
 /* blocks of the MD loop's kinetic-energy sum (nep_cuda_md.cu) */

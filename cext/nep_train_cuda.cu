@@ -614,6 +614,16 @@ static int upload_inputs(nep_train_cuda *h, void *dst, const double *parameters,
     return upload_selection(h, num_selected, selected);
 }
 
+/* Whether the warp gradient kernel can take this model: one hidden layer (its network pass
+ * is nep_train_network1's), and an atom's state within the 48 KB of shared memory a block
+ * may have without asking. */
+static bool warp_kernel_fits(const nep_train_cuda *h, const nepct_args &a)
+{
+    const size_t bytes = h->use_float64 ? nepct_f64::warp_shared_bytes(a)
+                                        : nepct_f32::warp_shared_bytes(a);
+    return a.model.num_neurons_second == 0 && bytes <= 48 * 1024;
+}
+
 /* One pass of the per-atom kernel over the h->selected_atoms (count), tile by tile, on the
  * stream: with a.rows set the gradient is added to h->d_gradient (zeroed by the caller). Then
  * the forces, the energies and the virials of the selection into the given device arrays
@@ -625,6 +635,21 @@ static int atoms_pass(nep_train_cuda *h, nepct_args a, int count, int num_select
     cudaStream_t st = h->stream;
     const size_t P = a.model.num_parameters;
     const int threads = 128;
+    if (a.rows && (a.kernels & NEPCT_KERNEL_WARP_GRADIENT) && warp_kernel_fits(h, a)) {
+        /* persistent warps, a row each (at most a tile's rows), summed in block order */
+        int blocks = h->use_float64 ? nepct_f64::warp_blocks(a) : nepct_f32::warp_blocks(a);
+        if (blocks <= 0) blocks = 1;
+        if (blocks > count) blocks = count;
+        if (blocks > h->tile) blocks = h->tile;
+        if (count > 0) {
+            CHECK(cudaMemsetAsync(a.rows, 0, sizeof(double) * P * (size_t)blocks, st), "rows");
+            if (h->use_float64) nepct_f64::launch_warp_gradient(a, 0, count, blocks, st);
+            else nepct_f32::launch_warp_gradient(a, 0, count, blocks, st);
+            CHECK(cudaGetLastError(), "warp gradient kernel");
+            NEPCU_LAUNCH(columns_kernel, (unsigned)((P + threads - 1) / threads), threads, st, P,
+                         blocks, (const double *)a.rows, h->d_gradient);
+        }
+    } else {
     for (int first = 0; first < count; first += h->tile) {
         const int n = count - first < h->tile ? count - first : h->tile;
         if (a.rows) CHECK(cudaMemsetAsync(a.rows, 0, sizeof(double) * P * (size_t)n, st), "rows");
@@ -641,6 +666,7 @@ static int atoms_pass(nep_train_cuda *h, nepct_args a, int count, int num_select
             NEPCU_LAUNCH(columns_kernel, (unsigned)((P + threads - 1) / threads), threads, st, P, n,
                          (const double *)a.rows, h->d_gradient);
         }
+    }
     }
     if (forces && count > 0)
         NEPCU_LAUNCH(forces_kernel, (count + threads - 1) / threads, threads, st, count, 1,
@@ -1110,7 +1136,8 @@ void nep_train_cuda_set_kernels(nep_train_cuda *h, int predict_kernel, int gradi
             (predict_kernel ? NEPCT_KERNEL_PREDICT : 0)
             | (gradient_kernel == NEP_TRAIN_CUDA_GRADIENT_WIDE ? NEPCT_KERNEL_WIDE_GRADIENT : 0)
             | (gradient_kernel == NEP_TRAIN_CUDA_GRADIENT_UNBOUNDED
-                   ? NEPCT_KERNEL_UNBOUNDED_GRADIENT : 0);
+                   ? NEPCT_KERNEL_UNBOUNDED_GRADIENT : 0)
+            | (gradient_kernel == NEP_TRAIN_CUDA_GRADIENT_WARP ? NEPCT_KERNEL_WARP_GRADIENT : 0);
 }
 
 size_t nep_train_cuda_device_bytes(const nep_train_cuda *h)

@@ -133,12 +133,15 @@ void nep_train_cuda_set_interleaved(nep_train_cuda *handle, int interleaved);
  * gradient path: fewer registers, more warps per SM), 0 in the gradient kernel. The gradient
  * runs in the kernel gradient_kernel names: NEP_TRAIN_CUDA_GRADIENT_DEFAULT (bounded to 12
  * one-warp blocks per SM in float32: 168 registers on sm_90, the rest spilled),
- * NEP_TRAIN_CUDA_GRADIENT_WIDE (16 blocks, 128 registers) or
- * NEP_TRAIN_CUDA_GRADIENT_UNBOUNDED (the registers nvcc chooses: 244, 8 blocks). */
+ * NEP_TRAIN_CUDA_GRADIENT_WIDE (16 blocks, 128 registers),
+ * NEP_TRAIN_CUDA_GRADIENT_UNBOUNDED (the registers nvcc chooses: 244, 8 blocks) or
+ * NEP_TRAIN_CUDA_GRADIENT_WARP (a warp an atom, its state in shared memory; one-hidden-layer
+ * models whose atom state fits 48 KB, the default kernel otherwise). */
 enum {
     NEP_TRAIN_CUDA_GRADIENT_DEFAULT = 0,
     NEP_TRAIN_CUDA_GRADIENT_WIDE = 1,
-    NEP_TRAIN_CUDA_GRADIENT_UNBOUNDED = 2
+    NEP_TRAIN_CUDA_GRADIENT_UNBOUNDED = 2,
+    NEP_TRAIN_CUDA_GRADIENT_WARP = 3
 };
 void nep_train_cuda_set_kernels(nep_train_cuda *handle, int predict_kernel, int gradient_kernel);
 

@@ -63,10 +63,12 @@ struct nepct_population {
 /* Kernel choices (nepct_args.kernels, nep_train_cuda_set_kernels): a prediction pass runs
  * predict_kernel, specialised for it (default on); the gradient pass runs atoms_kernel
  * (bounded to 12 warps per SM in float32) unless atoms_kernel_wide (bounded to 16 warps,
- * 128 registers) or atoms_kernel_unbounded (the registers nvcc chooses) is asked for. */
+ * 128 registers), atoms_kernel_unbounded (the registers nvcc chooses) or
+ * warp_gradient_kernel (a warp an atom, its state in shared memory) is asked for. */
 #define NEPCT_KERNEL_PREDICT 1
 #define NEPCT_KERNEL_WIDE_GRADIENT 2
 #define NEPCT_KERNEL_UNBOUNDED_GRADIENT 4
+#define NEPCT_KERNEL_WARP_GRADIENT 8
 
 /* Threads per block of the per-atom kernels: one warp, so that a small batch (a few hundred
  * atoms, one thread each) spreads over as many SMs as it can. */
@@ -83,6 +85,14 @@ struct nepct_population {
     /* every selected atom for each of `candidates` parameter vectors, in one launch */     \
     void launch_population(const nepct_args &args, int count, int candidates,              \
                            const nepct_population &pop, cudaStream_t stream);              \
+    /* the warp gradient kernel: its dynamic shared memory (bytes), the blocks that fill   \
+     * the device (0 when the device cannot say), and a launch over atoms                   \
+     * selected_atoms[first .. first + count) by `blocks` blocks, block b's gradient into   \
+     * row b of args.rows ([blocks][num_parameters], zeroed by the caller) */              \
+    size_t warp_shared_bytes(const nepct_args &args);                                      \
+    int warp_blocks(const nepct_args &args);                                               \
+    void launch_warp_gradient(const nepct_args &args, int first, int count, int blocks,    \
+                              cudaStream_t stream);                                        \
     }
 NEPCT_DECLARE(nepct_f64)
 NEPCT_DECLARE(nepct_f32)

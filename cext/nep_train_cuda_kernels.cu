@@ -220,4 +220,327 @@ void launch_population(const nepct_args &args, int count, int candidates,
                  NEPCT_THREADS, stream, args, count, candidates, pop);
 }
 
+/* ---- the warp gradient kernel: one warp an atom, the atom's state in shared memory ----
+ *
+ * The per-atom kernels above give an atom one thread, whose work arrays (2.5 KB for LLZO in
+ * float32), stack and gradient row live in global and local memory: with 8 to 16 warps per
+ * SM that is far more than L1 holds, so nearly every access waits on L2 or DRAM. Here a
+ * block of one warp takes one atom at a time: its descriptors, s-vectors and adjoints sit in
+ * shared memory, its pairs are shared among the lanes in chunks of NEPCT_THREADS, and each
+ * lane then owns entries (a descriptor, an s-vector entry, a coefficient) and sums the
+ * chunk's contributions to them in pair order, so every sum keeps the order of the CPU's
+ * (deterministic, no atomics). The per-channel maths, the network and the pair maths are the
+ * functions nep_train_atom calls (nep_train_atom.h); this is only another assembly of them.
+ * Persistent: block b takes atoms b, b + blocks, ... and adds their gradients to row b (rows
+ * [blocks][P], summed in order afterwards), so the rows are a few MB instead of a row per
+ * atom. One-hidden-layer networks (the host runs the other kernels for two). */
+
+/* Where a warp keeps an atom's state in its dynamic shared memory: doubles first (the
+ * network block's gradient and the shared bias's), then NEP_REAL values (offsets below, in
+ * values), then ints (each chunk pair's neighbour type and cutoff flags). */
+struct warp_layout {
+    int SG;                /* values of one channel's s-vector (max(K, NEP_TRAIN_S_LEN)) */
+    int rec;               /* values of one pair's record in a chunk (the larger pass's) */
+    int netgrad;           /* doubles: the type's network block, then the shared bias */
+    int q, qdot, lam, mu, hidden, s, sdot, sigma, tau, pairs, reals;
+    size_t bytes;
+};
+
+__host__ __device__ static warp_layout make_warp_layout(const nep_train_atom_model &m)
+{
+    warp_layout w;
+    const int K = m.num_abc, nR1 = m.n_max_radial + 1, nA1 = m.n_max_angular + 1;
+    const int bR1 = m.basis_radial + 1, bA1 = m.basis_angular + 1, D = m.dim;
+    w.SG = K > NEP_TRAIN_S_LEN ? K : NEP_TRAIN_S_LEN;
+    const int pass1 = 2 * nR1 + 2 * nA1 + 2 * K;
+    const int pass2 = 2 * bR1 + 1 + 2 * bA1 + 2 * nA1 + 4;
+    w.rec = pass1 > pass2 ? pass1 : pass2;
+    w.netgrad = (int)m.block_size + 1;
+    int at = 0;
+    w.q = at, at += D;
+    w.qdot = at, at += D;
+    w.lam = at, at += D;
+    w.mu = at, at += D;
+    w.hidden = at, at += m.num_neurons;
+    w.s = at, at += nA1 * w.SG;
+    w.sdot = at, at += nA1 * w.SG;
+    w.sigma = at, at += nA1 * w.SG;
+    w.tau = at, at += nA1 * w.SG;
+    w.pairs = at, at += NEPCT_THREADS * w.rec;
+    w.reals = at;
+    w.bytes = sizeof(double) * (size_t)w.netgrad + sizeof(real) * (size_t)w.reals
+              + sizeof(int) * 2 * NEPCT_THREADS;
+    return w;
+}
+
+/* bounded like atoms_kernel (12 blocks per SM in float32: 168 registers, 284 bytes spilled,
+ * where unbounded it took 255); an LLZO atom's state, 19 KB of shared memory in float32,
+ * allows 11 */
+__global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
+    warp_gradient_kernel(const nepct_args A, int first, int count, int blocks)
+{
+    NEPCU_DYNAMIC_SHARED(shared);
+    const nep_train_atom_model &m = A.model;
+    const warp_layout W = make_warp_layout(m);
+    const int lane = threadIdx.x, T = m.num_types, D = m.dim, K = m.num_abc;
+    const int nR = m.n_max_radial, nA = m.n_max_angular, bR = m.basis_radial;
+    const int bA = m.basis_angular, L = m.l_max, SG = W.SG;
+    const real *par = (const real *)A.parameters, *scaler = (const real *)A.q_scaler;
+    const real *zbl = (const real *)A.zbl;
+    const size_t P = m.num_parameters;
+    double *netgrad = shared, *gbias = shared + m.block_size;
+    real *sr = (real *)(shared + W.netgrad);
+    real *q = sr + W.q, *qdot = sr + W.qdot, *lam = sr + W.lam, *mu = sr + W.mu;
+    real *hidden = sr + W.hidden, *s = sr + W.s, *sdot = sr + W.sdot;
+    real *sigma = sr + W.sigma, *tau = sr + W.tau, *rec0 = sr + W.pairs;
+    int *rec_type = (int *)(sr + W.reals), *rec_flags = rec_type + NEPCT_THREADS;
+    double *row = A.rows + (size_t)blockIdx.x * P;
+    /* pass-1 record: rg[nR+1] rgd[nR+1] ag[nA+1] agd[nA+1] y[K] ydot[K]; pass-2 record:
+     * fkR[bR+1] fkpR[bR+1] ddot fkA[bA+1] fkpA[bA+1] sig[nA+1] tyd[nA+1] v[3] phi */
+    const int o_rgd = nR + 1, o_ag = 2 * (nR + 1), o_agd = o_ag + nA + 1, o_y = o_agd + nA + 1;
+    const int o_ydot = o_y + K;
+    const int o_fkpR = bR + 1, o_ddot = 2 * (bR + 1), o_fkA = o_ddot + 1, o_fkpA = o_fkA + bA + 1;
+    const int o_sig = o_fkpA + bA + 1, o_tyd = o_sig + nA + 1, o_v = o_tyd + nA + 1;
+    const int o_phi = o_v + 3;
+    const int coeffR = (bR + 1) * T, coeffA = (bA + 1) * T;
+    const int ownR = (nR + 1) * coeffR, ownA = (nA + 1) * coeffA;
+
+    for (int t = blockIdx.x; t < count; t += blocks) {
+        const int i = A.selected_atoms[first + t];
+        const int ti = A.types[i], st = A.atom_structure[i];
+        const size_t p0 = (size_t)A.pair_offset[i], p1 = (size_t)A.pair_offset[i + 1];
+        const double *fadj = A.force_adjoint;
+        const double *ai = fadj ? fadj + 3 * (size_t)i : NULL;
+        const double *B = A.virial_adjoint ? A.virial_adjoint + 9 * (size_t)st : NULL;
+        const double alpha = A.alpha ? A.alpha[st] : 0.0;
+        const size_t w0_off = (size_t)nep_network_of_type(m.version, ti) * m.block_size;
+        for (int e = lane; e < D; e += NEPCT_THREADS) q[e] = qdot[e] = (real)0;
+        for (int e = lane; e < (nA + 1) * SG; e += NEPCT_THREADS) s[e] = sdot[e] = (real)0;
+        for (int e = lane; e < W.netgrad; e += NEPCT_THREADS) netgrad[e] = 0.0;
+        __syncthreads();
+
+        /* ---- pass 1: lane l computes pair c + l, then each lane sums its entries */
+        for (size_t c = p0; c < p1; c += NEPCT_THREADS) {
+            const int chunk = (int)(p1 - c < NEPCT_THREADS ? p1 - c : NEPCT_THREADS);
+            if (lane < chunk) {
+                const size_t p = c + lane;
+                const int j = A.neighbor[p], tj = A.types[j];
+                real *rec = rec0 + lane * W.rec;
+                real d, u[3], delta[3];
+                real fk[NEP_TRAIN_MAX_BASIS], fkp[NEP_TRAIN_MAX_BASIS], dyr[NEP_TRAIN_NUM_Y][3];
+                const real ddot = nep_train_pair_geometry(A.r + 3 * p, ai,
+                                                          fadj ? fadj + 3 * (size_t)j : NULL, B,
+                                                          &d, u, delta);
+                int flags = 0;
+                const real rcr = (real)m.rc_radial[ti * T + tj];
+                if (d < rcr) {
+                    nep_train_radial_basis(d, rcr, bR, fk, fkp);
+                    for (int n = 0; n <= nR; ++n) {
+                        real g, gp;
+                        nep_channel_deriv(bR + 1, par + m.offset_radial
+                                              + nep_coefficient_index(n, 0, bR + 1, T, ti, tj),
+                                          (size_t)T * T, fk, fkp, &g, &gp);
+                        rec[n] = g;
+                        rec[o_rgd + n] = gp * ddot;
+                    }
+                    flags |= 1;
+                }
+                const real rca = (real)m.rc_angular[ti * T + tj];
+                if (d < rca) {
+                    nep_train_radial_basis(d, rca, bA, fk, fkp);
+                    nep_train_angular_pair(L, d, u, delta, rec + o_y, dyr, rec + o_ydot);
+                    for (int n = 0; n <= nA; ++n) {
+                        real g, gp;
+                        nep_channel_deriv(bA + 1, par + m.offset_angular
+                                              + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
+                                          (size_t)T * T, fk, fkp, &g, &gp);
+                        rec[o_ag + n] = g;
+                        rec[o_agd + n] = gp * ddot;
+                    }
+                    flags |= 2;
+                }
+                rec_flags[lane] = flags;
+            }
+            __syncthreads();
+            for (int e = lane; e < (nR + 1) + (nA + 1) * K; e += NEPCT_THREADS) {
+                if (e <= nR) {
+                    real qe = q[e], qde = qdot[e];
+                    for (int j = 0; j < chunk; ++j) {
+                        if (!(rec_flags[j] & 1)) continue;
+                        const real *rec = rec0 + j * W.rec;
+                        qe += rec[e];
+                        qde += rec[o_rgd + e];
+                    }
+                    q[e] = qe;
+                    qdot[e] = qde;
+                    continue;
+                }
+                const int n = (e - nR - 1) / K, k = (e - nR - 1) % K;
+                real se = s[n * SG + k], sde = sdot[n * SG + k];
+                for (int j = 0; j < chunk; ++j) {
+                    if (!(rec_flags[j] & 2)) continue;
+                    const real *rec = rec0 + j * W.rec;
+                    const real g = rec[o_ag + n];
+                    se += g * rec[o_y + k];
+                    sde += rec[o_agd + n] * rec[o_y + k] + g * rec[o_ydot + k];
+                }
+                s[n * SG + k] = se;
+                sdot[n * SG + k] = sde;
+            }
+            __syncthreads();
+        }
+
+        /* ---- invariants, network, adjoints (the functions nep_train_atom calls) */
+        for (int n = lane; n <= nA; n += NEPCT_THREADS)
+            nep_train_channel_descriptors(&m, n, s + n * SG, sdot + n * SG, 1, q, qdot, 1);
+        if (lane == 0 && m.temperature) q[D - 1] = (real)A.temperature[st];
+        __syncthreads();
+        double energy = 0.0;
+        if (lane == 0)
+            energy = (double)nep_train_network1(&m, par, w0_off, q, qdot, 1, scaler, alpha, 1,
+                                                hidden, netgrad, gbias, 1, lam, mu);
+        __syncthreads();
+        for (int e = lane; e < D; e += NEPCT_THREADS) {
+            lam[e] *= scaler[e];
+            mu[e] *= scaler[e];
+        }
+        __syncthreads();
+        for (int n = lane; n <= nA; n += NEPCT_THREADS)
+            nep_train_channel_adjoints(&m, n, s + n * SG, sdot + n * SG, 1, lam, mu, 1,
+                                       sigma + n * SG, tau + n * SG);
+        for (int e = lane; e < (int)m.block_size; e += NEPCT_THREADS)
+            row[w0_off + e] += netgrad[e];
+        if (lane == 0) row[m.shared_bias] += *gbias;
+        __syncthreads();
+
+        /* ---- pass 2: pair derivatives, then each lane sums its coefficients' gradient */
+        double virial = 0.0; /* lanes 0..8: component lane of -sum r (x) v */
+        for (size_t c = p0; c < p1; c += NEPCT_THREADS) {
+            const int chunk = (int)(p1 - c < NEPCT_THREADS ? p1 - c : NEPCT_THREADS);
+            if (lane < chunk) {
+                const size_t p = c + lane;
+                const int j = A.neighbor[p], tj = A.types[j];
+                real *rec = rec0 + lane * W.rec;
+                real d, u[3], delta[3];
+                real y[NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3], ydot[NEP_TRAIN_NUM_Y];
+                const real ddot = nep_train_pair_geometry(A.r + 3 * p, ai,
+                                                          fadj ? fadj + 3 * (size_t)j : NULL, B,
+                                                          &d, u, delta);
+                real v[3] = {(real)0, (real)0, (real)0};
+                int flags = 0;
+                const real rcr = (real)m.rc_radial[ti * T + tj];
+                if (d < rcr) {
+                    nep_train_radial_basis(d, rcr, bR, rec, rec + o_fkpR);
+                    for (int n = 0; n <= nR; ++n) {
+                        const real gp = nep_channel(bR + 1, par + m.offset_radial
+                                                        + nep_coefficient_index(n, 0, bR + 1, T,
+                                                                                ti, tj),
+                                                    (size_t)T * T, rec + o_fkpR);
+                        const real dudq = -mu[n];
+                        for (int c3 = 0; c3 < 3; ++c3) v[c3] += dudq * gp * u[c3];
+                    }
+                    rec[o_ddot] = ddot;
+                    flags |= 1;
+                }
+                const real rca = (real)m.rc_angular[ti * T + tj];
+                if (d < rca) {
+                    real *fk = rec + o_fkA, *fkp = rec + o_fkpA;
+                    nep_train_radial_basis(d, rca, bA, fk, fkp);
+                    nep_train_angular_pair(L, d, u, delta, y, dyr, ydot);
+                    for (int n = 0; n <= nA; ++n) {
+                        real g, gp, tau_y, sig, tau_dy[3];
+                        nep_channel_deriv(bA + 1, par + m.offset_angular
+                                              + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
+                                          (size_t)T * T, fk, fkp, &g, &gp);
+                        nep_train_pair_channel_sums(K, tau + n * SG, sigma + n * SG, 1, 1, y,
+                                                    ydot, dyr, &tau_y, &sig, tau_dy);
+                        for (int c3 = 0; c3 < 3; ++c3) v[c3] -= gp * tau_y * u[c3] + g * tau_dy[c3];
+                        rec[o_sig + n] = sig;
+                        rec[o_tyd + n] = tau_y * ddot;
+                    }
+                    rec[o_phi] = (real)0;
+                    if (m.use_zbl) {
+                        real phi, dphi;
+                        nep_zbl_pair(d, m.atomic_numbers[ti], m.atomic_numbers[tj],
+                                     zbl ? zbl + 10 * (size_t)(ti * T + tj) : NULL, &phi, &dphi);
+                        rec[o_phi] = phi;
+                        for (int c3 = 0; c3 < 3; ++c3) v[c3] += (real)0.5 * dphi * u[c3];
+                    }
+                    flags |= 2;
+                }
+                for (int c3 = 0; c3 < 3; ++c3) {
+                    rec[o_v + c3] = v[c3];
+                    A.v_pair[3 * p + c3] = (double)v[c3];
+                }
+                rec_type[lane] = tj;
+                rec_flags[lane] = flags;
+            }
+            __syncthreads();
+            /* the coefficients of the atom's type, each lane its own, summed in pair order */
+            for (int e = lane; e < ownR + ownA; e += NEPCT_THREADS) {
+                const bool radial = e < ownR;
+                const int x = radial ? e : e - ownR, per = radial ? coeffR : coeffA;
+                const int n = x / per, kb = (x % per) / T, tj = x % T;
+                double sum = 0.0;
+                bool any = false;
+                for (int j = 0; j < chunk; ++j) {
+                    if (rec_type[j] != tj || !(rec_flags[j] & (radial ? 1 : 2))) continue;
+                    const real *rec = rec0 + j * W.rec;
+                    sum += radial ? (double)(lam[n] * rec[kb] + mu[n] * rec[o_ddot] * rec[o_fkpR + kb])
+                                  : (double)(rec[o_sig + n] * rec[o_fkA + kb]
+                                             + rec[o_tyd + n] * rec[o_fkpA + kb]);
+                    any = true;
+                }
+                if (any)
+                    row[(radial ? m.offset_radial : m.offset_angular)
+                        + nep_coefficient_index(n, kb, radial ? bR + 1 : bA + 1, T, ti, tj)] += sum;
+            }
+            /* the virial (lanes 0..8) and the ZBL energy (lane 0), in pair order */
+            if (lane < 9)
+                for (int j = 0; j < chunk; ++j)
+                    virial -= A.r[3 * (c + j) + lane / 3]
+                              * (double)rec0[j * W.rec + o_v + lane % 3];
+            if (lane == 0 && m.use_zbl)
+                for (int j = 0; j < chunk; ++j)
+                    if (rec_flags[j] & 2) energy += 0.5 * (double)rec0[j * W.rec + o_phi];
+            __syncthreads();
+        }
+        if (lane < 9) A.w_atom[9 * (size_t)i + lane] = virial;
+        if (lane == 0) A.e_atom[i] = energy;
+        __syncthreads();
+    }
+}
+
+size_t warp_shared_bytes(const nepct_args &args)
+{
+    return make_warp_layout(args.model).bytes;
+}
+
+int warp_blocks(const nepct_args &args)
+{
+#ifdef NEPCU_HOST_EMULATION
+    (void)args;
+    return 7; /* a few, so that every block takes several atoms in the tests */
+#else
+    int device = 0, sms = 0, per_sm = 0;
+    const size_t bytes = warp_shared_bytes(args);
+    if (cudaGetDevice(&device) != cudaSuccess
+        || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess
+        || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, warp_gradient_kernel,
+                                                         NEPCT_THREADS, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return sms * per_sm;
+#endif
+}
+
+void launch_warp_gradient(const nepct_args &args, int first, int count, int blocks,
+                          cudaStream_t stream)
+{
+    if (count <= 0 || blocks <= 0) return;
+    NEPCU_LAUNCH_SHARED(warp_gradient_kernel, blocks, NEPCT_THREADS, warp_shared_bytes(args),
+                        stream, args, first, count, blocks);
+}
+
 } /* namespace NEP_CUDA_NS */

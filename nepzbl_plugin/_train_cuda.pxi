@@ -138,10 +138,10 @@ cdef class CudaTrainingSet:
     def set_kernels(self, bint predict_kernel=True, int gradient_kernel=0):
         """Which kernel runs which pass: prediction passes in their own specialised kernel
         (True, the default) or the gradient kernel; the gradient in the default kernel (0:
-        bounded to 12 warps per SM in float32), the 16-warp one (1) or the unbounded one
-        (2). The same numbers."""
-        if gradient_kernel not in (0, 1, 2):
-            raise ValueError(f"gradient_kernel must be 0, 1 or 2, not {gradient_kernel}")
+        bounded to 12 warps per SM in float32), the 16-warp one (1), the unbounded one (2)
+        or the warp kernel (3). The same numbers up to round-off."""
+        if gradient_kernel not in (0, 1, 2, 3):
+            raise ValueError(f"gradient_kernel must be 0, 1, 2 or 3, not {gradient_kernel}")
         nep_train_cuda_set_kernels(self.ptr, 1 if predict_kernel else 0, gradient_kernel)
 
     @property

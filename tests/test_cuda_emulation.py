@@ -142,6 +142,9 @@ for float64 in (True, False):
                                batch.pbc, batch.atom_offsets, float64=float64,
                                temperatures=batch.temperatures)
     add(*ts.run(params, np.arange(S, dtype=np.intc), alpha, fadj.ravel(), vadj.ravel()))
+    ts.set_kernels(True, 3)  # the warp gradient kernel (its blocks take several atoms each)
+    add(*ts.run(params, np.arange(S, dtype=np.intc), alpha, fadj.ravel(), vadj.ravel()))
+    ts.set_kernels()
     add(*ts.predict_population(params + 0.01 * rng.normal(size=(3, params.size)),
                                np.array([2, 0], dtype=np.intc)))
 # the MD loop with its device observers (kinetic-energy tree, RDF, MSD, minimum distances)

@@ -108,13 +108,15 @@ for kw in variants:
         assert np.abs(g - g4).max() <= 1e-13 * np.abs(g).max(), kw
         assert np.array_equal(pe4[0], e[sub]) and np.array_equal(pe4[1], e[sub]), kw
         # the same numbers from the other kernel choices: predictions in the gradient kernel
-        # instead of their own, the gradient in the 16-warp or the unbounded kernel (the same
-        # bits in the host emulation; on a device the compiler may fuse a product and a sum
-        # differently in each specialisation: round-off, so a tolerance far below tol)
+        # instead of their own, the gradient in the 16-warp, the unbounded or the warp kernel
+        # (the warp kernel sums the gradient per atom before adding it, and rows per warp;
+        # on a device the compiler may fuse a product and a sum differently in each
+        # specialisation: round-off, so a tolerance far below tol)
         def same(a, b):
             return np.abs(a - b).max() <= 1e-2 * tol * max(1.0, np.abs(b).max())
         _, e7, f7, w7 = ts.run(params, sub, want_gradient=False)
-        for predict_kernel, wide in ((False, 0), (True, 1), (False, 1), (True, 2)):
+        for predict_kernel, wide in ((False, 0), (True, 1), (False, 1), (True, 2), (True, 3),
+                                     (False, 3)):
             ts.set_kernels(predict_kernel, wide)
             g5, e5, f5, w5 = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
             _, e6, f6, w6 = ts.run(params, sub, want_gradient=False)

@@ -102,7 +102,7 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
         need_tests()
         need_text("bench_gpu_steps.txt", "Adam, batches of", "full batch",
                   "everything on the device (DeviceAdam)", "gradient rows contiguous",
-                  "predictions in the gradient kernel", "SNES",
+                  "predictions in the gradient kernel", "gradient in the warp kernel", "SNES",
                   "training-set device memory")
         need_text("bench_train_gpu.txt", "LLZO NEP25-ZBL on the GPU", "optimiser steps per second",
                   "held-out targets")
@@ -118,7 +118,7 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
         need_text("bench_gpu_epoch.txt", "GPU epoch", "device memory", "per epoch",
                   "ms per call", "the GPU filled", "per-atom kernels",
                   "128-register kernel", "gradient in the unbounded kernel",
-                  "gradient rows contiguous")
+                  "gradient in the warp kernel", "gradient rows contiguous")
         need_text("bench_train_gpu_adam.txt", "optimiser steps per second", "held-out targets")
         need_text("bench_scaling.txt", "best / best(1)")
         epoch = out / "gpu_epoch" / "gpu_epoch.json"
@@ -190,10 +190,10 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
     elif part == "5":
         need_text("profile_train.txt", "loss + gradient (the trainer's call)",
                   "gradient rows contiguous", "128-register kernel",
-                  "gradient in the unbounded kernel",
+                  "gradient in the unbounded kernel", "gradient in the warp kernel",
                   "by difference")
         result = out / "profile_train.json"
-        need(result.is_file() and len(json.loads(result.read_text()).get("ms", {})) == 7,
+        need(result.is_file() and len(json.loads(result.read_text()).get("ms", {})) == 8,
              "profile_train.json missing or short")
     elif part == "sanitize":
         need(read(out / "plain.txt").rstrip().endswith("device checks ok"),

@@ -32,7 +32,7 @@ __all__ = ["CudaBackend", "DeviceAdam", "cuda_training_available", "make_backend
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("float32", "float64")
 # the gradient kernels CudaBackend.set_kernels chooses from, in nep_train_cuda.h's order
-GRADIENT_KERNELS = ("default", "wide", "unbounded")
+GRADIENT_KERNELS = ("default", "wide", "unbounded", "warp")
 
 
 def _cuda_module():
@@ -110,8 +110,10 @@ class CudaBackend:
         """Which per-atom kernel runs which pass: predictions in a kernel specialised for
         them (True, the default: no gradient path, so fewer registers and more warps per SM)
         or in the gradient kernel; the gradient in the kernel bounded to 12 warps per SM in
-        float32 (``"default"``), to 16 (``"wide"``: 128 registers) or in the one with the
-        registers the compiler chooses (``"unbounded"``: 8 warps). The numbers are the same;
+        float32 (``"default"``), to 16 (``"wide"``: 128 registers), in the one with the
+        registers the compiler chooses (``"unbounded"``: 8 warps) or in the warp kernel
+        (``"warp"``: a warp an atom, its state in shared memory; one-hidden-layer models, the
+        default kernel for others). The numbers are the same up to round-off;
         this is for timing them (``benchmarks/bench_train.py gpu-steps``, ``gpu-epoch``,
         ``benchmarks/bench_profile_train.py``)."""
         if gradient not in GRADIENT_KERNELS:
