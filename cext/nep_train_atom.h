@@ -338,6 +338,29 @@ NEP_HD void nep_train_channel_descriptors(const nep_train_atom_model *m, int n,
     }
 }
 
+/* Neuron k's part of the one-hidden-layer network's derivatives (forward over reverse), from
+ * its activation h = h_k, its weights wk = w0_k and w1k: with zdot_k = w0_k . (qdot
+ * q_scaler), *e = dU/dz_k = w1_k (1 - h^2) (so dU/dx = sum_k e_k w0_k), *A = dPhi/dz_k =
+ * alpha e - d2U/dz_k^2 zdot_k (lam = sum_k A_k w0_k) and *gw1 = dPhi/dw1_k. */
+NEP_HD void nep_train_neuron_jvp(int D, const NEP_REAL *wk, NEP_REAL w1k, NEP_REAL h,
+                                 const NEP_REAL *qdot, size_t st, const NEP_REAL *scaler,
+                                 NEP_REAL alpha, NEP_REAL *e, NEP_REAL *A, NEP_REAL *gw1)
+{
+    const NEP_REAL zd = nep_network_dot(D, wk, qdot, st, scaler);
+    const NEP_REAL dh = (NEP_REAL)1 - h * h;
+    *e = w1k * dh;
+    const NEP_REAL nf = (NEP_REAL)(-2) * w1k * h * dh * zd; /* d2U/dz_k^2 zdot_k */
+    *A = alpha * *e - nf;
+    *gw1 = alpha * h - dh * zd;
+}
+
+/* dPhi/dw0[k][d] of a neuron with nep_train_neuron_jvp's A and e, for input d (raw descriptor
+ * q_d, its derivative qdot_d, q_scaler s_d). */
+NEP_HD NEP_REAL nep_train_w0_term(NEP_REAL A, NEP_REAL e, NEP_REAL qd, NEP_REAL qdotd, NEP_REAL s)
+{
+    return A * qd * s - e * qdotd * s;
+}
+
 /* The one-hidden-layer network of nep_train_atom (the block of type ti at par + w0_off):
  * returns U and writes mu = -dU/dx (x = q q_scaler; the caller multiplies by q_scaler) and
  * hidden; with a gradient (want_gradient) also lam = dPhi/dx of Phi = alpha U - dU/dx . xdot,
@@ -361,23 +384,19 @@ NEP_HD NEP_REAL nep_train_network1(const nep_train_atom_model *m, const NEP_REAL
         mu[d * st] = -mu[d * st];
     }
     if (!want_gradient) return U;
-    /* its JVP along qdot: zdot_k = w0_k . (qdot q_scaler) */
-    const NEP_REAL alpha_r = (NEP_REAL)alpha;
+    /* its JVP along qdot, neuron by neuron */
     for (int k = 0; k < N1; ++k) {
         const NEP_REAL *wk = w0 + (size_t)k * D;
-        const NEP_REAL zd = nep_network_dot(D, wk, qdot, st, scaler);
-        const NEP_REAL h = hidden[k * st];
-        const NEP_REAL dh = (NEP_REAL)1 - h * h;
-        const NEP_REAL e = w1[k] * dh;                            /* dU/dz_k */
-        const NEP_REAL nf = (NEP_REAL)(-2) * w1[k] * h * dh * zd; /* d2U/dz_k^2 zdot_k */
-        const NEP_REAL A = alpha_r * e - nf;                      /* dPhi/dz_k */
+        NEP_REAL e, A, gw1;
+        nep_train_neuron_jvp(D, wk, w1[k], hidden[k * st], qdot, st, scaler, (NEP_REAL)alpha,
+                             &e, &A, &gw1);
         for (int d = 0; d < D; ++d) lam[d * st] += A * wk[d];
         if (gblock) {
             double *gw = gblock + (size_t)k * D * gst;
             for (int d = 0; d < D; ++d)
-                gw[d * gst] += (double)(A * q[d * st] * scaler[d] - e * qdot[d * st] * scaler[d]);
+                gw[d * gst] += (double)nep_train_w0_term(A, e, q[d * st], qdot[d * st], scaler[d]);
             gblock[((size_t)N1 * D + k) * gst] -= (double)A;
-            gblock[((size_t)N1 * D + N1 + k) * gst] += (double)(alpha_r * h - dh * zd);
+            gblock[((size_t)N1 * D + N1 + k) * gst] += (double)gw1;
         }
     }
     if (gblock) {

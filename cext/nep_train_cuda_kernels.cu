@@ -229,20 +229,19 @@ void launch_population(const nepct_args &args, int count, int candidates,
  * shared memory, its pairs are shared among the lanes in chunks of NEPCT_THREADS, and each
  * lane then owns entries (a descriptor, an s-vector entry, a coefficient) and sums the
  * chunk's contributions to them in pair order, so every sum keeps the order of the CPU's
- * (deterministic, no atomics). The per-channel maths, the network and the pair maths are the
- * functions nep_train_atom calls (nep_train_atom.h); this is only another assembly of them.
+ * (deterministic, no atomics). The per-channel maths, the neurons' and the pair maths are
+ * the functions nep_train_atom calls (nep_train_atom.h); this is only another assembly of
+ * them, the network's sums split over the lanes (neurons, then inputs).
  * Persistent: block b takes atoms b, b + blocks, ... and adds their gradients to row b (rows
  * [blocks][P], summed in order afterwards), so the rows are a few MB instead of a row per
  * atom. One-hidden-layer networks (the host runs the other kernels for two). */
 
-/* Where a warp keeps an atom's state in its dynamic shared memory: doubles first (the
- * network block's gradient and the shared bias's), then NEP_REAL values (offsets below, in
- * values), then ints (each chunk pair's neighbour type and cutoff flags). */
+/* Where a warp keeps an atom's state in its dynamic shared memory: NEP_REAL values (offsets
+ * below, in values), then ints (each chunk pair's neighbour type and cutoff flags). */
 struct warp_layout {
-    int SG;                /* values of one channel's s-vector (max(K, NEP_TRAIN_S_LEN)) */
-    int rec;               /* values of one pair's record in a chunk (the larger pass's) */
-    int netgrad;           /* doubles: the type's network block, then the shared bias */
-    int q, qdot, lam, mu, hidden, s, sdot, sigma, tau, pairs, reals;
+    int SG;  /* values of one channel's s-vector (max(K, NEP_TRAIN_S_LEN)) */
+    int rec; /* values of one pair's record in a chunk (the larger pass's) */
+    int q, qdot, lam, mu, hidden, ne, na, s, sdot, sigma, tau, pairs, reals;
     size_t bytes;
 };
 
@@ -255,27 +254,27 @@ __host__ __device__ static warp_layout make_warp_layout(const nep_train_atom_mod
     const int pass1 = 2 * nR1 + 2 * nA1 + 2 * K;
     const int pass2 = 2 * bR1 + 1 + 2 * bA1 + 2 * nA1 + 4;
     w.rec = pass1 > pass2 ? pass1 : pass2;
-    w.netgrad = (int)m.block_size + 1;
     int at = 0;
     w.q = at, at += D;
     w.qdot = at, at += D;
     w.lam = at, at += D;
     w.mu = at, at += D;
     w.hidden = at, at += m.num_neurons;
+    w.ne = at, at += m.num_neurons; /* each neuron's dU/dz */
+    w.na = at, at += m.num_neurons; /* and dPhi/dz */
     w.s = at, at += nA1 * w.SG;
     w.sdot = at, at += nA1 * w.SG;
     w.sigma = at, at += nA1 * w.SG;
     w.tau = at, at += nA1 * w.SG;
     w.pairs = at, at += NEPCT_THREADS * w.rec;
     w.reals = at;
-    w.bytes = sizeof(double) * (size_t)w.netgrad + sizeof(real) * (size_t)w.reals
-              + sizeof(int) * 2 * NEPCT_THREADS;
+    w.bytes = sizeof(real) * (size_t)w.reals + sizeof(int) * 2 * NEPCT_THREADS;
     return w;
 }
 
-/* bounded like atoms_kernel (12 blocks per SM in float32: 168 registers, 284 bytes spilled,
- * where unbounded it took 255); an LLZO atom's state, 19 KB of shared memory in float32,
- * allows 11 */
+/* bounded like atoms_kernel (12 blocks per SM in float32: 168 registers, 180 bytes spilled,
+ * where unbounded it took 255); an LLZO atom's state is 11.7 KB of shared memory in float32,
+ * so 12 blocks take 140 of an H200 SM's 228 KB */
 __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
     warp_gradient_kernel(const nepct_args A, int first, int count, int blocks)
 {
@@ -288,10 +287,10 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
     const real *par = (const real *)A.parameters, *scaler = (const real *)A.q_scaler;
     const real *zbl = (const real *)A.zbl;
     const size_t P = m.num_parameters;
-    double *netgrad = shared, *gbias = shared + m.block_size;
-    real *sr = (real *)(shared + W.netgrad);
+    real *sr = (real *)shared;
     real *q = sr + W.q, *qdot = sr + W.qdot, *lam = sr + W.lam, *mu = sr + W.mu;
-    real *hidden = sr + W.hidden, *s = sr + W.s, *sdot = sr + W.sdot;
+    real *hidden = sr + W.hidden, *ne = sr + W.ne, *na = sr + W.na;
+    real *s = sr + W.s, *sdot = sr + W.sdot;
     real *sigma = sr + W.sigma, *tau = sr + W.tau, *rec0 = sr + W.pairs;
     int *rec_type = (int *)(sr + W.reals), *rec_flags = rec_type + NEPCT_THREADS;
     double *row = A.rows + (size_t)blockIdx.x * P;
@@ -316,7 +315,6 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
         const size_t w0_off = (size_t)nep_network_of_type(m.version, ti) * m.block_size;
         for (int e = lane; e < D; e += NEPCT_THREADS) q[e] = qdot[e] = (real)0;
         for (int e = lane; e < (nA + 1) * SG; e += NEPCT_THREADS) s[e] = sdot[e] = (real)0;
-        for (int e = lane; e < W.netgrad; e += NEPCT_THREADS) netgrad[e] = 0.0;
         __syncthreads();
 
         /* ---- pass 1: lane l computes pair c + l, then each lane sums its entries */
@@ -395,22 +393,52 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
             nep_train_channel_descriptors(&m, n, s + n * SG, sdot + n * SG, 1, q, qdot, 1);
         if (lane == 0 && m.temperature) q[D - 1] = (real)A.temperature[st];
         __syncthreads();
-        double energy = 0.0;
-        if (lane == 0)
-            energy = (double)nep_train_network1(&m, par, w0_off, q, qdot, 1, scaler, alpha, 1,
-                                                hidden, netgrad, gbias, 1, lam, mu);
+        /* the network as nep_train_network1 takes it, with the same sums in the same order:
+         * lane k the neuron k (its activation, nep_train_neuron_jvp, its bias and output
+         * weight's gradient), then lane d the sums over neurons for input d (dU/dx, lam)
+         * and the input weights' gradient; lane 0 U and the shared biases */
+        const int N1 = m.num_neurons;
+        const real *w0 = par + w0_off, *b0 = w0 + (size_t)N1 * D, *w1 = b0 + N1;
+        double *gw0 = row + w0_off;
+        for (int k = lane; k < N1; k += NEPCT_THREADS) {
+            const real *wk = w0 + (size_t)k * D;
+            const real h = tanh(nep_network_dot(D, wk, q, 1, scaler) - b0[k]);
+            real e, Ak, gw1;
+            nep_train_neuron_jvp(D, wk, w1[k], h, qdot, 1, scaler, (real)alpha, &e, &Ak, &gw1);
+            hidden[k] = h;
+            ne[k] = e;
+            na[k] = Ak;
+            gw0[(size_t)N1 * D + k] -= (double)Ak;
+            gw0[(size_t)N1 * D + N1 + k] += (double)gw1;
+        }
         __syncthreads();
-        for (int e = lane; e < D; e += NEPCT_THREADS) {
-            lam[e] *= scaler[e];
-            mu[e] *= scaler[e];
+        for (int x = lane; x < N1 * D; x += NEPCT_THREADS) {
+            const int k = x / D, d = x % D;
+            gw0[x] += (double)nep_train_w0_term(na[k], ne[k], q[d], qdot[d], scaler[d]);
+        }
+        for (int d = lane; d < D; d += NEPCT_THREADS) {
+            real dudx = (real)0, la = (real)0;
+            for (int k = 0; k < N1; ++k) {
+                const real w = w0[(size_t)k * D + d];
+                dudx += ne[k] * w;
+                la += na[k] * w;
+            }
+            mu[d] = -dudx * scaler[d];
+            lam[d] = la * scaler[d];
+        }
+        double energy = 0.0;
+        if (lane == 0) {
+            real U = -par[m.shared_bias];
+            if (m.version == 5) U -= w1[N1];
+            for (int k = 0; k < N1; ++k) U += w1[k] * hidden[k];
+            energy = (double)U;
+            row[m.shared_bias] -= alpha;
+            if (m.version == 5) gw0[(size_t)(D + 2) * N1] -= alpha;
         }
         __syncthreads();
         for (int n = lane; n <= nA; n += NEPCT_THREADS)
             nep_train_channel_adjoints(&m, n, s + n * SG, sdot + n * SG, 1, lam, mu, 1,
                                        sigma + n * SG, tau + n * SG);
-        for (int e = lane; e < (int)m.block_size; e += NEPCT_THREADS)
-            row[w0_off + e] += netgrad[e];
-        if (lane == 0) row[m.shared_bias] += *gbias;
         __syncthreads();
 
         /* ---- pass 2: pair derivatives, then each lane sums its coefficients' gradient */
