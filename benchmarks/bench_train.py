@@ -838,6 +838,7 @@ KERNEL_CHOICES = (
     ("gradient in the 16-warp, 128-register kernel", (True, "wide")),
     ("gradient in the unbounded kernel (8 warps per SM)", (True, "unbounded")),
     ("gradient in the warp kernel (a warp an atom)", (True, "warp")),
+    ("predictions and gradient in the warp kernel", (False, "warp")),
 )
 # gpu-epoch's row for the other layout (CudaBackend.set_interleaved(False))
 LAYOUT_AB = "default kernels, work arrays and gradient rows contiguous"

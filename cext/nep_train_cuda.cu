@@ -635,19 +635,26 @@ static int atoms_pass(nep_train_cuda *h, nepct_args a, int count, int num_select
     cudaStream_t st = h->stream;
     const size_t P = a.model.num_parameters;
     const int threads = 128;
-    if (a.rows && (a.kernels & NEPCT_KERNEL_WARP_GRADIENT) && warp_kernel_fits(h, a)) {
-        /* persistent warps, a row each (at most a tile's rows), summed in block order */
+    /* the warp kernel takes the gradient pass when chosen, and a prediction pass too when
+     * predictions are to run in the gradient kernel (predict_kernel off) */
+    const bool warp = (a.kernels & NEPCT_KERNEL_WARP_GRADIENT)
+                      && (a.rows || !(a.kernels & NEPCT_KERNEL_PREDICT)) && warp_kernel_fits(h, a);
+    if (warp) {
+        /* persistent warps, a gradient row each (at most a tile's rows), summed in block
+         * order */
         int blocks = h->use_float64 ? nepct_f64::warp_blocks(a) : nepct_f32::warp_blocks(a);
         if (blocks <= 0) blocks = 1;
         if (blocks > count) blocks = count;
         if (blocks > h->tile) blocks = h->tile;
         if (count > 0) {
-            CHECK(cudaMemsetAsync(a.rows, 0, sizeof(double) * P * (size_t)blocks, st), "rows");
+            if (a.rows)
+                CHECK(cudaMemsetAsync(a.rows, 0, sizeof(double) * P * (size_t)blocks, st), "rows");
             if (h->use_float64) nepct_f64::launch_warp_gradient(a, 0, count, blocks, st);
             else nepct_f32::launch_warp_gradient(a, 0, count, blocks, st);
-            CHECK(cudaGetLastError(), "warp gradient kernel");
-            NEPCU_LAUNCH(columns_kernel, (unsigned)((P + threads - 1) / threads), threads, st, P,
-                         blocks, (const double *)a.rows, h->d_gradient);
+            CHECK(cudaGetLastError(), "warp kernel");
+            if (a.rows)
+                NEPCU_LAUNCH(columns_kernel, (unsigned)((P + threads - 1) / threads), threads, st,
+                             P, blocks, (const double *)a.rows, h->d_gradient);
         }
     } else {
     for (int first = 0; first < count; first += h->tile) {

@@ -293,7 +293,9 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
     real *s = sr + W.s, *sdot = sr + W.sdot;
     real *sigma = sr + W.sigma, *tau = sr + W.tau, *rec0 = sr + W.pairs;
     int *rec_type = (int *)(sr + W.reals), *rec_flags = rec_type + NEPCT_THREADS;
-    double *row = A.rows + (size_t)blockIdx.x * P;
+    /* a gradient pass (rows) or predictions only, the same for the whole launch */
+    const bool want = A.rows != NULL;
+    double *row = want ? A.rows + (size_t)blockIdx.x * P : NULL;
     /* pass-1 record: rg[nR+1] rgd[nR+1] ag[nA+1] agd[nA+1] y[K] ydot[K]; pass-2 record:
      * fkR[bR+1] fkpR[bR+1] ddot fkA[bA+1] fkpA[bA+1] sig[nA+1] tyd[nA+1] v[3] phi */
     const int o_rgd = nR + 1, o_ag = 2 * (nR + 1), o_agd = o_ag + nA + 1, o_y = o_agd + nA + 1;
@@ -334,10 +336,14 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 if (d < rcr) {
                     nep_train_radial_basis(d, rcr, bR, fk, fkp);
                     for (int n = 0; n <= nR; ++n) {
+                        const real *c = par + m.offset_radial
+                                        + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
+                        if (!want) {
+                            rec[n] = nep_channel(bR + 1, c, (size_t)T * T, fk);
+                            continue;
+                        }
                         real g, gp;
-                        nep_channel_deriv(bR + 1, par + m.offset_radial
-                                              + nep_coefficient_index(n, 0, bR + 1, T, ti, tj),
-                                          (size_t)T * T, fk, fkp, &g, &gp);
+                        nep_channel_deriv(bR + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
                         rec[n] = g;
                         rec[o_rgd + n] = gp * ddot;
                     }
@@ -346,12 +352,17 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 const real rca = (real)m.rc_angular[ti * T + tj];
                 if (d < rca) {
                     nep_train_radial_basis(d, rca, bA, fk, fkp);
-                    nep_train_angular_pair(L, d, u, delta, rec + o_y, dyr, rec + o_ydot);
+                    if (want) nep_train_angular_pair(L, d, u, delta, rec + o_y, dyr, rec + o_ydot);
+                    else nep_sph(L, u[0], u[1], u[2], rec + o_y);
                     for (int n = 0; n <= nA; ++n) {
+                        const real *c = par + m.offset_angular
+                                        + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
+                        if (!want) {
+                            rec[o_ag + n] = nep_channel(bA + 1, c, (size_t)T * T, fk);
+                            continue;
+                        }
                         real g, gp;
-                        nep_channel_deriv(bA + 1, par + m.offset_angular
-                                              + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
-                                          (size_t)T * T, fk, fkp, &g, &gp);
+                        nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
                         rec[o_ag + n] = g;
                         rec[o_agd + n] = gp * ddot;
                     }
@@ -367,7 +378,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                         if (!(rec_flags[j] & 1)) continue;
                         const real *rec = rec0 + j * W.rec;
                         qe += rec[e];
-                        qde += rec[o_rgd + e];
+                        if (want) qde += rec[o_rgd + e];
                     }
                     q[e] = qe;
                     qdot[e] = qde;
@@ -380,7 +391,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                     const real *rec = rec0 + j * W.rec;
                     const real g = rec[o_ag + n];
                     se += g * rec[o_y + k];
-                    sde += rec[o_agd + n] * rec[o_y + k] + g * rec[o_ydot + k];
+                    if (want) sde += rec[o_agd + n] * rec[o_y + k] + g * rec[o_ydot + k];
                 }
                 s[n * SG + k] = se;
                 sdot[n * SG + k] = sde;
@@ -390,7 +401,8 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
 
         /* ---- invariants, network, adjoints (the functions nep_train_atom calls) */
         for (int n = lane; n <= nA; n += NEPCT_THREADS)
-            nep_train_channel_descriptors(&m, n, s + n * SG, sdot + n * SG, 1, q, qdot, 1);
+            nep_train_channel_descriptors(&m, n, s + n * SG, want ? sdot + n * SG : NULL, 1, q,
+                                          qdot, 1);
         if (lane == 0 && m.temperature) q[D - 1] = (real)A.temperature[st];
         __syncthreads();
         /* the network as nep_train_network1 takes it, with the same sums in the same order:
@@ -399,20 +411,25 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
          * and the input weights' gradient; lane 0 U and the shared biases */
         const int N1 = m.num_neurons;
         const real *w0 = par + w0_off, *b0 = w0 + (size_t)N1 * D, *w1 = b0 + N1;
-        double *gw0 = row + w0_off;
+        double *gw0 = want ? row + w0_off : NULL;
         for (int k = lane; k < N1; k += NEPCT_THREADS) {
             const real *wk = w0 + (size_t)k * D;
             const real h = tanh(nep_network_dot(D, wk, q, 1, scaler) - b0[k]);
+            hidden[k] = h;
+            if (!want) { /* dU/dz_k alone, as nep_network_forward forms it */
+                ne[k] = w1[k] * ((real)1 - h * h);
+                na[k] = (real)0;
+                continue;
+            }
             real e, Ak, gw1;
             nep_train_neuron_jvp(D, wk, w1[k], h, qdot, 1, scaler, (real)alpha, &e, &Ak, &gw1);
-            hidden[k] = h;
             ne[k] = e;
             na[k] = Ak;
             gw0[(size_t)N1 * D + k] -= (double)Ak;
             gw0[(size_t)N1 * D + N1 + k] += (double)gw1;
         }
         __syncthreads();
-        for (int x = lane; x < N1 * D; x += NEPCT_THREADS) {
+        for (int x = lane; want && x < N1 * D; x += NEPCT_THREADS) {
             const int k = x / D, d = x % D;
             gw0[x] += (double)nep_train_w0_term(na[k], ne[k], q[d], qdot[d], scaler[d]);
         }
@@ -432,13 +449,15 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
             if (m.version == 5) U -= w1[N1];
             for (int k = 0; k < N1; ++k) U += w1[k] * hidden[k];
             energy = (double)U;
-            row[m.shared_bias] -= alpha;
-            if (m.version == 5) gw0[(size_t)(D + 2) * N1] -= alpha;
+            if (want) {
+                row[m.shared_bias] -= alpha;
+                if (m.version == 5) gw0[(size_t)(D + 2) * N1] -= alpha;
+            }
         }
         __syncthreads();
         for (int n = lane; n <= nA; n += NEPCT_THREADS)
-            nep_train_channel_adjoints(&m, n, s + n * SG, sdot + n * SG, 1, lam, mu, 1,
-                                       sigma + n * SG, tau + n * SG);
+            nep_train_channel_adjoints(&m, n, s + n * SG, want ? sdot + n * SG : NULL, 1, lam,
+                                       mu, 1, sigma + n * SG, tau + n * SG);
         __syncthreads();
 
         /* ---- pass 2: pair derivatives, then each lane sums its coefficients' gradient */
@@ -480,7 +499,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                         nep_channel_deriv(bA + 1, par + m.offset_angular
                                               + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
                                           (size_t)T * T, fk, fkp, &g, &gp);
-                        nep_train_pair_channel_sums(K, tau + n * SG, sigma + n * SG, 1, 1, y,
+                        nep_train_pair_channel_sums(K, tau + n * SG, sigma + n * SG, 1, want, y,
                                                     ydot, dyr, &tau_y, &sig, tau_dy);
                         for (int c3 = 0; c3 < 3; ++c3) v[c3] -= gp * tau_y * u[c3] + g * tau_dy[c3];
                         rec[o_sig + n] = sig;
@@ -505,7 +524,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
             }
             __syncthreads();
             /* the coefficients of the atom's type, each lane its own, summed in pair order */
-            for (int e = lane; e < ownR + ownA; e += NEPCT_THREADS) {
+            for (int e = lane; want && e < ownR + ownA; e += NEPCT_THREADS) {
                 const bool radial = e < ownR;
                 const int x = radial ? e : e - ownR, per = radial ? coeffR : coeffA;
                 const int n = x / per, kb = (x % per) / T, tj = x % T;

@@ -118,7 +118,8 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
         need_text("bench_gpu_epoch.txt", "GPU epoch", "device memory", "per epoch",
                   "ms per call", "the GPU filled", "per-atom kernels",
                   "128-register kernel", "gradient in the unbounded kernel",
-                  "gradient in the warp kernel", "gradient rows contiguous")
+                  "gradient in the warp kernel", "predictions and gradient in the warp kernel",
+                  "gradient rows contiguous")
         need_text("bench_train_gpu_adam.txt", "optimiser steps per second", "held-out targets")
         need_text("bench_scaling.txt", "best / best(1)")
         epoch = out / "gpu_epoch" / "gpu_epoch.json"
@@ -193,7 +194,7 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
                   "gradient in the unbounded kernel", "gradient in the warp kernel",
                   "by difference")
         result = out / "profile_train.json"
-        need(result.is_file() and len(json.loads(result.read_text()).get("ms", {})) == 8,
+        need(result.is_file() and len(json.loads(result.read_text()).get("ms", {})) == 9,
              "profile_train.json missing or short")
     elif part == "sanitize":
         need(read(out / "plain.txt").rstrip().endswith("device checks ok"),
