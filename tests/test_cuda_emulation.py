@@ -144,6 +144,8 @@ for float64 in (True, False):
     add(*ts.run(params, np.arange(S, dtype=np.intc), alpha, fadj.ravel(), vadj.ravel()))
     ts.set_kernels(True, 3)  # the warp gradient kernel (its blocks take several atoms each)
     add(*ts.run(params, np.arange(S, dtype=np.intc), alpha, fadj.ravel(), vadj.ravel()))
+    ts.set_kernels(False, 3)  # and a prediction pass in it
+    add(*ts.run(params, np.arange(S, dtype=np.intc), want_gradient=False)[1:])
     ts.set_kernels()
     add(*ts.predict_population(params + 0.01 * rng.normal(size=(3, params.size)),
                                np.array([2, 0], dtype=np.intc)))
