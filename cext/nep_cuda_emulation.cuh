@@ -224,20 +224,6 @@ inline void nepcu_emu_run_block(unsigned threads, bool reverse, const std::funct
     f.active = false;
 }
 
-#define NEPCU_LAUNCH_BARRIERS(kernel, blocks, threads, stream, ...)                          \
-    do {                                                                                     \
-        (void)(stream);                                                                      \
-        const long long nb_ = (long long)(blocks), nt_ = (long long)(threads);               \
-        if (!nepcu_emu_launch_ok(nb_, nt_, #kernel)) break;                                  \
-        const bool rev_ = nepcu_emu_reverse();                                               \
-        const std::function<void()> body_ = [&] { kernel(__VA_ARGS__); };                    \
-        blockDim.x = (unsigned)nt_;                                                          \
-        for (long long b_ = 0; b_ < nb_; ++b_) {                                             \
-            blockIdx.x = (unsigned)(rev_ ? nb_ - 1 - b_ : b_);                               \
-            nepcu_emu_run_block((unsigned)nt_, rev_, body_);                                 \
-        }                                                                                    \
-    } while (0)
-
 /* Dynamic shared memory: one buffer, which a block's fibers share (they run on one host
  * thread) and which is poisoned before each block, as a block on a device finds its shared
  * memory holding whatever was there. */
@@ -258,6 +244,10 @@ inline thread_local std::vector<double> nepcu_emu_shared;
             nepcu_emu_run_block((unsigned)nt_, rev_, body_);                                 \
         }                                                                                    \
     } while (0)
+
+/* Kernels with __syncthreads and no dynamic shared memory. */
+#define NEPCU_LAUNCH_BARRIERS(kernel, blocks, threads, stream, ...)                          \
+    NEPCU_LAUNCH_SHARED(kernel, blocks, threads, 0, stream, __VA_ARGS__)
 
 #define NEPCU_LAUNCH(kernel, blocks, threads, stream, ...)                                   \
     do {                                                                                     \

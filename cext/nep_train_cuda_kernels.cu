@@ -275,6 +275,20 @@ __host__ __device__ static warp_layout make_warp_layout(const nep_train_atom_mod
 /* bounded like atoms_kernel (12 blocks per SM in float32: 168 registers, 180 bytes spilled,
  * where unbounded it took 255); an LLZO atom's state is 11.7 KB of shared memory in float32,
  * so 12 blocks take 140 of an H200 SM's 228 KB */
+/* Pair p of the list, as both passes of the warp kernel take it: its neighbour's type (*tj)
+ * and nep_train_pair_geometry's distance, unit vector, perturbation and radial part (the
+ * return value), with the atom's force adjoint ai and the virial adjoint B. */
+__device__ static __forceinline__ real warp_pair(const nepct_args &A, size_t p, const double *ai,
+                                                 const double *B, int *tj, real *d, real *u,
+                                                 real *delta)
+{
+    const int j = A.neighbor[p];
+    *tj = A.types[j];
+    const double *fadj = A.force_adjoint;
+    return nep_train_pair_geometry(A.r + 3 * p, ai, fadj ? fadj + 3 * (size_t)j : NULL, B, d, u,
+                                   delta);
+}
+
 __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
     warp_gradient_kernel(const nepct_args A, int first, int count, int blocks)
 {
@@ -324,13 +338,11 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
             const int chunk = (int)(p1 - c < NEPCT_THREADS ? p1 - c : NEPCT_THREADS);
             if (lane < chunk) {
                 const size_t p = c + lane;
-                const int j = A.neighbor[p], tj = A.types[j];
                 real *rec = rec0 + lane * W.rec;
+                int tj;
                 real d, u[3], delta[3];
                 real fk[NEP_TRAIN_MAX_BASIS], fkp[NEP_TRAIN_MAX_BASIS], dyr[NEP_TRAIN_NUM_Y][3];
-                const real ddot = nep_train_pair_geometry(A.r + 3 * p, ai,
-                                                          fadj ? fadj + 3 * (size_t)j : NULL, B,
-                                                          &d, u, delta);
+                const real ddot = warp_pair(A, p, ai, B, &tj, &d, u, delta);
                 int flags = 0;
                 const real rcr = (real)m.rc_radial[ti * T + tj];
                 if (d < rcr) {
@@ -466,13 +478,11 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
             const int chunk = (int)(p1 - c < NEPCT_THREADS ? p1 - c : NEPCT_THREADS);
             if (lane < chunk) {
                 const size_t p = c + lane;
-                const int j = A.neighbor[p], tj = A.types[j];
                 real *rec = rec0 + lane * W.rec;
+                int tj;
                 real d, u[3], delta[3];
                 real y[NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3], ydot[NEP_TRAIN_NUM_Y];
-                const real ddot = nep_train_pair_geometry(A.r + 3 * p, ai,
-                                                          fadj ? fadj + 3 * (size_t)j : NULL, B,
-                                                          &d, u, delta);
+                const real ddot = warp_pair(A, p, ai, B, &tj, &d, u, delta);
                 real v[3] = {(real)0, (real)0, (real)0};
                 int flags = 0;
                 const real rcr = (real)m.rc_radial[ti * T + tj];
