@@ -624,39 +624,37 @@ static bool warp_kernel_fits(const nep_train_cuda *h, const nepct_args &a)
     return a.model.num_neurons_second == 0 && bytes <= 48 * 1024;
 }
 
-/* One pass of the per-atom kernel over the h->selected_atoms (count), tile by tile, on the
- * stream: with a.rows set the gradient is added to h->d_gradient (zeroed by the caller). Then
- * the forces, the energies and the virials of the selection into the given device arrays
- * (forces NULL: not formed, for a gradient pass whose predictions are already known). */
-static int atoms_pass(nep_train_cuda *h, nepct_args a, int count, int num_selected,
-                      double *forces, double *energy, double *virials)
+/* The warp kernel's pass over the h->selected_atoms (count): persistent blocks, a gradient
+ * row each (at most a tile's rows), summed in block order into h->d_gradient. */
+static int warp_pass(nep_train_cuda *h, const nepct_args &a, int count)
 {
     int status;
     cudaStream_t st = h->stream;
     const size_t P = a.model.num_parameters;
     const int threads = 128;
-    /* the warp kernel takes the gradient pass when chosen, and a prediction pass too when
-     * predictions are to run in the gradient kernel (predict_kernel off) */
-    const bool warp = (a.kernels & NEPCT_KERNEL_WARP_GRADIENT)
-                      && (a.rows || !(a.kernels & NEPCT_KERNEL_PREDICT)) && warp_kernel_fits(h, a);
-    if (warp) {
-        /* persistent warps, a gradient row each (at most a tile's rows), summed in block
-         * order */
-        int blocks = h->use_float64 ? nepct_f64::warp_blocks(a) : nepct_f32::warp_blocks(a);
-        if (blocks <= 0) blocks = 1;
-        if (blocks > count) blocks = count;
-        if (blocks > h->tile) blocks = h->tile;
-        if (count > 0) {
-            if (a.rows)
-                CHECK(cudaMemsetAsync(a.rows, 0, sizeof(double) * P * (size_t)blocks, st), "rows");
-            if (h->use_float64) nepct_f64::launch_warp_gradient(a, 0, count, blocks, st);
-            else nepct_f32::launch_warp_gradient(a, 0, count, blocks, st);
-            CHECK(cudaGetLastError(), "warp kernel");
-            if (a.rows)
-                NEPCU_LAUNCH(columns_kernel, (unsigned)((P + threads - 1) / threads), threads, st,
-                             P, blocks, (const double *)a.rows, h->d_gradient);
-        }
-    } else {
+    int blocks = h->use_float64 ? nepct_f64::warp_blocks(a) : nepct_f32::warp_blocks(a);
+    if (blocks <= 0) blocks = 1;
+    if (blocks > count) blocks = count;
+    if (blocks > h->tile) blocks = h->tile;
+    if (count <= 0) return NEP_OK;
+    if (a.rows) CHECK(cudaMemsetAsync(a.rows, 0, sizeof(double) * P * (size_t)blocks, st), "rows");
+    if (h->use_float64) nepct_f64::launch_warp_gradient(a, 0, count, blocks, st);
+    else nepct_f32::launch_warp_gradient(a, 0, count, blocks, st);
+    CHECK(cudaGetLastError(), "warp kernel");
+    if (a.rows)
+        NEPCU_LAUNCH(columns_kernel, (unsigned)((P + threads - 1) / threads), threads, st, P,
+                     blocks, (const double *)a.rows, h->d_gradient);
+    return NEP_OK;
+}
+
+/* The thread-per-atom kernels' pass over the h->selected_atoms (count), tile by tile, each
+ * tile's gradient rows summed into h->d_gradient. */
+static int thread_pass(nep_train_cuda *h, const nepct_args &a, int count)
+{
+    int status;
+    cudaStream_t st = h->stream;
+    const size_t P = a.model.num_parameters;
+    const int threads = 128;
     for (int first = 0; first < count; first += h->tile) {
         const int n = count - first < h->tile ? count - first : h->tile;
         if (a.rows) CHECK(cudaMemsetAsync(a.rows, 0, sizeof(double) * P * (size_t)n, st), "rows");
@@ -674,7 +672,24 @@ static int atoms_pass(nep_train_cuda *h, nepct_args a, int count, int num_select
                          (const double *)a.rows, h->d_gradient);
         }
     }
-    }
+    return NEP_OK;
+}
+
+/* One pass of the per-atom kernels over the h->selected_atoms (count) on the stream: with
+ * a.rows set the gradient is added to h->d_gradient (zeroed by the caller). The warp kernel
+ * takes the gradient pass when chosen, and a prediction pass too when predictions are to run
+ * in the gradient kernel (predict_kernel off). Then the forces, the energies and the virials
+ * of the selection into the given device arrays (forces NULL: not formed, for a gradient pass
+ * whose predictions are already known). */
+static int atoms_pass(nep_train_cuda *h, nepct_args a, int count, int num_selected,
+                      double *forces, double *energy, double *virials)
+{
+    cudaStream_t st = h->stream;
+    const int threads = 128;
+    const bool warp = (a.kernels & NEPCT_KERNEL_WARP_GRADIENT)
+                      && (a.rows || !(a.kernels & NEPCT_KERNEL_PREDICT)) && warp_kernel_fits(h, a);
+    int status = warp ? warp_pass(h, a, count) : thread_pass(h, a, count);
+    if (status) return status;
     if (forces && count > 0)
         NEPCU_LAUNCH(forces_kernel, (count + threads - 1) / threads, threads, st, count, 1,
                      (const int *)h->d_selected_atoms, a.pair_offset, a.in_offset, a.in_pair,
