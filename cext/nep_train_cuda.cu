@@ -271,7 +271,7 @@ struct nep_train_cuda {
     double *d_forces = nullptr, *d_energy = nullptr, *d_virials = nullptr, *d_gradient = nullptr;
     double *d_row_partials = nullptr; /* [num_parameters][ROW_LANES] */
     void *d_parameters = nullptr;
-    int tile = 0;
+    int tile = 0, tile_allocated = 0; /* atoms a launch takes; the most the buffers hold */
     cudaStream_t stream = nullptr;
     /* grow-only buffers of nep_train_cuda_predict_population */
     void *pop_parameters = nullptr;
@@ -503,7 +503,7 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     }
     if (tile < 32) tile = 32;
     if (tile > A) tile = A > 0 ? A : 1;
-    h->tile = (int)tile;
+    h->tile = h->tile_allocated = (int)tile;
     ALLOC(a.rows, double, tile * a.model.num_parameters);
     status = dalloc(h, &a.scratch, h->real * tile * (size_t)a.scratch_len, "scratch");
     if (status) return status;
@@ -1144,6 +1144,12 @@ int nep_train_cuda_adam_state(nep_train_cuda *h, double *parameters, double *m, 
 void nep_train_cuda_set_population_budget(nep_train_cuda *h, size_t bytes)
 {
     if (h) h->pop_budget = bytes;
+}
+
+void nep_train_cuda_set_tile(nep_train_cuda *h, int atoms)
+{
+    if (!h) return;
+    h->tile = atoms < 1 ? 1 : atoms > h->tile_allocated ? h->tile_allocated : atoms;
 }
 
 void nep_train_cuda_set_interleaved(nep_train_cuda *h, int interleaved)

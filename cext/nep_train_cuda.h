@@ -122,6 +122,11 @@ int nep_train_cuda_adam_state(nep_train_cuda *handle, double *parameters, double
  * candidate runs at a time whatever the budget. */
 void nep_train_cuda_set_population_budget(nep_train_cuda *handle, size_t bytes);
 
+/* At most `atoms` atoms a launch of the per-atom kernels (and at most that many warp-kernel
+ * blocks), within what the buffers were sized for: for tests, so that a small set runs as
+ * several tiles, as a large one does. */
+void nep_train_cuda_set_tile(nep_train_cuda *handle, int atoms);
+
 /* The per-atom kernels' work arrays and gradient rows: interleaved entry by entry across the
  * threads of a launch (1, the default: a warp's accesses coalesce, and the rows are summed at
  * the device's bandwidth) or each thread's contiguous (0, the first layout). The same numbers

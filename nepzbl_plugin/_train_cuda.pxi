@@ -48,6 +48,7 @@ cdef extern from "nep_train_cuda.h" nogil:
     int nep_train_cuda_adam_state(nep_train_cuda *handle, double *parameters, double *m,
                                   double *v)
     void nep_train_cuda_set_population_budget(nep_train_cuda *handle, size_t bytes)
+    void nep_train_cuda_set_tile(nep_train_cuda *handle, int atoms)
     void nep_train_cuda_set_interleaved(nep_train_cuda *handle, int interleaved)
     void nep_train_cuda_set_kernels(nep_train_cuda *handle, int predict_kernel,
                                     int gradient_kernel)
@@ -123,6 +124,11 @@ cdef class CudaTrainingSet:
         if self.ptr != NULL:
             nep_train_cuda_free(self.ptr)
             self.ptr = NULL
+
+    def set_tile(self, int atoms):
+        """At most ``atoms`` atoms a kernel launch (within what the buffers hold): for tests,
+        so that a small set runs as several tiles, as a large one does."""
+        nep_train_cuda_set_tile(self.ptr, atoms)
 
     def set_population_budget(self, size_t bytes):
         """Device memory (bytes) a population may hold for the candidates it evaluates in

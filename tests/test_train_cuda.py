@@ -106,6 +106,19 @@ for kw in variants:
         ts.set_interleaved(True)
         assert np.array_equal(f, f4) and np.array_equal(w, w4), kw
         assert np.abs(g - g4).max() <= 1e-13 * np.abs(g).max(), kw
+        # several tiles (as a large set runs), in both layouts and with the warp kernel's
+        # blocks capped alike: the same predictions, the gradient up to its sums' order
+        ts.set_tile(7)
+        for interleaved, gradient_kernel in ((True, 0), (False, 0), (True, 3)):
+            ts.set_interleaved(interleaved)
+            ts.set_kernels(True, gradient_kernel)
+            g8, e8, f8, w8 = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
+            assert np.abs(g8 - g).max() <= 1e-13 * np.abs(g).max(), (kw, interleaved)
+            assert np.abs(f8 - f).max() <= 1e-2 * tol * max(1.0, np.abs(f).max()), kw
+            assert np.abs(e8 - e).max() <= 1e-2 * tol * max(1.0, np.abs(e).max()), kw
+        ts.set_tile(1 << 30)
+        ts.set_interleaved(True)
+        ts.set_kernels()
         assert np.array_equal(pe4[0], e[sub]) and np.array_equal(pe4[1], e[sub]), kw
         # the same numbers from the other kernel choices: predictions in the gradient kernel
         # instead of their own, the gradient in the 16-warp, the unbounded or the warp kernel
