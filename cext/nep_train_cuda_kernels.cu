@@ -5,6 +5,8 @@
  * NEP_REAL: every product is NEP_REAL; the sums that leave the thread (energy, virial, pair
  * derivatives, the gradient row) are double.
  */
+/* the per-atom maths with its read-modify-writes grouped (nep_train_grad_add) */
+#define NEP_TRAIN_GROUPED_RMW 1
 #include "nep_train_cuda_internal.cuh"
 
 #include "nep_train_atom.h"
