@@ -110,9 +110,10 @@ __global__ void atoms_kernel_unbounded(const nepct_args args, int first, int cou
 }
 
 /* One-warp blocks the prediction kernels (predict_kernel, population_kernel) must fit on an
- * SM: 16 (128 registers) in float32, where nvcc 13.0 would otherwise take 148 (13 warps) for
- * the grouped loads of nep_train_s_add and, bounded, spills 20 bytes; 12 (170 registers) in
- * float64, which fits without spilling where unbounded it took up to 252 (8 warps). */
+ * SM: 16 (at most 128 registers) in float32, where the grouped loads of nep_train_s_add had
+ * taken nvcc 13.0 to 148 (13 warps); 12 (at most 170) in float64, where unbounded it had
+ * taken up to 252 (8 warps). Neither spills (127 and 168 registers at the end of
+ * 2026-11-30). */
 #define PREDICT_BLOCKS_PER_SM (sizeof(real) == 4 ? 16 : 12)
 
 /* A prediction pass (no gradient, no adjoints): the same maths with the gradient's NULLs
