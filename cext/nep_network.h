@@ -92,6 +92,13 @@ NEP_HD NEP_REAL nep_network_dot(int D, const NEP_REAL *w, const NEP_REAL *q, siz
     return x;
 }
 
+/* A first-layer neuron's activation h = tanh(w . x - b), x read as in nep_network_dot. */
+NEP_HD NEP_REAL nep_neuron(int D, const NEP_REAL *w, NEP_REAL b, const NEP_REAL *q,
+                           size_t stride, const NEP_REAL *scale)
+{
+    return tanh(nep_network_dot(D, w, q, stride, scale) - b);
+}
+
 /* One network block (w0 [N1][D] neuron-major, b0 [N1], w1 [N1]) on the descriptor x (read
  * as in nep_network_dot): returns U = -b1 - beta + sum_k w1_k h_k, h_k = tanh(w0_k . x - b0_k),
  * beta the nep5 per-type bias (NULL otherwise). Optional outputs (NULL = not wanted):
@@ -113,7 +120,7 @@ NEP_HD NEP_REAL nep_network_forward(int D, int N1, const NEP_REAL *w0, const NEP
     if (beta) U -= *beta;
     for (int k = 0; k < N1; ++k) {
         const NEP_REAL *w = w0 + (size_t)k * D;
-        const NEP_REAL h = tanh(nep_network_dot(D, w, q, stride, scale) - b0[k]);
+        const NEP_REAL h = nep_neuron(D, w, b0[k], q, stride, scale);
         if (latent) latent[k] = (double)(w1[k] * h);
         if (hidden) hidden[(size_t)k * out_stride] = h;
         U += w1[k] * h;
@@ -139,7 +146,7 @@ NEP_HD NEP_REAL nep_network2_forward(int D, int N1, int N2, const NEP_REAL *bloc
     const NEP_REAL *w0 = block, *b0 = w0 + (size_t)N1 * D, *w1 = b0 + N1;
     const NEP_REAL *b1 = w1 + (size_t)N2 * N1, *w2 = b1 + N2;
     for (int k = 0; k < N1; ++k)
-        h1[(size_t)k * hs] = tanh(nep_network_dot(D, w0 + (size_t)k * D, q, stride, scale) - b0[k]);
+        h1[(size_t)k * hs] = nep_neuron(D, w0 + (size_t)k * D, b0[k], q, stride, scale);
     NEP_REAL U = -b2;
     if (beta) U -= *beta;
     for (int j = 0; j < N2; ++j) {

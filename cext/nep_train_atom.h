@@ -252,6 +252,20 @@ NEP_HD void nep_train_gather(const NEP_REAL *x, size_t stride, int count, NEP_RE
     for (int k = 0; k < count; ++k) y[k] = x[(size_t)k * stride];
 }
 
+/* One channel's radial function for a pair with coefficients c (nb1 of them, `stride` apart)
+ * and basis values fk: returns g = sum_k c_k f_k and, with gd not NULL (a gradient), writes
+ * gd = (sum_k c_k f'_k) ddot, its derivative along the pair perturbation. */
+NEP_HD NEP_REAL nep_train_channel_pair(int nb1, const NEP_REAL *c, size_t stride,
+                                       const NEP_REAL *fk, const NEP_REAL *fkp, NEP_REAL ddot,
+                                       NEP_REAL *gd)
+{
+    if (!gd) return nep_channel(nb1, c, stride, fk);
+    NEP_REAL g, gp;
+    nep_channel_deriv(nb1, c, stride, fk, fkp, &g, &gp);
+    *gd = gp * ddot;
+    return g;
+}
+
 /* g[k gst] += (double)(a x[k] + b y[k]) for k < count: one channel's coefficient gradient
  * from one pair. Where NEP_TRAIN_GROUPED_RMW is defined (the CUDA kernels) the loads of each
  * group of four are written before its stores: a compiler cannot tell that the four
@@ -537,14 +551,10 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
             nep_train_radial_basis(d, rcr, bR, fk, fkp);
             for (int n = 0; n <= nR; ++n) {
                 const NEP_REAL *c = par + m->offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
-                if (!want_gradient) {
-                    q[n * st] += nep_channel(bR + 1, c, (size_t)T * T, fk);
-                    continue;
-                }
-                NEP_REAL g, gp;
-                nep_channel_deriv(bR + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
-                q[n * st] += g;
-                qdot[n * st] += gp * ddot;
+                NEP_REAL gd;
+                q[n * st] += nep_train_channel_pair(bR + 1, c, (size_t)T * T, fk, fkp, ddot,
+                                                    want_gradient ? &gd : NULL);
+                if (want_gradient) qdot[n * st] += gd;
             }
         }
         const NEP_REAL rca = (NEP_REAL)m->rc_angular[ti * T + tj];
@@ -554,15 +564,18 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
             else nep_sph(L, u[0], u[1], u[2], y); /* the same values, without the gradient */
             for (int n = 0; n <= nA; ++n) {
                 const NEP_REAL *c = par + m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
-                NEP_REAL *sn = s + (size_t)n * sy, *sdn = sdot + (size_t)n * sy;
+                NEP_REAL *sn = s + (size_t)n * sy;
                 if (!want_gradient) {
-                    const NEP_REAL g = nep_channel(bA + 1, c, (size_t)T * T, fk);
-                    nep_train_s_add(sn, NULL, st, K, g, (NEP_REAL)0, y, NULL);
+                    nep_train_s_add(sn, NULL, st, K,
+                                    nep_train_channel_pair(bA + 1, c, (size_t)T * T, fk, fkp,
+                                                           ddot, NULL),
+                                    (NEP_REAL)0, y, NULL);
                     continue;
                 }
-                NEP_REAL g, gp;
-                nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
-                nep_train_s_add(sn, sdn, st, K, g, gp * ddot, y, ydot);
+                NEP_REAL gd;
+                const NEP_REAL g = nep_train_channel_pair(bA + 1, c, (size_t)T * T, fk, fkp, ddot,
+                                                          &gd);
+                nep_train_s_add(sn, sdot + (size_t)n * sy, st, K, g, gd, y, ydot);
             }
         }
     }

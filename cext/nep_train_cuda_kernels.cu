@@ -352,16 +352,12 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 if (d < rcr) {
                     nep_train_radial_basis(d, rcr, bR, fk, fkp);
                     for (int n = 0; n <= nR; ++n) {
-                        const real *c = par + m.offset_radial
-                                        + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
-                        if (!want) {
-                            rec[n] = nep_channel(bR + 1, c, (size_t)T * T, fk);
-                            continue;
-                        }
-                        real g, gp;
-                        nep_channel_deriv(bR + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
-                        rec[n] = g;
-                        rec[o_rgd + n] = gp * ddot;
+                        real gd;
+                        rec[n] = nep_train_channel_pair(
+                            bR + 1, par + m.offset_radial
+                                        + nep_coefficient_index(n, 0, bR + 1, T, ti, tj),
+                            (size_t)T * T, fk, fkp, ddot, want ? &gd : NULL);
+                        if (want) rec[o_rgd + n] = gd;
                     }
                     flags |= 1;
                 }
@@ -371,16 +367,12 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                     if (want) nep_train_angular_pair(L, d, u, delta, rec + o_y, dyr, rec + o_ydot);
                     else nep_sph(L, u[0], u[1], u[2], rec + o_y);
                     for (int n = 0; n <= nA; ++n) {
-                        const real *c = par + m.offset_angular
-                                        + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
-                        if (!want) {
-                            rec[o_ag + n] = nep_channel(bA + 1, c, (size_t)T * T, fk);
-                            continue;
-                        }
-                        real g, gp;
-                        nep_channel_deriv(bA + 1, c, (size_t)T * T, fk, fkp, &g, &gp);
-                        rec[o_ag + n] = g;
-                        rec[o_agd + n] = gp * ddot;
+                        real gd;
+                        rec[o_ag + n] = nep_train_channel_pair(
+                            bA + 1, par + m.offset_angular
+                                        + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
+                            (size_t)T * T, fk, fkp, ddot, want ? &gd : NULL);
+                        if (want) rec[o_agd + n] = gd;
                     }
                     flags |= 2;
                 }
@@ -429,18 +421,15 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
         const real *w0 = par + w0_off, *b0 = w0 + (size_t)N1 * D, *w1 = b0 + N1;
         double *gw0 = want ? row + w0_off : NULL;
         for (int k = lane; k < N1; k += NEPCT_THREADS) {
+            /* (predictions: qdot and alpha are 0, so e is dU/dz_k alone and A is 0) */
             const real *wk = w0 + (size_t)k * D;
-            const real h = tanh(nep_network_dot(D, wk, q, 1, scaler) - b0[k]);
-            hidden[k] = h;
-            if (!want) { /* dU/dz_k alone, as nep_network_forward forms it */
-                ne[k] = w1[k] * ((real)1 - h * h);
-                na[k] = (real)0;
-                continue;
-            }
+            const real h = nep_neuron(D, wk, b0[k], q, 1, scaler);
             real e, Ak, gw1;
             nep_train_neuron_jvp(D, wk, w1[k], h, qdot, 1, scaler, (real)alpha, &e, &Ak, &gw1);
+            hidden[k] = h;
             ne[k] = e;
             na[k] = Ak;
+            if (!want) continue;
             gw0[(size_t)N1 * D + k] -= (double)Ak;
             gw0[(size_t)N1 * D + N1 + k] += (double)gw1;
         }
