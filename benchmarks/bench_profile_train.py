@@ -9,7 +9,8 @@ randomly displaced, as ``bench_train.py gpu-epoch``; the batch that fills the GP
 * the loss and its gradient (the trainer's call): the gradient pass and the sum of the
   gradient rows are the difference;
 * the same with the first layout (work arrays and gradient rows contiguous per thread, rows
-  summed by one thread per parameter) and with each other choice of per-atom kernels.
+  summed by one thread per parameter), with each other choice of per-atom kernels, and with
+  each atom's pairs in the neighbour list's order instead of the neighbours' type order.
 
 Under Nsight Compute, one call of each kernel of interest is enough (``--repeats 0`` makes
 one call and times nothing)::
@@ -38,6 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import (  # noqa: E402  (the benchmark's own LLZO set and trainer loss)
     KERNEL_CHOICES,
+    PAIR_ORDER_AB,
     _llzo_2000,
     _timed,
     _trainer_loss,
@@ -88,6 +90,14 @@ def measure(structures_wanted: int | None, seconds: float, repeats: int) -> dict
         gpu.set_kernels(*choice)
         rows[f"loss + gradient, {label}"] = best(gradient_call)
     gpu.set_kernels()
+    del gpu  # the same batch with each atom's pairs in the neighbour list's order
+    listed = CudaBackend(model, structures, pair_order="list")
+    listed.attach_loss(Labels.from_structures(structures, list(model.types)), _trainer_loss(
+        nep_in, model))
+    for label, gradient in PAIR_ORDER_AB:
+        listed.set_kernels(True, gradient)
+        rows[f"loss + gradient, {label}"] = best(
+            functools.partial(listed.loss_and_gradient, params, batch))
     return {"structures": count, "atoms": count * per_structure, "ms": rows}
 
 

@@ -842,6 +842,12 @@ KERNEL_CHOICES = (
 )
 # gpu-epoch's row for the other layout (CudaBackend.set_interleaved(False))
 LAYOUT_AB = "default kernels, work arrays and gradient rows contiguous"
+# and its rows for the pairs in the neighbour list's own order (CudaBackend(pair_order="list"),
+# the order before 2026-11-30; "type" is the default), by gradient kernel
+PAIR_ORDER_AB = (
+    ("default kernels, pairs in the neighbour list's order", "default"),
+    ("gradient in the warp kernel, pairs in the list's order", "warp"),
+)
 
 
 def bench_gpu_epoch(threads, out):
@@ -894,6 +900,15 @@ def bench_gpu_epoch(threads, out):
     epoch(gpu, min(fill, len(structures)), fill)  # warm-up
     by_kernels[LAYOUT_AB] = epoch(gpu, len(structures), fill)
     gpu.set_interleaved(True)
+    device_bytes = int(gpu.device_bytes)
+    del gpu  # the pair order's A/B: the same set uploaded again, in the list's order
+    listed = CudaBackend(model, structures, pair_order="list")
+    listed.attach_loss(Labels.from_structures(structures, list(model.types)), loss)
+    for label, gradient in PAIR_ORDER_AB:
+        listed.set_kernels(True, gradient)
+        epoch(listed, min(fill, len(structures)), fill)  # warm-up
+        by_kernels[label] = epoch(listed, len(structures), fill)
+    del listed
     n_cpu = min(100, len(structures))
     cpu = EngineBackend(model, structures[:n_cpu], num_threads=threads)
     cpu.attach_loss(Labels.from_structures(structures[:n_cpu], list(model.types)), loss)
@@ -907,7 +922,7 @@ def bench_gpu_epoch(threads, out):
     print(f"GPU epoch {gpu_epoch:.2f} s in batches of {fill} (the GPU filled, "
           f"{fill * per_structure} atoms), {gpu_epoch_batch:.2f} s in nep.in's batches of {batch} "
           f"(upload and neighbour lists {upload:.1f} s once); device memory "
-          f"{gpu.device_bytes / 2**30:.2f} GiB (GPU in use {_gpu_memory_text()})")
+          f"{device_bytes / 2**30:.2f} GiB (GPU in use {_gpu_memory_text()})")
     print(f"CPU {threads} threads {cpu_epoch:.1f} s per epoch in batches of {batch} ({n_cpu} "
           f"structures, scaled): GPU {cpu_epoch / gpu_epoch:.1f} times faster filled, "
           f"{cpu_epoch / gpu_epoch_batch:.1f} times in batches of {batch} (target >= 20)")
@@ -918,7 +933,7 @@ def bench_gpu_epoch(threads, out):
     result = {"structures": len(structures), "atoms": atoms, "batch": batch, "fill_batch": fill,
               "gpu_epoch_s": gpu_epoch, "gpu_epoch_batch_s": gpu_epoch_batch,
               "call_ms_by_structures": {str(size): ms for size, ms in calls},
-              "upload_s": upload, "device_bytes": int(gpu.device_bytes),
+              "upload_s": upload, "device_bytes": device_bytes,
               "gpu_memory_in_use": _gpu_memory_text(), "cpu_threads": threads,
               "cpu_structures_timed": n_cpu, "cpu_epoch_s_scaled": cpu_epoch,
               "ratio": cpu_epoch / gpu_epoch, "ratio_batch": cpu_epoch / gpu_epoch_batch,

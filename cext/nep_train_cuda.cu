@@ -359,7 +359,7 @@ int upload_real(nep_train_cuda *h, const void **p, const double *host, size_t n,
         dst = (const type *)d;                                                                 \
     } while (0)
 
-int create(const nep_model_spec *spec, int num_systems, const nep_system *systems,
+int create(const nep_model_spec *spec, int num_systems, const nep_system *systems, bool by_type,
            nep_train_cuda *h, int *bad_system)
 {
     int status = nep_model_spec_check(spec);
@@ -422,10 +422,17 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
         for (int i = 0; i < sys->num_atoms; ++i) {
             types.push_back(sys->types[i]);
             atom_structure.push_back(s);
-            for (size_t p = list.offset[i]; p < list.offset[i + 1]; ++p) {
-                neighbor.push_back((int)(base + list.neighbor[p]));
-                for (int c = 0; c < 3; ++c) r.push_back(list.r[3 * p + c]);
-            }
+            const size_t first = list.offset[i], angular_end = first + list.num_angular[i];
+            /* the list's angular pairs, then the others; each part in neighbour-type order
+             * unless asked for the list's own order */
+            const size_t parts[3] = {first, angular_end, list.offset[i + 1]};
+            for (int part = 0; part < 2; ++part)
+                for (int tj = 0; tj < (by_type ? T : 1); ++tj)
+                    for (size_t p = parts[part]; p < parts[part + 1]; ++p) {
+                        if (by_type && sys->types[list.neighbor[p]] != tj) continue;
+                        neighbor.push_back((int)(base + list.neighbor[p]));
+                        for (int c = 0; c < 3; ++c) r.push_back(list.r[3 * p + c]);
+                    }
             pair_offset.push_back((long long)neighbor.size());
         }
         nep_neighbor_free(&list);
@@ -516,15 +523,18 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
 extern "C" {
 
 int nep_train_cuda_create(const nep_model_spec *spec, int num_systems, const nep_system *systems,
-                          int use_float64, nep_train_cuda **out, int *bad_system)
+                          int use_float64, int pair_order, nep_train_cuda **out, int *bad_system)
 {
     if (!out || !spec || num_systems < 0 || (num_systems > 0 && !systems)) return NEP_ERR_ARGUMENT;
+    if (pair_order != NEP_TRAIN_CUDA_PAIRS_BY_TYPE && pair_order != NEP_TRAIN_CUDA_PAIRS_AS_LISTED)
+        return NEP_ERR_ARGUMENT;
     *out = nullptr;
     train_error[0] = '\0';
     nep_train_cuda *h = new (std::nothrow) nep_train_cuda();
     if (!h) return NEP_ERR_NOMEM;
     h->use_float64 = use_float64 != 0;
-    const int status = create(spec, num_systems, systems, h, bad_system);
+    const int status = create(spec, num_systems, systems,
+                              pair_order == NEP_TRAIN_CUDA_PAIRS_BY_TYPE, h, bad_system);
     if (status) {
         nep_train_cuda_free(h);
         return status;

@@ -27,13 +27,24 @@ extern "C" {
 
 typedef struct nep_train_cuda nep_train_cuda;
 
-/* Uploads the model header and the training set. `use_float64` selects the arithmetic.
- * Returns NEP_OK, a nep.h error for the model, NEP_ERR_NOMEM, or the first structure's
- * neighbour-list error (then *bad_system, when not NULL, names the structure); device
- * failures are reported as NEP_ERR_NOMEM (allocation) or NEP_ERR_UNSUPPORTED (no device),
- * with the CUDA message in nep_cuda_last_error (nep_cuda.h). */
+/* The order of an atom's pairs on the device. Both keep the list's angular pairs first (so
+ * that a warp's threads, an atom each, take their angular pairs together). BY_TYPE (the
+ * default) then orders each part by the neighbour's type: the k-th pairs of a warp's atoms
+ * mostly share a type pair, so their coefficients' gradient rows are one run of addresses
+ * instead of one per type pair, and the warp kernel's lanes sum a chunk's pairs of one type
+ * in one run. AS_LISTED keeps the neighbour list's (spatial) order, for timing the two. The
+ * numbers are the same up to the order of the sums over an atom's pairs. */
+enum { NEP_TRAIN_CUDA_PAIRS_BY_TYPE = 0, NEP_TRAIN_CUDA_PAIRS_AS_LISTED = 1 };
+
+/* Uploads the model header and the training set. `use_float64` selects the arithmetic,
+ * `pair_order` the order of each atom's pairs (above).
+ * Returns NEP_OK, a nep.h error for the model, NEP_ERR_ARGUMENT, NEP_ERR_NOMEM, or the first
+ * structure's neighbour-list error (then *bad_system, when not NULL, names the structure);
+ * device failures are reported as NEP_ERR_NOMEM (allocation) or NEP_ERR_UNSUPPORTED (no
+ * device), with the CUDA message in nep_cuda_last_error (nep_cuda.h). */
 int nep_train_cuda_create(const nep_model_spec *spec, int num_systems, const nep_system *systems,
-                          int use_float64, nep_train_cuda **out, int *bad_system);
+                          int use_float64, int pair_order, nep_train_cuda **out,
+                          int *bad_system);
 
 /* One evaluation: structures selected[0 .. num_selected) (indices into the systems given to
  * create, each at most once), parameters [P] (spec->parameters is not read again).

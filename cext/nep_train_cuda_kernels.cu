@@ -321,8 +321,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
     const int o_fkpR = bR + 1, o_ddot = 2 * (bR + 1), o_fkA = o_ddot + 1, o_fkpA = o_fkA + bA + 1;
     const int o_sig = o_fkpA + bA + 1, o_tyd = o_sig + nA + 1, o_v = o_tyd + nA + 1;
     const int o_phi = o_v + 3;
-    const int coeffR = (bR + 1) * T, coeffA = (bA + 1) * T;
-    const int ownR = (nR + 1) * coeffR, ownA = (nA + 1) * coeffA;
+    const int ownR = (nR + 1) * (bR + 1), ownA = (nA + 1) * (bA + 1);
 
     for (int t = blockIdx.x; t < count; t += blocks) {
         const int i = A.selected_atoms[first + t];
@@ -526,24 +525,30 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 rec_flags[lane] = flags;
             }
             __syncthreads();
-            /* the coefficients of the atom's type, each lane its own, summed in pair order */
+            /* the coefficients c[n][kb][ti][.] of the atom's type: each lane its own (n, kb),
+             * summing the chunk's pairs in order and adding each run of one neighbour type to
+             * that type's entry (pairs in type order make a run of a type's pairs in a
+             * chunk, so every lane is busy on every pair and a chunk adds once per type) */
             for (int e = lane; want && e < ownR + ownA; e += NEPCT_THREADS) {
                 const bool radial = e < ownR;
-                const int x = radial ? e : e - ownR, per = radial ? coeffR : coeffA;
-                const int n = x / per, kb = (x % per) / T, tj = x % T;
+                const int x = radial ? e : e - ownR, b1 = radial ? bR + 1 : bA + 1;
+                const int n = x / b1, kb = x % b1, flag = radial ? 1 : 2;
+                double *entry = row + (radial ? m.offset_radial : m.offset_angular);
                 double sum = 0.0;
-                bool any = false;
+                int run = -1; /* the neighbour type being summed */
                 for (int j = 0; j < chunk; ++j) {
-                    if (rec_type[j] != tj || !(rec_flags[j] & (radial ? 1 : 2))) continue;
+                    if (!(rec_flags[j] & flag)) continue;
+                    if (rec_type[j] != run) {
+                        if (run >= 0) entry[nep_coefficient_index(n, kb, b1, T, ti, run)] += sum;
+                        run = rec_type[j];
+                        sum = 0.0;
+                    }
                     const real *rec = rec0 + j * W.rec;
                     sum += radial ? (double)(lam[n] * rec[kb] + mu[n] * rec[o_ddot] * rec[o_fkpR + kb])
                                   : (double)(rec[o_sig + n] * rec[o_fkA + kb]
                                              + rec[o_tyd + n] * rec[o_fkpA + kb]);
-                    any = true;
                 }
-                if (any)
-                    row[(radial ? m.offset_radial : m.offset_angular)
-                        + nep_coefficient_index(n, kb, radial ? bR + 1 : bA + 1, T, ti, tj)] += sum;
+                if (run >= 0) entry[nep_coefficient_index(n, kb, b1, T, ti, run)] += sum;
             }
             /* the virial (lanes 0..8) and the ZBL energy (lane 0), in pair order */
             if (lane < 9)

@@ -7,8 +7,8 @@ cdef extern from "nep_train_cuda.h" nogil:
         pass
 
     int nep_train_cuda_create(const nep_model_spec *spec, int num_systems,
-                              const nep_system *systems, int use_float64, nep_train_cuda **out,
-                              int *bad_system)
+                              const nep_system *systems, int use_float64, int pair_order,
+                              nep_train_cuda **out, int *bad_system)
     int nep_train_cuda_run(nep_train_cuda *handle, const double *parameters, int num_selected,
                            const int *selected, const double *alpha, const double *force_adjoint,
                            const double *virial_adjoint, double *gradient, double *energy,
@@ -69,6 +69,10 @@ cdef _tc_check(int status, str what):
         _raise(status, what, nep_train_cuda_last_error().decode())
 
 
+# pair_order's names, in nep_train_cuda.h's order (NEP_TRAIN_CUDA_PAIRS_BY_TYPE, _AS_LISTED)
+_PAIR_ORDERS = ("type", "list")
+
+
 cdef class CudaTrainingSet:
     """A training set and a model header on the GPU: predictions and exact gradients of a
     linear functional of them (see cext/nep_train_cuda.h).
@@ -83,6 +87,11 @@ cdef class CudaTrainingSet:
         temperatures in K, None: 0, read by temperature models only).
     float64
         float64 arithmetic (for checks) instead of float32 products with float64 sums.
+    pair_order
+        Each atom's pairs on the device, angular ones first: ``"type"`` (the default) each
+        part in the neighbours' type order (the kernels' coefficient-gradient accesses then
+        coalesce), ``"list"`` in the neighbour list's own order, for timing the two. The same
+        numbers up to the order of the sums over an atom's pairs.
     """
 
     cdef nep_train_cuda *ptr
@@ -94,9 +103,14 @@ cdef class CudaTrainingSet:
 
     def __init__(self, dict spec, int[::1] types, double[:, ::1] positions,
                  double[:, :, ::1] cells, int[:, ::1] pbc, long long[::1] atom_offsets,
-                 bint float64=False, const double[::1] temperatures=None):
+                 bint float64=False, const double[::1] temperatures=None,
+                 str pair_order="type"):
         cdef nep_model_spec c_spec
-        cdef int status, bad = -1
+        cdef int status, bad = -1, order
+        if pair_order not in _PAIR_ORDERS:
+            raise ValueError(f"pair_order must be one of {', '.join(_PAIR_ORDERS)}, "
+                             f"not {pair_order!r}")
+        order = _PAIR_ORDERS.index(pair_order)
         cdef int num_systems = atom_offsets.shape[0] - 1
         _fill_spec_from(&c_spec, spec)
         cdef nep_system *systems = _flat_systems(types, positions, cells, pbc, atom_offsets,
@@ -104,7 +118,7 @@ cdef class CudaTrainingSet:
         try:
             with nogil:
                 status = nep_train_cuda_create(&c_spec, num_systems, systems, 1 if float64 else 0,
-                                               &self.ptr, &bad)
+                                               order, &self.ptr, &bad)
         finally:
             free(systems)
         if status != NEP_OK:

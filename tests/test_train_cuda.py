@@ -154,6 +154,24 @@ for kw in variants:
             assert np.array_equal(e3, e5) and np.array_equal(f3, f5), (kw, "budget", budget)
             assert np.array_equal(w3, w5), (kw, "budget virial", budget)
         ts.set_population_budget(1 << 30)
+        # each atom's pairs in the neighbour list's order instead of its neighbours' type
+        # order: the same numbers up to the order of the sums over an atom's pairs
+        listed = _cuda.CudaTrainingSet(model_spec(model), batch.types, batch.positions,
+                                       batch.cells, batch.pbc, batch.atom_offsets,
+                                       float64=float64, temperatures=batch.temperatures,
+                                       pair_order="list")
+        for gradient_kernel in (0, 3):
+            listed.set_kernels(True, gradient_kernel)
+            g9, e9, f9, w9 = listed.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
+            assert same(g9, g) and same(e9, e) and same(f9, f) and same(w9, w), (kw, "pairs")
+        del listed
+    try:
+        _cuda.CudaTrainingSet(model_spec(model), batch.types, batch.positions, batch.cells,
+                              batch.pbc, batch.atom_offsets, pair_order="spatial")
+    except ValueError as error:
+        assert "pair_order must be one of type, list, not 'spatial'" in str(error), error
+    else:
+        raise AssertionError("an unknown pair order was accepted")
     # finite differences of Phi = alpha.E + a.F + B:W in float64 (central, 1e-6 relative)
     ts = _cuda.CudaTrainingSet(model_spec(model), batch.types, batch.positions, batch.cells,
                                batch.pbc, batch.atom_offsets, float64=True,

@@ -68,11 +68,16 @@ class CudaBackend:
         direction as in GPUMD's trainer.
     precision
         ``"float32"`` (float products, float64 sums) or ``"float64"``.
+    pair_order
+        Each atom's pairs on the device (angular ones first): ``"type"`` (the default) in
+        the neighbours' type order, so that the kernels' coefficient-gradient accesses
+        coalesce; ``"list"`` in the neighbour list's own order, for timing the two. The same
+        numbers up to the order of the sums over an atom's pairs.
     """
 
     device = "cuda"
 
-    def __init__(self, model, structures, precision: str = "float32"):
+    def __init__(self, model, structures, precision: str = "float32", pair_order: str = "type"):
         from .gradient import TrainingBatch
 
         if precision not in PRECISIONS:
@@ -91,7 +96,8 @@ class CudaBackend:
             self._set = cuda.CudaTrainingSet(model_spec(self.model), flat.types,
                                              flat.positions, flat.cells, flat.pbc,
                                              flat.atom_offsets, float64=precision == "float64",
-                                             temperatures=flat.temperatures)
+                                             temperatures=flat.temperatures,
+                                             pair_order=pair_order)
         self._cpu = None
 
     @property
