@@ -51,7 +51,8 @@ typedef struct {
 
 /* One atom's work arrays (NEP_TRAIN_WORK_* order): q, qdot, lambda, mu [dim]; hidden [N1]
  * (with a second layer [4 N1 + 2 N2]: nep_train_network2); s, sdot, sigma, tau
- * [(n_max_angular + 1) NEP_TRAIN_NUM_Y]. */
+ * [(n_max_angular + 1) NEP_TRAIN_NUM_Y]; the radial sums [2 T (basis_radial + 1)]
+ * (nep_train_radial_pair). */
 enum {
     NEP_TRAIN_WORK_Q,
     NEP_TRAIN_WORK_QDOT,
@@ -62,6 +63,7 @@ enum {
     NEP_TRAIN_WORK_SDOT,
     NEP_TRAIN_WORK_SIGMA,
     NEP_TRAIN_WORK_TAU,
+    NEP_TRAIN_WORK_RADIAL,
     NEP_TRAIN_NUM_WORK
 };
 
@@ -69,6 +71,8 @@ enum {
 NEP_HD size_t nep_train_work_length(const nep_train_atom_model *m, int which)
 {
     if (which <= NEP_TRAIN_WORK_MU) return (size_t)m->dim;
+    if (which == NEP_TRAIN_WORK_RADIAL)
+        return 2 * (size_t)m->num_types * (size_t)(m->basis_radial + 1);
     if (which == NEP_TRAIN_WORK_HIDDEN)
         return m->num_neurons_second > 0
                    ? (size_t)(4 * m->num_neurons + 2 * m->num_neurons_second)
@@ -250,6 +254,62 @@ NEP_HD NEP_REAL nep_train_network2(const nep_train_atom_model *m, const NEP_REAL
 NEP_HD void nep_train_gather(const NEP_REAL *x, size_t stride, int count, NEP_REAL *y)
 {
     for (int k = 0; k < count; ++k) y[k] = x[(size_t)k * stride];
+}
+
+/* ---- the radial descriptors through per-type sums of the basis
+ * A radial channel of atom i is q_n = sum_j sum_k c[n][k][ti][tj] f_k(r_ij): the
+ * coefficients depend on the pair only through the neighbour's type, so pass 1 sums, per
+ * neighbour type t, F[t][k] = sum_j f_k(r_ij) and (with a gradient) G[t][k] = sum_j
+ * f_k'(r_ij) ddot_ij, and then q_n = sum_t sum_k c[n][k][ti][t] F[t][k] (qdot_n the same
+ * with G). The coefficients' gradient lambda_n F[t][k] + mu_n G[t][k] is then one term per
+ * coefficient and atom instead of one per pair, and pass 2's pair derivative is
+ * (sum_k W[t][k] f_k'(r_ij)) u_ij with W[t][k] = sum_n dU/dq_n c[n][k][ti][t], formed once
+ * per atom: per radial pair 2 (bR + 1) sums and bR + 1 products where the channel by
+ * channel sums took 4 (nR + 1)(bR + 1). Work array NEP_TRAIN_WORK_RADIAL holds F then G
+ * (entry t (bR + 1) + k of each), and W over F once the gradient has read it. */
+
+/* One pair with a neighbour of type t: F[t][k] += f_k and, with G (not NULL), G[t][k] +=
+ * f_k' ddot, for k < nb1; F and G point at type t's entries, `st` apart. */
+NEP_HD void nep_train_radial_pair(int nb1, const NEP_REAL *fk, const NEP_REAL *fkp, NEP_REAL ddot,
+                                  NEP_REAL *F, NEP_REAL *G, size_t st)
+{
+    for (int k = 0; k < nb1; ++k) F[(size_t)k * st] += fk[k];
+    if (G)
+        for (int k = 0; k < nb1; ++k) G[(size_t)k * st] += fkp[k] * ddot;
+}
+
+/* Radial channel n of an atom of type ti from the per-type sums F (and G, not NULL with a
+ * gradient; both with entries `st` apart): returns q_n and writes qdot_n to *qdot_n. */
+NEP_HD NEP_REAL nep_train_radial_channel(const nep_train_atom_model *m, const NEP_REAL *par,
+                                         int ti, int n, const NEP_REAL *F, const NEP_REAL *G,
+                                         size_t st, NEP_REAL *qdot_n)
+{
+    const int T = m->num_types, b1 = m->basis_radial + 1;
+    NEP_REAL qn = (NEP_REAL)0, qd = (NEP_REAL)0;
+    for (int t = 0; t < T; ++t) {
+        const NEP_REAL *c = par + m->offset_radial + nep_coefficient_index(n, 0, b1, T, ti, t);
+        const size_t at = (size_t)t * b1;
+        for (int k = 0; k < b1; ++k) {
+            const NEP_REAL ck = c[(size_t)k * T * T];
+            qn += ck * F[(at + k) * st];
+            if (G) qd += ck * G[(at + k) * st];
+        }
+    }
+    if (qdot_n) *qdot_n = qd;
+    return qn;
+}
+
+/* W[t][k] = sum_n dU/dq_n c[n][k][ti][t] for neighbour type t and basis function k, with
+ * dU/dq_n = -mu_n (mu[n sst], scaled): pass 2's radial pair derivative is
+ * (sum_k W[t][k] f_k') u. */
+NEP_HD NEP_REAL nep_train_radial_weight(const nep_train_atom_model *m, const NEP_REAL *par,
+                                        int ti, int t, int k, const NEP_REAL *mu, size_t sst)
+{
+    const int T = m->num_types, b1 = m->basis_radial + 1;
+    NEP_REAL w = (NEP_REAL)0;
+    for (int n = 0; n <= m->n_max_radial; ++n)
+        w -= mu[(size_t)n * sst] * par[m->offset_radial + nep_coefficient_index(n, k, b1, T, ti, t)];
+    return w;
 }
 
 /* One channel's radial function for a pair with coefficients c (nb1 of them, `stride` apart)
@@ -532,12 +592,16 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
     NEP_REAL *hidden = work[NEP_TRAIN_WORK_HIDDEN];
     NEP_REAL *s = work[NEP_TRAIN_WORK_S], *sdot = work[NEP_TRAIN_WORK_SDOT];
     NEP_REAL *sigma = work[NEP_TRAIN_WORK_SIGMA], *tau = work[NEP_TRAIN_WORK_TAU];
+    /* the per-type radial sums F and G, then W over F (nep_train_radial_pair) */
+    const size_t bR1 = (size_t)bR + 1, nF = (size_t)T * bR1;
+    NEP_REAL *F = work[NEP_TRAIN_WORK_RADIAL], *G = F + nF * st;
     NEP_REAL fk[NEP_TRAIN_MAX_BASIS], fkp[NEP_TRAIN_MAX_BASIS];
     NEP_REAL y[NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3], ydot[NEP_TRAIN_NUM_Y];
     const int want_gradient = grad != NULL;
     for (int d = 0; d < D; ++d) q[d * st] = qdot[d * st] = (NEP_REAL)0;
     /* (the entries of an s-vector beyond K, which the invariants read, stay 0) */
     for (size_t k = 0; k < ns; ++k) s[k * st] = sdot[k * st] = (NEP_REAL)0;
+    for (size_t k = 0; k < 2 * nF; ++k) F[k * st] = (NEP_REAL)0;
 
     /* ---- pass 1: descriptors and their directional derivatives */
     for (size_t p = p0; p < p1; ++p) {
@@ -549,13 +613,8 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
         const NEP_REAL rcr = (NEP_REAL)m->rc_radial[ti * T + tj];
         if (d < rcr) {
             nep_train_radial_basis(d, rcr, bR, fk, fkp);
-            for (int n = 0; n <= nR; ++n) {
-                const NEP_REAL *c = par + m->offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
-                NEP_REAL gd;
-                q[n * st] += nep_train_channel_pair(bR + 1, c, (size_t)T * T, fk, fkp, ddot,
-                                                    want_gradient ? &gd : NULL);
-                if (want_gradient) qdot[n * st] += gd;
-            }
+            nep_train_radial_pair(bR + 1, fk, fkp, ddot, F + tj * bR1 * st,
+                                  want_gradient ? G + tj * bR1 * st : NULL, st);
         }
         const NEP_REAL rca = (NEP_REAL)m->rc_angular[ti * T + tj];
         if (d < rca) {
@@ -579,7 +638,11 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
             }
         }
     }
-    /* invariants and their directional derivatives qdot = dq/ds . sdot */
+    /* the radial channels from the per-type sums, then the invariants and their
+     * directional derivatives qdot = dq/ds . sdot */
+    for (int n = 0; n <= nR; ++n)
+        q[n * st] = nep_train_radial_channel(m, par, ti, n, F, want_gradient ? G : NULL, st,
+                                             &qdot[n * st]);
     for (int n = 0; n <= nA; ++n)
         nep_train_channel_descriptors(m, n, s + (size_t)n * sy,
                                       want_gradient ? sdot + (size_t)n * sy : NULL, st, q, qdot,
@@ -602,6 +665,16 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
         lam[d * st] *= scaler[d];
         mu[d * st] *= scaler[d];
     }
+    /* the radial coefficients' gradient, one term per coefficient, then W over F */
+    for (int t = 0; t < T; ++t)
+        for (int k = 0; k < bR + 1; ++k) {
+            const size_t at = (t * bR1 + (size_t)k) * st;
+            if (grad)
+                for (int n = 0; n <= nR; ++n)
+                    grad[(m->offset_radial + nep_coefficient_index(n, k, bR + 1, T, ti, t)) * gst] +=
+                        (double)(lam[n * st] * F[at] + mu[n * st] * G[at]);
+            F[at] = nep_train_radial_weight(m, par, ti, t, k, mu, st);
+        }
     /* angular adjoints sigma = dPhi/ds and tau = dPhi/dsdot per channel */
     for (int n = 0; n <= nA; ++n)
         nep_train_channel_adjoints(m, n, s + (size_t)n * sy,
@@ -619,15 +692,10 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
         const NEP_REAL rcr = (NEP_REAL)m->rc_radial[ti * T + tj];
         if (d < rcr) {
             nep_train_radial_basis(d, rcr, bR, fk, fkp);
-            for (int n = 0; n <= nR; ++n) {
-                const size_t off = m->offset_radial + nep_coefficient_index(n, 0, bR + 1, T, ti, tj);
-                const NEP_REAL gp = nep_channel(bR + 1, par + off, (size_t)T * T, fkp);
-                const NEP_REAL dudq = -mu[n * st];
-                for (int c3 = 0; c3 < 3; ++c3) v[c3] += dudq * gp * u[c3];
-                if (grad)
-                    nep_train_grad_add(grad + off * gst, (size_t)T * T * gst, bR + 1,
-                                       lam[n * st], fk, mu[n * st] * ddot, fkp);
-            }
+            const NEP_REAL *W = F + tj * bR1 * st;
+            NEP_REAL gp = (NEP_REAL)0; /* dU/dd through the radial channels */
+            for (int k = 0; k <= bR; ++k) gp += W[(size_t)k * st] * fkp[k];
+            for (int c3 = 0; c3 < 3; ++c3) v[c3] += gp * u[c3];
         }
         const NEP_REAL rca = (NEP_REAL)m->rc_angular[ti * T + tj];
         if (d < rca) {

@@ -245,18 +245,18 @@ void launch_population(const nepct_args &args, int count, int candidates,
 struct warp_layout {
     int SG;  /* values of one channel's s-vector (max(K, NEP_TRAIN_S_LEN)) */
     int rec; /* values of one pair's record in a chunk (the larger pass's) */
-    int q, qdot, lam, mu, hidden, ne, na, s, sdot, sigma, tau, pairs, reals;
+    int q, qdot, lam, mu, hidden, ne, na, s, sdot, sigma, tau, radial, pairs, reals;
     size_t bytes;
 };
 
 __host__ __device__ static warp_layout make_warp_layout(const nep_train_atom_model &m)
 {
     warp_layout w;
-    const int K = m.num_abc, nR1 = m.n_max_radial + 1, nA1 = m.n_max_angular + 1;
+    const int K = m.num_abc, nA1 = m.n_max_angular + 1;
     const int bR1 = m.basis_radial + 1, bA1 = m.basis_angular + 1, D = m.dim;
     w.SG = K > NEP_TRAIN_S_LEN ? K : NEP_TRAIN_S_LEN;
-    const int pass1 = 2 * nR1 + 2 * nA1 + 2 * K;
-    const int pass2 = 2 * bR1 + 1 + 2 * bA1 + 2 * nA1 + 4;
+    const int pass1 = 2 * bR1 + 2 * nA1 + 2 * K;
+    const int pass2 = 2 * bA1 + 2 * nA1 + 4;
     w.rec = pass1 > pass2 ? pass1 : pass2;
     int at = 0;
     w.q = at, at += D;
@@ -270,6 +270,7 @@ __host__ __device__ static warp_layout make_warp_layout(const nep_train_atom_mod
     w.sdot = at, at += nA1 * w.SG;
     w.sigma = at, at += nA1 * w.SG;
     w.tau = at, at += nA1 * w.SG;
+    w.radial = at, at += 2 * m.num_types * bR1; /* F then G, W over F (nep_train_radial_pair) */
     w.pairs = at, at += NEPCT_THREADS * w.rec;
     w.reals = at;
     w.bytes = sizeof(real) * (size_t)w.reals + sizeof(int) * 2 * NEPCT_THREADS;
@@ -310,18 +311,21 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
     real *hidden = sr + W.hidden, *ne = sr + W.ne, *na = sr + W.na;
     real *s = sr + W.s, *sdot = sr + W.sdot;
     real *sigma = sr + W.sigma, *tau = sr + W.tau, *rec0 = sr + W.pairs;
+    /* the per-type radial sums F [T][bR+1] and G (W over F in pass 2), as in nep_train_atom */
+    const int bR1 = bR + 1, nF = T * bR1;
+    real *F = sr + W.radial, *G = F + nF;
     int *rec_type = (int *)(sr + W.reals), *rec_flags = rec_type + NEPCT_THREADS;
     /* a gradient pass (rows) or predictions only, the same for the whole launch */
     const bool want = A.rows != NULL;
     double *row = want ? A.rows + (size_t)blockIdx.x * P : NULL;
-    /* pass-1 record: rg[nR+1] rgd[nR+1] ag[nA+1] agd[nA+1] y[K] ydot[K]; pass-2 record:
-     * fkR[bR+1] fkpR[bR+1] ddot fkA[bA+1] fkpA[bA+1] sig[nA+1] tyd[nA+1] v[3] phi */
-    const int o_rgd = nR + 1, o_ag = 2 * (nR + 1), o_agd = o_ag + nA + 1, o_y = o_agd + nA + 1;
+    /* pass-1 record: fkR[bR+1] (fkpR ddot)[bR+1] ag[nA+1] agd[nA+1] y[K] ydot[K]; pass-2
+     * record: fkA[bA+1] fkpA[bA+1] sig[nA+1] tyd[nA+1] v[3] phi */
+    const int o_rgd = bR1, o_ag = 2 * bR1, o_agd = o_ag + nA + 1, o_y = o_agd + nA + 1;
     const int o_ydot = o_y + K;
-    const int o_fkpR = bR + 1, o_ddot = 2 * (bR + 1), o_fkA = o_ddot + 1, o_fkpA = o_fkA + bA + 1;
+    const int o_fkA = 0, o_fkpA = o_fkA + bA + 1;
     const int o_sig = o_fkpA + bA + 1, o_tyd = o_sig + nA + 1, o_v = o_tyd + nA + 1;
     const int o_phi = o_v + 3;
-    const int ownR = (nR + 1) * (bR + 1), ownA = (nA + 1) * (bA + 1);
+    const int ownA = (nA + 1) * (bA + 1);
 
     for (int t = blockIdx.x; t < count; t += blocks) {
         const int i = A.selected_atoms[first + t];
@@ -334,6 +338,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
         const size_t w0_off = (size_t)nep_network_of_type(m.version, ti) * m.block_size;
         for (int e = lane; e < D; e += NEPCT_THREADS) q[e] = qdot[e] = (real)0;
         for (int e = lane; e < (nA + 1) * SG; e += NEPCT_THREADS) s[e] = sdot[e] = (real)0;
+        for (int e = lane; e < 2 * nF; e += NEPCT_THREADS) F[e] = (real)0;
         __syncthreads();
 
         /* ---- pass 1: lane l computes pair c + l, then each lane sums its entries */
@@ -349,17 +354,12 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 int flags = 0;
                 const real rcr = (real)m.rc_radial[ti * T + tj];
                 if (d < rcr) {
-                    nep_train_radial_basis(d, rcr, bR, fk, fkp);
-                    for (int n = 0; n <= nR; ++n) {
-                        real gd;
-                        rec[n] = nep_train_channel_pair(
-                            bR + 1, par + m.offset_radial
-                                        + nep_coefficient_index(n, 0, bR + 1, T, ti, tj),
-                            (size_t)T * T, fk, fkp, ddot, want ? &gd : NULL);
-                        if (want) rec[o_rgd + n] = gd;
-                    }
+                    nep_train_radial_basis(d, rcr, bR, rec, fkp);
+                    if (want)
+                        for (int k = 0; k <= bR; ++k) rec[o_rgd + k] = fkp[k] * ddot;
                     flags |= 1;
                 }
+                rec_type[lane] = tj;
                 const real rca = (real)m.rc_angular[ti * T + tj];
                 if (d < rca) {
                     nep_train_radial_basis(d, rca, bA, fk, fkp);
@@ -378,20 +378,18 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 rec_flags[lane] = flags;
             }
             __syncthreads();
-            for (int e = lane; e < (nR + 1) + (nA + 1) * K; e += NEPCT_THREADS) {
-                if (e <= nR) {
-                    real qe = q[e], qde = qdot[e];
-                    for (int j = 0; j < chunk; ++j) {
-                        if (!(rec_flags[j] & 1)) continue;
-                        const real *rec = rec0 + j * W.rec;
-                        qe += rec[e];
-                        if (want) qde += rec[o_rgd + e];
-                    }
-                    q[e] = qe;
-                    qdot[e] = qde;
+            for (int e = lane; e < 2 * bR1 + (nA + 1) * K; e += NEPCT_THREADS) {
+                if (e < 2 * bR1) {
+                    /* F[t][k] (e = k) or G[t][k] (e = bR1 + k), t each pair's type, summed
+                     * in pair order as nep_train_radial_pair does */
+                    if (e >= bR1 && !want) continue;
+                    real *sum = e < bR1 ? F + e : G + (e - bR1);
+                    const int o = e < bR1 ? e : o_rgd + (e - bR1);
+                    for (int j = 0; j < chunk; ++j)
+                        if (rec_flags[j] & 1) sum[rec_type[j] * bR1] += rec0[j * W.rec + o];
                     continue;
                 }
-                const int n = (e - nR - 1) / K, k = (e - nR - 1) % K;
+                const int n = (e - 2 * bR1) / K, k = (e - 2 * bR1) % K;
                 real se = s[n * SG + k], sde = sdot[n * SG + k];
                 for (int j = 0; j < chunk; ++j) {
                     if (!(rec_flags[j] & 2)) continue;
@@ -406,7 +404,9 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
             __syncthreads();
         }
 
-        /* ---- invariants, network, adjoints (the functions nep_train_atom calls) */
+        /* ---- descriptors, network, adjoints (the functions nep_train_atom calls) */
+        for (int n = lane; n <= nR; n += NEPCT_THREADS)
+            q[n] = nep_train_radial_channel(&m, par, ti, n, F, want ? G : NULL, 1, &qdot[n]);
         for (int n = lane; n <= nA; n += NEPCT_THREADS)
             nep_train_channel_descriptors(&m, n, s + n * SG, want ? sdot + n * SG : NULL, 1, q,
                                           qdot, 1);
@@ -462,6 +462,15 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
         for (int n = lane; n <= nA; n += NEPCT_THREADS)
             nep_train_channel_adjoints(&m, n, s + n * SG, want ? sdot + n * SG : NULL, 1, lam,
                                        mu, 1, sigma + n * SG, tau + n * SG);
+        /* the radial coefficients' gradient, one term per coefficient (lane: n, t, k) */
+        for (int e = lane; want && e < (nR + 1) * nF; e += NEPCT_THREADS) {
+            const int n = e / nF, x = e % nF;
+            row[m.offset_radial + nep_coefficient_index(n, x % bR1, bR1, T, ti, x / bR1)] +=
+                (double)(lam[n] * F[x] + mu[n] * G[x]);
+        }
+        __syncthreads();
+        for (int x = lane; x < nF; x += NEPCT_THREADS) /* then W over F */
+            F[x] = nep_train_radial_weight(&m, par, ti, x / bR1, x % bR1, mu, 1);
         __syncthreads();
 
         /* ---- pass 2: pair derivatives, then each lane sums its coefficients' gradient */
@@ -479,17 +488,12 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 int flags = 0;
                 const real rcr = (real)m.rc_radial[ti * T + tj];
                 if (d < rcr) {
-                    nep_train_radial_basis(d, rcr, bR, rec, rec + o_fkpR);
-                    for (int n = 0; n <= nR; ++n) {
-                        const real gp = nep_channel(bR + 1, par + m.offset_radial
-                                                        + nep_coefficient_index(n, 0, bR + 1, T,
-                                                                                ti, tj),
-                                                    (size_t)T * T, rec + o_fkpR);
-                        const real dudq = -mu[n];
-                        for (int c3 = 0; c3 < 3; ++c3) v[c3] += dudq * gp * u[c3];
-                    }
-                    rec[o_ddot] = ddot;
-                    flags |= 1;
+                    /* the radial basis in the record (the angular one overwrites it) */
+                    nep_train_radial_basis(d, rcr, bR, rec, rec + bR1);
+                    const real *Wt = F + tj * bR1;
+                    real gp = (real)0; /* dU/dd through the radial channels */
+                    for (int k = 0; k <= bR; ++k) gp += Wt[k] * rec[bR1 + k];
+                    for (int c3 = 0; c3 < 3; ++c3) v[c3] += gp * u[c3];
                 }
                 const real rca = (real)m.rc_angular[ti * T + tj];
                 if (d < rca) {
@@ -515,7 +519,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                         rec[o_phi] = phi;
                         for (int c3 = 0; c3 < 3; ++c3) v[c3] += (real)0.5 * dphi * u[c3];
                     }
-                    flags |= 2;
+                    flags = 2;
                 }
                 for (int c3 = 0; c3 < 3; ++c3) {
                     rec[o_v + c3] = v[c3];
@@ -525,30 +529,27 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 rec_flags[lane] = flags;
             }
             __syncthreads();
-            /* the coefficients c[n][kb][ti][.] of the atom's type: each lane its own (n, kb),
-             * summing the chunk's pairs in order and adding each run of one neighbour type to
-             * that type's entry (pairs in type order make a run of a type's pairs in a
-             * chunk, so every lane is busy on every pair and a chunk adds once per type) */
-            for (int e = lane; want && e < ownR + ownA; e += NEPCT_THREADS) {
-                const bool radial = e < ownR;
-                const int x = radial ? e : e - ownR, b1 = radial ? bR + 1 : bA + 1;
-                const int n = x / b1, kb = x % b1, flag = radial ? 1 : 2;
-                double *entry = row + (radial ? m.offset_radial : m.offset_angular);
+            /* the angular coefficients c[n][kb][ti][.] of the atom's type: each lane its own
+             * (n, kb), summing the chunk's pairs in order and adding each run of one
+             * neighbour type to that type's entry (pairs in type order make a run of a
+             * type's pairs in a chunk, so every lane is busy on every pair and a chunk adds
+             * once per type) */
+            for (int e = lane; want && e < ownA; e += NEPCT_THREADS) {
+                const int n = e / (bA + 1), kb = e % (bA + 1);
+                double *entry = row + m.offset_angular;
                 double sum = 0.0;
                 int run = -1; /* the neighbour type being summed */
                 for (int j = 0; j < chunk; ++j) {
-                    if (!(rec_flags[j] & flag)) continue;
+                    if (!(rec_flags[j] & 2)) continue;
                     if (rec_type[j] != run) {
-                        if (run >= 0) entry[nep_coefficient_index(n, kb, b1, T, ti, run)] += sum;
+                        if (run >= 0) entry[nep_coefficient_index(n, kb, bA + 1, T, ti, run)] += sum;
                         run = rec_type[j];
                         sum = 0.0;
                     }
                     const real *rec = rec0 + j * W.rec;
-                    sum += radial ? (double)(lam[n] * rec[kb] + mu[n] * rec[o_ddot] * rec[o_fkpR + kb])
-                                  : (double)(rec[o_sig + n] * rec[o_fkA + kb]
-                                             + rec[o_tyd + n] * rec[o_fkpA + kb]);
+                    sum += (double)(rec[o_sig + n] * rec[o_fkA + kb] + rec[o_tyd + n] * rec[o_fkpA + kb]);
                 }
-                if (run >= 0) entry[nep_coefficient_index(n, kb, b1, T, ti, run)] += sum;
+                if (run >= 0) entry[nep_coefficient_index(n, kb, bA + 1, T, ti, run)] += sum;
             }
             /* the virial (lanes 0..8) and the ZBL energy (lane 0), in pair order */
             if (lane < 9)
