@@ -258,6 +258,10 @@ __host__ __device__ static warp_layout make_warp_layout(const nep_train_atom_mod
     const int pass1 = 2 * bR1 + 2 * nA1 + 2 * K;
     const int pass2 = 2 * bA1 + 2 * nA1 + 4;
     w.rec = pass1 > pass2 ? pass1 : pass2;
+    /* an odd stride: the lanes writing their pairs' records (rec0 + lane rec) then hit 32
+     * different banks of shared memory (16 per half-warp in float64); an even one shares
+     * them (LLZO's 76 in float32: four lanes a bank) */
+    w.rec |= 1;
     int at = 0;
     w.q = at, at += D;
     w.qdot = at, at += D;
