@@ -119,7 +119,8 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
                   "ms per call", "the GPU filled", "per-atom kernels",
                   "128-register kernel", "gradient in the unbounded kernel",
                   "gradient in the warp kernel", "predictions and gradient in the warp kernel",
-                  "gradient rows contiguous")
+                  "gradient rows contiguous", "pairs in the neighbour list's order",
+                  "warp kernel, pairs in the list's order")
         need_text("bench_train_gpu_adam.txt", "optimiser steps per second", "held-out targets")
         need_text("bench_scaling.txt", "best / best(1)")
         epoch = out / "gpu_epoch" / "gpu_epoch.json"
@@ -192,9 +193,9 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
         need_text("profile_train.txt", "loss + gradient (the trainer's call)",
                   "gradient rows contiguous", "128-register kernel",
                   "gradient in the unbounded kernel", "gradient in the warp kernel",
-                  "by difference")
+                  "pairs in the neighbour list's order", "by difference")
         result = out / "profile_train.json"
-        need(result.is_file() and len(json.loads(result.read_text()).get("ms", {})) == 9,
+        need(result.is_file() and len(json.loads(result.read_text()).get("ms", {})) == 11,
              "profile_train.json missing or short")
     elif part == "sanitize":
         need(read(out / "plain.txt").rstrip().endswith("device checks ok"),
