@@ -10,7 +10,8 @@
  *           lambda = dPhi/dq, mu = dPhi/dqdot (= -dU/dq), then the angular adjoints
  *           sigma = dPhi/ds, tau = dPhi/dsdot per channel;
  *   pass 2 (neighbours): the pair derivatives dU_i/dr_ij (forces, virial) and the
- *           descriptor-coefficient gradient through q and qdot.
+ *           angular coefficients' gradient through q and qdot (the radial ones' is formed
+ *           once per atom before it, from per-type sums: nep_train_radial_pair).
  * Every product is NEP_REAL; the sums that leave the atom (energy, pair derivatives, virial,
  * gradient) are double. Without a gradient (grad NULL: the predictions a loss needs) the
  * directional derivatives and the adjoints that only the gradient reads (qdot, sdot, lambda,
@@ -265,7 +266,8 @@ NEP_HD void nep_train_gather(const NEP_REAL *x, size_t stride, int count, NEP_RE
  * coefficient and atom instead of one per pair, and pass 2's pair derivative is
  * (sum_k W[t][k] f_k'(r_ij)) u_ij with W[t][k] = sum_n dU/dq_n c[n][k][ti][t], formed once
  * per atom: per radial pair 2 (bR + 1) sums and bR + 1 products where the channel by
- * channel sums took 4 (nR + 1)(bR + 1). Work array NEP_TRAIN_WORK_RADIAL holds F then G
+ * channel sums took about 5 (nR + 1)(bR + 1) and (nR + 1)(bR + 1) read-modify-writes of
+ * the gradient. Work array NEP_TRAIN_WORK_RADIAL holds F then G
  * (entry t (bR + 1) + k of each), and W over F once the gradient has read it. */
 
 /* One pair with a neighbour of type t: F[t][k] += f_k and, with G (not NULL), G[t][k] +=
