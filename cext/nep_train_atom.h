@@ -134,24 +134,38 @@ NEP_HD void nep_train_invariant_grad(int which, const NEP_REAL *s, NEP_REAL *gra
     nep_invariant_grad(which, s, (NEP_REAL)1, grad);
 }
 
-/* One pair, as both passes need it: the distance d, the unit vector u, the perturbation
- * delta = a_j - a_i + B^T r (formed in double; ai, aj, B may be NULL: zero) and its radial
- * part u . delta, returned. */
-NEP_HD NEP_REAL nep_train_pair_geometry(const double *r, const double *ai, const double *aj,
-                                        const double *B, NEP_REAL *d, NEP_REAL *u,
-                                        NEP_REAL *delta)
+/* A pair's distance d and unit vector u. */
+NEP_HD void nep_train_pair_distance(const double *r, NEP_REAL *d, NEP_REAL *u)
 {
     const NEP_REAL rr[3] = {(NEP_REAL)r[0], (NEP_REAL)r[1], (NEP_REAL)r[2]};
     *d = sqrt(rr[0] * rr[0] + rr[1] * rr[1] + rr[2] * rr[2]);
+    for (int b = 0; b < 3; ++b) u[b] = rr[b] / *d;
+}
+
+/* A pair's perturbation delta = a_j - a_i + B^T r (formed in double; ai, aj, B may be NULL:
+ * zero) and its radial part u . delta, returned. Pass 2 needs it for angular pairs only
+ * (the radial coefficients' gradient is formed per atom), so its radial-only pairs skip the
+ * neighbour's adjoint. */
+NEP_HD NEP_REAL nep_train_pair_perturbation(const double *r, const NEP_REAL *u, const double *ai,
+                                            const double *aj, const double *B, NEP_REAL *delta)
+{
     NEP_REAL ddot = (NEP_REAL)0;
     for (int b = 0; b < 3; ++b) {
-        u[b] = rr[b] / *d;
         double db = (aj ? aj[b] : 0.0) - (ai ? ai[b] : 0.0);
         if (B) db += B[b] * r[0] + B[3 + b] * r[1] + B[6 + b] * r[2];
         delta[b] = (NEP_REAL)db;
         ddot += u[b] * delta[b];
     }
     return ddot;
+}
+
+/* Both, as pass 1 needs them: d, u, delta, and u . delta returned. */
+NEP_HD NEP_REAL nep_train_pair_geometry(const double *r, const double *ai, const double *aj,
+                                        const double *B, NEP_REAL *d, NEP_REAL *u,
+                                        NEP_REAL *delta)
+{
+    nep_train_pair_distance(r, d, u);
+    return nep_train_pair_perturbation(r, u, ai, aj, B, delta);
 }
 
 /* Y_kappa(u), its gradient with respect to r, dyr[kappa][c] = (dY/du_c - u_c (u . dY/du)) / d,
@@ -688,8 +702,7 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
         const int j = neighbor[p], tj = types[j];
         const double *r = r_pairs + 3 * p;
         NEP_REAL d, u[3], delta[3];
-        const NEP_REAL ddot = nep_train_pair_geometry(r, ai, fadj ? fadj + 3 * (size_t)j : NULL,
-                                                      B, &d, u, delta);
+        nep_train_pair_distance(r, &d, u);
         NEP_REAL v[3] = {(NEP_REAL)0, (NEP_REAL)0, (NEP_REAL)0}; /* dU_i/dr_ij */
         const NEP_REAL rcr = (NEP_REAL)m->rc_radial[ti * T + tj];
         if (d < rcr) {
@@ -701,6 +714,8 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
         }
         const NEP_REAL rca = (NEP_REAL)m->rc_angular[ti * T + tj];
         if (d < rca) {
+            const NEP_REAL ddot = nep_train_pair_perturbation(
+                r, u, ai, fadj ? fadj + 3 * (size_t)j : NULL, B, delta);
             nep_train_radial_basis(d, rca, bA, fk, fkp);
             nep_train_angular_pair(L, d, u, delta, y, dyr, ydot);
             for (int n = 0; n <= nA; ++n) {

@@ -281,18 +281,26 @@ __host__ __device__ static warp_layout make_warp_layout(const nep_train_atom_mod
     return w;
 }
 
-/* Pair p of the list, as both passes of the warp kernel take it: its neighbour's type (*tj)
- * and nep_train_pair_geometry's distance, unit vector, perturbation and radial part (the
- * return value), with the atom's force adjoint ai and the virial adjoint B. */
-__device__ static __forceinline__ real warp_pair(const nepct_args &A, size_t p, const double *ai,
-                                                 const double *B, int *tj, real *d, real *u,
-                                                 real *delta)
+/* Pair p of the list, as both passes of the warp kernel take it: its neighbour (returned)
+ * and the neighbour's type (*tj), its distance and unit vector (nep_train_pair_distance). */
+__device__ static __forceinline__ int warp_pair(const nepct_args &A, size_t p, int *tj, real *d,
+                                                real *u)
 {
     const int j = A.neighbor[p];
     *tj = A.types[j];
+    nep_train_pair_distance(A.r + 3 * p, d, u);
+    return j;
+}
+
+/* Its perturbation with the atom's force adjoint ai and the virial adjoint B
+ * (nep_train_pair_perturbation): delta, and u . delta returned. */
+__device__ static __forceinline__ real warp_perturbation(const nepct_args &A, size_t p, int j,
+                                                         const real *u, const double *ai,
+                                                         const double *B, real *delta)
+{
     const double *fadj = A.force_adjoint;
-    return nep_train_pair_geometry(A.r + 3 * p, ai, fadj ? fadj + 3 * (size_t)j : NULL, B, d, u,
-                                   delta);
+    return nep_train_pair_perturbation(A.r + 3 * p, u, ai, fadj ? fadj + 3 * (size_t)j : NULL,
+                                       B, delta);
 }
 
 /* Bounded like atoms_kernel (12 blocks per SM in float32: 168 registers, 136 bytes spilled,
@@ -354,7 +362,8 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 int tj;
                 real d, u[3], delta[3];
                 real fk[NEP_TRAIN_MAX_BASIS], fkp[NEP_TRAIN_MAX_BASIS], dyr[NEP_TRAIN_NUM_Y][3];
-                const real ddot = warp_pair(A, p, ai, B, &tj, &d, u, delta);
+                const int j = warp_pair(A, p, &tj, &d, u);
+                const real ddot = warp_perturbation(A, p, j, u, ai, B, delta);
                 int flags = 0;
                 const real rcr = (real)m.rc_radial[ti * T + tj];
                 if (d < rcr) {
@@ -487,7 +496,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 int tj;
                 real d, u[3], delta[3];
                 real y[NEP_TRAIN_NUM_Y], dyr[NEP_TRAIN_NUM_Y][3], ydot[NEP_TRAIN_NUM_Y];
-                const real ddot = warp_pair(A, p, ai, B, &tj, &d, u, delta);
+                const int j = warp_pair(A, p, &tj, &d, u);
                 real v[3] = {(real)0, (real)0, (real)0};
                 int flags = 0;
                 const real rcr = (real)m.rc_radial[ti * T + tj];
@@ -501,6 +510,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 }
                 const real rca = (real)m.rc_angular[ti * T + tj];
                 if (d < rca) {
+                    const real ddot = warp_perturbation(A, p, j, u, ai, B, delta);
                     real *fk = rec + o_fkA, *fkp = rec + o_fkpA;
                     nep_train_radial_basis(d, rca, bA, fk, fkp);
                     nep_train_angular_pair(L, d, u, delta, y, dyr, ydot);
