@@ -63,9 +63,10 @@ def measure(structures_wanted: int | None, seconds: float, repeats: int) -> dict
     structures = structures[:count]
     model = Model.from_nep_in(nep_in)
     model.parameters[:] = rng.normal(0, 0.1, model.num_parameters)
+    labels = Labels.from_structures(structures, list(model.types))
+    loss = _trainer_loss(nep_in, model)
     gpu = CudaBackend(model, structures)
-    gpu.attach_loss(Labels.from_structures(structures, list(model.types)), _trainer_loss(
-        nep_in, model))
+    gpu.attach_loss(labels, loss)
     params, batch = model.parameters, np.arange(count)
     calls = {PREDICTIONS: functools.partial(gpu.predict, params, batch),
              LOSS: functools.partial(gpu.loss_and_gradient, params, batch, False),
@@ -92,8 +93,7 @@ def measure(structures_wanted: int | None, seconds: float, repeats: int) -> dict
     gpu.set_kernels()
     del gpu  # the same batch with each atom's pairs in the neighbour list's order
     listed = CudaBackend(model, structures, pair_order="list")
-    listed.attach_loss(Labels.from_structures(structures, list(model.types)), _trainer_loss(
-        nep_in, model))
+    listed.attach_loss(labels, loss)
     for label, gradient in PAIR_ORDER_AB:
         listed.set_kernels(True, gradient)
         rows[f"loss + gradient, {label}"] = best(

@@ -879,8 +879,9 @@ def bench_gpu_epoch(threads, out):
         return time.monotonic() - t0
 
     t0 = time.monotonic()
+    labels = Labels.from_structures(structures, list(model.types))
     gpu = CudaBackend(model, structures)
-    gpu.attach_loss(Labels.from_structures(structures, list(model.types)), loss)
+    gpu.attach_loss(labels, loss)
     upload = time.monotonic() - t0
     calls = []  # (structures per call, ms per call)
     for size in sorted({1, 4, batch, 100, fill, 2 * fill} & set(range(1, len(structures) + 1))):
@@ -903,7 +904,7 @@ def bench_gpu_epoch(threads, out):
     device_bytes = int(gpu.device_bytes)
     del gpu  # the pair order's A/B: the same set uploaded again, in the list's order
     listed = CudaBackend(model, structures, pair_order="list")
-    listed.attach_loss(Labels.from_structures(structures, list(model.types)), loss)
+    listed.attach_loss(labels, loss)
     for label, gradient in PAIR_ORDER_AB:
         listed.set_kernels(True, gradient)
         epoch(listed, min(fill, len(structures)), fill)  # warm-up

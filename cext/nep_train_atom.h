@@ -315,6 +315,13 @@ NEP_HD NEP_REAL nep_train_radial_channel(const nep_train_atom_model *m, const NE
     return qn;
 }
 
+/* dPhi/dc[n][k][ti][t] of a radial coefficient from its channel's adjoints lambda_n, mu_n
+ * and the per-type sums F[t][k], G[t][k]. */
+NEP_HD double nep_train_radial_gradient(NEP_REAL lam_n, NEP_REAL mu_n, NEP_REAL F, NEP_REAL G)
+{
+    return (double)(lam_n * F + mu_n * G);
+}
+
 /* W[t][k] = sum_n dU/dq_n c[n][k][ti][t] for neighbour type t and basis function k, with
  * dU/dq_n = -mu_n (mu[n sst], scaled): pass 2's radial pair derivative is
  * (sum_k W[t][k] f_k') u. */
@@ -688,7 +695,7 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
             if (grad)
                 for (int n = 0; n <= nR; ++n)
                     grad[(m->offset_radial + nep_coefficient_index(n, k, bR + 1, T, ti, t)) * gst] +=
-                        (double)(lam[n * st] * F[at] + mu[n * st] * G[at]);
+                        nep_train_radial_gradient(lam[n * st], mu[n * st], F[at], G[at]);
             F[at] = nep_train_radial_weight(m, par, ti, t, k, mu, st);
         }
     /* angular adjoints sigma = dPhi/ds and tau = dPhi/dsdot per channel */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <algorithm>
 #include <new>
 #include <vector>
 
@@ -396,6 +397,7 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
         rc_max = fmax(rc_max, rc_list[k]);
     }
     std::vector<int> types, atom_structure, neighbor;
+    std::vector<size_t> order; /* one atom's pairs, in upload order */
     std::vector<long long> pair_offset(1, 0);
     std::vector<double> r, temperature;
     h->structure_offset.assign(1, 0);
@@ -422,17 +424,23 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
         for (int i = 0; i < sys->num_atoms; ++i) {
             types.push_back(sys->types[i]);
             atom_structure.push_back(s);
+            /* the list's angular pairs, then the others; each part stably in neighbour-type
+             * order unless asked for the list's own order */
             const size_t first = list.offset[i], angular_end = first + list.num_angular[i];
-            /* the list's angular pairs, then the others; each part in neighbour-type order
-             * unless asked for the list's own order */
-            const size_t parts[3] = {first, angular_end, list.offset[i + 1]};
-            for (int part = 0; part < 2; ++part)
-                for (int tj = 0; tj < (by_type ? T : 1); ++tj)
-                    for (size_t p = parts[part]; p < parts[part + 1]; ++p) {
-                        if (by_type && sys->types[list.neighbor[p]] != tj) continue;
-                        neighbor.push_back((int)(base + list.neighbor[p]));
-                        for (int c = 0; c < 3; ++c) r.push_back(list.r[3 * p + c]);
-                    }
+            order.clear();
+            for (size_t p = first; p < list.offset[i + 1]; ++p) order.push_back(p);
+            if (by_type) {
+                const auto by_neighbour_type = [&](size_t a, size_t b) {
+                    return sys->types[list.neighbor[a]] < sys->types[list.neighbor[b]];
+                };
+                const auto angular = order.begin() + (ptrdiff_t)(angular_end - first);
+                std::stable_sort(order.begin(), angular, by_neighbour_type);
+                std::stable_sort(angular, order.end(), by_neighbour_type);
+            }
+            for (size_t p : order) {
+                neighbor.push_back((int)(base + list.neighbor[p]));
+                for (int c = 0; c < 3; ++c) r.push_back(list.r[3 * p + c]);
+            }
             pair_offset.push_back((long long)neighbor.size());
         }
         nep_neighbor_free(&list);

@@ -479,7 +479,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
         for (int e = lane; want && e < (nR + 1) * nF; e += NEPCT_THREADS) {
             const int n = e / nF, x = e % nF;
             row[m.offset_radial + nep_coefficient_index(n, x % bR1, bR1, T, ti, x / bR1)] +=
-                (double)(lam[n] * F[x] + mu[n] * G[x]);
+                nep_train_radial_gradient(lam[n], mu[n], F[x], G[x]);
         }
         __syncthreads();
         for (int x = lane; x < nF; x += NEPCT_THREADS) /* then W over F */
