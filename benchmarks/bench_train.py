@@ -26,6 +26,9 @@
   within 20 s, the optimiser steps per second and the device memory of the training set.
   Writes ``nepzbl_reference.json`` (the final held-out force RMSE and when nepzbl first had
   it) for ``peers``; with ``--peer-minutes`` > 0, the peers follow on the same GPU.
+  ``--gradient-kernel``, ``--predictions-in-gradient-kernel`` and ``--pair-order`` train with
+  other per-atom kernels than the defaults; ``--fastest-from gpu_epoch.json`` with the
+  fastest of ``gpu-epoch``'s kernel table (``device_all.sh 5``), which would become the default.
 * ``peers``: neppo and TorchNEP (pure-Python packages over PyTorch, when installed) on the
   same input, on ``--device``: the training time each needs to reach nepzbl's held-out force
   RMSE, read from ``--nepzbl-reference`` or measured by a ``--seconds`` nepzbl run first; a
@@ -73,6 +76,7 @@ Usage::
     PYTHONPATH=. python benchmarks/bench_train.py memory [--minutes 3]
     PYTHONPATH=. python benchmarks/bench_train.py llzo-peers [--minutes 5]
     PYTHONPATH=. python benchmarks/bench_train.py gpu [--seconds 20] [--peer-minutes 5]
+                                                      [--fastest-from gpu_epoch.json]
     PYTHONPATH=. python benchmarks/bench_train.py peers [--device cuda] [--peer-seconds 75]
         [--nepzbl-reference OUT/nepzbl_reference.json] [--peers neppo,torchnep] [--table-only]
     PYTHONPATH=. python benchmarks/bench_train.py gpu-epoch [--threads 16]
@@ -479,18 +483,25 @@ def _plot_schedules(results, path):
     plt.close(fig)
 
 
-def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first):
-    """Time to the held-out targets on the GPU, steps/s, device memory; peers on the GPU."""
+def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first, kernels=None):
+    """Time to the held-out targets on the GPU, steps/s, device memory; peers on the GPU.
+    ``kernels`` (a :func:`kernel_choice` dict) trains with other per-atom kernels than the
+    defaults."""
     import json
 
     from nepzbl_plugin import __version__
     from nepzbl_plugin.train.cuda_backend import CudaBackend
 
     nep_in_path, nep_in, structures, held_out = _llzo_sets()
+    options = {}
+    if kernels is not None:
+        print(f"per-atom kernels: {kernels['label']} ({kernels['why']})", flush=True)
+        options["backend"] = functools.partial(_chosen_backend, kernels)
     # at most 100 reports evaluated (0.2 s apart over 20 s): a GPU run reports every 10 of its
     # thousands of steps, and all of them would take the step's time limit (80 s) and more
     model, history, wall, rows = _nepzbl_held_out_run(structures, nep_in, held_out, seconds,
-                                                      out, optimizer, "cuda", max_rows=100)
+                                                      out, optimizer, "cuda", max_rows=100,
+                                                      **options)
     reached = _first_at_llzo_targets(rows)
     last = history.records[-1] if history.records else {}
     epochs = last.get("step", 0)
@@ -501,7 +512,8 @@ def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first):
     backend = CudaBackend(model, structures)
     print(f"\nLLZO NEP25-ZBL on the GPU, {len(structures)} train / {len(held_out)} held-out "
           f"frames, {optimizer or 'default'} optimiser, budget {seconds:g} s, wall {wall:.1f} s "
-          f"(start-up included; stop: {history.stop_reason})")
+          f"(start-up included; stop: {history.stop_reason})"
+          + ("" if kernels is None else f"; per-atom kernels: {kernels['label']}"))
     print(f"{'wall (s)':>9} {'step':>6} {'E (meV/atom)':>13} {'F (meV/Å)':>10} "
           f"{'V (meV/atom)':>13}")
     for r in rows:
@@ -525,6 +537,8 @@ def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first):
     _plot(rows, Path(out) / "bench_gpu.png", "LLZO NEP25-ZBL held-out RMSE (GPU)",
           [("energy", "meV/atom"), ("force", "meV/Å"), ("virial", "meV/atom")], LLZO_TARGET)
     reference = _nepzbl_reference(rows, "cuda", seconds, __version__)
+    if kernels is not None:
+        reference["kernels"] = kernels["label"]
     # the peers' target, for `bench_train.py peers --nepzbl-reference` in a later call
     (Path(out) / "nepzbl_reference.json").write_text(json.dumps(reference, indent=1) + "\n")
     if peer_minutes > 0:
@@ -848,6 +862,54 @@ PAIR_ORDER_AB = (
     ("default kernels, pairs in the neighbour list's order", "default"),
     ("gradient in the warp kernel, pairs in the list's order", "warp"),
 )
+
+
+def kernel_choice(gradient="default", predict_kernel=True, pair_order="type", interleaved=True,
+                  label=None, why="named on the command line"):
+    """One choice of the CUDA trainer's per-atom kernels, pair order and layout, as
+    ``bench_train.py gpu`` trains with it (:func:`_chosen_backend`)."""
+    if label is None:
+        label = next((name for name, choice in KERNEL_CHOICES
+                      if choice == (predict_kernel, gradient)),
+                     f"gradient in the {gradient} kernel, predictions in "
+                     + ("their own kernel" if predict_kernel else "the gradient kernel"))
+        if pair_order != "type":
+            label += ", pairs in the list's order"
+        if not interleaved:
+            label += ", work arrays contiguous"
+    return {"label": label, "predict_kernel": predict_kernel, "gradient": gradient,
+            "pair_order": pair_order, "interleaved": interleaved, "why": why}
+
+
+def fastest_epoch_kernels(path):
+    """The :func:`kernel_choice` of the fastest row of ``gpu-epoch``'s table of kernel choices
+    (its ``gpu_epoch.json`` at ``path``), so that a later call on the device trains with it
+    (``device_all.sh 5``): the 20 s target is then measured with the kernels that would become
+    the default."""
+    timed = json.loads(Path(path).read_text())["gpu_epoch_s_by_kernels"]
+    rows = {name: {"predict_kernel": predict, "gradient": gradient}
+            for name, (predict, gradient) in KERNEL_CHOICES}
+    rows[LAYOUT_AB] = {"interleaved": False}
+    rows.update({name: {"gradient": gradient, "pair_order": "list"}
+                 for name, gradient in PAIR_ORDER_AB})
+    known = {name: seconds for name, seconds in timed.items() if name in rows}
+    if not known:
+        raise SystemExit(f"{path}: no row of gpu-epoch's kernel table that this script knows")
+    best = min(known, key=known.get)
+    return kernel_choice(label=best, why=f"the fastest epoch in {path}: {known[best]:.3f} s, "
+                         f"the defaults' {timed.get(KERNEL_CHOICES[0][0], float('nan')):.3f} s",
+                         **rows[best])
+
+
+def _chosen_backend(kernels, model, structures):
+    """A :class:`CudaBackend` with the per-atom kernels, pair order and layout of ``kernels``
+    (train()'s ``backend`` factory)."""
+    from nepzbl_plugin.train.cuda_backend import CudaBackend
+
+    backend = CudaBackend(model, structures, pair_order=kernels["pair_order"])
+    backend.set_kernels(kernels["predict_kernel"], kernels["gradient"])
+    backend.set_interleaved(kernels["interleaved"])
+    return backend
 
 
 def bench_gpu_epoch(threads, out):
@@ -1215,7 +1277,34 @@ def build_parser() -> argparse.ArgumentParser:
                              "1500)")
     parser.add_argument("--table-only", action="store_true",
                         help="peers: print the table of the results already in --out")
+    parser.add_argument("--gradient-kernel", default="default",
+                        choices=("default", "wide", "unbounded", "warp"),
+                        help="gpu: the trainer's gradient kernel (default: the default)")
+    parser.add_argument("--predictions-in-gradient-kernel", action="store_true",
+                        help="gpu: the prediction pass in the gradient kernel, not in its own")
+    parser.add_argument("--pair-order", default="type", choices=("type", "list"),
+                        help="gpu: each atom's pairs on the device in the neighbours' type "
+                             "order (default) or in the neighbour list's")
+    parser.add_argument("--fastest-from", default=None,
+                        help="gpu: train with the fastest kernels of gpu-epoch's table, read "
+                             "from the first of these comma-separated gpu_epoch.json files that "
+                             "exists (none: the kernels named by the options above)")
     return parser
+
+
+def _kernels_from_args(args):
+    """The kernel choice ``gpu`` trains with: the fastest of a gpu_epoch.json, the options, or
+    None for the defaults."""
+    found = next((Path(p) for p in (args.fastest_from or "").split(",")
+                  if p and Path(p).is_file()), None)
+    if found is not None:
+        return fastest_epoch_kernels(found)
+    choice = kernel_choice(args.gradient_kernel, not args.predictions_in_gradient_kernel,
+                           args.pair_order)
+    if args.fastest_from:  # said, so that the output shows which kernels ran
+        choice["why"] = f"none of {args.fastest_from} found: the options' choice"
+        return choice
+    return None if choice["label"] == KERNEL_CHOICES[0][0] else choice
 
 
 def main(argv=None):
@@ -1244,7 +1333,7 @@ def main(argv=None):
         old.unlink()  # a benchmark always starts afresh
     if args.case == "gpu":
         bench_gpu(args.seconds if args.seconds is not None else 20.0, out, args.optimizer,
-                  args.peer_minutes, args.peer_first)
+                  args.peer_minutes, args.peer_first, _kernels_from_args(args))
     elif args.case == "peers":
         bench_peers(out, _peer_device(args.device), args.peer_seconds,
                     [p for p in args.peers.split(",") if p], args.nepzbl_reference,

@@ -18,14 +18,15 @@
 #   bash benchmarks/device_all.sh 4     # about 8 minutes, issue 16's contrast: the first
 #                                       # models with and without ZBL, 12288 atoms at 1200 K
 #                                       # for 190 s each, NEP802 as the positive control
-#   bash benchmarks/device_all.sh 5     # about 2 minutes, issue 14's epoch: where one
+#   bash benchmarks/device_all.sh 5     # about 3 minutes, issue 14's epoch: where one
 #                                       # filled call of the trainer spends its time (by
-#                                       # differences of timed calls), then its per-atom
+#                                       # differences of timed calls), the 20 s target with
+#                                       # part 1's fastest epoch kernels, then the per-atom
 #                                       # kernels under Nsight Compute where it reads the
 #                                       # hardware counters (Firecracker machines)
 #
 # Parts 1 + 2 (about 9 minutes) fill one 15-minute device budget, machine start included;
-# with part 2's peers measured (2026-11-30), parts 1 + 5 (about 6 minutes) do instead;
+# with part 2's peers measured (2026-11-30), parts 1 + 5 (about 7 minutes) do instead;
 # parts 3 and 4 need a budget each. Part 2 reads nepzbl's target from part 1 of the same
 # machine (gpu-out/nepzbl_reference.json, kept between calls while the machine stays warm);
 # without it, nepzbl trains its 20 s first (about 40 s with start-up).
@@ -79,6 +80,8 @@ case "$part" in
     # a 2000 x 192-atom epoch against the 16-thread CPU trainer (target >= 20 times)
     step bench_gpu_epoch 100 "$py" benchmarks/bench_train.py gpu-epoch --out "$out/gpu_epoch" \
         --threads 16
+    # its kernel table, for part 5's training with the fastest kernels (a later call)
+    cp "$out/gpu_epoch/gpu_epoch.json" gpu-out/ 2>/dev/null
     # the CPU trainer on 1 and 16 threads in one run (target 16 threads >= 12 x 1 thread)
     step bench_scaling 60 "$py" benchmarks/bench_train.py scaling --threads 1,16 --rounds 2 \
         --seconds 2
@@ -152,6 +155,12 @@ case "$part" in
     # where a filled call's time goes: predictions, loss, loss + gradient, and the gradient
     # call with the first layout and each other kernel choice (by differences of timed calls)
     step profile_train 60 "$py" benchmarks/bench_profile_train.py --json "$out/profile_train.json"
+    # the 20 s training target with the kernels of part 1's fastest epoch (its gpu_epoch.json
+    # from this call's $OUT or, a later call on the same warm machine, gpu-out/): the
+    # measurement that making them the default needs; without part 1's table, the defaults
+    step bench_train_gpu_fastest 80 "$py" benchmarks/bench_train.py gpu --seconds 20 \
+        --peer-minutes 0 --out "$out/train_gpu_fastest" \
+        --fastest-from "$out/gpu_epoch/gpu_epoch.json,gpu-out/gpu_epoch.json"
     # then the per-atom kernels under Nsight Compute: stall reasons, occupancy, memory
     # traffic; where ncu cannot read the counters (gVisor) it fails at once, and its status
     # says so; where there is no ncu at all the step is left out

@@ -125,3 +125,40 @@ def test_every_part_ends_within_one_device_call(part):
     grace = int(re.search(r"timeout -k (\d+) ", (REPO / "benchmarks/device_all.sh").read_text())
                 .group(1))
     assert limits and sum(limits) + grace * len(limits) < COMMAND_LIMIT_S - 15, (part, limits)
+
+
+def test_part_5_trains_with_the_fastest_kernels_of_part_1s_epoch_table(tmp_path):
+    """bench_train.py gpu --fastest-from picks the fastest known row of gpu-epoch's kernel
+    table and maps it to the backend's settings; a missing table leaves the options' choice,
+    and says so."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        bench = importlib.import_module("bench_train")
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    default, warp = bench.KERNEL_CHOICES[0][0], bench.KERNEL_CHOICES[4][0]
+    listed_warp = bench.PAIR_ORDER_AB[1][0]
+    table = tmp_path / "gpu_epoch.json"
+    times = {default: 0.40, warp: 0.21, listed_warp: 0.19, bench.LAYOUT_AB: 0.50,
+             "a row from a later version": 0.01}
+    table.write_text(bench.json.dumps({"gpu_epoch_s_by_kernels": times}))
+    chosen = bench.fastest_epoch_kernels(table)
+    assert (chosen["label"], chosen["gradient"], chosen["predict_kernel"],
+            chosen["pair_order"], chosen["interleaved"]) == (listed_warp, "warp", True, "list",
+                                                            True)
+    assert "0.190 s" in chosen["why"] and "0.400 s" in chosen["why"]
+
+    times.pop(listed_warp)
+    table.write_text(bench.json.dumps({"gpu_epoch_s_by_kernels": times}))
+    args = bench.build_parser().parse_args(["gpu", "--fastest-from",
+                                            f"{tmp_path / 'absent.json'},{table}"])
+    chosen = bench._kernels_from_args(args)
+    assert (chosen["label"], chosen["gradient"], chosen["pair_order"]) == (warp, "warp", "type")
+
+    args = bench.build_parser().parse_args(["gpu", "--fastest-from", str(tmp_path / "no.json")])
+    chosen = bench._kernels_from_args(args)
+    assert chosen["label"] == default and "none of" in chosen["why"]
+    assert bench._kernels_from_args(bench.build_parser().parse_args(["gpu"])) is None
+    chosen = bench._kernels_from_args(bench.build_parser().parse_args(
+        ["gpu", "--gradient-kernel", "warp", "--predictions-in-gradient-kernel"]))
+    assert (chosen["label"], chosen["predict_kernel"]) == (bench.KERNEL_CHOICES[5][0], False)

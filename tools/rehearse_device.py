@@ -44,7 +44,7 @@ STEPS = {"1": ("tests", "bench_gpu_steps", "bench_train_gpu", "bench_train_gpu_a
                "peers_table"),
          "3": ("train_schedules", "bench_gpu", "bench_gpu_md"),
          "4": ("contrast_nep802", "contrast_nozbl", "contrast_zbl", "contrast_table"),
-         "5": ("profile_train", "ncu_train")}
+         "5": ("profile_train", "bench_train_gpu_fastest", "ncu_train")}
 # steps a part runs only where their tool is installed (ncu): checked when they ran
 OPTIONAL_STEPS = {"ncu_train"}
 # part 4's result files (validation/al_contrast_long.py), under contrast/
@@ -115,6 +115,8 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
         need((out / "train_gpu" / "bench_gpu.png").is_file(), "train_gpu/bench_gpu.png missing")
         need((REPO / "gpu-out" / "nepzbl_reference.json").is_file(),
              "gpu-out/nepzbl_reference.json (part 2's target) missing")
+        need((REPO / "gpu-out" / "gpu_epoch.json").is_file(),
+             "gpu-out/gpu_epoch.json (part 5's choice of kernels) missing")
         need_text("bench_gpu_epoch.txt", "GPU epoch", "device memory", "per epoch",
                   "ms per call", "the GPU filled", "per-atom kernels",
                   "128-register kernel", "gradient in the unbounded kernel",
@@ -197,6 +199,14 @@ def check_part(part: str, out: Path, peers: set[str]) -> list[str]:
         result = out / "profile_train.json"
         need(result.is_file() and len(json.loads(result.read_text()).get("ms", {})) == 11,
              "profile_train.json missing or short")
+        # the 20 s target with part 1's fastest epoch kernels (its gpu_epoch.json, copied to
+        # gpu-out/, when part 1 ran first; the defaults otherwise, and the output says so)
+        need_text("bench_train_gpu_fastest.txt", "per-atom kernels:", "LLZO NEP25-ZBL on the GPU",
+                  "held-out targets")
+        need((out / "train_gpu_fastest" / "nepzbl_reference.json").is_file(),
+             "train_gpu_fastest/nepzbl_reference.json missing")
+        if (REPO / "gpu-out" / "gpu_epoch.json").is_file():
+            need_text("bench_train_gpu_fastest.txt", "the fastest epoch in")
     elif part == "sanitize":
         need(read(out / "plain.txt").rstrip().endswith("device checks ok"),
              "plain.txt does not end with 'device checks ok'")
