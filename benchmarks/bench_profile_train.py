@@ -12,12 +12,14 @@ randomly displaced, as ``bench_train.py gpu-epoch``; the batch that fills the GP
   summed by one thread per parameter), with each other choice of per-atom kernels, and with
   each atom's pairs in the neighbour list's order instead of the neighbours' type order.
 
-Under Nsight Compute, one call of each kernel of interest is enough (``--repeats 0`` makes
-one call and times nothing)::
+Under Nsight Compute, one launch of each kernel of interest is enough (``--repeats 0`` times
+nothing: it makes the trainer's call once with the default kernels, which launches
+``predict_kernel``, ``atoms_kernel`` and ``row_partials_kernel`` in that order, and once with
+the warp kernel: ``predict_kernel`` again, then ``warp_gradient_kernel``)::
 
     PYTHONPATH=. python benchmarks/bench_profile_train.py
-    ncu --clock-control none --launch-count 3 \\
-        --kernel-name regex:'predict_kernel|atoms_kernel|row_partials_kernel' \\
+    ncu --clock-control none --launch-count 5 \\
+        --kernel-name regex:'predict_kernel|atoms_kernel|row_partials_kernel|warp_gradient_kernel' \\
         --section SpeedOfLight --section Occupancy --section MemoryWorkloadAnalysis \\
         --section WarpStateStats --section SchedulerStats \\
         python benchmarks/bench_profile_train.py --repeats 0
@@ -72,9 +74,11 @@ def measure(structures_wanted: int | None, seconds: float, repeats: int) -> dict
              LOSS: functools.partial(gpu.loss_and_gradient, params, batch, False),
              GRADIENT: functools.partial(gpu.loss_and_gradient, params, batch)}
     rows = {}
-    if repeats <= 0:  # one call of each, for a profiler
-        for call in calls.values():
-            call()
+    if repeats <= 0:  # for a profiler: the trainer's call with the default and the warp kernel
+        calls[GRADIENT]()  # predict_kernel, atoms_kernel, row_partials_kernel
+        gpu.set_kernels(True, "warp")
+        calls[GRADIENT]()  # predict_kernel, warp_gradient_kernel
+        gpu.set_kernels()
         return {"structures": count, "atoms": count * per_structure, "ms": rows}
 
     def best(call):
@@ -108,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "as the trainer sizes it)")
     ap.add_argument("--seconds", type=float, default=0.5, help="timing per repeat (s)")
     ap.add_argument("--repeats", type=int, default=3,
-                    help="best of this many timings per row; 0: one call of each, untimed")
+                    help="best of this many timings per row; 0: for a profiler, the trainer's "
+                         "call once with the default and once with the warp kernel, untimed")
     ap.add_argument("--json", type=Path, default=None, help="also write the table here")
     return ap
 
@@ -118,7 +123,8 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     result = measure(args.structures, args.seconds, args.repeats)
     if not result["ms"]:
-        print(f"one call of each on {result['structures']} structures "
+        print(f"the trainer's call with the default and the warp kernel on "
+              f"{result['structures']} structures "
               f"({result['atoms']} atoms) in {time.monotonic() - t0:.1f} s")
         return 0
     print(f"{result['structures']} structures ({result['atoms']} atoms) in one call, best of "

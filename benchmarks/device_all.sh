@@ -166,8 +166,11 @@ case "$part" in
     # says so; where there is no ncu at all the step is left out
     ncu_bin="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -n 1)"
     if [ -n "$ncu_bin" ]; then
-        step ncu_train 90 "$ncu_bin" --clock-control none --launch-count 3 \
-            --kernel-name regex:'predict_kernel|atoms_kernel|row_partials_kernel' \
+        # (the launches in order: predict_kernel, atoms_kernel, row_partials_kernel of the
+        # default kernels' call, then predict_kernel and warp_gradient_kernel of the warp
+        # kernel's; three, as before, profiled the prediction kernel of three calls only)
+        step ncu_train 90 "$ncu_bin" --clock-control none --launch-count 5 \
+            --kernel-name regex:'predict_kernel|atoms_kernel|row_partials_kernel|warp_gradient_kernel' \
             --section SpeedOfLight --section Occupancy --section LaunchStats \
             --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
             "$py" benchmarks/bench_profile_train.py --repeats 0
