@@ -19,7 +19,7 @@ the warp kernel: ``predict_kernel`` again, then ``warp_gradient_kernel``)::
 
     PYTHONPATH=. python benchmarks/bench_profile_train.py
     ncu --clock-control none --launch-count 5 \\
-        --kernel-name regex:'predict_kernel|atoms_kernel|row_partials_kernel|warp_gradient_kernel' \\
+        --kernel-name regex:'predict_kernel|atoms_kernel|row_partials_kernel|warp_gradient' \\
         --section SpeedOfLight --section Occupancy --section MemoryWorkloadAnalysis \\
         --section WarpStateStats --section SchedulerStats \\
         python benchmarks/bench_profile_train.py --repeats 0
