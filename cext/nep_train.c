@@ -92,7 +92,7 @@ static void workspace_carve(const train_model *m, double *slab, train_workspace 
  * (nep_train_atom, nep_train_atom.h): the gradient contributions are added to `grad` (NULL:
  * none), each atom's energy (its network energy and half of its ZBL pair energies) goes to
  * atom_energy[i] and each pair's v = dU_i/dr_ij to pair_v[3 p] (the caller turns them into
- * forces and virials). */
+ * forces and virials; pair_v NULL: a gradient alone, no forces' terms formed). */
 static void compute_structure(const train_model *m, const nep_system *sys,
                               const nep_neighbor_list *list, int atom_begin, int atom_end,
                               double alpha, const double *fadj, const double *vadj,
@@ -285,6 +285,9 @@ static int train_run(nep_train_cache *cache, const int *ids, const nep_model_spe
         return NEP_ERR_NONFINITE;
     }
     const size_t P = model.layout.num_parameters, stride = padded(P);
+    /* a gradient alone (no energy, forces or virials asked): the per-atom pass forms none of
+     * the forces' terms (nep_train_atom with pair_v NULL), for a caller that predicted first */
+    const int predictions = energy || forces || virials || !gradient;
     int num_blocks = NEP_TRAIN_MAX_BLOCKS;
     while (gradient && num_blocks > 1 && (size_t)num_blocks * stride > NEP_TRAIN_MAX_BUFFER_DOUBLES)
         num_blocks /= 2;
@@ -390,13 +393,13 @@ static int train_run(nep_train_cache *cache, const int *ids, const nep_model_spe
                     if (local_status[s0 + k] || status) wave_ok = 0;
                     pair_base[k + 1] = pair_base[k] + list_of[k]->num_pairs;
                 }
-                double *pair_v = wave_ok ? cache_slot(cache, SLOT_PAIR_V, sizeof(double) * 3 * pair_base[ns]) : NULL;
-                if (wave_ok && !pair_v) {
+                double *pair_v = wave_ok && predictions ? cache_slot(cache, SLOT_PAIR_V, sizeof(double) * 3 * pair_base[ns]) : NULL;
+                if (wave_ok && predictions && !pair_v) {
                     wave_ok = 0;
                     status = NEP_ERR_NOMEM;
                 }
             }
-            double *pair_v = cache->slot[SLOT_PAIR_V];
+            double *pair_v = predictions ? cache->slot[SLOT_PAIR_V] : NULL;
             if (wave_ok) {
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
@@ -416,13 +419,13 @@ static int train_run(nep_train_cache *cache, const int *ids, const nep_model_spe
                                           force_adjoint ? force_adjoint + 3 * off : NULL,
                                           virial_adjoint ? virial_adjoint + 9 * (size_t)(s0 + k) : NULL,
                                           &ws[t], grad, atom_energy + (off - a0),
-                                          pair_v + 3 * pair_base[k]);
+                                          pair_v ? pair_v + 3 * pair_base[k] : NULL);
                     }
                 }
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-                for (int k = 0; k < ns; ++k) {
+                for (int k = 0; k < (predictions ? ns : 0); ++k) {
                     const size_t off = offsets[s0 + k];
                     structure_totals(list_of[k], pair_v + 3 * pair_base[k], atom_energy + (off - a0),
                                      energy ? energy + s0 + k : NULL, forces ? forces + 3 * off : NULL,

@@ -54,6 +54,9 @@ size_t nep_train_num_parameters(const nep_model_spec *spec);
  *   energy          [S] total energies (NEP + ZBL), or NULL.
  *   forces          [sum N][3] forces, or NULL.
  *   virials         [S][9] total virials, row-major, or NULL.
+ *                   With a gradient and none of the three, the call forms none of the
+ *                   forces' terms (a trainer that predicted first, for the adjoints): the
+ *                   same gradient, bit for bit, for less work.
  *   statuses        [S] per-structure status, or NULL.
  *   num_threads     <= 0: the OpenMP default.
  *

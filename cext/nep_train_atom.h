@@ -558,8 +558,9 @@ NEP_HD void nep_train_channel_adjoints(const nep_train_atom_model *m, int n, con
 }
 
 /* One pair's sums over one angular channel's adjoints (ta, sg: K entries sst apart; sg read
- * only with a gradient): tau . Y, tau . dY/dr (tau_dy[3]) and, with a gradient,
- * sigma . Y + tau . Ydot (*sig; else 0). */
+ * only with a gradient): tau . Y, tau . dY/dr (tau_dy[3]; dyr NULL: neither read nor
+ * formed, for a gradient pass without forces) and, with a gradient, sigma . Y + tau . Ydot
+ * (*sig; else 0). */
 NEP_HD void nep_train_pair_channel_sums(int K, const NEP_REAL *ta, const NEP_REAL *sg,
                                         size_t sst, int want_gradient, const NEP_REAL *y,
                                         const NEP_REAL *ydot, NEP_REAL (*dyr)[3],
@@ -571,12 +572,14 @@ NEP_HD void nep_train_pair_channel_sums(int K, const NEP_REAL *ta, const NEP_REA
         const NEP_REAL tk = ta[k * sst];
         ty += tk * y[k];
         if (want_gradient) sg_sum += sg[k * sst] * y[k] + tk * ydot[k];
+        if (!dyr) continue;
         t0 += tk * dyr[k][0];
         t1 += tk * dyr[k][1];
         t2 += tk * dyr[k][2];
     }
     *tau_y = ty;
     *sig = sg_sum;
+    if (!dyr) return;
     tau_dy[0] = t0;
     tau_dy[1] = t1;
     tau_dy[2] = t2;
@@ -596,7 +599,12 @@ NEP_HD void nep_train_pair_channel_sums(int K, const NEP_REAL *ta, const NEP_REA
  * none; parameter k's at grad[k gst], gst = 1 on the CPU, the threads of a tile on the GPU,
  * whose rows are interleaved like the work arrays), writes v = dU_i/dr_ij to pair_v[3 p], subtracts r_ij (x) v from virial[9] (NULL:
  * not formed) and returns the atom's energy (its network energy and half of its ZBL pair
- * energies). */
+ * energies).
+ * pair_v NULL: a gradient pass whose predictions are known (the trainer's call predicts
+ * first, for the loss's adjoints): pass 2 then forms none of the forces' terms (v, the
+ * virial, ZBL), so it skips the pairs beyond the angular cutoff, whose radial coefficients'
+ * gradient pass 1's sums already gave; the gradient is the same, bit for bit, and the
+ * returned energy is the network's alone. */
 NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
                              const NEP_REAL *scaler, const NEP_REAL *zbl, int ti, size_t p0,
                              size_t p1, const int *neighbor, const double *r_pairs,
@@ -705,21 +713,23 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
                                    sigma + (size_t)n * sy, tau + (size_t)n * sy);
 
     /* ---- pass 2: pair derivatives (forces, virial) and coefficient gradients */
+    const int want_forces = pair_v != NULL;
     for (size_t p = p0; p < p1; ++p) {
         const int j = neighbor[p], tj = types[j];
         const double *r = r_pairs + 3 * p;
         NEP_REAL d, u[3], delta[3];
         nep_train_pair_distance(r, &d, u);
+        const NEP_REAL rca = (NEP_REAL)m->rc_angular[ti * T + tj];
+        if (!want_forces && !(d < rca)) continue; /* a radial-only pair: nothing left to add */
         NEP_REAL v[3] = {(NEP_REAL)0, (NEP_REAL)0, (NEP_REAL)0}; /* dU_i/dr_ij */
         const NEP_REAL rcr = (NEP_REAL)m->rc_radial[ti * T + tj];
-        if (d < rcr) {
+        if (want_forces && d < rcr) {
             nep_train_radial_basis(d, rcr, bR, fk, fkp);
             const NEP_REAL *W = F + tj * bR1 * st;
             NEP_REAL gp = (NEP_REAL)0; /* dU/dd through the radial channels */
             for (int k = 0; k <= bR; ++k) gp += W[(size_t)k * st] * fkp[k];
             for (int c3 = 0; c3 < 3; ++c3) v[c3] += gp * u[c3];
         }
-        const NEP_REAL rca = (NEP_REAL)m->rc_angular[ti * T + tj];
         if (d < rca) {
             const NEP_REAL ddot = nep_train_pair_perturbation(
                 r, u, ai, fadj ? fadj + 3 * (size_t)j : NULL, B, delta);
@@ -727,17 +737,21 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
             nep_train_angular_pair(L, d, u, delta, y, dyr, ydot);
             for (int n = 0; n <= nA; ++n) {
                 const size_t off = m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
-                NEP_REAL g, gp;
-                nep_channel_deriv(bA + 1, par + off, (size_t)T * T, fk, fkp, &g, &gp);
                 NEP_REAL tau_y, sig, tau_dy[3];
                 nep_train_pair_channel_sums(K, tau + (size_t)n * sy, sigma + (size_t)n * sy, st,
-                                            want_gradient, y, ydot, dyr, &tau_y, &sig, tau_dy);
-                /* dU/ds = -tau */
-                for (int c3 = 0; c3 < 3; ++c3) v[c3] -= gp * tau_y * u[c3] + g * tau_dy[c3];
+                                            want_gradient, y, ydot, want_forces ? dyr : NULL,
+                                            &tau_y, &sig, tau_dy);
+                if (want_forces) {
+                    NEP_REAL g, gp;
+                    nep_channel_deriv(bA + 1, par + off, (size_t)T * T, fk, fkp, &g, &gp);
+                    /* dU/ds = -tau */
+                    for (int c3 = 0; c3 < 3; ++c3) v[c3] -= gp * tau_y * u[c3] + g * tau_dy[c3];
+                }
                 if (grad)
                     nep_train_grad_add(grad + off * gst, (size_t)T * T * gst, bA + 1, sig, fk,
                                        tau_y * ddot, fkp);
             }
+            if (!want_forces) continue;
             if (m->use_zbl) {
                 NEP_REAL phi, dphi;
                 nep_zbl_pair(d, m->atomic_numbers[ti], m->atomic_numbers[tj],

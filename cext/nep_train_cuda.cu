@@ -706,6 +706,9 @@ static int atoms_pass(nep_train_cuda *h, nepct_args a, int count, int num_select
     const int threads = 128;
     const bool warp = (a.kernels & NEPCT_KERNEL_WARP_GRADIENT)
                       && (a.rows || !(a.kernels & NEPCT_KERNEL_PREDICT)) && warp_kernel_fits(h, a);
+    /* a gradient pass whose predictions are known: the kernels form none of the forces'
+     * terms (nep_train_atom with pair_v NULL), so pass 2 skips the radial-only pairs */
+    if (a.rows && !forces && !energy && !virials) a.v_pair = nullptr;
     int status = warp ? warp_pass(h, a, count) : thread_pass(h, a, count);
     if (status) return status;
     if (forces && count > 0)

@@ -38,7 +38,8 @@ __device__ static real *work_start(const nepct_args &A, real *scratch, size_t t,
 }
 
 /* Atom i with parameters `par`: its energy, virial and pair derivatives into e_atom, w_atom
- * and v_pair (whole-set arrays), its gradient into `grad` (NULL: none), entries `stride`
+ * and v_pair (whole-set arrays; v_pair NULL: a gradient pass without predictions, which
+ * writes none of the three), its gradient into `grad` (NULL: none), entries `stride`
  * apart like its work arrays, which ws holds one after the other (NEP_TRAIN_WORK_* order). */
 __device__ static __forceinline__ void train_atom(const nepct_args &A, const real *par, int i,
                                                   real *ws, size_t stride, double *grad,
@@ -52,13 +53,14 @@ __device__ static __forceinline__ void train_atom(const nepct_args &A, const rea
     const int st = A.atom_structure[i];
     const double *fadj = A.force_adjoint;
     double virial[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-    e_atom[i] = nep_train_atom(&A.model, par, (const real *)A.q_scaler,
-                                 (const real *)A.zbl, A.types[i], (size_t)A.pair_offset[i],
-                                 (size_t)A.pair_offset[i + 1], A.neighbor, A.r, A.types,
-                                 A.temperature ? A.temperature[st] : 0.0, fadj ? fadj + 3 * (size_t)i : NULL, fadj,
-                                 A.virial_adjoint ? A.virial_adjoint + 9 * (size_t)st : NULL,
-                                 A.alpha ? A.alpha[st] : 0.0, work, stride, grad, stride,
-                                 v_pair, virial);
+    const double energy = nep_train_atom(
+        &A.model, par, (const real *)A.q_scaler, (const real *)A.zbl, A.types[i],
+        (size_t)A.pair_offset[i], (size_t)A.pair_offset[i + 1], A.neighbor, A.r, A.types,
+        A.temperature ? A.temperature[st] : 0.0, fadj ? fadj + 3 * (size_t)i : NULL, fadj,
+        A.virial_adjoint ? A.virial_adjoint + 9 * (size_t)st : NULL, A.alpha ? A.alpha[st] : 0.0,
+        work, stride, grad, stride, v_pair, v_pair ? virial : NULL);
+    if (!v_pair) return;
+    e_atom[i] = energy;
     for (int k = 0; k < 9; ++k) w_atom[9 * (size_t)i + k] = virial[k];
 }
 
@@ -327,8 +329,9 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
     const int bR1 = bR + 1, nF = T * bR1;
     real *F = sr + W.radial, *G = F + nF;
     int *rec_type = (int *)(sr + W.reals), *rec_flags = rec_type + NEPCT_THREADS;
-    /* a gradient pass (rows) or predictions only, the same for the whole launch */
-    const bool want = A.rows != NULL;
+    /* a gradient pass (rows) or predictions only, the same for the whole launch; a gradient
+     * pass whose predictions are known (v_pair NULL) forms none of the forces' terms */
+    const bool want = A.rows != NULL, pred = A.v_pair != NULL;
     double *row = want ? A.rows + (size_t)blockIdx.x * P : NULL;
     /* pass-1 record: fkR[bR+1] (fkpR ddot)[bR+1] ag[nA+1] agd[nA+1] y[K] ydot[K]; pass-2
      * record: fkA[bA+1] fkpA[bA+1] sig[nA+1] tyd[nA+1] v[3] phi */
@@ -500,7 +503,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 real v[3] = {(real)0, (real)0, (real)0};
                 int flags = 0;
                 const real rcr = (real)m.rc_radial[ti * T + tj];
-                if (d < rcr) {
+                if (pred && d < rcr) {
                     /* the radial basis in the record (the angular one overwrites it) */
                     nep_train_radial_basis(d, rcr, bR, rec, rec + bR1);
                     const real *Wt = F + tj * bR1;
@@ -515,18 +518,23 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                     nep_train_radial_basis(d, rca, bA, fk, fkp);
                     nep_train_angular_pair(L, d, u, delta, y, dyr, ydot);
                     for (int n = 0; n <= nA; ++n) {
-                        real g, gp, tau_y, sig, tau_dy[3];
-                        nep_channel_deriv(bA + 1, par + m.offset_angular
-                                              + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
-                                          (size_t)T * T, fk, fkp, &g, &gp);
+                        real tau_y, sig, tau_dy[3];
                         nep_train_pair_channel_sums(K, tau + n * SG, sigma + n * SG, 1, want, y,
-                                                    ydot, dyr, &tau_y, &sig, tau_dy);
-                        for (int c3 = 0; c3 < 3; ++c3) v[c3] -= gp * tau_y * u[c3] + g * tau_dy[c3];
+                                                    ydot, pred ? dyr : NULL, &tau_y, &sig,
+                                                    tau_dy);
+                        if (pred) {
+                            real g, gp;
+                            nep_channel_deriv(bA + 1, par + m.offset_angular
+                                                  + nep_coefficient_index(n, 0, bA + 1, T, ti, tj),
+                                              (size_t)T * T, fk, fkp, &g, &gp);
+                            for (int c3 = 0; c3 < 3; ++c3)
+                                v[c3] -= gp * tau_y * u[c3] + g * tau_dy[c3];
+                        }
                         rec[o_sig + n] = sig;
                         rec[o_tyd + n] = tau_y * ddot;
                     }
                     rec[o_phi] = (real)0;
-                    if (m.use_zbl) {
+                    if (pred && m.use_zbl) {
                         real phi, dphi;
                         nep_zbl_pair(d, m.atomic_numbers[ti], m.atomic_numbers[tj],
                                      zbl ? zbl + 10 * (size_t)(ti * T + tj) : NULL, &phi, &dphi);
@@ -535,7 +543,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                     }
                     flags = 2;
                 }
-                for (int c3 = 0; c3 < 3; ++c3) {
+                for (int c3 = 0; pred && c3 < 3; ++c3) {
                     rec[o_v + c3] = v[c3];
                     A.v_pair[3 * p + c3] = (double)v[c3];
                 }
@@ -543,6 +551,14 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 rec_flags[lane] = flags;
             }
             __syncthreads();
+            if (!pred) { /* a chunk of radial-only pairs adds nothing to the gradient */
+                int angular = 0;
+                for (int j = 0; j < chunk; ++j) angular |= rec_flags[j] & 2;
+                if (!angular) { /* the same for every lane: all meet the barrier */
+                    __syncthreads();
+                    continue;
+                }
+            }
             /* the angular coefficients c[n][kb][ti][.] of the atom's type: each lane its own
              * (n, kb), summing the chunk's pairs in order and adding each run of one
              * neighbour type to that type's entry (pairs in type order make a run of a
@@ -566,17 +582,17 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 if (run >= 0) entry[nep_coefficient_index(n, kb, bA + 1, T, ti, run)] += sum;
             }
             /* the virial (lanes 0..8) and the ZBL energy (lane 0), in pair order */
-            if (lane < 9)
+            if (pred && lane < 9)
                 for (int j = 0; j < chunk; ++j)
                     virial -= A.r[3 * (c + j) + lane / 3]
                               * (double)rec0[j * W.rec + o_v + lane % 3];
-            if (lane == 0 && m.use_zbl)
+            if (pred && lane == 0 && m.use_zbl)
                 for (int j = 0; j < chunk; ++j)
                     if (rec_flags[j] & 2) energy += 0.5 * (double)rec0[j * W.rec + o_phi];
             __syncthreads();
         }
-        if (lane < 9) A.w_atom[9 * (size_t)i + lane] = virial;
-        if (lane == 0) A.e_atom[i] = energy;
+        if (pred && lane < 9) A.w_atom[9 * (size_t)i + lane] = virial;
+        if (pred && lane == 0) A.e_atom[i] = energy;
         __syncthreads();
     }
 }

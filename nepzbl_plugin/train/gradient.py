@@ -216,7 +216,7 @@ def _vector(value, size, what) -> np.ndarray | None:
 
 
 def _run(model, batch, alpha, force_adjoint, virial_adjoint, want_gradient, parameters,
-         num_threads, cache=None):
+         num_threads, cache=None, want_predictions=True):
     batch = _as_batch(batch, model)
     if cache is not None and batch.structure_ids is None:
         cache = None  # no ids: nothing to key the kept lists on
@@ -226,7 +226,9 @@ def _run(model, batch, alpha, force_adjoint, virial_adjoint, want_gradient, para
     force_adjoint = _vector(force_adjoint, 3 * A, "force_adjoint")
     virial_adjoint = _vector(virial_adjoint, 9 * S, "virial_adjoint")
     gradient = np.zeros(model.num_parameters) if want_gradient else None
-    energy, forces, virials = np.zeros(S), np.zeros(3 * A), np.zeros(9 * S)
+    # a gradient alone skips the forces' terms in C (the same gradient, bit for bit)
+    energy, forces, virials = ((np.zeros(S), np.zeros(3 * A), np.zeros(9 * S))
+                               if want_predictions or not want_gradient else (None, None, None))
     statuses = np.zeros(S, dtype=np.int32)
     status = _core().train_gradient(
         spec, batch.types, batch.positions, batch.cells, batch.pbc, batch.atom_offsets,
@@ -242,6 +244,8 @@ def _run(model, batch, alpha, force_adjoint, virial_adjoint, want_gradient, para
         where = "" if structure is None else f" (structure {structure})"
         raise EngineError(f"training gradient failed{where}: {_core().strerror(int(status))}",
                           structure=structure)
+    if energy is None:
+        return gradient, None
     predictions = GradientPredictions(energy, forces.reshape(A, 3), virials.reshape(S, 3, 3))
     return gradient, predictions
 
@@ -281,7 +285,8 @@ def linear_functional_gradient(model, batch, alpha=None, force_adjoint=None,
     ``return_predictions=True``.
     """
     gradient, predictions = _run(model, batch, alpha, force_adjoint, virial_adjoint, True,
-                                 parameters, num_threads, cache)
+                                 parameters, num_threads, cache,
+                                 want_predictions=return_predictions)
     return (gradient, predictions) if return_predictions else gradient
 
 
