@@ -60,8 +60,18 @@ NEP_HD void nep_cutoff(NEP_REAL d, NEP_REAL rc, NEP_REAL rcinv, NEP_REAL *fc, NE
 {
     if (d < rc) {
         const NEP_REAL x = d * rcinv;
+#ifdef __CUDA_ARCH__
+        /* sin(pi x) and cos(pi x) in one call whose argument reduction is exact and short:
+         * sin and cos of a general argument each carry a slow path for huge arguments (with
+         * a local-memory table) that x in [0, 1) never takes (CUDA Best Practices Guide) */
+        NEP_REAL s, c;
+        sincospi(x, &s, &c);
+        *fc = (NEP_REAL)0.5 * c + (NEP_REAL)0.5;
+        *fcp = -(NEP_REAL)NEP_PI_HALF * s * rcinv;
+#else
         *fc = (NEP_REAL)0.5 * cos((NEP_REAL)NEP_PI * x) + (NEP_REAL)0.5;
         *fcp = -(NEP_REAL)NEP_PI_HALF * sin((NEP_REAL)NEP_PI * x) * rcinv;
+#endif
     } else {
         *fc = (NEP_REAL)0;
         *fcp = (NEP_REAL)0;
@@ -159,8 +169,15 @@ NEP_HD void nep_zbl(NEP_REAL d, NEP_REAL zizj, NEP_REAL ainv, const NEP_REAL *ro
         fsp = (NEP_REAL)0;
     } else {
         const NEP_REAL pi_factor = (NEP_REAL)NEP_PI / (r2 - r1);
+#ifdef __CUDA_ARCH__
+        NEP_REAL s, c; /* as in nep_cutoff: (d - r1) / (r2 - r1) is in [0, 1) */
+        sincospi((d - r1) / (r2 - r1), &s, &c);
+        fs = c * (NEP_REAL)0.5 + (NEP_REAL)0.5;
+        fsp = -s * pi_factor * (NEP_REAL)0.5;
+#else
         fs = cos(pi_factor * (d - r1)) * (NEP_REAL)0.5 + (NEP_REAL)0.5;
         fsp = -sin(pi_factor * (d - r1)) * pi_factor * (NEP_REAL)0.5;
+#endif
     }
     *dphi = fp * fs + f * fsp;
     *phi = f * fs;
