@@ -568,18 +568,26 @@ NEP_HD void nep_train_pair_channel_sums(int K, const NEP_REAL *ta, const NEP_REA
 {
     NEP_REAL ty = (NEP_REAL)0, sg_sum = (NEP_REAL)0;
     NEP_REAL t0 = (NEP_REAL)0, t1 = (NEP_REAL)0, t2 = (NEP_REAL)0;
+    if (!dyr) { /* the gradient alone: two of the sums, in the same order */
+        for (int k = 0; k < K; ++k) {
+            const NEP_REAL tk = ta[k * sst];
+            ty += tk * y[k];
+            if (want_gradient) sg_sum += sg[k * sst] * y[k] + tk * ydot[k];
+        }
+        *tau_y = ty;
+        *sig = sg_sum;
+        return;
+    }
     for (int k = 0; k < K; ++k) {
         const NEP_REAL tk = ta[k * sst];
         ty += tk * y[k];
         if (want_gradient) sg_sum += sg[k * sst] * y[k] + tk * ydot[k];
-        if (!dyr) continue;
         t0 += tk * dyr[k][0];
         t1 += tk * dyr[k][1];
         t2 += tk * dyr[k][2];
     }
     *tau_y = ty;
     *sig = sg_sum;
-    if (!dyr) return;
     tau_dy[0] = t0;
     tau_dy[1] = t1;
     tau_dy[2] = t2;
