@@ -102,7 +102,9 @@ static void compute_structure(const train_model *m, const nep_system *sys,
     const nep_model_spec *spec = m->spec;
     for (int i = atom_begin; i < atom_end; ++i)
         atom_energy[i] = nep_train_atom(&m->atom, spec->parameters, spec->q_scaler, spec->zbl,
-                                        sys->types[i], list->offset[i], list->offset[i + 1],
+                                        sys->types[i], list->offset[i],
+                                        list->offset[i] + (size_t)list->num_angular[i],
+                                        list->offset[i + 1],
                                         list->neighbor, list->r, sys->types, sys->temperature,
                                         fadj ? fadj + 3 * i : NULL, fadj, vadj, alpha, ws->work,
                                         1, grad, 1, pair_v, NULL);

@@ -594,7 +594,8 @@ NEP_HD void nep_train_pair_channel_sums(int K, const NEP_REAL *ta, const NEP_REA
 }
 
 /* Atom i of type ti, whose pairs are p0 .. p1 - 1 of a neighbour list (neighbor[p], r[3 p]
- * = r_j - r_i; types[j] the neighbours' types), in a structure at `temperature` (K; read by
+ * = r_j - r_i; types[j] the neighbours' types), those within the angular cutoff first
+ * (p0 .. pa - 1, as nep_neighbor_build and the GPU upload order them), in a structure at `temperature` (K; read by
  * temperature models only, whose last descriptor entry it is: no pair depends on it, so its
  * qdot is 0 and its adjoints are never read by pass 2, while the network's gradient covers
  * its weights like any other input's). par, scaler and zbl ([T*T][10], or NULL) are
@@ -610,12 +611,12 @@ NEP_HD void nep_train_pair_channel_sums(int K, const NEP_REAL *ta, const NEP_REA
  * energies).
  * pair_v NULL: a gradient pass whose predictions are known (the trainer's call predicts
  * first, for the loss's adjoints): pass 2 then forms none of the forces' terms (v, the
- * virial, ZBL), so it skips the pairs beyond the angular cutoff, whose radial coefficients'
- * gradient pass 1's sums already gave; the gradient is the same, bit for bit, and the
- * returned energy is the network's alone. */
+ * virial, ZBL), so it stops at pa: the pairs beyond the angular cutoff add nothing more
+ * (pass 1's per-type sums gave their radial coefficients' gradient); the gradient is the
+ * same, bit for bit, and the returned energy is the network's alone. */
 NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
                              const NEP_REAL *scaler, const NEP_REAL *zbl, int ti, size_t p0,
-                             size_t p1, const int *neighbor, const double *r_pairs,
+                             size_t pa, size_t p1, const int *neighbor, const double *r_pairs,
                              const int *types, double temperature, const double *ai,
                              const double *fadj, const double *B, double alpha,
                              NEP_REAL *const *work, size_t st, double *grad, size_t gst,
@@ -722,13 +723,14 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
 
     /* ---- pass 2: pair derivatives (forces, virial) and coefficient gradients */
     const int want_forces = pair_v != NULL;
-    for (size_t p = p0; p < p1; ++p) {
+    for (size_t p = p0; p < (want_forces ? p1 : pa); ++p) {
         const int j = neighbor[p], tj = types[j];
         const double *r = r_pairs + 3 * p;
         NEP_REAL d, u[3], delta[3];
         nep_train_pair_distance(r, &d, u);
         const NEP_REAL rca = (NEP_REAL)m->rc_angular[ti * T + tj];
-        if (!want_forces && !(d < rca)) continue; /* a radial-only pair: nothing left to add */
+        /* (a pair of the angular part whose distance rounds to the cutoff in NEP_REAL) */
+        if (!want_forces && !(d < rca)) continue;
         NEP_REAL v[3] = {(NEP_REAL)0, (NEP_REAL)0, (NEP_REAL)0}; /* dU_i/dr_ij */
         const NEP_REAL rcr = (NEP_REAL)m->rc_radial[ti * T + tj];
         if (want_forces && d < rcr) {

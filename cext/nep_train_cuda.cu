@@ -396,7 +396,7 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
         rc_list[k] = fmax(spec->rc_radial[k], spec->rc_angular[k]);
         rc_max = fmax(rc_max, rc_list[k]);
     }
-    std::vector<int> types, atom_structure, neighbor;
+    std::vector<int> types, atom_structure, neighbor, num_angular;
     std::vector<size_t> order; /* one atom's pairs, in upload order */
     std::vector<long long> pair_offset(1, 0);
     std::vector<double> r, temperature;
@@ -442,6 +442,7 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
                 for (int c = 0; c < 3; ++c) r.push_back(list.r[3 * p + c]);
             }
             pair_offset.push_back((long long)neighbor.size());
+            num_angular.push_back(list.num_angular[i]);
         }
         nep_neighbor_free(&list);
         h->structure_offset.push_back((long long)types.size());
@@ -467,6 +468,7 @@ int create(const nep_model_spec *spec, int num_systems, const nep_system *system
     UPLOAD(a.types, int, types.data(), A);
     UPLOAD(a.atom_structure, int, atom_structure.data(), A);
     UPLOAD(a.pair_offset, long long, pair_offset.data(), A + 1);
+    UPLOAD(a.num_angular, int, num_angular.data(), A);
     UPLOAD(a.in_offset, long long, in_offset.data(), A + 1);
     UPLOAD(a.in_pair, long long, in_pair.data(), P);
     UPLOAD(a.neighbor, int, neighbor.data(), P);

@@ -38,6 +38,7 @@ struct nepct_args {
     const int *types, *atom_structure;
     const double *temperature; /* [S] K, temperature models only (else NULL) */
     const long long *pair_offset, *in_offset, *in_pair;
+    const int *num_angular; /* [A] an atom's pairs within the angular cutoff (listed first) */
     const int *neighbor;
     const double *r;
     /* this call: selected atoms (global indices) and the adjoints (NULL = zero), indexed by

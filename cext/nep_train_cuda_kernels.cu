@@ -55,7 +55,8 @@ __device__ static __forceinline__ void train_atom(const nepct_args &A, const rea
     double virial[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
     const double energy = nep_train_atom(
         &A.model, par, (const real *)A.q_scaler, (const real *)A.zbl, A.types[i],
-        (size_t)A.pair_offset[i], (size_t)A.pair_offset[i + 1], A.neighbor, A.r, A.types,
+        (size_t)A.pair_offset[i], (size_t)A.pair_offset[i] + (size_t)A.num_angular[i],
+        (size_t)A.pair_offset[i + 1], A.neighbor, A.r, A.types,
         A.temperature ? A.temperature[st] : 0.0, fadj ? fadj + 3 * (size_t)i : NULL, fadj,
         A.virial_adjoint ? A.virial_adjoint + 9 * (size_t)st : NULL, A.alpha ? A.alpha[st] : 0.0,
         work, stride, grad, stride, v_pair, v_pair ? virial : NULL);
@@ -489,10 +490,12 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
             F[x] = nep_train_radial_weight(&m, par, ti, x / bR1, x % bR1, mu, 1);
         __syncthreads();
 
-        /* ---- pass 2: pair derivatives, then each lane sums its coefficients' gradient */
+        /* ---- pass 2: pair derivatives, then each lane sums its coefficients' gradient;
+         * without predictions only the angular pairs, which come first, have any */
         double virial = 0.0; /* lanes 0..8: component lane of -sum r (x) v */
-        for (size_t c = p0; c < p1; c += NEPCT_THREADS) {
-            const int chunk = (int)(p1 - c < NEPCT_THREADS ? p1 - c : NEPCT_THREADS);
+        const size_t p2 = pred ? p1 : p0 + (size_t)A.num_angular[i];
+        for (size_t c = p0; c < p2; c += NEPCT_THREADS) {
+            const int chunk = (int)(p2 - c < NEPCT_THREADS ? p2 - c : NEPCT_THREADS);
             if (lane < chunk) {
                 const size_t p = c + lane;
                 real *rec = rec0 + lane * W.rec;
@@ -551,14 +554,6 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 rec_flags[lane] = flags;
             }
             __syncthreads();
-            if (!pred) { /* a chunk of radial-only pairs adds nothing to the gradient */
-                int angular = 0;
-                for (int j = 0; j < chunk; ++j) angular |= rec_flags[j] & 2;
-                if (!angular) { /* the same for every lane: all meet the barrier */
-                    __syncthreads();
-                    continue;
-                }
-            }
             /* the angular coefficients c[n][kb][ti][.] of the atom's type: each lane its own
              * (n, kb), summing the chunk's pairs in order and adding each run of one
              * neighbour type to that type's entry (pairs in type order make a run of a
