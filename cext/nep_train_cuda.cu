@@ -772,7 +772,11 @@ int nep_train_cuda_run(nep_train_cuda *h, const double *parameters, int num_sele
     }
     if (gradient) CHECK(cudaMemsetAsync(h->d_gradient, 0, sizeof(double) * P, st), "gradient");
     else a.rows = nullptr;
-    status = atoms_pass(h, a, count, num_selected, h->d_forces, h->d_energy, h->d_virials);
+    /* a gradient alone: a pass without the forces' terms (atoms_pass) */
+    const bool predictions = energy || forces || virials || !gradient;
+    status = atoms_pass(h, a, count, num_selected, predictions ? h->d_forces : nullptr,
+                        predictions ? h->d_energy : nullptr,
+                        predictions ? h->d_virials : nullptr);
     if (status) return status;
     if (gradient)
         CHECK(cudaMemcpyAsync(gradient, h->d_gradient, sizeof(double) * P, cudaMemcpyDeviceToHost, st),

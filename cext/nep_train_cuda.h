@@ -51,7 +51,8 @@ int nep_train_cuda_create(const nep_model_spec *spec, int num_systems, const nep
  *   alpha [num_selected], force_adjoint [sum N][3] (atoms of the selected structures in
  *   selection order), virial_adjoint [num_selected][9]: NULL for zero.
  *   gradient [P] (NULL: predictions only), energy [num_selected], forces [sum N][3],
- *   virials [num_selected][9]: outputs, NULL when not wanted.
+ *   virials [num_selected][9]: outputs, NULL when not wanted. With a gradient and none of
+ *   the three, the pass forms none of the forces' terms (as nep_train_gradient does).
  * Returns NEP_OK, NEP_ERR_ARGUMENT or a device failure as above. */
 int nep_train_cuda_run(nep_train_cuda *handle, const double *parameters, int num_selected,
                        const int *selected, const double *alpha, const double *force_adjoint,

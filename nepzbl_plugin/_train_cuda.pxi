@@ -171,9 +171,11 @@ cdef class CudaTrainingSet:
 
     def run(self, double[::1] parameters, int[::1] selected, double[::1] alpha=None,
             double[::1] force_adjoint=None, double[::1] virial_adjoint=None,
-            bint want_gradient=True):
+            bint want_gradient=True, bint want_predictions=True):
         """(gradient or None, energy (S,), forces (A, 3), virials (S, 9)) for structures
-        ``selected``; the adjoints are in selection order (None: zero)."""
+        ``selected``; the adjoints are in selection order (None: zero). A gradient without
+        predictions (``want_predictions=False``: the three are None) skips the forces'
+        terms."""
         cdef int status
         cdef int n = selected.shape[0]
         if parameters.shape[0] != self.num_parameters:
@@ -199,14 +201,17 @@ cdef class CudaTrainingSet:
         cdef const double *pf = _tc_ptr(force_adjoint)
         cdef const double *pv = _tc_ptr(virial_adjoint)
         cdef double *pg = <double *>_tc_ptr(g)
-        cdef double *pe = <double *>_tc_ptr(e) if n else NULL
-        cdef double *pff = <double *>_tc_ptr(f) if atoms else NULL
-        cdef double *pw = <double *>_tc_ptr(w) if n else NULL
+        cdef bint predictions = want_predictions or not want_gradient
+        cdef double *pe = <double *>_tc_ptr(e) if n and predictions else NULL
+        cdef double *pff = <double *>_tc_ptr(f) if atoms and predictions else NULL
+        cdef double *pw = <double *>_tc_ptr(w) if n and predictions else NULL
         cdef const int *ps = &selected[0] if n else NULL
         with nogil:
             status = nep_train_cuda_run(self.ptr, &parameters[0], n, ps, pa, pf, pv, pg, pe,
                                         pff, pw)
         _tc_check(status, "training on the GPU")
+        if not predictions:
+            return gradient, None, None, None
         return gradient, energy, forces.reshape(atoms, 3), virials.reshape(n, 3, 3)
 
     def predict_population(self, double[:, ::1] parameters, int[::1] selected):

@@ -98,6 +98,18 @@ for kw in variants:
         # reproducible bit for bit
         g3, _, _, _ = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())
         assert np.array_equal(g, g3)
+        # the gradient alone (no forces' terms, pass 2 over the angular pairs): the same
+        # operations, in the default and in the warp kernel (the same bits in host
+        # emulation; a device compiler may fuse the separate loop's products differently)
+        for gradient_kernel in (0, 3):
+            ts.set_kernels(True, gradient_kernel)
+            g_with = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel())[0]
+            alone = ts.run(params, sel, alpha, fadj.ravel(), vadj.ravel(),
+                           want_predictions=False)
+            assert alone[1:] == (None, None, None), kw
+            err = np.abs(alone[0] - g_with).max() / np.abs(g_with).max()
+            assert err <= 1e-13, (kw, gradient_kernel, "gradient alone", err)
+        ts.set_kernels()
         # each thread's work arrays and gradient row contiguous (the earlier layout): the
         # same bits but for the gradient, whose rows are then summed in another order
         ts.set_interleaved(False)

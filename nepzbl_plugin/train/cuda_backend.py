@@ -152,7 +152,7 @@ class CudaBackend:
         g, _, _, _ = self._set.run(
             np.ascontiguousarray(params, dtype=np.float64), selection_array(indices),
             flat(adjoints.energy), flat(adjoints.forces), flat(adjoints.virial),
-            want_gradient=True)
+            want_gradient=True, want_predictions=False)
         return g + adjoints.regularisation
 
     def value_and_predictions(self, params, indices, adjoints: Adjoints):
