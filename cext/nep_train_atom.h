@@ -169,21 +169,40 @@ NEP_HD NEP_REAL nep_train_pair_geometry(const double *r, const double *ai, const
 }
 
 /* Y_kappa(u), its gradient with respect to r, dyr[kappa][c] = (dY/du_c - u_c (u . dY/du)) / d,
- * and its derivative along the perturbation, ydot[kappa] = dyr[kappa] . delta. */
+ * and its derivative along the perturbation, ydot[kappa] = dyr[kappa] . delta. One division
+ * a pair, not one per entry (3 K of them: 72 a pair for l_max 4, where IEEE division is
+ * several instructions on a GPU and tens of cycles' latency on a CPU). */
 NEP_HD void nep_train_angular_pair(int L, NEP_REAL d, const NEP_REAL *u, const NEP_REAL *delta,
                                    NEP_REAL *y, NEP_REAL (*dyr)[3], NEP_REAL *ydot)
 {
     NEP_REAL dy[3][NEP_TRAIN_NUM_Y];
+    const NEP_REAL dinv = (NEP_REAL)1 / d;
     nep_sph_grad(L, u[0], u[1], u[2], y, dy[0], dy[1], dy[2]);
     for (int k = 0; k < nep_num_abc(L); ++k) {
         const NEP_REAL ud = u[0] * dy[0][k] + u[1] * dy[1][k] + u[2] * dy[2][k];
         NEP_REAL yd = (NEP_REAL)0;
         for (int c = 0; c < 3; ++c) {
-            dyr[k][c] = (dy[c][k] - u[c] * ud) / d;
+            dyr[k][c] = (dy[c][k] - u[c] * ud) * dinv;
             yd += dyr[k][c] * delta[c];
         }
         ydot[k] = yd;
     }
+}
+
+/* Y_kappa(u) and ydot[kappa] alone, as pass 1 needs them: ydot = dY/du . v with v = (delta -
+ * u (u . delta)) / d, the component of the perturbation across the bond over d (the same as
+ * dyr . delta, without forming dyr). */
+NEP_HD void nep_train_angular_tangent(int L, NEP_REAL d, const NEP_REAL *u, const NEP_REAL *delta,
+                                      NEP_REAL *y, NEP_REAL *ydot)
+{
+    NEP_REAL dy[3][NEP_TRAIN_NUM_Y];
+    const NEP_REAL dinv = (NEP_REAL)1 / d;
+    const NEP_REAL ux = u[0] * delta[0] + u[1] * delta[1] + u[2] * delta[2];
+    NEP_REAL v[3];
+    for (int c = 0; c < 3; ++c) v[c] = (delta[c] - u[c] * ux) * dinv;
+    nep_sph_grad(L, u[0], u[1], u[2], y, dy[0], dy[1], dy[2]);
+    for (int k = 0; k < nep_num_abc(L); ++k)
+        ydot[k] = dy[0][k] * v[0] + dy[1][k] * v[1] + dy[2][k] * v[2];
 }
 
 /* The two-hidden-layer network of nep_train_atom (x = q q_scaler, xdot = qdot q_scaler; the
@@ -659,7 +678,7 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
         const NEP_REAL rca = (NEP_REAL)m->rc_angular[ti * T + tj];
         if (d < rca) {
             nep_train_radial_basis(d, rca, bA, fk, fkp);
-            if (want_gradient) nep_train_angular_pair(L, d, u, delta, y, dyr, ydot);
+            if (want_gradient) nep_train_angular_tangent(L, d, u, delta, y, ydot);
             else nep_sph(L, u[0], u[1], u[2], y); /* the same values, without the gradient */
             for (int n = 0; n <= nA; ++n) {
                 const NEP_REAL *c = par + m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);

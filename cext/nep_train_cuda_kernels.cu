@@ -365,7 +365,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 real *rec = rec0 + lane * W.rec;
                 int tj;
                 real d, u[3], delta[3];
-                real fk[NEP_TRAIN_MAX_BASIS], fkp[NEP_TRAIN_MAX_BASIS], dyr[NEP_TRAIN_NUM_Y][3];
+                real fk[NEP_TRAIN_MAX_BASIS], fkp[NEP_TRAIN_MAX_BASIS];
                 const int j = warp_pair(A, p, &tj, &d, u);
                 const real ddot = warp_perturbation(A, p, j, u, ai, B, delta);
                 int flags = 0;
@@ -380,7 +380,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                 const real rca = (real)m.rc_angular[ti * T + tj];
                 if (d < rca) {
                     nep_train_radial_basis(d, rca, bA, fk, fkp);
-                    if (want) nep_train_angular_pair(L, d, u, delta, rec + o_y, dyr, rec + o_ydot);
+                    if (want) nep_train_angular_tangent(L, d, u, delta, rec + o_y, rec + o_ydot);
                     else nep_sph(L, u[0], u[1], u[2], rec + o_y);
                     for (int n = 0; n <= nA; ++n) {
                         real gd;
