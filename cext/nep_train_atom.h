@@ -168,38 +168,41 @@ NEP_HD NEP_REAL nep_train_pair_geometry(const double *r, const double *ai, const
     return nep_train_pair_perturbation(r, u, ai, aj, B, delta);
 }
 
+/* v = (delta - u (u . delta)) / d, the component of a pair's perturbation across the bond
+ * over d, and 1/d returned: Ydot = dY/du . v (nep_train_angular_pair, _tangent). One division
+ * a pair, where dividing each of the 3 K entries of dY/dr (72 a pair for l_max 4) took
+ * several instructions apiece on a GPU and tens of cycles' latency on a CPU. */
+NEP_HD NEP_REAL nep_train_across(NEP_REAL d, const NEP_REAL *u, const NEP_REAL *delta,
+                                 NEP_REAL *v)
+{
+    const NEP_REAL dinv = (NEP_REAL)1 / d;
+    const NEP_REAL ux = u[0] * delta[0] + u[1] * delta[1] + u[2] * delta[2];
+    for (int c = 0; c < 3; ++c) v[c] = (delta[c] - u[c] * ux) * dinv;
+    return dinv;
+}
+
 /* Y_kappa(u), its gradient with respect to r, dyr[kappa][c] = (dY/du_c - u_c (u . dY/du)) / d,
- * and its derivative along the perturbation, ydot[kappa] = dyr[kappa] . delta. One division
- * a pair, not one per entry (3 K of them: 72 a pair for l_max 4, where IEEE division is
- * several instructions on a GPU and tens of cycles' latency on a CPU). */
+ * and its derivative along the perturbation, ydot[kappa] = dyr[kappa] . delta, formed as
+ * dY/du . v (nep_train_across): the same bits as nep_train_angular_tangent's. */
 NEP_HD void nep_train_angular_pair(int L, NEP_REAL d, const NEP_REAL *u, const NEP_REAL *delta,
                                    NEP_REAL *y, NEP_REAL (*dyr)[3], NEP_REAL *ydot)
 {
-    NEP_REAL dy[3][NEP_TRAIN_NUM_Y];
-    const NEP_REAL dinv = (NEP_REAL)1 / d;
+    NEP_REAL dy[3][NEP_TRAIN_NUM_Y], v[3];
+    const NEP_REAL dinv = nep_train_across(d, u, delta, v);
     nep_sph_grad(L, u[0], u[1], u[2], y, dy[0], dy[1], dy[2]);
     for (int k = 0; k < nep_num_abc(L); ++k) {
         const NEP_REAL ud = u[0] * dy[0][k] + u[1] * dy[1][k] + u[2] * dy[2][k];
-        NEP_REAL yd = (NEP_REAL)0;
-        for (int c = 0; c < 3; ++c) {
-            dyr[k][c] = (dy[c][k] - u[c] * ud) * dinv;
-            yd += dyr[k][c] * delta[c];
-        }
-        ydot[k] = yd;
+        for (int c = 0; c < 3; ++c) dyr[k][c] = (dy[c][k] - u[c] * ud) * dinv;
+        ydot[k] = dy[0][k] * v[0] + dy[1][k] * v[1] + dy[2][k] * v[2];
     }
 }
 
-/* Y_kappa(u) and ydot[kappa] alone, as pass 1 needs them: ydot = dY/du . v with v = (delta -
- * u (u . delta)) / d, the component of the perturbation across the bond over d (the same as
- * dyr . delta, without forming dyr). */
+/* Y_kappa(u) and ydot alone, as pass 1 and a gradient pass without forces need them. */
 NEP_HD void nep_train_angular_tangent(int L, NEP_REAL d, const NEP_REAL *u, const NEP_REAL *delta,
                                       NEP_REAL *y, NEP_REAL *ydot)
 {
-    NEP_REAL dy[3][NEP_TRAIN_NUM_Y];
-    const NEP_REAL dinv = (NEP_REAL)1 / d;
-    const NEP_REAL ux = u[0] * delta[0] + u[1] * delta[1] + u[2] * delta[2];
-    NEP_REAL v[3];
-    for (int c = 0; c < 3; ++c) v[c] = (delta[c] - u[c] * ux) * dinv;
+    NEP_REAL dy[3][NEP_TRAIN_NUM_Y], v[3];
+    nep_train_across(d, u, delta, v);
     nep_sph_grad(L, u[0], u[1], u[2], y, dy[0], dy[1], dy[2]);
     for (int k = 0; k < nep_num_abc(L); ++k)
         ydot[k] = dy[0][k] * v[0] + dy[1][k] * v[1] + dy[2][k] * v[2];
@@ -763,7 +766,8 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
             const NEP_REAL ddot = nep_train_pair_perturbation(
                 r, u, ai, fadj ? fadj + 3 * (size_t)j : NULL, B, delta);
             nep_train_radial_basis(d, rca, bA, fk, fkp);
-            nep_train_angular_pair(L, d, u, delta, y, dyr, ydot);
+            if (want_forces) nep_train_angular_pair(L, d, u, delta, y, dyr, ydot);
+            else nep_train_angular_tangent(L, d, u, delta, y, ydot); /* no dY/dr needed */
             for (int n = 0; n <= nA; ++n) {
                 const size_t off = m->offset_angular + nep_coefficient_index(n, 0, bA + 1, T, ti, tj);
                 NEP_REAL tau_y, sig, tau_dy[3];

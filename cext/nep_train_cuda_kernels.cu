@@ -519,7 +519,8 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
                     const real ddot = warp_perturbation(A, p, j, u, ai, B, delta);
                     real *fk = rec + o_fkA, *fkp = rec + o_fkpA;
                     nep_train_radial_basis(d, rca, bA, fk, fkp);
-                    nep_train_angular_pair(L, d, u, delta, y, dyr, ydot);
+                    if (pred) nep_train_angular_pair(L, d, u, delta, y, dyr, ydot);
+                    else nep_train_angular_tangent(L, d, u, delta, y, ydot);
                     for (int n = 0; n <= nA; ++n) {
                         real tau_y, sig, tau_dy[3];
                         nep_train_pair_channel_sums(K, tau + n * SG, sigma + n * SG, 1, want, y,
