@@ -106,6 +106,7 @@ REPO = Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("nepzbl_plugin") is None:  # run from a checkout without PYTHONPATH
     sys.path.insert(0, str(REPO))
 from nepzbl_plugin.cli.train import TrainingProgressBar  # noqa: E402
+from nepzbl_plugin.train.cuda_backend import GRADIENT_KERNELS  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from peer_training import LENGTH_UNIT, MODEL_FILE, PACKAGE, last_step, parse_timing  # noqa: E402
@@ -564,8 +565,7 @@ def bench_peers(out, device, peer_seconds, peers, reference_path, seconds, optim
         _print_peer_table(reference, results, budget, device)
         return
     nep_in_path, nep_in, structures, held_out = _llzo_sets()
-    candidates = [Path(p) for p in (reference_path or "").split(",") if p]
-    found = next((p for p in candidates if p.is_file()), None)
+    candidates, found = _first_file(reference_path)
     if found is not None:
         reference = json.loads(found.read_text())
         print(f"nepzbl's target from {found} ({reference['device']}, "
@@ -1277,8 +1277,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "1500)")
     parser.add_argument("--table-only", action="store_true",
                         help="peers: print the table of the results already in --out")
-    parser.add_argument("--gradient-kernel", default="default",
-                        choices=("default", "wide", "unbounded", "warp"),
+    parser.add_argument("--gradient-kernel", default="default", choices=GRADIENT_KERNELS,
                         help="gpu: the trainer's gradient kernel (default: the default)")
     parser.add_argument("--predictions-in-gradient-kernel", action="store_true",
                         help="gpu: the prediction pass in the gradient kernel, not in its own")
@@ -1292,11 +1291,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _first_file(paths):
+    """The paths of a comma-separated option (None: none) and the first of them that is a
+    file (None when none is)."""
+    candidates = [Path(p) for p in (paths or "").split(",") if p]
+    return candidates, next((p for p in candidates if p.is_file()), None)
+
+
 def _kernels_from_args(args):
     """The kernel choice ``gpu`` trains with: the fastest of a gpu_epoch.json, the options, or
     None for the defaults."""
-    found = next((Path(p) for p in (args.fastest_from or "").split(",")
-                  if p and Path(p).is_file()), None)
+    _, found = _first_file(args.fastest_from)
     if found is not None:
         return fastest_epoch_kernels(found)
     choice = kernel_choice(args.gradient_kernel, not args.predictions_in_gradient_kernel,
