@@ -153,7 +153,8 @@ void nep_train_cuda_set_interleaved(nep_train_cuda *handle, int interleaved);
  * NEP_TRAIN_CUDA_GRADIENT_WIDE (16 blocks, 128 registers),
  * NEP_TRAIN_CUDA_GRADIENT_UNBOUNDED (the registers nvcc chooses: 244, 8 blocks) or
  * NEP_TRAIN_CUDA_GRADIENT_WARP (a warp an atom, its state in shared memory; one-hidden-layer
- * models whose atom state fits 48 KB, the default kernel otherwise). */
+ * models whose atom state fits 48 KB, the default kernel otherwise; with predict_kernel 0 a
+ * prediction pass then runs a warp an atom too, in warp_predict_kernel). */
 enum {
     NEP_TRAIN_CUDA_GRADIENT_DEFAULT = 0,
     NEP_TRAIN_CUDA_GRADIENT_WIDE = 1,

@@ -65,7 +65,9 @@ struct nepct_population {
  * predict_kernel, specialised for it (default on); the gradient pass runs atoms_kernel
  * (bounded to 12 warps per SM in float32) unless atoms_kernel_wide (bounded to 16 warps,
  * 128 registers), atoms_kernel_unbounded (the registers nvcc chooses) or
- * warp_gradient_kernel (a warp an atom, its state in shared memory) is asked for. */
+ * warp_gradient_kernel (a warp an atom, its state in shared memory) is asked for; with the
+ * warp kernel and predict_kernel off, a prediction pass runs warp_predict_kernel, the warp
+ * kernel's body without the gradient path. */
 #define NEPCT_KERNEL_PREDICT 1
 #define NEPCT_KERNEL_WIDE_GRADIENT 2
 #define NEPCT_KERNEL_UNBOUNDED_GRADIENT 4

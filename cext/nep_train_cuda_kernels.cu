@@ -306,11 +306,12 @@ __device__ static __forceinline__ real warp_perturbation(const nepct_args &A, si
                                        B, delta);
 }
 
-/* Bounded like atoms_kernel (12 blocks per SM in float32: 168 registers, 136 bytes spilled,
- * where unbounded it took 255); an LLZO atom's state is 11.7 KB of shared memory in float32,
- * so 12 blocks take 140 of an H200 SM's 228 KB. */
-__global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
-    warp_gradient_kernel(const nepct_args A, int first, int count, int blocks)
+/* The warp kernels' body: GRADIENT a gradient pass (A.rows set; with predictions too when
+ * A.v_pair is), otherwise predictions alone, the gradient path then known absent to the
+ * compiler (as predict_kernel is to atoms_kernel). */
+template <bool GRADIENT>
+__device__ static __forceinline__ void warp_atoms(const nepct_args &A, int first, int count,
+                                                  int blocks)
 {
     NEPCU_DYNAMIC_SHARED(shared);
     const nep_train_atom_model &m = A.model;
@@ -332,7 +333,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
     int *rec_type = (int *)(sr + W.reals), *rec_flags = rec_type + NEPCT_THREADS;
     /* a gradient pass (rows) or predictions only, the same for the whole launch; a gradient
      * pass whose predictions are known (v_pair NULL) forms none of the forces' terms */
-    const bool want = A.rows != NULL, pred = A.v_pair != NULL;
+    const bool want = GRADIENT, pred = !GRADIENT || A.v_pair != NULL;
     double *row = want ? A.rows + (size_t)blockIdx.x * P : NULL;
     /* pass-1 record: fkR[bR+1] (fkpR ddot)[bR+1] ag[nA+1] agd[nA+1] y[K] ydot[K]; pass-2
      * record: fkA[bA+1] fkpA[bA+1] sig[nA+1] tyd[nA+1] v[3] phi */
@@ -593,6 +594,29 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
     }
 }
 
+/* Bounded like atoms_kernel (12 blocks per SM in float32: 168 registers, 256 bytes spilled,
+ * where unbounded it took 255); an LLZO atom's state is 11.7 KB of shared memory in float32,
+ * so 12 blocks take 140 of an H200 SM's 228 KB. */
+__global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
+    warp_gradient_kernel(const nepct_args A, int first, int count, int blocks)
+{
+    warp_atoms<true>(A, first, count, blocks);
+}
+
+/* A prediction pass a warp an atom: bounded like predict_kernel (16 blocks per SM in float32,
+ * 128 registers, none spilled, where inside warp_gradient_kernel the same pass has that
+ * kernel's 168 and 12 blocks; 16 LLZO atoms' state is 187 of an SM's 228 KB), the adjoints'
+ * NULLs known to the compiler. The same maths as the prediction pass of
+ * warp_gradient_kernel, the same bits. */
+__global__ void __launch_bounds__(NEPCT_THREADS, PREDICT_BLOCKS_PER_SM)
+    warp_predict_kernel(const nepct_args args, int first, int count, int blocks)
+{
+    nepct_args a = args;
+    a.alpha = a.force_adjoint = a.virial_adjoint = NULL;
+    a.rows = NULL;
+    warp_atoms<false>(a, first, count, blocks);
+}
+
 size_t warp_shared_bytes(const nepct_args &args)
 {
     return make_warp_layout(args.model).bytes;
@@ -608,8 +632,9 @@ int warp_blocks(const nepct_args &args)
     const size_t bytes = warp_shared_bytes(args);
     if (cudaGetDevice(&device) != cudaSuccess
         || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess
-        || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, warp_gradient_kernel,
-                                                         NEPCT_THREADS, bytes) != cudaSuccess) {
+        || cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+               &per_sm, args.rows ? warp_gradient_kernel : warp_predict_kernel, NEPCT_THREADS,
+               bytes) != cudaSuccess) {
         cudaGetLastError();
         return 0;
     }
@@ -621,8 +646,12 @@ void launch_warp_gradient(const nepct_args &args, int first, int count, int bloc
                           cudaStream_t stream)
 {
     if (count <= 0 || blocks <= 0) return;
-    NEPCU_LAUNCH_SHARED(warp_gradient_kernel, blocks, NEPCT_THREADS, warp_shared_bytes(args),
-                        stream, args, first, count, blocks);
+    if (args.rows)
+        NEPCU_LAUNCH_SHARED(warp_gradient_kernel, blocks, NEPCT_THREADS, warp_shared_bytes(args),
+                            stream, args, first, count, blocks);
+    else
+        NEPCU_LAUNCH_SHARED(warp_predict_kernel, blocks, NEPCT_THREADS, warp_shared_bytes(args),
+                            stream, args, first, count, blocks);
 }
 
 } /* namespace NEP_CUDA_NS */

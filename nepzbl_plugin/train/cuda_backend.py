@@ -120,7 +120,8 @@ class CudaBackend:
         registers the compiler chooses (``"unbounded"``: 8 warps) or in the warp kernel
         (``"warp"``: a warp an atom, its state in shared memory; one-hidden-layer models, the
         default kernel for others), where with ``predict_kernel=False`` the predictions run
-        too. The numbers are the same up to round-off;
+        a warp an atom too (in the warp kernel's body without the gradient path). The
+        numbers are the same up to round-off;
         this is for timing them (``benchmarks/bench_train.py gpu-steps``, ``gpu-epoch``,
         ``benchmarks/bench_profile_train.py``)."""
         if gradient not in GRADIENT_KERNELS:
