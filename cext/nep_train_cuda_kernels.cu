@@ -396,7 +396,12 @@ __device__ static __forceinline__ void warp_atoms(const nepct_args &A, int first
                 rec_flags[lane] = flags;
             }
             __syncthreads();
-            for (int e = lane; e < 2 * bR1 + (nA + 1) * K; e += NEPCT_THREADS) {
+            /* the chunk's pairs up to its last angular one (the list puts them first, so a
+             * chunk of radial-only pairs has none, and its lanes sum F and G alone) */
+            int angular_end = chunk;
+            while (angular_end > 0 && !(rec_flags[angular_end - 1] & 2)) --angular_end;
+            const int entries = 2 * bR1 + (angular_end > 0 ? (nA + 1) * K : 0);
+            for (int e = lane; e < entries; e += NEPCT_THREADS) {
                 if (e < 2 * bR1) {
                     /* F[t][k] (e = k) or G[t][k] (e = bR1 + k), t each pair's type, summed
                      * in pair order as nep_train_radial_pair does */
@@ -409,7 +414,7 @@ __device__ static __forceinline__ void warp_atoms(const nepct_args &A, int first
                 }
                 const int n = (e - 2 * bR1) / K, k = (e - 2 * bR1) % K;
                 real se = s[n * SG + k], sde = sdot[n * SG + k];
-                for (int j = 0; j < chunk; ++j) {
+                for (int j = 0; j < angular_end; ++j) {
                     if (!(rec_flags[j] & 2)) continue;
                     const real *rec = rec0 + j * W.rec;
                     const real g = rec[o_ag + n];
