@@ -52,7 +52,7 @@ typedef struct {
 
 /* One atom's work arrays (NEP_TRAIN_WORK_* order): q, qdot, lambda, mu [dim]; hidden [N1]
  * (with a second layer [4 N1 + 2 N2]: nep_train_network2); s, sdot, sigma, tau
- * [(n_max_angular + 1) NEP_TRAIN_NUM_Y]; the radial sums [2 T (basis_radial + 1)]
+ * [(n_max_angular + 1) nep_train_s_stride]; the radial sums [2 T (basis_radial + 1)]
  * (nep_train_radial_pair). */
 enum {
     NEP_TRAIN_WORK_Q,
@@ -68,6 +68,15 @@ enum {
     NEP_TRAIN_NUM_WORK
 };
 
+/* Values from one channel's s-vector (or sigma, tau) to the next: the K = num_abc entries
+ * the model has, or the NEP_TRAIN_S_LEN the invariants read when that is more (the entries
+ * beyond K then zero). Sized for the model rather than for l_max 8 (NEP_TRAIN_NUM_Y, 80),
+ * so that an atom zeroes and touches only what it uses: 24 a channel for l_max 4. */
+NEP_HD int nep_train_s_stride(const nep_train_atom_model *m)
+{
+    return m->num_abc > NEP_TRAIN_S_LEN ? m->num_abc : NEP_TRAIN_S_LEN;
+}
+
 /* Length of work array `which` (values). */
 NEP_HD size_t nep_train_work_length(const nep_train_atom_model *m, int which)
 {
@@ -78,7 +87,7 @@ NEP_HD size_t nep_train_work_length(const nep_train_atom_model *m, int which)
         return m->num_neurons_second > 0
                    ? (size_t)(4 * m->num_neurons + 2 * m->num_neurons_second)
                    : (size_t)m->num_neurons;
-    return (size_t)(m->n_max_angular + 1) * NEP_TRAIN_NUM_Y;
+    return (size_t)(m->n_max_angular + 1) * (size_t)nep_train_s_stride(m);
 }
 
 /* The header fields of `spec` (which nep_model_spec_check accepted). */
@@ -442,7 +451,7 @@ NEP_HD void nep_train_channel_descriptors(const nep_train_atom_model *m, int n,
                                           NEP_REAL *q, NEP_REAL *qdot, size_t st)
 {
     const int L = m->l_max, nR = m->n_max_radial, nA = m->n_max_angular, K = m->num_abc;
-    const int SG = K > NEP_TRAIN_S_LEN ? K : NEP_TRAIN_S_LEN;
+    const int SG = nep_train_s_stride(m);
     NEP_REAL sl[NEP_TRAIN_NUM_Y], sdl[NEP_TRAIN_NUM_Y], inv_grad[NEP_TRAIN_S_LEN];
     nep_train_gather(sn, sst, SG, sl);
     nep_pack_angular(L, m->flags, nR, nA, n, sl, q, st);
@@ -542,7 +551,7 @@ NEP_HD void nep_train_channel_adjoints(const nep_train_atom_model *m, int n, con
                                        const NEP_REAL *mu, size_t st, NEP_REAL *sg, NEP_REAL *ta)
 {
     const int L = m->l_max, nR = m->n_max_radial, nA = m->n_max_angular, K = m->num_abc;
-    const int SG = K > NEP_TRAIN_S_LEN ? K : NEP_TRAIN_S_LEN;
+    const int SG = nep_train_s_stride(m);
     const int want_gradient = sdn != NULL;
     NEP_REAL sl[NEP_TRAIN_NUM_Y], sdl[NEP_TRAIN_NUM_Y];
     NEP_REAL inv_grad[NEP_TRAIN_S_LEN], inv_hvp[NEP_TRAIN_S_LEN];
@@ -647,8 +656,8 @@ NEP_HD double nep_train_atom(const nep_train_atom_model *m, const NEP_REAL *par,
     const int T = m->num_types, D = m->dim;
     const int nR = m->n_max_radial, nA = m->n_max_angular;
     const int bR = m->basis_radial, bA = m->basis_angular, L = m->l_max, K = m->num_abc;
-    const size_t ns = (size_t)(nA + 1) * NEP_TRAIN_NUM_Y;
-    const size_t sy = (size_t)NEP_TRAIN_NUM_Y * st; /* from one channel's s-vector to the next */
+    const size_t ns = nep_train_work_length(m, NEP_TRAIN_WORK_S);
+    const size_t sy = (size_t)nep_train_s_stride(m) * st; /* from one channel's s-vector to the next */
     NEP_REAL *q = work[NEP_TRAIN_WORK_Q], *qdot = work[NEP_TRAIN_WORK_QDOT];
     NEP_REAL *lam = work[NEP_TRAIN_WORK_LAMBDA], *mu = work[NEP_TRAIN_WORK_MU];
     NEP_REAL *hidden = work[NEP_TRAIN_WORK_HIDDEN];

@@ -257,7 +257,7 @@ __host__ __device__ static warp_layout make_warp_layout(const nep_train_atom_mod
     warp_layout w;
     const int K = m.num_abc, nA1 = m.n_max_angular + 1;
     const int bR1 = m.basis_radial + 1, bA1 = m.basis_angular + 1, D = m.dim;
-    w.SG = K > NEP_TRAIN_S_LEN ? K : NEP_TRAIN_S_LEN;
+    w.SG = nep_train_s_stride(&m);
     const int pass1 = 2 * bR1 + 2 * nA1 + 2 * K;
     const int pass2 = 2 * bA1 + 2 * nA1 + 4;
     w.rec = pass1 > pass2 ? pass1 : pass2;
