@@ -244,28 +244,46 @@ void launch_population(const nepct_args &args, int count, int candidates,
  * kernels for two). */
 
 /* Where a warp keeps an atom's state in its dynamic shared memory: NEP_REAL values (offsets
- * below, in values), then ints (each chunk pair's neighbour type and cutoff flags). */
+ * below, in values), then ints (each chunk pair's neighbour type and cutoff flags). A pair's
+ * record in a chunk holds, in pass 1, fkR[bR+1] (fkpR ddot)[bR+1] ag[nA+1] agd[nA+1] y[K]
+ * ydot[K], without the tangents (fkpR ddot, agd, ydot) in a prediction pass: half the
+ * records, so more warps fit an SM; in pass 2, fkA[bA+1] fkpA[bA+1] sig[nA+1] tyd[nA+1] v[3]
+ * phi (with predictions the radial basis and its derivative first, which the angular
+ * basis then overwrites). */
 struct warp_layout {
     int SG;  /* values of one channel's s-vector (max(K, NEP_TRAIN_S_LEN)) */
     int rec; /* values of one pair's record in a chunk (the larger pass's) */
+    int o_rgd, o_ag, o_agd, o_y, o_ydot;           /* pass 1 (-1: none) */
+    int o_fkA, o_fkpA, o_sig, o_tyd, o_v, o_phi;   /* pass 2 */
     int q, qdot, lam, mu, hidden, ne, na, s, sdot, sigma, tau, radial, pairs, reals;
     size_t bytes;
 };
 
-__host__ __device__ static warp_layout make_warp_layout(const nep_train_atom_model &m)
+/* The layout of a gradient pass (gradient) or of a prediction pass. */
+__host__ __device__ static warp_layout make_warp_layout(const nep_train_atom_model &m,
+                                                        bool gradient)
 {
     warp_layout w;
     const int K = m.num_abc, nA1 = m.n_max_angular + 1;
     const int bR1 = m.basis_radial + 1, bA1 = m.basis_angular + 1, D = m.dim;
     w.SG = nep_train_s_stride(&m);
-    const int pass1 = 2 * bR1 + 2 * nA1 + 2 * K;
-    const int pass2 = 2 * bA1 + 2 * nA1 + 4;
+    int at = bR1; /* after fkR */
+    w.o_rgd = gradient ? at : -1, at += gradient ? bR1 : 0;
+    w.o_ag = at, at += nA1;
+    w.o_agd = gradient ? at : -1, at += gradient ? nA1 : 0;
+    w.o_y = at, at += K;
+    w.o_ydot = gradient ? at : -1, at += gradient ? K : 0;
+    const int pass1 = at;
+    w.o_fkA = 0, w.o_fkpA = bA1, w.o_sig = 2 * bA1, w.o_tyd = w.o_sig + nA1;
+    w.o_v = w.o_tyd + nA1, w.o_phi = w.o_v + 3;
+    const int pass2 = w.o_phi + 1;
     w.rec = pass1 > pass2 ? pass1 : pass2;
+    if (w.rec < 2 * bR1) w.rec = 2 * bR1;
     /* an odd stride: the lanes writing their pairs' records (rec0 + lane rec) then hit 32
      * different banks of shared memory (16 per half-warp in float64); an even one shares
      * them (LLZO's 76 in float32: four lanes a bank) */
     w.rec |= 1;
-    int at = 0;
+    at = 0;
     w.q = at, at += D;
     w.qdot = at, at += D;
     w.lam = at, at += D;
@@ -315,7 +333,7 @@ __device__ static __forceinline__ void warp_atoms(const nepct_args &A, int first
 {
     NEPCU_DYNAMIC_SHARED(shared);
     const nep_train_atom_model &m = A.model;
-    const warp_layout W = make_warp_layout(m);
+    const warp_layout W = make_warp_layout(m, GRADIENT);
     const int lane = threadIdx.x, T = m.num_types, D = m.dim, K = m.num_abc;
     const int nR = m.n_max_radial, nA = m.n_max_angular, bR = m.basis_radial;
     const int bA = m.basis_angular, L = m.l_max, SG = W.SG;
@@ -335,13 +353,10 @@ __device__ static __forceinline__ void warp_atoms(const nepct_args &A, int first
      * pass whose predictions are known (v_pair NULL) forms none of the forces' terms */
     const bool want = GRADIENT, pred = !GRADIENT || A.v_pair != NULL;
     double *row = want ? A.rows + (size_t)blockIdx.x * P : NULL;
-    /* pass-1 record: fkR[bR+1] (fkpR ddot)[bR+1] ag[nA+1] agd[nA+1] y[K] ydot[K]; pass-2
-     * record: fkA[bA+1] fkpA[bA+1] sig[nA+1] tyd[nA+1] v[3] phi */
-    const int o_rgd = bR1, o_ag = 2 * bR1, o_agd = o_ag + nA + 1, o_y = o_agd + nA + 1;
-    const int o_ydot = o_y + K;
-    const int o_fkA = 0, o_fkpA = o_fkA + bA + 1;
-    const int o_sig = o_fkpA + bA + 1, o_tyd = o_sig + nA + 1, o_v = o_tyd + nA + 1;
-    const int o_phi = o_v + 3;
+    /* the records' entries (warp_layout) */
+    const int o_rgd = W.o_rgd, o_ag = W.o_ag, o_agd = W.o_agd, o_y = W.o_y, o_ydot = W.o_ydot;
+    const int o_fkA = W.o_fkA, o_fkpA = W.o_fkpA, o_sig = W.o_sig, o_tyd = W.o_tyd;
+    const int o_v = W.o_v, o_phi = W.o_phi;
     const int ownA = (nA + 1) * (bA + 1);
 
     for (int t = blockIdx.x; t < count; t += blocks) {
@@ -599,9 +614,10 @@ __device__ static __forceinline__ void warp_atoms(const nepct_args &A, int first
     }
 }
 
-/* Bounded like atoms_kernel (12 blocks per SM in float32: 168 registers, 256 bytes spilled,
- * where unbounded it took 255); an LLZO atom's state is 11.7 KB of shared memory in float32,
- * so 12 blocks take 140 of an H200 SM's 228 KB. */
+/* Bounded like atoms_kernel (12 blocks per SM in float32: 168 registers, 216 bytes spilled,
+ * where unbounded it took 255); an LLZO atom's state is 13.7 KB of shared memory in float32
+ * (14,056 bytes), so 12 blocks take 181 of an H200 SM's 228 KB with the 1 KB the hardware
+ * keeps for each block. */
 __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
     warp_gradient_kernel(const nepct_args A, int first, int count, int blocks)
 {
@@ -609,10 +625,11 @@ __global__ void __launch_bounds__(NEPCT_THREADS, GRADIENT_BLOCKS_PER_SM)
 }
 
 /* A prediction pass a warp an atom: bounded like predict_kernel (16 blocks per SM in float32,
- * 128 registers, none spilled, where inside warp_gradient_kernel the same pass has that
- * kernel's 168 and 12 blocks; 16 LLZO atoms' state is 187 of an SM's 228 KB), the adjoints'
- * NULLs known to the compiler. The same maths as the prediction pass of
- * warp_gradient_kernel, the same bits. */
+ * 127 registers, none spilled, where inside warp_gradient_kernel the same pass had that
+ * kernel's 168 and 12 blocks), the adjoints' NULLs known to the compiler. Its pair records
+ * have no tangents, so an LLZO atom's state is 9.0 KB (9,192 bytes) and 16 blocks take 163
+ * of an SM's 228 KB. The same maths as the prediction pass of warp_gradient_kernel, the
+ * same bits. */
 __global__ void __launch_bounds__(NEPCT_THREADS, PREDICT_BLOCKS_PER_SM)
     warp_predict_kernel(const nepct_args args, int first, int count, int blocks)
 {
@@ -624,7 +641,7 @@ __global__ void __launch_bounds__(NEPCT_THREADS, PREDICT_BLOCKS_PER_SM)
 
 size_t warp_shared_bytes(const nepct_args &args)
 {
-    return make_warp_layout(args.model).bytes;
+    return make_warp_layout(args.model, args.rows != NULL).bytes;
 }
 
 int warp_blocks(const nepct_args &args)
