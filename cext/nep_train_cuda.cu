@@ -644,8 +644,8 @@ static bool warp_kernel_fits(const nep_train_cuda *h, const nepct_args &a)
     return a.model.num_neurons_second == 0 && bytes <= 48 * 1024;
 }
 
-/* The warp kernel's pass over the h->selected_atoms (count): persistent blocks, a gradient
- * row each (at most a tile's rows), summed in block order into h->d_gradient. */
+/* The warp kernels' pass over the h->selected_atoms (count): persistent blocks, with a
+ * gradient a row each (at most a tile's rows), summed in block order into h->d_gradient. */
 static int warp_pass(nep_train_cuda *h, const nepct_args &a, int count)
 {
     int status;
@@ -658,8 +658,8 @@ static int warp_pass(nep_train_cuda *h, const nepct_args &a, int count)
     if (blocks > h->tile) blocks = h->tile;
     if (count <= 0) return NEP_OK;
     if (a.rows) CHECK(cudaMemsetAsync(a.rows, 0, sizeof(double) * P * (size_t)blocks, st), "rows");
-    if (h->use_float64) nepct_f64::launch_warp_gradient(a, 0, count, blocks, st);
-    else nepct_f32::launch_warp_gradient(a, 0, count, blocks, st);
+    if (h->use_float64) nepct_f64::launch_warp(a, 0, count, blocks, st);
+    else nepct_f32::launch_warp(a, 0, count, blocks, st);
     CHECK(cudaGetLastError(), "warp kernel");
     if (a.rows)
         NEPCU_LAUNCH(columns_kernel, (unsigned)((P + threads - 1) / threads), threads, st, P,

@@ -88,14 +88,15 @@ struct nepct_population {
     /* every selected atom for each of `candidates` parameter vectors, in one launch */     \
     void launch_population(const nepct_args &args, int count, int candidates,              \
                            const nepct_population &pop, cudaStream_t stream);              \
-    /* the warp gradient kernel: its dynamic shared memory (bytes), the blocks that fill   \
-     * the device (0 when the device cannot say), and a launch over atoms                   \
+    /* the warp kernels (warp_gradient_kernel with args.rows set, warp_predict_kernel      \
+     * without): the pass's dynamic shared memory (bytes), the blocks that fill the device  \
+     * (0 when the device cannot say), and a launch over atoms                              \
      * selected_atoms[first .. first + count) by `blocks` blocks, block b's gradient into   \
      * row b of args.rows ([blocks][num_parameters], zeroed by the caller) */              \
     size_t warp_shared_bytes(const nepct_args &args);                                      \
     int warp_blocks(const nepct_args &args);                                               \
-    void launch_warp_gradient(const nepct_args &args, int first, int count, int blocks,    \
-                              cudaStream_t stream);                                        \
+    void launch_warp(const nepct_args &args, int first, int count, int blocks,             \
+                     cudaStream_t stream);                                                 \
     }
 NEPCT_DECLARE(nepct_f64)
 NEPCT_DECLARE(nepct_f32)

@@ -664,8 +664,7 @@ int warp_blocks(const nepct_args &args)
 #endif
 }
 
-void launch_warp_gradient(const nepct_args &args, int first, int count, int blocks,
-                          cudaStream_t stream)
+void launch_warp(const nepct_args &args, int first, int count, int blocks, cudaStream_t stream)
 {
     if (count <= 0 || blocks <= 0) return;
     if (args.rows)
