@@ -106,7 +106,7 @@ REPO = Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("nepzbl_plugin") is None:  # run from a checkout without PYTHONPATH
     sys.path.insert(0, str(REPO))
 from nepzbl_plugin.cli.train import TrainingProgressBar  # noqa: E402
-from nepzbl_plugin.train.cuda_backend import GRADIENT_KERNELS  # noqa: E402
+from nepzbl_plugin.train.cuda_backend import GRADIENT_KERNELS, KERNELS  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from peer_training import LENGTH_UNIT, MODEL_FILE, PACKAGE, last_step, parse_timing  # noqa: E402
@@ -497,7 +497,8 @@ def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first, kernels=None):
     options = {}
     if kernels is not None:
         print(f"per-atom kernels: {kernels['label']} ({kernels['why']})", flush=True)
-        options["backend"] = functools.partial(_chosen_backend, kernels)
+        # the factory's kernels, not the trainer's timed choice (gpu_kernels "auto")
+        options.update(backend=functools.partial(_chosen_backend, kernels), gpu_kernels=None)
     # at most 100 reports evaluated (0.2 s apart over 20 s): a GPU run reports every 10 of its
     # thousands of steps, and all of them would take the step's time limit (80 s) and more
     model, history, wall, rows = _nepzbl_held_out_run(structures, nep_in, held_out, seconds,
@@ -515,6 +516,8 @@ def bench_gpu(seconds, out, optimizer, peer_minutes, peer_first, kernels=None):
           f"frames, {optimizer or 'default'} optimiser, budget {seconds:g} s, wall {wall:.1f} s "
           f"(start-up included; stop: {history.stop_reason})"
           + ("" if kernels is None else f"; per-atom kernels: {kernels['label']}"))
+    for tuning in history.kernel_tunings:  # the trainer's choice of kernels, each phase
+        print(tuning.describe())
     print(f"{'wall (s)':>9} {'step':>6} {'E (meV/atom)':>13} {'F (meV/Å)':>10} "
           f"{'V (meV/atom)':>13}")
     for r in rows:
@@ -945,6 +948,10 @@ def bench_gpu_epoch(threads, out):
     gpu = CudaBackend(model, structures)
     gpu.attach_loss(labels, loss)
     upload = time.monotonic() - t0
+    # the kernels the trainer would choose for a filled call (train(gpu_kernels="auto")); its
+    # epoch is the row of that choice in the table below
+    tuning = gpu.tune_kernels(params, np.arange(fill))
+    gpu.set_kernels()
     calls = []  # (structures per call, ms per call)
     for size in sorted({1, 4, batch, 100, fill, 2 * fill} & set(range(1, len(structures) + 1))):
         call = functools.partial(gpu.loss_and_gradient, params, np.arange(size))
@@ -993,6 +1000,13 @@ def bench_gpu_epoch(threads, out):
           f"{'epoch (s)':>9} {'x CPU':>7}")
     for label, seconds in by_kernels.items():
         print(f"{label:<58} {seconds:9.3f} {cpu_epoch / seconds:7.1f}")
+    tuned_label = next(label for label, choice in KERNEL_CHOICES
+                       if choice == KERNELS[tuning.chosen])
+    tuned_epoch = by_kernels[tuned_label]
+    print(f"the trainer's choice for a filled call: {tuning.chosen} ({tuned_label}), epoch "
+          f"{tuned_epoch:.3f} s, {cpu_epoch / tuned_epoch:.1f} times the CPU (target >= 20); "
+          "ms a call by choice: " + ", ".join(f"{name} {ms:.3g}"
+                                              for name, ms in tuning.ms_per_call.items()))
     result = {"structures": len(structures), "atoms": atoms, "batch": batch, "fill_batch": fill,
               "gpu_epoch_s": gpu_epoch, "gpu_epoch_batch_s": gpu_epoch_batch,
               "call_ms_by_structures": {str(size): ms for size, ms in calls},
@@ -1001,6 +1015,8 @@ def bench_gpu_epoch(threads, out):
               "cpu_structures_timed": n_cpu, "cpu_epoch_s_scaled": cpu_epoch,
               "ratio": cpu_epoch / gpu_epoch, "ratio_batch": cpu_epoch / gpu_epoch_batch,
               "gpu_epoch_s_by_kernels": by_kernels,
+              "tuned_kernels": tuning.chosen, "tuning_ms_per_call": tuning.ms_per_call,
+              "gpu_epoch_tuned_s": tuned_epoch, "ratio_tuned": cpu_epoch / tuned_epoch,
               "target": 20}
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "gpu_epoch.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -371,6 +371,120 @@ print("device loss ok")
 '''
 
 
+_TUNING_CHECK = r"""
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_trainer import _structures, NEP_IN
+from nepzbl_plugin.errors import InputError
+from nepzbl_plugin.io.nep_in import parse_nep_in
+from nepzbl_plugin.testing import random_model
+from nepzbl_plugin.train import train
+from nepzbl_plugin.train.cuda_backend import KERNELS, TUNING_MARGIN, CudaBackend
+from nepzbl_plugin.train.loss import Labels, Loss, LossWeights
+from nepzbl_plugin.train.trainer import _global_mask
+
+structs = _structures(6, seed=1)
+model = random_model(types=("Li", "O"), zbl="universal", flags=(0,) * 6, n_max=(3, 3),
+                     basis=(4, 4), neurons=5, cutoffs=(4.0, 3.0), seed=7, zbl_outer=1.5)
+params = model.parameters.copy()
+backend = CudaBackend(model, structs, precision="float64")
+try:
+    backend.tune_kernels(params, [0])
+except ValueError as error:
+    assert "attach_loss" in str(error), error
+else:
+    raise AssertionError("tune_kernels ran without a loss")
+weights = LossWeights(num_types=2).resolved(model.num_parameters)
+backend.attach_loss(Labels.from_structures(structs, model.types),
+                    Loss(weights, model.parameter_types(), _global_mask(model)))
+assert backend.kernels == "thread"
+try:
+    backend.use_kernels("block")
+except ValueError as error:
+    assert "thread, thread-wide, thread-unbounded, warp-gradient, warp" in str(error), error
+else:
+    raise AssertionError("an unknown kernel name was accepted")
+
+# every choice: the same loss and gradient up to the order of float64 sums
+want_value, want = backend.loss_and_gradient(params, [0, 2, 3])
+for name in KERNELS:
+    backend.use_kernels(name)
+    assert backend.kernels == name
+    value, got = backend.loss_and_gradient(params, [0, 2, 3])
+    assert abs(value.value - want_value.value) <= 1e-12 * abs(want_value.value), name
+    assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max(), name
+backend.set_kernels(False, "default")  # a combination without a name
+assert backend.kernels is None
+
+
+class Clock:
+    # each reading advances by the cost (s) of the kernels in use: a call between two
+    # readings then takes exactly that
+    def __init__(self, costs):
+        self.costs, self.now = costs, 0.0
+
+    def __call__(self):
+        self.now += self.costs.get(backend.kernels, 0.0)
+        return self.now
+
+
+def tuned(**faster):
+    costs = {name: 1e-3 for name in KERNELS}
+    costs.update(faster)
+    return backend.tune_kernels(params, [1, 4], clock=Clock(costs))
+
+
+t = tuned(warp=0.4e-3, **{"warp-gradient": 0.5e-3})
+assert t.chosen == "warp" and backend.kernels == "warp", t
+want_ms = {**{n: 1.0 for n in KERNELS}, "warp-gradient": 0.5, "warp": 0.4}
+assert all(abs(t.ms_per_call[n] - ms) < 1e-9 for n, ms in want_ms.items()), t
+assert (t.structures, t.atoms) == (2, len(structs[1].symbols) + len(structs[4].symbols)), t
+assert t.describe().startswith("GPU kernels for calls of 2 structures ("), t.describe()
+assert "warp, 0.4 ms a call (thread kernels 1 ms); timed 5 choices" in t.describe(), t.describe()
+# within the margin the earlier choice stays: the default, not the noise's pick
+t = tuned(warp=(1 - 0.5 * TUNING_MARGIN) * 1e-3)
+assert t.chosen == "thread" and backend.kernels == "thread", t
+assert t.describe().endswith(" s") and "thread kernels" not in t.describe(), t.describe()
+# a call over 0.2 s is timed once after its warm-up: 4 readings a choice instead of 8
+clock = Clock({name: 0.3 for name in KERNELS})
+backend.tune_kernels(params, [0], clock=clock)
+assert abs(clock.now - 0.3 * (2 + 4 * len(KERNELS))) < 1e-9, clock.now
+t = backend.tune_kernels(params, [0, 1, 2])  # the real clock
+assert t.chosen in KERNELS and backend.kernels == t.chosen and set(t.ms_per_call) == set(KERNELS)
+assert all(ms > 0 for ms in t.ms_per_call.values()), t
+
+# the trainer: one tuning per phase, logged; a named choice is used as named, the same numbers
+nep_in = parse_nep_in(NEP_IN)
+run = dict(seed=3, resume=False, device="cuda", optimizer="adam", epochs=4, batch_size=2,
+           report_interval=2, polish_after=0)
+messages = []
+_, history = train(structs[:4], nep_in, log=messages.append, **run)
+assert len(history.kernel_tunings) == 1, history.kernel_tunings
+assert history.kernel_tunings[0].structures == 2, history.kernel_tunings
+assert sum(m.startswith("GPU kernels for calls of 2 structures (") for m in messages) == 1, messages
+losses = {}
+for name in ("thread", "warp"):
+    _, history = train(structs[:4], nep_in, log=None, gpu_kernels=name, **run)
+    assert history.kernel_tunings == [], name
+    losses[name] = history.records[-1]["loss"]
+assert abs(losses["warp"] - losses["thread"]) <= 1e-9 * losses["thread"], losses
+_, history = train(structs[:4], nep_in, log=None, **{**run, "optimizer": "lbfgs"})
+assert [t.structures for t in history.kernel_tunings] == [4], history.kernel_tunings
+_, history = train(structs[:4], nep_in, log=None, **{**run, "optimizer": "snes"})
+assert history.kernel_tunings == [], "SNES's population has its own kernel"
+_, history = train(structs[:4], nep_in, log=None, **{**run, "device": "cpu"})
+assert history.kernel_tunings == []
+try:
+    train(structs[:4], nep_in, log=None, gpu_kernels="block", **run)
+except InputError as error:
+    assert "gpu_kernels must be 'auto' or one of thread," in str(error), error
+else:
+    raise AssertionError("an unknown gpu_kernels was accepted")
+print("kernel tuning ok")
+"""
+
+
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
     from cuda_emulation import emulated_package
@@ -408,6 +522,22 @@ def test_loss_and_adam_on_the_device_match_the_host_in_host_emulation(emulated):
     SNES populations; float64 to 1e-10, float32 to 1e-4; finite differences of the loss;
     nine Adam(W) steps; a non-finite loss makes no update."""
     assert "device loss ok" in _run(emulated, _LOSS_CHECK, str(REPO / "tests"))
+
+
+@pytest.mark.slow
+def test_gpu_kernels_are_timed_and_chosen_in_host_emulation(emulated):
+    """CudaBackend.tune_kernels keeps the fastest choice (a clock made to order: beyond the
+    margin, within it, a slow call timed once), every choice gives the same numbers, and the
+    trainer times its kernels once a phase on the GPU (a named choice is used as named)."""
+    pytest.importorskip("ase")
+    assert "kernel tuning ok" in _run(emulated, _TUNING_CHECK, str(REPO / "tests"))
+
+
+@pytest.mark.gpu
+def test_gpu_kernels_are_timed_and_chosen_on_the_gpu():
+    pytest.importorskip("ase")
+    assert "kernel tuning ok" in _run(_imported_package_root(), _TUNING_CHECK,
+                                      str(REPO / "tests"))
 
 
 def test_device_keyword():
@@ -469,6 +599,10 @@ def test_device_cuda_without_a_gpu_is_one_clear_error(tmp_path, capsys):
     assert len(err) == 1 and "cuda" in err[0].lower() and "Traceback" not in err[0]
     assert main(["train", str(tmp_path), "--no-progress", "--device", "tpu"]) == 2
     assert "--device" in capsys.readouterr().err
+    assert main(["train", str(tmp_path), "--no-progress", "--gpu-kernels", "block"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["nepzbl: error: --gpu-kernels 'block': choose auto or one of thread, "
+                   "thread-wide, thread-unbounded, warp-gradient, warp"], err
 
 
 _OVERLAP_CHECK = r'''

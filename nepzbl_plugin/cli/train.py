@@ -22,8 +22,8 @@ L-BFGS, and stops when the loss stops improving (or at max_time / epochs; both a
 keywords too, max_time in minutes); on a GPU a set of at most 32768 atoms trains with
 full-batch L-BFGS from the start, which needs fewer evaluations there; `optimizer snes` runs
 GPUMD's SNES with population/batch/generation; `optimizer lbfgs` runs full-batch L-BFGS;
-`optimizer adam` the CPU's default everywhere. `prediction 1` evaluates
-DIR/nep.txt on train.xyz instead of training. Each option below except --adam-only, --fresh
+`optimizer adam` the CPU's default everywhere. `prediction 1` evaluates DIR/nep.txt on
+train.xyz instead of training. Each option below except --gpu-kernels, --adam-only, --fresh
 and --no-progress is also a nep.in keyword (optimizer, max_time, epochs, learning_rate,
 batch_size, seed, target_force_rmse, device); the option wins. See docs/training.md."""
 
@@ -50,6 +50,11 @@ def register(subparsers) -> None:
     p.add_argument("--device", metavar="{auto,cpu,cuda}",
                    help="where to train: the GPU when one is present (auto, the default), or "
                         "forced; overrides nep.in's device")
+    p.add_argument("--gpu-kernels", metavar="NAME", default="auto",
+                   help="on the GPU, the per-atom kernels of the loss and its gradient: auto "
+                        "(the default) times each at the start of each phase and keeps the "
+                        "fastest; or one of thread, thread-wide, thread-unbounded, "
+                        "warp-gradient, warp (a warp an atom). The same numbers either way")
     p.add_argument("--adam-only", action="store_true",
                    help="Adam until its own stopping rule, without the L-BFGS phase (on "
                         "the GPU too, whose default is otherwise L-BFGS)")
@@ -155,6 +160,14 @@ class TrainingProgressBar:
             self.bar = None
 
 
+def _check_gpu_kernels(name: str) -> None:
+    from ..train.cuda_backend import KERNELS
+
+    if name != "auto" and name not in KERNELS:
+        raise TrainingInputError(f"--gpu-kernels {name!r}: choose auto or one of "
+                                 f"{', '.join(KERNELS)}")
+
+
 def _read_inputs(directory: Path, input_name="train.xyz"):
     from ..io.nep_in import read_nep_in
     from ..io.xyz import read_train_xyz
@@ -173,6 +186,7 @@ def _run_train(args) -> int:
     from ..train.trainer import check_header, format_rmse, predict, train
 
     options = _checked_options(args)  # bad values fail before any file is read
+    _check_gpu_kernels(args.gpu_kernels)
     directory = Path(args.directory)
     nep_in, train_structures, test_structures = _read_inputs(directory)
     if nep_in.prediction:
@@ -213,6 +227,7 @@ def _run_train(args) -> int:
             polish_after=0 if args.adam_only else None,
             progress=None if args.no_progress else TrainingProgressBar(),
             log=print,
+            gpu_kernels=args.gpu_kernels,
             **options,
         )
     except NepzblError:

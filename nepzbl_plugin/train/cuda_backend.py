@@ -20,19 +20,60 @@ clear error without a GPU) or ``"auto"`` (the GPU when one is present).
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..errors import CudaUnavailableError
 from ._backend import EngineBackend, _Flat, located_errors, selection_array
 from .loss import Adjoints, Labels, Loss, LossValue, Predictions, c_loss_arguments
 
-__all__ = ["CudaBackend", "DeviceAdam", "cuda_training_available", "make_backend",
-           "training_device", "DEVICES"]
+__all__ = ["CudaBackend", "DeviceAdam", "KernelTuning", "cuda_training_available",
+           "make_backend", "training_device", "DEVICES", "KERNELS"]
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("float32", "float64")
 # the gradient kernels CudaBackend.set_kernels chooses from, in nep_train_cuda.h's order
 GRADIENT_KERNELS = ("default", "wide", "unbounded", "warp")
+# The per-atom kernels a training call can run, by name: (predictions in their own kernel,
+# gradient kernel), as CudaBackend.set_kernels takes them. "thread" is what a CudaBackend
+# starts with. Which is fastest depends on the batch (a thread an atom leaves a GPU mostly
+# idle below some 30,000 atoms; a warp an atom fills it with a few thousand), on the model
+# and on the GPU, so the trainer times them (CudaBackend.tune_kernels) rather than guess.
+KERNELS = {
+    "thread": (True, "default"),
+    "thread-wide": (True, "wide"),
+    "thread-unbounded": (True, "unbounded"),
+    "warp-gradient": (True, "warp"),
+    "warp": (False, "warp"),
+}
+# another choice replaces the best so far only when it is this much faster: between kernels
+# that time alike (the warp kernels of a two-hidden-layer model run the thread kernel), runs
+# on one machine then keep the earlier, the default first, rather than the noise's pick
+TUNING_MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class KernelTuning:
+    """What :meth:`CudaBackend.tune_kernels` measured: ``chosen`` (a name of :data:`KERNELS`,
+    now in use), ``ms_per_call`` (each choice's fastest call, ms), the call's ``structures``
+    and ``atoms``, and ``seconds``, the tuning's own wall time."""
+
+    chosen: str
+    ms_per_call: dict
+    structures: int
+    atoms: int
+    seconds: float
+
+    def describe(self) -> str:
+        """One line for a log: the choice, its time a call and the default's."""
+        default = self.ms_per_call.get("thread")
+        line = (f"GPU kernels for calls of {self.structures} structures ({self.atoms} atoms): "
+                f"{self.chosen}, {self.ms_per_call[self.chosen]:.3g} ms a call")
+        if self.chosen != "thread" and default is not None:
+            line += f" (thread kernels {default:.3g} ms)"
+        return line + f"; timed {len(self.ms_per_call)} choices in {self.seconds:.2g} s"
 
 
 def _cuda_module():
@@ -99,6 +140,7 @@ class CudaBackend:
                                              temperatures=flat.temperatures,
                                              pair_order=pair_order)
         self._cpu = None
+        self._kernels = KERNELS["thread"]
 
     @property
     def device_bytes(self) -> int:
@@ -127,6 +169,52 @@ class CudaBackend:
         if gradient not in GRADIENT_KERNELS:
             raise ValueError(f"gradient kernel {gradient!r}: one of {', '.join(GRADIENT_KERNELS)}")
         self._set.set_kernels(bool(predict_kernel), GRADIENT_KERNELS.index(gradient))
+        self._kernels = (bool(predict_kernel), gradient)
+
+    @property
+    def kernels(self) -> str | None:
+        """The name in :data:`KERNELS` of the kernels in use (None for a combination
+        :meth:`set_kernels` made that has no name)."""
+        return next((name for name, choice in KERNELS.items() if choice == self._kernels),
+                    None)
+
+    def use_kernels(self, name: str) -> None:
+        """Run the choice ``name`` of :data:`KERNELS` (see :meth:`set_kernels`)."""
+        if name not in KERNELS:
+            raise ValueError(f"GPU kernels {name!r}: one of {', '.join(KERNELS)}")
+        self.set_kernels(*KERNELS[name])
+
+    def tune_kernels(self, params: np.ndarray, indices, repeats: int = 3,
+                     clock=time.perf_counter) -> KernelTuning:
+        """Times the trainer's call (loss and gradient of ``params`` on structures
+        ``indices``, the labels attached) with each choice of :data:`KERNELS`, and keeps the
+        fastest: after one call to warm up, the fastest of ``repeats`` calls (one, when a
+        call takes over 0.2 s). The choices give the same numbers up to the order of float64
+        sums (about 1e-16 of the gradient), so the choice changes speed only."""
+        if not self.has_loss:
+            raise ValueError("tune_kernels times the loss and its gradient: attach_loss first")
+        indices = selection_array(indices)
+        params = np.ascontiguousarray(params, dtype=np.float64)
+        start = clock()
+        ms = {}
+        for name in KERNELS:
+            self.use_kernels(name)
+            t0 = clock()
+            self.loss_and_gradient(params, indices)  # warm-up: the kernels' first launch
+            calls = repeats if clock() - t0 < 0.2 else 1
+            best = float("inf")
+            for _ in range(max(1, calls)):
+                t0 = clock()
+                self.loss_and_gradient(params, indices)
+                best = min(best, clock() - t0)
+            ms[name] = 1e3 * best
+        chosen = "thread"
+        for name, value in ms.items():
+            if value < ms[chosen] * (1 - TUNING_MARGIN):
+                chosen = name
+        self.use_kernels(chosen)
+        atoms = int(np.diff(self._offsets)[indices].sum())
+        return KernelTuning(chosen, ms, len(indices), atoms, clock() - start)
 
     def predict(self, params: np.ndarray, indices) -> Predictions:
         """Energies, forces and virials of structures ``indices`` (in that order)."""

@@ -78,6 +78,9 @@ class TrainingSettings:
     initial_para: float = 1.0
     notes: list[str] = field(default_factory=list)  # how the settings were chosen
     optimizer_is_default: bool = False  # neither nep.in nor the caller chose it
+    # the GPU's per-atom kernels: "auto" (timed at the start of each phase), a name of
+    # cuda_backend.KERNELS, or None (as the backend has them)
+    gpu_kernels: str | None = "auto"
 
 
 @dataclass
@@ -86,11 +89,15 @@ class TrainingHistory:
     ``updates`` (parameter updates so far: Adam one per batch, L-BFGS one per iteration, SNES
     one per generation), ``evaluations`` (losses evaluated on a batch so far, with their
     gradient; SNES: one per candidate), the loss terms of L(T) and the train/test RMSEs
-    (eV/atom, eV/Å, eV/atom); ``device``: where the training ran ("cpu" or "cuda")."""
+    (eV/atom, eV/Å, eV/atom); ``device``: where the training ran ("cpu" or "cuda");
+    ``kernel_tunings``: on the GPU, what choosing its kernels measured
+    (:class:`~nepzbl_plugin.train.cuda_backend.KernelTuning`, one per phase)."""
 
     records: list[dict] = field(default_factory=list)
     stop_reason: str = ""
     device: str = "cpu"
+    # on the GPU, one KernelTuning per phase whose kernels were timed (gpu_kernels "auto")
+    kernel_tunings: list = field(default_factory=list)
 
     def column(self, name: str) -> np.ndarray:
         """One quantity per record, e.g. ``column("test_force")``; an unknown name raises
@@ -122,6 +129,10 @@ def _nep_in_value(nep_in, name, default=None):
 # targets in 918 evaluations against 2998 for Adam on batches of 4 then L-BFGS
 # (bench_train.py schedules), so it is the default on the GPU for sets up to this size.
 GPU_FULL_BATCH_ATOMS = 32768
+# The GPU's kernels are timed on a call of at most this many atoms (the first structures of
+# a larger call): two waves of the thread-per-atom kernels, so that a call that fills the GPU
+# is timed as one, at about a tenth of a second a call on an H200.
+GPU_TUNING_ATOMS = 2 * GPU_FULL_BATCH_ATOMS
 
 
 def settings_from_nep_in(nep_in, num_structures: int, *, gpu_atoms: int | None = None,
@@ -236,6 +247,16 @@ def check_overrides(overrides: dict) -> None:
         if not ok:
             bound = f"> {low:g}" if exclusive else f">= {low:g}"
             raise InputError(f"train: {name} must be {kind} {bound}, got {value!r}")
+
+
+def check_gpu_kernels(gpu_kernels) -> None:
+    """One InputError for a ``gpu_kernels`` that is neither "auto", None nor a name of
+    :data:`~nepzbl_plugin.train.cuda_backend.KERNELS`."""
+    from .cuda_backend import KERNELS
+
+    if gpu_kernels is not None and gpu_kernels != "auto" and gpu_kernels not in KERNELS:
+        raise InputError(f"train: gpu_kernels must be 'auto' or one of {', '.join(KERNELS)}, "
+                         f"not {gpu_kernels!r}")
 
 
 def loss_weights_from_nep_in(nep_in, num_types: int) -> LossWeights:
@@ -356,6 +377,25 @@ class _Run:
         # the loss on a batch (with its gradient; SNES: one per candidate)
         self.updates = 0
         self.evaluations = 0
+
+    def choose_gpu_kernels(self, params, indices) -> None:
+        """The GPU's per-atom kernels for this phase's calls, which are on structures like
+        ``indices``: timed (``gpu_kernels`` "auto", on at most :data:`GPU_TUNING_ATOMS`
+        atoms of them) or as named. Nothing on the CPU or for SNES, whose population has a
+        kernel of its own."""
+        choice = self.settings.gpu_kernels
+        if (choice is None or not self.loss_on_backend
+                or not hasattr(self.backend, "tune_kernels")):
+            return
+        if choice != "auto":
+            self.backend.use_kernels(choice)
+            return
+        indices = np.asarray(indices)
+        atoms = np.cumsum(self.train_labels.num_atoms[indices])
+        indices = indices[: max(1, int(np.searchsorted(atoms, GPU_TUNING_ATOMS, "right")))]
+        tuning = self.backend.tune_kernels(params, indices)
+        self.history.kernel_tunings.append(tuning)
+        self.log(tuning.describe())
 
     # ---------------------------------------------------------------- evaluation
     def elapsed(self) -> float:
@@ -625,6 +665,7 @@ def _gradient_loop(run: _Run, params: np.ndarray, state) -> tuple[np.ndarray, st
         epoch = int(scalars["step"])
     n = run.train_labels.num_structures
     max_epochs = s.epochs if s.epochs is not None else 10**9
+    run.choose_gpu_kernels(params, np.arange(s.batch_size))
     bar = _progress_bar(run, epoch)
     reason = ""
     epoch_losses = []
@@ -714,6 +755,7 @@ def _lbfgs_loop(run: _Run, params: np.ndarray, state, start_step: int = 0
     iteration = start_step if state is None else int(state[1]["step"])
     max_iter = s.epochs if s.epochs is not None else 10**9
     all_idx = np.arange(run.train_labels.num_structures)
+    run.choose_gpu_kernels(params, all_idx)
     bar = _progress_bar(run, iteration, "lbfgs")
     outcome = {"reason": "", "iteration": iteration, "losses": {}}
     phase = {"phase": "lbfgs"}
@@ -1054,6 +1096,7 @@ def train(
     log=None,
     backend=None,
     device: str | None = None,
+    gpu_kernels: str | None = "auto",
 ) -> tuple[Model, TrainingHistory]:
     """Train a NEP(-ZBL) model on GPUMD's loss.
 
@@ -1107,6 +1150,13 @@ def train(
         extension is built; :class:`~nepzbl_plugin.train.cuda_backend.CudaBackend`), ``"cpu"``
         or ``"cuda"``; overrides nep.in's ``device`` (default ``auto``). Both give the same
         outputs, checkpoints and resume; a run may resume on the other device.
+    gpu_kernels
+        On the GPU, which per-atom kernels compute the loss and its gradient: ``"auto"``
+        (default) times each choice on the phase's first batch and keeps the fastest (the log
+        says which, ``history.kernel_tunings`` what it measured); a name of
+        :data:`~nepzbl_plugin.train.cuda_backend.KERNELS` (``"thread"``, ``"warp"``, ...)
+        runs that one; ``None`` leaves a ``backend`` factory's choice. Every choice gives the
+        same numbers up to the order of float64 sums.
 
     Returns
     -------
@@ -1139,11 +1189,13 @@ def train(
                      target_force_rmse=target_force_rmse, report_interval=report_interval,
                      patience=patience, polish_after=polish_after)
     check_overrides(overrides)
+    check_gpu_kernels(gpu_kernels)
     device = device or _nep_in_value(nep_in, "device") or "auto"
     gpu_atoms = (sum(len(st.symbols) for st in train_structures)
                  if backend is None and _trains_on_gpu(device) else None)
     settings = settings_from_nep_in(nep_in, len(train_structures), gpu_atoms=gpu_atoms,
                                     **overrides)
+    settings.gpu_kernels = gpu_kernels
     for note in settings.notes:
         log(note)
 
