@@ -387,15 +387,19 @@ class _Run:
         if (choice is None or not self.loss_on_backend
                 or not hasattr(self.backend, "tune_kernels")):
             return
-        if choice != "auto":
+        if choice == "auto":
+            indices = np.asarray(indices)
+            atoms = np.cumsum(self.train_labels.num_atoms[indices])
+            indices = indices[: max(1, int(np.searchsorted(atoms, GPU_TUNING_ATOMS, "right")))]
+            tuning = self.backend.tune_kernels(params, indices)
+            self.history.kernel_tunings.append(tuning)
+            self.log(tuning.describe())
+            choice = tuning.chosen
+        else:
             self.backend.use_kernels(choice)
-            return
-        indices = np.asarray(indices)
-        atoms = np.cumsum(self.train_labels.num_atoms[indices])
-        indices = indices[: max(1, int(np.searchsorted(atoms, GPU_TUNING_ATOMS, "right")))]
-        tuning = self.backend.tune_kernels(params, indices)
-        self.history.kernel_tunings.append(tuning)
-        self.log(tuning.describe())
+        # the test set's reports: its predictions in the training calls' choice
+        if hasattr(self.test_backend, "use_kernels"):
+            self.test_backend.use_kernels(choice)
 
     # ---------------------------------------------------------------- evaluation
     def elapsed(self) -> float:
