@@ -137,6 +137,15 @@ int nep_compute(const nep_model *model, const nep_system *system, nep_outputs *o
 int nep_compute_batch(const nep_model *model, int num_systems, const nep_system *systems,
                       nep_outputs *outputs, int *statuses, int num_threads);
 
+/* Every atom's radial and angular neighbour counts, as GPUMD writes their maxima on a model's
+ * cutoff line: a periodic system (system->pbc is ignored; every direction periodic, as in
+ * GPUMD's trainer), every periodic image a separate neighbour (only an atom's own zero-shift
+ * image left out), a pair counted when its distance is strictly below its type pair's cutoff
+ * (rc_radial, rc_angular: [T][T], Angstrom). radial and angular receive N counts each.
+ * Statuses as nep_compute's neighbour list: NEP_ERR_OVERLAP for two atoms at one place. */
+int nep_neighbor_counts(const nep_system *system, int num_types, const double *rc_radial,
+                        const double *rc_angular, int *radial, int *angular);
+
 const char *nep_strerror(int status);
 
 /* Whether the library was built with OpenMP, and its default thread count. */

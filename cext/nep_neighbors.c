@@ -507,3 +507,50 @@ void nep_neighbor_free(nep_neighbor_list *list)
     free(list->r);
     memset(list, 0, sizeof(*list));
 }
+
+int nep_neighbor_counts(const nep_system *system, int num_types, const double *rc_radial,
+                        const double *rc_angular, int *radial, int *angular)
+{
+    if (!system || num_types < 1 || !rc_radial || !rc_angular || system->num_atoms < 0
+        || (system->num_atoms > 0 && (!system->types || !system->positions || !radial
+                                      || !angular)) || !system->cell)
+        return NEP_ERR_ARGUMENT;
+    const int T = num_types, N = system->num_atoms;
+    for (int i = 0; i < N; ++i)
+        if (system->types[i] < 0 || system->types[i] >= T) return NEP_ERR_ARGUMENT;
+    /* the list holds every pair within the larger of a type pair's two cutoffs */
+    double *rc_list = (double *)malloc(sizeof(double) * (size_t)T * (size_t)T);
+    if (!rc_list) return NEP_ERR_NOMEM;
+    double rc_max = 0.0;
+    for (int k = 0; k < T * T; ++k) {
+        if (!(rc_radial[k] > 0.0) || !(rc_angular[k] > 0.0) || !isfinite(rc_radial[k])
+            || !isfinite(rc_angular[k])) {
+            free(rc_list);
+            return NEP_ERR_ARGUMENT;
+        }
+        rc_list[k] = rc_radial[k] > rc_angular[k] ? rc_radial[k] : rc_angular[k];
+        if (rc_list[k] > rc_max) rc_max = rc_list[k];
+    }
+    nep_system periodic = *system;
+    periodic.pbc[0] = periodic.pbc[1] = periodic.pbc[2] = 1;
+    nep_neighbor_list nl;
+    const int status = nep_neighbor_build(&periodic, T, rc_list, rc_angular, rc_max, 1, &nl);
+    free(rc_list);
+    if (status != NEP_OK) return status;
+    /* each pair against both cutoffs squared, as nepzbl_plugin.neighbours counts them */
+    for (int i = 0; i < N; ++i) {
+        const int ti = system->types[i];
+        int nr = 0, na = 0;
+        for (size_t p = nl.offset[i]; p < nl.offset[i + 1]; ++p) {
+            const double *r = nl.r + 3 * p;
+            const double d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
+            const int pair = ti * T + system->types[nl.neighbor[p]];
+            nr += d2 < rc_radial[pair] * rc_radial[pair];
+            na += d2 < rc_angular[pair] * rc_angular[pair];
+        }
+        radial[i] = nr;
+        angular[i] = na;
+    }
+    nep_neighbor_free(&nl);
+    return NEP_OK;
+}

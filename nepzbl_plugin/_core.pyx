@@ -22,6 +22,7 @@ from ._nep cimport (
     nep_model_set_parameters,
     nep_model_spec,
     nep_model_spec_num_parameters,
+    nep_neighbor_counts,
     nep_openmp_enabled,
     nep_outputs,
     nep_strerror,
@@ -251,6 +252,30 @@ cdef class CoreModel:
             free(c_systems)
             free(c_outputs)
             free(statuses)
+
+
+def neighbour_counts(const int[::1] types, const double[:, ::1] positions,
+                     const double[:, ::1] cell, const double[:, ::1] rc_radial,
+                     const double[:, ::1] rc_angular):
+    """Every atom's radial and angular neighbour counts under the pair cutoffs ``rc_radial``
+    and ``rc_angular`` ([T][T], Angstrom), periodic in all three directions, every periodic
+    image a neighbour (``nep_neighbor_counts``): two int arrays of N."""
+    cdef nep_system system
+    cdef int status, num_types = <int>rc_radial.shape[0]
+    if (rc_radial.shape[1] != num_types or rc_angular.shape[0] != num_types
+            or rc_angular.shape[1] != num_types or num_types < 1):
+        raise ValueError("rc_radial and rc_angular must be (T, T) with T >= 1")
+    _fill_system(&system, types, positions, cell, (1, 1, 1), 0.0)
+    radial = np.zeros(max(1, system.num_atoms), dtype=np.intc)
+    angular = np.zeros(max(1, system.num_atoms), dtype=np.intc)
+    cdef int[::1] r = radial
+    cdef int[::1] a = angular
+    with nogil:
+        status = nep_neighbor_counts(&system, num_types, &rc_radial[0, 0], &rc_angular[0, 0],
+                                     &r[0], &a[0])
+    if status != NEP_OK:
+        raise EngineError(strerror(status))
+    return radial[:system.num_atoms], angular[:system.num_atoms]
 
 
 def _as_int_view(object a):

@@ -58,6 +58,8 @@ cdef extern from "nep.h" nogil:
     double nep_model_max_cutoff(const nep_model *model)
     int nep_compute(const nep_model *model, const nep_system *system, nep_outputs *outputs,
                     int num_threads)
+    int nep_neighbor_counts(const nep_system *system, int num_types, const double *rc_radial,
+                            const double *rc_angular, int *radial, int *angular)
     int nep_compute_batch(const nep_model *model, int num_systems, const nep_system *systems,
                           nep_outputs *outputs, int *statuses, int num_threads)
     const char *nep_strerror(int status)

@@ -41,6 +41,10 @@ def neighbour_counts(model, structure) -> tuple[np.ndarray, np.ndarray]:
     types = np.array([index[s] for s in structure.symbols], dtype=np.intp)
     positions = np.asarray(structure.positions, dtype=np.float64).reshape(-1, 3)
     cell = np.asarray(structure.cell, dtype=np.float64).reshape(3, 3)
+    # into the cell first: the image shifts below reach a cutoff beyond the cell only from
+    # atoms inside it (an atom 0.2 cells outside has neighbours two images away)
+    fractional = positions @ np.linalg.inv(cell)
+    positions = (fractional - np.floor(fractional)) @ cell
     pair_radial, pair_angular = model.pair_cutoffs()
     shifts = _image_shifts(cell, float(np.max(pair_radial)))
     offsets = shifts @ cell
@@ -60,24 +64,29 @@ def neighbour_counts(model, structure) -> tuple[np.ndarray, np.ndarray]:
     return radial, angular
 
 
-def max_neighbour_counts(model, *structure_sets: Iterable) -> tuple[int, int]:
+def max_neighbour_counts(model, *structure_sets: Iterable, count=neighbour_counts
+                         ) -> tuple[int, int]:
     """The largest radial and angular neighbour counts over every structure of every set
     (``None`` sets are skipped), as GPUMD writes them on the ``cutoff`` line; (0, 0) without
-    structures."""
+    structures. ``count(model, structure)`` counts one structure: :func:`neighbour_counts`
+    by default, the C engine's :func:`nepzbl_plugin.engine.cpu.neighbour_counts` (the same
+    counts, much faster) where the caller may use the engine."""
     best_r = best_a = 0
     for structures in structure_sets:
         for structure in structures or ():
-            radial, angular = neighbour_counts(model, structure)
+            radial, angular = count(model, structure)
             if radial.size:
                 best_r = max(best_r, int(radial.max()))
                 best_a = max(best_a, int(angular.max()))
     return best_r, best_a
 
 
-def set_neighbour_counts(model, *structure_sets: Iterable) -> tuple[int, int]:
+def set_neighbour_counts(model, *structure_sets: Iterable, count=neighbour_counts
+                         ) -> tuple[int, int]:
     """Put the data's largest neighbour counts on ``model`` (GPUMD needs at least 1); a model
-    without data keeps the counts it was read with. Returns the counts now on the model."""
-    radial, angular = max_neighbour_counts(model, *structure_sets)
+    without data keeps the counts it was read with. Returns the counts now on the model.
+    ``count`` as for :func:`max_neighbour_counts`."""
+    radial, angular = max_neighbour_counts(model, *structure_sets, count=count)
     if radial > 0 or angular > 0:
         model.max_neighbors_radial = max(1, radial)
         model.max_neighbors_angular = max(1, angular)

@@ -108,3 +108,52 @@ def test_train_api_counts_train_and_test_sets():
     assert expected == _ase_counts(model, train_set + test_set)
     assert expected != max_neighbour_counts(model, train_set)
     assert (model.max_neighbors_radial, model.max_neighbors_angular) == expected
+
+
+def test_the_c_engine_counts_as_numpy_does():
+    """engine.cpu.neighbour_counts (the C cell list, which the trainer uses) against the numpy
+    count, atom by atom: triclinic cells, cells thinner than the cutoff (many images of an
+    atom and of itself), per-type cutoffs of three species, an empty frame; two atoms at one
+    place, which the C list refuses, are counted by numpy."""
+    from nepzbl_plugin.engine.cpu import neighbour_counts as c_counts
+    from nepzbl_plugin.neighbours import neighbour_counts as numpy_counts
+
+    rng = np.random.default_rng(3)
+    model = random_model(version=4, types=("Si", "O", "Li"), seed=2)
+    model.radial_cutoffs[:] = (5.0, 4.0, 6.0)
+    model.angular_cutoffs[:] = (3.5, 3.0, 4.0)
+    compared = 0
+    for size, n in [(2.5, 1), (3.0, 3), (5.0, 10), (9.0, 40), (14.0, 120)]:
+        for _ in range(3):
+            cell = size * np.eye(3) + rng.normal(0, 0.2 * size, (3, 3)) * (size < 9)
+            positions = rng.uniform(-0.2, 1.2, (n, 3)) @ cell  # some outside the cell
+            frame = _structure(rng.choice(model.types, n), positions, cell)
+            want, got = numpy_counts(model, frame), c_counts(model, frame)
+            for w, g in zip(want, got, strict=True):
+                assert g.dtype == np.int64 and np.array_equal(g, w), (size, n, w, g)
+            compared += n
+    assert compared == 3 * (1 + 3 + 10 + 40 + 120)
+    assert max_neighbour_counts(model, [frame], count=c_counts) == max_neighbour_counts(
+        model, [frame])
+    empty = _structure([], np.zeros((0, 3)), 5.0 * np.eye(3))
+    assert [len(c) for c in c_counts(model, empty)] == [0, 0]
+    twins = _structure(["Si", "O", "O"], [[1, 1, 1], [1, 1, 1], [2.5, 1, 1]], 6.0 * np.eye(3))
+    for w, g in zip(numpy_counts(model, twins), c_counts(model, twins), strict=True):
+        assert np.array_equal(g, w)
+
+
+def test_atoms_outside_the_cell_count_every_image():
+    """An atom 0.2 cells outside a 9 Å cell has a neighbour one image and two images away
+    (3.6 and 5.4 Å, cutoff 6 Å): counted since the numpy count wraps positions first (it
+    missed the second before 2026-12-01), by the C count, and by ASE."""
+    from nepzbl_plugin.engine.cpu import neighbour_counts as c_counts
+    from nepzbl_plugin.neighbours import neighbour_counts as numpy_counts
+
+    model = random_model(version=4, types=("Si",), seed=1)
+    model.radial_cutoffs[:] = 6.0
+    model.angular_cutoffs[:] = 4.0
+    far = _structure(["Si", "Si"], [[-1.8, 1, 1], [10.8, 1, 1]], 9.0 * np.eye(3))
+    for count in (numpy_counts, c_counts):
+        radial, angular = count(model, far)
+        assert radial.tolist() == [2, 2] and angular.tolist() == [1, 1], count
+    assert _ase_counts(model, [far]) == (2, 1)

@@ -33,7 +33,7 @@ from .base import (
 )
 from .cuda import CudaEvaluator, cuda_available
 
-__all__ = ["Evaluator", "core_model_from"]
+__all__ = ["Evaluator", "core_model_from", "neighbour_counts"]
 
 
 def core_model_from(model: Model):
@@ -62,6 +62,29 @@ def core_model_from(model: Model):
         bool(spec["temperature"]),
         int(spec["num_neurons_second"]),
     )
+
+
+def neighbour_counts(model: Model, structure) -> tuple[np.ndarray, np.ndarray]:
+    """Every atom's radial and angular neighbour counts under ``model``'s pair cutoffs, as
+    GPUMD counts them for a model's ``cutoff`` line, from the C engine's cell list: what
+    :func:`nepzbl_plugin.neighbours.neighbour_counts` counts with numpy over every image pair
+    (about 35 ms for a 192-atom LLZO frame against well under 1 ms here), and a ``count`` for
+    :func:`~nepzbl_plugin.neighbours.set_neighbour_counts`. A frame the C list refuses (two
+    atoms at one place) is counted by the numpy function, so that the error its user sees is
+    the one that names the frame, from the engine or the trainer."""
+    from .. import _core
+    from ..neighbours import neighbour_counts as numpy_counts
+
+    index = {symbol: t for t, symbol in enumerate(model.types)}
+    types = np.array([index[s] for s in structure.symbols], dtype=np.intc)
+    radial, angular = (np.ascontiguousarray(c, dtype=np.float64) for c in model.pair_cutoffs())
+    try:
+        counts = _core.neighbour_counts(
+            types, np.ascontiguousarray(structure.positions, dtype=np.float64).reshape(-1, 3),
+            np.ascontiguousarray(structure.cell, dtype=np.float64).reshape(3, 3), radial, angular)
+    except EngineError:
+        return numpy_counts(model, structure)
+    return tuple(np.asarray(c, dtype=np.int64) for c in counts)
 
 
 def _cuda_available() -> bool:

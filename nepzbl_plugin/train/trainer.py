@@ -1218,9 +1218,10 @@ def train(
         check_temperatures(test_structures or [], "test")
     # GPUMD's cutoff line carries the data's largest neighbour counts; its MD sizes its
     # neighbour lists from them, so every nep.txt written below has them.
+    from ..engine.cpu import neighbour_counts
     from ..neighbours import set_neighbour_counts
 
-    set_neighbour_counts(model, train_structures, test_structures)
+    set_neighbour_counts(model, train_structures, test_structures, count=neighbour_counts)
 
     if _nep_in_value(nep_in, "prediction"):
         # GPUMD's prediction mode: evaluate the existing nep.txt, train nothing.
