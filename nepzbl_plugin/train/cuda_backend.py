@@ -38,9 +38,9 @@ PRECISIONS = ("float32", "float64")
 GRADIENT_KERNELS = ("default", "wide", "unbounded", "warp")
 # The per-atom kernels a training call can run, by name: (predictions in their own kernel,
 # gradient kernel), as CudaBackend.set_kernels takes them. "thread" is what a CudaBackend
-# starts with. Which is fastest depends on the batch (a thread an atom leaves a GPU mostly
-# idle below some 30,000 atoms; a warp an atom fills it with a few thousand), on the model
-# and on the GPU, so the trainer times them (CudaBackend.tune_kernels) rather than guess.
+# starts with. Which is fastest depends on the batch (a thread an atom needs some 50,000
+# atoms to fill an H200, a warp an atom a few thousand), on the model and on the GPU, so the
+# trainer times them (CudaBackend.tune_kernels) rather than guess.
 KERNELS = {
     "thread": (True, "default"),
     "thread-wide": (True, "wide"),
