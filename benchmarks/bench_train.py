@@ -65,6 +65,13 @@
   and gradient rows contiguous per thread (the first layout), the A/B of the interleaved
   layout, and with each other choice of per-atom kernels (``KERNEL_CHOICES``).
 
+* ``startup``: the trainer's start-up before its first step, part by part, on LLZO NEP25-ZBL
+  (25 frames) and on the 2000 x 192-atom set: the neighbour counts of the ``cutoff`` line by
+  the C engine's cell list (what the trainer uses) against the numpy count (timed on at most
+  100 frames and scaled), the q_scaler, the initial parameters, and the training backend's
+  set-up (the CPU's; the GPU's upload and neighbour lists where there is a GPU), best of
+  ``--rounds``.
+
 ``--device`` (auto, cpu, cuda) chooses where ``llzo``, ``pbte``, ``memory``, ``llzo-peers``
 and ``peers`` train. Each prints a table (time, RMSEs) and writes a PNG of RMSE vs wall time
 next to its outputs.
@@ -85,6 +92,7 @@ Usage::
         [--schedules adam,adam-polish1,lbfgs,adam-full]
     PYTHONPATH=. python benchmarks/bench_train.py scaling [--threads 1,2] [--rounds 5]
                                                           [--seconds 3]
+    PYTHONPATH=. python benchmarks/bench_train.py startup [--rounds 3]
 """
 
 from __future__ import annotations
@@ -1247,13 +1255,69 @@ def bench_scaling(threads, rounds, seconds):
           "depend on it.")
 
 
+def bench_startup(rounds):
+    """The trainer's start-up before its first step, part by part (best of ``rounds``), on
+    LLZO's 25 frames and the 2000-frame set; the neighbour counts by numpy against the C
+    engine's (the trainer's), with the ratio."""
+    from nepzbl_plugin.engine.cpu import neighbour_counts as c_counts
+    from nepzbl_plugin.model import Model
+    from nepzbl_plugin.neighbours import max_neighbour_counts
+    from nepzbl_plugin.neighbours import neighbour_counts as numpy_counts
+    from nepzbl_plugin.train._backend import EngineBackend
+    from nepzbl_plugin.train.cuda_backend import CudaBackend, cuda_training_available
+    from nepzbl_plugin.train.initialise import initialise_parameters
+    from nepzbl_plugin.train.qscaler import compute_q_scaler
+
+    nep_in, llzo = _read(DATA / "llzo/NEP25-ZBL/nep.in", [DATA / "llzo/NEP25-ZBL/train.xyz"])
+    _, large, _ = _llzo_2000()
+    model = Model.from_nep_in(nep_in)
+
+    def best(call):
+        times = []
+        for _ in range(max(1, rounds)):
+            t0 = time.perf_counter()
+            value = call()
+            times.append(time.perf_counter() - t0)
+        return min(times), value
+
+    gpu = cuda_training_available()
+    print(f"the trainer's start-up, best of {rounds} (load average "
+          f"{os.getloadavg()[0]:.1f}; CUDA {'present' if gpu else 'absent'}):")
+    print(f"{'set':<24} {'part':<46} {'time (s)':>9} {'x C count':>10}")
+    part = functools.partial
+    for name, structures in ((f"LLZO {len(llzo)} frames", llzo),
+                             (f"LLZO {len(large)} x 192 atoms", large)):
+        timed = structures[:100]
+        numpy_s, numpy_max = best(part(max_neighbour_counts, model, timed, count=numpy_counts))
+        numpy_s *= len(structures) / len(timed)
+        c_s, c_max = best(part(max_neighbour_counts, model, structures, count=c_counts))
+        same = max_neighbour_counts(model, timed, count=c_counts) == numpy_max
+        scaled_from = " (scaled from 100)" if len(timed) < len(structures) else ""
+        rows = [(f"neighbour counts, numpy{scaled_from}", numpy_s),
+                (f"neighbour counts, C (the trainer's): {c_max[0]} {c_max[1]}", c_s)]
+        scaled = model.copy()
+        rows.append(("q_scaler", best(part(compute_q_scaler, scaled, structures))[0]))
+        scaled.q_scaler[:] = compute_q_scaler(scaled, structures)
+        rows.append(("initial parameters",
+                     best(part(initialise_parameters, scaled, structures, seed=0))[0]))
+        rows.append(("CPU backend (EngineBackend)",
+                     best(part(EngineBackend, scaled, structures))[0]))
+        if gpu:
+            rows.append(("GPU backend: upload, neighbour lists",
+                         best(part(CudaBackend, scaled, structures))[0]))
+        for what, seconds in rows:
+            print(f"{name:<24} {what:<46} {seconds:9.3f} {seconds / c_s:10.1f}")
+        if not same:
+            print(f"{name}: the C and numpy counts DIFFER on the first 100 frames")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line (tests/test_device_scripts.py parses the device scripts' calls)."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("case", choices=("llzo", "pbte", "memory", "llzo-peers", "scaling",
                                          "gpu", "gpu-epoch", "gpu-steps", "peers",
-                                         "schedules"))
+                                         "schedules", "startup"))
     parser.add_argument("--minutes", type=float, default=None,
                         help="training wall time in minutes (default 20; memory: 3)")
     parser.add_argument("--out", default=None, help="output folder (default bench_train_CASE)")
@@ -1265,7 +1329,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="scaling: comma-separated thread counts (default 1,2); gpu-epoch, "
                              "gpu-steps: CPU threads of the comparison (default 16)")
     parser.add_argument("--rounds", type=int, default=5,
-                        help="scaling: interleaved rounds per thread count (default 5)")
+                        help="scaling: interleaved rounds per thread count (default 5); "
+                             "startup: rounds, the best counts (default 5)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="scaling, gpu-steps: seconds per measurement (default 3); gpu: "
                              "training budget in seconds (default 20); peers: nepzbl's budget "
@@ -1345,6 +1410,9 @@ def main(argv=None):
         return
     if args.case == "gpu-steps":
         bench_gpu_steps(int(args.threads or 16), args.seconds if args.seconds is not None else 3.0)
+        return
+    if args.case == "startup":
+        bench_startup(args.rounds)
         return
     minutes = args.minutes if args.minutes is not None else {"memory": 3, "llzo-peers": 5}.get(
         args.case, 20)
