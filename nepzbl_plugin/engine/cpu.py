@@ -68,7 +68,8 @@ def neighbour_counts(model: Model, structure) -> tuple[np.ndarray, np.ndarray]:
     """Every atom's radial and angular neighbour counts under ``model``'s pair cutoffs, as
     GPUMD counts them for a model's ``cutoff`` line, from the C engine's cell list: what
     :func:`nepzbl_plugin.neighbours.neighbour_counts` counts with numpy over every image pair
-    (about 35 ms for a 192-atom LLZO frame against well under 1 ms here), and a ``count`` for
+    (about 30 ms for a 192-atom LLZO frame against about 1 ms here: ``bench_train.py
+    startup``), and a ``count`` for
     :func:`~nepzbl_plugin.neighbours.set_neighbour_counts`. A frame the C list refuses (two
     atoms at one place) is counted by the numpy function, so that the error its user sees is
     the one that names the frame, from the engine or the trainer."""
