@@ -71,6 +71,9 @@
   100 frames and scaled), the q_scaler, the initial parameters, and the training backend's
   set-up (the CPU's; the GPU's upload and neighbour lists where there is a GPU), best of
   ``--rounds``.
+* ``host-steps``: the host's share of a training step at LLZO's 6,849 parameters: scipy's
+  L-BFGS-B iteration, an SNES generation (and its normal draws), a report's writes (nep.txt,
+  checkpoint, loss.out row); on a GPU these run between device calls.
 
 ``--device`` (auto, cpu, cuda) chooses where ``llzo``, ``pbte``, ``memory``, ``llzo-peers``
 and ``peers`` train. Each prints a table (time, RMSEs) and writes a PNG of RMSE vs wall time
@@ -93,6 +96,7 @@ Usage::
     PYTHONPATH=. python benchmarks/bench_train.py scaling [--threads 1,2] [--rounds 5]
                                                           [--seconds 3]
     PYTHONPATH=. python benchmarks/bench_train.py startup [--rounds 3]
+    PYTHONPATH=. python benchmarks/bench_train.py host-steps [--rounds 5]
 """
 
 from __future__ import annotations
@@ -1311,13 +1315,93 @@ def bench_startup(rounds):
             print(f"{name}: the C and numpy counts DIFFER on the first 100 frames")
 
 
+def bench_host_steps(rounds):
+    """The host's share of a training step, for LLZO NEP25-ZBL's parameter count (best of
+    ``rounds``, 20 repetitions each): scipy's L-BFGS-B step (``lbfgs_minimize``, the trainer's
+    history, on a quadratic whose loss and gradient cost next to nothing; 60 iterations
+    timed once the history is full), an SNES generation
+    of nep.in's population (``ask`` and ``tell``, and the normal draws alone), and a report's
+    writes (nep.txt, the checkpoint, a loss.out row). On a GPU these run between device
+    calls, so they bound the steps per second however fast the kernels get."""
+    import tempfile
+
+    from nepzbl_plugin.io.gpumd_outputs import write_loss_out
+    from nepzbl_plugin.model import Model
+    from nepzbl_plugin.train.checkpoint import save_checkpoint
+    from nepzbl_plugin.train.optimizers import LBFGS_HISTORY, lbfgs_minimize
+    from nepzbl_plugin.train.snes import SNES
+
+    nep_in, _ = _read(DATA / "llzo/NEP25-ZBL/nep.in", [])
+    model = Model.from_nep_in(nep_in)
+    rng = np.random.default_rng(0)
+    model.parameters[:] = rng.normal(0, 0.1, model.num_parameters)
+    P, T = model.num_parameters, model.num_types
+    repeat = 20
+
+    def best(call):
+        times = []
+        for _ in range(max(1, rounds)):
+            t0 = time.perf_counter()
+            for _ in range(repeat):
+                call()
+            times.append((time.perf_counter() - t0) / repeat)
+        return min(times)
+
+    curvature = rng.uniform(0.1, 10.0, P)
+
+    def quadratic(x):
+        return 0.5 * float(curvature @ (x * x)), curvature * x
+
+    def lbfgs_iteration():  # per iteration once the history is full, as in a long run
+        stamps = []
+
+        def stamp(x, loss):
+            stamps.append(time.perf_counter())
+            return False  # go on
+
+        lbfgs_minimize(quadratic, rng.normal(size=P), max_iterations=LBFGS_HISTORY + 60,
+                       callback=stamp)
+        full = stamps[LBFGS_HISTORY:]
+        return (full[-1] - full[0]) / max(1, len(full) - 1)
+
+    lbfgs_minimize(quadratic, rng.normal(size=P), max_iterations=2)  # scipy's import
+    lbfgs_s = min(lbfgs_iteration() for _ in range(max(1, rounds)))
+    population = int(getattr(nep_in, "population", None) or 50)
+    snes = SNES(model.parameter_types(), T, population=population, seed=0)
+    losses = rng.normal(size=(population, T + 1))
+
+    def generation():
+        snes.ask()
+        snes.tell(losses)
+
+    rows = [(f"L-BFGS-B step (scipy, history {LBFGS_HISTORY} full), per iteration", lbfgs_s),
+            (f"SNES generation of {population} (ask + tell)", best(generation)),
+            (f"  of which {population} x {P} normal draws",
+             best(lambda: snes.rng.standard_normal((population, P))))]
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        arrays = {"parameters": model.parameters, "q_scaler": model.q_scaler,
+                  "m": model.parameters.copy(), "v": model.parameters.copy()}
+        row = np.zeros((1, 10))
+        rows += [("report: nep.txt", best(lambda: model.write(folder / "nep.txt"))),
+                 ("report: checkpoint (.npz + .json)",
+                  best(lambda: save_checkpoint(folder, arrays, {"step": 1}))),
+                 ("report: a loss.out row",
+                  best(lambda: write_loss_out(folder / "loss.out", row, append=True)))]
+    print(f"host work of a training step, LLZO NEP25-ZBL ({P} parameters), best of {rounds} "
+          f"(load average {os.getloadavg()[0]:.1f}):")
+    print(f"{'part':<52} {'ms':>8}")
+    for what, seconds in rows:
+        print(f"{what:<52} {seconds * 1e3:8.2f}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line (tests/test_device_scripts.py parses the device scripts' calls)."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("case", choices=("llzo", "pbte", "memory", "llzo-peers", "scaling",
                                          "gpu", "gpu-epoch", "gpu-steps", "peers",
-                                         "schedules", "startup"))
+                                         "schedules", "startup", "host-steps"))
     parser.add_argument("--minutes", type=float, default=None,
                         help="training wall time in minutes (default 20; memory: 3)")
     parser.add_argument("--out", default=None, help="output folder (default bench_train_CASE)")
@@ -1330,7 +1414,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "gpu-steps: CPU threads of the comparison (default 16)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="scaling: interleaved rounds per thread count (default 5); "
-                             "startup: rounds, the best counts (default 5)")
+                             "startup, host-steps: rounds, the best counts (default 5)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="scaling, gpu-steps: seconds per measurement (default 3); gpu: "
                              "training budget in seconds (default 20); peers: nepzbl's budget "
@@ -1413,6 +1497,9 @@ def main(argv=None):
         return
     if args.case == "startup":
         bench_startup(args.rounds)
+        return
+    if args.case == "host-steps":
+        bench_host_steps(args.rounds)
         return
     minutes = args.minutes if args.minutes is not None else {"memory": 3, "llzo-peers": 5}.get(
         args.case, 20)
