@@ -1079,6 +1079,18 @@ def _timed(step, seconds):
             return count / elapsed, (time.process_time() - c0) / count
 
 
+def _best_of(call, rounds, repeat=1):
+    """The fastest of ``rounds`` rounds of ``repeat`` calls of ``call()``: (wall seconds per
+    call, the last call's value)."""
+    times = []
+    for _ in range(max(1, rounds)):
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            value = call()
+        times.append((time.perf_counter() - t0) / repeat)
+    return min(times), value
+
+
 def _adam_step(backend, loss, labels, params0, batches):
     """The trainer's Adam step (``_Run.value_and_gradient`` + ``Adam.step``: the C loss when
     the backend has the labels attached, else the numpy loss) on the given batches, cycled,
@@ -1277,12 +1289,7 @@ def bench_startup(rounds):
     model = Model.from_nep_in(nep_in)
 
     def best(call):
-        times = []
-        for _ in range(max(1, rounds)):
-            t0 = time.perf_counter()
-            value = call()
-            times.append(time.perf_counter() - t0)
-        return min(times), value
+        return _best_of(call, rounds)
 
     gpu = cuda_training_available()
     print(f"the trainer's start-up, best of {rounds} (load average "
@@ -1336,16 +1343,9 @@ def bench_host_steps(rounds):
     rng = np.random.default_rng(0)
     model.parameters[:] = rng.normal(0, 0.1, model.num_parameters)
     P, T = model.num_parameters, model.num_types
-    repeat = 20
 
     def best(call):
-        times = []
-        for _ in range(max(1, rounds)):
-            t0 = time.perf_counter()
-            for _ in range(repeat):
-                call()
-            times.append((time.perf_counter() - t0) / repeat)
-        return min(times)
+        return _best_of(call, rounds, repeat=20)[0]
 
     curvature = rng.uniform(0.1, 10.0, P)
 
